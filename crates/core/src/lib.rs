@@ -1,0 +1,20 @@
+//! Baton's core: the touchpoint event model, its JSON edge form, the log codec and event ids.
+//!
+//! Pure by rule: no IO, no async, no clock, no randomness. Time and fresh ids come in as
+//! values (see [`ParseContext`]). A workspace test fails if an IO crate becomes a dependency.
+
+mod codec;
+mod event;
+pub mod example;
+mod json;
+mod timestamp;
+
+pub use codec::{
+    CodecError, MAX_FRAME_BYTES, SCHEMA_VERSION, decode, encode, encode_into, schema_version,
+};
+pub use event::{
+    ActivityKind, Campaign, ContentType, Event, EventId, Family, FormKind, Identity, Kind, Money,
+    Payload, SocialAction, Source,
+};
+pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
+pub use timestamp::{Timestamp, TimestampError};
