@@ -1,1 +1,13 @@
-//! placeholder
+//! Baton's log: the [`EventLog`] port and its two backends, NATS JetStream for production and
+//! an embedded sled log for one machine with no server. Both pass one conformance suite
+//! (`tests/conformance.rs`).
+
+mod embedded;
+mod error;
+mod jetstream;
+mod port;
+
+pub use embedded::{EmbeddedConfig, EmbeddedLog};
+pub use error::{ErrorKind, LogError};
+pub use jetstream::{JetStreamConfig, JetStreamLog, SCHEMA_HEADER};
+pub use port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};

@@ -1,0 +1,344 @@
+//! The embedded log: one sled database on the local disk, no server.
+//!
+//! Layout, in one tree so that an append is a single atomic `apply_batch`:
+//! - `e` + position (u64 big-endian) → the event's codec frame;
+//! - `i` + event id (16 bytes) → position (u64 big-endian), the idempotency index.
+//!
+//! Appends are serialised by a mutex; each batch is applied atomically and flushed before the
+//! call returns, so an acknowledged append survives a crash. The index is never pruned, so
+//! idempotency never expires.
+
+use crate::error::LogError;
+use crate::port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
+use baton_core::Event;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+const EVENT_PREFIX: u8 = b'e';
+const ID_PREFIX: u8 = b'i';
+/// Records read per trip to the blocking pool.
+const READ_CHUNK: usize = 4096;
+
+/// Options for [`EmbeddedLog::open`].
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl EmbeddedConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        EmbeddedConfig {
+            path: path.into(),
+            cache_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// The sled-backed [`EventLog`]. Cheap to clone; clones share one database.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+struct Inner {
+    path: String,
+    db: sled::Db,
+    tree: sled::Tree,
+    /// The head, guarded: holding this lock is the right to append.
+    writer: Mutex<Position>,
+    head: watch::Sender<Position>,
+}
+
+fn event_key(position: Position) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = EVENT_PREFIX;
+    key[1..].copy_from_slice(&position.get().to_be_bytes());
+    key
+}
+
+fn id_key(event: &Event) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = ID_PREFIX;
+    key[1..].copy_from_slice(event.event_id.as_uuid().as_bytes());
+    key
+}
+
+fn position_from_value(bytes: &[u8]) -> Result<Position, LogError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| {
+        LogError::CorruptEntry(format!("index value of {} bytes, expected 8", bytes.len()))
+    })?;
+    Ok(Position::new(u64::from_be_bytes(array)))
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `config.path`. Only one process may have it open.
+    pub async fn open(config: EmbeddedConfig) -> Result<Self, LogError> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config))
+            .await
+            .map_err(|error| LogError::Storage {
+                path: String::new(),
+                message: format!("open task failed: {error}"),
+            })?
+    }
+
+    fn open_blocking(config: &EmbeddedConfig) -> Result<Self, LogError> {
+        let path = config.path.display().to_string();
+        let storage = |message: String| LogError::Storage {
+            path: path.clone(),
+            message,
+        };
+        std::fs::create_dir_all(&config.path)
+            .map_err(|error| storage(format!("cannot create directory: {error}")))?;
+        let db = sled::Config::new()
+            .path(config.path.join("log"))
+            .cache_capacity(config.cache_bytes)
+            .open()
+            .map_err(|error| match error {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => storage(
+                    "in use by another process (only one process may open an embedded log)".into(),
+                ),
+                other => storage(format!("cannot open: {other}")),
+            })?;
+        let tree = db
+            .open_tree("events")
+            .map_err(|error| storage(format!("cannot open tree: {error}")))?;
+        let head = match tree.scan_prefix([EVENT_PREFIX]).next_back() {
+            None => Position::ZERO,
+            Some(entry) => {
+                let (key, _) = entry.map_err(|error| storage(error.to_string()))?;
+                position_from_key(&key)?
+            }
+        };
+        let (head_sender, _) = watch::channel(head);
+        Ok(EmbeddedLog {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                tree,
+                writer: Mutex::new(head),
+                head: head_sender,
+            }),
+        })
+    }
+
+    /// The directory the log lives in.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    fn storage_error(&self, error: impl std::fmt::Display) -> LogError {
+        LogError::Storage {
+            path: self.inner.path.clone(),
+            message: error.to_string(),
+        }
+    }
+
+    fn append_blocking(
+        &self,
+        frames: Vec<(Event, Vec<u8>)>,
+    ) -> Result<Vec<AppendOutcome>, LogError> {
+        let inner = &self.inner;
+        let mut head = inner
+            .writer
+            .lock()
+            .map_err(|_| self.storage_error("an earlier append panicked; reopen the log"))?;
+        let mut batch = sled::Batch::default();
+        let mut outcomes = Vec::with_capacity(frames.len());
+        let mut in_batch: HashMap<u128, Position> = HashMap::new();
+        let mut next = *head;
+        for (event, frame) in frames {
+            let id = event.event_id.as_u128();
+            if let Some(position) = in_batch.get(&id) {
+                outcomes.push(AppendOutcome::Duplicate(*position));
+                continue;
+            }
+            let id_key = id_key(&event);
+            if let Some(existing) = inner.tree.get(id_key).map_err(|e| self.storage_error(e))? {
+                outcomes.push(AppendOutcome::Duplicate(position_from_value(&existing)?));
+                continue;
+            }
+            next = next.next();
+            batch.insert(&event_key(next), frame);
+            batch.insert(&id_key, &next.get().to_be_bytes());
+            in_batch.insert(id, next);
+            outcomes.push(AppendOutcome::Appended(next));
+        }
+        if next != *head {
+            inner
+                .tree
+                .apply_batch(batch)
+                .map_err(|e| self.storage_error(e))?;
+            inner.db.flush().map_err(|e| self.storage_error(e))?;
+            *head = next;
+            inner.head.send_replace(next);
+        }
+        Ok(outcomes)
+    }
+
+    /// Reads up to `READ_CHUNK` records from `from`, not past `until`.
+    fn read_chunk(&self, from: Position, until: Position) -> Vec<Result<Record, LogError>> {
+        let mut records = Vec::new();
+        if from > until {
+            return records;
+        }
+        let range = event_key(from)..=event_key(until);
+        for entry in self.inner.tree.range(range).take(READ_CHUNK) {
+            let record = entry
+                .map_err(|e| self.storage_error(e))
+                .and_then(|(key, frame)| {
+                    let position = position_from_key(&key)?;
+                    baton_core::decode(&frame)
+                        .map(|event| Record { position, event })
+                        .map_err(|source| LogError::Corrupt { position, source })
+                });
+            let failed = record.is_err();
+            records.push(record);
+            if failed {
+                break;
+            }
+        }
+        records
+    }
+
+    fn head(&self) -> Position {
+        *self.inner.head.borrow()
+    }
+
+    /// A stream over `[from, until]`, or without end when `until` is `None`.
+    fn stream(&self, from: Position, until: Option<Position>) -> RecordStream {
+        struct State {
+            log: EmbeddedLog,
+            next: Position,
+            until: Option<Position>,
+            head: watch::Receiver<Position>,
+            done: bool,
+        }
+        let state = State {
+            log: self.clone(),
+            next: from.max(Position::new(1)),
+            until,
+            head: self.inner.head.subscribe(),
+            done: false,
+        };
+        futures::stream::unfold(state, |mut state| async move {
+            loop {
+                if state.done {
+                    return None;
+                }
+                let head = *state.head.borrow_and_update();
+                let limit = match state.until {
+                    Some(until) => until.min(head),
+                    None => head,
+                };
+                if state.next > limit {
+                    if state.until.is_some_and(|until| state.next > until) {
+                        return None;
+                    }
+                    // Caught up: wait for the next append (or the log closing).
+                    if state.head.changed().await.is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+                let log = state.log.clone();
+                let from = state.next;
+                let chunk = tokio::task::spawn_blocking(move || log.read_chunk(from, limit))
+                    .await
+                    .unwrap_or_else(|error| {
+                        vec![Err(LogError::Storage {
+                            path: String::new(),
+                            message: format!("read task failed: {error}"),
+                        })]
+                    });
+                match chunk.last() {
+                    Some(Ok(record)) => state.next = record.position.next(),
+                    Some(Err(_)) => state.done = true,
+                    None => {
+                        // Positions are dense, so an empty range below the head means entries
+                        // went missing.
+                        state.done = true;
+                        let error = LogError::CorruptEntry(format!(
+                            "positions {from}..={limit} are missing from the embedded log"
+                        ));
+                        return Some((futures::stream::iter(vec![Err(error)]), state));
+                    }
+                }
+                return Some((futures::stream::iter(chunk), state));
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+fn position_from_key(key: &[u8]) -> Result<Position, LogError> {
+    match key {
+        [EVENT_PREFIX, rest @ ..] if rest.len() == 8 => {
+            let mut array = [0u8; 8];
+            array.copy_from_slice(rest);
+            Ok(Position::new(u64::from_be_bytes(array)))
+        }
+        other => Err(LogError::CorruptEntry(format!(
+            "event key of {} bytes, expected 9",
+            other.len()
+        ))),
+    }
+}
+
+fn encode_all(events: Vec<Event>) -> Result<Vec<(Event, Vec<u8>)>, LogError> {
+    events
+        .into_iter()
+        .map(|event| match baton_core::encode(&event) {
+            Ok(frame) => Ok((event, frame)),
+            Err(source) => Err(LogError::Encode {
+                event_id: event.event_id,
+                source,
+            }),
+        })
+        .collect()
+}
+
+impl EventLog for EmbeddedLog {
+    async fn append(&self, events: Vec<Event>) -> Result<Vec<AppendOutcome>, LogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let frames = encode_all(events)?;
+            log.append_blocking(frames)
+        })
+        .await
+        .map_err(|error| self.storage_error(format!("append task failed: {error}")))?
+    }
+
+    async fn stat(&self) -> Result<LogStat, LogError> {
+        let head = self.head();
+        // Positions are dense and never deleted, so the head is also the count.
+        Ok(LogStat {
+            head,
+            events: head.get(),
+        })
+    }
+
+    async fn read(&self, from: Position) -> Result<RecordStream, LogError> {
+        Ok(self.stream(from, Some(self.head())))
+    }
+
+    async fn follow(&self, from: Position) -> Result<RecordStream, LogError> {
+        Ok(self.stream(from, None))
+    }
+}

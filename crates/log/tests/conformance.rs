@@ -1,0 +1,408 @@
+//! One conformance suite for the `EventLog` port, run against both backends: the embedded sled
+//! log and JetStream on a real `nats-server`.
+
+use baton_core::Event;
+use baton_log::{
+    AppendOutcome, EmbeddedConfig, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog, LogError,
+    Position, Record,
+};
+use baton_testkit::{NatsServer, events};
+use futures::StreamExt;
+use std::time::Duration;
+
+/// What the suite needs from a backend besides the port itself.
+trait Fixture {
+    type Log: EventLog + Clone + 'static;
+    fn log(&self) -> Self::Log;
+    /// Closes and reopens the log (embedded) or restarts the server (JetStream), then
+    /// connects a fresh log instance with nothing in memory.
+    async fn reopen(&mut self);
+    /// Puts bytes that are not a Baton event at the end of the log; returns their position.
+    async fn inject_foreign(&mut self, bytes: &[u8]) -> Position;
+}
+
+struct Embedded {
+    dir: tempfile::TempDir,
+    log: Option<EmbeddedLog>,
+}
+
+impl Embedded {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+            .await
+            .expect("open");
+        Embedded {
+            dir,
+            log: Some(log),
+        }
+    }
+}
+
+impl Fixture for Embedded {
+    type Log = EmbeddedLog;
+    fn log(&self) -> EmbeddedLog {
+        self.log.clone().expect("open")
+    }
+    async fn reopen(&mut self) {
+        self.log = None;
+        self.log = Some(
+            EmbeddedLog::open(EmbeddedConfig::new(self.dir.path()))
+                .await
+                .expect("reopen"),
+        );
+    }
+    async fn inject_foreign(&mut self, bytes: &[u8]) -> Position {
+        let head = self.log().stat().await.expect("stat").head;
+        self.log = None;
+        // Write straight into sled, as a foreign tool or a disk fault would.
+        let db =
+            sled::open(self.dir.path().join("log")).expect("sled opens once the log is closed");
+        let tree = db.open_tree("events").expect("tree");
+        let position = head.next();
+        let mut key = vec![b'e'];
+        key.extend_from_slice(&position.get().to_be_bytes());
+        tree.insert(key, bytes).expect("insert");
+        db.flush().expect("flush");
+        drop(tree);
+        drop(db);
+        self.reopen().await;
+        position
+    }
+}
+
+struct JetStream {
+    server: NatsServer,
+    config: JetStreamConfig,
+    log: JetStreamLog,
+}
+
+impl JetStream {
+    async fn new() -> Self {
+        Self::with_window(Duration::from_secs(120)).await
+    }
+    async fn with_window(window: Duration) -> Self {
+        let server = NatsServer::start();
+        let mut config = JetStreamConfig::new(server.url());
+        config.duplicate_window = window;
+        let log = JetStreamLog::connect(config.clone())
+            .await
+            .expect("connect");
+        JetStream {
+            server,
+            config,
+            log,
+        }
+    }
+}
+
+impl Fixture for JetStream {
+    type Log = JetStreamLog;
+    fn log(&self) -> JetStreamLog {
+        self.log.clone()
+    }
+    async fn reopen(&mut self) {
+        self.server.restart();
+        self.log = connect_with_deadline(&self.config).await;
+    }
+    async fn inject_foreign(&mut self, bytes: &[u8]) -> Position {
+        let client = async_nats::connect(self.server.url())
+            .await
+            .expect("raw client");
+        let js = async_nats::jetstream::new(client);
+        let ack = js
+            .publish("baton.touch.foreign", bytes.to_vec().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        Position::new(ack.sequence)
+    }
+}
+
+/// JetStream needs a moment after a restart to recover its streams.
+async fn connect_with_deadline(config: &JetStreamConfig) -> JetStreamLog {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match JetStreamLog::connect(config.clone()).await {
+            Ok(log) => return log,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("waiting for the restarted server: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("server did not come back: {error}"),
+        }
+    }
+}
+
+async fn read_all(log: &impl EventLog, from: Position) -> Vec<Record> {
+    let stream = log.read(from).await.expect("read");
+    stream.map(|record| record.expect("record")).collect().await
+}
+
+fn positions(outcomes: &[AppendOutcome]) -> Vec<Position> {
+    outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            AppendOutcome::Appended(position) => *position,
+            other => panic!("expected appended, got {other:?}"),
+        })
+        .collect()
+}
+
+async fn order_is_kept(fixture: impl Fixture) {
+    let log = fixture.log();
+    let all = events("order", 30);
+    let mut appended = Vec::new();
+    for chunk in all.chunks(10) {
+        appended.extend(positions(
+            &log.append(chunk.to_vec()).await.expect("append"),
+        ));
+    }
+    assert!(
+        appended.windows(2).all(|w| w[0] < w[1]),
+        "positions increase: {appended:?}"
+    );
+    let records = read_all(&log, Position::ZERO).await;
+    let read: Vec<&Event> = records.iter().map(|r| &r.event).collect();
+    assert_eq!(read, all.iter().collect::<Vec<_>>());
+    assert_eq!(
+        records.iter().map(|r| r.position).collect::<Vec<_>>(),
+        appended
+    );
+    let stat = log.stat().await.expect("stat");
+    assert_eq!(stat.events, 30);
+    assert_eq!(stat.head, *appended.last().expect("some"));
+}
+
+async fn empty_log_reads_nothing(fixture: impl Fixture) {
+    let log = fixture.log();
+    let stat = log.stat().await.expect("stat");
+    assert_eq!((stat.head, stat.events), (Position::ZERO, 0));
+    assert!(read_all(&log, Position::ZERO).await.is_empty());
+    assert!(
+        log.append(Vec::new())
+            .await
+            .expect("empty append")
+            .is_empty()
+    );
+}
+
+async fn duplicates_in_one_batch_are_stored_once(fixture: impl Fixture) {
+    let log = fixture.log();
+    let mut batch = events("same-batch", 3);
+    batch.push(batch[1].clone());
+    let outcomes = log.append(batch).await.expect("append");
+    let AppendOutcome::Appended(first) = outcomes[1] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(outcomes[3], AppendOutcome::Duplicate(first));
+    assert_eq!(log.stat().await.expect("stat").events, 3);
+}
+
+async fn duplicates_in_a_later_batch_are_stored_once(fixture: impl Fixture) {
+    let log = fixture.log();
+    let batch = events("later-batch", 5);
+    let first = positions(&log.append(batch.clone()).await.expect("append"));
+    let mut again = events("later-batch-new", 2);
+    again.extend(batch.iter().cloned());
+    let outcomes = log.append(again).await.expect("append again");
+    assert!(matches!(outcomes[0], AppendOutcome::Appended(_)));
+    assert!(matches!(outcomes[1], AppendOutcome::Appended(_)));
+    for (outcome, original) in outcomes[2..].iter().zip(&first) {
+        assert_eq!(*outcome, AppendOutcome::Duplicate(*original));
+    }
+    assert_eq!(log.stat().await.expect("stat").events, 7);
+    assert_eq!(read_all(&log, Position::ZERO).await.len(), 7);
+}
+
+/// The later append comes from a fresh log instance (nothing in memory) after a reopen, and on
+/// JetStream after the server's duplicate window has passed, so only Baton's own index can
+/// catch it.
+async fn duplicates_long_after_are_stored_once(mut fixture: impl Fixture, wait_past: Duration) {
+    let batch = events("week-later", 4);
+    let first = positions(&fixture.log().append(batch.clone()).await.expect("append"));
+    let passed = tokio::time::Instant::now() + wait_past;
+    fixture.reopen().await;
+    tokio::time::sleep_until(passed).await;
+    let outcomes = fixture.log().append(batch).await.expect("append again");
+    let expected: Vec<AppendOutcome> = first.into_iter().map(AppendOutcome::Duplicate).collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(fixture.log().stat().await.expect("stat").events, 4);
+}
+
+async fn reads_from_the_middle(fixture: impl Fixture) {
+    let log = fixture.log();
+    let all = events("middle", 20);
+    let appended = positions(&log.append(all.clone()).await.expect("append"));
+    let records = read_all(&log, appended[12]).await;
+    assert_eq!(records.len(), 8);
+    assert_eq!(records[0].position, appended[12]);
+    assert_eq!(records[0].event, all[12]);
+    assert!(read_all(&log, appended[19].next()).await.is_empty());
+}
+
+async fn follow_sees_new_appends(fixture: impl Fixture) {
+    let log = fixture.log();
+    log.append(events("before-follow", 3))
+        .await
+        .expect("append");
+    let mut follow = log.follow(Position::new(2)).await.expect("follow");
+    let later = events("after-follow", 2);
+    let writer = log.clone();
+    let appended = {
+        let later = later.clone();
+        tokio::spawn(async move { writer.append(later).await.expect("append") })
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let next = tokio::time::timeout(Duration::from_secs(20), follow.next())
+            .await
+            .expect("follow delivers within 20 s")
+            .expect("follow does not end")
+            .expect("record");
+        seen.push(next);
+    }
+    let appended = positions(&appended.await.expect("append task"));
+    assert_eq!(seen[0].position, Position::new(2));
+    assert_eq!(seen[2].event, later[0]);
+    assert_eq!(seen[3].event, later[1]);
+    assert_eq!(seen[3].position, appended[1]);
+}
+
+async fn a_batch_of_100k(fixture: impl Fixture) {
+    let log = fixture.log();
+    let all = events("big", 100_000);
+    let outcomes = log.append(all.clone()).await.expect("append 100k");
+    let appended = positions(&outcomes);
+    assert_eq!(appended.len(), 100_000);
+    assert_eq!(log.stat().await.expect("stat").events, 100_000);
+    let mut stream = log.read(Position::ZERO).await.expect("read");
+    let mut count = 0;
+    while let Some(record) = stream.next().await {
+        let record = record.expect("record");
+        assert_eq!(record.event.event_id, all[count].event_id);
+        count += 1;
+    }
+    assert_eq!(count, 100_000);
+}
+
+async fn reopen_loses_nothing_acknowledged(mut fixture: impl Fixture) {
+    let all = events("reopen", 50);
+    let appended = positions(&fixture.log().append(all.clone()).await.expect("append"));
+    fixture.reopen().await;
+    let log = fixture.log();
+    let records = read_all(&log, Position::ZERO).await;
+    assert_eq!(
+        records.iter().map(|r| r.position).collect::<Vec<_>>(),
+        appended
+    );
+    assert_eq!(
+        records.into_iter().map(|r| r.event).collect::<Vec<_>>(),
+        all
+    );
+    // And the log goes on after the reopen.
+    let more = positions(
+        &log.append(events("reopen-more", 5))
+            .await
+            .expect("append after"),
+    );
+    assert!(more[0] > appended[49]);
+}
+
+async fn foreign_message_is_an_error_naming_its_position(mut fixture: impl Fixture) {
+    fixture
+        .log()
+        .append(events("foreign", 3))
+        .await
+        .expect("append");
+    let position = fixture.inject_foreign(b"{\"not\":\"baton\"}").await;
+    let log = fixture.log();
+    let mut stream = log.read(Position::ZERO).await.expect("read");
+    for _ in 0..3 {
+        stream.next().await.expect("record").expect("valid record");
+    }
+    let error = stream
+        .next()
+        .await
+        .expect("an error, not the end")
+        .expect_err("foreign");
+    assert!(
+        matches!(error, LogError::Corrupt { position: p, .. } if p == position),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains(&format!("position {position}")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("not a Baton event"), "{error}");
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends after the error"
+    );
+}
+
+macro_rules! conformance {
+    ($module:ident, $fixture:expr, $long_wait:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn order_is_kept() {
+                super::order_is_kept($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn empty_log_reads_nothing() {
+                super::empty_log_reads_nothing($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn duplicates_in_one_batch_are_stored_once() {
+                super::duplicates_in_one_batch_are_stored_once($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn duplicates_in_a_later_batch_are_stored_once() {
+                super::duplicates_in_a_later_batch_are_stored_once($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn duplicates_long_after_are_stored_once() {
+                let (fixture, wait) = $long_wait;
+                super::duplicates_long_after_are_stored_once(fixture, wait).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reads_from_the_middle() {
+                super::reads_from_the_middle($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn follow_sees_new_appends() {
+                super::follow_sees_new_appends($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_batch_of_100k() {
+                super::a_batch_of_100k($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reopen_loses_nothing_acknowledged() {
+                super::reopen_loses_nothing_acknowledged($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn foreign_message_is_an_error_naming_its_position() {
+                super::foreign_message_is_an_error_naming_its_position($fixture).await;
+            }
+        }
+    };
+}
+
+conformance!(
+    embedded,
+    Embedded::new().await,
+    (Embedded::new().await, Duration::ZERO)
+);
+conformance!(
+    jetstream,
+    JetStream::new().await,
+    // A one-second duplicate window, waited out, so the server's own de-duplication is gone.
+    (
+        JetStream::with_window(Duration::from_secs(1)).await,
+        Duration::from_millis(1500)
+    )
+);

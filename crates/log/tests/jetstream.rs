@@ -1,0 +1,154 @@
+//! JetStream-only behaviour: server restarts under a live log instance, unreachable servers,
+//! and streams that would lose history.
+
+use baton_log::{AppendOutcome, EventLog, JetStreamConfig, JetStreamLog, LogError, Position};
+use baton_testkit::{NatsServer, events};
+use futures::StreamExt;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_log_survives_a_server_restart() {
+    let mut server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect("connect");
+    let before = log
+        .append(events("restart-before", 10))
+        .await
+        .expect("append");
+    assert!(
+        before
+            .iter()
+            .all(|o| matches!(o, AppendOutcome::Appended(_)))
+    );
+
+    server.restart();
+
+    // The same instance reconnects and retries until the server is back.
+    let after = log
+        .append(events("restart-after", 10))
+        .await
+        .expect("append after restart");
+    assert!(
+        after
+            .iter()
+            .all(|o| matches!(o, AppendOutcome::Appended(_))),
+        "{after:?}"
+    );
+    let stat = log.stat().await.expect("stat");
+    assert_eq!(stat.events, 20);
+    let records: Vec<_> = log
+        .read(Position::ZERO)
+        .await
+        .expect("read")
+        .collect()
+        .await;
+    assert_eq!(records.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_reports_not_written_and_a_retry_stores_once() {
+    let mut server = NatsServer::start();
+    let mut config = JetStreamConfig::new(server.url());
+    // Retries last half the window: keep the test short.
+    config.duplicate_window = Duration::from_secs(2);
+    let log = JetStreamLog::connect(config).await.expect("connect");
+    log.append(events("down-first", 2)).await.expect("append");
+
+    server.kill();
+    let batch = events("down-batch", 5);
+    let outcomes = match log.append(batch.clone()).await {
+        Ok(outcomes) => outcomes,
+        // Finding the head may fail outright while the server is down: also "not written".
+        Err(error) => {
+            assert!(matches!(error, LogError::Nats(_)), "{error}");
+            vec![AppendOutcome::NotWritten(error.to_string()); batch.len()]
+        }
+    };
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, AppendOutcome::NotWritten(_))),
+        "{outcomes:?}"
+    );
+
+    server.start_again();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let outcomes = loop {
+        match log.append(batch.clone()).await {
+            Ok(outcomes)
+                if outcomes
+                    .iter()
+                    .all(|o| !matches!(o, AppendOutcome::NotWritten(_))) =>
+            {
+                break outcomes;
+            }
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "server did not come back: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, AppendOutcome::Appended(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(log.stat().await.expect("stat").events, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_retention_limits_is_refused() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.expect("client");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "BATON".into(),
+        subjects: vec!["baton.>".into()],
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+    .expect("create limited stream");
+    let error = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect_err("limits must be refused");
+    assert!(matches!(error, LogError::StreamConfig { .. }), "{error}");
+    assert!(
+        error.to_string().contains("must keep every event"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_never_store_an_id_twice() {
+    let server = NatsServer::start();
+    let a = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect("a");
+    let b = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect("b");
+    let batch = events("two-writers", 500);
+    let (left, right) = tokio::join!(a.append(batch.clone()), b.append(batch.clone()));
+    let appended = left
+        .expect("a")
+        .into_iter()
+        .chain(right.expect("b"))
+        .filter(|o| matches!(o, AppendOutcome::Appended(_)))
+        .count();
+    assert_eq!(appended, 500);
+    assert_eq!(a.stat().await.expect("stat").events, 500);
+    // Subjects are per family and kind, never per buyer.
+    let client = async_nats::connect(server.url()).await.expect("client");
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream("BATON")
+        .await
+        .expect("stream");
+    let info = stream.info().await.expect("info");
+    assert!(info.state.subjects_count <= baton_core::Kind::ALL.len() as u64);
+}

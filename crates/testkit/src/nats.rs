@@ -1,0 +1,168 @@
+//! A real `nats-server` with JetStream for one test: loopback, a free port, a private store
+//! directory, killed on drop, its log printed when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `nats-server`, owned by one test.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: Option<u16>,
+    url: String,
+}
+
+fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("nats-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(path) => path,
+        None => panic!(
+            "nats-server is not installed, and this test needs a real one.\n\
+             Install it with `apt-get update && apt-get install -y nats-server` (Debian/Ubuntu),\n\
+             or point NATS_SERVER_BIN at a nats-server binary (2.9 or later)."
+        ),
+    }
+}
+
+impl NatsServer {
+    /// Starts a server on a free loopback port.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for nats-server");
+        let mut server = NatsServer {
+            child: None,
+            dir,
+            port: None,
+            url: String::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT`
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The JetStream store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// Stops the server (as a crash would: SIGKILL) and starts it again on the same port with
+    /// the same store, as after a machine restart.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Stops the server with SIGKILL; `start_again` brings it back.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed server again on the same port and store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server is still running");
+        self.spawn();
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats-server.log")
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let child = Command::new(binary())
+            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+            .arg(self.store_dir())
+            .arg("--ports_file_dir")
+            .arg(self.dir.path())
+            .arg("-l")
+            .arg(self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let ports_file = self
+            .dir
+            .path()
+            .join(format!("nats-server_{}.ports", child.id()));
+        self.child = Some(child);
+        let url = self.wait_for_ports_file(&ports_file);
+        let port: u16 = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in nats url {url:?}"));
+        self.port = Some(port);
+        self.url = url;
+    }
+
+    fn wait_for_ports_file(&mut self, path: &Path) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path)
+                && let Some(url) = parse_ports_file(&text)
+            {
+                return url;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "nats-server exited with {status} before listening; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not write {} within 20 s; its log:\n{}",
+                path.display(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+fn parse_ports_file(text: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value["nats"]
+        .as_array()?
+        .first()?
+        .as_str()
+        .map(str::to_owned)
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- nats-server log tail ({}) ---\n{}",
+                self.url,
+                self.log_tail()
+            );
+        }
+        self.kill();
+    }
+}
