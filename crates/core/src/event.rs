@@ -290,6 +290,21 @@ pub enum Payload {
         from_person_id: String,
         into_person_id: String,
     },
+    /// Traits of the account named in the envelope's `account_id`; absent fields are unchanged.
+    AccountUpdated {
+        name: Option<String>,
+        domain: Option<String>,
+        industry: Option<String>,
+        employees: Option<u32>,
+        region: Option<String>,
+    },
+    /// Traits of the person named in the envelope's `person_id`; absent fields are unchanged.
+    PersonUpdated {
+        title: Option<String>,
+        seniority: Option<String>,
+        department: Option<String>,
+        country: Option<String>,
+    },
     // Governance.
     Retracted {
         target: EventId,
@@ -394,6 +409,8 @@ kinds! {
     Identified => "identified", Identity;
     LinkedToAccount => "linked_to_account", Identity;
     Merged => "merged", Identity;
+    AccountUpdated => "account_updated", Identity;
+    PersonUpdated => "person_updated", Identity;
     Retracted => "retracted", Governance;
     Corrected => "corrected", Governance;
 }

@@ -157,6 +157,19 @@ pub fn example_payload(kind: Kind) -> Payload {
             from_person_id: text("p-ada-dup"),
             into_person_id: text("p-ada"),
         },
+        Kind::AccountUpdated => Payload::AccountUpdated {
+            name: Some(text("Acme Corp")),
+            domain: Some(text("acme.example")),
+            industry: Some(text("manufacturing")),
+            employees: Some(1200),
+            region: Some(text("emea")),
+        },
+        Kind::PersonUpdated => Payload::PersonUpdated {
+            title: Some(text("VP Finance")),
+            seniority: Some(text("vp")),
+            department: Some(text("finance")),
+            country: Some(text("DE")),
+        },
         Kind::Retracted => Payload::Retracted {
             target: EventId::from_uuid(Uuid::from_u128(0x0195_5a3c_0000_7000_8000_0000_0000_0001)),
             reason: text("bot"),

@@ -203,6 +203,18 @@ fn check_identity(
                 "required for an opportunity_created event, but missing".into(),
             ))
         }
+        Family::Identity if kind == Kind::AccountUpdated && identity.account_id.is_none() => {
+            Err(object.problem(
+                "account_id",
+                "required for `account_updated` events, but missing".into(),
+            ))
+        }
+        Family::Identity if kind == Kind::PersonUpdated && identity.person_id.is_none() => {
+            Err(object.problem(
+                "person_id",
+                "required for `person_updated` events, but missing".into(),
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -464,6 +476,25 @@ fn parse_payload(kind: Kind, data: &Fields<'_>) -> Result<Payload> {
             Payload::Merged {
                 from_person_id: data.required_str("from_person_id")?,
                 into_person_id: data.required_str("into_person_id")?,
+            }
+        }
+        Kind::AccountUpdated => {
+            data.only(&["name", "domain", "industry", "employees", "region"])?;
+            Payload::AccountUpdated {
+                name: data.optional_str("name")?,
+                domain: data.optional_str("domain")?,
+                industry: data.optional_str("industry")?,
+                employees: data.optional_u32("employees")?,
+                region: data.optional_str("region")?,
+            }
+        }
+        Kind::PersonUpdated => {
+            data.only(&["title", "seniority", "department", "country"])?;
+            Payload::PersonUpdated {
+                title: data.optional_str("title")?,
+                seniority: data.optional_str("seniority")?,
+                department: data.optional_str("department")?,
+                country: data.optional_str("country")?,
             }
         }
         Kind::Retracted => {
@@ -940,6 +971,30 @@ fn payload_to_json(payload: &Payload) -> Value {
         } => {
             put("from_person_id", json!(from_person_id));
             put("into_person_id", json!(into_person_id));
+        }
+        Payload::AccountUpdated {
+            name,
+            domain,
+            industry,
+            employees,
+            region,
+        } => {
+            put("name", json!(name));
+            put("domain", json!(domain));
+            put("industry", json!(industry));
+            put("employees", json!(employees));
+            put("region", json!(region));
+        }
+        Payload::PersonUpdated {
+            title,
+            seniority,
+            department,
+            country,
+        } => {
+            put("title", json!(title));
+            put("seniority", json!(seniority));
+            put("department", json!(department));
+            put("country", json!(country));
         }
         Payload::Retracted { target, reason } => {
             put("target", json!(target.to_string()));
