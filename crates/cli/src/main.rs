@@ -1,1 +1,93 @@
-fn main() {}
+//! The `baton` binary: parses the command line, sets up tracing, wires the chosen log backend
+//! and hands over to the library crates. Kept thin on purpose.
+
+mod backend;
+mod bench;
+mod generate;
+mod ingest;
+mod stat;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Baton: an event-sourced revenue-process engine. Every buyer touchpoint goes on one
+/// append-only log; marketing, sales and shared-funnel views are built from it.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, propagate_version = true)]
+#[command(
+    after_help = "Logs go to stderr; set RUST_LOG=info (or debug) for more.\n\
+Exit codes: 0 success, 1 failure, 2 input partly rejected (the rest was stored)."
+)]
+struct Cli {
+    #[command(flatten)]
+    log: backend::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a deterministic synthetic B2B history as NDJSON.
+    Gen(generate::GenArgs),
+    /// Append an NDJSON file of events to the log.
+    Ingest(ingest::IngestArgs),
+    /// Inspect the log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// Benchmarks that print their figures side by side with a baseline.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Head position and event count.
+    Stat(stat::StatArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Append throughput: raw async-nats publisher vs baton on JetStream, then embedded.
+    Append(bench::AppendArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Gen(args) => generate::run(args),
+            Command::Ingest(args) => ingest::run(&cli.log, args).await,
+            Command::Log {
+                command: LogCommand::Stat(args),
+            } => stat::run(&cli.log, args).await,
+            Command::Bench {
+                command: BenchCommand::Append(args),
+            } => bench::append(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -2,11 +2,13 @@
 //! an embedded sled log for one machine with no server. Both pass one conformance suite
 //! (`tests/conformance.rs`).
 
+mod any;
 mod embedded;
 mod error;
 mod jetstream;
 mod port;
 
+pub use any::AnyLog;
 pub use embedded::{EmbeddedConfig, EmbeddedLog};
 pub use error::{ErrorKind, LogError};
 pub use jetstream::{JetStreamConfig, JetStreamLog, SCHEMA_HEADER};

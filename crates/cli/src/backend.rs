@@ -1,0 +1,68 @@
+//! Choosing and opening the log backend from the command line and environment.
+
+use anyhow::Context;
+use baton_log::{AnyLog, EmbeddedConfig, EmbeddedLog, JetStreamConfig, JetStreamLog};
+use std::path::PathBuf;
+
+/// Where the log lives. Every command takes these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Directory of the embedded log, the default backend (no server needed).
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_DATA",
+        default_value = "./baton-data"
+    )]
+    pub data: PathBuf,
+    /// Use NATS JetStream at this URL (e.g. nats://127.0.0.1:4222) instead of the embedded log.
+    #[arg(long, global = true, env = "BATON_NATS")]
+    pub nats: Option<String>,
+    /// JetStream stream that holds the log.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_NATS_STREAM",
+        default_value = "BATON"
+    )]
+    pub stream: String,
+    /// Replicas when the stream is created (3 on a three-node cluster).
+    #[arg(long, global = true, env = "BATON_NATS_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// NATS credentials file (.creds).
+    #[arg(long, global = true, env = "BATON_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificate for the NATS server's TLS certificate; requires TLS.
+    #[arg(long, global = true, env = "BATON_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+}
+
+impl LogArgs {
+    pub fn jetstream_config(&self, url: &str) -> JetStreamConfig {
+        let mut config = JetStreamConfig::new(url);
+        config.stream = self.stream.clone();
+        config.replicas = self.replicas;
+        config.credentials_file = self.nats_creds.clone();
+        config.tls_ca_file = self.nats_ca.clone();
+        config
+    }
+
+    pub async fn open(&self) -> anyhow::Result<AnyLog> {
+        match &self.nats {
+            Some(url) => {
+                let log = JetStreamLog::connect(self.jetstream_config(url))
+                    .await
+                    .with_context(|| format!("opening the JetStream log at {url}"))?;
+                Ok(AnyLog::JetStream(log))
+            }
+            None => {
+                let log = EmbeddedLog::open(EmbeddedConfig::new(&self.data))
+                    .await
+                    .with_context(|| {
+                        format!("opening the embedded log in {}", self.data.display())
+                    })?;
+                Ok(AnyLog::Embedded(log))
+            }
+        }
+    }
+}

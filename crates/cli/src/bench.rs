@@ -1,0 +1,195 @@
+//! `baton bench append`: append throughput side by side in one run, on the same server and the
+//! same generated events: a raw async-nats JetStream publisher (pipelined, every ack awaited,
+//! no idempotency) as the baseline, baton's JetStream append (idempotent), and the embedded log.
+
+use anyhow::Context;
+use async_nats::jetstream;
+use baton_core::Event;
+use baton_log::{EmbeddedConfig, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
+use baton_producer::{History, HistoryConfig};
+use std::collections::{HashSet, VecDeque};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct AppendArgs {
+    /// Events per run.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// NATS server for the raw and baton JetStream runs; without it only the embedded log runs.
+    #[arg(long, env = "BATON_NATS")]
+    nats: Option<String>,
+    /// Rounds; each round runs every contender once, interleaved, and the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Events per append call for baton (as `baton ingest` does).
+    #[arg(long, default_value_t = 5_000)]
+    batch_size: usize,
+    /// Acks in flight, for both the raw publisher and baton.
+    #[arg(long, default_value_t = 1024)]
+    window: usize,
+    /// Print `{"raw_eps":..,"nats_eps":..,"ratio":..,"embedded_eps":..}`.
+    #[arg(long)]
+    json: bool,
+}
+
+fn unique_events(count: usize) -> Vec<Event> {
+    let mut seen = HashSet::new();
+    History::new(HistoryConfig::new(1, u64::MAX))
+        .filter(|event| seen.insert(event.event_id))
+        .take(count)
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn rate(events: usize, elapsed: Duration) -> f64 {
+    events as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+async fn raw_publish(url: &str, tag: &str, events: &[Event], window: usize) -> anyhow::Result<f64> {
+    let client = async_nats::connect(url).await.context("raw client")?;
+    let js = jetstream::context::ContextBuilder::new()
+        .max_ack_inflight(window)
+        .backpressure_on_inflight(true)
+        .build(client);
+    let name = format!("BENCH_RAW_{tag}");
+    let prefix = format!("benchraw{tag}");
+    js.create_stream(jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{prefix}.>")],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("creating the raw stream")?;
+    let frames: Vec<(String, bytes::Bytes)> = events
+        .iter()
+        .map(|event| {
+            let kind = event.kind();
+            let subject = format!("{prefix}.{}.{}", kind.family().as_str(), kind.name());
+            let frame = baton_core::encode(event).map(bytes::Bytes::from);
+            frame.map(|frame| (subject, frame))
+        })
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let mut in_flight: VecDeque<jetstream::context::PublishAckFuture> =
+        VecDeque::with_capacity(window);
+    for (subject, frame) in frames {
+        if in_flight.len() >= window
+            && let Some(ack) = in_flight.pop_front()
+        {
+            ack.await.context("raw ack")?;
+        }
+        in_flight.push_back(js.publish(subject, frame).await.context("raw publish")?);
+    }
+    for ack in in_flight {
+        ack.await.context("raw ack")?;
+    }
+    let eps = rate(events.len(), started.elapsed());
+    js.delete_stream(&name)
+        .await
+        .context("deleting the raw stream")?;
+    Ok(eps)
+}
+
+async fn baton_append(
+    log: &impl EventLog,
+    events: &[Event],
+    batch_size: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    for batch in events.chunks(batch_size.max(1)) {
+        let outcomes = log.append(batch.to_vec()).await?;
+        anyhow::ensure!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, baton_log::AppendOutcome::Appended(_))),
+            "benchmark events must all be new"
+        );
+    }
+    Ok(rate(events.len(), started.elapsed()))
+}
+
+async fn nats_append(
+    url: &str,
+    tag: &str,
+    events: &[Event],
+    args: &AppendArgs,
+) -> anyhow::Result<f64> {
+    let mut config = JetStreamConfig::new(url);
+    config.stream = format!("BENCH_BATON_{tag}");
+    config.subject_prefix = format!("benchbaton{tag}");
+    config.max_acks_in_flight = args.window;
+    let log = JetStreamLog::connect(config.clone()).await?;
+    let eps = baton_append(&log, events, args.batch_size).await?;
+    // The benchmark stream denies deletes of messages, not of the stream itself.
+    let client = async_nats::connect(url).await?;
+    jetstream::new(client)
+        .delete_stream(&config.stream)
+        .await
+        .context("deleting the baton benchmark stream")?;
+    Ok(eps)
+}
+
+async fn embedded_append(events: &[Event], batch_size: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await?;
+    baton_append(&log, events, batch_size).await
+}
+
+pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
+    let events = unique_events(args.events);
+    let mut raw = Vec::new();
+    let mut nats = Vec::new();
+    let mut embedded = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        let tag = format!("{}_{round}", std::process::id());
+        if let Some(url) = &args.nats {
+            raw.push(raw_publish(url, &tag, &events, args.window).await?);
+            nats.push(nats_append(url, &tag, &events, &args).await?);
+        }
+        embedded.push(embedded_append(&events, args.batch_size).await?);
+        if !args.json {
+            eprintln!("round {} of {} done", round + 1, args.rounds.max(1));
+        }
+    }
+    let embedded_eps = median(embedded);
+    let (raw_eps, nats_eps) = if args.nats.is_some() {
+        (Some(median(raw)), Some(median(nats)))
+    } else {
+        (None, None)
+    };
+    let ratio = raw_eps.zip(nats_eps).map(|(raw, nats)| nats / raw);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "events": args.events,
+                "raw_eps": raw_eps.map(f64::round),
+                "nats_eps": nats_eps.map(f64::round),
+                "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
+                "embedded_eps": embedded_eps.round(),
+            })
+        );
+    } else {
+        println!(
+            "append, {} events, median of {} rounds",
+            args.events,
+            args.rounds.max(1)
+        );
+        match (raw_eps, nats_eps, ratio) {
+            (Some(raw), Some(nats), Some(ratio)) => {
+                println!("  raw async-nats publisher   {raw:>12.0} events/s  (baseline)");
+                println!("  baton on JetStream         {nats:>12.0} events/s  ratio {ratio:.3}");
+            }
+            _ => println!("  (pass --nats URL to compare baton on JetStream with a raw publisher)"),
+        }
+        println!("  baton embedded (sled)      {embedded_eps:>12.0} events/s");
+    }
+    Ok(ExitCode::SUCCESS)
+}
