@@ -1,0 +1,191 @@
+//! The `baton` binary end to end: gen, ingest, log stat and bench, on the embedded log and on
+//! a real nats-server.
+
+use baton_testkit::NatsServer;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn baton(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BATON_NATS")
+        .env_remove("BATON_DATA")
+        .output()
+        .expect("baton runs")
+}
+
+fn json_of(output: &Output) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn generate(dir: &Path, seed: &str, accounts: &str, file: &str) -> Vec<u8> {
+    let output = baton(
+        dir,
+        &["gen", "--seed", seed, "--accounts", accounts, "--out", file],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read(dir.join(file)).expect("generated file")
+}
+
+#[test]
+fn gen_is_deterministic_and_streams_to_stdout_too() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = generate(dir.path(), "11", "30", "a.ndjson");
+    let b = generate(dir.path(), "11", "30", "b.ndjson");
+    let c = generate(dir.path(), "12", "30", "c.ndjson");
+    assert_eq!(a, b, "same seed, same bytes");
+    assert_ne!(a, c, "another seed, another history");
+    let stdout = baton(dir.path(), &["gen", "--seed", "11", "--accounts", "30"]);
+    assert_eq!(stdout.stdout, a);
+    assert!(a.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() > 300);
+}
+
+/// Ingests a generated file twice plus a file with bad lines, and checks every count.
+fn ingest_round_trip(dir: &Path, backend: &[&str]) {
+    let bytes = generate(dir, "3", "40", "history.ndjson");
+    let lines = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64;
+
+    let args = |extra: &[&str]| -> Vec<String> {
+        backend.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |extra: &[&str]| {
+        let args = args(extra);
+        baton(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let first = run(&["ingest", "history.ndjson", "--json"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first = json_of(&first);
+    let accepted = first["accepted"].as_u64().expect("accepted");
+    let duplicates = first["duplicates"].as_u64().expect("duplicates");
+    assert_eq!(first["rejected"], 0);
+    assert_eq!(accepted + duplicates, lines);
+    assert!(duplicates > 0, "the history carries retried deliveries");
+
+    let second = json_of(&run(&["ingest", "history.ndjson", "--json"]));
+    assert_eq!(second["accepted"], 0, "the second ingest stores nothing");
+    assert_eq!(second["duplicates"].as_u64(), Some(lines));
+
+    let stat = json_of(&run(&["log", "stat", "--json"]));
+    assert_eq!(stat["events"].as_u64(), Some(accepted));
+    assert!(stat["head"].as_u64().expect("head") >= accepted);
+
+    let good = r#"{"kind":"demo_requested","occurred_at":"2026-01-05T10:00:00Z","source":"web","person_id":"p-new","message_id":"fresh-1"}"#;
+    let bad = format!(
+        "{good}\n{}\n\nnot json at all\n{}\n",
+        r#"{"kind":"content_viewed","occurred_at":"yesterday","source":"web","person_id":"p","data":{"url":"u","content_type":"blog"}}"#,
+        r#"{"kind":"meeting_held","occurred_at":"2026-01-05T10:00:00Z","source":"crm","person_id":"p","message_id":"m-2","data":{"need_declared":true}}"#,
+    );
+    std::fs::write(dir.join("bad.ndjson"), bad).expect("write");
+    let output = run(&["ingest", "bad.ndjson", "--json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "partly rejected input exits 2"
+    );
+    let summary = json_of(&output);
+    assert_eq!(
+        (summary["accepted"].as_u64(), summary["rejected"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2: field `occurred_at`: not an RFC 3339 timestamp: \"yesterday\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 4: not valid JSON"), "{stderr}");
+
+    let stat = json_of(&run(&["log", "stat", "--json"]));
+    assert_eq!(stat["events"].as_u64(), Some(accepted + 2));
+
+    let human = run(&["ingest", "bad.ndjson"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("duplicates   2") && text.contains("rejected     2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ingest_on_the_embedded_log() {
+    let dir = tempfile::tempdir().expect("dir");
+    ingest_round_trip(dir.path(), &["--data", "data"]);
+    assert!(dir.path().join("data").is_dir());
+}
+
+#[test]
+fn ingest_on_jetstream() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    ingest_round_trip(dir.path(), &["--nats", server.url()]);
+    assert!(
+        !dir.path().join("baton-data").exists(),
+        "JetStream runs write no local log"
+    );
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = baton(dir.path(), &["ingest", "nope.ndjson"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("opening nope.ndjson"), "{stderr}");
+}
+
+#[test]
+fn bench_append_prints_side_by_side_figures() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let output = baton(
+        dir.path(),
+        &[
+            "bench",
+            "append",
+            "--events",
+            "3000",
+            "--rounds",
+            "1",
+            "--nats",
+            server.url(),
+            "--json",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures = json_of(&output);
+    for key in ["raw_eps", "nats_eps", "embedded_eps", "ratio"] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {figures}"
+        );
+    }
+    let ratio =
+        figures["nats_eps"].as_f64().unwrap_or(0.0) / figures["raw_eps"].as_f64().unwrap_or(1.0);
+    assert!(
+        (ratio - figures["ratio"].as_f64().unwrap_or(0.0)).abs() < 0.01,
+        "{figures}"
+    );
+}
