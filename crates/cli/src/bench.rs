@@ -51,7 +51,13 @@ fn rate(events: usize, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-async fn raw_publish(url: &str, tag: &str, events: &[Event], window: usize) -> anyhow::Result<f64> {
+async fn raw_publish(
+    url: &str,
+    tag: &str,
+    events: &[Event],
+    window: usize,
+    with_message_id: bool,
+) -> anyhow::Result<f64> {
     let client = async_nats::connect(url).await.context("raw client")?;
     let js = jetstream::context::ContextBuilder::new()
         .max_ack_inflight(window)
@@ -67,25 +73,36 @@ async fn raw_publish(url: &str, tag: &str, events: &[Event], window: usize) -> a
     })
     .await
     .context("creating the raw stream")?;
-    let frames: Vec<(String, bytes::Bytes)> = events
+    // Subjects are fixed per kind, as baton's are; building them is set-up, not publishing.
+    let subjects: Vec<async_nats::Subject> = events
         .iter()
         .map(|event| {
             let kind = event.kind();
-            let subject = format!("{prefix}.{}.{}", kind.family().as_str(), kind.name());
-            let frame = baton_core::encode(event).map(bytes::Bytes::from);
-            frame.map(|frame| (subject, frame))
+            format!("{prefix}.{}.{}", kind.family().as_str(), kind.name()).into()
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     let started = Instant::now();
     let mut in_flight: VecDeque<jetstream::context::PublishAckFuture> =
         VecDeque::with_capacity(window);
-    for (subject, frame) in frames {
+    // A publisher of these events must serialise them too, so encoding is inside the clock,
+    // with the same codec baton uses.
+    for (event, subject) in events.iter().zip(subjects) {
+        let frame = bytes::Bytes::from(baton_core::encode(event)?);
         if in_flight.len() >= window
             && let Some(ack) = in_flight.pop_front()
         {
             ack.await.context("raw ack")?;
         }
-        in_flight.push_back(js.publish(subject, frame).await.context("raw publish")?);
+        let sent = if with_message_id {
+            let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            let id = event.event_id.as_uuid().hyphenated().encode_lower(&mut id);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, &*id);
+            js.publish_with_headers(subject, headers, frame).await
+        } else {
+            js.publish(subject, frame).await
+        };
+        in_flight.push_back(sent.context("raw publish")?);
     }
     for ack in in_flight {
         ack.await.context("raw ack")?;
@@ -102,9 +119,14 @@ async fn baton_append(
     events: &[Event],
     batch_size: usize,
 ) -> anyhow::Result<f64> {
+    // Batches are cloned before the clock starts: copying is the benchmark's cost, not baton's.
+    let batches: Vec<Vec<Event>> = events
+        .chunks(batch_size.max(1))
+        .map(<[Event]>::to_vec)
+        .collect();
     let started = Instant::now();
-    for batch in events.chunks(batch_size.max(1)) {
-        let outcomes = log.append(batch.to_vec()).await?;
+    for batch in batches {
+        let outcomes = log.append(batch).await?;
         anyhow::ensure!(
             outcomes
                 .iter()
@@ -145,12 +167,15 @@ async fn embedded_append(events: &[Event], batch_size: usize) -> anyhow::Result<
 pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
     let events = unique_events(args.events);
     let mut raw = Vec::new();
+    let mut raw_with_id = Vec::new();
     let mut nats = Vec::new();
     let mut embedded = Vec::new();
     for round in 0..args.rounds.max(1) {
         let tag = format!("{}_{round}", std::process::id());
         if let Some(url) = &args.nats {
-            raw.push(raw_publish(url, &tag, &events, args.window).await?);
+            raw.push(raw_publish(url, &tag, &events, args.window, false).await?);
+            let tag_with_id = format!("{tag}_id");
+            raw_with_id.push(raw_publish(url, &tag_with_id, &events, args.window, true).await?);
             nats.push(nats_append(url, &tag, &events, &args).await?);
         }
         embedded.push(embedded_append(&events, args.batch_size).await?);
@@ -159,10 +184,14 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let embedded_eps = median(embedded);
-    let (raw_eps, nats_eps) = if args.nats.is_some() {
-        (Some(median(raw)), Some(median(nats)))
+    let (raw_eps, nats_eps, raw_with_id_eps) = if args.nats.is_some() {
+        (
+            Some(median(raw)),
+            Some(median(nats)),
+            Some(median(raw_with_id)),
+        )
     } else {
-        (None, None)
+        (None, None, None)
     };
     let ratio = raw_eps.zip(nats_eps).map(|(raw, nats)| nats / raw);
     if args.json {
@@ -173,6 +202,7 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
                 "raw_eps": raw_eps.map(f64::round),
                 "nats_eps": nats_eps.map(f64::round),
                 "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
+                "raw_msg_id_eps": raw_with_id_eps.map(f64::round),
                 "embedded_eps": embedded_eps.round(),
             })
         );
@@ -185,6 +215,12 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
         match (raw_eps, nats_eps, ratio) {
             (Some(raw), Some(nats), Some(ratio)) => {
                 println!("  raw async-nats publisher   {raw:>12.0} events/s  (baseline)");
+                if let Some(with_id) = raw_with_id_eps {
+                    let share = with_id / raw;
+                    println!(
+                        "  raw, with Nats-Msg-Id      {with_id:>12.0} events/s  ratio {share:.3}"
+                    );
+                }
                 println!("  baton on JetStream         {nats:>12.0} events/s  ratio {ratio:.3}");
             }
             _ => println!("  (pass --nats URL to compare baton on JetStream with a raw publisher)"),

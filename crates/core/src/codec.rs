@@ -6,7 +6,7 @@
 //! which upcasts every older schema version to the current types, live or in replay alike.
 //! Golden byte fixtures (`tests/golden/`) make any change to the format fail a test.
 
-use crate::event::Event;
+use crate::event::{Event, EventId};
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u16 = 1;
@@ -71,6 +71,34 @@ pub fn schema_version(frame: &[u8]) -> Result<u16, CodecError> {
         ));
     }
     Ok(u16::from_le_bytes([frame[2], frame[3]]))
+}
+
+/// The event id of a frame without decoding the rest: indexes read millions of these.
+pub fn event_id_of(frame: &[u8]) -> Result<EventId, CodecError> {
+    let version = schema_version(frame)?;
+    match version {
+        // In the legacy layout the event starts with its id: serde writes a UUID as 16 bytes
+        // behind a u64 length. `golden_ids_peek_as_decoded` pins this to the real encoding.
+        SCHEMA_VERSION => {
+            let body = &frame[HEADER_BYTES..];
+            let corrupt = |reason: &str| CodecError::Corrupt {
+                version,
+                reason: reason.to_owned(),
+            };
+            let length = body
+                .get(..8)
+                .ok_or_else(|| corrupt("frame too short for an event id"))?;
+            if length != 16u64.to_le_bytes() {
+                return Err(corrupt("event id is not 16 bytes"));
+            }
+            let bytes: [u8; 16] = body
+                .get(8..24)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| corrupt("frame too short for an event id"))?;
+            Ok(EventId::from_uuid(uuid::Uuid::from_bytes(bytes)))
+        }
+        found => Err(CodecError::UnknownSchema { found }),
+    }
 }
 
 /// Decodes a frame of any known schema version into the current event types.

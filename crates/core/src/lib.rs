@@ -10,7 +10,8 @@ mod json;
 mod timestamp;
 
 pub use codec::{
-    CodecError, MAX_FRAME_BYTES, SCHEMA_VERSION, decode, encode, encode_into, schema_version,
+    CodecError, MAX_FRAME_BYTES, SCHEMA_VERSION, decode, encode, encode_into, event_id_of,
+    schema_version,
 };
 pub use event::{
     ActivityKind, Campaign, ContentType, Event, EventId, Family, FormKind, Identity, Kind, Money,

@@ -67,6 +67,19 @@ fn golden_frames_decode_to_the_examples() {
 }
 
 #[test]
+fn golden_ids_peek_as_decoded() {
+    for event in one_of_each_kind() {
+        let frame = encode(&event).expect("encode");
+        assert_eq!(baton_core::event_id_of(&frame), Ok(event.event_id));
+    }
+    assert!(baton_core::event_id_of(b"BT\x01\x00short").is_err());
+    assert!(matches!(
+        baton_core::event_id_of(b"nope"),
+        Err(CodecError::NotBaton(_))
+    ));
+}
+
+#[test]
 fn frame_carries_magic_and_schema_version() {
     let frame = encode(&one_of_each_kind()[0]).expect("encode");
     assert_eq!(&frame[..2], b"BT");

@@ -16,6 +16,7 @@
 //! default); a batch is also retried only within half that window.
 
 use crate::error::LogError;
+use crate::id_index::IdIndex;
 use crate::port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
@@ -28,9 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
-
-/// The header that carries the schema version beside the payload.
-pub const SCHEMA_HEADER: &str = "Baton-Schema";
 
 /// Options for [`JetStreamLog::connect`].
 #[derive(Clone, Debug)]
@@ -83,19 +81,14 @@ impl std::fmt::Debug for JetStreamLog {
 
 struct Inner {
     config: JetStreamConfig,
+    /// `{prefix}.{family}.{kind}` for every kind, indexed like `Kind::ALL`.
+    subjects: Vec<async_nats::Subject>,
     /// Publishing connection.
     writer: jetstream::Context,
     /// Reading connection, separate so that a publish backlog cannot starve readers.
     reader: jetstream::Context,
     /// Held for the whole of an append: one batch at a time per process.
     index: Mutex<IdIndex>,
-}
-
-/// Every event id on the stream up to `caught_up_to`, with its stream sequence.
-#[derive(Default)]
-struct IdIndex {
-    positions: HashMap<u128, u64>,
-    caught_up_to: u64,
 }
 
 async fn connect_client(
@@ -116,8 +109,14 @@ async fn connect_client(
             .add_root_certificates(path.clone())
             .require_tls(true);
     }
+    let servers = config
+        .url
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| LogError::Nats(format!("invalid NATS URL {:?}: {error}", config.url)))?;
     options
-        .connect(config.url.as_str())
+        .connect(servers.as_slice())
         .await
         .map_err(|error| LogError::nats(&format!("cannot connect to {}", config.url), error))
 }
@@ -134,8 +133,20 @@ impl JetStreamLog {
             .backpressure_on_inflight(true)
             .build(writer_client);
         let reader = jetstream::new(reader_client);
+        let subjects = baton_core::Kind::ALL
+            .iter()
+            .map(|kind| {
+                async_nats::Subject::from(format!(
+                    "{}.{}.{}",
+                    config.subject_prefix,
+                    kind.family().as_str(),
+                    kind.name()
+                ))
+            })
+            .collect();
         let log = JetStreamLog {
             inner: Arc::new(Inner {
+                subjects,
                 config,
                 writer,
                 reader,
@@ -150,14 +161,13 @@ impl JetStreamLog {
         &self.inner.config
     }
 
-    fn subject(&self, event: &Event) -> String {
+    fn subject(&self, event: &Event) -> async_nats::Subject {
         let kind = event.kind();
-        format!(
-            "{}.{}.{}",
-            self.inner.config.subject_prefix,
-            kind.family().as_str(),
-            kind.name()
-        )
+        let index = baton_core::Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("invariant: Kind::ALL lists every kind");
+        self.inner.subjects[index].clone()
     }
 
     async fn ensure_stream(&self) -> Result<(), LogError> {
@@ -271,10 +281,10 @@ impl JetStreamLog {
 
     /// Brings the index up to `last`, reading only headers.
     async fn catch_up(&self, index: &mut IdIndex, last: u64) -> Result<(), LogError> {
-        if index.caught_up_to >= last {
+        if index.covered >= last {
             return Ok(());
         }
-        let mut messages = self.ordered_messages(index.caught_up_to + 1, true).await?;
+        let mut messages = self.ordered_messages(index.covered + 1, true).await?;
         while let Some(message) = messages.next().await {
             let message =
                 message.map_err(|error| LogError::nats("catching up the id index", error))?;
@@ -289,9 +299,9 @@ impl JetStreamLog {
                 .and_then(|value| Uuid::parse_str(value.as_str()).ok());
             // A message without a Baton id is foreign; readers report it, the index skips it.
             if let Some(id) = id {
-                index.positions.entry(id.as_u128()).or_insert(sequence);
+                index.insert(id.as_u128(), Position::new(sequence));
             }
-            index.caught_up_to = sequence;
+            index.covered = sequence;
             if sequence >= last {
                 break;
             }
@@ -317,15 +327,12 @@ impl JetStreamLog {
                     break;
                 };
                 let event = &events[slot];
+                // The schema version travels in the frame itself; one header keeps the server's
+                // per-message work to the de-duplication it must do.
+                let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+                let id = event.event_id.as_uuid().hyphenated().encode_lower(&mut id);
                 let mut headers = HeaderMap::new();
-                headers.insert(
-                    async_nats::header::NATS_MESSAGE_ID,
-                    event.event_id.to_string().as_str(),
-                );
-                headers.insert(
-                    SCHEMA_HEADER,
-                    baton_core::SCHEMA_VERSION.to_string().as_str(),
-                );
+                headers.insert(async_nats::header::NATS_MESSAGE_ID, &*id);
                 let sent = self
                     .inner
                     .writer
@@ -378,8 +385,8 @@ impl EventLog for JetStreamLog {
         let mut pending = Vec::new();
         for (slot, (event, frame)) in events.iter().zip(frames).enumerate() {
             let id = event.event_id.as_u128();
-            if let Some(sequence) = index.positions.get(&id) {
-                outcomes[slot] = Some(AppendOutcome::Duplicate(Position::new(*sequence)));
+            if let Some(position) = index.get(id) {
+                outcomes[slot] = Some(AppendOutcome::Duplicate(position));
             } else if let Some(first) = first_in_batch.get(&id) {
                 repeats.push((slot, *first));
             } else {
@@ -419,10 +426,7 @@ impl EventLog for JetStreamLog {
             if let Some(AppendOutcome::Appended(position) | AppendOutcome::Duplicate(position)) =
                 outcome
             {
-                index
-                    .positions
-                    .entry(events[slot].event_id.as_u128())
-                    .or_insert(position.get());
+                index.insert(events[slot].event_id.as_u128(), *position);
                 if matches!(outcome, Some(AppendOutcome::Appended(_))) {
                     stored.push(position.get());
                 }
@@ -432,9 +436,9 @@ impl EventLog for JetStreamLog {
         let contiguous = stored
             .iter()
             .enumerate()
-            .all(|(offset, sequence)| *sequence == index.caught_up_to + 1 + offset as u64);
+            .all(|(offset, sequence)| *sequence == index.covered + 1 + offset as u64);
         if contiguous && let Some(last) = stored.last() {
-            index.caught_up_to = *last;
+            index.covered = *last;
         }
         drop(index);
 

@@ -5,11 +5,12 @@
 mod any;
 mod embedded;
 mod error;
+mod id_index;
 mod jetstream;
 mod port;
 
 pub use any::AnyLog;
 pub use embedded::{EmbeddedConfig, EmbeddedLog};
 pub use error::{ErrorKind, LogError};
-pub use jetstream::{JetStreamConfig, JetStreamLog, SCHEMA_HEADER};
+pub use jetstream::{JetStreamConfig, JetStreamLog};
 pub use port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
