@@ -29,6 +29,15 @@ pub struct LogArgs {
     /// Replicas when the stream is created (3 on a three-node cluster).
     #[arg(long, global = true, env = "BATON_NATS_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
+    /// JetStream duplicate window in seconds, when the stream is created. Baton's own index makes
+    /// idempotency permanent; the window covers writers racing on the same ids.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_NATS_DUPLICATE_WINDOW",
+        default_value_t = 120
+    )]
+    pub duplicate_window_secs: u64,
     /// NATS credentials file (.creds).
     #[arg(long, global = true, env = "BATON_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
@@ -42,6 +51,7 @@ impl LogArgs {
         let mut config = JetStreamConfig::new(url);
         config.stream = self.stream.clone();
         config.replicas = self.replicas;
+        config.duplicate_window = std::time::Duration::from_secs(self.duplicate_window_secs.max(1));
         config.credentials_file = self.nats_creds.clone();
         config.tls_ca_file = self.nats_ca.clone();
         config

@@ -8,7 +8,12 @@
 //! stored event is in an in-memory [`IdIndex`], rebuilt at open by peeking at each frame's id
 //! (no full decode). An id index in sled itself was measured at 2.4 times slower appends
 //! (random keys scatter writes across the tree; see docs/benchmarks.md), so the index trades
-//! memory and a scan at open for append speed.
+//! memory for append speed.
+//!
+//! The index is built on the first append, not at open, so reading a log never pays for it.
+//! When the log closes it is saved to `id-index.snapshot` beside the database; the next build
+//! loads the snapshot and scans only the frames appended after it. A missing, torn or foreign
+//! snapshot (checked by checksum and by the id of its last event) just means a full scan.
 
 use crate::error::LogError;
 use crate::id_index::IdIndex;
@@ -56,6 +61,7 @@ impl std::fmt::Debug for EmbeddedLog {
 
 struct Inner {
     path: String,
+    snapshot_path: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
     /// Holding this lock is the right to append.
@@ -72,8 +78,13 @@ fn event_key(position: Position) -> [u8; 9] {
 
 struct Writer {
     head: Position,
-    index: IdIndex,
+    /// Built on the first append.
+    index: Option<IdIndex>,
+    /// How far the snapshot on disk reaches, so an unchanged index is not written again.
+    snapshot_covers: u64,
 }
+
+const SNAPSHOT_FILE: &str = "id-index.snapshot";
 
 impl EmbeddedLog {
     /// Opens (or creates) the log in `config.path`. Only one process may have it open.
@@ -94,41 +105,50 @@ impl EmbeddedLog {
         };
         std::fs::create_dir_all(&config.path)
             .map_err(|error| storage(format!("cannot create directory: {error}")))?;
-        let db = sled::Config::new()
-            .path(config.path.join("log"))
-            .cache_capacity(config.cache_bytes)
-            .open()
-            .map_err(|error| match error {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => storage(
-                    "in use by another process (only one process may open an embedded log)".into(),
-                ),
-                other => storage(format!("cannot open: {other}")),
-            })?;
+        // sled releases its file lock from background threads a moment after the last handle
+        // drops, so a reopen right after a close (or a process that just exited) waits briefly.
+        let lock_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(config.path.join("log"))
+                .cache_capacity(config.cache_bytes)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= lock_deadline {
+                        return Err(storage(
+                            "in use by another process (only one process may open an embedded log)"
+                                .into(),
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(other) => return Err(storage(format!("cannot open: {other}"))),
+            }
+        };
         let tree = db
             .open_tree("events")
             .map_err(|error| storage(format!("cannot open tree: {error}")))?;
-        let mut index = IdIndex::default();
-        index.reserve(tree.len());
-        let mut head = Position::ZERO;
-        for entry in tree.scan_prefix([EVENT_PREFIX]) {
-            let (key, frame) = entry.map_err(|error| storage(error.to_string()))?;
-            head = position_from_key(&key)?;
-            match baton_core::event_id_of(&frame) {
-                Ok(id) => index.insert(id.as_u128(), head),
-                // Readers report it with its position; the index cannot hold what it cannot read.
-                Err(error) => {
-                    tracing::warn!(position = %head, %error, "unreadable entry in the embedded log")
-                }
+        let head = match tree.scan_prefix([EVENT_PREFIX]).next_back() {
+            None => Position::ZERO,
+            Some(entry) => {
+                let (key, _) = entry.map_err(|error| storage(error.to_string()))?;
+                position_from_key(&key)?
             }
-        }
-        index.covered = head.get();
+        };
         let (head_sender, _) = watch::channel(head);
         Ok(EmbeddedLog {
             inner: Arc::new(Inner {
                 path,
                 db,
                 tree,
-                writer: Mutex::new(Writer { head, index }),
+                snapshot_path: config.path.join(SNAPSHOT_FILE),
+                writer: Mutex::new(Writer {
+                    head,
+                    index: None,
+                    snapshot_covers: 0,
+                }),
                 head: head_sender,
             }),
         })
@@ -155,13 +175,22 @@ impl EmbeddedLog {
             .writer
             .lock()
             .map_err(|_| self.storage_error("an earlier append panicked; reopen the log"))?;
+        let writer = &mut *writer;
+        let index = match &mut writer.index {
+            Some(index) => index,
+            None => {
+                let (index, snapshot_covers) = self.build_index(writer.head)?;
+                writer.snapshot_covers = snapshot_covers;
+                writer.index.insert(index)
+            }
+        };
         let mut batch = sled::Batch::default();
         let mut outcomes = Vec::with_capacity(frames.len());
         let mut added: Vec<u128> = Vec::new();
         let mut next = writer.head;
         for (event, frame) in frames {
             let id = event.event_id.as_u128();
-            if let Some(position) = writer.index.get(id) {
+            if let Some(position) = index.get(id) {
                 outcomes.push(AppendOutcome::Duplicate(position));
                 continue;
             }
@@ -169,24 +198,98 @@ impl EmbeddedLog {
             batch.insert(&event_key(next), frame);
             // In the index at once, so a repeat later in this batch is a duplicate; taken out
             // again below if the batch does not become durable.
-            writer.index.insert(id, next);
+            index.insert(id, next);
             added.push(id);
             outcomes.push(AppendOutcome::Appended(next));
         }
         if next != writer.head {
             if let Err(error) = inner.tree.apply_batch(batch) {
                 for id in added {
-                    writer.index.remove(id);
+                    index.remove(id);
                 }
                 return Err(self.storage_error(error));
             }
             // Applied: the events are in the tree and readers may see them, durable or not.
             writer.head = next;
-            writer.index.covered = next.get();
+            index.covered = next.get();
             inner.head.send_replace(next);
             inner.db.flush().map_err(|e| self.storage_error(e))?;
         }
         Ok(outcomes)
+    }
+
+    /// The id index up to `head`: the snapshot when it fits this log, then a scan of the
+    /// frames after it. Returns the index and how far the snapshot reached.
+    fn build_index(&self, head: Position) -> Result<(IdIndex, u64), LogError> {
+        let started = std::time::Instant::now();
+        let loaded = match IdIndex::load(&self.inner.snapshot_path) {
+            Ok((index, header)) => match self.snapshot_fits(&header, head) {
+                Ok(()) => Some(index),
+                Err(reason) => {
+                    tracing::info!(%reason, "id index snapshot does not fit this log; rebuilding");
+                    None
+                }
+            },
+            Err(reason) if self.inner.snapshot_path.exists() => {
+                tracing::warn!(%reason, "id index snapshot unreadable; rebuilding");
+                None
+            }
+            Err(_) => None,
+        };
+        let mut index = loaded.unwrap_or_default();
+        let snapshot_covers = index.covered;
+        let from = Position::new(index.covered).next();
+        if from <= head {
+            for entry in self.inner.tree.range(event_key(from)..=event_key(head)) {
+                let (key, frame) = entry.map_err(|e| self.storage_error(e))?;
+                let position = position_from_key(&key)?;
+                match baton_core::event_id_of(&frame) {
+                    Ok(id) => index.insert(id.as_u128(), position),
+                    // Readers report it with its position; the index cannot hold what it cannot read.
+                    Err(error) => {
+                        tracing::warn!(%position, %error, "unreadable entry in the embedded log");
+                    }
+                }
+            }
+        }
+        index.covered = head.get();
+        tracing::info!(
+            events = head.get(),
+            from_snapshot = snapshot_covers,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "id index ready"
+        );
+        Ok((index, snapshot_covers))
+    }
+
+    fn snapshot_fits(
+        &self,
+        header: &crate::id_index::SnapshotHeader,
+        head: Position,
+    ) -> Result<(), String> {
+        if header.covered > head.get() {
+            return Err(format!(
+                "snapshot reaches {} but the log ends at {head}",
+                header.covered
+            ));
+        }
+        if header.covered == 0 {
+            return Ok(());
+        }
+        let frame = self
+            .inner
+            .tree
+            .get(event_key(Position::new(header.covered)))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no event at position {}", header.covered))?;
+        let id = baton_core::event_id_of(&frame).map_err(|e| e.to_string())?;
+        if id.as_u128() != header.anchor {
+            return Err(format!(
+                "the event at position {} is not the one the snapshot saw",
+                header.covered
+            ));
+        }
+        Ok(())
     }
 
     /// Reads up to `READ_CHUNK` records from `from`, not past `until`.
@@ -282,6 +385,33 @@ impl EmbeddedLog {
         })
         .flatten()
         .boxed()
+    }
+}
+
+impl Drop for Inner {
+    /// Saves the id index so the next open does not rescan the whole log.
+    fn drop(&mut self) {
+        let Ok(writer) = self.writer.get_mut() else {
+            return;
+        };
+        let Some(index) = &writer.index else {
+            return;
+        };
+        if index.covered == writer.snapshot_covers || index.covered == 0 {
+            return;
+        }
+        let anchor = self
+            .tree
+            .get(event_key(Position::new(index.covered)))
+            .ok()
+            .flatten()
+            .and_then(|frame| baton_core::event_id_of(&frame).ok());
+        let Some(anchor) = anchor else {
+            return;
+        };
+        if let Err(error) = index.save(&self.snapshot_path, anchor.as_u128()) {
+            tracing::warn!(path = %self.snapshot_path.display(), %error, "could not save the id index snapshot");
+        }
     }
 }
 

@@ -152,3 +152,40 @@ async fn two_writers_never_store_an_id_twice() {
     let info = stream.info().await.expect("info");
     assert!(info.state.subjects_count <= baton_core::Kind::ALL.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_writer_catches_up_on_what_others_wrote() {
+    let server = NatsServer::start();
+    let mut config = JetStreamConfig::new(server.url());
+    config.duplicate_window = Duration::from_secs(1);
+    let long_running = JetStreamLog::connect(config.clone())
+        .await
+        .expect("long-running writer");
+    long_running
+        .append(events("own", 5))
+        .await
+        .expect("own events");
+
+    let other = JetStreamLog::connect(config).await.expect("another writer");
+    let theirs = events("theirs", 20);
+    let stored = other.append(theirs.clone()).await.expect("their events");
+    // Past the server's window: only the long-running writer's catch-up can see their ids.
+    let window_passed = tokio::time::Instant::now() + Duration::from_millis(1500);
+    tokio::time::sleep_until(window_passed).await;
+
+    let outcomes = long_running
+        .append(theirs)
+        .await
+        .expect("append theirs again");
+    assert_eq!(
+        outcomes,
+        stored
+            .into_iter()
+            .map(|o| match o {
+                AppendOutcome::Appended(p) => AppendOutcome::Duplicate(p),
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(long_running.stat().await.expect("stat").events, 25);
+}
