@@ -115,7 +115,8 @@ impl EmbeddedLog {
                 .open();
             match opened {
                 Ok(db) => break db,
-                Err(sled::Error::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled wraps the lock failure in an error of its own kind; its text is the only mark.
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                     if std::time::Instant::now() >= lock_deadline {
                         return Err(storage(
                             "in use by another process (only one process may open an embedded log)"
