@@ -90,10 +90,12 @@ fn ingest_round_trip(dir: &Path, backend: &[&str]) {
     assert!(stat["head"].as_u64().expect("head") >= accepted);
 
     let good = r#"{"kind":"demo_requested","occurred_at":"2026-01-05T10:00:00Z","source":"web","person_id":"p-new","message_id":"fresh-1"}"#;
+    // The last line has neither event_id nor message_id: its id comes from its own text.
     let bad = format!(
-        "{good}\n{}\n\nnot json at all\n{}\n",
+        "{good}\n{}\n\nnot json at all\n{}\n{}\n",
         r#"{"kind":"content_viewed","occurred_at":"yesterday","source":"web","person_id":"p","data":{"url":"u","content_type":"blog"}}"#,
         r#"{"kind":"meeting_held","occurred_at":"2026-01-05T10:00:00Z","source":"crm","person_id":"p","message_id":"m-2","data":{"need_declared":true}}"#,
+        r#"{"kind":"email_opened","occurred_at":"2026-01-06T10:00:00Z","source":"sendgrid","person_id":"p","data":{"email_id":"e-1"}}"#,
     );
     std::fs::write(dir.join("bad.ndjson"), bad).expect("write");
     let output = run(&["ingest", "bad.ndjson", "--json"]);
@@ -105,7 +107,7 @@ fn ingest_round_trip(dir: &Path, backend: &[&str]) {
     let summary = json_of(&output);
     assert_eq!(
         (summary["accepted"].as_u64(), summary["rejected"].as_u64()),
-        (Some(2), Some(2))
+        (Some(3), Some(2))
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -115,12 +117,14 @@ fn ingest_round_trip(dir: &Path, backend: &[&str]) {
     assert!(stderr.contains("line 4: not valid JSON"), "{stderr}");
 
     let stat = json_of(&run(&["log", "stat", "--json"]));
-    assert_eq!(stat["events"].as_u64(), Some(accepted + 2));
+    assert_eq!(stat["events"].as_u64(), Some(accepted + 3));
 
     let human = run(&["ingest", "bad.ndjson"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
-        text.contains("duplicates   2") && text.contains("rejected     2"),
+        text.contains("accepted     0")
+            && text.contains("duplicates   3")
+            && text.contains("rejected     2"),
         "{text}"
     );
 }
