@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod generate;
 mod ingest;
+mod read;
 mod stat;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,8 @@ enum Command {
 enum LogCommand {
     /// Head position and event count.
     Stat(stat::StatArgs),
+    /// Print stored events as NDJSON with their positions (`position` first).
+    Read(read::ReadArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +81,9 @@ fn main() -> ExitCode {
             Command::Log {
                 command: LogCommand::Stat(args),
             } => stat::run(&cli.log, args).await,
+            Command::Log {
+                command: LogCommand::Read(args),
+            } => read::run(&cli.log, args).await,
             Command::Bench {
                 command: BenchCommand::Append(args),
             } => bench::append(args).await,

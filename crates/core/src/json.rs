@@ -52,6 +52,8 @@ type Result<T> = std::result::Result<T, EventJsonError>;
 const MAX_STRING_CHARS: usize = 4096;
 
 const ENVELOPE_KEYS: &[&str] = &[
+    // Exports (`baton log read`) carry the log position; it is not part of the fact.
+    "position",
     "event_id",
     "message_id",
     "kind",
