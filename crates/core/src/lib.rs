@@ -6,6 +6,7 @@
 mod codec;
 mod event;
 pub mod example;
+mod funnel;
 mod json;
 mod timestamp;
 
@@ -16,6 +17,10 @@ pub use codec::{
 pub use event::{
     ActivityKind, Campaign, ContentType, Event, EventId, Family, FormKind, Identity, Kind, Money,
     Payload, SocialAction, Source,
+};
+pub use funnel::{
+    DEFAULT_FUNNEL_TOML, DefinitionError, DefinitionErrors, Detour, EngagementRule, FitCondition,
+    FitRule, FunnelDefinition, MqlRule, Outcome, Owner, Sla, Stage, Trait, Trigger,
 };
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use timestamp::{Timestamp, TimestampError};
