@@ -7,6 +7,7 @@ mod codec;
 mod event;
 pub mod example;
 mod funnel;
+mod journey;
 mod json;
 mod timestamp;
 
@@ -21,6 +22,9 @@ pub use event::{
 pub use funnel::{
     DEFAULT_FUNNEL_TOML, DefinitionError, DefinitionErrors, Detour, EngagementRule, FitCondition,
     FitRule, FunnelDefinition, MqlRule, Outcome, Owner, Sla, Stage, Trait, Trigger,
+};
+pub use journey::{
+    Direction, Fact, FollowUp, Handoff, Journey, Place, Traits, Transition, fit_score, owner_of,
 };
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use timestamp::{Timestamp, TimestampError};

@@ -1,0 +1,395 @@
+//! One person's journey through a funnel: a pure fold of their facts, in business-time order,
+//! under one definition. The projector keeps each person's facts and calls [`Journey::fold`]
+//! again when a late fact lands before others; the rules are in `docs/funnels.md`.
+
+use crate::event::{ContentType, Event, EventId, Kind, Payload};
+use crate::funnel::{FitCondition, FunnelDefinition, Outcome, Owner, Trait, Trigger};
+use crate::timestamp::Timestamp;
+
+/// What a fact contributes to a journey: its time and the few fields the rules read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fact {
+    pub at: Timestamp,
+    pub event_id: EventId,
+    pub kind: Kind,
+    pub content_type: Option<ContentType>,
+    pub need_declared: Option<bool>,
+}
+
+impl Fact {
+    /// The fact an event contributes to its person's journey.
+    pub fn from_event(event: &Event) -> Fact {
+        let (content_type, need_declared) = match &event.payload {
+            Payload::ContentViewed { content_type, .. } => (Some(*content_type), None),
+            Payload::MeetingHeld { need_declared, .. } => (None, Some(*need_declared)),
+            _ => (None, None),
+        };
+        Fact {
+            at: event.occurred_at,
+            event_id: event.event_id,
+            kind: event.kind(),
+            content_type,
+            need_declared,
+        }
+    }
+
+    fn matches(&self, trigger: Trigger) -> bool {
+        match trigger {
+            Trigger::Kind(kind) => self.kind == kind,
+            Trigger::MeetingWithNeed => {
+                self.kind == Kind::MeetingHeld && self.need_declared == Some(true)
+            }
+            Trigger::MeetingWithoutNeed => {
+                self.kind == Kind::MeetingHeld && self.need_declared == Some(false)
+            }
+        }
+    }
+}
+
+/// The traits fit rules read; `None` when unknown.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Traits {
+    pub account_employees: Option<u32>,
+    pub account_industry: Option<String>,
+    pub account_region: Option<String>,
+    pub person_title: Option<String>,
+    pub person_seniority: Option<String>,
+    pub person_department: Option<String>,
+    pub person_country: Option<String>,
+}
+
+impl Traits {
+    fn text(&self, on: Trait) -> Option<&str> {
+        match on {
+            Trait::AccountEmployees => None,
+            Trait::AccountIndustry => self.account_industry.as_deref(),
+            Trait::AccountRegion => self.account_region.as_deref(),
+            Trait::PersonTitle => self.person_title.as_deref(),
+            Trait::PersonSeniority => self.person_seniority.as_deref(),
+            Trait::PersonDepartment => self.person_department.as_deref(),
+            Trait::PersonCountry => self.person_country.as_deref(),
+        }
+    }
+}
+
+/// The fit score of these traits: the sum of the points of every rule they satisfy.
+pub fn fit_score(definition: &FunnelDefinition, traits: &Traits) -> f64 {
+    definition
+        .fit_rules()
+        .iter()
+        .filter(|rule| match &rule.condition {
+            FitCondition::AnyOf(values) => traits
+                .text(rule.on)
+                .is_some_and(|value| values.iter().any(|v| v.eq_ignore_ascii_case(value))),
+            FitCondition::Between { at_least, at_most } => {
+                traits.account_employees.is_some_and(|employees| {
+                    let employees = f64::from(employees);
+                    at_least.is_none_or(|low| employees >= low)
+                        && at_most.is_none_or(|high| employees <= high)
+                })
+            }
+        })
+        .map(|rule| rule.points)
+        .sum()
+}
+
+/// Where a journey is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// Before the first stage: an anonymous visitor or a person with no qualifying fact yet.
+    Outside,
+    Stage(usize),
+    Detour(usize),
+}
+
+/// A move from one place to another, with its time and the fact that caused it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub at: Timestamp,
+    pub from: Place,
+    pub to: Place,
+    pub cause: EventId,
+    /// Stages passed over by a forward move (entered without their own trigger).
+    pub skipped: Vec<usize>,
+}
+
+/// Which way a hand-off went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Marketing to sales: the journey entered the MQL stage.
+    ToSales,
+    /// Sales back to marketing: a detour that returns to a marketing stage while the lead is
+    /// with sales (handed off and not handed back since).
+    ToMarketing,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handoff {
+    pub at: Timestamp,
+    pub direction: Direction,
+    pub cause: EventId,
+}
+
+/// The follow-up clock an MQL starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FollowUp {
+    pub mql_at: Timestamp,
+    pub deadline: Timestamp,
+    /// The first fact of a `met_by` kind at or after the MQL.
+    pub first_action_at: Option<Timestamp>,
+}
+
+impl FollowUp {
+    /// Breached as of `now`: no action by the deadline (or none yet and the deadline passed).
+    pub fn breached(&self, now: Timestamp) -> bool {
+        match self.first_action_at {
+            Some(at) => at > self.deadline,
+            None => now > self.deadline,
+        }
+    }
+}
+
+/// Everything the views need from one person's facts.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Journey {
+    pub place: Option<Place>,
+    pub transitions: Vec<Transition>,
+    pub handoffs: Vec<Handoff>,
+    pub follow_ups: Vec<FollowUp>,
+    /// The engagement score just after the last fact, and that fact's time.
+    pub engagement: f64,
+    pub engagement_at: Option<Timestamp>,
+    pub fit: f64,
+}
+
+impl Journey {
+    /// Where the journey is now (`Outside` before any stage).
+    pub fn current(&self) -> Place {
+        self.place.unwrap_or(Place::Outside)
+    }
+
+    /// The engagement score decayed to `now`.
+    pub fn engagement_at(&self, definition: &FunnelDefinition, now: Timestamp) -> f64 {
+        match self.engagement_at {
+            None => 0.0,
+            Some(at) => decay(self.engagement, at, now, definition.half_life_days()),
+        }
+    }
+
+    /// Folds a person's facts (in any order: they are sorted by time, then id) under a
+    /// definition.
+    pub fn fold(definition: &FunnelDefinition, facts: &[Fact], traits: &Traits) -> Journey {
+        let mut ordered: Vec<&Fact> = facts.iter().collect();
+        ordered.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
+        let mut folder = Folder {
+            definition,
+            journey: Journey {
+                fit: fit_score(definition, traits),
+                ..Journey::default()
+            },
+            day: i64::MIN,
+            day_points: 0.0,
+        };
+        for fact in ordered {
+            folder.apply(fact);
+        }
+        folder.journey
+    }
+}
+
+fn decay(score: f64, from: Timestamp, to: Timestamp, half_life_days: f64) -> f64 {
+    let elapsed = (to.unix_millis() - from.unix_millis()).max(0);
+    #[allow(clippy::cast_precision_loss)]
+    let days = elapsed as f64 / Timestamp::MILLIS_PER_DAY as f64;
+    score * 0.5f64.powf(days / half_life_days)
+}
+
+struct Folder<'a> {
+    definition: &'a FunnelDefinition,
+    journey: Journey,
+    /// The UTC day (days since the epoch) the daily cap is counting, and the points so far.
+    day: i64,
+    day_points: f64,
+}
+
+impl Folder<'_> {
+    fn apply(&mut self, fact: &Fact) {
+        self.score(fact);
+        // Closing the loop does not depend on where the fact moves the journey (a rejection
+        // recycles, and still counts as the first action).
+        self.follow_up(fact);
+        let stages = self.definition.stages();
+        let current = self.journey.current();
+
+        // A won journey is over; a lost or disqualified one moves again only through a detour.
+        let ended = match current {
+            Place::Stage(index) => stages[index].outcome == Some(Outcome::Won),
+            _ => false,
+        };
+        if ended {
+            return;
+        }
+
+        if let Some((detour_index, detour)) = self
+            .definition
+            .detours()
+            .iter()
+            .enumerate()
+            .find(|(_, detour)| detour.enter_on.iter().any(|t| fact.matches(*t)))
+        {
+            if current == Place::Outside || current == Place::Detour(detour_index) {
+                return; // Nothing to detour from.
+            }
+            self.moved(fact, current, Place::Detour(detour_index), Vec::new());
+            if let Some(back_to) = detour.back_to {
+                self.moved(
+                    fact,
+                    Place::Detour(detour_index),
+                    Place::Stage(back_to),
+                    Vec::new(),
+                );
+                if self.with_sales() {
+                    self.journey.handoffs.push(Handoff {
+                        at: fact.at,
+                        direction: Direction::ToMarketing,
+                        cause: fact.event_id,
+                    });
+                }
+            }
+            return;
+        }
+        if matches!(current, Place::Detour(index) if self.definition.detours()[index].back_to.is_none())
+            || matches!(current, Place::Stage(index) if stages[index].outcome.is_some())
+        {
+            return; // Ended: disqualified or lost, until a detour (above) brings it back.
+        }
+
+        let score = self.journey.engagement;
+        let mut target: Option<usize> = None;
+        for (index, stage) in stages.iter().enumerate() {
+            let by_trigger = stage.enter_on.iter().any(|t| fact.matches(*t));
+            let by_score = stage.min_engagement.is_some_and(|min| score >= min);
+            let by_mql = stage.by_mql && self.qualifies(fact, score);
+            if by_trigger || by_score || by_mql {
+                target = Some(index);
+            }
+        }
+        let Some(target) = target else { return };
+        let from_index = match current {
+            Place::Stage(index) => Some(index),
+            Place::Outside | Place::Detour(_) => None,
+        };
+        if from_index.is_some_and(|from| target <= from) {
+            return; // Journeys move back only through detours.
+        }
+        let first_skipped = from_index.map_or(0, |from| from + 1);
+        let skipped: Vec<usize> = (first_skipped..target).collect();
+        let mql = self.definition.mql_stage();
+        let passes_mql = target >= mql && from_index.is_none_or(|from| from < mql);
+        self.moved(fact, current, Place::Stage(target), skipped);
+        if passes_mql {
+            self.journey.handoffs.push(Handoff {
+                at: fact.at,
+                direction: Direction::ToSales,
+                cause: fact.event_id,
+            });
+            let sla = self.definition.sla();
+            self.journey.follow_ups.push(FollowUp {
+                mql_at: fact.at,
+                deadline: fact.at.add_millis(sla.follow_up_millis),
+                first_action_at: None,
+            });
+        }
+        // The fact that carries the journey past the MQL (say, an accepted lead) also meets
+        // the follow-up it starts; that is handled with every other fact below.
+        self.follow_up(fact);
+    }
+
+    /// Whether the lead is with sales: handed off, and not handed back since.
+    fn with_sales(&self) -> bool {
+        self.journey
+            .handoffs
+            .last()
+            .is_some_and(|handoff| handoff.direction == Direction::ToSales)
+    }
+
+    fn qualifies(&self, fact: &Fact, score: f64) -> bool {
+        let mql = self.definition.mql();
+        if mql.high_intent.contains(&fact.kind) {
+            return true;
+        }
+        mql.min_engagement.is_some_and(|min| score >= min) && self.journey.fit >= mql.min_fit
+    }
+
+    fn follow_up(&mut self, fact: &Fact) {
+        if !self.definition.sla().met_by.contains(&fact.kind) {
+            return;
+        }
+        if let Some(open) = self.journey.follow_ups.last_mut()
+            && open.first_action_at.is_none()
+            && fact.at >= open.mql_at
+        {
+            open.first_action_at = Some(fact.at);
+        }
+    }
+
+    fn moved(&mut self, fact: &Fact, from: Place, to: Place, skipped: Vec<usize>) {
+        self.journey.transitions.push(Transition {
+            at: fact.at,
+            from,
+            to,
+            cause: fact.event_id,
+            skipped,
+        });
+        self.journey.place = Some(to);
+    }
+
+    fn score(&mut self, fact: &Fact) {
+        let definition = self.definition;
+        let mut points: f64 = definition
+            .engagement_rules()
+            .iter()
+            .filter(|rule| {
+                rule.kind == fact.kind
+                    && (rule.content_types.is_empty()
+                        || fact
+                            .content_type
+                            .is_some_and(|c| rule.content_types.contains(&c)))
+            })
+            .map(|rule| rule.points)
+            .sum();
+        let day = fact.at.unix_millis().div_euclid(Timestamp::MILLIS_PER_DAY);
+        if day != self.day {
+            self.day = day;
+            self.day_points = 0.0;
+        }
+        if let Some(cap) = definition.daily_cap()
+            && points > 0.0
+        {
+            points = points.min((cap - self.day_points).max(0.0));
+            self.day_points += points;
+        }
+        let decayed = match self.journey.engagement_at {
+            None => 0.0,
+            Some(at) => decay(
+                self.journey.engagement,
+                at,
+                fact.at,
+                definition.half_life_days(),
+            ),
+        };
+        self.journey.engagement = decayed + points;
+        self.journey.engagement_at = Some(fact.at);
+    }
+}
+
+/// Which team owns a place: stages by their owner, detours back to marketing by marketing.
+pub fn owner_of(definition: &FunnelDefinition, place: Place) -> Option<Owner> {
+    match place {
+        Place::Outside => None,
+        Place::Stage(index) => Some(definition.stages()[index].owner),
+        Place::Detour(index) => definition.detours()[index]
+            .back_to
+            .map(|_| Owner::Marketing),
+    }
+}
