@@ -9,7 +9,11 @@ fn main() {
         std::process::exit(2)
     });
     match baton_core::FunnelDefinition::parse(&path, &text) {
-        Ok(definition) => println!("{path}: valid, {} ({})", definition.name(), definition.hash()),
+        Ok(definition) => println!(
+            "{path}: valid, {} ({})",
+            definition.name(),
+            definition.hash()
+        ),
         Err(errors) => {
             eprintln!("{errors}");
             std::process::exit(1);

@@ -17,6 +17,16 @@ pub struct Fact {
 }
 
 impl Fact {
+    /// Whether this event can be a fact of a person's journey (identity, traits and
+    /// governance events shape journeys but are not facts in them).
+    pub fn applies_to_journeys(kind: Kind) -> bool {
+        use crate::event::Family;
+        match kind.family() {
+            Family::Touch | Family::Action | Family::Crm => true,
+            Family::Identity | Family::Governance => false,
+        }
+    }
+
     /// The fact an event contributes to its person's journey.
     pub fn from_event(event: &Event) -> Fact {
         let (content_type, need_declared) = match &event.payload {

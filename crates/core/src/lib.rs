@@ -10,6 +10,7 @@ mod funnel;
 mod journey;
 mod json;
 mod timestamp;
+mod view;
 
 pub use codec::{
     CodecError, MAX_FRAME_BYTES, SCHEMA_VERSION, decode, encode, encode_into, event_id_of,
@@ -28,3 +29,4 @@ pub use journey::{
 };
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use timestamp::{Timestamp, TimestampError};
+pub use view::{FunnelProjection, FunnelSummary, StageSummary};

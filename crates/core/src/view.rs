@@ -1,0 +1,516 @@
+//! The funnel projection: a pure fold of the log (in log order) into every person's journey
+//! under one definition, with identity stitching, traits, retractions and corrections, and the
+//! shared-funnel summary computed from it.
+//!
+//! Applying events only records facts and marks people dirty; [`FunnelProjection::refresh`]
+//! re-folds the dirty journeys (so a late fact lands where it belongs). Summaries read
+//! refreshed journeys.
+
+use crate::event::{Event, EventId, Kind, Payload};
+use crate::funnel::{FunnelDefinition, Owner};
+use crate::journey::{Direction, Fact, Journey, Place, Traits};
+use crate::timestamp::Timestamp;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Debug, Default)]
+struct Person {
+    facts: Vec<Fact>,
+    account: Option<String>,
+    title: Option<String>,
+    seniority: Option<String>,
+    department: Option<String>,
+    country: Option<String>,
+    journey: Journey,
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    employees: Option<u32>,
+    industry: Option<String>,
+    region: Option<String>,
+    people: Vec<String>,
+}
+
+/// Facts of an anonymous visitor, kept until an `identified` event names the person.
+#[derive(Debug, Default)]
+struct Visitor {
+    person: Option<String>,
+    facts: Vec<Fact>,
+}
+
+#[derive(Debug, Clone)]
+struct Correction {
+    occurred_at: Option<Timestamp>,
+    replacement: Option<Payload>,
+}
+
+#[derive(Debug, Clone)]
+struct Won {
+    event_id: EventId,
+    minor_units: i64,
+    currency: String,
+}
+
+/// Every journey under one definition, built from the log.
+#[derive(Debug)]
+pub struct FunnelProjection {
+    definition: FunnelDefinition,
+    people: HashMap<String, Person>,
+    visitors: HashMap<String, Visitor>,
+    accounts: HashMap<String, Account>,
+    retracted: HashSet<EventId>,
+    corrections: HashMap<EventId, Correction>,
+    /// Won opportunities by id: revenue counts each deal once, however many people it has.
+    won: HashMap<String, Won>,
+    /// Opportunities whose close was retracted or corrected, by the event that closed them.
+    won_by_event: HashMap<EventId, String>,
+    dirty: HashSet<String>,
+    events: u64,
+}
+
+impl FunnelProjection {
+    pub fn new(definition: FunnelDefinition) -> Self {
+        FunnelProjection {
+            definition,
+            people: HashMap::new(),
+            visitors: HashMap::new(),
+            accounts: HashMap::new(),
+            retracted: HashSet::new(),
+            corrections: HashMap::new(),
+            won: HashMap::new(),
+            won_by_event: HashMap::new(),
+            dirty: HashSet::new(),
+            events: 0,
+        }
+    }
+
+    pub fn definition(&self) -> &FunnelDefinition {
+        &self.definition
+    }
+
+    /// Events applied so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    fn touch_person(&mut self, id: &str) -> &mut Person {
+        self.dirty.insert(id.to_owned());
+        self.people.entry(id.to_owned()).or_default()
+    }
+
+    fn link(&mut self, person: &str, account: &str) {
+        let entry = self.touch_person(person);
+        if entry.account.as_deref() == Some(account) {
+            return;
+        }
+        let previous = entry.account.replace(account.to_owned());
+        if let Some(previous) = previous
+            && let Some(old) = self.accounts.get_mut(&previous)
+        {
+            old.people.retain(|p| p != person);
+        }
+        self.accounts
+            .entry(account.to_owned())
+            .or_default()
+            .people
+            .push(person.to_owned());
+    }
+
+    /// The person an event is about: its `person_id`, or the person its `anonymous_id` was
+    /// identified as. `None` for an anonymous visitor not yet identified.
+    fn person_of(&self, event: &Event) -> Option<String> {
+        if let Some(person) = &event.identity.person_id {
+            return Some(person.clone());
+        }
+        let anonymous = event.identity.anonymous_id.as_ref()?;
+        self.visitors.get(anonymous)?.person.clone()
+    }
+
+    /// Marks the journey a governance event targets as dirty; without identity on the event,
+    /// every journey is re-folded (retractions and corrections are rare).
+    fn dirty_target(&mut self, event: &Event) {
+        match self.person_of(event) {
+            Some(person) => {
+                self.dirty.insert(person);
+            }
+            None => {
+                let all: Vec<String> = self.people.keys().cloned().collect();
+                self.dirty.extend(all);
+            }
+        }
+    }
+
+    /// Applies one event from the log.
+    pub fn apply(&mut self, event: &Event) {
+        self.events += 1;
+        if let Some(account) = &event.identity.account_id
+            && let Some(person) = &event.identity.person_id
+            && self.people.get(person).is_none_or(|p| p.account.is_none())
+        {
+            // The first account a person is seen with links them, until an explicit link.
+            self.link(person, account);
+        }
+        match &event.payload {
+            Payload::Identified {
+                anonymous_id,
+                person_id,
+            } => {
+                let visitor = self.visitors.entry(anonymous_id.clone()).or_default();
+                visitor.person = Some(person_id.clone());
+                let facts = std::mem::take(&mut visitor.facts);
+                self.touch_person(person_id).facts.extend(facts);
+                return;
+            }
+            Payload::LinkedToAccount {
+                person_id,
+                account_id,
+            } => {
+                self.link(person_id, account_id);
+                return;
+            }
+            Payload::Merged {
+                from_person_id,
+                into_person_id,
+            } => {
+                if let Some(from) = self.people.remove(from_person_id) {
+                    self.dirty.remove(from_person_id);
+                    if let Some(account) = &from.account
+                        && let Some(entry) = self.accounts.get_mut(account)
+                    {
+                        entry.people.retain(|p| p != from_person_id);
+                    }
+                    self.touch_person(into_person_id).facts.extend(from.facts);
+                }
+                for visitor in self.visitors.values_mut() {
+                    if visitor.person.as_deref() == Some(from_person_id) {
+                        visitor.person = Some(into_person_id.clone());
+                    }
+                }
+                return;
+            }
+            Payload::AccountUpdated {
+                industry,
+                employees,
+                region,
+                ..
+            } => {
+                if let Some(account_id) = &event.identity.account_id {
+                    let account = self.accounts.entry(account_id.clone()).or_default();
+                    if employees.is_some() {
+                        account.employees = *employees;
+                    }
+                    if industry.is_some() {
+                        account.industry = industry.clone();
+                    }
+                    if region.is_some() {
+                        account.region = region.clone();
+                    }
+                    let people = account.people.clone();
+                    self.dirty.extend(people);
+                }
+                return;
+            }
+            Payload::PersonUpdated {
+                title,
+                seniority,
+                department,
+                country,
+            } => {
+                if let Some(person_id) = &event.identity.person_id {
+                    let person = self.touch_person(person_id);
+                    for (slot, value) in [
+                        (&mut person.title, title),
+                        (&mut person.seniority, seniority),
+                        (&mut person.department, department),
+                        (&mut person.country, country),
+                    ] {
+                        if value.is_some() {
+                            slot.clone_from(value);
+                        }
+                    }
+                }
+                return;
+            }
+            Payload::Retracted { target, .. } => {
+                self.retracted.insert(*target);
+                if let Some(opportunity) = self.won_by_event.get(target).cloned()
+                    && self
+                        .won
+                        .get(&opportunity)
+                        .is_some_and(|w| w.event_id == *target)
+                {
+                    self.won.remove(&opportunity);
+                }
+                self.dirty_target(event);
+                return;
+            }
+            Payload::Corrected {
+                target,
+                occurred_at,
+                replacement,
+                ..
+            } => {
+                self.corrections.insert(
+                    *target,
+                    Correction {
+                        occurred_at: *occurred_at,
+                        replacement: replacement.as_deref().cloned(),
+                    },
+                );
+                if let Some(Payload::OpportunityClosedWon { amount }) = replacement.as_deref()
+                    && let Some(opportunity) = self.won_by_event.get(target)
+                    && let Some(won) = self.won.get_mut(opportunity)
+                    && won.event_id == *target
+                {
+                    won.minor_units = amount.minor_units;
+                    won.currency.clone_from(&amount.currency);
+                }
+                self.dirty_target(event);
+                return;
+            }
+            Payload::OpportunityClosedWon { amount } => {
+                if let Some(opportunity) = &event.opportunity_id
+                    && !self.retracted.contains(&event.event_id)
+                {
+                    let minor_units = match self
+                        .corrections
+                        .get(&event.event_id)
+                        .and_then(|c| c.replacement.as_ref())
+                    {
+                        Some(Payload::OpportunityClosedWon { amount }) => amount.minor_units,
+                        _ => amount.minor_units,
+                    };
+                    self.won_by_event
+                        .insert(event.event_id, opportunity.clone());
+                    self.won.entry(opportunity.clone()).or_insert(Won {
+                        event_id: event.event_id,
+                        minor_units,
+                        currency: amount.currency.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+        if !Fact::applies_to_journeys(event.kind()) {
+            return;
+        }
+        let fact = Fact::from_event(event);
+        match self.person_of(event) {
+            Some(person) => self.touch_person(&person).facts.push(fact),
+            None => {
+                if let Some(anonymous) = &event.identity.anonymous_id {
+                    self.visitors
+                        .entry(anonymous.clone())
+                        .or_default()
+                        .facts
+                        .push(fact);
+                }
+                // An account-only touch has no person journey; account views count it.
+            }
+        }
+    }
+
+    /// Re-folds every journey whose facts or traits changed since the last refresh.
+    pub fn refresh(&mut self) {
+        let dirty: Vec<String> = self.dirty.drain().collect();
+        for id in dirty {
+            let Some(person) = self.people.get(&id) else {
+                continue;
+            };
+            let account = person.account.as_ref().and_then(|a| self.accounts.get(a));
+            let traits = Traits {
+                account_employees: account.and_then(|a| a.employees),
+                account_industry: account.and_then(|a| a.industry.clone()),
+                account_region: account.and_then(|a| a.region.clone()),
+                person_title: person.title.clone(),
+                person_seniority: person.seniority.clone(),
+                person_department: person.department.clone(),
+                person_country: person.country.clone(),
+            };
+            let facts: Vec<Fact> = person
+                .facts
+                .iter()
+                .filter(|fact| !self.retracted.contains(&fact.event_id))
+                .map(|fact| self.corrected(fact))
+                .collect();
+            let journey = Journey::fold(&self.definition, &facts, &traits);
+            if let Some(person) = self.people.get_mut(&id) {
+                person.journey = journey;
+            }
+        }
+    }
+
+    fn corrected(&self, fact: &Fact) -> Fact {
+        let Some(correction) = self.corrections.get(&fact.event_id) else {
+            return fact.clone();
+        };
+        let mut fact = fact.clone();
+        if let Some(at) = correction.occurred_at {
+            fact.at = at;
+        }
+        if let Some(replacement) = &correction.replacement {
+            let (content_type, need_declared) = match replacement {
+                Payload::ContentViewed { content_type, .. } => (Some(*content_type), None),
+                Payload::MeetingHeld { need_declared, .. } => (None, Some(*need_declared)),
+                _ => (None, None),
+            };
+            fact.kind = replacement.kind();
+            fact.content_type = content_type;
+            fact.need_declared = need_declared;
+        }
+        fact
+    }
+
+    /// A refreshed person's journey.
+    pub fn journey(&self, person_id: &str) -> Option<&Journey> {
+        self.people.get(person_id).map(|p| &p.journey)
+    }
+
+    /// People with a journey (identified, with at least one fact or trait).
+    pub fn people(&self) -> usize {
+        self.people.len()
+    }
+
+    /// The shared-funnel summary of refreshed journeys.
+    pub fn summary(&self) -> FunnelSummary {
+        let stages = self.definition.stages();
+        let mut entered = vec![0u64; stages.len()];
+        let mut current = vec![0u64; stages.len()];
+        let mut converted = vec![0u64; stages.len()];
+        let mut stays: Vec<Vec<i64>> = vec![Vec::new(); stages.len()];
+        let mut handoffs = 0u64;
+        let mut handbacks = 0u64;
+        let mut ping_pong_journeys = 0u64;
+        for person in self.people.values() {
+            let journey = &person.journey;
+            let mut entered_here = vec![false; stages.len()];
+            let mut converted_here = vec![false; stages.len()];
+            for (index, transition) in journey.transitions.iter().enumerate() {
+                let Place::Stage(stage) = transition.to else {
+                    continue;
+                };
+                entered_here[stage] = true;
+                for (earlier, was_entered) in entered_here.iter().enumerate().take(stage) {
+                    if *was_entered {
+                        converted_here[earlier] = true;
+                    }
+                }
+                if let Some(next) = journey.transitions.get(index + 1) {
+                    stays[stage].push(next.at.unix_millis() - transition.at.unix_millis());
+                }
+            }
+            for stage in 0..stages.len() {
+                entered[stage] += u64::from(entered_here[stage]);
+                converted[stage] += u64::from(converted_here[stage]);
+            }
+            if let Place::Stage(stage) = journey.current() {
+                current[stage] += 1;
+            }
+            let backs = journey
+                .handoffs
+                .iter()
+                .filter(|h| h.direction == Direction::ToMarketing)
+                .count() as u64;
+            handbacks += backs;
+            handoffs += journey.handoffs.len() as u64 - backs;
+            let returned = journey.handoffs.windows(2).any(|w| {
+                w[0].direction == Direction::ToMarketing && w[1].direction == Direction::ToSales
+            });
+            ping_pong_journeys += u64::from(returned);
+        }
+        let mut currencies: BTreeMap<String, i64> = BTreeMap::new();
+        for won in self.won.values() {
+            *currencies.entry(won.currency.clone()).or_default() += won.minor_units;
+        }
+        FunnelSummary {
+            definition: self.definition.name().to_owned(),
+            definition_hash: self.definition.hash().to_owned(),
+            events: self.events,
+            people: self.people.len() as u64,
+            stages: stages
+                .iter()
+                .enumerate()
+                .map(|(index, stage)| StageSummary {
+                    name: stage.name.clone(),
+                    owner: stage.owner,
+                    entered: entered[index],
+                    current: current[index],
+                    converted: converted[index],
+                    median_days_in_stage: median_days(&mut stays[index]),
+                })
+                .collect(),
+            won_deals: self.won.len() as u64,
+            revenue_minor_units: currencies.into_iter().collect(),
+            handoffs,
+            handbacks,
+            ping_pong_journeys,
+        }
+    }
+
+    /// People who were with sales and are now owned by marketing again, for checks.
+    pub fn owner_of(&self, person_id: &str) -> Option<Owner> {
+        let journey = self.journey(person_id)?;
+        crate::journey::owner_of(&self.definition, journey.current())
+    }
+
+    /// Kinds seen on journeys, for tests and diagnostics.
+    pub fn facts_of(&self, person_id: &str) -> Vec<Kind> {
+        self.people
+            .get(person_id)
+            .map(|p| p.facts.iter().map(|f| f.kind).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn median_days(values: &mut [i64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let middle = values.len() / 2;
+    let millis = if values.len() % 2 == 1 {
+        values[middle] as f64
+    } else {
+        (values[middle - 1] as f64 + values[middle] as f64) / 2.0
+    };
+    Some(millis / Timestamp::MILLIS_PER_DAY as f64)
+}
+
+/// One stage's line in the shared-funnel summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageSummary {
+    pub name: String,
+    pub owner: Owner,
+    /// People who entered the stage (by its own rule, not skipped over) at least once.
+    pub entered: u64,
+    /// People in the stage now.
+    pub current: u64,
+    /// Of those who entered, people who later entered a stage further along.
+    pub converted: u64,
+    /// Median time between entering the stage and the next move, over completed stays.
+    pub median_days_in_stage: Option<f64>,
+}
+
+impl StageSummary {
+    pub fn conversion_rate(&self) -> Option<f64> {
+        (self.entered > 0).then(|| self.converted as f64 / self.entered as f64)
+    }
+}
+
+/// The shared-funnel summary: `baton funnel`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunnelSummary {
+    pub definition: String,
+    pub definition_hash: String,
+    pub events: u64,
+    pub people: u64,
+    pub stages: Vec<StageSummary>,
+    /// Distinct opportunities closed won (not retracted).
+    pub won_deals: u64,
+    /// Revenue of those deals per currency, in minor units, after corrections.
+    pub revenue_minor_units: Vec<(String, i64)>,
+    pub handoffs: u64,
+    pub handbacks: u64,
+    /// Journeys handed back and then handed off again.
+    pub ping_pong_journeys: u64,
+}

@@ -1,0 +1,279 @@
+//! The funnel projection over whole events: identity stitching, revenue without double
+//! counting, retractions, corrections, and the summary's counts.
+
+use baton_core::example::example_event;
+use baton_core::{
+    Event, EventId, FunnelDefinition, FunnelProjection, Identity, Kind, Money, Payload, Timestamp,
+};
+
+const HOUR: i64 = 3_600_000;
+
+struct History {
+    events: Vec<Event>,
+    next: u128,
+}
+
+impl History {
+    fn new() -> Self {
+        History {
+            events: Vec::new(),
+            next: 1,
+        }
+    }
+
+    fn push(
+        &mut self,
+        hours: i64,
+        identity: (Option<&str>, Option<&str>, Option<&str>),
+        payload: Payload,
+    ) -> EventId {
+        let mut event = example_event(payload.kind(), 0);
+        self.next += 1;
+        event.event_id = EventId::from_uuid(uuid::Uuid::from_u128(self.next));
+        event.occurred_at = Timestamp::from_unix_millis(1_767_225_600_000 + hours * HOUR);
+        event.identity = Identity {
+            anonymous_id: identity.0.map(str::to_owned),
+            person_id: identity.1.map(str::to_owned),
+            account_id: identity.2.map(str::to_owned),
+        };
+        event.payload = payload;
+        if event.kind().family() != baton_core::Family::Crm && event.kind() != Kind::ProposalSent {
+            event.opportunity_id = None;
+        }
+        let id = event.event_id;
+        self.events.push(event);
+        id
+    }
+
+    fn project(&self) -> FunnelProjection {
+        let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for event in &self.events {
+            projection.apply(event);
+        }
+        projection.refresh();
+        projection
+    }
+}
+
+fn person(id: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
+    (None, Some(id), Some("acct-1"))
+}
+
+fn won(amount: i64) -> Payload {
+    Payload::OpportunityClosedWon {
+        amount: Money {
+            minor_units: amount,
+            currency: "USD".into(),
+        },
+    }
+}
+
+#[test]
+fn anonymous_touches_join_the_person_once_identified() {
+    let mut history = History::new();
+    for hour in 0..3 {
+        history.push(
+            hour,
+            (Some("anon-1"), None, None),
+            Payload::ContentViewed {
+                url: "u".into(),
+                content_type: baton_core::ContentType::Pricing,
+                title: None,
+            },
+        );
+    }
+    history.push(
+        5,
+        (None, None, None),
+        Payload::Identified {
+            anonymous_id: "anon-1".into(),
+            person_id: "p-1".into(),
+        },
+    );
+    history.push(
+        6,
+        (Some("anon-1"), None, None),
+        Payload::FormSubmitted {
+            form_id: "f".into(),
+            form_kind: baton_core::FormKind::ContactUs,
+        },
+    );
+    let projection = history.project();
+    assert_eq!(
+        projection.facts_of("p-1").len(),
+        4,
+        "three anonymous views and the form"
+    );
+    let journey = projection.journey("p-1").expect("journey");
+    assert!(
+        journey.engagement > 35.0,
+        "the anonymous views scored: {}",
+        journey.engagement
+    );
+    assert_eq!(projection.people(), 1);
+}
+
+#[test]
+fn revenue_counts_each_deal_once_and_follows_corrections_and_retractions() {
+    let mut history = History::new();
+    history.push(0, person("p-1"), Payload::DemoRequested { product: None });
+    history.push(1, person("p-2"), Payload::DemoRequested { product: None });
+    let close = history.push(100, person("p-1"), won(4_800_000));
+    history.push(100, person("p-2"), won(4_800_000)); // the same deal, seen on a second contact
+    let projection = history.project();
+    let summary = projection.summary();
+    assert_eq!(summary.won_deals, 1);
+    assert_eq!(
+        summary.revenue_minor_units,
+        vec![("USD".to_owned(), 4_800_000)]
+    );
+    let won_stage = summary
+        .stages
+        .iter()
+        .find(|s| s.name == "won")
+        .expect("won");
+    assert_eq!(won_stage.current, 2, "both people's journeys end won");
+
+    history.push(
+        200,
+        person("p-1"),
+        Payload::Corrected {
+            target: close,
+            reason: "discount".into(),
+            occurred_at: None,
+            replacement: Some(Box::new(won(4_500_000))),
+        },
+    );
+    assert_eq!(
+        history.project().summary().revenue_minor_units,
+        vec![("USD".to_owned(), 4_500_000)]
+    );
+
+    history.push(
+        300,
+        person("p-1"),
+        Payload::Retracted {
+            target: close,
+            reason: "test".into(),
+        },
+    );
+    let summary = history.project().summary();
+    assert_eq!(summary.won_deals, 0);
+    let won_stage = summary
+        .stages
+        .iter()
+        .find(|s| s.name == "won")
+        .expect("won");
+    assert_eq!(won_stage.current, 1, "p-1's close no longer counts");
+}
+
+#[test]
+fn a_retracted_demo_request_is_no_longer_an_mql() {
+    let mut history = History::new();
+    history.push(
+        0,
+        person("p-1"),
+        Payload::FormSubmitted {
+            form_id: "f".into(),
+            form_kind: baton_core::FormKind::Newsletter,
+        },
+    );
+    let demo = history.push(1, person("p-1"), Payload::DemoRequested { product: None });
+    assert_eq!(history.project().summary().handoffs, 1);
+    // The retraction arrives without identity: every journey is re-folded.
+    history.push(
+        50,
+        (None, None, None),
+        Payload::Retracted {
+            target: demo,
+            reason: "bot".into(),
+        },
+    );
+    let summary = history.project().summary();
+    assert_eq!(summary.handoffs, 0);
+    let mql = summary
+        .stages
+        .iter()
+        .find(|s| s.name == "mql")
+        .expect("mql");
+    assert_eq!(mql.entered, 0);
+}
+
+#[test]
+fn the_summary_counts_entries_conversions_and_stays() {
+    let mut history = History::new();
+    // p-1: inquiry -> mql (2 h later) -> sal (3 h later).
+    history.push(
+        0,
+        person("p-1"),
+        Payload::FormSubmitted {
+            form_id: "f".into(),
+            form_kind: baton_core::FormKind::ContactUs,
+        },
+    );
+    history.push(2, person("p-1"), Payload::DemoRequested { product: None });
+    history.push(
+        5,
+        person("p-1"),
+        Payload::LeadAccepted {
+            owner: "sdr".into(),
+        },
+    );
+    // p-2: inquiry only.
+    history.push(
+        0,
+        person("p-2"),
+        Payload::FormSubmitted {
+            form_id: "f".into(),
+            form_kind: baton_core::FormKind::ContactUs,
+        },
+    );
+    // p-3: inquiry, then recycled from mql back to engaged, then mql again.
+    history.push(
+        0,
+        person("p-3"),
+        Payload::FormSubmitted {
+            form_id: "f".into(),
+            form_kind: baton_core::FormKind::ContactUs,
+        },
+    );
+    history.push(4, person("p-3"), Payload::DemoRequested { product: None });
+    history.push(
+        8,
+        person("p-3"),
+        Payload::LeadRejected {
+            owner: None,
+            reason: "timing".into(),
+        },
+    );
+    history.push(20, person("p-3"), Payload::DemoRequested { product: None });
+    let summary = history.project().summary();
+    let by_name = |name: &str| {
+        summary
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .expect("stage")
+            .clone()
+    };
+    let inquiry = by_name("inquiry");
+    assert_eq!(
+        (inquiry.entered, inquiry.current, inquiry.converted),
+        (3, 1, 2)
+    );
+    assert_eq!(inquiry.conversion_rate(), Some(2.0 / 3.0));
+    let mql = by_name("mql");
+    assert_eq!((mql.entered, mql.current, mql.converted), (2, 1, 1));
+    // Stays in mql: p-1 3 h, p-3 4 h (the second stay is still open).
+    assert_eq!(mql.median_days_in_stage, Some(3.5 / 24.0));
+    assert_eq!(by_name("engaged").entered, 1, "p-3 came back to engaged");
+    assert_eq!(
+        (
+            summary.handoffs,
+            summary.handbacks,
+            summary.ping_pong_journeys
+        ),
+        (3, 1, 1)
+    );
+    assert_eq!(summary.people, 3);
+}
