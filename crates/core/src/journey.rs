@@ -23,7 +23,10 @@ impl Fact {
         use crate::event::Family;
         match kind.family() {
             Family::Touch | Family::Action | Family::Crm => true,
-            Family::Identity | Family::Governance => false,
+            // Being identified makes someone a known inquiry; other identity and governance
+            // events shape journeys without being facts in them.
+            Family::Identity => kind == Kind::Identified,
+            Family::Governance => false,
         }
     }
 

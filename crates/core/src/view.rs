@@ -31,11 +31,30 @@ struct Account {
     people: Vec<String>,
 }
 
-/// Facts of an anonymous visitor, kept until an `identified` event names the person.
+/// An anonymous visitor's facts and the people they were identified as.
+///
+/// A visitor's fact belongs to the person of the latest `identified` at or before the fact's
+/// time, or, before any, to the first person identified (history before sign-up is stitched
+/// back). That depends on business time only, so arrival order does not change it.
 #[derive(Debug, Default)]
 struct Visitor {
-    person: Option<String>,
+    /// (time, event id, person), sorted.
+    identities: Vec<(Timestamp, EventId, String)>,
     facts: Vec<Fact>,
+}
+
+impl Visitor {
+    fn owner_at(&self, at: Timestamp) -> Option<&str> {
+        let later = self.identities.partition_point(|(time, _, _)| *time <= at);
+        let index = later.saturating_sub(1);
+        self.identities
+            .get(index)
+            .map(|(_, _, person)| person.as_str())
+    }
+
+    fn people(&self) -> impl Iterator<Item = &String> {
+        self.identities.iter().map(|(_, _, person)| person)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +76,8 @@ pub struct FunnelProjection {
     definition: FunnelDefinition,
     people: HashMap<String, Person>,
     visitors: HashMap<String, Visitor>,
+    /// The visitors each person was identified from.
+    visitors_of: HashMap<String, Vec<String>>,
     accounts: HashMap<String, Account>,
     retracted: HashSet<EventId>,
     corrections: HashMap<EventId, Correction>,
@@ -74,6 +95,7 @@ impl FunnelProjection {
             definition,
             people: HashMap::new(),
             visitors: HashMap::new(),
+            visitors_of: HashMap::new(),
             accounts: HashMap::new(),
             retracted: HashSet::new(),
             corrections: HashMap::new(),
@@ -116,14 +138,24 @@ impl FunnelProjection {
             .push(person.to_owned());
     }
 
-    /// The person an event is about: its `person_id`, or the person its `anonymous_id` was
-    /// identified as. `None` for an anonymous visitor not yet identified.
+    /// The person an event is about: its `person_id`, or the person its `anonymous_id` stood
+    /// for at the event's time. `None` for an anonymous visitor never identified.
     fn person_of(&self, event: &Event) -> Option<String> {
         if let Some(person) = &event.identity.person_id {
             return Some(person.clone());
         }
         let anonymous = event.identity.anonymous_id.as_ref()?;
-        self.visitors.get(anonymous)?.person.clone()
+        self.visitors
+            .get(anonymous)?
+            .owner_at(event.occurred_at)
+            .map(str::to_owned)
+    }
+
+    fn dirty_visitor(&mut self, anonymous: &str) {
+        if let Some(visitor) = self.visitors.get(anonymous) {
+            let people: Vec<String> = visitor.people().cloned().collect();
+            self.dirty.extend(people);
+        }
     }
 
     /// Marks the journey a governance event targets as dirty; without identity on the event,
@@ -156,9 +188,21 @@ impl FunnelProjection {
                 person_id,
             } => {
                 let visitor = self.visitors.entry(anonymous_id.clone()).or_default();
-                visitor.person = Some(person_id.clone());
-                let facts = std::mem::take(&mut visitor.facts);
-                self.touch_person(person_id).facts.extend(facts);
+                let entry = (event.occurred_at, event.event_id, person_id.clone());
+                let at = visitor
+                    .identities
+                    .partition_point(|e| (e.0, e.1) < (entry.0, entry.1));
+                visitor.identities.insert(at, entry);
+                let visitors = self.visitors_of.entry(person_id.clone()).or_default();
+                if !visitors.contains(anonymous_id) {
+                    visitors.push(anonymous_id.clone());
+                }
+                // Everyone this visitor stood for may gain or lose facts.
+                self.dirty_visitor(anonymous_id);
+                // Being identified is itself a fact of the person's journey.
+                self.touch_person(person_id)
+                    .facts
+                    .push(Fact::from_event(event));
                 return;
             }
             Payload::LinkedToAccount {
@@ -181,10 +225,23 @@ impl FunnelProjection {
                     }
                     self.touch_person(into_person_id).facts.extend(from.facts);
                 }
-                for visitor in self.visitors.values_mut() {
-                    if visitor.person.as_deref() == Some(from_person_id) {
-                        visitor.person = Some(into_person_id.clone());
+                if let Some(visitors) = self.visitors_of.remove(from_person_id) {
+                    for anonymous in &visitors {
+                        if let Some(visitor) = self.visitors.get_mut(anonymous) {
+                            for identity in &mut visitor.identities {
+                                if identity.2 == *from_person_id {
+                                    identity.2.clone_from(into_person_id);
+                                }
+                            }
+                        }
                     }
+                    let into = self.visitors_of.entry(into_person_id.clone()).or_default();
+                    for anonymous in visitors {
+                        if !into.contains(&anonymous) {
+                            into.push(anonymous);
+                        }
+                    }
+                    self.dirty.insert(into_person_id.clone());
                 }
                 return;
             }
@@ -295,19 +352,17 @@ impl FunnelProjection {
             return;
         }
         let fact = Fact::from_event(event);
-        match self.person_of(event) {
-            Some(person) => self.touch_person(&person).facts.push(fact),
-            None => {
-                if let Some(anonymous) = &event.identity.anonymous_id {
-                    self.visitors
-                        .entry(anonymous.clone())
-                        .or_default()
-                        .facts
-                        .push(fact);
-                }
-                // An account-only touch has no person journey; account views count it.
-            }
+        if let Some(person) = &event.identity.person_id {
+            self.touch_person(person).facts.push(fact);
+        } else if let Some(anonymous) = &event.identity.anonymous_id {
+            self.visitors
+                .entry(anonymous.clone())
+                .or_default()
+                .facts
+                .push(fact);
+            self.dirty_visitor(anonymous);
         }
+        // An account-only touch has no person journey; account views count it.
     }
 
     /// Re-folds every journey whose facts or traits changed since the last refresh.
@@ -327,17 +382,36 @@ impl FunnelProjection {
                 person_department: person.department.clone(),
                 person_country: person.country.clone(),
             };
-            let facts: Vec<Fact> = person
-                .facts
-                .iter()
-                .filter(|fact| !self.retracted.contains(&fact.event_id))
-                .map(|fact| self.corrected(fact))
-                .collect();
+            let facts = self.facts_for(&id, person);
             let journey = Journey::fold(&self.definition, &facts, &traits);
             if let Some(person) = self.people.get_mut(&id) {
                 person.journey = journey;
             }
         }
+    }
+
+    /// A person's own facts and the facts of the visitors they stood for, without retracted
+    /// facts, with corrections applied.
+    fn facts_for(&self, id: &str, person: &Person) -> Vec<Fact> {
+        let stitched = self
+            .visitors_of
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|anonymous| self.visitors.get(anonymous))
+            .flat_map(|visitor| {
+                visitor
+                    .facts
+                    .iter()
+                    .filter(|fact| visitor.owner_at(fact.at) == Some(id))
+            });
+        person
+            .facts
+            .iter()
+            .chain(stitched)
+            .filter(|fact| !self.retracted.contains(&fact.event_id))
+            .map(|fact| self.corrected(fact))
+            .collect()
     }
 
     fn corrected(&self, fact: &Fact) -> Fact {
@@ -453,12 +527,15 @@ impl FunnelProjection {
         crate::journey::owner_of(&self.definition, journey.current())
     }
 
-    /// Kinds seen on journeys, for tests and diagnostics.
+    /// The kinds of a person's facts (stitched, retractions and corrections applied), in
+    /// business-time order.
     pub fn facts_of(&self, person_id: &str) -> Vec<Kind> {
-        self.people
-            .get(person_id)
-            .map(|p| p.facts.iter().map(|f| f.kind).collect())
-            .unwrap_or_default()
+        let Some(person) = self.people.get(person_id) else {
+            return Vec::new();
+        };
+        let mut facts = self.facts_for(person_id, person);
+        facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
+        facts.iter().map(|fact| fact.kind).collect()
     }
 }
 

@@ -100,9 +100,15 @@ fn anonymous_touches_join_the_person_once_identified() {
     );
     let projection = history.project();
     assert_eq!(
-        projection.facts_of("p-1").len(),
-        4,
-        "three anonymous views and the form"
+        projection.facts_of("p-1"),
+        [
+            Kind::ContentViewed,
+            Kind::ContentViewed,
+            Kind::ContentViewed,
+            Kind::Identified,
+            Kind::FormSubmitted
+        ],
+        "three anonymous views, the identification and the form"
     );
     let journey = projection.journey("p-1").expect("journey");
     assert!(
@@ -276,4 +282,49 @@ fn the_summary_counts_entries_conversions_and_stays() {
         (3, 1, 1)
     );
     assert_eq!(summary.people, 3);
+}
+
+#[test]
+fn a_shared_device_splits_by_business_time_whatever_the_arrival_order() {
+    let view = |n: u128| Payload::ContentViewed {
+        url: format!("u{n}"),
+        content_type: baton_core::ContentType::Blog,
+        title: None,
+    };
+    let mut history = History::new();
+    history.push(0, (Some("anon-1"), None, None), view(1));
+    history.push(
+        5,
+        (None, None, None),
+        Payload::Identified {
+            anonymous_id: "anon-1".into(),
+            person_id: "p-1".into(),
+        },
+    );
+    history.push(50, (Some("anon-1"), None, None), view(2));
+    history.push(
+        100,
+        (None, None, None),
+        Payload::Identified {
+            anonymous_id: "anon-1".into(),
+            person_id: "p-2".into(),
+        },
+    );
+    history.push(150, (Some("anon-1"), None, None), view(3));
+    let forward = history.project();
+    assert_eq!(
+        forward.facts_of("p-1"),
+        [Kind::ContentViewed, Kind::Identified, Kind::ContentViewed]
+    );
+    assert_eq!(
+        forward.facts_of("p-2"),
+        [Kind::Identified, Kind::ContentViewed]
+    );
+
+    history.events.reverse();
+    let backward = history.project();
+    assert_eq!(backward.facts_of("p-1"), forward.facts_of("p-1"));
+    assert_eq!(backward.facts_of("p-2"), forward.facts_of("p-2"));
+    assert_eq!(backward.journey("p-1"), forward.journey("p-1"));
+    assert_eq!(backward.summary(), forward.summary());
 }

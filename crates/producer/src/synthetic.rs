@@ -52,8 +52,12 @@ impl HistoryConfig {
 struct Rng(u64);
 
 impl Rng {
+    /// Independent streams per (seed, stream). SplitMix64 advances its state by a constant,
+    /// so seeding streams with nearby values would give overlapping sequences; hashing the
+    /// stream number first scatters the starting states.
     fn new(seed: u64, stream: u64) -> Self {
-        let mut rng = Rng(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut scatter = Rng(stream);
+        let mut rng = Rng(seed ^ scatter.next_u64());
         rng.next_u64();
         rng
     }
@@ -1067,6 +1071,27 @@ mod tests {
         let c: Vec<Event> = History::new(HistoryConfig::new(8, 40)).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn accounts_draw_independent_numbers() {
+        // Regression: streams seeded with seed ^ index * constant overlapped, so different
+        // accounts gave their people the same anonymous ids.
+        let mut anonymous = HashMap::new();
+        for event in History::new(HistoryConfig::new(9, 200)) {
+            if let Payload::Identified {
+                anonymous_id,
+                person_id,
+            } = &event.payload
+            {
+                let previous = anonymous.insert(anonymous_id.clone(), person_id.clone());
+                assert!(
+                    previous.is_none_or(|p| p == *person_id),
+                    "{anonymous_id} identified as two people"
+                );
+            }
+        }
+        assert!(anonymous.len() > 200);
     }
 
     #[test]

@@ -1,5 +1,44 @@
-//! The projector: reads the log from its checkpoint and folds it into the marketing, sales and
-//! shared-funnel views with core's pure reducers, committing state and checkpoint together.
+//! The projector: reads the log and folds it into the funnel views with core's pure reducers.
 //!
-//! Not built yet: it arrives with the projections issue. The crate exists now so that the
-//! workspace's dependency chain (core → log → projector → query → cli) is fixed and tested.
+//! Today it folds the whole log, from position 1 to the head at the start, into memory
+//! ([`fold_log`]); the persistent projector (state and checkpoint in sled, following the log
+//! live, replay into candidate views) builds on it.
+
+use baton_core::{FunnelDefinition, FunnelProjection};
+use baton_log::{EventLog, LogError, Position};
+use futures::StreamExt;
+
+/// Why a fold stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("reading the log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// Folds every event from position 1 to the head (as it is when called) into a projection
+/// under `definition`. `progress` is called with (position reached, head) every few thousand
+/// events and at the end.
+pub async fn fold_log<L: EventLog>(
+    log: &L,
+    definition: FunnelDefinition,
+    mut progress: impl FnMut(Position, Position),
+) -> Result<FunnelProjection, ProjectError> {
+    let head = log.stat().await?.head;
+    let mut projection = FunnelProjection::new(definition);
+    let mut records = log.read(Position::ZERO).await?;
+    let mut reached = Position::ZERO;
+    while let Some(record) = records.next().await {
+        let record = record?;
+        if record.position > head {
+            break;
+        }
+        projection.apply(&record.event);
+        reached = record.position;
+        if reached.get().is_multiple_of(16_384) {
+            progress(reached, head);
+        }
+    }
+    projection.refresh();
+    progress(reached, head);
+    Ok(projection)
+}
