@@ -3,6 +3,8 @@
 
 mod backend;
 mod bench;
+mod demo;
+mod funnel;
 mod generate;
 mod ingest;
 mod read;
@@ -28,6 +30,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Generate a seeded B2B history into the log and print the shared-funnel summary.
+    Demo(demo::DemoArgs),
+    /// Print the shared-funnel summary of the log under a funnel definition.
+    Funnel(funnel::FunnelArgs),
     /// Write a deterministic synthetic B2B history as NDJSON.
     Gen(generate::GenArgs),
     /// Append an NDJSON file of events to the log.
@@ -76,6 +82,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Demo(args) => demo::run(&cli.log, args).await,
+            Command::Funnel(args) => funnel::run(&cli.log, args).await,
             Command::Gen(args) => generate::run(args),
             Command::Ingest(args) => ingest::run(&cli.log, args).await,
             Command::Log {

@@ -254,3 +254,130 @@ fn log_read_exports_what_ingest_takes_back() {
     assert_eq!(window.len(), 2);
     assert_eq!(window[0]["position"], 3);
 }
+
+#[test]
+fn demo_generates_folds_and_prints_the_funnel() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = baton(dir.path(), &["demo", "--accounts", "60", "--seed", "4"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("funnel b2b-default (sha256:"), "{text}");
+    for stage in [
+        "inquiry",
+        "engaged",
+        "mql",
+        "sal",
+        "sql",
+        "opportunity",
+        "proposal",
+        "won",
+        "lost",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(stage)),
+            "{stage} missing: {text}"
+        );
+    }
+    assert!(
+        dir.path().join("baton-data").is_dir(),
+        "the embedded default"
+    );
+
+    // A second run folds what is there rather than appending the history again.
+    let events = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"].clone();
+    let again = baton(dir.path(), &["demo", "--accounts", "60", "--seed", "4"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+    assert_eq!(
+        json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"],
+        events
+    );
+}
+
+#[test]
+fn funnel_summaries_agree_across_backends_and_follow_the_definition() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "8", "80", "history.ndjson");
+    baton(dir.path(), &["ingest", "history.ndjson"]);
+    baton(
+        dir.path(),
+        &["--nats", server.url(), "ingest", "history.ndjson"],
+    );
+    let embedded = json_of(&baton(dir.path(), &["funnel", "--json"]));
+    let jetstream = json_of(&baton(
+        dir.path(),
+        &["--nats", server.url(), "funnel", "--json"],
+    ));
+    let without_position = |mut v: Value| {
+        v.as_object_mut().expect("object").remove("position");
+        v
+    };
+    assert_eq!(
+        without_position(embedded.clone()),
+        without_position(jetstream)
+    );
+    assert_eq!(
+        embedded["events"],
+        json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
+    );
+    let stages = embedded["stages"].as_array().expect("stages");
+    assert_eq!(stages.len(), 9);
+    for key in [
+        "name",
+        "owner",
+        "entered",
+        "current",
+        "converted",
+        "conversion_rate",
+        "median_days_in_stage",
+    ] {
+        assert!(stages[0].get(key).is_some(), "{key}");
+    }
+    assert!(
+        embedded["won"]["deals"].as_u64().is_some_and(|d| d > 0),
+        "{embedded}"
+    );
+
+    // A stricter MQL rule, tested against the same history.
+    let default = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../funnels/default.toml"
+    ))
+    .expect("default funnel");
+    let strict = default.replace(
+        "high_intent = [\"demo_requested\", \"executive_event_attended\"]",
+        "high_intent = []",
+    );
+    std::fs::write(dir.path().join("strict.toml"), strict).expect("write");
+    let candidate = json_of(&baton(
+        dir.path(),
+        &["funnel", "--funnel", "strict.toml", "--json"],
+    ));
+    assert_ne!(candidate["definition_hash"], embedded["definition_hash"]);
+    let mql = |v: &Value| v["stages"][2]["entered"].as_u64().expect("mql entered");
+    assert!(
+        mql(&candidate) < mql(&embedded),
+        "fewer MQLs without high intent"
+    );
+
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        default.replace(
+            "owner = \"sales\"\nenter_on = [\"proposal_sent\"]",
+            "owner = \"sales\"\nenter_on = [\"proposal_mailed\"]",
+        ),
+    )
+    .expect("write");
+    let broken = baton(dir.path(), &["funnel", "--funnel", "broken.toml"]);
+    assert_eq!(broken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        stderr.contains("broken.toml:")
+            && stderr.contains("unknown event kind \"proposal_mailed\""),
+        "{stderr}"
+    );
+}

@@ -510,6 +510,7 @@ impl FunnelProjection {
                     entered: entered[index],
                     current: current[index],
                     converted: converted[index],
+                    outcome: stage.outcome.is_some(),
                     median_days_in_stage: median_days(&mut stays[index]),
                 })
                 .collect(),
@@ -564,13 +565,16 @@ pub struct StageSummary {
     pub current: u64,
     /// Of those who entered, people who later entered a stage further along.
     pub converted: u64,
+    /// Whether the stage ends a deal (won, lost): nothing converts from it.
+    pub outcome: bool,
     /// Median time between entering the stage and the next move, over completed stays.
     pub median_days_in_stage: Option<f64>,
 }
 
 impl StageSummary {
+    /// `converted / entered`; `None` for an outcome stage or one nobody entered.
     pub fn conversion_rate(&self) -> Option<f64> {
-        (self.entered > 0).then(|| self.converted as f64 / self.entered as f64)
+        (self.entered > 0 && !self.outcome).then(|| self.converted as f64 / self.entered as f64)
     }
 }
 

@@ -15,6 +15,13 @@ pub enum ProjectError {
     Log(#[from] LogError),
 }
 
+/// A projection and the log position it reflects.
+#[derive(Debug)]
+pub struct Folded {
+    pub projection: FunnelProjection,
+    pub position: Position,
+}
+
 /// Folds every event from position 1 to the head (as it is when called) into a projection
 /// under `definition`. `progress` is called with (position reached, head) every few thousand
 /// events and at the end.
@@ -22,7 +29,7 @@ pub async fn fold_log<L: EventLog>(
     log: &L,
     definition: FunnelDefinition,
     mut progress: impl FnMut(Position, Position),
-) -> Result<FunnelProjection, ProjectError> {
+) -> Result<Folded, ProjectError> {
     let head = log.stat().await?.head;
     let mut projection = FunnelProjection::new(definition);
     let mut records = log.read(Position::ZERO).await?;
@@ -40,5 +47,8 @@ pub async fn fold_log<L: EventLog>(
     }
     projection.refresh();
     progress(reached, head);
-    Ok(projection)
+    Ok(Folded {
+        projection,
+        position: reached,
+    })
 }

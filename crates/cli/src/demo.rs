@@ -1,0 +1,82 @@
+//! `baton demo`: a seeded synthetic B2B history in the embedded log, folded into the funnel,
+//! with the summary printed.
+
+use crate::backend::LogArgs;
+use crate::funnel::{print_summary, summarize};
+use anyhow::Context;
+use baton_core::FunnelDefinition;
+use baton_log::EventLog;
+use baton_producer::{History, HistoryConfig};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Accounts in the generated history (about 60 events each).
+    #[arg(long, default_value_t = 2_000)]
+    accounts: u64,
+    /// Seed of the generated history.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+pub async fn run(log_args: &LogArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let log = log_args.open().await?;
+    let before = log.stat().await?;
+    if before.events > 0 {
+        eprintln!(
+            "{} already holds {} events; folding them (remove the directory for a fresh demo)",
+            log.describe(),
+            before.events
+        );
+    } else {
+        eprintln!(
+            "generating {} accounts (seed {}) into {}",
+            args.accounts,
+            args.seed,
+            log.describe()
+        );
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(args.accounts);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} appending [{bar:30}] {pos}/{len} accounts  {msg}  ETA {eta}",
+                )
+                .expect("invariant: valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut history = History::new(HistoryConfig::new(args.seed, args.accounts));
+        let mut appended = 0u64;
+        loop {
+            let batch: Vec<_> = history.by_ref().take(5_000).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let outcomes = log.append(batch).await.context("appending the history")?;
+            appended += outcomes
+                .iter()
+                .filter(|o| matches!(o, baton_log::AppendOutcome::Appended(_)))
+                .count() as u64;
+            bar.set_position(history.accounts_done());
+            bar.set_message(format!("{appended} events"));
+        }
+        bar.finish_and_clear();
+        eprintln!(
+            "appended {appended} events (retried deliveries in the history were stored once)"
+        );
+    }
+    let (summary, position) = summarize(&log, FunnelDefinition::default_funnel()).await?;
+    print_summary(&summary, position);
+    println!();
+    println!(
+        "next: `baton log read --limit 5` shows stored events; `baton funnel --json` the summary as JSON;"
+    );
+    println!(
+        "      `baton funnel --funnel my.toml` the same history under your own definition (docs/funnels.md)."
+    );
+    Ok(ExitCode::SUCCESS)
+}

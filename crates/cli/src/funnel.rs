@@ -1,0 +1,179 @@
+//! `baton funnel`: the shared-funnel summary of the log under a funnel definition.
+
+use crate::backend::LogArgs;
+use anyhow::Context;
+use baton_core::{FunnelDefinition, FunnelSummary};
+use baton_log::AnyLog;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct FunnelArgs {
+    /// Funnel definition file (TOML, see docs/funnels.md); the shipped default when absent.
+    #[arg(long, env = "BATON_FUNNEL")]
+    pub funnel: Option<PathBuf>,
+    /// Print the summary as JSON (keys in docs/funnels.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads and validates a definition file, or the default.
+pub fn load_definition(path: Option<&PathBuf>) -> anyhow::Result<FunnelDefinition> {
+    let Some(path) = path else {
+        return Ok(FunnelDefinition::default_funnel());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the funnel definition {}", path.display()))?;
+    FunnelDefinition::parse(&path.display().to_string(), &text)
+        .map_err(|errors| anyhow::anyhow!("invalid funnel definition:\n{errors}"))
+}
+
+/// Folds the log under `definition`, with a progress bar on a terminal.
+pub async fn summarize(
+    log: &AnyLog,
+    definition: FunnelDefinition,
+) -> anyhow::Result<(FunnelSummary, u64)> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} folding [{bar:30}] {pos}/{len} events  {per_sec}  ETA {eta}",
+            )
+            .expect("invariant: valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let folded = baton_projector::fold_log(log, definition, |reached, head| {
+        bar.set_length(head.get());
+        bar.set_position(reached.get());
+    })
+    .await
+    .with_context(|| format!("folding {}", log.describe()))?;
+    bar.finish_and_clear();
+    Ok((folded.projection.summary(), folded.position.get()))
+}
+
+fn money(minor_units: i64) -> String {
+    let units = minor_units / 100;
+    let mut digits = units.abs().to_string();
+    let mut grouped = String::new();
+    while digits.len() > 3 {
+        let tail = digits.split_off(digits.len() - 3);
+        grouped = format!(",{tail}{grouped}");
+    }
+    let sign = if minor_units < 0 { "-" } else { "" };
+    format!("{sign}{digits}{grouped}.{:02}", (minor_units % 100).abs())
+}
+
+pub fn summary_json(summary: &FunnelSummary, position: u64) -> serde_json::Value {
+    let stages: Vec<serde_json::Value> = summary
+        .stages
+        .iter()
+        .map(|stage| {
+            serde_json::json!({
+                "name": stage.name,
+                "owner": stage.owner.as_str(),
+                "entered": stage.entered,
+                "current": stage.current,
+                "converted": stage.converted,
+                "conversion_rate": stage.conversion_rate(),
+                "median_days_in_stage": stage.median_days_in_stage,
+            })
+        })
+        .collect();
+    let revenue: serde_json::Map<String, serde_json::Value> = summary
+        .revenue_minor_units
+        .iter()
+        .map(|(currency, minor)| {
+            (
+                currency.clone(),
+                serde_json::Value::String(format!("{}.{:02}", minor / 100, minor % 100)),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "definition": summary.definition,
+        "definition_hash": summary.definition_hash,
+        "position": position,
+        "events": summary.events,
+        "people": summary.people,
+        "stages": stages,
+        "won": {"deals": summary.won_deals, "revenue": revenue},
+        "handoffs": summary.handoffs,
+        "handbacks": summary.handbacks,
+        "ping_pong_journeys": summary.ping_pong_journeys,
+    })
+}
+
+pub fn print_summary(summary: &FunnelSummary, position: u64) {
+    println!(
+        "funnel {} ({}): {} events to position {}, {} people",
+        summary.definition, summary.definition_hash, summary.events, position, summary.people
+    );
+    println!(
+        "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12}",
+        "stage", "owner", "entered", "current", "converted", "conversion", "median days"
+    );
+    for stage in &summary.stages {
+        let rate = stage
+            .conversion_rate()
+            .map_or_else(|| "-".to_owned(), |rate| format!("{:.1}%", rate * 100.0));
+        let days = stage
+            .median_days_in_stage
+            .map_or_else(|| "-".to_owned(), |days| format!("{days:.1}"));
+        println!(
+            "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12}",
+            stage.name,
+            stage.owner.as_str(),
+            stage.entered,
+            stage.current,
+            stage.converted,
+            rate,
+            days
+        );
+    }
+    let revenue: Vec<String> = summary
+        .revenue_minor_units
+        .iter()
+        .map(|(currency, minor)| format!("{currency} {}", money(*minor)))
+        .collect();
+    println!(
+        "  won deals {}, revenue {}",
+        summary.won_deals,
+        if revenue.is_empty() {
+            "0".to_owned()
+        } else {
+            revenue.join(", ")
+        }
+    );
+    println!(
+        "  hand-offs to sales {}, hand-backs to marketing {}, journeys handed back and forth {}",
+        summary.handoffs, summary.handbacks, summary.ping_pong_journeys
+    );
+}
+
+pub async fn run(log_args: &LogArgs, args: FunnelArgs) -> anyhow::Result<ExitCode> {
+    let definition = load_definition(args.funnel.as_ref())?;
+    let log = log_args.open().await?;
+    let (summary, position) = summarize(&log, definition).await?;
+    if args.json {
+        println!("{}", summary_json(&summary, position));
+    } else {
+        print_summary(&summary, position);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn money_groups_thousands() {
+        assert_eq!(super::money(123_456_789), "1,234,567.89");
+        assert_eq!(super::money(5), "0.05");
+        assert_eq!(super::money(-100_000), "-1,000.00");
+    }
+}
