@@ -229,3 +229,95 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Events in the log replayed.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Rounds; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Print `{"read_eps":..,"replay_eps":..,"ratio":..,"peak_rss_mb":..}`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// `baton bench replay`: the raw read-and-decode rate of the embedded log against the rate of
+/// folding it into the funnel, side by side on the same log.
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await?;
+    let events = unique_events(args.events);
+    for batch in events.chunks(10_000) {
+        log.append(batch.to_vec()).await?;
+    }
+    drop(events);
+    let mut read = Vec::new();
+    let mut replay = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let started = Instant::now();
+        let mut stream = log.read(baton_log::Position::ZERO).await?;
+        let mut count = 0usize;
+        while let Some(record) = stream.next().await {
+            record?;
+            count += 1;
+        }
+        anyhow::ensure!(
+            count == args.events,
+            "read {count} of {} events",
+            args.events
+        );
+        read.push(rate(count, started.elapsed()));
+
+        let started = Instant::now();
+        let folded = baton_projector::fold_log(
+            &log,
+            baton_core::FunnelDefinition::default_funnel(),
+            |_, _| (),
+        )
+        .await?;
+        anyhow::ensure!(
+            folded.projection.events() as usize == args.events,
+            "folded every event"
+        );
+        replay.push(rate(args.events, started.elapsed()));
+    }
+    let read_eps = median(read);
+    let replay_eps = median(replay);
+    let ratio = replay_eps / read_eps;
+    let peak = peak_rss_mb();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "events": args.events,
+                "read_eps": read_eps.round(),
+                "replay_eps": replay_eps.round(),
+                "ratio": (ratio * 1000.0).round() / 1000.0,
+                "peak_rss_mb": peak.map(f64::round),
+            })
+        );
+    } else {
+        println!(
+            "replay, {} events on the embedded log, median of {} rounds",
+            args.events,
+            args.rounds.max(1)
+        );
+        println!("  read and decode (baseline)   {read_eps:>12.0} events/s");
+        println!("  fold into the funnel         {replay_eps:>12.0} events/s  ratio {ratio:.3}");
+        if let Some(peak) = peak {
+            println!("  peak RSS                     {peak:>12.0} MiB");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -11,6 +11,12 @@ mod read;
 mod stat;
 
 use clap::{Parser, Subcommand};
+
+// glibc's allocator spent most of a replay in malloc, free and arena-lock contention between
+// the reader and folding threads; mimalloc does the same work several times faster
+// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Baton: an event-sourced revenue-process engine. Every buyer touchpoint goes on one
@@ -62,6 +68,8 @@ enum LogCommand {
 enum BenchCommand {
     /// Append throughput: raw async-nats publisher vs baton on JetStream, then embedded.
     Append(bench::AppendArgs),
+    /// Replay throughput: reading the log vs folding it into the funnel.
+    Replay(bench::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +103,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Append(args),
             } => bench::append(args).await,
+            Command::Bench {
+                command: BenchCommand::Replay(args),
+            } => bench::replay(args).await,
         }
     });
     match result {

@@ -1,7 +1,10 @@
 //! The embedded log: one sled database on the local disk, no server.
 //!
-//! Layout: one tree, `e` + position (u64 big-endian) → the event's codec frame. Keys only
-//! ever grow, so sled appends at the right edge of its tree.
+//! Layout: one tree of blocks, `b` + the first position in the block (u64 big-endian) → up to
+//! 256 consecutive events' codec frames (`u32` count, then `u32` length and bytes per frame),
+//! and `m` + `layout` → the layout version. Keys only ever grow, so sled appends at the right
+//! edge of its tree; blocks keep reads from paying sled's per-item iteration cost for every
+//! event (it clones a node's data per step), which made replay four times slower.
 //!
 //! Appends are serialised by a mutex; each batch is applied atomically and flushed before the
 //! call returns, so an acknowledged append survives a crash. Idempotency: the id of every
@@ -24,7 +27,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-const EVENT_PREFIX: u8 = b'e';
+const BLOCK_PREFIX: u8 = b'b';
+/// Events per block: a full append batch is split into blocks of this many.
+const BLOCK_EVENTS: usize = 256;
+const LAYOUT_KEY: &[u8] = b"mlayout";
+const LAYOUT_VERSION: u8 = 2;
 /// Records read per trip to the blocking pool.
 const READ_CHUNK: usize = 4096;
 
@@ -69,11 +76,120 @@ struct Inner {
     head: watch::Sender<Position>,
 }
 
-fn event_key(position: Position) -> [u8; 9] {
+fn block_key(first: Position) -> [u8; 9] {
     let mut key = [0u8; 9];
-    key[0] = EVENT_PREFIX;
-    key[1..].copy_from_slice(&position.get().to_be_bytes());
+    key[0] = BLOCK_PREFIX;
+    key[1..].copy_from_slice(&first.get().to_be_bytes());
     key
+}
+
+fn encode_block(frames: &[Vec<u8>]) -> Vec<u8> {
+    let size: usize = frames.iter().map(|f| f.len() + 4).sum::<usize>() + 4;
+    let mut block = Vec::with_capacity(size);
+    block.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    for frame in frames {
+        block.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        block.extend_from_slice(frame);
+    }
+    block
+}
+
+/// The frames of one block with their positions; a malformed block is an error naming the
+/// position where it breaks.
+fn block_frames(first: Position, block: &[u8]) -> Result<Vec<(Position, &[u8])>, LogError> {
+    let broken = |position: Position, what: &str| {
+        LogError::CorruptEntry(format!(
+            "block at position {first}: {what} at position {position}"
+        ))
+    };
+    let read_u32 = |at: usize| -> Option<u32> {
+        block
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let count = read_u32(0).ok_or_else(|| broken(first, "no frame count"))? as usize;
+    let mut frames = Vec::with_capacity(count.min(BLOCK_EVENTS));
+    let mut at = 4;
+    for index in 0..count {
+        let position = Position::new(first.get() + index as u64);
+        let length =
+            read_u32(at).ok_or_else(|| broken(position, "truncated frame length"))? as usize;
+        let frame = block
+            .get(at + 4..at + 4 + length)
+            .ok_or_else(|| broken(position, "truncated frame"))?;
+        frames.push((position, frame));
+        at += 4 + length;
+    }
+    if at != block.len() {
+        return Err(broken(
+            Position::new(first.get() + count as u64),
+            "trailing bytes",
+        ));
+    }
+    Ok(frames)
+}
+
+/// Calls `visit` with every frame from `from` to `until` in order, until it returns false.
+fn visit_frames(
+    tree: &sled::Tree,
+    path: &str,
+    from: Position,
+    until: Position,
+    mut visit: impl FnMut(Position, &[u8]) -> bool,
+) -> Result<(), LogError> {
+    if from > until {
+        return Ok(());
+    }
+    let storage = |error: sled::Error| LogError::Storage {
+        path: path.to_owned(),
+        message: error.to_string(),
+    };
+    // The block holding `from` starts at or before it.
+    let start = match tree
+        .range(block_key(Position::ZERO)..=block_key(from))
+        .next_back()
+    {
+        Some(entry) => block_first(&entry.map_err(storage)?.0)?,
+        None => from,
+    };
+    for entry in tree.range(block_key(start)..=block_key(until)) {
+        let (key, block) = entry.map_err(storage)?;
+        let first = block_first(&key)?;
+        for (position, frame) in block_frames(first, &block)? {
+            if position < from {
+                continue;
+            }
+            if position > until || !visit(position, frame) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The event id of the frame at `position`, when it is there and readable.
+fn frame_id(tree: &sled::Tree, path: &str, position: Position) -> Option<baton_core::EventId> {
+    let mut id = None;
+    visit_frames(tree, path, position, position, |_, frame| {
+        id = baton_core::event_id_of(frame).ok();
+        false
+    })
+    .ok()?;
+    id
+}
+
+fn block_first(key: &[u8]) -> Result<Position, LogError> {
+    match key {
+        [BLOCK_PREFIX, rest @ ..] if rest.len() == 8 => {
+            let mut array = [0u8; 8];
+            array.copy_from_slice(rest);
+            Ok(Position::new(u64::from_be_bytes(array)))
+        }
+        other => Err(LogError::CorruptEntry(format!(
+            "block key of {} bytes, expected 9",
+            other.len()
+        ))),
+    }
 }
 
 struct Writer {
@@ -131,11 +247,35 @@ impl EmbeddedLog {
         let tree = db
             .open_tree("events")
             .map_err(|error| storage(format!("cannot open tree: {error}")))?;
-        let head = match tree.scan_prefix([EVENT_PREFIX]).next_back() {
+        match tree
+            .get(LAYOUT_KEY)
+            .map_err(|error| storage(error.to_string()))?
+        {
+            Some(layout) if layout.as_ref() == [LAYOUT_VERSION] => {}
+            Some(layout) => {
+                return Err(storage(format!(
+                    "log layout {:?} is not one this build reads (layout {LAYOUT_VERSION})",
+                    layout.as_ref()
+                )));
+            }
+            None if tree.is_empty() => {
+                tree.insert(LAYOUT_KEY, &[LAYOUT_VERSION])
+                    .map_err(|error| storage(error.to_string()))?;
+            }
+            None => {
+                return Err(storage(
+                    "written by a development build with another layout; move it aside and re-ingest"
+                        .into(),
+                ));
+            }
+        }
+        let head = match tree.scan_prefix([BLOCK_PREFIX]).next_back() {
             None => Position::ZERO,
             Some(entry) => {
-                let (key, _) = entry.map_err(|error| storage(error.to_string()))?;
-                position_from_key(&key)?
+                let (key, block) = entry.map_err(|error| storage(error.to_string()))?;
+                let first = block_first(&key)?;
+                let count = block_frames(first, &block)?.len() as u64;
+                Position::new(first.get() + count.saturating_sub(1))
             }
         };
         let (head_sender, _) = watch::channel(head);
@@ -185,9 +325,9 @@ impl EmbeddedLog {
                 writer.index.insert(index)
             }
         };
-        let mut batch = sled::Batch::default();
         let mut outcomes = Vec::with_capacity(frames.len());
         let mut added: Vec<u128> = Vec::new();
+        let mut new_frames: Vec<Vec<u8>> = Vec::new();
         let mut next = writer.head;
         for (event, frame) in frames {
             let id = event.event_id.as_u128();
@@ -196,12 +336,18 @@ impl EmbeddedLog {
                 continue;
             }
             next = next.next();
-            batch.insert(&event_key(next), frame);
+            new_frames.push(frame);
             // In the index at once, so a repeat later in this batch is a duplicate; taken out
             // again below if the batch does not become durable.
             index.insert(id, next);
             added.push(id);
             outcomes.push(AppendOutcome::Appended(next));
+        }
+        let mut batch = sled::Batch::default();
+        let mut first = writer.head.next();
+        for block in new_frames.chunks(BLOCK_EVENTS) {
+            batch.insert(&block_key(first), encode_block(block));
+            first = Position::new(first.get() + block.len() as u64);
         }
         if next != writer.head {
             if let Err(error) = inner.tree.apply_batch(batch) {
@@ -241,17 +387,16 @@ impl EmbeddedLog {
         let snapshot_covers = index.covered;
         let from = Position::new(index.covered).next();
         if from <= head {
-            for entry in self.inner.tree.range(event_key(from)..=event_key(head)) {
-                let (key, frame) = entry.map_err(|e| self.storage_error(e))?;
-                let position = position_from_key(&key)?;
-                match baton_core::event_id_of(&frame) {
+            self.visit_frames(from, head, |position, frame| {
+                match baton_core::event_id_of(frame) {
                     Ok(id) => index.insert(id.as_u128(), position),
                     // Readers report it with its position; the index cannot hold what it cannot read.
                     Err(error) => {
                         tracing::warn!(%position, %error, "unreadable entry in the embedded log");
                     }
                 }
-            }
+                true
+            })?;
         }
         index.covered = head.get();
         tracing::info!(
@@ -277,12 +422,17 @@ impl EmbeddedLog {
         if header.covered == 0 {
             return Ok(());
         }
-        let frame = self
-            .inner
-            .tree
-            .get(event_key(Position::new(header.covered)))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no event at position {}", header.covered))?;
+        let mut frame = None;
+        self.visit_frames(
+            Position::new(header.covered),
+            Position::new(header.covered),
+            |_, bytes| {
+                frame = Some(bytes.to_vec());
+                false
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let frame = frame.ok_or_else(|| format!("no event at position {}", header.covered))?;
         let id = baton_core::event_id_of(&frame).map_err(|e| e.to_string())?;
         if id.as_u128() != header.anchor {
             return Err(format!(
@@ -293,27 +443,28 @@ impl EmbeddedLog {
         Ok(())
     }
 
-    /// Reads up to `READ_CHUNK` records from `from`, not past `until`.
+    fn visit_frames(
+        &self,
+        from: Position,
+        until: Position,
+        visit: impl FnMut(Position, &[u8]) -> bool,
+    ) -> Result<(), LogError> {
+        visit_frames(&self.inner.tree, &self.inner.path, from, until, visit)
+    }
+
+    /// Reads about `READ_CHUNK` records from `from`, not past `until`.
     fn read_chunk(&self, from: Position, until: Position) -> Vec<Result<Record, LogError>> {
         let mut records = Vec::new();
-        if from > until {
-            return records;
-        }
-        let range = event_key(from)..=event_key(until);
-        for entry in self.inner.tree.range(range).take(READ_CHUNK) {
-            let record = entry
-                .map_err(|e| self.storage_error(e))
-                .and_then(|(key, frame)| {
-                    let position = position_from_key(&key)?;
-                    baton_core::decode(&frame)
-                        .map(|event| Record { position, event })
-                        .map_err(|source| LogError::Corrupt { position, source })
-                });
+        let visited = self.visit_frames(from, until, |position, frame| {
+            let record = baton_core::decode(frame)
+                .map(|event| Record { position, event })
+                .map_err(|source| LogError::Corrupt { position, source });
             let failed = record.is_err();
             records.push(record);
-            if failed {
-                break;
-            }
+            !failed && records.len() < READ_CHUNK
+        });
+        if let Err(error) = visited {
+            records.push(Err(error));
         }
         records
     }
@@ -401,32 +552,13 @@ impl Drop for Inner {
         if index.covered == writer.snapshot_covers || index.covered == 0 {
             return;
         }
-        let anchor = self
-            .tree
-            .get(event_key(Position::new(index.covered)))
-            .ok()
-            .flatten()
-            .and_then(|frame| baton_core::event_id_of(&frame).ok());
+        let anchor = frame_id(&self.tree, &self.path, Position::new(index.covered));
         let Some(anchor) = anchor else {
             return;
         };
         if let Err(error) = index.save(&self.snapshot_path, anchor.as_u128()) {
             tracing::warn!(path = %self.snapshot_path.display(), %error, "could not save the id index snapshot");
         }
-    }
-}
-
-fn position_from_key(key: &[u8]) -> Result<Position, LogError> {
-    match key {
-        [EVENT_PREFIX, rest @ ..] if rest.len() == 8 => {
-            let mut array = [0u8; 8];
-            array.copy_from_slice(rest);
-            Ok(Position::new(u64::from_be_bytes(array)))
-        }
-        other => Err(LogError::CorruptEntry(format!(
-            "event key of {} bytes, expected 9",
-            other.len()
-        ))),
     }
 }
 

@@ -60,9 +60,13 @@ impl Fixture for Embedded {
             sled::open(self.dir.path().join("log")).expect("sled opens once the log is closed");
         let tree = db.open_tree("events").expect("tree");
         let position = head.next();
-        let mut key = vec![b'e'];
+        // A block of one frame (see crates/log/src/embedded.rs for the layout).
+        let mut key = vec![b'b'];
         key.extend_from_slice(&position.get().to_be_bytes());
-        tree.insert(key, bytes).expect("insert");
+        let mut block = 1u32.to_le_bytes().to_vec();
+        block.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        block.extend_from_slice(bytes);
+        tree.insert(key, block).expect("insert");
         db.flush().expect("flush");
         drop(tree);
         drop(db);
