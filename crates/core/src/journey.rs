@@ -7,7 +7,7 @@ use crate::funnel::{FitCondition, FunnelDefinition, Outcome, Owner, Trait, Trigg
 use crate::timestamp::Timestamp;
 
 /// What a fact contributes to a journey: its time and the few fields the rules read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Fact {
     pub at: Timestamp,
     pub event_id: EventId,

@@ -10,7 +10,12 @@ use crate::event::{Event, EventId, Kind, Payload};
 use crate::funnel::{FunnelDefinition, Owner};
 use crate::journey::{Direction, Fact, Journey, Place, Traits};
 use crate::timestamp::Timestamp;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// Folding hashes a person id or two per event; FxHash is several times cheaper than SipHash,
+// and ids come from the log, where flooding a hash table gains an attacker nothing.
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 #[derive(Debug, Default)]
 struct Person {
@@ -93,15 +98,15 @@ impl FunnelProjection {
     pub fn new(definition: FunnelDefinition) -> Self {
         FunnelProjection {
             definition,
-            people: HashMap::new(),
-            visitors: HashMap::new(),
-            visitors_of: HashMap::new(),
-            accounts: HashMap::new(),
-            retracted: HashSet::new(),
-            corrections: HashMap::new(),
-            won: HashMap::new(),
-            won_by_event: HashMap::new(),
-            dirty: HashSet::new(),
+            people: HashMap::default(),
+            visitors: HashMap::default(),
+            visitors_of: HashMap::default(),
+            accounts: HashMap::default(),
+            retracted: HashSet::default(),
+            corrections: HashMap::default(),
+            won: HashMap::default(),
+            won_by_event: HashMap::default(),
+            dirty: HashSet::default(),
             events: 0,
         }
     }
@@ -116,8 +121,16 @@ impl FunnelProjection {
     }
 
     fn touch_person(&mut self, id: &str) -> &mut Person {
-        self.dirty.insert(id.to_owned());
-        self.people.entry(id.to_owned()).or_default()
+        // Look up before allocating: most events are about someone already known and dirty.
+        if !self.dirty.contains(id) {
+            self.dirty.insert(id.to_owned());
+        }
+        if !self.people.contains_key(id) {
+            self.people.insert(id.to_owned(), Person::default());
+        }
+        self.people
+            .get_mut(id)
+            .expect("invariant: inserted just above")
     }
 
     fn link(&mut self, person: &str, account: &str) {
@@ -416,9 +429,9 @@ impl FunnelProjection {
 
     fn corrected(&self, fact: &Fact) -> Fact {
         let Some(correction) = self.corrections.get(&fact.event_id) else {
-            return fact.clone();
+            return *fact;
         };
-        let mut fact = fact.clone();
+        let mut fact = *fact;
         if let Some(at) = correction.occurred_at {
             fact.at = at;
         }

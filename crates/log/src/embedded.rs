@@ -475,12 +475,24 @@ impl EmbeddedLog {
 
     /// A stream over `[from, until]`, or without end when `until` is `None`.
     fn stream(&self, from: Position, until: Option<Position>) -> RecordStream {
+        type Chunk = Vec<Result<Record, LogError>>;
         struct State {
             log: EmbeddedLog,
             next: Position,
             until: Option<Position>,
             head: watch::Receiver<Position>,
             done: bool,
+            /// The next chunk, already being read on the blocking pool: reading runs on one
+            /// core while the consumer works through the previous chunk on another.
+            ahead: Option<(Position, Position, tokio::task::JoinHandle<Chunk>)>,
+        }
+        fn spawn_read(
+            log: &EmbeddedLog,
+            from: Position,
+            limit: Position,
+        ) -> tokio::task::JoinHandle<Chunk> {
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || log.read_chunk(from, limit))
         }
         let state = State {
             log: self.clone(),
@@ -488,37 +500,40 @@ impl EmbeddedLog {
             until,
             head: self.inner.head.subscribe(),
             done: false,
+            ahead: None,
         };
         futures::stream::unfold(state, |mut state| async move {
             loop {
                 if state.done {
                     return None;
                 }
-                let head = *state.head.borrow_and_update();
-                let limit = match state.until {
-                    Some(until) => until.min(head),
-                    None => head,
+                let (from, limit, reading) = match state.ahead.take() {
+                    Some(ahead) => ahead,
+                    None => {
+                        let head = *state.head.borrow_and_update();
+                        let limit = match state.until {
+                            Some(until) => until.min(head),
+                            None => head,
+                        };
+                        if state.next > limit {
+                            if state.until.is_some_and(|until| state.next > until) {
+                                return None;
+                            }
+                            // Caught up: wait for the next append (or the log closing).
+                            if state.head.changed().await.is_err() {
+                                return None;
+                            }
+                            continue;
+                        }
+                        (state.next, limit, spawn_read(&state.log, state.next, limit))
+                    }
                 };
-                if state.next > limit {
-                    if state.until.is_some_and(|until| state.next > until) {
-                        return None;
-                    }
-                    // Caught up: wait for the next append (or the log closing).
-                    if state.head.changed().await.is_err() {
-                        return None;
-                    }
-                    continue;
-                }
-                let log = state.log.clone();
-                let from = state.next;
-                let chunk = tokio::task::spawn_blocking(move || log.read_chunk(from, limit))
-                    .await
-                    .unwrap_or_else(|error| {
-                        vec![Err(LogError::Storage {
-                            path: String::new(),
-                            message: format!("read task failed: {error}"),
-                        })]
-                    });
+                let chunk = reading.await.unwrap_or_else(|error| {
+                    vec![Err(LogError::Storage {
+                        path: String::new(),
+                        message: format!("read task failed: {error}"),
+                    })]
+                });
                 match chunk.last() {
                     Some(Ok(record)) => state.next = record.position.next(),
                     Some(Err(_)) => state.done = true,
@@ -531,6 +546,10 @@ impl EmbeddedLog {
                         ));
                         return Some((futures::stream::iter(vec![Err(error)]), state));
                     }
+                }
+                if !state.done && state.next <= limit {
+                    state.ahead =
+                        Some((state.next, limit, spawn_read(&state.log, state.next, limit)));
                 }
                 return Some((futures::stream::iter(chunk), state));
             }
