@@ -91,6 +91,8 @@ pub struct FunnelProjection {
     /// Opportunities whose close was retracted or corrected, by the event that closed them.
     won_by_event: HashMap<EventId, String>,
     dirty: HashSet<String>,
+    /// Set by a retraction or correction that names nobody: the next refresh re-folds everyone.
+    refold_all: bool,
     events: u64,
 }
 
@@ -107,6 +109,7 @@ impl FunnelProjection {
             won: HashMap::default(),
             won_by_event: HashMap::default(),
             dirty: HashSet::default(),
+            refold_all: false,
             events: 0,
         }
     }
@@ -172,16 +175,13 @@ impl FunnelProjection {
     }
 
     /// Marks the journey a governance event targets as dirty; without identity on the event,
-    /// every journey is re-folded (retractions and corrections are rare).
+    /// every journey is re-folded at the next refresh (retractions and corrections are rare).
     fn dirty_target(&mut self, event: &Event) {
         match self.person_of(event) {
             Some(person) => {
                 self.dirty.insert(person);
             }
-            None => {
-                let all: Vec<String> = self.people.keys().cloned().collect();
-                self.dirty.extend(all);
-            }
+            None => self.refold_all = true,
         }
     }
 
@@ -380,7 +380,12 @@ impl FunnelProjection {
 
     /// Re-folds every journey whose facts or traits changed since the last refresh.
     pub fn refresh(&mut self) {
-        let dirty: Vec<String> = self.dirty.drain().collect();
+        let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
+            self.dirty.clear();
+            self.people.keys().cloned().collect()
+        } else {
+            self.dirty.drain().collect()
+        };
         for id in dirty {
             let Some(person) = self.people.get(&id) else {
                 continue;
