@@ -32,18 +32,26 @@ impl Fact {
 
     /// The fact an event contributes to its person's journey.
     pub fn from_event(event: &Event) -> Fact {
-        let (content_type, need_declared) = match &event.payload {
+        let mut fact = Fact {
+            at: event.occurred_at,
+            event_id: event.event_id,
+            kind: event.kind(),
+            content_type: None,
+            need_declared: None,
+        };
+        fact.take_payload(&event.payload);
+        fact
+    }
+
+    /// Takes the kind and the rule-relevant fields of `payload` (a correction's replacement,
+    /// or the event's own).
+    pub fn take_payload(&mut self, payload: &Payload) {
+        self.kind = payload.kind();
+        (self.content_type, self.need_declared) = match payload {
             Payload::ContentViewed { content_type, .. } => (Some(*content_type), None),
             Payload::MeetingHeld { need_declared, .. } => (None, Some(*need_declared)),
             _ => (None, None),
         };
-        Fact {
-            at: event.occurred_at,
-            event_id: event.event_id,
-            kind: event.kind(),
-            content_type,
-            need_declared,
-        }
     }
 
     fn matches(&self, trigger: Trigger) -> bool {

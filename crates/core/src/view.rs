@@ -441,14 +441,7 @@ impl FunnelProjection {
             fact.at = at;
         }
         if let Some(replacement) = &correction.replacement {
-            let (content_type, need_declared) = match replacement {
-                Payload::ContentViewed { content_type, .. } => (Some(*content_type), None),
-                Payload::MeetingHeld { need_declared, .. } => (None, Some(*need_declared)),
-                _ => (None, None),
-            };
-            fact.kind = replacement.kind();
-            fact.content_type = content_type;
-            fact.need_declared = need_declared;
+            fact.take_payload(replacement);
         }
         fact
     }
