@@ -238,9 +238,49 @@ pub struct ReplayArgs {
     /// Rounds; the median is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Print `{"read_eps":..,"replay_eps":..,"ratio":..,"peak_rss_mb":..}`.
+    /// Also replay the same events from JetStream on this server.
+    #[arg(long, env = "BATON_NATS")]
+    nats: Option<String>,
+    /// Print `{"read_eps":..,"replay_eps":..,"ratio":..,"peak_rss_mb":..}` (and `nats_*` with
+    /// `--nats`).
     #[arg(long)]
     json: bool,
+}
+
+/// Median read-and-decode and fold rates of `log` over `rounds` rounds.
+async fn read_and_fold<L: EventLog>(
+    log: &L,
+    events: usize,
+    rounds: usize,
+) -> anyhow::Result<(f64, f64)> {
+    use futures::StreamExt;
+    let mut read = Vec::new();
+    let mut replay = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let started = Instant::now();
+        let mut stream = log.read(baton_log::Position::ZERO).await?;
+        let mut count = 0usize;
+        while let Some(record) = stream.next().await {
+            record?;
+            count += 1;
+        }
+        anyhow::ensure!(count == events, "read {count} of {events} events");
+        read.push(rate(count, started.elapsed()));
+
+        let started = Instant::now();
+        let folded = baton_projector::fold_log(
+            log,
+            baton_core::FunnelDefinition::default_funnel(),
+            |_, _| (),
+        )
+        .await?;
+        anyhow::ensure!(
+            folded.projection.events() as usize == events,
+            "folded every event"
+        );
+        replay.push(rate(events, started.elapsed()));
+    }
+    Ok((median(read), median(replay)))
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux `VmHWM`).
@@ -254,46 +294,31 @@ fn peak_rss_mb() -> Option<f64> {
 /// `baton bench replay`: the raw read-and-decode rate of the embedded log against the rate of
 /// folding it into the funnel, side by side on the same log.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    use futures::StreamExt;
     let dir = tempfile::tempdir().context("temp dir")?;
     let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await?;
     let events = unique_events(args.events);
     for batch in events.chunks(10_000) {
         log.append(batch.to_vec()).await?;
     }
-    drop(events);
-    let mut read = Vec::new();
-    let mut replay = Vec::new();
-    for _ in 0..args.rounds.max(1) {
-        let started = Instant::now();
-        let mut stream = log.read(baton_log::Position::ZERO).await?;
-        let mut count = 0usize;
-        while let Some(record) = stream.next().await {
-            record?;
-            count += 1;
+    let (read_eps, replay_eps) = read_and_fold(&log, args.events, args.rounds).await?;
+    let mut nats = None;
+    if let Some(url) = &args.nats {
+        let mut config = JetStreamConfig::new(url);
+        config.stream = format!("BENCH_REPLAY_{}", std::process::id());
+        config.subject_prefix = format!("benchreplay{}", std::process::id());
+        let jetstream = JetStreamLog::connect(config.clone()).await?;
+        for batch in events.chunks(10_000) {
+            jetstream.append(batch.to_vec()).await?;
         }
-        anyhow::ensure!(
-            count == args.events,
-            "read {count} of {} events",
-            args.events
-        );
-        read.push(rate(count, started.elapsed()));
-
-        let started = Instant::now();
-        let folded = baton_projector::fold_log(
-            &log,
-            baton_core::FunnelDefinition::default_funnel(),
-            |_, _| (),
-        )
-        .await?;
-        anyhow::ensure!(
-            folded.projection.events() as usize == args.events,
-            "folded every event"
-        );
-        replay.push(rate(args.events, started.elapsed()));
+        let figures = read_and_fold(&jetstream, args.events, args.rounds).await?;
+        let client = async_nats::connect(url.as_str()).await?;
+        jetstream::new(client)
+            .delete_stream(&config.stream)
+            .await
+            .context("deleting the replay benchmark stream")?;
+        nats = Some(figures);
     }
-    let read_eps = median(read);
-    let replay_eps = median(replay);
+    drop(events);
     let ratio = replay_eps / read_eps;
     let peak = peak_rss_mb();
     if args.json {
@@ -305,6 +330,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 "replay_eps": replay_eps.round(),
                 "ratio": (ratio * 1000.0).round() / 1000.0,
                 "peak_rss_mb": peak.map(f64::round),
+                "nats_read_eps": nats.map(|(read, _)| read.round()),
+                "nats_replay_eps": nats.map(|(_, replay)| replay.round()),
+                "nats_ratio": nats.map(|(read, replay)| (replay / read * 1000.0).round() / 1000.0),
             })
         );
     } else {
@@ -315,8 +343,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  read and decode (baseline)   {read_eps:>12.0} events/s");
         println!("  fold into the funnel         {replay_eps:>12.0} events/s  ratio {ratio:.3}");
+        if let Some((read, replay)) = nats {
+            println!("  JetStream read and decode    {read:>12.0} events/s  (baseline)");
+            let nats_ratio = replay / read;
+            println!(
+                "  JetStream fold               {replay:>12.0} events/s  ratio {nats_ratio:.3}"
+            );
+        }
         if let Some(peak) = peak {
-            println!("  peak RSS                     {peak:>12.0} MiB");
+            println!("  peak RSS (whole benchmark)   {peak:>12.0} MiB");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -381,3 +381,43 @@ fn funnel_summaries_agree_across_backends_and_follow_the_definition() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_replay_prints_both_backends_side_by_side() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let output = baton(
+        dir.path(),
+        &[
+            "bench",
+            "replay",
+            "--events",
+            "4000",
+            "--rounds",
+            "1",
+            "--nats",
+            server.url(),
+            "--json",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures = json_of(&output);
+    for key in [
+        "read_eps",
+        "replay_eps",
+        "ratio",
+        "peak_rss_mb",
+        "nats_read_eps",
+        "nats_replay_eps",
+        "nats_ratio",
+    ] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {figures}"
+        );
+    }
+}
