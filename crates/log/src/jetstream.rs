@@ -239,17 +239,15 @@ impl JetStreamLog {
     }
 
     async fn last_sequence(&self) -> Result<(u64, u64), LogError> {
-        let mut stream = self
+        // `get_stream` is itself a stream-info request; its answer is fresh, so one round trip.
+        let stream = self
             .inner
             .reader
             .get_stream(&self.inner.config.stream)
             .await
             .map_err(|error| LogError::nats("looking up the stream", error))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|error| LogError::nats("stream info", error))?;
-        Ok((info.state.last_sequence, info.state.messages))
+        let state = &stream.cached_info().state;
+        Ok((state.last_sequence, state.messages))
     }
 
     async fn ordered_messages(
