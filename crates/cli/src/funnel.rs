@@ -106,6 +106,14 @@ pub fn summary_json(summary: &FunnelSummary, position: u64) -> serde_json::Value
         "handoffs": summary.handoffs,
         "handbacks": summary.handbacks,
         "ping_pong_journeys": summary.ping_pong_journeys,
+        "follow_up": {
+            "mqls": summary.follow_up.mqls,
+            "breached": summary.follow_up.breached,
+            "untouched": summary.follow_up.untouched,
+            "median_hours_to_first_action": summary.follow_up.median_hours_to_first_action,
+            "p90_hours_to_first_action": summary.follow_up.p90_hours_to_first_action,
+            "as_of": summary.follow_up.as_of.map(|t| t.to_rfc3339()),
+        },
     })
 }
 
@@ -153,6 +161,16 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
     println!(
         "  hand-offs to sales {}, hand-backs to marketing {}, journeys handed back and forth {}",
         summary.handoffs, summary.handbacks, summary.ping_pong_journeys
+    );
+    let hours = |h: Option<f64>| h.map_or_else(|| "-".to_owned(), |h| format!("{h:.1} h"));
+    let follow_up = &summary.follow_up;
+    println!(
+        "  follow-up SLA: {} MQLs, {} breached, {} untouched; first action median {}, p90 {}",
+        follow_up.mqls,
+        follow_up.breached,
+        follow_up.untouched,
+        hours(follow_up.median_hours_to_first_action),
+        hours(follow_up.p90_hours_to_first_action)
     );
 }
 

@@ -29,4 +29,4 @@ pub use journey::{
 };
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use timestamp::{Timestamp, TimestampError};
-pub use view::{FunnelProjection, FunnelSummary, StageSummary};
+pub use view::{FollowUpSummary, FunnelProjection, FunnelSummary, StageSummary};

@@ -94,6 +94,8 @@ pub struct FunnelProjection {
     /// Set by a retraction or correction that names nobody: the next refresh re-folds everyone.
     refold_all: bool,
     events: u64,
+    /// The latest business time seen: "now" for clocks still running.
+    latest: Option<Timestamp>,
 }
 
 impl FunnelProjection {
@@ -111,6 +113,7 @@ impl FunnelProjection {
             dirty: HashSet::default(),
             refold_all: false,
             events: 0,
+            latest: None,
         }
     }
 
@@ -188,6 +191,7 @@ impl FunnelProjection {
     /// Applies one event from the log.
     pub fn apply(&mut self, event: &Event) {
         self.events += 1;
+        self.latest = self.latest.max(Some(event.occurred_at));
         if let Some(account) = &event.identity.account_id
             && let Some(person) = &event.identity.person_id
             && self.people.get(person).is_none_or(|p| p.account.is_none())
@@ -466,8 +470,21 @@ impl FunnelProjection {
         let mut handoffs = 0u64;
         let mut handbacks = 0u64;
         let mut ping_pong_journeys = 0u64;
+        let now = self.latest.unwrap_or(Timestamp::from_unix_millis(0));
+        let mut follow_up = FollowUpSummary::default();
+        let mut response_millis: Vec<i64> = Vec::new();
         for person in self.people.values() {
             let journey = &person.journey;
+            for clock in &journey.follow_ups {
+                follow_up.mqls += 1;
+                match clock.first_action_at {
+                    Some(at) => response_millis.push(at.unix_millis() - clock.mql_at.unix_millis()),
+                    None => follow_up.untouched += 1,
+                }
+                if clock.breached(now) {
+                    follow_up.breached += 1;
+                }
+            }
             let mut entered_here = vec![false; stages.len()];
             let mut converted_here = vec![false; stages.len()];
             for (index, transition) in journey.transitions.iter().enumerate() {
@@ -503,6 +520,11 @@ impl FunnelProjection {
             });
             ping_pong_journeys += u64::from(returned);
         }
+        response_millis.sort_unstable();
+        let hours = |millis: i64| millis as f64 / 3_600_000.0;
+        follow_up.median_hours_to_first_action = percentile(&response_millis, 50).map(hours);
+        follow_up.p90_hours_to_first_action = percentile(&response_millis, 90).map(hours);
+        follow_up.as_of = self.latest;
         let mut currencies: BTreeMap<String, i64> = BTreeMap::new();
         for won in self.won.values() {
             *currencies.entry(won.currency.clone()).or_default() += won.minor_units;
@@ -530,6 +552,7 @@ impl FunnelProjection {
             handoffs,
             handbacks,
             ping_pong_journeys,
+            follow_up,
         }
     }
 
@@ -549,6 +572,16 @@ impl FunnelProjection {
         facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
         facts.iter().map(|fact| fact.kind).collect()
     }
+}
+
+/// The nearest-rank percentile of sorted values: the smallest value with at least `p`% of the
+/// values at or below it.
+fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
 }
 
 fn median_days(values: &mut [i64]) -> Option<f64> {
@@ -605,4 +638,22 @@ pub struct FunnelSummary {
     pub handbacks: u64,
     /// Journeys handed back and then handed off again.
     pub ping_pong_journeys: u64,
+    pub follow_up: FollowUpSummary,
+}
+
+/// The follow-up SLA over every MQL: did sales close the loop, and how fast.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FollowUpSummary {
+    /// Follow-up clocks started (one per MQL, so a person can have several).
+    pub mqls: u64,
+    /// Clocks whose first action came after the deadline, or that have none and whose deadline
+    /// lies before `as_of`.
+    pub breached: u64,
+    /// Clocks with no action yet.
+    pub untouched: u64,
+    /// Nearest-rank median and 90th percentile of MQL to first action, over clocks with one.
+    pub median_hours_to_first_action: Option<f64>,
+    pub p90_hours_to_first_action: Option<f64>,
+    /// The latest business time in the log: "now" for clocks still running.
+    pub as_of: Option<Timestamp>,
 }

@@ -282,6 +282,26 @@ fn the_summary_counts_entries_conversions_and_stays() {
         (3, 1, 1)
     );
     assert_eq!(summary.people, 3);
+
+    let follow_up = &summary.follow_up;
+    assert_eq!(
+        (follow_up.mqls, follow_up.untouched, follow_up.breached),
+        (3, 1, 0)
+    );
+    assert_eq!(follow_up.median_hours_to_first_action, Some(3.0));
+    assert_eq!(follow_up.p90_hours_to_first_action, Some(4.0));
+
+    // Business time moves on past the open clock's deadline (20 h + 24 h): it is breached.
+    history.push(
+        50,
+        person("p-2"),
+        Payload::EmailOpened {
+            email_id: "e".into(),
+        },
+    );
+    let later = history.project().summary();
+    assert_eq!(later.follow_up.breached, 1);
+    assert_eq!(later.follow_up.untouched, 1);
 }
 
 #[test]
