@@ -152,10 +152,19 @@ fn visit_frames(
         Some(entry) => block_first(&entry.map_err(storage)?.0)?,
         None => from,
     };
+    let mut expected = start;
     for entry in tree.range(block_key(start)..=block_key(until)) {
         let (key, block) = entry.map_err(storage)?;
         let first = block_first(&key)?;
-        for (position, frame) in block_frames(first, &block)? {
+        if first != expected {
+            // Positions are dense: a gap between blocks means entries went missing.
+            return Err(LogError::CorruptEntry(format!(
+                "positions {expected}..{first} are missing from the embedded log"
+            )));
+        }
+        let frames = block_frames(first, &block)?;
+        expected = Position::new(first.get() + frames.len() as u64);
+        for (position, frame) in frames {
             if position < from {
                 continue;
             }
@@ -198,6 +207,9 @@ struct Writer {
     index: Option<IdIndex>,
     /// How far the snapshot on disk reaches, so an unchanged index is not written again.
     snapshot_covers: u64,
+    /// Applied to the tree but not yet flushed: readers do not see these events, and the next
+    /// append flushes before it reports anything.
+    unflushed: bool,
 }
 
 const SNAPSHOT_FILE: &str = "id-index.snapshot";
@@ -289,6 +301,7 @@ impl EmbeddedLog {
                     head,
                     index: None,
                     snapshot_covers: 0,
+                    unflushed: false,
                 }),
                 head: head_sender,
             }),
@@ -356,11 +369,17 @@ impl EmbeddedLog {
                 }
                 return Err(self.storage_error(error));
             }
-            // Applied: the events are in the tree and readers may see them, durable or not.
             writer.head = next;
             index.covered = next.get();
-            inner.head.send_replace(next);
+            writer.unflushed = true;
+        }
+        // Durable before anything is acknowledged or shown to readers; a failed flush leaves
+        // the flag set, so a retry (which finds every event a duplicate) flushes again rather
+        // than report success over events still only in memory.
+        if writer.unflushed {
             inner.db.flush().map_err(|e| self.storage_error(e))?;
+            writer.unflushed = false;
+            inner.head.send_replace(writer.head);
         }
         Ok(outcomes)
     }

@@ -89,6 +89,9 @@ struct Inner {
     reader: jetstream::Context,
     /// Held for the whole of an append: one batch at a time per process.
     index: Mutex<IdIndex>,
+    /// The stream's duplicate window as the server has it, in milliseconds (an existing stream
+    /// keeps its own, whatever the config asks for).
+    server_window_millis: std::sync::atomic::AtomicU64,
 }
 
 async fn connect_client(
@@ -151,6 +154,7 @@ impl JetStreamLog {
                 writer,
                 reader,
                 index: Mutex::new(IdIndex::default()),
+                server_window_millis: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         log.ensure_stream().await?;
@@ -195,6 +199,14 @@ impl JetStreamLog {
                         c.max_age, c.max_messages, c.max_bytes, c.max_messages_per_subject
                     )));
                 }
+                if !c.deny_delete || !c.deny_purge {
+                    return Err(problem(
+                        "allows deleting or purging messages; Baton's log is append-only: \
+                         create it with deny_delete and deny_purge (or let Baton create it)"
+                            .into(),
+                    ));
+                }
+                self.set_window(c.duplicate_window);
                 if c.retention != stream::RetentionPolicy::Limits {
                     return Err(problem(format!(
                         "has retention policy {:?}; Baton's log needs `limits` (keep everything)",
@@ -232,10 +244,27 @@ impl JetStreamLog {
                     })
                     .await
                     .map_err(|error| problem(format!("cannot create: {error}")))?;
+                self.set_window(config.duplicate_window);
                 Ok(())
             }
             Err(error) => Err(LogError::nats("looking up the stream", error)),
         }
+    }
+
+    fn set_window(&self, window: Duration) {
+        let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.inner
+            .server_window_millis
+            .store(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_millis(
+            self.inner
+                .server_window_millis
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(1),
+        )
     }
 
     async fn last_sequence(&self) -> Result<(u64, u64), LogError> {
@@ -286,10 +315,10 @@ impl JetStreamLog {
         while let Some(message) = messages.next().await {
             let message =
                 message.map_err(|error| LogError::nats("catching up the id index", error))?;
-            let sequence = message
+            let info = message
                 .info()
-                .map_err(|error| LogError::nats("message metadata", error))?
-                .stream_sequence;
+                .map_err(|error| LogError::nats("message metadata", error))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
             let id = message
                 .headers
                 .as_ref()
@@ -300,7 +329,9 @@ impl JetStreamLog {
                 index.insert(id.as_u128(), Position::new(sequence));
             }
             index.covered = sequence;
-            if sequence >= last {
+            // `pending` guards against waiting for a `last` that was deleted from the stream.
+            if sequence >= last || pending == 0 {
+                index.covered = index.covered.max(last);
                 break;
             }
         }
@@ -314,6 +345,7 @@ impl JetStreamLog {
         events: &[Event],
         pending: Vec<(usize, Bytes)>,
         outcomes: &mut [Option<AppendOutcome>],
+        deadline: tokio::time::Instant,
     ) -> Vec<(usize, Bytes, String)> {
         let window = self.inner.config.max_acks_in_flight.max(1);
         let mut in_flight = VecDeque::with_capacity(window);
@@ -324,6 +356,17 @@ impl JetStreamLog {
                 let Some((slot, frame)) = pending.next() else {
                     break;
                 };
+                if tokio::time::Instant::now() > deadline {
+                    // Past half the duplicate window the server might no longer catch a copy
+                    // another writer just stored; appending these again is safe.
+                    failed.push((
+                        slot,
+                        frame,
+                        "not published: the batch outlasted half the stream's duplicate window"
+                            .into(),
+                    ));
+                    continue;
+                }
                 let event = &events[slot];
                 // The schema version travels in the frame itself; one header keeps the server's
                 // per-message work to the de-duplication it must do.
@@ -374,8 +417,20 @@ impl EventLog for JetStreamLog {
         }
 
         let mut index = self.inner.index.lock().await;
-        let (last, _) = self.last_sequence().await?;
-        self.catch_up(&mut index, last).await?;
+        // Everything on the stream when a pass starts is in the index after it; what others
+        // append later must meet this batch inside the server's duplicate window. So the batch
+        // must be published within half the window of the pass's start, and a pass that took
+        // long is followed by another.
+        let window = self.window();
+        let pass_started = loop {
+            let started = tokio::time::Instant::now();
+            let (last, _) = self.last_sequence().await?;
+            self.catch_up(&mut index, last).await?;
+            if started.elapsed() < window / 4 {
+                break started;
+            }
+        };
+        let deadline = pass_started + window / 2;
 
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
         let mut first_in_batch: HashMap<u128, usize> = HashMap::new();
@@ -395,10 +450,11 @@ impl EventLog for JetStreamLog {
 
         // Retry what failed (server restarting, leader moving) with the same message ids, so
         // a publish that did land but lost its ack comes back as a duplicate of itself.
-        let deadline = tokio::time::Instant::now() + self.inner.config.duplicate_window / 2;
         let mut delay = Duration::from_millis(100);
         loop {
-            let failed = self.publish_window(&events, pending, &mut outcomes).await;
+            let failed = self
+                .publish_window(&events, pending, &mut outcomes, deadline)
+                .await;
             if failed.is_empty() {
                 break;
             }
@@ -489,13 +545,19 @@ fn records(messages: consumer::pull::Ordered, last: Option<u64>) -> RecordStream
         if done {
             return None;
         }
-        let record = match messages.next().await? {
-            Err(error) => Err(LogError::nats("reading the stream", error)),
-            Ok(message) => decode_message(&message),
+        let (record, pending) = match messages.next().await? {
+            Err(error) => (Err(LogError::nats("reading the stream", error)), None),
+            Ok(message) => (
+                decode_message(&message),
+                message.info().ok().map(|i| i.pending),
+            ),
         };
         let done = match &record {
             Err(_) => true,
-            Ok(record) => last.is_some_and(|last| record.position.get() >= last),
+            // A bounded read also ends when nothing is pending, should `last` be gone.
+            Ok(record) => {
+                last.is_some_and(|last| record.position.get() >= last || pending == Some(0))
+            }
         };
         Some((record, (messages, done)))
     })

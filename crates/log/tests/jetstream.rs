@@ -189,3 +189,23 @@ async fn a_long_running_writer_catches_up_on_what_others_wrote() {
     );
     assert_eq!(long_running.stat().await.expect("stat").events, 25);
 }
+
+/// Regression (review of stop 6): a stream that allowed deletes was accepted, and deleting its
+/// last message made bounded reads and the id catch-up wait forever for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_allows_deletes_is_refused() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.expect("client");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "BATON".into(),
+        subjects: vec!["baton.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create a deletable stream");
+    let error = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect_err("deletable streams must be refused");
+    assert!(error.to_string().contains("append-only"), "{error}");
+}
