@@ -17,22 +17,81 @@ use std::collections::BTreeMap;
 type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
 type HashSet<K> = rustc_hash::FxHashSet<K>;
 
+/// The value with the latest (business time, event id): traits and links are settled by
+/// when they were true, not by when they arrived.
+#[derive(Debug, Clone)]
+struct Latest<T>(Option<(Timestamp, EventId, T)>);
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Latest(None)
+    }
+}
+
+impl<T> Latest<T> {
+    fn offer(&mut self, at: Timestamp, id: EventId, value: T) {
+        if self.0.as_ref().is_none_or(|(a, i, _)| (at, id) > (*a, *i)) {
+            self.0 = Some((at, id, value));
+        }
+    }
+
+    /// Like `offer`, but the earliest wins.
+    fn offer_earliest(&mut self, at: Timestamp, id: EventId, value: T) {
+        if self.0.as_ref().is_none_or(|(a, i, _)| (at, id) < (*a, *i)) {
+            self.0 = Some((at, id, value));
+        }
+    }
+
+    fn get(&self) -> Option<&T> {
+        self.0.as_ref().map(|(_, _, value)| value)
+    }
+
+    fn absorb(&mut self, other: Latest<T>) {
+        if let Some((at, id, value)) = other.0 {
+            self.offer(at, id, value);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Person {
     facts: Vec<Fact>,
-    account: Option<String>,
-    title: Option<String>,
-    seniority: Option<String>,
-    department: Option<String>,
-    country: Option<String>,
+    /// The latest explicit `linked_to_account`.
+    linked_account: Latest<String>,
+    /// Without an explicit link: the account on the person's earliest event that names one.
+    seen_account: Latest<String>,
+    title: Latest<String>,
+    seniority: Latest<String>,
+    department: Latest<String>,
+    country: Latest<String>,
     journey: Journey,
+}
+
+impl Person {
+    fn account(&self) -> Option<&String> {
+        self.linked_account.get().or(self.seen_account.get())
+    }
+
+    /// Takes another person's facts and traits (a merge).
+    fn absorb(&mut self, other: Person) {
+        self.facts.extend(other.facts);
+        self.linked_account.absorb(other.linked_account);
+        if let Some((at, id, value)) = other.seen_account.0 {
+            self.seen_account.offer_earliest(at, id, value);
+        }
+        self.title.absorb(other.title);
+        self.seniority.absorb(other.seniority);
+        self.department.absorb(other.department);
+        self.country.absorb(other.country);
+    }
 }
 
 #[derive(Debug, Default)]
 struct Account {
-    employees: Option<u32>,
-    industry: Option<String>,
-    region: Option<String>,
+    employees: Latest<u32>,
+    industry: Latest<String>,
+    region: Latest<String>,
+    /// Everyone ever linked to it (some may have moved on): whom to re-fold when it changes.
     people: Vec<String>,
 }
 
@@ -68,11 +127,12 @@ struct Correction {
     replacement: Option<Payload>,
 }
 
+/// A close as reported; which close of an opportunity counts is decided when summarising.
 #[derive(Debug, Clone)]
 struct Won {
-    event_id: EventId,
-    minor_units: i64,
-    currency: String,
+    opportunity: String,
+    at: Timestamp,
+    amount: crate::event::Money,
 }
 
 /// Every journey under one definition, built from the log.
@@ -83,13 +143,15 @@ pub struct FunnelProjection {
     visitors: HashMap<String, Visitor>,
     /// The visitors each person was identified from.
     visitors_of: HashMap<String, Vec<String>>,
+    /// Merged person ids: from → into.
+    merged_into: HashMap<String, String>,
     accounts: HashMap<String, Account>,
     retracted: HashSet<EventId>,
     corrections: HashMap<EventId, Correction>,
-    /// Won opportunities by id: revenue counts each deal once, however many people it has.
-    won: HashMap<String, Won>,
-    /// Opportunities whose close was retracted or corrected, by the event that closed them.
-    won_by_event: HashMap<EventId, String>,
+    /// Every `opportunity_closed_won`, by event id. Revenue counts each opportunity once, by
+    /// its earliest close (business time, then id) that is not retracted, with corrections
+    /// applied: the same whatever order the closes, retractions and corrections arrived in.
+    wins: HashMap<EventId, Won>,
     dirty: HashSet<String>,
     /// Set by a retraction or correction that names nobody: the next refresh re-folds everyone.
     refold_all: bool,
@@ -105,11 +167,11 @@ impl FunnelProjection {
             people: HashMap::default(),
             visitors: HashMap::default(),
             visitors_of: HashMap::default(),
+            merged_into: HashMap::default(),
             accounts: HashMap::default(),
             retracted: HashSet::default(),
             corrections: HashMap::default(),
-            won: HashMap::default(),
-            won_by_event: HashMap::default(),
+            wins: HashMap::default(),
             dirty: HashSet::default(),
             refold_all: false,
             events: 0,
@@ -139,40 +201,42 @@ impl FunnelProjection {
             .expect("invariant: inserted just above")
     }
 
-    fn link(&mut self, person: &str, account: &str) {
-        let entry = self.touch_person(person);
-        if entry.account.as_deref() == Some(account) {
-            return;
+    /// The id a person id stands for now, following merges.
+    fn canonical(&self, id: &str) -> String {
+        let mut current = id;
+        // A chain of merges is short; the bound only guards against a cycle in bad data.
+        for _ in 0..64 {
+            match self.merged_into.get(current) {
+                Some(next) => current = next,
+                None => break,
+            }
         }
-        let previous = entry.account.replace(account.to_owned());
-        if let Some(previous) = previous
-            && let Some(old) = self.accounts.get_mut(&previous)
-        {
-            old.people.retain(|p| p != person);
+        current.to_owned()
+    }
+
+    fn note_account_member(&mut self, account: &str, person: &str) {
+        let entry = self.accounts.entry(account.to_owned()).or_default();
+        if !entry.people.iter().any(|p| p == person) {
+            entry.people.push(person.to_owned());
         }
-        self.accounts
-            .entry(account.to_owned())
-            .or_default()
-            .people
-            .push(person.to_owned());
     }
 
     /// The person an event is about: its `person_id`, or the person its `anonymous_id` stood
     /// for at the event's time. `None` for an anonymous visitor never identified.
     fn person_of(&self, event: &Event) -> Option<String> {
         if let Some(person) = &event.identity.person_id {
-            return Some(person.clone());
+            return Some(self.canonical(person));
         }
         let anonymous = event.identity.anonymous_id.as_ref()?;
         self.visitors
             .get(anonymous)?
             .owner_at(event.occurred_at)
-            .map(str::to_owned)
+            .map(|person| self.canonical(person))
     }
 
     fn dirty_visitor(&mut self, anonymous: &str) {
         if let Some(visitor) = self.visitors.get(anonymous) {
-            let people: Vec<String> = visitor.people().cloned().collect();
+            let people: Vec<String> = visitor.people().map(|p| self.canonical(p)).collect();
             self.dirty.extend(people);
         }
     }
@@ -194,10 +258,14 @@ impl FunnelProjection {
         self.latest = self.latest.max(Some(event.occurred_at));
         if let Some(account) = &event.identity.account_id
             && let Some(person) = &event.identity.person_id
-            && self.people.get(person).is_none_or(|p| p.account.is_none())
         {
-            // The first account a person is seen with links them, until an explicit link.
-            self.link(person, account);
+            let person = self.canonical(person);
+            self.touch_person(&person).seen_account.offer_earliest(
+                event.occurred_at,
+                event.event_id,
+                account.clone(),
+            );
+            self.note_account_member(account, &person);
         }
         match &event.payload {
             Payload::Identified {
@@ -210,14 +278,15 @@ impl FunnelProjection {
                     .identities
                     .partition_point(|e| (e.0, e.1) < (entry.0, entry.1));
                 visitor.identities.insert(at, entry);
-                let visitors = self.visitors_of.entry(person_id.clone()).or_default();
+                let person = self.canonical(person_id);
+                let visitors = self.visitors_of.entry(person.clone()).or_default();
                 if !visitors.contains(anonymous_id) {
                     visitors.push(anonymous_id.clone());
                 }
                 // Everyone this visitor stood for may gain or lose facts.
                 self.dirty_visitor(anonymous_id);
                 // Being identified is itself a fact of the person's journey.
-                self.touch_person(person_id)
+                self.touch_person(&person)
                     .facts
                     .push(Fact::from_event(event));
                 return;
@@ -226,39 +295,40 @@ impl FunnelProjection {
                 person_id,
                 account_id,
             } => {
-                self.link(person_id, account_id);
+                let person = self.canonical(person_id);
+                self.touch_person(&person).linked_account.offer(
+                    event.occurred_at,
+                    event.event_id,
+                    account_id.clone(),
+                );
+                self.note_account_member(account_id, &person);
                 return;
             }
             Payload::Merged {
                 from_person_id,
                 into_person_id,
             } => {
-                if let Some(from) = self.people.remove(from_person_id) {
-                    self.dirty.remove(from_person_id);
-                    if let Some(account) = &from.account
-                        && let Some(entry) = self.accounts.get_mut(account)
-                    {
-                        entry.people.retain(|p| p != from_person_id);
-                    }
-                    self.touch_person(into_person_id).facts.extend(from.facts);
+                let from = self.canonical(from_person_id);
+                let into = self.canonical(into_person_id);
+                if from == into {
+                    return; // Already one person (or a merge that would close a cycle).
                 }
-                if let Some(visitors) = self.visitors_of.remove(from_person_id) {
-                    for anonymous in &visitors {
-                        if let Some(visitor) = self.visitors.get_mut(anonymous) {
-                            for identity in &mut visitor.identities {
-                                if identity.2 == *from_person_id {
-                                    identity.2.clone_from(into_person_id);
-                                }
-                            }
-                        }
+                self.merged_into.insert(from.clone(), into.clone());
+                if let Some(absorbed) = self.people.remove(&from) {
+                    self.dirty.remove(&from);
+                    if let Some(account) = absorbed.account().cloned() {
+                        self.note_account_member(&account, &into);
                     }
-                    let into = self.visitors_of.entry(into_person_id.clone()).or_default();
+                    self.touch_person(&into).absorb(absorbed);
+                }
+                if let Some(visitors) = self.visitors_of.remove(&from) {
+                    let entry = self.visitors_of.entry(into.clone()).or_default();
                     for anonymous in visitors {
-                        if !into.contains(&anonymous) {
-                            into.push(anonymous);
+                        if !entry.contains(&anonymous) {
+                            entry.push(anonymous);
                         }
                     }
-                    self.dirty.insert(into_person_id.clone());
+                    self.dirty.insert(into);
                 }
                 return;
             }
@@ -269,17 +339,19 @@ impl FunnelProjection {
                 ..
             } => {
                 if let Some(account_id) = &event.identity.account_id {
+                    let (at, id) = (event.occurred_at, event.event_id);
                     let account = self.accounts.entry(account_id.clone()).or_default();
-                    if employees.is_some() {
-                        account.employees = *employees;
+                    if let Some(employees) = employees {
+                        account.employees.offer(at, id, *employees);
                     }
-                    if industry.is_some() {
-                        account.industry = industry.clone();
+                    if let Some(industry) = industry {
+                        account.industry.offer(at, id, industry.clone());
                     }
-                    if region.is_some() {
-                        account.region = region.clone();
+                    if let Some(region) = region {
+                        account.region.offer(at, id, region.clone());
                     }
                     let people = account.people.clone();
+                    let people: Vec<String> = people.iter().map(|p| self.canonical(p)).collect();
                     self.dirty.extend(people);
                 }
                 return;
@@ -291,15 +363,17 @@ impl FunnelProjection {
                 country,
             } => {
                 if let Some(person_id) = &event.identity.person_id {
-                    let person = self.touch_person(person_id);
+                    let (at, id) = (event.occurred_at, event.event_id);
+                    let person_id = self.canonical(person_id);
+                    let person = self.touch_person(&person_id);
                     for (slot, value) in [
                         (&mut person.title, title),
                         (&mut person.seniority, seniority),
                         (&mut person.department, department),
                         (&mut person.country, country),
                     ] {
-                        if value.is_some() {
-                            slot.clone_from(value);
+                        if let Some(value) = value {
+                            slot.offer(at, id, value.clone());
                         }
                     }
                 }
@@ -307,14 +381,6 @@ impl FunnelProjection {
             }
             Payload::Retracted { target, .. } => {
                 self.retracted.insert(*target);
-                if let Some(opportunity) = self.won_by_event.get(target).cloned()
-                    && self
-                        .won
-                        .get(&opportunity)
-                        .is_some_and(|w| w.event_id == *target)
-                {
-                    self.won.remove(&opportunity);
-                }
                 self.dirty_target(event);
                 return;
             }
@@ -331,36 +397,19 @@ impl FunnelProjection {
                         replacement: replacement.as_deref().cloned(),
                     },
                 );
-                if let Some(Payload::OpportunityClosedWon { amount }) = replacement.as_deref()
-                    && let Some(opportunity) = self.won_by_event.get(target)
-                    && let Some(won) = self.won.get_mut(opportunity)
-                    && won.event_id == *target
-                {
-                    won.minor_units = amount.minor_units;
-                    won.currency.clone_from(&amount.currency);
-                }
                 self.dirty_target(event);
                 return;
             }
             Payload::OpportunityClosedWon { amount } => {
-                if let Some(opportunity) = &event.opportunity_id
-                    && !self.retracted.contains(&event.event_id)
-                {
-                    let minor_units = match self
-                        .corrections
-                        .get(&event.event_id)
-                        .and_then(|c| c.replacement.as_ref())
-                    {
-                        Some(Payload::OpportunityClosedWon { amount }) => amount.minor_units,
-                        _ => amount.minor_units,
-                    };
-                    self.won_by_event
-                        .insert(event.event_id, opportunity.clone());
-                    self.won.entry(opportunity.clone()).or_insert(Won {
-                        event_id: event.event_id,
-                        minor_units,
-                        currency: amount.currency.clone(),
-                    });
+                if let Some(opportunity) = &event.opportunity_id {
+                    self.wins.insert(
+                        event.event_id,
+                        Won {
+                            opportunity: opportunity.clone(),
+                            at: event.occurred_at,
+                            amount: amount.clone(),
+                        },
+                    );
                 }
             }
             _ => {}
@@ -370,7 +419,8 @@ impl FunnelProjection {
         }
         let fact = Fact::from_event(event);
         if let Some(person) = &event.identity.person_id {
-            self.touch_person(person).facts.push(fact);
+            let person = self.canonical(person);
+            self.touch_person(&person).facts.push(fact);
         } else if let Some(anonymous) = &event.identity.anonymous_id {
             self.visitors
                 .entry(anonymous.clone())
@@ -394,15 +444,15 @@ impl FunnelProjection {
             let Some(person) = self.people.get(&id) else {
                 continue;
             };
-            let account = person.account.as_ref().and_then(|a| self.accounts.get(a));
+            let account = person.account().and_then(|a| self.accounts.get(a));
             let traits = Traits {
-                account_employees: account.and_then(|a| a.employees),
-                account_industry: account.and_then(|a| a.industry.clone()),
-                account_region: account.and_then(|a| a.region.clone()),
-                person_title: person.title.clone(),
-                person_seniority: person.seniority.clone(),
-                person_department: person.department.clone(),
-                person_country: person.country.clone(),
+                account_employees: account.and_then(|a| a.employees.get().copied()),
+                account_industry: account.and_then(|a| a.industry.get().cloned()),
+                account_region: account.and_then(|a| a.region.get().cloned()),
+                person_title: person.title.get().cloned(),
+                person_seniority: person.seniority.get().cloned(),
+                person_department: person.department.get().cloned(),
+                person_country: person.country.get().cloned(),
             };
             let facts = self.facts_for(&id, person);
             let journey = Journey::fold(&self.definition, &facts, &traits);
@@ -422,10 +472,11 @@ impl FunnelProjection {
             .flatten()
             .filter_map(|anonymous| self.visitors.get(anonymous))
             .flat_map(|visitor| {
-                visitor
-                    .facts
-                    .iter()
-                    .filter(|fact| visitor.owner_at(fact.at) == Some(id))
+                visitor.facts.iter().filter(|fact| {
+                    visitor
+                        .owner_at(fact.at)
+                        .is_some_and(|owner| self.canonical(owner) == id)
+                })
             });
         person
             .facts
@@ -452,7 +503,9 @@ impl FunnelProjection {
 
     /// A refreshed person's journey.
     pub fn journey(&self, person_id: &str) -> Option<&Journey> {
-        self.people.get(person_id).map(|p| &p.journey)
+        self.people
+            .get(&self.canonical(person_id))
+            .map(|p| &p.journey)
     }
 
     /// People with a journey (identified, with at least one fact or trait).
@@ -525,9 +578,30 @@ impl FunnelProjection {
         follow_up.median_hours_to_first_action = percentile(&response_millis, 50).map(hours);
         follow_up.p90_hours_to_first_action = percentile(&response_millis, 90).map(hours);
         follow_up.as_of = self.latest;
+        // The counting close of each opportunity: earliest by (time, id), retractions and
+        // corrections applied.
+        let mut deals: HashMap<&str, (Timestamp, EventId, crate::event::Money)> =
+            HashMap::default();
+        for (id, won) in &self.wins {
+            if self.retracted.contains(id) {
+                continue;
+            }
+            let correction = self.corrections.get(id);
+            let at = correction.and_then(|c| c.occurred_at).unwrap_or(won.at);
+            let amount = match correction.and_then(|c| c.replacement.as_ref()) {
+                Some(Payload::OpportunityClosedWon { amount }) => amount.clone(),
+                _ => won.amount.clone(),
+            };
+            let entry = deals
+                .entry(won.opportunity.as_str())
+                .or_insert((at, *id, amount.clone()));
+            if (at, *id) < (entry.0, entry.1) {
+                *entry = (at, *id, amount);
+            }
+        }
         let mut currencies: BTreeMap<String, i64> = BTreeMap::new();
-        for won in self.won.values() {
-            *currencies.entry(won.currency.clone()).or_default() += won.minor_units;
+        for (_, _, amount) in deals.values() {
+            *currencies.entry(amount.currency.clone()).or_default() += amount.minor_units;
         }
         FunnelSummary {
             definition: self.definition.name().to_owned(),
@@ -547,7 +621,7 @@ impl FunnelProjection {
                     median_days_in_stage: median_days(&mut stays[index]),
                 })
                 .collect(),
-            won_deals: self.won.len() as u64,
+            won_deals: deals.len() as u64,
             revenue_minor_units: currencies.into_iter().collect(),
             handoffs,
             handbacks,
@@ -565,10 +639,11 @@ impl FunnelProjection {
     /// The kinds of a person's facts (stitched, retractions and corrections applied), in
     /// business-time order.
     pub fn facts_of(&self, person_id: &str) -> Vec<Kind> {
-        let Some(person) = self.people.get(person_id) else {
+        let person_id = self.canonical(person_id);
+        let Some(person) = self.people.get(&person_id) else {
             return Vec::new();
         };
-        let mut facts = self.facts_for(person_id, person);
+        let mut facts = self.facts_for(&person_id, person);
         facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
         facts.iter().map(|fact| fact.kind).collect()
     }

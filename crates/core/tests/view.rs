@@ -164,7 +164,12 @@ fn revenue_counts_each_deal_once_and_follows_corrections_and_retractions() {
         },
     );
     let summary = history.project().summary();
-    assert_eq!(summary.won_deals, 0);
+    // p-2's report of the same close still stands: the deal is won, at p-2's amount.
+    assert_eq!(summary.won_deals, 1);
+    assert_eq!(
+        summary.revenue_minor_units,
+        vec![("USD".to_owned(), 4_800_000)]
+    );
     let won_stage = summary
         .stages
         .iter()
@@ -347,4 +352,146 @@ fn a_shared_device_splits_by_business_time_whatever_the_arrival_order() {
     assert_eq!(backward.facts_of("p-2"), forward.facts_of("p-2"));
     assert_eq!(backward.journey("p-1"), forward.journey("p-1"));
     assert_eq!(backward.summary(), forward.summary());
+}
+
+/// Regressions from the review of stop 6: each history gives the same summary and journeys
+/// forwards and backwards.
+mod arrival_order {
+    use super::*;
+
+    fn both_ways(history: &mut History) -> (FunnelProjection, FunnelProjection) {
+        let forward = history.project();
+        history.events.reverse();
+        let backward = history.project();
+        history.events.reverse();
+        assert_eq!(forward.summary(), backward.summary());
+        (forward, backward)
+    }
+
+    #[test]
+    fn merges_take_facts_that_arrive_after_them() {
+        let mut history = History::new();
+        history.push(0, person("p-a"), Payload::DemoRequested { product: None });
+        history.push(
+            1,
+            person("p-b"),
+            Payload::FormSubmitted {
+                form_id: "f".into(),
+                form_kind: baton_core::FormKind::ContactUs,
+            },
+        );
+        history.push(
+            2,
+            (None, None, None),
+            Payload::Merged {
+                from_person_id: "p-a".into(),
+                into_person_id: "p-b".into(),
+            },
+        );
+        let (forward, backward) = both_ways(&mut history);
+        assert_eq!(forward.people(), 1);
+        assert_eq!(backward.people(), 1);
+        assert_eq!(forward.facts_of("p-b"), backward.facts_of("p-b"));
+        assert_eq!(
+            forward.journey("p-a"),
+            forward.journey("p-b"),
+            "a merged id resolves"
+        );
+    }
+
+    #[test]
+    fn the_earliest_unretracted_close_counts_once() {
+        let mut history = History::new();
+        let first = history.push(10, person("p-1"), won(10_000));
+        history.push(20, person("p-1"), won(20_000));
+        history.push(
+            30,
+            person("p-1"),
+            Payload::Retracted {
+                target: first,
+                reason: "test".into(),
+            },
+        );
+        let (forward, _) = both_ways(&mut history);
+        let summary = forward.summary();
+        assert_eq!(summary.won_deals, 1);
+        assert_eq!(
+            summary.revenue_minor_units,
+            vec![("USD".to_owned(), 20_000)]
+        );
+    }
+
+    #[test]
+    fn a_correction_replaces_the_whole_amount() {
+        let mut history = History::new();
+        let close = history.push(10, person("p-1"), won(10_000));
+        history.push(
+            20,
+            person("p-1"),
+            Payload::Corrected {
+                target: close,
+                reason: "currency".into(),
+                occurred_at: None,
+                replacement: Some(Box::new(Payload::OpportunityClosedWon {
+                    amount: Money {
+                        minor_units: 9_000,
+                        currency: "EUR".into(),
+                    },
+                })),
+            },
+        );
+        let (forward, _) = both_ways(&mut history);
+        assert_eq!(
+            forward.summary().revenue_minor_units,
+            vec![("EUR".to_owned(), 9_000)]
+        );
+    }
+
+    #[test]
+    fn the_latest_trait_by_business_time_wins() {
+        let mut history = History::new();
+        history.push(
+            0,
+            person("p-1"),
+            Payload::PersonUpdated {
+                title: None,
+                seniority: Some("vp".into()),
+                department: None,
+                country: None,
+            },
+        );
+        history.push(
+            10,
+            person("p-1"),
+            Payload::PersonUpdated {
+                title: None,
+                seniority: Some("individual".into()),
+                department: None,
+                country: None,
+            },
+        );
+        history.push(
+            11,
+            person("p-1"),
+            Payload::FormSubmitted {
+                form_id: "f".into(),
+                form_kind: baton_core::FormKind::ContactUs,
+            },
+        );
+        for hour in 12..20 {
+            history.push(
+                hour * 24,
+                person("p-1"),
+                Payload::ContentViewed {
+                    url: "u".into(),
+                    content_type: baton_core::ContentType::Pricing,
+                    title: None,
+                },
+            );
+        }
+        let (forward, backward) = both_ways(&mut history);
+        // An individual contributor with no account: fit -10, never an MQL by score.
+        assert_eq!(forward.journey("p-1").map(|j| j.fit), Some(-10.0));
+        assert_eq!(forward.journey("p-1"), backward.journey("p-1"));
+    }
 }
