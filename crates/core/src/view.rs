@@ -201,9 +201,12 @@ impl FunnelProjection {
             .expect("invariant: inserted just above")
     }
 
-    /// The id a person id stands for now, following merges.
-    fn canonical(&self, id: &str) -> String {
-        let mut current = id;
+    /// The id a person id stands for now, following merges. Borrows `id` when it was never
+    /// merged (nearly always), so folding allocates nothing for it.
+    fn canonical<'a>(&self, id: &'a str) -> std::borrow::Cow<'a, str> {
+        let Some(mut current) = self.merged_into.get(id) else {
+            return std::borrow::Cow::Borrowed(id);
+        };
         // A chain of merges is short; the bound only guards against a cycle in bad data.
         for _ in 0..64 {
             match self.merged_into.get(current) {
@@ -211,11 +214,22 @@ impl FunnelProjection {
                 None => break,
             }
         }
-        current.to_owned()
+        std::borrow::Cow::Owned(current.clone())
+    }
+
+    fn canonical_owned(&self, id: &str) -> String {
+        self.canonical(id).into_owned()
     }
 
     fn note_account_member(&mut self, account: &str, person: &str) {
-        let entry = self.accounts.entry(account.to_owned()).or_default();
+        // Looked up before allocating: this runs for nearly every event.
+        if !self.accounts.contains_key(account) {
+            self.accounts.insert(account.to_owned(), Account::default());
+        }
+        let entry = self
+            .accounts
+            .get_mut(account)
+            .expect("invariant: inserted just above");
         if !entry.people.iter().any(|p| p == person) {
             entry.people.push(person.to_owned());
         }
@@ -225,18 +239,18 @@ impl FunnelProjection {
     /// for at the event's time. `None` for an anonymous visitor never identified.
     fn person_of(&self, event: &Event) -> Option<String> {
         if let Some(person) = &event.identity.person_id {
-            return Some(self.canonical(person));
+            return Some(self.canonical_owned(person));
         }
         let anonymous = event.identity.anonymous_id.as_ref()?;
         self.visitors
             .get(anonymous)?
             .owner_at(event.occurred_at)
-            .map(|person| self.canonical(person))
+            .map(|person| self.canonical_owned(person))
     }
 
     fn dirty_visitor(&mut self, anonymous: &str) {
         if let Some(visitor) = self.visitors.get(anonymous) {
-            let people: Vec<String> = visitor.people().map(|p| self.canonical(p)).collect();
+            let people: Vec<String> = visitor.people().map(|p| self.canonical_owned(p)).collect();
             self.dirty.extend(people);
         }
     }
@@ -278,7 +292,7 @@ impl FunnelProjection {
                     .identities
                     .partition_point(|e| (e.0, e.1) < (entry.0, entry.1));
                 visitor.identities.insert(at, entry);
-                let person = self.canonical(person_id);
+                let person = self.canonical_owned(person_id);
                 let visitors = self.visitors_of.entry(person.clone()).or_default();
                 if !visitors.contains(anonymous_id) {
                     visitors.push(anonymous_id.clone());
@@ -295,7 +309,7 @@ impl FunnelProjection {
                 person_id,
                 account_id,
             } => {
-                let person = self.canonical(person_id);
+                let person = self.canonical_owned(person_id);
                 self.touch_person(&person).linked_account.offer(
                     event.occurred_at,
                     event.event_id,
@@ -308,8 +322,8 @@ impl FunnelProjection {
                 from_person_id,
                 into_person_id,
             } => {
-                let from = self.canonical(from_person_id);
-                let into = self.canonical(into_person_id);
+                let from = self.canonical_owned(from_person_id);
+                let into = self.canonical_owned(into_person_id);
                 if from == into {
                     return; // Already one person (or a merge that would close a cycle).
                 }
@@ -351,7 +365,8 @@ impl FunnelProjection {
                         account.region.offer(at, id, region.clone());
                     }
                     let people = account.people.clone();
-                    let people: Vec<String> = people.iter().map(|p| self.canonical(p)).collect();
+                    let people: Vec<String> =
+                        people.iter().map(|p| self.canonical_owned(p)).collect();
                     self.dirty.extend(people);
                 }
                 return;
@@ -364,7 +379,7 @@ impl FunnelProjection {
             } => {
                 if let Some(person_id) = &event.identity.person_id {
                     let (at, id) = (event.occurred_at, event.event_id);
-                    let person_id = self.canonical(person_id);
+                    let person_id = self.canonical_owned(person_id);
                     let person = self.touch_person(&person_id);
                     for (slot, value) in [
                         (&mut person.title, title),
@@ -475,7 +490,7 @@ impl FunnelProjection {
                 visitor.facts.iter().filter(|fact| {
                     visitor
                         .owner_at(fact.at)
-                        .is_some_and(|owner| self.canonical(owner) == id)
+                        .is_some_and(|owner| self.canonical_owned(owner) == id)
                 })
             });
         person
@@ -504,7 +519,7 @@ impl FunnelProjection {
     /// A refreshed person's journey.
     pub fn journey(&self, person_id: &str) -> Option<&Journey> {
         self.people
-            .get(&self.canonical(person_id))
+            .get(&self.canonical_owned(person_id))
             .map(|p| &p.journey)
     }
 
@@ -639,7 +654,7 @@ impl FunnelProjection {
     /// The kinds of a person's facts (stitched, retractions and corrections applied), in
     /// business-time order.
     pub fn facts_of(&self, person_id: &str) -> Vec<Kind> {
-        let person_id = self.canonical(person_id);
+        let person_id = self.canonical_owned(person_id);
         let Some(person) = self.people.get(&person_id) else {
             return Vec::new();
         };
