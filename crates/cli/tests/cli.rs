@@ -26,6 +26,20 @@ fn json_of(output: &Output) -> Value {
     })
 }
 
+/// Runs a `baton bench` subcommand with `--json` and returns its figures.
+fn bench_figures(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = baton(dir, &all);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json_of(&output)
+}
+
 fn generate(dir: &Path, seed: &str, accounts: &str, file: &str) -> Vec<u8> {
     let output = baton(
         dir,
@@ -160,10 +174,9 @@ fn missing_file_is_a_clear_error() {
 fn bench_append_prints_side_by_side_figures() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().expect("dir");
-    let output = baton(
+    let figures = bench_figures(
         dir.path(),
         &[
-            "bench",
             "append",
             "--events",
             "3000",
@@ -171,15 +184,8 @@ fn bench_append_prints_side_by_side_figures() {
             "1",
             "--nats",
             server.url(),
-            "--json",
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let figures = json_of(&output);
     for key in ["raw_eps", "nats_eps", "embedded_eps", "ratio"] {
         assert!(
             figures[key].as_f64().is_some_and(|v| v > 0.0),
@@ -386,10 +392,9 @@ fn funnel_summaries_agree_across_backends_and_follow_the_definition() {
 fn bench_replay_prints_both_backends_side_by_side() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().expect("dir");
-    let output = baton(
+    let figures = bench_figures(
         dir.path(),
         &[
-            "bench",
             "replay",
             "--events",
             "4000",
@@ -397,15 +402,8 @@ fn bench_replay_prints_both_backends_side_by_side() {
             "1",
             "--nats",
             server.url(),
-            "--json",
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let figures = json_of(&output);
     for key in [
         "read_eps",
         "replay_eps",

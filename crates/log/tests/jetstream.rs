@@ -101,27 +101,36 @@ async fn unreachable_server_reports_not_written_and_a_retry_stores_once() {
     assert_eq!(log.stat().await.expect("stat").events, 7);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_with_retention_limits_is_refused() {
+/// Creates `BATON` by hand with `config`, then expects Baton to refuse it, saying `fragment`.
+async fn assert_existing_stream_refused(
+    config: async_nats::jetstream::stream::Config,
+    fragment: &str,
+) {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.expect("client");
-    let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "BATON".into(),
-        subjects: vec!["baton.>".into()],
-        max_age: Duration::from_secs(3600),
-        ..Default::default()
-    })
-    .await
-    .expect("create limited stream");
+    async_nats::jetstream::new(client)
+        .create_stream(config)
+        .await
+        .expect("create the stream by hand");
     let error = JetStreamLog::connect(JetStreamConfig::new(server.url()))
         .await
-        .expect_err("limits must be refused");
+        .expect_err("the stream must be refused");
     assert!(matches!(error, LogError::StreamConfig { .. }), "{error}");
-    assert!(
-        error.to_string().contains("must keep every event"),
-        "{error}"
-    );
+    assert!(error.to_string().contains(fragment), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_retention_limits_is_refused() {
+    assert_existing_stream_refused(
+        async_nats::jetstream::stream::Config {
+            name: "BATON".into(),
+            subjects: vec!["baton.>".into()],
+            max_age: Duration::from_secs(3600),
+            ..Default::default()
+        },
+        "must keep every event",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,18 +203,13 @@ async fn a_long_running_writer_catches_up_on_what_others_wrote() {
 /// last message made bounded reads and the id catch-up wait forever for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_allows_deletes_is_refused() {
-    let server = NatsServer::start();
-    let client = async_nats::connect(server.url()).await.expect("client");
-    let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "BATON".into(),
-        subjects: vec!["baton.>".into()],
-        ..Default::default()
-    })
-    .await
-    .expect("create a deletable stream");
-    let error = JetStreamLog::connect(JetStreamConfig::new(server.url()))
-        .await
-        .expect_err("deletable streams must be refused");
-    assert!(error.to_string().contains("append-only"), "{error}");
+    assert_existing_stream_refused(
+        async_nats::jetstream::stream::Config {
+            name: "BATON".into(),
+            subjects: vec!["baton.>".into()],
+            ..Default::default()
+        },
+        "append-only",
+    )
+    .await;
 }
