@@ -15,6 +15,10 @@ pub struct LogArgs {
         default_value = "./baton-data"
     )]
     pub data: PathBuf,
+    /// Directory of the views (the projector's state); `DATA/views` by default. Views are
+    /// local to each projector, whichever log it reads.
+    #[arg(long, global = true, env = "BATON_VIEWS")]
+    pub views: Option<PathBuf>,
     /// Use NATS JetStream at this URL (e.g. nats://127.0.0.1:4222) instead of the embedded log.
     #[arg(long, global = true, env = "BATON_NATS")]
     pub nats: Option<String>,
@@ -47,6 +51,12 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
+    pub fn views_dir(&self) -> PathBuf {
+        self.views
+            .clone()
+            .unwrap_or_else(|| self.data.join("views"))
+    }
+
     pub fn jetstream_config(&self, url: &str) -> JetStreamConfig {
         let mut config = JetStreamConfig::new(url);
         config.stream = self.stream.clone();

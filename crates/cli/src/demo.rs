@@ -1,10 +1,9 @@
-//! `baton demo`: a seeded synthetic B2B history in the embedded log, folded into the funnel,
-//! with the summary printed.
+//! `baton demo`: a seeded synthetic B2B history in the embedded log, projected into the live
+//! view (kept in `DATA/views`), with the summary printed.
 
 use crate::backend::LogArgs;
-use crate::funnel::{print_summary, summarize};
+use crate::funnel::print_summary;
 use anyhow::Context;
-use baton_core::FunnelDefinition;
 use baton_log::EventLog;
 use baton_producer::{History, HistoryConfig};
 use std::io::IsTerminal;
@@ -69,14 +68,14 @@ pub async fn run(log_args: &LogArgs, args: DemoArgs) -> anyhow::Result<ExitCode>
             "appended {appended} events (retried deliveries in the history were stored once)"
         );
     }
-    let (summary, position) = summarize(&log, FunnelDefinition::default_funnel()).await?;
-    print_summary(&summary, position);
+    let outcome = crate::view::live_caught_up(log_args, &log).await?;
+    print_summary(&outcome.projection.summary(), outcome.checkpoint.get());
     println!();
     println!(
         "next: `baton log read --limit 5` shows stored events; `baton funnel --json` the summary as JSON;"
     );
     println!(
-        "      `baton funnel --funnel my.toml` the same history under your own definition (docs/funnels.md)."
+        "      `baton replay --funnel my.toml` builds the history under your own definition and compares it (docs/funnels.md)."
     );
     Ok(ExitCode::SUCCESS)
 }

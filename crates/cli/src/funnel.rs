@@ -20,13 +20,22 @@ pub struct FunnelArgs {
 
 /// Reads and validates a definition file, or the default.
 pub fn load_definition(path: Option<&PathBuf>) -> anyhow::Result<FunnelDefinition> {
+    load_definition_text(path).map(|(definition, _)| definition)
+}
+
+/// Reads and validates a definition file (or the default), with its text.
+pub fn load_definition_text(path: Option<&PathBuf>) -> anyhow::Result<(FunnelDefinition, String)> {
     let Some(path) = path else {
-        return Ok(FunnelDefinition::default_funnel());
+        return Ok((
+            FunnelDefinition::default_funnel(),
+            baton_core::DEFAULT_FUNNEL_TOML.to_owned(),
+        ));
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the funnel definition {}", path.display()))?;
-    FunnelDefinition::parse(&path.display().to_string(), &text)
-        .map_err(|errors| anyhow::anyhow!("invalid funnel definition:\n{errors}"))
+    let definition = FunnelDefinition::parse(&path.display().to_string(), &text)
+        .map_err(|errors| anyhow::anyhow!("invalid funnel definition:\n{errors}"))?;
+    Ok((definition, text))
 }
 
 /// Folds the log under `definition`, with a progress bar on a terminal.
@@ -57,7 +66,7 @@ pub async fn summarize(
     Ok((folded.projection.summary(), folded.position.get()))
 }
 
-fn money(minor_units: i64) -> String {
+pub fn money(minor_units: i64) -> String {
     let units = minor_units / 100;
     let mut digits = units.abs().to_string();
     let mut grouped = String::new();
@@ -175,7 +184,16 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
 }
 
 pub async fn run(log_args: &LogArgs, args: FunnelArgs) -> anyhow::Result<ExitCode> {
-    let definition = load_definition(args.funnel.as_ref())?;
+    let Some(path) = args.funnel.as_ref() else {
+        return crate::view::live_summary(log_args, args.json).await;
+    };
+    let definition = load_definition(Some(path))?;
+    if crate::view::live_definition(log_args)?.is_some_and(|live| live.hash() == definition.hash())
+    {
+        return crate::view::live_summary(log_args, args.json).await;
+    }
+    // Another definition than the live view's: an answer folded in memory, nothing stored
+    // (`baton replay` builds a stored candidate and compares it).
     let log = log_args.open().await?;
     let (summary, position) = summarize(&log, definition).await?;
     if args.json {

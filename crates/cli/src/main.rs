@@ -9,6 +9,7 @@ mod generate;
 mod ingest;
 mod read;
 mod stat;
+mod view;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +45,18 @@ enum Command {
     Gen(generate::GenArgs),
     /// Append an NDJSON file of events to the log.
     Ingest(ingest::IngestArgs),
+    /// Run the projector: keep the live view (state in sled) up to date with the log.
+    Project(view::ProjectArgs),
+    /// Build a candidate view under another funnel definition and compare it with the live one.
+    Replay(view::ReplayArgs),
+    /// Compare a candidate view with the live one again.
+    Compare(view::CompareArgs),
+    /// List the live and candidate views.
+    Views(view::ViewsArgs),
+    /// Make a candidate view the live one (atomically); the previous one is kept.
+    Promote(view::NameArgs),
+    /// Delete a view that is not live.
+    Drop(view::NameArgs),
     /// Inspect the log.
     Log {
         #[command(subcommand)]
@@ -94,6 +107,12 @@ fn main() -> ExitCode {
             Command::Funnel(args) => funnel::run(&cli.log, args).await,
             Command::Gen(args) => generate::run(args),
             Command::Ingest(args) => ingest::run(&cli.log, args).await,
+            Command::Project(args) => view::project(&cli.log, args).await,
+            Command::Replay(args) => view::replay(&cli.log, args).await,
+            Command::Compare(args) => view::compare(&cli.log, args).await,
+            Command::Views(args) => view::views(&cli.log, args),
+            Command::Promote(args) => view::promote(&cli.log, args),
+            Command::Drop(args) => view::drop_view(&cli.log, args),
             Command::Log {
                 command: LogCommand::Stat(args),
             } => stat::run(&cli.log, args).await,

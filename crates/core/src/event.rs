@@ -342,8 +342,9 @@ impl Family {
 
 macro_rules! kinds {
     ($($variant:ident => $name:literal, $family:ident;)*) => {
-        /// The kind of an event, without its data.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        /// The kind of an event, without its data. Serialized (by variant index) only in the
+        /// projector's stored state; new kinds go at the end, as in [`Payload`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum Kind { $($variant),* }
 
         impl Kind {

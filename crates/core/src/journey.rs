@@ -6,8 +6,9 @@ use crate::event::{ContentType, Event, EventId, Kind, Payload};
 use crate::funnel::{FitCondition, FunnelDefinition, Outcome, Owner, Trait, Trigger};
 use crate::timestamp::Timestamp;
 
-/// What a fact contributes to a journey: its time and the few fields the rules read.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// What a fact contributes to a journey: its time and the few fields the rules read. Stored
+/// in the projector's state (`view::state`): a change here bumps `STATE_VERSION`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fact {
     pub at: Timestamp,
     pub event_id: EventId,

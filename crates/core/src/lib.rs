@@ -4,6 +4,7 @@
 //! values (see [`ParseContext`]). A workspace test fails if an IO crate becomes a dependency.
 
 mod codec;
+mod compare;
 mod event;
 pub mod example;
 mod funnel;
@@ -16,6 +17,7 @@ pub use codec::{
     CodecError, MAX_FRAME_BYTES, SCHEMA_VERSION, decode, encode, encode_into, event_id_of,
     schema_version,
 };
+pub use compare::{Comparison, OutcomeGroup, SAMPLE_PEOPLE, SlaLoad, compare};
 pub use event::{
     ActivityKind, Campaign, ContentType, Event, EventId, Family, FormKind, Identity, Kind, Money,
     Payload, SocialAction, Source,
@@ -29,4 +31,7 @@ pub use journey::{
 };
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use timestamp::{Timestamp, TimestampError};
-pub use view::{FollowUpSummary, FunnelProjection, FunnelSummary, StageSummary};
+pub use view::state::{STATE_VERSION, StateEntry, StateError};
+pub use view::{
+    FollowUpSummary, FunnelProjection, FunnelSummary, Outcomes, PersonOutcome, StageSummary,
+};

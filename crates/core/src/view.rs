@@ -10,7 +10,11 @@ use crate::event::{Event, EventId, Kind, Payload};
 use crate::funnel::{FunnelDefinition, Owner};
 use crate::journey::{Direction, Fact, Journey, Place, Traits};
 use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use state::Unsaved;
 use std::collections::BTreeMap;
+
+pub(crate) mod state;
 
 // Folding hashes a person id or two per event; FxHash is several times cheaper than SipHash,
 // and ids come from the log, where flooding a hash table gains an attacker nothing.
@@ -19,8 +23,8 @@ type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 /// The value with the latest (business time, event id): traits and links are settled by
 /// when they were true, not by when they arrived.
-#[derive(Debug, Clone)]
-struct Latest<T>(Option<(Timestamp, EventId, T)>);
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Latest<T>(Option<(Timestamp, EventId, T)>);
 
 impl<T> Default for Latest<T> {
     fn default() -> Self {
@@ -53,8 +57,8 @@ impl<T> Latest<T> {
     }
 }
 
-#[derive(Debug, Default)]
-struct Person {
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Person {
     facts: Vec<Fact>,
     /// The latest explicit `linked_to_account`.
     linked_account: Latest<String>,
@@ -64,6 +68,8 @@ struct Person {
     seniority: Latest<String>,
     department: Latest<String>,
     country: Latest<String>,
+    /// Derived from the rest by `refresh`; not stored.
+    #[serde(skip)]
     journey: Journey,
 }
 
@@ -86,8 +92,8 @@ impl Person {
     }
 }
 
-#[derive(Debug, Default)]
-struct Account {
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Account {
     employees: Latest<u32>,
     industry: Latest<String>,
     region: Latest<String>,
@@ -100,8 +106,8 @@ struct Account {
 /// A visitor's fact belongs to the person of the latest `identified` at or before the fact's
 /// time, or, before any, to the first person identified (history before sign-up is stitched
 /// back). That depends on business time only, so arrival order does not change it.
-#[derive(Debug, Default)]
-struct Visitor {
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Visitor {
     /// (time, event id, person), sorted.
     identities: Vec<(Timestamp, EventId, String)>,
     facts: Vec<Fact>,
@@ -121,15 +127,15 @@ impl Visitor {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Correction {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Correction {
     occurred_at: Option<Timestamp>,
     replacement: Option<Payload>,
 }
 
 /// A close as reported; which close of an opportunity counts is decided when summarising.
-#[derive(Debug, Clone)]
-struct Won {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Won {
     opportunity: String,
     at: Timestamp,
     amount: crate::event::Money,
@@ -158,6 +164,8 @@ pub struct FunnelProjection {
     events: u64,
     /// The latest business time seen: "now" for clocks still running.
     latest: Option<Timestamp>,
+    /// What changed since the projector last stored the state; `None` when nobody stores it.
+    unsaved: Option<Unsaved>,
 }
 
 impl FunnelProjection {
@@ -176,6 +184,7 @@ impl FunnelProjection {
             refold_all: false,
             events: 0,
             latest: None,
+            unsaved: None,
         }
     }
 
@@ -195,6 +204,9 @@ impl FunnelProjection {
         }
         if !self.people.contains_key(id) {
             self.people.insert(id.to_owned(), Person::default());
+        }
+        if let Some(unsaved) = &mut self.unsaved {
+            Unsaved::mark(&mut unsaved.people, id);
         }
         self.people
             .get_mut(id)
@@ -232,6 +244,9 @@ impl FunnelProjection {
             .expect("invariant: inserted just above");
         if !entry.people.iter().any(|p| p == person) {
             entry.people.push(person.to_owned());
+            if let Some(unsaved) = &mut self.unsaved {
+                Unsaved::mark(&mut unsaved.accounts, account);
+            }
         }
     }
 
@@ -297,6 +312,10 @@ impl FunnelProjection {
                 if !visitors.contains(anonymous_id) {
                     visitors.push(anonymous_id.clone());
                 }
+                if let Some(unsaved) = &mut self.unsaved {
+                    Unsaved::mark(&mut unsaved.visitors, anonymous_id);
+                    Unsaved::mark(&mut unsaved.visitors_of, &person);
+                }
                 // Everyone this visitor stood for may gain or lose facts.
                 self.dirty_visitor(anonymous_id);
                 // Being identified is itself a fact of the person's journey.
@@ -328,6 +347,13 @@ impl FunnelProjection {
                     return; // Already one person (or a merge that would close a cycle).
                 }
                 self.merged_into.insert(from.clone(), into.clone());
+                if let Some(unsaved) = &mut self.unsaved {
+                    Unsaved::mark(&mut unsaved.merged, &from);
+                    // The absorbed person's entries go; the survivor's are rewritten.
+                    Unsaved::mark(&mut unsaved.people, &from);
+                    Unsaved::mark(&mut unsaved.visitors_of, &from);
+                    Unsaved::mark(&mut unsaved.visitors_of, &into);
+                }
                 if let Some(absorbed) = self.people.remove(&from) {
                     self.dirty.remove(&from);
                     if let Some(account) = absorbed.account().cloned() {
@@ -354,6 +380,9 @@ impl FunnelProjection {
             } => {
                 if let Some(account_id) = &event.identity.account_id {
                     let (at, id) = (event.occurred_at, event.event_id);
+                    if let Some(unsaved) = &mut self.unsaved {
+                        Unsaved::mark(&mut unsaved.accounts, account_id);
+                    }
                     let account = self.accounts.entry(account_id.clone()).or_default();
                     if let Some(employees) = employees {
                         account.employees.offer(at, id, *employees);
@@ -396,6 +425,9 @@ impl FunnelProjection {
             }
             Payload::Retracted { target, .. } => {
                 self.retracted.insert(*target);
+                if let Some(unsaved) = &mut self.unsaved {
+                    unsaved.retracted.push(*target);
+                }
                 self.dirty_target(event);
                 return;
             }
@@ -412,6 +444,9 @@ impl FunnelProjection {
                         replacement: replacement.as_deref().cloned(),
                     },
                 );
+                if let Some(unsaved) = &mut self.unsaved {
+                    unsaved.corrections.push(*target);
+                }
                 self.dirty_target(event);
                 return;
             }
@@ -425,6 +460,9 @@ impl FunnelProjection {
                             amount: amount.clone(),
                         },
                     );
+                    if let Some(unsaved) = &mut self.unsaved {
+                        unsaved.wins.push(event.event_id);
+                    }
                 }
             }
             _ => {}
@@ -442,6 +480,9 @@ impl FunnelProjection {
                 .or_default()
                 .facts
                 .push(fact);
+            if let Some(unsaved) = &mut self.unsaved {
+                Unsaved::mark(&mut unsaved.visitors, anonymous);
+            }
             self.dirty_visitor(anonymous);
         }
         // An account-only touch has no person journey; account views count it.
@@ -528,6 +569,85 @@ impl FunnelProjection {
         self.people.len()
     }
 
+    /// The counting close of each opportunity: its earliest close by (business time, id)
+    /// that is not retracted, with corrections applied, by opportunity id.
+    fn counted_deals(&self) -> HashMap<&str, (Timestamp, EventId, crate::event::Money)> {
+        let mut deals: HashMap<&str, (Timestamp, EventId, crate::event::Money)> =
+            HashMap::default();
+        for (id, won) in &self.wins {
+            if self.retracted.contains(id) {
+                continue;
+            }
+            let correction = self.corrections.get(id);
+            let at = correction.and_then(|c| c.occurred_at).unwrap_or(won.at);
+            let amount = match correction.and_then(|c| c.replacement.as_ref()) {
+                Some(Payload::OpportunityClosedWon { amount }) => amount.clone(),
+                _ => won.amount.clone(),
+            };
+            let entry = deals
+                .entry(won.opportunity.as_str())
+                .or_insert((at, *id, amount.clone()));
+            if (at, *id) < (entry.0, entry.1) {
+                *entry = (at, *id, amount);
+            }
+        }
+        deals
+    }
+
+    /// How every person's deals actually ended, whatever the definition: won when one of
+    /// their facts is the counting close of an opportunity (with that revenue), else lost
+    /// when they have a close-lost fact, else open. By person id.
+    pub fn outcomes(&self) -> Outcomes {
+        let counting: HashMap<EventId, crate::event::Money> = self
+            .counted_deals()
+            .into_values()
+            .map(|(_, id, amount)| (id, amount))
+            .collect();
+        let mut outcomes = HashMap::default();
+        for (id, person) in &self.people {
+            let mut outcome = PersonOutcome::default();
+            let mut lost = false;
+            for fact in self.facts_for(id, person) {
+                match fact.kind {
+                    Kind::OpportunityClosedWon => {
+                        if let Some(amount) = counting.get(&fact.event_id) {
+                            outcome.won = true;
+                            outcome.revenue.push(amount.clone());
+                        }
+                    }
+                    Kind::OpportunityClosedLost => lost = true,
+                    _ => {}
+                }
+            }
+            outcome.lost = lost && !outcome.won;
+            outcomes.insert(id.clone(), outcome);
+        }
+        outcomes
+    }
+
+    /// Every person the definition made an MQL (their journey entered the MQL stage by its
+    /// rule, not passed over it), with the time of each entry (refreshed journeys).
+    pub fn mqls(&self) -> impl Iterator<Item = (&str, Vec<Timestamp>)> {
+        let mql = Place::Stage(self.definition.mql_stage());
+        self.people.iter().filter_map(move |(id, person)| {
+            let times: Vec<Timestamp> = person
+                .journey
+                .transitions
+                .iter()
+                .filter(|t| t.to == mql)
+                .map(|t| t.at)
+                .collect();
+            (!times.is_empty()).then_some((id.as_str(), times))
+        })
+    }
+
+    /// The start of every follow-up clock (each hand-off to sales), across all people.
+    pub fn follow_up_starts(&self) -> impl Iterator<Item = Timestamp> {
+        self.people
+            .values()
+            .flat_map(|person| person.journey.follow_ups.iter().map(|f| f.mql_at))
+    }
+
     /// The shared-funnel summary of refreshed journeys.
     pub fn summary(&self) -> FunnelSummary {
         let stages = self.definition.stages();
@@ -593,27 +713,7 @@ impl FunnelProjection {
         follow_up.median_hours_to_first_action = percentile(&response_millis, 50).map(hours);
         follow_up.p90_hours_to_first_action = percentile(&response_millis, 90).map(hours);
         follow_up.as_of = self.latest;
-        // The counting close of each opportunity: earliest by (time, id), retractions and
-        // corrections applied.
-        let mut deals: HashMap<&str, (Timestamp, EventId, crate::event::Money)> =
-            HashMap::default();
-        for (id, won) in &self.wins {
-            if self.retracted.contains(id) {
-                continue;
-            }
-            let correction = self.corrections.get(id);
-            let at = correction.and_then(|c| c.occurred_at).unwrap_or(won.at);
-            let amount = match correction.and_then(|c| c.replacement.as_ref()) {
-                Some(Payload::OpportunityClosedWon { amount }) => amount.clone(),
-                _ => won.amount.clone(),
-            };
-            let entry = deals
-                .entry(won.opportunity.as_str())
-                .or_insert((at, *id, amount.clone()));
-            if (at, *id) < (entry.0, entry.1) {
-                *entry = (at, *id, amount);
-            }
-        }
+        let deals = self.counted_deals();
         let mut currencies: BTreeMap<String, i64> = BTreeMap::new();
         for (_, _, amount) in deals.values() {
             *currencies.entry(amount.currency.clone()).or_default() += amount.minor_units;
@@ -686,6 +786,19 @@ fn median_days(values: &mut [i64]) -> Option<f64> {
         (values[middle - 1] as f64 + values[middle] as f64) / 2.0
     };
     Some(millis / Timestamp::MILLIS_PER_DAY as f64)
+}
+
+/// Every person's outcome, by person id.
+pub type Outcomes = HashMap<String, PersonOutcome>;
+
+/// How a person's deals ended, as the log tells it (not an interpretation of a definition).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PersonOutcome {
+    pub won: bool,
+    /// Lost, and never won.
+    pub lost: bool,
+    /// The revenue of the deals they closed won.
+    pub revenue: Vec<crate::event::Money>,
 }
 
 /// One stage's line in the shared-funnel summary.

@@ -1,0 +1,602 @@
+//! The persistent views from the command line: `baton project` keeps the live view, `baton
+//! replay` builds a candidate under another definition and compares it, `baton views`,
+//! `baton promote` and `baton drop` manage them.
+
+use crate::backend::LogArgs;
+use crate::funnel::{load_definition_text, money, print_summary, summary_json};
+use anyhow::Context;
+use baton_core::{
+    Comparison, FunnelDefinition, FunnelProjection, OutcomeGroup, SlaLoad, Timestamp,
+};
+use baton_log::{AnyLog, EventLog, Position};
+use baton_projector::{Bound, RunOptions, Status, Until, View, ViewStore};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct ProjectArgs {
+    /// Funnel definition of the live view when it is first built (TOML, docs/funnels.md); the
+    /// shipped default when absent. Changing the live definition is `replay` + `promote`.
+    #[arg(long, env = "BATON_FUNNEL")]
+    pub funnel: Option<PathBuf>,
+    /// Exit once the view reflects the log's head as it is at the start.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// The most events folded between two commits of state and checkpoint.
+    #[arg(long, default_value_t = 100_000)]
+    pub commit_every: usize,
+    /// Print the outcome as JSON: `{"view":..,"position":..,"events":..,"commits":..}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The candidate funnel definition (TOML).
+    #[arg(long)]
+    pub funnel: PathBuf,
+    /// Name of the candidate view; by default the definition's name and hash.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Stop at this log position, or at the first event recorded after this time (RFC 3339);
+    /// by default at the head as it is at the start.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The candidate view to set beside the live one.
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ViewsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    /// The view's name (`baton views` lists them).
+    pub name: String,
+}
+
+fn open_store(log_args: &LogArgs) -> anyhow::Result<ViewStore> {
+    let dir = log_args.views_dir();
+    ViewStore::open(&dir).with_context(|| format!("opening the views in {}", dir.display()))
+}
+
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}}  {{per_sec}}  ETA {{eta}}"
+        ))
+        .expect("invariant: valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Runs a view to its end (`until`), with a progress bar on a terminal and Ctrl-C as a clean
+/// stop. Returns the projection, its position and whether it reached the end.
+async fn run_view(
+    log: &AnyLog,
+    view: View,
+    until: Until,
+    commit_every: usize,
+    what: &str,
+) -> anyhow::Result<baton_projector::Outcome> {
+    let status = Arc::new(Status::default());
+    let bar = progress_bar(what);
+    let watcher = {
+        let status = status.clone();
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let start = status.checkpoint();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let head = status.head().get();
+                bar.set_length(head.saturating_sub(start.get()));
+                bar.set_position(status.checkpoint().get().saturating_sub(start.get()));
+            }
+        })
+    };
+    let name = view.name().to_owned();
+    let options = RunOptions {
+        until,
+        commit_every: commit_every.max(1),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let outcome = baton_projector::run(log, view, options, status, |_: &_, _| {}, shutdown).await;
+    watcher.abort();
+    bar.finish_and_clear();
+    outcome.with_context(|| format!("projecting view {name:?} from {}", log.describe()))
+}
+
+/// The live view, created under `definition` (or the default) when there is none.
+fn live_view(store: &ViewStore, funnel: Option<&PathBuf>) -> anyhow::Result<View> {
+    match store.live()? {
+        Some(name) => {
+            let view = store.open_view(&name)?;
+            if let Some(path) = funnel {
+                let (definition, _) = load_definition_text(Some(path))?;
+                let live = view.definition()?;
+                if live.hash() != definition.hash() {
+                    anyhow::bail!(
+                        "the live view {name:?} is built under {} ({}), and {} is {} ({}); to adopt it, \
+                         `baton replay --funnel {}` and then `baton promote` the candidate",
+                        live.name(),
+                        live.hash(),
+                        path.display(),
+                        definition.name(),
+                        definition.hash(),
+                        path.display()
+                    );
+                }
+            }
+            Ok(view)
+        }
+        None => {
+            let (definition, text) = load_definition_text(funnel)?;
+            let file = funnel.map_or_else(
+                || "funnels/default.toml (shipped)".to_owned(),
+                |p| p.display().to_string(),
+            );
+            let name = definition.name().to_owned();
+            let name = if baton_projector::valid_view_name(&name) {
+                name
+            } else {
+                "live".to_owned()
+            };
+            let view = store.create_view(&name, &definition, &text, &file, None)?;
+            store.set_live(&name)?;
+            tracing::info!(view = %name, "created the live view");
+            Ok(view)
+        }
+    }
+}
+
+/// Brings the live view up to the log's head (creating it when missing) and returns it
+/// refreshed: what `baton funnel` and `baton demo` print.
+pub async fn live_caught_up(
+    log_args: &LogArgs,
+    log: &AnyLog,
+) -> anyhow::Result<baton_projector::Outcome> {
+    let store = open_store(log_args)?;
+    let view = live_view(&store, None)?;
+    run_view(log, view, Until::CaughtUp, 100_000, "projecting").await
+}
+
+pub async fn project(log_args: &LogArgs, args: ProjectArgs) -> anyhow::Result<ExitCode> {
+    let log = log_args.open().await?;
+    let store = open_store(log_args)?;
+    let view = live_view(&store, args.funnel.as_ref())?;
+    let name = view.name().to_owned();
+    let started = std::time::Instant::now();
+    let outcome = if args.until_caught_up {
+        run_view(&log, view, Until::CaughtUp, args.commit_every, "projecting").await?
+    } else {
+        eprintln!(
+            "projecting view {name:?} from {} and following it; Ctrl-C stops",
+            log.describe()
+        );
+        let status = Arc::new(Status::default());
+        let reporter = {
+            let status = status.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                    tracing::info!(
+                        checkpoint = status.checkpoint().get(),
+                        head = status.head().get(),
+                        lag = status.lag(),
+                        "projector"
+                    );
+                }
+            })
+        };
+        let options = RunOptions {
+            until: Until::Forever,
+            commit_every: args.commit_every.max(1),
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let outcome =
+            baton_projector::run(&log, view, options, status, |_: &_, _| {}, shutdown).await;
+        reporter.abort();
+        outcome.with_context(|| format!("projecting view {name:?}"))?
+    };
+    let events = outcome.projection.events();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "view": name,
+                "position": outcome.checkpoint.get(),
+                "events": events,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
+        );
+    } else {
+        println!(
+            "view {name:?} reflects the log to position {} ({events} events folded in all)",
+            outcome.checkpoint
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--until`: a position, or an RFC 3339 time.
+fn parse_until(text: &str) -> anyhow::Result<Bound> {
+    if let Ok(position) = text.parse::<u64>() {
+        return Ok(Bound::Position(Position::new(position)));
+    }
+    Timestamp::parse_rfc3339(text)
+        .map(Bound::RecordedBy)
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "--until {text:?}: neither a log position (a whole number) nor an RFC 3339 time: {error}"
+            )
+        })
+}
+
+pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (definition, text) = load_definition_text(Some(&args.funnel))?;
+    let log = log_args.open().await?;
+    let store = open_store(log_args)?;
+    let bound = match &args.until {
+        Some(text) => parse_until(text)?,
+        None => Bound::Position(log.stat().await?.head),
+    };
+    let name = args.name.clone().unwrap_or_else(|| {
+        let hash = definition.hash();
+        let hash = hash.strip_prefix("sha256:").unwrap_or(hash);
+        format!("{}-{}", definition.name(), &hash[..hash.len().min(8)])
+    });
+    if store.live()?.as_deref() == Some(name.as_str()) {
+        anyhow::bail!("{name:?} is the live view; give the candidate another --name");
+    }
+    // A candidate left half-built (interrupted) under the same definition and bound resumes.
+    let view = match store.open_view(&name) {
+        Ok(view) => {
+            let same = view.definition()?.hash() == definition.hash()
+                && view.bound()? == Some(bound)
+                && !view.complete()?;
+            if !same {
+                anyhow::bail!(
+                    "a view named {name:?} already exists; pick another --name or `baton drop {name}`"
+                );
+            }
+            eprintln!("resuming the interrupted replay of {name:?}");
+            view
+        }
+        Err(baton_projector::StoreError::NoSuchView { .. }) => store.create_view(
+            &name,
+            &definition,
+            &text,
+            &args.funnel.display().to_string(),
+            Some(bound),
+        )?,
+        Err(other) => return Err(other.into()),
+    };
+    eprintln!(
+        "replaying {} under {} ({}) into view {name:?}, to {bound}",
+        log.describe(),
+        definition.name(),
+        definition.hash()
+    );
+    let candidate = run_view(&log, view, Until::Bound(bound), 200_000, "replaying").await?;
+    if !candidate.reached {
+        eprintln!(
+            "interrupted at position {}; run the same command again to resume",
+            candidate.checkpoint
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let live = live_caught_up(log_args, &log).await?;
+    let comparison = baton_core::compare(&live.projection, &candidate.projection);
+    print_comparison(
+        &comparison,
+        (&store.live()?.unwrap_or_default(), live.checkpoint),
+        (&name, candidate.checkpoint),
+        args.json,
+    );
+    if !args.json {
+        println!();
+        println!("adopt it: `baton promote {name}`; discard it: `baton drop {name}`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn compare(log_args: &LogArgs, args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(log_args)?;
+    let Some(live_name) = store.live()? else {
+        anyhow::bail!("there is no live view yet: run `baton project` first");
+    };
+    let load = |name: &str| -> anyhow::Result<(FunnelProjection, Position)> {
+        let view = store.open_view(name)?;
+        Ok(view.load()?)
+    };
+    let (live, live_position) = load(&live_name)?;
+    let (candidate, candidate_position) = load(&args.name)?;
+    let comparison = baton_core::compare(&live, &candidate);
+    print_comparison(
+        &comparison,
+        (&live_name, live_position),
+        (&args.name, candidate_position),
+        args.json,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn views(log_args: &LogArgs, args: ViewsArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(log_args)?;
+    let views = store.list()?;
+    if args.json {
+        let rows: Vec<serde_json::Value> = views
+            .iter()
+            .map(|view| {
+                let mut row = serde_json::json!({"name": view.name, "live": view.live});
+                match &view.detail {
+                    None => row["in_use"] = serde_json::Value::Bool(true),
+                    Some(detail) => {
+                        row["in_use"] = serde_json::Value::Bool(false);
+                        row["definition"] = detail.definition_name.clone().into();
+                        row["definition_hash"] = detail.definition_hash.clone().into();
+                        row["definition_file"] = detail.definition_file.clone().into();
+                        row["position"] = detail.position.get().into();
+                        row["bound"] = detail.bound.map(|b| b.to_string()).into();
+                        row["complete"] = detail.complete.into();
+                        row["entries"] = detail.entries.into();
+                        row["bytes_on_disk"] = detail.bytes_on_disk.into();
+                    }
+                }
+                row
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if views.is_empty() {
+        println!(
+            "no views in {} yet: `baton project` builds the live one",
+            store.dir().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "  {:<28} {:<5} {:<22} {:<24} {:>10} {:>9} {:>10}  state",
+        "view", "live", "definition", "hash", "position", "entries", "disk"
+    );
+    for view in &views {
+        let live = if view.live { "yes" } else { "" };
+        match &view.detail {
+            None => println!("  {:<28} {live:<5} (open in another process)", view.name),
+            Some(detail) => {
+                let state = match (detail.bound, detail.complete) {
+                    (None, _) => "follows the log".to_owned(),
+                    (Some(bound), true) => format!("built to {bound}"),
+                    (Some(bound), false) => format!("building to {bound} (interrupted?)"),
+                };
+                println!(
+                    "  {:<28} {live:<5} {:<22} {:<24} {:>10} {:>9} {:>9.1}M  {state}",
+                    view.name,
+                    detail.definition_name,
+                    detail.definition_hash,
+                    detail.position,
+                    detail.entries,
+                    detail.bytes_on_disk as f64 / 1_048_576.0,
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn promote(log_args: &LogArgs, args: NameArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(log_args)?;
+    let view = store.open_view(&args.name)?;
+    if view.bound()?.is_some() && !view.complete()? {
+        anyhow::bail!(
+            "view {:?} is not built to its bound yet (an interrupted replay); finish it with the same `baton replay` first",
+            args.name
+        );
+    }
+    let previous = store.live()?;
+    // From here on it follows the log like any live view.
+    view.clear_bound()?;
+    drop(view);
+    store.set_live(&args.name)?;
+    match previous {
+        Some(previous) if previous != args.name => println!(
+            "{:?} is now the live view; {previous:?} is kept (promote it to go back, drop it to delete it)",
+            args.name
+        ),
+        _ => println!("{:?} is now the live view", args.name),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn drop_view(log_args: &LogArgs, args: NameArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(log_args)?;
+    store.drop_view(&args.name)?;
+    println!("dropped view {:?}", args.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `baton funnel` without `--funnel`: the live view, caught up.
+pub async fn live_summary(log_args: &LogArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let log = log_args.open().await?;
+    let outcome = live_caught_up(log_args, &log).await?;
+    let summary = outcome.projection.summary();
+    if json {
+        println!("{}", summary_json(&summary, outcome.checkpoint.get()));
+    } else {
+        print_summary(&summary, outcome.checkpoint.get());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn revenue_text(group: &OutcomeGroup) -> String {
+    if group.revenue_minor_units.is_empty() {
+        return "0".to_owned();
+    }
+    group
+        .revenue_minor_units
+        .iter()
+        .map(|(currency, minor)| format!("{currency} {}", money(*minor)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn group_json(group: &OutcomeGroup) -> serde_json::Value {
+    let revenue: serde_json::Map<String, serde_json::Value> = group
+        .revenue_minor_units
+        .iter()
+        .map(|(currency, minor)| {
+            (
+                currency.clone(),
+                serde_json::Value::String(format!("{}.{:02}", minor / 100, minor % 100)),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "people": group.people,
+        "won": group.won,
+        "lost": group.lost,
+        "open": group.open,
+        "win_rate": group.win_rate(),
+        "revenue": revenue,
+        "sample": group.sample,
+    })
+}
+
+fn load_json(load: &SlaLoad) -> serde_json::Value {
+    serde_json::json!({
+        "mqls": load.mqls,
+        "weeks": load.weeks,
+        "mean_per_week": load.mean_per_week,
+        "peak_week": load.peak_week.map(|(week, _)| week.to_rfc3339()),
+        "peak_week_mqls": load.peak_week.map(|(_, count)| count),
+    })
+}
+
+fn print_comparison(
+    comparison: &Comparison,
+    live: (&str, Position),
+    candidate: (&str, Position),
+    json: bool,
+) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "live": {"view": live.0, "summary": summary_json(&comparison.live, live.1.get())},
+                "candidate": {"view": candidate.0, "summary": summary_json(&comparison.candidate, candidate.1.get())},
+                "mql_both": group_json(&comparison.mql_both),
+                "mql_only_live": group_json(&comparison.mql_only_live),
+                "mql_only_candidate": group_json(&comparison.mql_only_candidate),
+                "sla_load": {"live": load_json(&comparison.live_load), "candidate": load_json(&comparison.candidate_load)},
+            })
+        );
+        return;
+    }
+    let (l, c) = (&comparison.live, &comparison.candidate);
+    println!(
+        "live {:?}: {} ({}) at position {}   |   candidate {:?}: {} ({}) at position {}",
+        live.0,
+        l.definition,
+        l.definition_hash,
+        live.1,
+        candidate.0,
+        c.definition,
+        c.definition_hash,
+        candidate.1
+    );
+    println!(
+        "  {:<14} {:>9} {:>9} {:>10}   {:>9} {:>9} {:>10}",
+        "stage", "entered", "current", "conversion", "entered", "current", "conversion"
+    );
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    let stages = l.stages.len().max(c.stages.len());
+    for index in 0..stages {
+        let (ls, cs) = (l.stages.get(index), c.stages.get(index));
+        let name = ls.or(cs).map_or("", |s| s.name.as_str());
+        let cell = |s: Option<&baton_core::StageSummary>| match s {
+            Some(s) => format!(
+                "{:>9} {:>9} {:>10}",
+                s.entered,
+                s.current,
+                rate(s.conversion_rate())
+            ),
+            None => format!("{:>9} {:>9} {:>10}", "-", "-", "-"),
+        };
+        println!("  {name:<14} {}   {}", cell(ls), cell(cs));
+    }
+    println!();
+    println!("who becomes an MQL, and how they actually ended:");
+    println!(
+        "  {:<25} {:>8} {:>7} {:>7} {:>7} {:>9}  revenue",
+        "group", "people", "won", "lost", "open", "win rate"
+    );
+    for (label, group) in [
+        ("MQL under both", &comparison.mql_both),
+        ("MQL under live only", &comparison.mql_only_live),
+        ("MQL under candidate only", &comparison.mql_only_candidate),
+    ] {
+        println!(
+            "  {label:<25} {:>8} {:>7} {:>7} {:>7} {:>9}  {}",
+            group.people,
+            group.won,
+            group.lost,
+            group.open,
+            rate(group.win_rate()),
+            revenue_text(group)
+        );
+    }
+    println!();
+    let load = |load: &SlaLoad| {
+        format!(
+            "{} hand-offs over {} weeks, {} a week on average, peak {}",
+            load.mqls,
+            load.weeks,
+            load.mean_per_week
+                .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
+            load.peak_week.map_or_else(
+                || "-".to_owned(),
+                |(week, count)| format!("{count} in the week of {}", &week.to_rfc3339()[..10])
+            )
+        )
+    };
+    println!("follow-up load on sales:");
+    println!("  live       {}", load(&comparison.live_load));
+    println!("  candidate  {}", load(&comparison.candidate_load));
+}
+
+/// Used by `baton funnel --funnel FILE`: whether FILE is the live view's definition.
+pub fn live_definition(log_args: &LogArgs) -> anyhow::Result<Option<FunnelDefinition>> {
+    let store = open_store(log_args)?;
+    let Some(name) = store.live()? else {
+        return Ok(None);
+    };
+    match store.open_view(&name) {
+        Ok(view) => Ok(Some(view.definition()?)),
+        Err(baton_projector::StoreError::InUse { .. }) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}

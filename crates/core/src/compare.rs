@@ -1,0 +1,153 @@
+//! Setting a candidate definition beside the live one, over the same log: stage counts and
+//! conversion side by side, who becomes an MQL under one definition and not the other and how
+//! those people actually ended (won, lost, open, revenue), and the follow-up load each puts on
+//! sales. This is how a team judges whether a new definition's MQL predicts revenue better.
+
+use crate::timestamp::Timestamp;
+use crate::view::{FunnelProjection, FunnelSummary, PersonOutcome};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The ids listed per group in a comparison; the counts cover everyone.
+pub const SAMPLE_PEOPLE: usize = 20;
+
+/// A group of people and how their deals ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutcomeGroup {
+    pub people: u64,
+    pub won: u64,
+    pub lost: u64,
+    pub open: u64,
+    /// Revenue of their won deals per currency, in minor units.
+    pub revenue_minor_units: Vec<(String, i64)>,
+    /// The first few ids, sorted.
+    pub sample: Vec<String>,
+}
+
+impl OutcomeGroup {
+    fn of<'a>(
+        people: impl IntoIterator<Item = &'a String>,
+        outcomes: &crate::view::Outcomes,
+    ) -> OutcomeGroup {
+        let mut group = OutcomeGroup::default();
+        let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
+        for id in people {
+            group.people += 1;
+            if group.sample.len() < SAMPLE_PEOPLE {
+                group.sample.push(id.clone());
+            }
+            let outcome = outcomes.get(id).cloned().unwrap_or_default();
+            match outcome {
+                PersonOutcome { won: true, .. } => group.won += 1,
+                PersonOutcome { lost: true, .. } => group.lost += 1,
+                _ => group.open += 1,
+            }
+            for money in outcome.revenue {
+                *revenue.entry(money.currency).or_default() += money.minor_units;
+            }
+        }
+        group.revenue_minor_units = revenue.into_iter().collect();
+        group
+    }
+
+    /// Won people as a share of the group; `None` for an empty group.
+    pub fn win_rate(&self) -> Option<f64> {
+        (self.people > 0).then(|| self.won as f64 / self.people as f64)
+    }
+}
+
+/// The follow-up load a definition puts on sales: follow-up clocks started (hand-offs to
+/// sales, each an MQL to work) per ISO week.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlaLoad {
+    pub mqls: u64,
+    /// Weeks from the first MQL's week to the last one's, inclusive.
+    pub weeks: u64,
+    pub mean_per_week: Option<f64>,
+    /// The busiest week (its Monday) and its MQLs.
+    pub peak_week: Option<(Timestamp, u64)>,
+}
+
+impl SlaLoad {
+    fn of(times: impl IntoIterator<Item = Timestamp>) -> SlaLoad {
+        let week = 7 * Timestamp::MILLIS_PER_DAY;
+        // 1970-01-01 was a Thursday: shift so weeks start on Mondays.
+        let monday_offset = 3 * Timestamp::MILLIS_PER_DAY;
+        let mut per_week: BTreeMap<i64, u64> = BTreeMap::new();
+        for time in times {
+            let index = (time.unix_millis() + monday_offset).div_euclid(week);
+            *per_week.entry(index).or_default() += 1;
+        }
+        let mqls: u64 = per_week.values().sum();
+        let (Some(first), Some(last)) = (per_week.keys().next(), per_week.keys().next_back())
+        else {
+            return SlaLoad::default();
+        };
+        let weeks = (last - first + 1) as u64;
+        let peak = per_week
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(index, count)| {
+                (
+                    Timestamp::from_unix_millis(index * week - monday_offset),
+                    *count,
+                )
+            });
+        SlaLoad {
+            mqls,
+            weeks,
+            mean_per_week: Some(mqls as f64 / weeks as f64),
+            peak_week: peak,
+        }
+    }
+}
+
+/// A candidate view beside the live one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub live: FunnelSummary,
+    pub candidate: FunnelSummary,
+    /// People who are MQLs under both definitions: their journey entered the MQL stage by
+    /// its rule (not passed over it on the way to a sales stage).
+    pub mql_both: OutcomeGroup,
+    /// MQLs under the live definition only.
+    pub mql_only_live: OutcomeGroup,
+    /// MQLs under the candidate only.
+    pub mql_only_candidate: OutcomeGroup,
+    pub live_load: SlaLoad,
+    pub candidate_load: SlaLoad,
+}
+
+/// Compares two refreshed projections of the same log. Outcomes are read from the live one
+/// (they are facts, the same under any definition); a candidate bounded earlier than the
+/// live view is compared as it stands.
+pub fn compare(live: &FunnelProjection, candidate: &FunnelProjection) -> Comparison {
+    let outcomes = live.outcomes();
+    let live_mqls: BTreeMap<String, Vec<Timestamp>> = live
+        .mqls()
+        .map(|(id, times)| (id.to_owned(), times))
+        .collect();
+    let candidate_mqls: BTreeMap<String, Vec<Timestamp>> = candidate
+        .mqls()
+        .map(|(id, times)| (id.to_owned(), times))
+        .collect();
+    let live_people: BTreeSet<&String> = live_mqls.keys().collect();
+    let candidate_people: BTreeSet<&String> = candidate_mqls.keys().collect();
+    Comparison {
+        live: live.summary(),
+        candidate: candidate.summary(),
+        mql_both: OutcomeGroup::of(
+            live_people.intersection(&candidate_people).copied(),
+            &outcomes,
+        ),
+        mql_only_live: OutcomeGroup::of(
+            live_people.difference(&candidate_people).copied(),
+            &outcomes,
+        ),
+        mql_only_candidate: OutcomeGroup::of(
+            candidate_people.difference(&live_people).copied(),
+            &outcomes,
+        ),
+        live_load: SlaLoad::of(live.follow_up_starts()),
+        candidate_load: SlaLoad::of(candidate.follow_up_starts()),
+    }
+}

@@ -1,0 +1,289 @@
+//! The stored form of a projection's state: what the projector keeps in sled beside its
+//! checkpoint, so that a restart resumes from the checkpoint instead of replaying the log.
+//!
+//! The state is the projection's facts and settled values, one entry per person, visitor,
+//! account, merge, retraction, correction and close, keyed by a one-byte table tag and the
+//! entity's id. Journeys are not stored: they are a pure function of the entries and are
+//! re-folded when a projection is restored. A projection that tracks changes
+//! ([`FunnelProjection::tracking_changes`]) hands out, at each commit, the entries written
+//! or removed since the last one ([`FunnelProjection::take_changes`]).
+//!
+//! Values are bincode 2.0.1 in the legacy layout, like log frames. Bincode is not
+//! self-describing: a change to any stored struct bumps [`STATE_VERSION`], and a store
+//! written under another version is rebuilt from the log, never misread. The golden test in
+//! `tests/state.rs` fails when the bytes change.
+
+use super::{Account, Correction, FunnelProjection, Person, Visitor, Won};
+use crate::event::EventId;
+use crate::funnel::FunnelDefinition;
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// The version of the stored state this build writes and reads.
+pub const STATE_VERSION: u16 = 1;
+
+/// The largest stored value accepted when reading (a guard against a corrupt length prefix).
+const MAX_VALUE_BYTES: usize = 1 << 30;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::Limit<MAX_VALUE_BYTES>,
+>;
+const CONFIG: Config = bincode::config::legacy().with_limit::<MAX_VALUE_BYTES>();
+
+/// Table tags: the first byte of every key.
+const PERSON: u8 = b'p';
+const VISITOR: u8 = b'v';
+const VISITORS_OF: u8 = b'o';
+const MERGED: u8 = b'm';
+const ACCOUNT: u8 = b'a';
+const RETRACTED: u8 = b'r';
+const CORRECTION: u8 = b'c';
+const WON: u8 = b'w';
+const GLOBALS: u8 = b'g';
+
+/// One change to the stored state: put `value` at `key`, or remove `key` when `None`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateEntry {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why stored state could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("stored state entry {key:?}: unknown table tag {tag:?}")]
+    UnknownTable { key: String, tag: char },
+    #[error("stored state entry {key:?}: corrupt value: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("stored state entry {key:?}: could not be encoded: {reason}")]
+    Encode { key: String, reason: String },
+}
+
+/// The keys changed since the last commit, per table. Removal is not tracked apart: an
+/// entity that is gone when the changes are taken becomes a removal.
+#[derive(Debug, Default)]
+pub(crate) struct Unsaved {
+    pub(crate) people: rustc_hash::FxHashSet<String>,
+    pub(crate) visitors: rustc_hash::FxHashSet<String>,
+    pub(crate) visitors_of: rustc_hash::FxHashSet<String>,
+    pub(crate) merged: rustc_hash::FxHashSet<String>,
+    pub(crate) accounts: rustc_hash::FxHashSet<String>,
+    pub(crate) retracted: Vec<EventId>,
+    pub(crate) corrections: Vec<EventId>,
+    pub(crate) wins: Vec<EventId>,
+}
+
+impl Unsaved {
+    /// Marks a key, allocating only when it was not marked yet (most events are about
+    /// someone touched earlier in the same commit).
+    pub(crate) fn mark(set: &mut rustc_hash::FxHashSet<String>, id: &str) {
+        if !set.contains(id) {
+            set.insert(id.to_owned());
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Globals {
+    events: u64,
+    latest: Option<Timestamp>,
+}
+
+fn key(tag: u8, id: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(tag);
+    key.extend_from_slice(id);
+    key
+}
+
+fn printable(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+fn encode<T: Serialize>(key: &[u8], value: &T) -> Result<Vec<u8>, StateError> {
+    bincode::serde::encode_to_vec(value, CONFIG).map_err(|error| StateError::Encode {
+        key: printable(key),
+        reason: error.to_string(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        key: printable(key),
+        reason,
+    };
+    let (value, read) = bincode::serde::decode_from_slice(bytes, CONFIG)
+        .map_err(|error| corrupt(error.to_string()))?;
+    if read != bytes.len() {
+        return Err(corrupt(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - read
+        )));
+    }
+    Ok(value)
+}
+
+fn id_text(key: &[u8]) -> Result<String, StateError> {
+    String::from_utf8(key[1..].to_vec()).map_err(|_| StateError::Corrupt {
+        key: printable(key),
+        reason: "the id is not UTF-8".to_owned(),
+    })
+}
+
+fn event_id(key: &[u8]) -> Result<EventId, StateError> {
+    let bytes: [u8; 16] = key[1..].try_into().map_err(|_| StateError::Corrupt {
+        key: printable(key),
+        reason: format!("an event id is 16 bytes, not {}", key.len() - 1),
+    })?;
+    Ok(EventId::from_uuid(uuid::Uuid::from_bytes(bytes)))
+}
+
+impl FunnelProjection {
+    /// A projection that records which entries change, for a projector that stores them.
+    pub fn tracking_changes(definition: FunnelDefinition) -> Self {
+        let mut projection = FunnelProjection::new(definition);
+        projection.unsaved = Some(Unsaved::default());
+        projection
+    }
+
+    /// The stored-state entries written or removed since the last call (or since the
+    /// projection was created or restored), in key order. Empty when not tracking changes.
+    pub fn take_changes(&mut self) -> Result<Vec<StateEntry>, StateError> {
+        let Some(unsaved) = self.unsaved.replace(Unsaved::default()) else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::new();
+        fn put_or_remove<T: Serialize>(
+            entries: &mut Vec<StateEntry>,
+            key: Vec<u8>,
+            value: Option<&T>,
+        ) -> Result<(), StateError> {
+            let value = value.map(|value| encode(&key, value)).transpose()?;
+            entries.push(StateEntry { key, value });
+            Ok(())
+        }
+        for id in &unsaved.people {
+            put_or_remove(
+                &mut entries,
+                key(PERSON, id.as_bytes()),
+                self.people.get(id),
+            )?;
+        }
+        for id in &unsaved.visitors {
+            let value = self.visitors.get(id);
+            put_or_remove(&mut entries, key(VISITOR, id.as_bytes()), value)?;
+        }
+        for id in &unsaved.visitors_of {
+            let value = self.visitors_of.get(id);
+            put_or_remove(&mut entries, key(VISITORS_OF, id.as_bytes()), value)?;
+        }
+        for id in &unsaved.merged {
+            let value = self.merged_into.get(id);
+            put_or_remove(&mut entries, key(MERGED, id.as_bytes()), value)?;
+        }
+        for id in &unsaved.accounts {
+            let value = self.accounts.get(id);
+            put_or_remove(&mut entries, key(ACCOUNT, id.as_bytes()), value)?;
+        }
+        for id in &unsaved.retracted {
+            let value = self.retracted.contains(id).then_some(&());
+            put_or_remove(&mut entries, key(RETRACTED, id.as_uuid().as_bytes()), value)?;
+        }
+        for id in &unsaved.corrections {
+            let value = self.corrections.get(id);
+            put_or_remove(
+                &mut entries,
+                key(CORRECTION, id.as_uuid().as_bytes()),
+                value,
+            )?;
+        }
+        for id in &unsaved.wins {
+            put_or_remove(
+                &mut entries,
+                key(WON, id.as_uuid().as_bytes()),
+                self.wins.get(id),
+            )?;
+        }
+        let globals = Globals {
+            events: self.events,
+            latest: self.latest,
+        };
+        put_or_remove(&mut entries, vec![GLOBALS], Some(&globals))?;
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        // A key marked twice (a retraction repeated) is written once.
+        entries.dedup_by(|a, b| a.key == b.key);
+        Ok(entries)
+    }
+
+    /// Rebuilds a projection from stored entries (any order) and re-folds every journey. The
+    /// result tracks changes from here on.
+    pub fn restore<K, V>(
+        definition: FunnelDefinition,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, StateError>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let mut projection = FunnelProjection::tracking_changes(definition);
+        for (key, value) in entries {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            let Some(&tag) = key.first() else {
+                return Err(StateError::UnknownTable {
+                    key: String::new(),
+                    tag: ' ',
+                });
+            };
+            match tag {
+                PERSON => {
+                    let person: Person = decode(key, value)?;
+                    projection.people.insert(id_text(key)?, person);
+                }
+                VISITOR => {
+                    let visitor: Visitor = decode(key, value)?;
+                    projection.visitors.insert(id_text(key)?, visitor);
+                }
+                VISITORS_OF => {
+                    let visitors: Vec<String> = decode(key, value)?;
+                    projection.visitors_of.insert(id_text(key)?, visitors);
+                }
+                MERGED => {
+                    let into: String = decode(key, value)?;
+                    projection.merged_into.insert(id_text(key)?, into);
+                }
+                ACCOUNT => {
+                    let account: Account = decode(key, value)?;
+                    projection.accounts.insert(id_text(key)?, account);
+                }
+                RETRACTED => {
+                    decode::<()>(key, value)?;
+                    projection.retracted.insert(event_id(key)?);
+                }
+                CORRECTION => {
+                    let correction: Correction = decode(key, value)?;
+                    projection.corrections.insert(event_id(key)?, correction);
+                }
+                WON => {
+                    let won: Won = decode(key, value)?;
+                    projection.wins.insert(event_id(key)?, won);
+                }
+                GLOBALS => {
+                    let globals: Globals = decode(key, value)?;
+                    projection.events = globals.events;
+                    projection.latest = globals.latest;
+                }
+                other => {
+                    return Err(StateError::UnknownTable {
+                        key: printable(key),
+                        tag: char::from(other),
+                    });
+                }
+            }
+        }
+        projection.refold_all = true;
+        projection.refresh();
+        Ok(projection)
+    }
+}

@@ -1,0 +1,345 @@
+//! The projector's run loop: read the log from a view's checkpoint, fold it with core's
+//! reducers, and commit state and checkpoint together; then, for the live view, keep following.
+//!
+//! Reading is async (the log's streams); folding and sled writes run on a thread of their own,
+//! fed chunks of records through a bounded channel, so the runtime never waits on a fold and a
+//! slow fold pushes back on the reader instead of buffering the log in memory. The fold thread
+//! commits when it has folded `commit_every` events, or when it has caught up with the head as
+//! last seen and nothing more is waiting: a replay commits in large batches, a live view
+//! within moments of an append.
+
+use crate::store::{Bound, StoreError, View};
+use baton_core::FunnelProjection;
+use baton_log::{EventLog, LogError, Position, Record};
+use futures::{FutureExt, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("reading the log: {0}")]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("storing the state: {0}")]
+    State(#[from] baton_core::StateError),
+    #[error("the fold thread stopped unexpectedly: {0}")]
+    Thread(String),
+}
+
+/// How far to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Follow the log until shut down.
+    Forever,
+    /// Stop once the checkpoint reaches the log's head as it is at the start.
+    CaughtUp,
+    /// Stop at a bound (a replay's).
+    Bound(Bound),
+}
+
+/// Options of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    pub until: Until,
+    /// The most events folded between two commits.
+    pub commit_every: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            until: Until::Forever,
+            commit_every: 100_000,
+        }
+    }
+}
+
+/// Where a projector is, readable from any thread while it runs: lag is `head - checkpoint`.
+#[derive(Debug, Default)]
+pub struct Status {
+    checkpoint: AtomicU64,
+    head: AtomicU64,
+    events: AtomicU64,
+    commits: AtomicU64,
+}
+
+impl Status {
+    /// The position the stored state reflects.
+    pub fn checkpoint(&self) -> Position {
+        Position::new(self.checkpoint.load(Ordering::Acquire))
+    }
+
+    /// The log's head as last seen (the stopping point of a bounded run).
+    pub fn head(&self) -> Position {
+        Position::new(self.head.load(Ordering::Acquire))
+    }
+
+    /// Events folded by this run.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Commits made by this run.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Events on the log not yet reflected in the state.
+    pub fn lag(&self) -> u64 {
+        self.head().get().saturating_sub(self.checkpoint().get())
+    }
+
+    fn see_head(&self, head: Position) {
+        self.head.fetch_max(head.get(), Ordering::AcqRel);
+    }
+}
+
+/// What a finished run leaves: the projection (journeys refreshed) and its position.
+#[derive(Debug)]
+pub struct Outcome {
+    pub projection: FunnelProjection,
+    pub checkpoint: Position,
+    /// Whether a bounded run reached its bound (false when shut down first).
+    pub reached: bool,
+}
+
+/// Called on the fold thread after every commit whose journeys are refreshed (when the run
+/// has caught up with what it has read, and at the end): the query side publishes from here.
+pub trait OnCommit: FnMut(&FunnelProjection, Position) + Send + 'static {}
+impl<F: FnMut(&FunnelProjection, Position) + Send + 'static> OnCommit for F {}
+
+enum Chunk {
+    Records(Vec<Record>),
+    /// The reader reached the bound: commit, refresh and stop.
+    Reached,
+}
+
+/// The records read per channel message.
+const CHUNK: usize = 4096;
+
+/// Runs the projector of `view` over `log`: loads the stored state, folds from the
+/// checkpoint on, and commits as it goes, until `options.until` or `shutdown` resolves.
+pub async fn run<L: EventLog>(
+    log: &L,
+    view: View,
+    options: RunOptions,
+    status: Arc<Status>,
+    on_commit: impl OnCommit,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<Outcome, ProjectError> {
+    let (projection, checkpoint) = tokio::task::spawn_blocking(move || {
+        view.load()
+            .map(|(projection, checkpoint)| (view, projection, checkpoint))
+    })
+    .await
+    .map_err(|error| ProjectError::Thread(error.to_string()))?
+    .map(|(view, projection, checkpoint)| ((view, projection), checkpoint))?;
+    let (view, projection) = projection;
+    status.checkpoint.store(checkpoint.get(), Ordering::Release);
+    let head = log.stat().await?.head;
+    status.see_head(head);
+
+    // Where the reader stops, if anywhere.
+    let stop_at = match options.until {
+        Until::Forever => None,
+        Until::CaughtUp => Some(head),
+        Until::Bound(Bound::Position(position)) => Some(position.min(head)),
+        Until::Bound(Bound::RecordedBy(_)) => Some(head),
+    };
+    let recorded_by = match options.until {
+        Until::Bound(Bound::RecordedBy(time)) => Some(time),
+        _ => None,
+    };
+
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Chunk, LogError>>(8);
+    let fold_status = status.clone();
+    let fold = std::thread::Builder::new()
+        .name("baton-fold".into())
+        .spawn(move || {
+            fold_loop(
+                view,
+                projection,
+                checkpoint,
+                options.commit_every,
+                receiver,
+                fold_status,
+                on_commit,
+            )
+        })
+        .map_err(|error| ProjectError::Thread(format!("cannot start: {error}")))?;
+
+    let already_there = stop_at.is_some_and(|stop| checkpoint >= stop);
+    let read = async {
+        if already_there {
+            let _ = sender.send(Ok(Chunk::Reached)).await;
+            return;
+        }
+        let records = match stop_at {
+            Some(_) => log.read(checkpoint.next()).await,
+            None => log.follow(checkpoint.next()).await,
+        };
+        let mut records = match records {
+            Ok(records) => records,
+            Err(error) => {
+                let _ = sender.send(Err(error)).await;
+                return;
+            }
+        };
+        loop {
+            let Some(first) = records.next().await else {
+                // A bounded read ended: the head at the start of the read was reached.
+                let _ = sender.send(Ok(Chunk::Reached)).await;
+                return;
+            };
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut next = Some(first);
+            let mut reached = false;
+            while let Some(item) = next.take() {
+                let record = match item {
+                    Ok(record) => record,
+                    Err(error) => {
+                        if !chunk.is_empty() {
+                            let _ = sender.send(Ok(Chunk::Records(chunk))).await;
+                        }
+                        let _ = sender.send(Err(error)).await;
+                        return;
+                    }
+                };
+                if stop_at.is_some_and(|stop| record.position > stop)
+                    || recorded_by.is_some_and(|time| record.event.recorded_at > time)
+                {
+                    reached = true;
+                    break;
+                }
+                status.see_head(record.position);
+                let at_stop = stop_at == Some(record.position);
+                chunk.push(record);
+                if at_stop {
+                    reached = true;
+                    break;
+                }
+                if chunk.len() < CHUNK {
+                    next = records.next().now_or_never().flatten();
+                }
+            }
+            if !chunk.is_empty() && sender.send(Ok(Chunk::Records(chunk))).await.is_err() {
+                return; // The fold thread stopped; it reports why.
+            }
+            if reached {
+                let _ = sender.send(Ok(Chunk::Reached)).await;
+                return;
+            }
+        }
+    };
+    // The head moves while following: look at it now and then, so lag is observable.
+    let watch_head = async {
+        if stop_at.is_some() {
+            return std::future::pending::<()>().await;
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if let Ok(stat) = log.stat().await {
+                status.see_head(stat.head);
+            }
+        }
+    };
+    tokio::select! {
+        () = read => {}
+        () = shutdown => {}
+        () = watch_head => {}
+    }
+    // Dropping the sender tells the fold thread to commit what it has and stop.
+    drop(sender);
+    tokio::task::spawn_blocking(move || fold.join())
+        .await
+        .map_err(|error| ProjectError::Thread(error.to_string()))?
+        .map_err(|_| ProjectError::Thread("it panicked".into()))?
+}
+
+fn fold_loop(
+    view: View,
+    mut projection: FunnelProjection,
+    mut checkpoint: Position,
+    commit_every: usize,
+    mut receiver: tokio::sync::mpsc::Receiver<Result<Chunk, LogError>>,
+    status: Arc<Status>,
+    mut on_commit: impl OnCommit,
+) -> Result<Outcome, ProjectError> {
+    let mut folded_since_commit = 0usize;
+    let mut reached = false;
+    let mut failure = None;
+    let commit = |projection: &mut FunnelProjection, checkpoint: Position| {
+        let changes = projection.take_changes()?;
+        view.commit(changes, checkpoint)?;
+        status.checkpoint.store(checkpoint.get(), Ordering::Release);
+        status.commits.fetch_add(1, Ordering::Relaxed);
+        Ok::<_, ProjectError>(())
+    };
+    loop {
+        // Wait only when nothing is pending; otherwise take what is ready and commit when
+        // the channel runs dry.
+        // Caught up with the head as last seen: commit now, so appends become visible
+        // promptly. Behind it (a replay, or catching up after a restart), more is on its way:
+        // wait for it and commit in large batches.
+        let message = if folded_since_commit == 0 || checkpoint < status.head() {
+            receiver.blocking_recv()
+        } else {
+            match receiver.try_recv() {
+                Ok(message) => Some(message),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    commit(&mut projection, checkpoint)?;
+                    folded_since_commit = 0;
+                    projection.refresh();
+                    on_commit(&projection, checkpoint);
+                    continue;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+            }
+        };
+        match message {
+            None => break,
+            Some(Ok(Chunk::Reached)) => {
+                reached = true;
+                break;
+            }
+            Some(Ok(Chunk::Records(records))) => {
+                let count = records.len();
+                for record in records {
+                    projection.apply(&record.event);
+                    checkpoint = record.position;
+                }
+                status.events.fetch_add(count as u64, Ordering::Relaxed);
+                folded_since_commit += count;
+                if folded_since_commit >= commit_every {
+                    commit(&mut projection, checkpoint)?;
+                    folded_since_commit = 0;
+                }
+            }
+            Some(Err(error)) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    // What was folded is committed before reporting anything, a failure included: nothing
+    // read and folded is lost, and the next run starts after it.
+    if folded_since_commit > 0 {
+        commit(&mut projection, checkpoint)?;
+    }
+    view.flush()?;
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    projection.refresh();
+    on_commit(&projection, checkpoint);
+    if reached && view.bound()?.is_some() {
+        view.mark_complete()?;
+    }
+    Ok(Outcome {
+        projection,
+        checkpoint,
+        reached,
+    })
+}

@@ -1,0 +1,506 @@
+//! Where views live: a directory holding one sled database per view and a `LIVE` file naming
+//! the live one.
+//!
+//! A view's database holds its definition (the TOML text, so it can be restored without the
+//! file), and in one tree its state entries and its checkpoint, always written together by one
+//! atomic `apply_batch`: after a crash, the state on disk is exactly the fold of the log up to
+//! the checkpoint it sits beside. Promoting a view rewrites `LIVE` by write-then-rename, which
+//! is atomic on POSIX file systems. Each view's database is locked by the one process that has
+//! it open (sled's rule); the live projector therefore serves queries itself.
+
+use baton_core::{FunnelDefinition, FunnelProjection, STATE_VERSION, StateEntry, Timestamp};
+use baton_log::Position;
+use std::path::{Path, PathBuf};
+
+/// The key of the checkpoint in a view's state tree. State keys start with a lowercase table
+/// tag, so this cannot collide with one.
+const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+const STATE_TREE: &[u8] = b"state";
+const META_DEFINITION: &[u8] = b"definition";
+const META_DEFINITION_FILE: &[u8] = b"definition_file";
+const META_STATE_VERSION: &[u8] = b"state_version";
+const META_BOUND: &[u8] = b"bound";
+const META_COMPLETE: &[u8] = b"complete";
+const LIVE_FILE: &str = "LIVE";
+
+/// A stored key and value, as [`View::dump`] gives them.
+pub type StoredEntry = (Vec<u8>, Vec<u8>);
+
+/// Why a view could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("view store {path}: {message}")]
+    Storage { path: String, message: String },
+    #[error(
+        "view {name:?} is open in another process (a running `baton project`, `serve` or `replay`); stop it first"
+    )]
+    InUse { name: String },
+    #[error("no view named {name:?} in {path} (`baton views` lists them)")]
+    NoSuchView { name: String, path: String },
+    #[error(
+        "a view named {name:?} already exists in {path}; pick another --name or `baton drop {name}`"
+    )]
+    Exists { name: String, path: String },
+    #[error(
+        "view name {name:?} is not allowed: use 1 to 64 letters, digits, `-` or `_`, starting with a letter or digit"
+    )]
+    BadName { name: String },
+    #[error("view {name:?} is live; promote another view before dropping it")]
+    DropLive { name: String },
+    #[error("view {name:?}: its stored definition does not parse: {message}")]
+    Definition { name: String, message: String },
+    #[error(
+        "view {name:?} was written with state version {found}, this build reads version {STATE_VERSION}; drop it and build it again (`baton drop {name}`, then `baton project` or `baton replay`)"
+    )]
+    StateVersion { name: String, found: u16 },
+    #[error("view {name:?}: {source}")]
+    State {
+        name: String,
+        source: baton_core::StateError,
+    },
+}
+
+fn storage(path: &Path, message: impl Into<String>) -> StoreError {
+    StoreError::Storage {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Whether `name` can name a view (it becomes a directory name).
+pub fn valid_view_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The directory of views.
+#[derive(Clone, Debug)]
+pub struct ViewStore {
+    dir: PathBuf,
+}
+
+/// What `baton views` shows of one view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewInfo {
+    pub name: String,
+    pub live: bool,
+    /// `None` when the view is open in another process.
+    pub detail: Option<ViewDetail>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewDetail {
+    pub definition_name: String,
+    pub definition_hash: String,
+    pub definition_file: String,
+    pub position: Position,
+    /// For a replay: the bound it was built to, and whether it got there.
+    pub bound: Option<Bound>,
+    pub complete: bool,
+    pub entries: u64,
+    pub bytes_on_disk: u64,
+}
+
+/// How far a view is built: the live view follows the log without end; a candidate stops at a
+/// position, or at the last event recorded at or before a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    Position(Position),
+    RecordedBy(Timestamp),
+}
+
+impl Bound {
+    fn encode(self) -> Vec<u8> {
+        match self {
+            Bound::Position(position) => format!("position {position}").into_bytes(),
+            Bound::RecordedBy(time) => format!("recorded {}", time.to_rfc3339()).into_bytes(),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Bound> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        if let Some(position) = text.strip_prefix("position ") {
+            return position
+                .parse()
+                .ok()
+                .map(|p| Bound::Position(Position::new(p)));
+        }
+        let time = text.strip_prefix("recorded ")?;
+        Timestamp::parse_rfc3339(time).ok().map(Bound::RecordedBy)
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Position(position) => write!(f, "position {position}"),
+            Bound::RecordedBy(time) => write!(f, "recorded by {time}"),
+        }
+    }
+}
+
+impl ViewStore {
+    /// Opens (creating when missing) a directory of views.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<ViewStore, StoreError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)
+            .map_err(|error| storage(&dir, format!("cannot create directory: {error}")))?;
+        Ok(ViewStore { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn view_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The name of the live view, if there is one.
+    pub fn live(&self) -> Result<Option<String>, StoreError> {
+        let path = self.dir.join(LIVE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned())).map(|n| n.filter(|n| !n.is_empty())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(storage(&path, format!("cannot read: {error}"))),
+        }
+    }
+
+    /// Makes `name` the live view, atomically (write a temporary file, then rename it).
+    pub fn set_live(&self, name: &str) -> Result<(), StoreError> {
+        if !self.view_dir(name).is_dir() {
+            return Err(self.no_such(name));
+        }
+        let temporary = self.dir.join(format!("{LIVE_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(format!("{name}\n").as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, self.dir.join(LIVE_FILE))?;
+            // The rename is durable once the directory is.
+            std::fs::File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|error| storage(&self.dir, format!("cannot write {LIVE_FILE}: {error}")))
+    }
+
+    fn no_such(&self, name: &str) -> StoreError {
+        StoreError::NoSuchView {
+            name: name.to_owned(),
+            path: self.dir.display().to_string(),
+        }
+    }
+
+    /// The names of every view, sorted.
+    pub fn names(&self) -> Result<Vec<String>, StoreError> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|error| storage(&self.dir, format!("cannot list: {error}")))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| storage(&self.dir, error.to_string()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && valid_view_name(&name) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Every view with what can be read of it (a view open elsewhere shows no detail).
+    pub fn list(&self) -> Result<Vec<ViewInfo>, StoreError> {
+        let live = self.live()?;
+        let mut views = Vec::new();
+        for name in self.names()? {
+            let detail = match self.open_view(&name) {
+                Ok(view) => Some(view.detail()?),
+                Err(StoreError::InUse { .. }) => None,
+                Err(other) => return Err(other),
+            };
+            views.push(ViewInfo {
+                live: live.as_deref() == Some(name.as_str()),
+                name,
+                detail,
+            });
+        }
+        Ok(views)
+    }
+
+    /// Creates an empty view under `definition`; `bound` is set for a candidate built by replay.
+    pub fn create_view(
+        &self,
+        name: &str,
+        definition: &FunnelDefinition,
+        definition_text: &str,
+        definition_file: &str,
+        bound: Option<Bound>,
+    ) -> Result<View, StoreError> {
+        if !valid_view_name(name) {
+            return Err(StoreError::BadName {
+                name: name.to_owned(),
+            });
+        }
+        let dir = self.view_dir(name);
+        if dir.exists() {
+            return Err(StoreError::Exists {
+                name: name.to_owned(),
+                path: self.dir.display().to_string(),
+            });
+        }
+        let view = View::open(name, &dir)?;
+        let meta = &view.db;
+        let result = (|| {
+            meta.insert(META_DEFINITION, definition_text.as_bytes())?;
+            meta.insert(META_DEFINITION_FILE, definition_file.as_bytes())?;
+            meta.insert(META_STATE_VERSION, &STATE_VERSION.to_le_bytes())?;
+            if let Some(bound) = bound {
+                meta.insert(META_BOUND, bound.encode())?;
+            }
+            meta.flush()?;
+            Ok::<_, sled::Error>(())
+        })();
+        result
+            .map_err(|error| storage(&dir, format!("cannot write the view's metadata: {error}")))?;
+        // Parsing again checks that what was stored reads back as the same definition.
+        let stored = view.definition()?;
+        debug_assert_eq!(stored.hash(), definition.hash());
+        Ok(view)
+    }
+
+    /// Opens an existing view.
+    pub fn open_view(&self, name: &str) -> Result<View, StoreError> {
+        let dir = self.view_dir(name);
+        if !valid_view_name(name) || !dir.is_dir() {
+            return Err(self.no_such(name));
+        }
+        View::open(name, &dir)
+    }
+
+    /// Removes a view that is not live.
+    pub fn drop_view(&self, name: &str) -> Result<(), StoreError> {
+        if self.live()?.as_deref() == Some(name) {
+            return Err(StoreError::DropLive {
+                name: name.to_owned(),
+            });
+        }
+        // Opening proves no other process has it.
+        let view = self.open_view(name)?;
+        drop(view);
+        let dir = self.view_dir(name);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|error| storage(&dir, format!("cannot remove: {error}")))
+    }
+}
+
+/// One view: its definition, its state and its checkpoint, in one sled database.
+#[derive(Debug)]
+pub struct View {
+    name: String,
+    dir: PathBuf,
+    db: sled::Db,
+    state: sled::Tree,
+}
+
+impl View {
+    fn open(name: &str, dir: &Path) -> Result<View, StoreError> {
+        // sled releases its file lock from background threads a moment after the last handle
+        // drops, so a reopen right after a close waits briefly before calling it "in use".
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => break db,
+                // sled wraps the lock failure in an error of its own kind; its text is the only mark.
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::InUse {
+                            name: name.to_owned(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(other) => return Err(storage(dir, format!("cannot open: {other}"))),
+            }
+        };
+        let state = db
+            .open_tree(STATE_TREE)
+            .map_err(|error| storage(dir, format!("cannot open the state tree: {error}")))?;
+        Ok(View {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            db,
+            state,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read_meta(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        self.db
+            .get(key)
+            .map_err(|error| storage(&self.dir, format!("cannot read metadata: {error}")))
+    }
+
+    /// The definition the view is built under, as stored when it was created.
+    pub fn definition(&self) -> Result<FunnelDefinition, StoreError> {
+        let text = self.read_meta(META_DEFINITION)?.unwrap_or_default();
+        let file = self.definition_file()?;
+        let text = String::from_utf8_lossy(&text);
+        FunnelDefinition::parse(&file, &text).map_err(|errors| StoreError::Definition {
+            name: self.name.clone(),
+            message: errors.to_string(),
+        })
+    }
+
+    /// The TOML text of the definition.
+    pub fn definition_text(&self) -> Result<String, StoreError> {
+        let text = self.read_meta(META_DEFINITION)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    fn definition_file(&self) -> Result<String, StoreError> {
+        let file = self.read_meta(META_DEFINITION_FILE)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&file).into_owned())
+    }
+
+    /// The bound of a candidate view; `None` for a view that follows the log.
+    pub fn bound(&self) -> Result<Option<Bound>, StoreError> {
+        Ok(self
+            .read_meta(META_BOUND)?
+            .and_then(|bytes| Bound::decode(&bytes)))
+    }
+
+    /// Whether a bounded build reached its bound.
+    pub fn complete(&self) -> Result<bool, StoreError> {
+        Ok(self.read_meta(META_COMPLETE)?.is_some())
+    }
+
+    /// Records that a bounded build reached its bound.
+    pub fn mark_complete(&self) -> Result<(), StoreError> {
+        self.db
+            .insert(META_COMPLETE, &[1u8])
+            .and_then(|_| self.db.flush())
+            .map(|_| ())
+            .map_err(|error| storage(&self.dir, format!("cannot write metadata: {error}")))
+    }
+
+    /// Lets a view follow the log (a promoted candidate keeps up from its bound on).
+    pub fn clear_bound(&self) -> Result<(), StoreError> {
+        self.db
+            .remove(META_BOUND)
+            .and_then(|_| self.db.flush())
+            .map(|_| ())
+            .map_err(|error| storage(&self.dir, format!("cannot write metadata: {error}")))
+    }
+
+    /// The log position the stored state reflects (`Position::ZERO` before the first commit).
+    pub fn checkpoint(&self) -> Result<Position, StoreError> {
+        let bytes = self
+            .state
+            .get(CHECKPOINT_KEY)
+            .map_err(|error| storage(&self.dir, format!("cannot read the checkpoint: {error}")))?;
+        let Some(bytes) = bytes else {
+            return Ok(Position::ZERO);
+        };
+        let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
+            storage(
+                &self.dir,
+                format!("corrupt checkpoint: {} bytes, not 8", bytes.len()),
+            )
+        })?;
+        Ok(Position::new(u64::from_be_bytes(bytes)))
+    }
+
+    fn check_state_version(&self) -> Result<(), StoreError> {
+        let found = match self.read_meta(META_STATE_VERSION)? {
+            Some(bytes) if bytes.len() == 2 => u16::from_le_bytes([bytes[0], bytes[1]]),
+            _ => 0,
+        };
+        if found != STATE_VERSION {
+            return Err(StoreError::StateVersion {
+                name: self.name.clone(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// The stored state as a projection (journeys re-folded), with its checkpoint.
+    pub fn load(&self) -> Result<(FunnelProjection, Position), StoreError> {
+        self.check_state_version()?;
+        let definition = self.definition()?;
+        let checkpoint = self.checkpoint()?;
+        let mut failure = None;
+        let entries = self.state.iter().filter_map(|entry| match entry {
+            Ok((key, _)) if key.as_ref() == CHECKPOINT_KEY => None,
+            Ok(pair) => Some(pair),
+            Err(error) => {
+                failure.get_or_insert(error);
+                None
+            }
+        });
+        let projection =
+            FunnelProjection::restore(definition, entries).map_err(|source| StoreError::State {
+                name: self.name.clone(),
+                source,
+            })?;
+        if let Some(error) = failure {
+            return Err(storage(
+                &self.dir,
+                format!("cannot read the state: {error}"),
+            ));
+        }
+        Ok((projection, checkpoint))
+    }
+
+    /// Every stored state entry and the checkpoint, in key order: for comparing two views
+    /// byte for byte.
+    pub fn dump(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        self.state
+            .iter()
+            .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()
+            .map_err(|error| storage(&self.dir, format!("cannot read the state: {error}")))
+    }
+
+    /// Writes state changes and the checkpoint they bring the view to, in one atomic batch.
+    pub fn commit(&self, changes: Vec<StateEntry>, checkpoint: Position) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for entry in changes {
+            match entry.value {
+                Some(value) => batch.insert(entry.key, value),
+                None => batch.remove(entry.key),
+            }
+        }
+        batch.insert(CHECKPOINT_KEY, &checkpoint.get().to_be_bytes());
+        self.state
+            .apply_batch(batch)
+            .map_err(|error| storage(&self.dir, format!("cannot commit state: {error}")))
+    }
+
+    /// Makes every commit so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|error| storage(&self.dir, format!("cannot flush: {error}")))
+    }
+
+    /// What `baton views` shows.
+    pub fn detail(&self) -> Result<ViewDetail, StoreError> {
+        let definition = self.definition()?;
+        Ok(ViewDetail {
+            definition_name: definition.name().to_owned(),
+            definition_hash: definition.hash().to_owned(),
+            definition_file: self.definition_file()?,
+            position: self.checkpoint()?,
+            bound: self.bound()?,
+            complete: self.complete()?,
+            entries: self.state.len().saturating_sub(1) as u64,
+            bytes_on_disk: self.db.size_on_disk().unwrap_or(0),
+        })
+    }
+}
