@@ -439,3 +439,251 @@ fn an_unreachable_nats_server_is_a_clear_error() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The projector killed with SIGKILL at many points resumes to exactly the state of a clean
+/// rebuild: same stored bytes, same summary.
+#[test]
+fn a_projector_killed_anywhere_resumes_to_the_state_of_a_clean_rebuild() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "21", "1500", "history.ndjson");
+    let output = baton(dir.path(), &["ingest", "history.ndjson", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let head = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["head"]
+        .as_u64()
+        .expect("head");
+
+    // A fixed seed picks the kill points: from before the view exists to mid-commit.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut kills = 0;
+    let mut last_position = 0;
+    for _ in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = std::time::Duration::from_millis(40 + seed % 150);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["project", "--until-caught-up", "--commit-every", "300"])
+            .current_dir(dir.path())
+            .env_remove("BATON_NATS")
+            .env_remove("BATON_DATA")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("baton runs");
+        std::thread::sleep(delay);
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        child.wait().expect("reaped");
+        let views = json_of(&baton(dir.path(), &["views", "--json"]));
+        if let Some(view) = views.as_array().and_then(|v| v.first()) {
+            let position = view["position"].as_u64().expect("position");
+            assert!(position >= last_position, "the checkpoint went back");
+            assert!(position <= head);
+            last_position = position;
+        }
+    }
+    assert!(kills >= 3, "only {kills} runs were killed before finishing");
+    let output = baton(dir.path(), &["project", "--until-caught-up", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_of(&output)["position"].as_u64(), Some(head));
+
+    let output = baton(
+        dir.path(),
+        &[
+            "--views",
+            "rebuilt",
+            "project",
+            "--until-caught-up",
+            "--json",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stored = |views: &str| {
+        let store = baton_projector::ViewStore::open(dir.path().join(views)).expect("store");
+        let name = store.live().expect("live").expect("a live view");
+        store.open_view(&name).expect("open").dump().expect("dump")
+    };
+    let (resumed, rebuilt) = (stored("baton-data/views"), stored("rebuilt"));
+    assert!(resumed.len() > 1000, "{} entries", resumed.len());
+    assert!(
+        resumed == rebuilt,
+        "the resumed state differs from a clean rebuild"
+    );
+    let summary = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["funnel", "--json"]);
+        json_of(&baton(dir.path(), &args))
+    };
+    assert_eq!(summary(&[]), summary(&["--views", "rebuilt"]));
+}
+
+/// Replay a candidate, list, compare, promote and drop, as a user would.
+#[test]
+fn replay_compares_a_candidate_and_promote_makes_it_live() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "3", "150", "history.ndjson");
+    let output = baton(dir.path(), &["ingest", "history.ndjson"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let default = baton_core::DEFAULT_FUNNEL_TOML;
+    // The candidate stops treating a demo request as an MQL on its own.
+    let candidate = default
+        .replace(
+            r#"high_intent = ["demo_requested", "executive_event_attended"]"#,
+            r#"high_intent = ["executive_event_attended"]"#,
+        )
+        .replace(r#"name = "b2b-default""#, r#"name = "no-demo""#);
+    assert_ne!(candidate, default);
+    std::fs::write(dir.path().join("candidate.toml"), candidate).expect("write");
+
+    let output = baton(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--name",
+            "nodemo",
+            "--json",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json_of(&output);
+    let head = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["head"].clone();
+    assert_eq!(report["candidate"]["summary"]["position"], head);
+    assert_eq!(report["live"]["summary"]["definition"], "b2b-default");
+    assert_eq!(report["candidate"]["summary"]["definition"], "no-demo");
+    // Demo requests no longer make MQLs: some people are MQLs under the live definition only,
+    // none under the candidate only (it only removed a rule).
+    let only_live = report["mql_only_live"]["people"].as_u64().expect("count");
+    assert!(only_live > 0, "{report}");
+    assert_eq!(report["mql_only_candidate"]["people"], 0);
+    let mql = |side: &str| {
+        report[side]["summary"]["stages"][2]["entered"]
+            .as_u64()
+            .expect("n")
+    };
+    assert_eq!(mql("live") - mql("candidate"), only_live);
+    let group = &report["mql_only_live"];
+    let total = ["won", "lost", "open"].map(|k| group[k].as_u64().expect("n"));
+    assert_eq!(total.iter().sum::<u64>(), only_live);
+
+    // The stored comparison is the same one.
+    let again = json_of(&baton(dir.path(), &["compare", "nodemo", "--json"]));
+    assert_eq!(again["mql_only_live"], report["mql_only_live"]);
+
+    let views = json_of(&baton(dir.path(), &["views", "--json"]));
+    let names: Vec<(&str, bool)> = views
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().expect("name"),
+                v["live"].as_bool().expect("live"),
+            )
+        })
+        .collect();
+    assert_eq!(names, vec![("b2b-default", true), ("nodemo", false)]);
+
+    // Bounded replays: by position, and a bad bound is a clear error.
+    let output = baton(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--name",
+            "early",
+            "--until",
+            "500",
+            "--json",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_of(&output)["candidate"]["summary"]["position"], 500);
+    let output = baton(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--name",
+            "bad",
+            "--until",
+            "soon",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--until \"soon\""), "{stderr}");
+    let output = baton(
+        dir.path(),
+        &["replay", "--funnel", "candidate.toml", "--name", "nodemo"],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already exists"));
+
+    // Promote: the candidate is live and follows the log; the old view is kept.
+    let output = baton(dir.path(), &["promote", "nodemo"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = json_of(&baton(dir.path(), &["funnel", "--json"]));
+    assert_eq!(summary["definition"], "no-demo");
+    assert_eq!(summary["position"], head);
+    let output = baton(dir.path(), &["drop", "nodemo"]);
+    assert!(!output.status.success(), "the live view cannot be dropped");
+    let output = baton(dir.path(), &["drop", "b2b-default"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let views = json_of(&baton(dir.path(), &["views", "--json"]));
+    assert_eq!(views.as_array().expect("array").len(), 2, "{views}");
+    // Asking `project` for another definition than the live one says how to adopt it.
+    let output = baton(
+        dir.path(),
+        &["project", "--until-caught-up", "--funnel", "candidate.toml"],
+    );
+    assert!(output.status.success(), "same definition as live now");
+    std::fs::write(dir.path().join("default.toml"), default).expect("write");
+    let output = baton(
+        dir.path(),
+        &["project", "--until-caught-up", "--funnel", "default.toml"],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("baton replay --funnel default.toml"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,327 @@
+//! The persistent projector over a real log and real sled: state and checkpoint committed
+//! together, resuming after a stop, following live appends, replays bounded by position or
+//! time, and the view store's rules (live pointer, names, locks, versions).
+
+use baton_core::{Event, FunnelDefinition, FunnelProjection, Timestamp};
+use baton_log::{EmbeddedConfig, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog, Position};
+use baton_producer::{History, HistoryConfig};
+use baton_projector::{
+    Bound, Outcome, RunOptions, Status, StoreError, StoredEntry, Until, View, ViewStore,
+};
+use baton_testkit::NatsServer;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A seeded history without its retried deliveries: what the log stores of it, in order.
+fn history() -> Vec<Event> {
+    let mut seen = std::collections::HashSet::new();
+    History::new(HistoryConfig::new(5, 80))
+        .filter(|event| seen.insert(event.event_id))
+        .collect()
+}
+
+async fn embedded_with(events: &[Event]) -> (tempfile::TempDir, EmbeddedLog) {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("open");
+    for chunk in events.chunks(900) {
+        log.append(chunk.to_vec()).await.expect("append");
+    }
+    (dir, log)
+}
+
+fn new_view(store: &ViewStore, name: &str, bound: Option<Bound>) -> View {
+    let definition = FunnelDefinition::default_funnel();
+    store
+        .create_view(
+            name,
+            &definition,
+            baton_core::DEFAULT_FUNNEL_TOML,
+            "default.toml",
+            bound,
+        )
+        .expect("create view")
+}
+
+async fn run_to(
+    log: &impl EventLog,
+    view: View,
+    until: Until,
+    commit_every: usize,
+) -> (Outcome, Arc<Status>) {
+    let status = Arc::new(Status::default());
+    let options = RunOptions {
+        until,
+        commit_every,
+    };
+    let outcome = baton_projector::run(
+        log,
+        view,
+        options,
+        status.clone(),
+        |_: &_, _| {},
+        std::future::pending(),
+    )
+    .await
+    .expect("run");
+    (outcome, status)
+}
+
+fn in_memory(events: &[Event]) -> baton_core::FunnelSummary {
+    let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
+    for event in events {
+        projection.apply(event);
+    }
+    projection.refresh();
+    projection.summary()
+}
+
+fn dump(store: &ViewStore, name: &str) -> Vec<StoredEntry> {
+    store.open_view(name).expect("open").dump().expect("dump")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_commits_what_an_in_memory_fold_computes() {
+    let events = history();
+    let (_dir, log) = embedded_with(&events).await;
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    let (outcome, status) = run_to(&log, new_view(&store, "a", None), Until::CaughtUp, 1000).await;
+    let head = log.stat().await.expect("stat").head;
+    assert_eq!(outcome.checkpoint, head);
+    assert!(outcome.reached);
+    assert_eq!(status.checkpoint(), head);
+    assert_eq!(status.lag(), 0);
+    assert!(status.commits() > 1, "commits every 1000 events");
+    assert_eq!(outcome.projection.summary(), in_memory(&events));
+    // What is stored reads back to the same summary.
+    let (restored, checkpoint) = store.open_view("a").expect("open").load().expect("load");
+    assert_eq!(checkpoint, head);
+    assert_eq!(restored.summary(), in_memory(&events));
+}
+
+/// Rebuild equals live: stopping and resuming at many points, with small and large commits,
+/// stores exactly the bytes of one uninterrupted run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_and_resuming_anywhere_stores_what_one_run_stores() {
+    let events = history();
+    let (_dir, log) = embedded_with(&events).await;
+    let head = log.stat().await.expect("stat").head.get();
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    run_to(
+        &log,
+        new_view(&store, "whole", None),
+        Until::CaughtUp,
+        1_000_000,
+    )
+    .await;
+
+    new_view(&store, "pieces", None);
+    let stops = [1, 2, 977, 978, 2500, head / 2, head - 1];
+    for (index, stop) in stops.into_iter().enumerate() {
+        let view = store.open_view("pieces").expect("open");
+        let commit_every = [1, 7, 333, 100_000][index % 4];
+        let bound = Until::Bound(Bound::Position(Position::new(stop)));
+        let (outcome, _) = run_to(&log, view, bound, commit_every).await;
+        assert_eq!(outcome.checkpoint.get(), stop);
+    }
+    let view = store.open_view("pieces").expect("open");
+    run_to(&log, view, Until::CaughtUp, 500).await;
+    let (whole, pieces) = (dump(&store, "whole"), dump(&store, "pieces"));
+    assert!(whole.len() > 100, "the state has entries");
+    assert!(whole == pieces, "the stored bytes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_follows_appends_and_stops_on_shutdown() {
+    let events = history();
+    let (first, second) = events.split_at(events.len() / 2);
+    let (_dir, log) = embedded_with(first).await;
+    let log = Arc::new(log);
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    let view = new_view(&store, "live", None);
+    let status = Arc::new(Status::default());
+    let seen: Arc<Mutex<Vec<(Position, u64)>>> = Arc::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let (log, status, seen) = (log.clone(), status.clone(), seen.clone());
+        tokio::spawn(async move {
+            let on_commit = move |projection: &FunnelProjection, position: Position| {
+                seen.lock()
+                    .expect("lock")
+                    .push((position, projection.events()));
+            };
+            let options = RunOptions {
+                until: Until::Forever,
+                commit_every: 10_000,
+            };
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            baton_projector::run(&*log, view, options, status, on_commit, shutdown).await
+        })
+    };
+    let wait_for = |target: Position| {
+        let status = status.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while status.checkpoint() < target {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "checkpoint stuck at {} before {target}",
+                    status.checkpoint()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(log.stat().await.expect("stat").head).await;
+    for chunk in second.chunks(500) {
+        log.append(chunk.to_vec()).await.expect("append");
+    }
+    let head = log.stat().await.expect("stat").head;
+    wait_for(head).await;
+    // Commits that reached the head were published to the query side, refreshed.
+    let last = *seen
+        .lock()
+        .expect("lock")
+        .last()
+        .expect("a commit was published");
+    assert_eq!(last, (head, head.get()));
+    stop.send(()).expect("runner listening");
+    let outcome = runner.await.expect("join").expect("run");
+    assert_eq!(outcome.checkpoint, head);
+    assert!(!outcome.reached, "a live run has no bound to reach");
+    assert_eq!(outcome.projection.summary(), in_memory(&events));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_stops_at_its_bound_and_records_it() {
+    let events = history();
+    let (_dir, log) = embedded_with(&events).await;
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    let bound = Bound::Position(Position::new(1234));
+    let (outcome, _) = run_to(
+        &log,
+        new_view(&store, "to-1234", Some(bound)),
+        Until::Bound(bound),
+        100,
+    )
+    .await;
+    assert_eq!(outcome.checkpoint.get(), 1234);
+    assert_eq!(outcome.projection.summary(), in_memory(&events[..1234]));
+    let view = store.open_view("to-1234").expect("open");
+    assert!(view.complete().expect("meta"));
+    assert_eq!(view.bound().expect("meta"), Some(bound));
+    assert_eq!(view.detail().expect("detail").position.get(), 1234);
+
+    // By recorded time: stop before the first event the log learned after the bound. The
+    // embedded log keeps each event's recorded_at as given, so set them here.
+    let dir = tempfile::tempdir().expect("dir");
+    let timed = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("open");
+    let mut stamped = events[..300].to_vec();
+    for (index, event) in stamped.iter_mut().enumerate() {
+        event.recorded_at = Timestamp::from_unix_millis(1_800_000_000_000 + index as i64);
+    }
+    timed.append(stamped.clone()).await.expect("append");
+    let cut = Timestamp::from_unix_millis(1_800_000_000_000 + 199);
+    let bound = Bound::RecordedBy(cut);
+    let (outcome, _) = run_to(
+        &timed,
+        new_view(&store, "by-time", Some(bound)),
+        Until::Bound(bound),
+        64,
+    )
+    .await;
+    assert_eq!(outcome.checkpoint.get(), 200);
+    assert!(outcome.reached);
+    assert_eq!(outcome.projection.summary(), in_memory(&stamped[..200]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_store_the_same_state() {
+    let events = history();
+    let (_dir, embedded) = embedded_with(&events).await;
+    let server = NatsServer::start();
+    let jetstream = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect("connect");
+    for chunk in events.chunks(1_500) {
+        jetstream.append(chunk.to_vec()).await.expect("append");
+    }
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    let (a, _) = run_to(
+        &embedded,
+        new_view(&store, "embedded", None),
+        Until::CaughtUp,
+        700,
+    )
+    .await;
+    let (b, _) = run_to(
+        &jetstream,
+        new_view(&store, "jetstream", None),
+        Until::CaughtUp,
+        5_000,
+    )
+    .await;
+    assert_eq!(a.checkpoint, b.checkpoint);
+    assert!(dump(&store, "embedded") == dump(&store, "jetstream"));
+}
+
+#[test]
+fn the_store_keeps_one_live_view_and_guards_names_and_drops() {
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    assert_eq!(store.live().expect("live"), None);
+    new_view(&store, "first", None);
+    new_view(&store, "second", None);
+    store.set_live("first").expect("promote");
+    assert_eq!(store.live().expect("live").as_deref(), Some("first"));
+    store.set_live("second").expect("promote");
+    assert_eq!(store.live().expect("live").as_deref(), Some("second"));
+    assert!(matches!(
+        store.set_live("missing"),
+        Err(StoreError::NoSuchView { .. })
+    ));
+    assert!(matches!(
+        store.drop_view("second"),
+        Err(StoreError::DropLive { .. })
+    ));
+    let definition = FunnelDefinition::default_funnel();
+    for bad in ["", "../up", "a b", "-dash", "x".repeat(65).as_str()] {
+        let error = store
+            .create_view(bad, &definition, baton_core::DEFAULT_FUNNEL_TOML, "f", None)
+            .expect_err("a bad name");
+        assert!(
+            matches!(error, StoreError::BadName { .. }),
+            "{bad:?}: {error}"
+        );
+    }
+    assert!(matches!(
+        store.create_view(
+            "first",
+            &definition,
+            baton_core::DEFAULT_FUNNEL_TOML,
+            "f",
+            None
+        ),
+        Err(StoreError::Exists { .. })
+    ));
+    // A view open here is in use for anyone else: dropping it is refused.
+    let open = store.open_view("first").expect("open");
+    let error = store.drop_view("first").expect_err("in use");
+    assert!(
+        error.to_string().contains("open in another process"),
+        "{error}"
+    );
+    drop(open);
+    store.drop_view("first").expect("drop");
+    assert_eq!(store.names().expect("names"), vec!["second".to_owned()]);
+}
