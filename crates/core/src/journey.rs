@@ -2,12 +2,14 @@
 //! under one definition. The projector keeps each person's facts and calls [`Journey::fold`]
 //! again when a late fact lands before others; the rules are in `docs/funnels.md`.
 
-use crate::event::{ContentType, Event, EventId, Kind, Payload};
+use crate::event::{ContentType, Event, EventId, Kind, Money, Payload};
 use crate::funnel::{FitCondition, FunnelDefinition, Outcome, Owner, Trait, Trigger};
+use crate::symbol::{Symbol, Symbols};
 use crate::timestamp::Timestamp;
 
-/// What a fact contributes to a journey: its time and the few fields the rules read. Stored
-/// in the projector's state (`view::state`): a change here bumps `STATE_VERSION`.
+/// What a fact contributes to a journey and to the views: its time, the few fields the rules
+/// read, and the attributes the views group by. Stored in the projector's state
+/// (`view::state`): a change here bumps `STATE_VERSION`.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fact {
     pub at: Timestamp,
@@ -15,6 +17,28 @@ pub struct Fact {
     pub kind: Kind,
     pub content_type: Option<ContentType>,
     pub need_declared: Option<bool>,
+    pub attributes: Attributes,
+}
+
+/// The fields of a fact the views group and sum by, as symbols of the projection's table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attributes {
+    /// The source system (`web`, `sendgrid`, `salesforce`, ...).
+    pub source: Symbol,
+    pub channel: Symbol,
+    pub campaign: Symbol,
+    /// The campaign's content id, else a viewed page's url.
+    pub content: Symbol,
+    pub opportunity: Symbol,
+    /// The seller or marketer who acted (assigned, accepted, rejected, activity, meeting).
+    pub owner: Symbol,
+    /// A reason (rejected, recycled, disqualified, closed lost) or a CRM stage (opportunity
+    /// created, stage changed).
+    pub detail: Symbol,
+    /// An amount in minor units (proposal sent, opportunity created or amount changed, closed
+    /// won) and its currency; `currency` is `NONE` without one.
+    pub amount_minor: i64,
+    pub currency: Symbol,
 }
 
 impl Fact {
@@ -31,27 +55,51 @@ impl Fact {
         }
     }
 
-    /// The fact an event contributes to its person's journey.
-    pub fn from_event(event: &Event) -> Fact {
+    /// The fact an event contributes to its person's journey, interning its attributes.
+    pub fn from_event(event: &Event, symbols: &mut Symbols) -> Fact {
+        intern_payload(&event.payload, symbols);
+        let content = event
+            .campaign
+            .content_id
+            .as_deref()
+            .or(match &event.payload {
+                Payload::ContentViewed { url, .. } => Some(url.as_str()),
+                _ => None,
+            });
         let mut fact = Fact {
             at: event.occurred_at,
             event_id: event.event_id,
             kind: event.kind(),
             content_type: None,
             need_declared: None,
+            attributes: Attributes {
+                source: symbols.intern(&event.source.system),
+                channel: symbols.intern_option(event.campaign.channel.as_deref()),
+                campaign: symbols.intern_option(event.campaign.campaign_id.as_deref()),
+                content: symbols.intern_option(content),
+                opportunity: symbols.intern_option(event.opportunity_id.as_deref()),
+                ..Attributes::default()
+            },
         };
-        fact.take_payload(&event.payload);
+        fact.take_payload(&event.payload, symbols);
         fact
     }
 
-    /// Takes the kind and the rule-relevant fields of `payload` (a correction's replacement,
-    /// or the event's own).
-    pub fn take_payload(&mut self, payload: &Payload) {
+    /// Takes the kind and the payload fields of `payload` (a correction's replacement, or the
+    /// event's own). Its strings must be interned already ([`intern_payload`]).
+    pub fn take_payload(&mut self, payload: &Payload, symbols: &Symbols) {
         self.kind = payload.kind();
         (self.content_type, self.need_declared) = match payload {
             Payload::ContentViewed { content_type, .. } => (Some(*content_type), None),
             Payload::MeetingHeld { need_declared, .. } => (None, Some(*need_declared)),
             _ => (None, None),
+        };
+        let (owner, detail, amount) = payload_fields(payload);
+        self.attributes.owner = owner.map_or(Symbol::NONE, |o| symbols.lookup(o));
+        self.attributes.detail = detail.map_or(Symbol::NONE, |d| symbols.lookup(d));
+        (self.attributes.amount_minor, self.attributes.currency) = match amount {
+            Some(money) => (money.minor_units, symbols.lookup(&money.currency)),
+            None => (0, Symbol::NONE),
         };
     }
 
@@ -413,5 +461,36 @@ pub fn owner_of(definition: &FunnelDefinition, place: Place) -> Option<Owner> {
         Place::Detour(index) => definition.detours()[index]
             .back_to
             .map(|_| Owner::Marketing),
+    }
+}
+
+/// The owner, the reason or CRM stage, and the amount a payload carries.
+fn payload_fields(payload: &Payload) -> (Option<&str>, Option<&str>, Option<&Money>) {
+    match payload {
+        Payload::LeadAssigned { owner } | Payload::LeadAccepted { owner } => {
+            (Some(owner), None, None)
+        }
+        Payload::SalesActivity { owner, .. } => (Some(owner), None, None),
+        Payload::MeetingHeld { owner, .. } => (owner.as_deref(), None, None),
+        Payload::LeadRejected { owner, reason } => (owner.as_deref(), Some(reason), None),
+        Payload::LeadRecycled { reason }
+        | Payload::LeadDisqualified { reason }
+        | Payload::OpportunityClosedLost { reason } => (None, Some(reason), None),
+        Payload::ProposalSent { amount, .. }
+        | Payload::OpportunityAmountChanged { amount }
+        | Payload::OpportunityClosedWon { amount } => (None, None, Some(amount)),
+        Payload::OpportunityCreated { amount, stage } => (None, stage.as_deref(), amount.as_ref()),
+        Payload::OpportunityStageChanged { to, .. } => (None, Some(to), None),
+        _ => (None, None, None),
+    }
+}
+
+/// Interns the strings of a payload that [`Fact::take_payload`] looks up.
+pub fn intern_payload(payload: &Payload, symbols: &mut Symbols) {
+    let (owner, detail, amount) = payload_fields(payload);
+    symbols.intern_option(owner);
+    symbols.intern_option(detail);
+    if let Some(money) = amount {
+        symbols.intern(&money.currency);
     }
 }

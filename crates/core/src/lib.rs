@@ -10,6 +10,7 @@ pub mod example;
 mod funnel;
 mod journey;
 mod json;
+mod symbol;
 mod timestamp;
 mod view;
 
@@ -27,9 +28,11 @@ pub use funnel::{
     FitRule, FunnelDefinition, MqlRule, Outcome, Owner, Sla, Stage, Trait, Trigger,
 };
 pub use journey::{
-    Direction, Fact, FollowUp, Handoff, Journey, Place, Traits, Transition, fit_score, owner_of,
+    Attributes, Direction, Fact, FollowUp, Handoff, Journey, Place, Traits, Transition, fit_score,
+    intern_payload, owner_of,
 };
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
+pub use symbol::{Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
 pub use view::state::{STATE_VERSION, StateEntry, StateError};
 pub use view::{

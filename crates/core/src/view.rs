@@ -9,6 +9,7 @@
 use crate::event::{Event, EventId, Kind, Payload};
 use crate::funnel::{FunnelDefinition, Owner};
 use crate::journey::{Direction, Fact, Journey, Place, Traits};
+use crate::symbol::Symbols;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use state::Unsaved;
@@ -166,6 +167,8 @@ pub struct FunnelProjection {
     latest: Option<Timestamp>,
     /// What changed since the projector last stored the state; `None` when nobody stores it.
     unsaved: Option<Unsaved>,
+    /// The strings facts refer to by symbol.
+    symbols: Symbols,
 }
 
 impl FunnelProjection {
@@ -185,11 +188,17 @@ impl FunnelProjection {
             events: 0,
             latest: None,
             unsaved: None,
+            symbols: Symbols::default(),
         }
     }
 
     pub fn definition(&self) -> &FunnelDefinition {
         &self.definition
+    }
+
+    /// The strings the facts' attributes refer to.
+    pub fn symbols(&self) -> &Symbols {
+        &self.symbols
     }
 
     /// Events applied so far.
@@ -270,13 +279,37 @@ impl FunnelProjection {
         }
     }
 
-    /// Marks the journey a governance event targets as dirty; without identity on the event,
-    /// every journey is re-folded at the next refresh (retractions and corrections are rare).
-    fn dirty_target(&mut self, event: &Event) {
-        match self.person_of(event) {
-            Some(person) => {
-                self.dirty.insert(person);
-            }
+    /// Marks dirty the journeys a governance event's target fact belongs to. The envelope
+    /// says whose fact it is; when the fact is not where the envelope says (no identity, a
+    /// wrong one, or a target not on the log yet), every journey is re-folded at the next
+    /// refresh. Retractions and corrections are rare, and a journey left stale would make the
+    /// views depend on when refreshes happened, which they must not.
+    fn dirty_target(&mut self, event: &Event, target: EventId) {
+        let Some(person) = self.person_of(event) else {
+            self.refold_all = true;
+            return;
+        };
+        if let Some(holder) = self.people.get(&person)
+            && holder.facts.iter().any(|fact| fact.event_id == target)
+        {
+            self.dirty.insert(person);
+            return;
+        }
+        // A visitor's fact: whoever it is stitched to may change (a corrected time can move it
+        // to the person the visitor stood for at that time).
+        let visitor = self
+            .visitors_of
+            .get(&person)
+            .into_iter()
+            .flatten()
+            .find(|anonymous| {
+                self.visitors
+                    .get(*anonymous)
+                    .is_some_and(|v| v.facts.iter().any(|fact| fact.event_id == target))
+            })
+            .cloned();
+        match visitor {
+            Some(anonymous) => self.dirty_visitor(&anonymous),
             None => self.refold_all = true,
         }
     }
@@ -319,9 +352,8 @@ impl FunnelProjection {
                 // Everyone this visitor stood for may gain or lose facts.
                 self.dirty_visitor(anonymous_id);
                 // Being identified is itself a fact of the person's journey.
-                self.touch_person(&person)
-                    .facts
-                    .push(Fact::from_event(event));
+                let fact = Fact::from_event(event, &mut self.symbols);
+                self.touch_person(&person).facts.push(fact);
                 return;
             }
             Payload::LinkedToAccount {
@@ -428,7 +460,7 @@ impl FunnelProjection {
                 if let Some(unsaved) = &mut self.unsaved {
                     unsaved.retracted.push(*target);
                 }
-                self.dirty_target(event);
+                self.dirty_target(event, *target);
                 return;
             }
             Payload::Corrected {
@@ -437,6 +469,9 @@ impl FunnelProjection {
                 replacement,
                 ..
             } => {
+                if let Some(replacement) = replacement {
+                    crate::journey::intern_payload(replacement, &mut self.symbols);
+                }
                 self.corrections.insert(
                     *target,
                     Correction {
@@ -447,7 +482,7 @@ impl FunnelProjection {
                 if let Some(unsaved) = &mut self.unsaved {
                     unsaved.corrections.push(*target);
                 }
-                self.dirty_target(event);
+                self.dirty_target(event, *target);
                 return;
             }
             Payload::OpportunityClosedWon { amount } => {
@@ -470,7 +505,7 @@ impl FunnelProjection {
         if !Fact::applies_to_journeys(event.kind()) {
             return;
         }
-        let fact = Fact::from_event(event);
+        let fact = Fact::from_event(event, &mut self.symbols);
         if let Some(person) = &event.identity.person_id {
             let person = self.canonical(person);
             self.touch_person(&person).facts.push(fact);
@@ -529,8 +564,14 @@ impl FunnelProjection {
             .filter_map(|anonymous| self.visitors.get(anonymous))
             .flat_map(|visitor| {
                 visitor.facts.iter().filter(|fact| {
+                    // Stitched by the fact's business time, as corrected.
+                    let at = self
+                        .corrections
+                        .get(&fact.event_id)
+                        .and_then(|c| c.occurred_at)
+                        .unwrap_or(fact.at);
                     visitor
-                        .owner_at(fact.at)
+                        .owner_at(at)
                         .is_some_and(|owner| self.canonical_owned(owner) == id)
                 })
             });
@@ -552,7 +593,7 @@ impl FunnelProjection {
             fact.at = at;
         }
         if let Some(replacement) = &correction.replacement {
-            fact.take_payload(replacement);
+            fact.take_payload(replacement, &self.symbols);
         }
         fact
     }

@@ -19,6 +19,7 @@ fn fact(n: u128, hours: i64, kind: Kind) -> Fact {
         kind,
         content_type: None,
         need_declared: None,
+        attributes: baton_core::Attributes::default(),
     }
 }
 
@@ -334,6 +335,7 @@ mod laws {
                     content_type: (kind == Kind::ContentViewed)
                         .then_some(ContentType::ALL[content]),
                     need_declared: (kind == Kind::MeetingHeld).then_some(need),
+                    attributes: baton_core::Attributes::default(),
                 }
             })
     }

@@ -42,6 +42,7 @@ const RETRACTED: u8 = b'r';
 const CORRECTION: u8 = b'c';
 const WON: u8 = b'w';
 const GLOBALS: u8 = b'g';
+const SYMBOL: u8 = b's';
 
 /// One change to the stored state: put `value` at `key`, or remove `key` when `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,6 +207,11 @@ impl FunnelProjection {
                 self.wins.get(id),
             )?;
         }
+        for (index, name) in self.symbols.unsaved() {
+            let key = key(SYMBOL, &index.to_be_bytes());
+            put_or_remove(&mut entries, key, Some(&name))?;
+        }
+        self.symbols.saved = self.symbols.len();
         let globals = Globals {
             events: self.events,
             latest: self.latest,
@@ -217,8 +223,8 @@ impl FunnelProjection {
         Ok(entries)
     }
 
-    /// Rebuilds a projection from stored entries (any order) and re-folds every journey. The
-    /// result tracks changes from here on.
+    /// Rebuilds a projection from stored entries (in key order, as a store iterates them) and
+    /// re-folds every journey. The result tracks changes from here on.
     pub fn restore<K, V>(
         definition: FunnelDefinition,
         entries: impl IntoIterator<Item = (K, V)>,
@@ -268,6 +274,22 @@ impl FunnelProjection {
                 WON => {
                     let won: Won = decode(key, value)?;
                     projection.wins.insert(event_id(key)?, won);
+                }
+                SYMBOL => {
+                    let name: String = decode(key, value)?;
+                    let index = key[1..].try_into().map(u32::from_be_bytes).map_err(|_| {
+                        StateError::Corrupt {
+                            key: printable(key),
+                            reason: "a symbol key holds a 4-byte index".to_owned(),
+                        }
+                    })?;
+                    // Keys sort by index (big-endian), and a store is read in key order.
+                    projection.symbols.restore(index, name).map_err(|reason| {
+                        StateError::Corrupt {
+                            key: printable(key),
+                            reason,
+                        }
+                    })?;
                 }
                 GLOBALS => {
                     let globals: Globals = decode(key, value)?;
