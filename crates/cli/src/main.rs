@@ -8,6 +8,7 @@ mod funnel;
 mod generate;
 mod ingest;
 mod read;
+mod report;
 mod stat;
 mod view;
 
@@ -45,6 +46,8 @@ enum Command {
     Gen(generate::GenArgs),
     /// Append an NDJSON file of events to the log.
     Ingest(ingest::IngestArgs),
+    /// Print the marketing, sales or shared-funnel view as tables (text, JSON or CSV).
+    Report(report::ReportArgs),
     /// Run the projector: keep the live view (state in sled) up to date with the log.
     Project(view::ProjectArgs),
     /// Build a candidate view under another funnel definition and compare it with the live one.
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Command::Funnel(args) => funnel::run(&cli.log, args).await,
             Command::Gen(args) => generate::run(args),
             Command::Ingest(args) => ingest::run(&cli.log, args).await,
+            Command::Report(args) => report::run(&cli.log, args).await,
             Command::Project(args) => view::project(&cli.log, args).await,
             Command::Replay(args) => view::replay(&cli.log, args).await,
             Command::Compare(args) => view::compare(&cli.log, args).await,

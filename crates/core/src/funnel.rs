@@ -12,6 +12,9 @@ use std::fmt;
 use std::ops::Range;
 use toml::Spanned;
 
+/// The conversion window when a definition sets none.
+pub const DEFAULT_CONVERSION_WINDOW_DAYS: f64 = 90.0;
+
 /// The shipped default definition's text.
 pub const DEFAULT_FUNNEL_TOML: &str = include_str!("../../../funnels/default.toml");
 
@@ -209,6 +212,7 @@ pub struct Sla {
 pub struct FunnelDefinition {
     name: String,
     description: Option<String>,
+    conversion_window_days: f64,
     hash: String,
     half_life_days: f64,
     daily_cap: Option<f64>,
@@ -256,6 +260,12 @@ impl FunnelDefinition {
     }
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
+    }
+
+    /// How long a person may stay in a stage and still count as "in flight" (not dropped) in
+    /// cohort conversion, in days.
+    pub fn conversion_window_days(&self) -> f64 {
+        self.conversion_window_days
     }
     /// `sha256:` and the first 16 hex digits of the SHA-256 of the file's bytes.
     pub fn hash(&self) -> &str {
@@ -326,6 +336,7 @@ struct RawDefinition {
 struct RawFunnel {
     name: Spanned<String>,
     description: Option<String>,
+    conversion_window_days: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -473,6 +484,21 @@ impl Checker<'_> {
         };
         let mut seen = Vec::new();
         let name = self.name(&raw.funnel.name, "funnel", &mut Vec::new());
+        let conversion_window_days = match &raw.funnel.conversion_window_days {
+            None => DEFAULT_CONVERSION_WINDOW_DAYS,
+            Some(days) => {
+                let value = *days.get_ref();
+                if !(value > 0.0 && value.is_finite()) {
+                    self.error(
+                        days.span(),
+                        format!(
+                            "funnel: conversion_window_days must be a positive number of days, got {value}"
+                        ),
+                    );
+                }
+                value
+            }
+        };
 
         let (half_life_days, daily_cap, engagement) = match raw.engagement {
             None => (30.0, None, Vec::new()),
@@ -792,6 +818,7 @@ impl Checker<'_> {
         FunnelDefinition {
             name,
             description: raw.funnel.description,
+            conversion_window_days,
             hash,
             half_life_days,
             daily_cap,

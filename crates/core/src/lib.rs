@@ -34,6 +34,13 @@ pub use journey::{
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use symbol::{Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
+pub use view::marketing::{
+    AccountScoreRow, AttributionRow, CampaignRow, ContentRow, MarketingView, NurtureRow,
+    PersonScoreRow,
+};
+pub use view::report::{Amounts, DealStatus, NONE_LABEL};
+pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};
+pub use view::shared::{CohortRow, HandoffRow, SharedView};
 pub use view::state::{STATE_VERSION, StateEntry, StateError};
 pub use view::{
     FollowUpSummary, FunnelProjection, FunnelSummary, Outcomes, PersonOutcome, StageSummary,

@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use state::Unsaved;
 use std::collections::BTreeMap;
 
+pub(crate) mod marketing;
+pub(crate) mod report;
+pub(crate) mod sales;
+pub(crate) mod shared;
 pub(crate) mod state;
 
 // Folding hashes a person id or two per event; FxHash is several times cheaper than SipHash,
@@ -160,8 +164,10 @@ pub struct FunnelProjection {
     /// applied: the same whatever order the closes, retractions and corrections arrived in.
     wins: HashMap<EventId, Won>,
     dirty: HashSet<String>,
-    /// Set by a retraction or correction that names nobody: the next refresh re-folds everyone.
+    /// Set when the state was restored: the next refresh re-folds everyone.
     refold_all: bool,
+    /// Retraction and correction targets whose holder is not known yet (see `dirty_target`).
+    unplaced_targets: HashSet<EventId>,
     events: u64,
     /// The latest business time seen: "now" for clocks still running.
     latest: Option<Timestamp>,
@@ -185,6 +191,7 @@ impl FunnelProjection {
             wins: HashMap::default(),
             dirty: HashSet::default(),
             refold_all: false,
+            unplaced_targets: HashSet::default(),
             events: 0,
             latest: None,
             unsaved: None,
@@ -280,13 +287,13 @@ impl FunnelProjection {
     }
 
     /// Marks dirty the journeys a governance event's target fact belongs to. The envelope
-    /// says whose fact it is; when the fact is not where the envelope says (no identity, a
-    /// wrong one, or a target not on the log yet), every journey is re-folded at the next
-    /// refresh. Retractions and corrections are rare, and a journey left stale would make the
-    /// views depend on when refreshes happened, which they must not.
+    /// says whose fact it is; when it names nobody, or the fact is not where it says (a wrong
+    /// identity, or a target not on the log yet), the target is looked for among everyone's
+    /// facts at the next refresh. A target not found anywhere needs nothing: when it arrives,
+    /// its journey is re-folded with the retraction or correction already known.
     fn dirty_target(&mut self, event: &Event, target: EventId) {
         let Some(person) = self.person_of(event) else {
-            self.refold_all = true;
+            self.unplaced_targets.insert(target);
             return;
         };
         if let Some(holder) = self.people.get(&person)
@@ -310,7 +317,35 @@ impl FunnelProjection {
             .cloned();
         match visitor {
             Some(anonymous) => self.dirty_visitor(&anonymous),
-            None => self.refold_all = true,
+            None => {
+                self.unplaced_targets.insert(target);
+            }
+        }
+    }
+
+    /// Finds the holders of governance targets the envelopes did not place, in one pass over
+    /// every fact, and marks their journeys dirty.
+    fn place_targets(&mut self) {
+        if self.unplaced_targets.is_empty() {
+            return;
+        }
+        let targets = std::mem::take(&mut self.unplaced_targets);
+        let holds = |facts: &[Fact]| facts.iter().any(|fact| targets.contains(&fact.event_id));
+        let people: Vec<String> = self
+            .people
+            .iter()
+            .filter(|(_, person)| holds(&person.facts))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let visitors: Vec<String> = self
+            .visitors
+            .iter()
+            .filter(|(_, visitor)| holds(&visitor.facts))
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.dirty.extend(people);
+        for anonymous in visitors {
+            self.dirty_visitor(&anonymous);
         }
     }
 
@@ -525,6 +560,7 @@ impl FunnelProjection {
 
     /// Re-folds every journey whose facts or traits changed since the last refresh.
     pub fn refresh(&mut self) {
+        self.place_targets();
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();
             self.people.keys().cloned().collect()
@@ -807,7 +843,7 @@ impl FunnelProjection {
 
 /// The nearest-rank percentile of sorted values: the smallest value with at least `p`% of the
 /// values at or below it.
-fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
+pub(crate) fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
     if sorted.is_empty() {
         return None;
     }

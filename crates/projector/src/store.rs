@@ -53,10 +53,10 @@ pub enum StoreError {
         "view {name:?} was written with state version {found}, this build reads version {STATE_VERSION}; drop it and build it again (`baton drop {name}`, then `baton project` or `baton replay`)"
     )]
     StateVersion { name: String, found: u16 },
-    #[error("view {name:?}: {source}")]
+    #[error("view {name:?}: {error}")]
     State {
         name: String,
-        source: baton_core::StateError,
+        error: baton_core::StateError,
     },
 }
 
@@ -443,9 +443,9 @@ impl View {
             }
         });
         let projection =
-            FunnelProjection::restore(definition, entries).map_err(|source| StoreError::State {
+            FunnelProjection::restore(definition, entries).map_err(|error| StoreError::State {
                 name: self.name.clone(),
-                source,
+                error,
             })?;
         if let Some(error) = failure {
             return Err(storage(

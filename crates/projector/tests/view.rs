@@ -164,14 +164,20 @@ async fn a_live_run_follows_appends_and_stops_on_shutdown() {
             baton_projector::run(&*log, view, options, status, on_commit, shutdown).await
         })
     };
+    // Waits until a commit reflecting `target` was published to the query side (after the
+    // checkpoint is stored, so checked separately).
     let wait_for = |target: Position| {
-        let status = status.clone();
+        let (status, seen) = (status.clone(), seen.clone());
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while status.checkpoint() < target {
+            loop {
+                let published = seen.lock().expect("lock").last().map(|(p, _)| *p);
+                if published >= Some(target) && status.checkpoint() >= target {
+                    break;
+                }
                 assert!(
                     tokio::time::Instant::now() < deadline,
-                    "checkpoint stuck at {} before {target}",
+                    "checkpoint {} (published {published:?}) stuck before {target}",
                     status.checkpoint()
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -184,7 +190,7 @@ async fn a_live_run_follows_appends_and_stops_on_shutdown() {
     }
     let head = log.stat().await.expect("stat").head;
     wait_for(head).await;
-    // Commits that reached the head were published to the query side, refreshed.
+    // The commit that reached the head was published refreshed, with every event folded.
     let last = *seen
         .lock()
         .expect("lock")

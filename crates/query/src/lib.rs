@@ -1,5 +1,11 @@
-//! The query service: HTTP (JSON and CSV) and SQL over the PostgreSQL wire protocol, over the
-//! projector's state, inside the projector's process.
-//!
-//! Not built yet: it arrives with the query issue. The crate exists now so that the
-//! workspace's dependency chain is fixed and tested.
+//! The query side: the views as typed tables ([`tables`]), and their JSON and CSV forms. The
+//! HTTP API and the SQL endpoint serve these tables from inside the projector's process.
+
+mod format;
+mod table;
+
+pub use format::{csv, rows_json, tables_json};
+pub use table::{
+    ColumnType, Table, Value, ViewKind, marketing_tables, sales_tables, shared_tables,
+    stages_table, tables,
+};

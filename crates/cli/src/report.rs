@@ -1,0 +1,144 @@
+//! `baton report`: the marketing, sales and shared-funnel views as tables, printed for people
+//! (aligned, the first rows of each), or as JSON or CSV for scripts and spreadsheets.
+
+use crate::backend::LogArgs;
+use anyhow::Context;
+use baton_query::{Table, Value, ViewKind};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Which view: marketing, sales or funnel.
+    #[arg(value_parser = ["marketing", "sales", "funnel"])]
+    pub view: String,
+    /// Only this table (e.g. `campaigns`, `sla_by_owner`, `cohorts`; docs/views.md lists them).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// A stored candidate view instead of the live one (as it stands; not caught up).
+    #[arg(long = "view", value_name = "NAME")]
+    pub view_name: Option<String>,
+    /// Rows per table in the text output.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Print JSON: an object of tables (or, with --table, the table's rows).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print one table (--table) as CSV.
+    #[arg(long, requires = "table")]
+    pub csv: bool,
+}
+
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::Text(text) => text.clone(),
+        Value::Int(int) => int.to_string(),
+        Value::Float(float) => format!("{float:.2}"),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Time(time) => time.to_rfc3339()[..16].replace('T', " "),
+    }
+}
+
+fn print_table(table: &Table, limit: usize) {
+    let shown: Vec<Vec<String>> = table
+        .rows
+        .iter()
+        .take(limit)
+        .map(|row| row.iter().map(cell).collect())
+        .collect();
+    let widths: Vec<usize> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(index, (name, _))| {
+            shown
+                .iter()
+                .map(|row| row[index].chars().count())
+                .chain([name.len()])
+                .max()
+                .unwrap_or(0)
+                .min(40)
+        })
+        .collect();
+    let more = table.rows.len().saturating_sub(limit);
+    println!(
+        "{} ({} rows{})",
+        table.name,
+        table.rows.len(),
+        if more > 0 {
+            format!(", first {limit} shown")
+        } else {
+            String::new()
+        }
+    );
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(text, width)| {
+                let text: String = text.chars().take(*width).collect();
+                format!("{text:<width$}")
+            })
+            .collect();
+        println!("  {}", parts.join("  ").trim_end());
+    };
+    line(table.columns.iter().map(|(n, _)| (*n).to_owned()).collect());
+    for row in shown {
+        line(row);
+    }
+    println!();
+}
+
+pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let kind = ViewKind::from_name(&args.view).expect("invariant: clap checked the name");
+    let (projection, position, name) = match &args.view_name {
+        Some(name) => {
+            let store = baton_projector::ViewStore::open(log_args.views_dir())?;
+            let (projection, position) = store
+                .open_view(name)?
+                .load()
+                .with_context(|| format!("loading view {name:?}"))?;
+            (projection, position, name.clone())
+        }
+        None => {
+            let log = log_args.open().await?;
+            let outcome = crate::view::live_caught_up(log_args, &log).await?;
+            let store = baton_projector::ViewStore::open(log_args.views_dir())?;
+            let name = store.live()?.unwrap_or_default();
+            (outcome.projection, outcome.checkpoint, name)
+        }
+    };
+    let mut tables = baton_query::tables(&projection, kind);
+    if let Some(wanted) = &args.table {
+        let names: Vec<&str> = tables.iter().map(|t| t.name).collect();
+        let Some(index) = tables.iter().position(|t| t.name == wanted) else {
+            anyhow::bail!(
+                "the {} view has no table {wanted:?}; its tables: {}",
+                kind.as_str(),
+                names.join(", ")
+            );
+        };
+        tables = vec![tables.swap_remove(index)];
+    }
+    if args.csv {
+        print!("{}", baton_query::csv(&tables[0]));
+    } else if args.json {
+        let body = match (&args.table, tables.as_slice()) {
+            (Some(_), [table]) => baton_query::rows_json(table),
+            _ => baton_query::tables_json(&tables),
+        };
+        println!(
+            "{}",
+            serde_json::json!({"view": name, "position": position.get(), "tables": body})
+        );
+    } else {
+        println!(
+            "{} view of {name:?} at log position {position}\n",
+            kind.as_str()
+        );
+        for table in &tables {
+            print_table(table, args.limit);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,225 @@
+//! What the marketing, sales and shared-funnel views read of a projection: each person's
+//! facts in business-time order with their journey, the opportunities those facts describe,
+//! and first-touch attribution. The rules are in `docs/views.md`.
+
+use super::FunnelProjection;
+use crate::event::Kind;
+use crate::journey::{Fact, Journey};
+use crate::symbol::Symbol;
+use crate::timestamp::Timestamp;
+use std::collections::BTreeMap;
+
+/// Amounts per currency (ISO code → minor units), sorted by currency.
+pub type Amounts = Vec<(String, i64)>;
+
+/// Sums amounts per currency.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AmountSum(BTreeMap<String, i64>);
+
+impl AmountSum {
+    pub(crate) fn add(&mut self, currency: &str, minor_units: i64) {
+        *self.0.entry(currency.to_owned()).or_default() += minor_units;
+    }
+
+    pub(crate) fn into_amounts(self) -> Amounts {
+        self.0.into_iter().collect()
+    }
+}
+
+/// Written for an absent attribute (a touch without a campaign, an owner-less clock).
+pub const NONE_LABEL: &str = "(none)";
+
+/// One person as the views see them.
+pub(crate) struct PersonRecord<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) account: Option<&'a str>,
+    /// Stitched, retractions and corrections applied, sorted by (business time, id).
+    pub(crate) facts: Vec<Fact>,
+    pub(crate) journey: &'a Journey,
+}
+
+impl PersonRecord<'_> {
+    /// The earliest touch: what first-touch attribution credits.
+    pub(crate) fn first_touch(&self) -> Option<&Fact> {
+        self.facts
+            .iter()
+            .find(|fact| fact.kind.family() == crate::event::Family::Touch)
+    }
+}
+
+/// How an opportunity ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DealStatus {
+    Open,
+    Won,
+    Lost,
+}
+
+impl DealStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DealStatus::Open => "open",
+            DealStatus::Won => "won",
+            DealStatus::Lost => "lost",
+        }
+    }
+}
+
+/// An opportunity, put together from the CRM facts of the people who carry it.
+#[derive(Clone, Debug)]
+pub(crate) struct Opportunity {
+    pub(crate) id: Symbol,
+    /// The person with its `opportunity_created`, else the one with its earliest fact.
+    pub(crate) person: String,
+    pub(crate) account: Option<String>,
+    pub(crate) created_at: Timestamp,
+    created_by_event: bool,
+    /// The latest amount (created, amount changed, proposal, won) by business time.
+    pub(crate) amount: Option<(Timestamp, i64, Symbol)>,
+    /// The latest CRM stage named (created, stage changed).
+    pub(crate) stage: Option<(Timestamp, Symbol)>,
+    pub(crate) status: DealStatus,
+    pub(crate) closed_at: Option<Timestamp>,
+    /// The reason of the latest close-lost.
+    pub(crate) loss_reason: Symbol,
+    pub(crate) proposals: u64,
+    /// The first-touch fact of `person`, for attribution.
+    pub(crate) first_touch: Option<Fact>,
+}
+
+impl Opportunity {
+    fn new(id: Symbol, person: &PersonRecord<'_>, fact: &Fact) -> Opportunity {
+        Opportunity {
+            id,
+            person: person.id.to_owned(),
+            account: person.account.map(str::to_owned),
+            created_at: fact.at,
+            created_by_event: false,
+            amount: None,
+            stage: None,
+            status: DealStatus::Open,
+            closed_at: None,
+            loss_reason: Symbol::NONE,
+            proposals: 0,
+            first_touch: person.first_touch().copied(),
+        }
+    }
+
+    fn take(&mut self, person: &PersonRecord<'_>, fact: &Fact) {
+        let attributes = &fact.attributes;
+        let created = fact.kind == Kind::OpportunityCreated;
+        if created && (!self.created_by_event || fact.at < self.created_at) {
+            self.created_by_event = true;
+            self.created_at = fact.at;
+            self.person = person.id.to_owned();
+            self.account = person.account.map(str::to_owned);
+            self.first_touch = person.first_touch().copied();
+        } else if !self.created_by_event && fact.at < self.created_at {
+            self.created_at = fact.at;
+        }
+        if attributes.currency.is_some() && self.amount.is_none_or(|(at, _, _)| fact.at >= at) {
+            self.amount = Some((fact.at, attributes.amount_minor, attributes.currency));
+        }
+        let names_stage = matches!(
+            fact.kind,
+            Kind::OpportunityCreated | Kind::OpportunityStageChanged
+        );
+        if names_stage
+            && attributes.detail.is_some()
+            && self.stage.is_none_or(|(at, _)| fact.at >= at)
+        {
+            self.stage = Some((fact.at, attributes.detail));
+        }
+        match fact.kind {
+            Kind::ProposalSent => self.proposals += 1,
+            Kind::OpportunityClosedWon => {
+                // Won is final; the earliest close counts (as for revenue in the summary).
+                if self.status != DealStatus::Won || self.closed_at.is_some_and(|c| fact.at < c) {
+                    self.closed_at = Some(fact.at);
+                }
+                self.status = DealStatus::Won;
+            }
+            Kind::OpportunityClosedLost if self.status != DealStatus::Won => {
+                if self.closed_at.is_none_or(|c| fact.at >= c) {
+                    self.closed_at = Some(fact.at);
+                    self.loss_reason = attributes.detail;
+                }
+                self.status = DealStatus::Lost;
+            }
+            _ => {}
+        }
+    }
+
+    /// The amount a won deal brought: its latest amount (a close carries one).
+    pub(crate) fn value(&self) -> Option<(i64, Symbol)> {
+        self.amount.map(|(_, minor, currency)| (minor, currency))
+    }
+}
+
+impl FunnelProjection {
+    /// Every person with a journey, in id order, as the views read them.
+    pub(crate) fn for_each_person(&self, mut visit: impl FnMut(&PersonRecord<'_>)) {
+        let mut ids: Vec<&String> = self.people.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let person = &self.people[id];
+            let mut facts = self.facts_for(id, person);
+            facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
+            let record = PersonRecord {
+                id,
+                account: person.account().map(String::as_str),
+                facts,
+                journey: &person.journey,
+            };
+            visit(&record);
+        }
+    }
+
+    /// Every opportunity named on a person's fact, by symbol.
+    pub(crate) fn opportunities(&self) -> BTreeMap<Symbol, Opportunity> {
+        let mut opportunities: BTreeMap<Symbol, Opportunity> = BTreeMap::new();
+        self.for_each_person(|person| {
+            for fact in &person.facts {
+                let id = fact.attributes.opportunity;
+                if id.is_none() {
+                    continue;
+                }
+                opportunities
+                    .entry(id)
+                    .or_insert_with(|| Opportunity::new(id, person, fact))
+                    .take(person, fact);
+            }
+        });
+        opportunities
+    }
+
+    /// The text of a symbol, `(none)` for none.
+    pub(crate) fn label(&self, symbol: Symbol) -> String {
+        self.symbols
+            .name(symbol)
+            .map_or_else(|| NONE_LABEL.to_owned(), str::to_owned)
+    }
+
+    /// "Now" for clocks and ages: the latest business time on the log.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.latest.unwrap_or(Timestamp::from_unix_millis(0))
+    }
+}
+
+/// The nearest-rank percentile of sorted values.
+pub(crate) fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
+    super::percentile(sorted, p)
+}
+
+pub(crate) fn hours(millis: i64) -> f64 {
+    millis as f64 / 3_600_000.0
+}
+
+pub(crate) fn days(millis: i64) -> f64 {
+    millis as f64 / Timestamp::MILLIS_PER_DAY as f64
+}
+
+/// `a / b`, `None` when `b` is zero.
+pub(crate) fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}

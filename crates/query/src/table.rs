@@ -1,0 +1,594 @@
+//! The views as tables: named, typed columns and rows, the one shape that JSON, CSV and SQL
+//! are all produced from. Column names and meanings are documented in `docs/views.md`.
+
+use baton_core::{
+    Amounts, DealStatus, Direction, FunnelProjection, FunnelSummary, MarketingView, Owner,
+    SalesView, SharedView, Timestamp,
+};
+
+/// A column's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Int,
+    Float,
+    Bool,
+    /// RFC 3339, UTC.
+    Time,
+}
+
+/// One cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Time(Timestamp),
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::Text(value.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::Text(value)
+    }
+}
+
+impl From<u64> for Value {
+    fn from(value: u64) -> Self {
+        Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(value: f64) -> Self {
+        Value::Float(value)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Self {
+        Value::Bool(value)
+    }
+}
+
+impl From<Timestamp> for Value {
+    fn from(value: Timestamp) -> Self {
+        Value::Time(value)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Value::Null, Into::into)
+    }
+}
+
+/// A view's table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    pub name: &'static str,
+    pub columns: Vec<(&'static str, ColumnType)>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Table {
+    fn new(name: &'static str, columns: &[(&'static str, ColumnType)]) -> Table {
+        Table {
+            name,
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: Vec<Value>) {
+        debug_assert_eq!(row.len(), self.columns.len(), "table {}", self.name);
+        self.rows.push(row);
+    }
+}
+
+use ColumnType::{Float, Int, Text, Time};
+
+/// A money column: the amount in major units when it is in one currency (`NULL` when there
+/// is none or several), and the currency (`mixed` when several).
+fn money(amounts: &Amounts) -> [Value; 2] {
+    match amounts.as_slice() {
+        [] => [Value::Null, Value::Null],
+        [(currency, minor)] => [
+            Value::Float(*minor as f64 / 100.0),
+            Value::Text(currency.clone()),
+        ],
+        _ => [Value::Null, Value::Text("mixed".to_owned())],
+    }
+}
+
+fn owner(owner: Option<Owner>) -> Value {
+    owner.map(Owner::as_str).into()
+}
+
+/// The marketing view's tables.
+pub fn marketing_tables(view: &MarketingView) -> Vec<Table> {
+    let mut nurture = Table::new(
+        "nurture",
+        &[("place", Text), ("age", Text), ("people", Int)],
+    );
+    for row in &view.nurture {
+        nurture.push(vec![
+            row.place.as_str().into(),
+            row.age.into(),
+            row.people.into(),
+        ]);
+    }
+    let mut people = Table::new(
+        "person_scores",
+        &[
+            ("person", Text),
+            ("account", Text),
+            ("place", Text),
+            ("owner", Text),
+            ("engagement", Float),
+            ("fit", Float),
+            ("mqls", Int),
+        ],
+    );
+    for row in &view.people {
+        people.push(vec![
+            row.person.as_str().into(),
+            row.account.clone().into(),
+            row.place.as_str().into(),
+            owner(row.owner),
+            row.engagement.into(),
+            row.fit.into(),
+            row.mqls.into(),
+        ]);
+    }
+    let mut accounts = Table::new(
+        "account_scores",
+        &[
+            ("account", Text),
+            ("people", Int),
+            ("engaged_people", Int),
+            ("mql_people", Int),
+            ("engagement_total", Float),
+            ("engagement_max", Float),
+            ("fit_max", Float),
+            ("furthest_stage", Text),
+        ],
+    );
+    for row in &view.accounts {
+        accounts.push(vec![
+            row.account.as_str().into(),
+            row.people.into(),
+            row.engaged_people.into(),
+            row.mql_people.into(),
+            row.engagement_total.into(),
+            row.engagement_max.into(),
+            row.fit_max.into(),
+            row.furthest_stage.clone().into(),
+        ]);
+    }
+    let mut content = Table::new(
+        "content",
+        &[
+            ("content", Text),
+            ("views", Int),
+            ("touches", Int),
+            ("people", Int),
+            ("accounts", Int),
+            ("demo_requests_after", Int),
+            ("influenced_opportunities", Int),
+            ("influenced_pipeline", Float),
+            ("currency", Text),
+        ],
+    );
+    for row in &view.content {
+        let [pipeline, currency] = money(&row.influenced_pipeline);
+        content.push(vec![
+            row.content.as_str().into(),
+            row.views.into(),
+            row.touches.into(),
+            row.people.into(),
+            row.accounts.into(),
+            row.demo_requests_after.into(),
+            row.influenced_opportunities.into(),
+            pipeline,
+            currency,
+        ]);
+    }
+    let mut campaigns = Table::new(
+        "campaigns",
+        &[
+            ("campaign", Text),
+            ("touches", Int),
+            ("people", Int),
+            ("accounts", Int),
+            ("mqls_after", Int),
+            ("influenced_opportunities", Int),
+            ("influenced_pipeline", Float),
+            ("influenced_won", Int),
+            ("influenced_revenue", Float),
+            ("currency", Text),
+        ],
+    );
+    for row in &view.campaigns {
+        let [pipeline, currency] = money(&row.influenced_pipeline);
+        let [revenue, _] = money(&row.influenced_revenue);
+        campaigns.push(vec![
+            row.campaign.as_str().into(),
+            row.touches.into(),
+            row.people.into(),
+            row.accounts.into(),
+            row.mqls_after.into(),
+            row.influenced_opportunities.into(),
+            pipeline,
+            row.influenced_won.into(),
+            revenue,
+            currency,
+        ]);
+    }
+    let mut totals = Table::new(
+        "marketing_totals",
+        &[
+            ("as_of", Time),
+            ("mqls", Int),
+            ("mql_people", Int),
+            ("re_mql_people", Int),
+            ("recycled", Int),
+            ("disqualified", Int),
+            ("handoffs", Int),
+            ("accepted", Int),
+            ("rejected", Int),
+            ("acceptance_rate", Float),
+            ("touches_before_demo_median", Float),
+            ("touches_before_demo_mean", Float),
+        ],
+    );
+    totals.push(vec![
+        view.as_of.into(),
+        view.mqls.into(),
+        view.mql_people.into(),
+        view.re_mql_people.into(),
+        view.recycled.into(),
+        view.disqualified.into(),
+        view.handoffs.into(),
+        view.accepted.into(),
+        view.rejected.into(),
+        view.acceptance_rate().into(),
+        view.touches_before_demo_median.into(),
+        view.touches_before_demo_mean.into(),
+    ]);
+    vec![
+        totals,
+        nurture,
+        attribution_table(&view.attribution),
+        campaigns,
+        content,
+        accounts,
+        people,
+    ]
+}
+
+fn attribution_table(rows: &[baton_core::AttributionRow]) -> Table {
+    let mut table = Table::new(
+        "attribution",
+        &[
+            ("dimension", Text),
+            ("value", Text),
+            ("people", Int),
+            ("mql_people", Int),
+            ("opportunities", Int),
+            ("pipeline", Float),
+            ("won", Int),
+            ("revenue", Float),
+            ("currency", Text),
+        ],
+    );
+    for row in rows {
+        let [pipeline, currency] = money(&row.pipeline);
+        let [revenue, _] = money(&row.revenue);
+        table.push(vec![
+            row.dimension.into(),
+            row.value.as_str().into(),
+            row.people.into(),
+            row.mql_people.into(),
+            row.opportunities.into(),
+            pipeline,
+            row.won.into(),
+            revenue,
+            currency,
+        ]);
+    }
+    table
+}
+
+/// The sales view's tables.
+pub fn sales_tables(view: &SalesView) -> Vec<Table> {
+    let mut totals = Table::new(
+        "sales_totals",
+        &[
+            ("as_of", Time),
+            ("open", Int),
+            ("won", Int),
+            ("lost", Int),
+            ("win_rate", Float),
+            ("proposals_sent", Int),
+            ("proposal_opportunities", Int),
+            ("proposal_won", Int),
+            ("proposal_lost", Int),
+            ("proposal_open", Int),
+            ("cycle_days_median", Float),
+            ("cycle_days_mean", Float),
+            ("average_deal", Float),
+            ("velocity_per_day", Float),
+            ("currency", Text),
+        ],
+    );
+    let [average, currency] = money(&view.average_deal);
+    let velocity = match view.velocity_per_day.as_slice() {
+        [(_, velocity)] => Value::Float(velocity / 100.0),
+        _ => Value::Null,
+    };
+    totals.push(vec![
+        view.as_of.into(),
+        view.open.into(),
+        view.won.into(),
+        view.lost.into(),
+        view.win_rate().into(),
+        view.proposals_sent.into(),
+        view.proposal_opportunities.into(),
+        view.proposal_won.into(),
+        view.proposal_lost.into(),
+        view.proposal_open.into(),
+        view.cycle_days_median.into(),
+        view.cycle_days_mean.into(),
+        average,
+        velocity,
+        currency,
+    ]);
+    let mut sla = Table::new(
+        "sla_by_owner",
+        &[
+            ("owner", Text),
+            ("handoffs", Int),
+            ("responded", Int),
+            ("breached", Int),
+            ("untouched", Int),
+            ("median_hours_to_first_action", Float),
+            ("p90_hours_to_first_action", Float),
+        ],
+    );
+    for row in &view.sla_by_owner {
+        sla.push(vec![
+            row.owner.as_str().into(),
+            row.handoffs.into(),
+            row.responded.into(),
+            row.breached.into(),
+            row.untouched.into(),
+            row.median_hours_to_first_action.into(),
+            row.p90_hours_to_first_action.into(),
+        ]);
+    }
+    let mut pipeline = Table::new(
+        "pipeline",
+        &[
+            ("stage", Text),
+            ("opportunities", Int),
+            ("amount", Float),
+            ("currency", Text),
+        ],
+    );
+    for row in &view.pipeline {
+        let [amount, currency] = money(&row.amount);
+        pipeline.push(vec![
+            row.stage.as_str().into(),
+            row.opportunities.into(),
+            amount,
+            currency,
+        ]);
+    }
+    let mut reasons = Table::new("loss_reasons", &[("reason", Text), ("opportunities", Int)]);
+    for (reason, count) in &view.loss_reasons {
+        reasons.push(vec![reason.as_str().into(), (*count).into()]);
+    }
+    let mut opportunities = Table::new(
+        "opportunities",
+        &[
+            ("opportunity", Text),
+            ("person", Text),
+            ("account", Text),
+            ("created_at", Time),
+            ("stage", Text),
+            ("status", Text),
+            ("closed_at", Time),
+            ("amount", Float),
+            ("currency", Text),
+            ("proposals", Int),
+            ("loss_reason", Text),
+        ],
+    );
+    for row in &view.opportunities {
+        opportunities.push(vec![
+            row.opportunity.as_str().into(),
+            row.person.as_str().into(),
+            row.account.clone().into(),
+            row.created_at.into(),
+            row.stage.as_str().into(),
+            DealStatus::as_str(row.status).into(),
+            row.closed_at.into(),
+            row.amount_minor.map(|minor| minor as f64 / 100.0).into(),
+            row.currency.clone().into(),
+            row.proposals.into(),
+            row.loss_reason.clone().into(),
+        ]);
+    }
+    vec![totals, sla, pipeline, reasons, opportunities]
+}
+
+/// The summary's stage lines.
+pub fn stages_table(summary: &FunnelSummary) -> Table {
+    let mut stages = Table::new(
+        "stages",
+        &[
+            ("stage", Text),
+            ("owner", Text),
+            ("entered", Int),
+            ("current", Int),
+            ("converted", Int),
+            ("conversion_rate", Float),
+            ("median_days_in_stage", Float),
+        ],
+    );
+    for stage in &summary.stages {
+        stages.push(vec![
+            stage.name.as_str().into(),
+            stage.owner.as_str().into(),
+            stage.entered.into(),
+            stage.current.into(),
+            stage.converted.into(),
+            stage.conversion_rate().into(),
+            stage.median_days_in_stage.into(),
+        ]);
+    }
+    stages
+}
+
+/// The shared-funnel view's tables.
+pub fn shared_tables(view: &SharedView) -> Vec<Table> {
+    let summary = &view.summary;
+    let mut totals = Table::new(
+        "funnel_totals",
+        &[
+            ("definition", Text),
+            ("definition_hash", Text),
+            ("as_of", Time),
+            ("events", Int),
+            ("people", Int),
+            ("won_deals", Int),
+            ("revenue", Float),
+            ("currency", Text),
+            ("handoffs", Int),
+            ("handbacks", Int),
+            ("ping_pong_journeys", Int),
+            ("follow_up_mqls", Int),
+            ("follow_up_breached", Int),
+            ("follow_up_untouched", Int),
+            ("median_hours_to_first_action", Float),
+            ("p90_hours_to_first_action", Float),
+        ],
+    );
+    let [revenue, currency] = money(&summary.revenue_minor_units);
+    totals.push(vec![
+        summary.definition.as_str().into(),
+        summary.definition_hash.as_str().into(),
+        summary.follow_up.as_of.into(),
+        summary.events.into(),
+        summary.people.into(),
+        summary.won_deals.into(),
+        revenue,
+        currency,
+        summary.handoffs.into(),
+        summary.handbacks.into(),
+        summary.ping_pong_journeys.into(),
+        summary.follow_up.mqls.into(),
+        summary.follow_up.breached.into(),
+        summary.follow_up.untouched.into(),
+        summary.follow_up.median_hours_to_first_action.into(),
+        summary.follow_up.p90_hours_to_first_action.into(),
+    ]);
+    let mut cohorts = Table::new(
+        "cohorts",
+        &[
+            ("cohort", Text),
+            ("stage", Text),
+            ("reached", Int),
+            ("converted", Int),
+            ("in_flight", Int),
+            ("dropped", Int),
+            ("conversion_rate", Float),
+        ],
+    );
+    for row in &view.cohorts {
+        cohorts.push(vec![
+            row.cohort.as_str().into(),
+            row.stage.as_str().into(),
+            row.reached.into(),
+            row.converted.into(),
+            row.in_flight.into(),
+            row.dropped.into(),
+            row.conversion_rate().into(),
+        ]);
+    }
+    let mut handoffs = Table::new(
+        "handoffs",
+        &[
+            ("person", Text),
+            ("account", Text),
+            ("at", Time),
+            ("direction", Text),
+            ("cause_event_id", Text),
+            ("sequence", Int),
+            ("ping_pongs", Int),
+        ],
+    );
+    for row in &view.handoffs {
+        let direction = match row.direction {
+            Direction::ToSales => "to_sales",
+            Direction::ToMarketing => "to_marketing",
+        };
+        handoffs.push(vec![
+            row.person.as_str().into(),
+            row.account.clone().into(),
+            row.at.into(),
+            direction.into(),
+            row.cause.to_string().into(),
+            row.sequence.into(),
+            row.ping_pongs.into(),
+        ]);
+    }
+    vec![
+        totals,
+        stages_table(summary),
+        cohorts,
+        handoffs,
+        attribution_table(&view.attribution),
+    ]
+}
+
+/// Which view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewKind {
+    Marketing,
+    Sales,
+    Funnel,
+}
+
+impl ViewKind {
+    pub const ALL: [ViewKind; 3] = [ViewKind::Marketing, ViewKind::Sales, ViewKind::Funnel];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ViewKind::Marketing => "marketing",
+            ViewKind::Sales => "sales",
+            ViewKind::Funnel => "funnel",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ViewKind> {
+        ViewKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// The tables of one view of a refreshed projection.
+pub fn tables(projection: &FunnelProjection, kind: ViewKind) -> Vec<Table> {
+    match kind {
+        ViewKind::Marketing => marketing_tables(&projection.marketing_view()),
+        ViewKind::Sales => sales_tables(&projection.sales_view()),
+        ViewKind::Funnel => shared_tables(&projection.shared_view()),
+    }
+}
