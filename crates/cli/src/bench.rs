@@ -1,14 +1,19 @@
-//! `baton bench append`: append throughput side by side in one run, on the same server and the
-//! same generated events: a raw async-nats JetStream publisher (pipelined, every ack awaited,
-//! no idempotency) as the baseline, baton's JetStream append (idempotent), and the embedded log.
+//! `baton bench`: figures printed side by side with a baseline measured in the same run.
+//!
+//! - `append`: append throughput on the same server and the same generated events: a raw
+//!   async-nats JetStream publisher (pipelined, every ack awaited, no idempotency) as the
+//!   baseline, baton's JetStream append (idempotent), and the embedded log.
+//! - `replay`: on one log, read-and-decode as the baseline against the in-memory fold and the
+//!   persistent projector; then the append-to-visible latency of a live projector.
 
 use anyhow::Context;
 use async_nats::jetstream;
 use baton_core::Event;
-use baton_log::{EmbeddedConfig, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
+use baton_log::{EmbeddedConfig, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog, Position};
 use baton_producer::{History, HistoryConfig};
 use std::collections::{HashSet, VecDeque};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
@@ -241,21 +246,41 @@ pub struct ReplayArgs {
     /// Also replay the same events from JetStream on this server.
     #[arg(long, env = "BATON_NATS")]
     nats: Option<String>,
-    /// Print `{"read_eps":..,"replay_eps":..,"ratio":..,"peak_rss_mb":..}` (and `nats_*` with
-    /// `--nats`).
+    /// Events per second appended while the append-to-visible latency is measured.
+    #[arg(long, default_value_t = 5_000)]
+    visible_rate: u32,
+    /// Seconds of appending while the append-to-visible latency is measured; 0 skips it.
+    #[arg(long, default_value_t = 5.0)]
+    visible_seconds: f64,
+    /// Print `{"read_eps":..,"replay_eps":..,"ratio":..,"persist_eps":..,"peak_rss_mb":..,
+    /// "visible_p50_ms":..,"visible_p99_ms":..}` (and `nats_*` with `--nats`).
     #[arg(long)]
     json: bool,
 }
 
-/// Median read-and-decode and fold rates of `log` over `rounds` rounds.
-async fn read_and_fold<L: EventLog>(
+/// Median rates of one log over the rounds, in events/s.
+#[derive(Clone, Copy, Debug)]
+struct ReplayFigures {
+    /// Every record read and decoded, nothing else: the baseline.
+    read: f64,
+    /// Folded into the funnel in memory (`fold_log`).
+    fold: f64,
+    /// Replayed by the persistent projector into a fresh view: state and checkpoint in sled.
+    persist: f64,
+}
+
+/// Median read-and-decode, fold and persistent-replay rates of `log` over `rounds` rounds.
+/// Each round runs the three in turn, so a noisy moment on the machine hits one round of
+/// each rather than all rounds of one.
+async fn replay_figures<L: EventLog>(
     log: &L,
     events: usize,
     rounds: usize,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<ReplayFigures> {
     use futures::StreamExt;
     let mut read = Vec::new();
-    let mut replay = Vec::new();
+    let mut fold = Vec::new();
+    let mut persist = Vec::new();
     for _ in 0..rounds.max(1) {
         let started = Instant::now();
         let mut stream = log.read(baton_log::Position::ZERO).await?;
@@ -278,9 +303,211 @@ async fn read_and_fold<L: EventLog>(
             folded.projection.events() as usize == events,
             "folded every event"
         );
-        replay.push(rate(events, started.elapsed()));
+        fold.push(rate(events, started.elapsed()));
+        drop(folded);
+
+        persist.push(persistent_replay(log, events).await?);
     }
-    Ok((median(read), median(replay)))
+    Ok(ReplayFigures {
+        read: median(read),
+        fold: median(fold),
+        persist: median(persist),
+    })
+}
+
+/// Creates an empty view under the default definition in a new view store at `dir`.
+async fn fresh_view(dir: &std::path::Path) -> anyhow::Result<baton_projector::View> {
+    let dir = dir.to_owned();
+    // sled writes the view's metadata and flushes it: off the runtime, as the projector does.
+    tokio::task::spawn_blocking(move || {
+        let store = baton_projector::ViewStore::open(&dir)?;
+        let view = store.create_view(
+            "bench",
+            &baton_core::FunnelDefinition::default_funnel(),
+            baton_core::DEFAULT_FUNNEL_TOML,
+            "funnels/default.toml",
+            None,
+        )?;
+        Ok::<_, baton_projector::StoreError>(view)
+    })
+    .await
+    .context("creating the benchmark view")?
+    .context("creating the benchmark view")
+}
+
+/// The rate of replaying the whole log through the persistent projector into a fresh view
+/// (as `baton project` or `baton replay` build one): folded, state and checkpoint committed
+/// to sled every `commit_every` events and at the end, then flushed.
+async fn persistent_replay<L: EventLog>(log: &L, events: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let view = fresh_view(dir.path()).await?;
+    let options = baton_projector::RunOptions {
+        until: baton_projector::Until::CaughtUp,
+        ..baton_projector::RunOptions::default()
+    };
+    let started = Instant::now();
+    let outcome = baton_projector::run(
+        log,
+        view,
+        options,
+        Arc::new(baton_projector::Status::default()),
+        |_: &_, _| {},
+        std::future::pending(),
+    )
+    .await
+    .context("replaying into a persistent view")?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        outcome.reached && outcome.projection.events() as usize == events,
+        "the persistent replay folded {} of {events} events",
+        outcome.projection.events()
+    );
+    Ok(rate(events, elapsed))
+}
+
+/// How long appended events take to show in the live view.
+#[derive(Clone, Copy, Debug)]
+struct Visibility {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    /// The append rate achieved, in events/s.
+    append_eps: f64,
+    batches: usize,
+}
+
+/// The interval between two appends while measuring visibility.
+const VISIBLE_BATCH_EVERY: Duration = Duration::from_millis(10);
+
+/// The `percent`th percentile of sorted `values`, nearest-rank: the smallest value with at
+/// least `percent`% of the values at or below it.
+fn nearest_rank(sorted: &[Duration], percent: usize) -> Duration {
+    let rank = (sorted.len() * percent).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+/// Append-to-visible latency on `log` with a live projector following it: `events` appended
+/// at `events_per_second`, a small batch every [`VISIBLE_BATCH_EVERY`], each batch timed from
+/// just before its append until the projector's commit callback reports a position at or
+/// past the batch's last one (the moment the query side can publish it). The projector first
+/// catches up with what is already on the log; that is not timed.
+async fn visible_latency<L: EventLog + Clone + 'static>(
+    log: &L,
+    events: Vec<Event>,
+    events_per_second: u32,
+) -> anyhow::Result<Visibility> {
+    let total = events.len();
+    anyhow::ensure!(
+        total > 0 && events_per_second > 0,
+        "nothing to append for the visibility figures"
+    );
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let view = fresh_view(dir.path()).await?;
+    // The callback runs on the fold thread: it only stamps the time and hands it over.
+    let (commits, mut committed) = tokio::sync::mpsc::unbounded_channel::<(Position, Instant)>();
+    let on_commit = move |_: &baton_core::FunnelProjection, position: Position| {
+        let _ = commits.send((position, Instant::now()));
+    };
+    let status = Arc::new(baton_projector::Status::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = {
+        let log = log.clone();
+        let status = status.clone();
+        tokio::spawn(async move {
+            let options = baton_projector::RunOptions {
+                until: baton_projector::Until::Forever,
+                ..baton_projector::RunOptions::default()
+            };
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            baton_projector::run(&log, view, options, status, on_commit, shutdown).await
+        })
+    };
+
+    // Catch up with the log as it is before timing anything.
+    let head = log.stat().await?.head;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while status.checkpoint() < head {
+        anyhow::ensure!(
+            !projector.is_finished(),
+            "the live projector stopped while catching up"
+        );
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the live projector did not catch up with position {head} in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Append at a steady rate: at each tick, whatever is due by then, so the average rate
+    // holds even when a tick comes late.
+    let mut ticker = tokio::time::interval(VISIBLE_BATCH_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = events.into_iter();
+    let mut appended = 0usize;
+    let mut batches: Vec<(Instant, Position)> = Vec::new();
+    let started = Instant::now();
+    while appended < total {
+        ticker.tick().await;
+        let due = (f64::from(events_per_second) * started.elapsed().as_secs_f64()) as usize;
+        let count = due.min(total).saturating_sub(appended);
+        if count == 0 {
+            continue;
+        }
+        let batch: Vec<Event> = pending.by_ref().take(count).collect();
+        let before = Instant::now();
+        let outcomes = log.append(batch).await?;
+        let mut last = None;
+        for outcome in &outcomes {
+            match outcome {
+                baton_log::AppendOutcome::Appended(position) => last = Some(*position),
+                other => anyhow::bail!("benchmark events must all be new, got {other:?}"),
+            }
+        }
+        batches.push((
+            before,
+            last.expect("invariant: a batch holds at least one event"),
+        ));
+        appended += count;
+    }
+    let append_eps = rate(appended, started.elapsed());
+
+    // Wait for the last batch to be visible, then stop the projector.
+    let last = batches.last().map_or(head, |(_, position)| *position);
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.last().is_none_or(|(position, _)| *position < last) {
+        match tokio::time::timeout_at(deadline, committed.recv()).await {
+            Ok(Some(commit)) => seen.push(commit),
+            Ok(None) => anyhow::bail!("the live projector stopped before position {last}"),
+            Err(_) => anyhow::bail!("position {last} was not visible within a minute"),
+        }
+    }
+    let _ = stop.send(());
+    projector
+        .await
+        .context("the live projector panicked")?
+        .context("the live projector failed")?;
+
+    // Commits come in position order: match each batch with the first commit covering it.
+    let mut latencies = Vec::with_capacity(batches.len());
+    let mut commits = seen.iter().peekable();
+    for (before, position) in &batches {
+        while commits.next_if(|(at, _)| at < position).is_some() {}
+        let (_, visible) = commits
+            .peek()
+            .expect("invariant: the last commit covers the last batch");
+        latencies.push(visible.saturating_duration_since(*before));
+    }
+    latencies.sort();
+    Ok(Visibility {
+        p50: nearest_rank(&latencies, 50),
+        p99: nearest_rank(&latencies, 99),
+        max: latencies.last().copied().unwrap_or_default(),
+        append_eps,
+        batches: batches.len(),
+    })
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux `VmHWM`).
@@ -291,17 +518,42 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// `baton bench replay`: the raw read-and-decode rate of the embedded log against the rate of
-/// folding it into the funnel, side by side on the same log.
+fn milliseconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+fn thousandths(ratio: f64) -> f64 {
+    (ratio * 1000.0).round() / 1000.0
+}
+
+/// `baton bench replay`: on one log, the raw read-and-decode rate against the rate of folding
+/// it into the funnel in memory and of replaying it through the persistent projector; then
+/// the append-to-visible latency of a live projector following that log. The same on
+/// JetStream with `--nats`.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let visible_events = if args.visible_seconds > 0.0 {
+        (f64::from(args.visible_rate) * args.visible_seconds) as usize
+    } else {
+        0
+    };
+    // One generated history: the first `events` fill the log, the rest are appended live.
+    let mut events = unique_events(args.events + visible_events);
+    let live_events = events.split_off(args.events);
+
     let dir = tempfile::tempdir().context("temp dir")?;
     let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await?;
-    let events = unique_events(args.events);
     for batch in events.chunks(10_000) {
         log.append(batch.to_vec()).await?;
     }
-    let (read_eps, replay_eps) = read_and_fold(&log, args.events, args.rounds).await?;
+    let embedded = replay_figures(&log, args.events, args.rounds).await?;
+    let visible = match visible_events {
+        0 => None,
+        _ => Some(visible_latency(&log, live_events.clone(), args.visible_rate).await?),
+    };
+    drop(log);
+
     let mut nats = None;
+    let mut nats_visible = None;
     if let Some(url) = &args.nats {
         let mut config = JetStreamConfig::new(url);
         config.stream = format!("BENCH_REPLAY_{}", std::process::id());
@@ -310,49 +562,105 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         for batch in events.chunks(10_000) {
             jetstream.append(batch.to_vec()).await?;
         }
-        let figures = read_and_fold(&jetstream, args.events, args.rounds).await?;
+        nats = Some(replay_figures(&jetstream, args.events, args.rounds).await?);
+        if visible_events > 0 {
+            nats_visible =
+                Some(visible_latency(&jetstream, live_events.clone(), args.visible_rate).await?);
+        }
         let client = async_nats::connect(url.as_str()).await?;
         jetstream::new(client)
             .delete_stream(&config.stream)
             .await
             .context("deleting the replay benchmark stream")?;
-        nats = Some(figures);
     }
     drop(events);
-    let ratio = replay_eps / read_eps;
+    drop(live_events);
     let peak = peak_rss_mb();
     if args.json {
         println!(
             "{}",
             serde_json::json!({
                 "events": args.events,
-                "read_eps": read_eps.round(),
-                "replay_eps": replay_eps.round(),
-                "ratio": (ratio * 1000.0).round() / 1000.0,
+                "read_eps": embedded.read.round(),
+                "replay_eps": embedded.fold.round(),
+                "ratio": thousandths(embedded.fold / embedded.read),
+                "persist_eps": embedded.persist.round(),
+                "persist_ratio": thousandths(embedded.persist / embedded.read),
                 "peak_rss_mb": peak.map(f64::round),
-                "nats_read_eps": nats.map(|(read, _)| read.round()),
-                "nats_replay_eps": nats.map(|(_, replay)| replay.round()),
-                "nats_ratio": nats.map(|(read, replay)| (replay / read * 1000.0).round() / 1000.0),
+                "visible_p50_ms": visible.map(|v| milliseconds(v.p50)),
+                "visible_p99_ms": visible.map(|v| milliseconds(v.p99)),
+                "visible_max_ms": visible.map(|v| milliseconds(v.max)),
+                "visible_append_eps": visible.map(|v| v.append_eps.round()),
+                "visible_batches": visible.map(|v| v.batches),
+                "nats_read_eps": nats.map(|n| n.read.round()),
+                "nats_replay_eps": nats.map(|n| n.fold.round()),
+                "nats_ratio": nats.map(|n| thousandths(n.fold / n.read)),
+                "nats_persist_eps": nats.map(|n| n.persist.round()),
+                "nats_persist_ratio": nats.map(|n| thousandths(n.persist / n.read)),
+                "nats_visible_p50_ms": nats_visible.map(|v| milliseconds(v.p50)),
+                "nats_visible_p99_ms": nats_visible.map(|v| milliseconds(v.p99)),
+                "nats_visible_max_ms": nats_visible.map(|v| milliseconds(v.max)),
+                "nats_visible_append_eps": nats_visible.map(|v| v.append_eps.round()),
             })
         );
-    } else {
-        println!(
-            "replay, {} events on the embedded log, median of {} rounds",
-            args.events,
-            args.rounds.max(1)
-        );
-        println!("  read and decode (baseline)   {read_eps:>12.0} events/s");
-        println!("  fold into the funnel         {replay_eps:>12.0} events/s  ratio {ratio:.3}");
-        if let Some((read, replay)) = nats {
-            println!("  JetStream read and decode    {read:>12.0} events/s  (baseline)");
-            let nats_ratio = replay / read;
-            println!(
-                "  JetStream fold               {replay:>12.0} events/s  ratio {nats_ratio:.3}"
-            );
-        }
-        if let Some(peak) = peak {
-            println!("  peak RSS (whole benchmark)   {peak:>12.0} MiB");
-        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "replay, {} events, median of {} rounds",
+        args.events,
+        args.rounds.max(1)
+    );
+    print_replay("embedded", embedded);
+    if let Some(figures) = nats {
+        print_replay("JetStream", figures);
+    }
+    match visible {
+        Some(_) => println!(
+            "append-to-visible, {} events/s asked, a batch every {} ms for {} s, live projector \
+             following the log above",
+            args.visible_rate,
+            VISIBLE_BATCH_EVERY.as_millis(),
+            args.visible_seconds
+        ),
+        None => println!("append-to-visible: skipped (--visible-seconds 0)"),
+    }
+    if let Some(visible) = visible {
+        print_visibility("embedded", visible);
+    }
+    if let Some(visible) = nats_visible {
+        print_visibility("JetStream", visible);
+    }
+    if let Some(peak) = peak {
+        println!("peak RSS (whole benchmark)  {peak:>12.0} MiB");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_replay(backend: &str, figures: ReplayFigures) {
+    let fold_ratio = figures.fold / figures.read;
+    let persist_ratio = figures.persist / figures.read;
+    println!("  {backend}");
+    println!(
+        "    read and decode (baseline)   {:>12.0} events/s",
+        figures.read
+    );
+    println!(
+        "    fold into the funnel         {:>12.0} events/s  ratio {fold_ratio:.3}",
+        figures.fold
+    );
+    println!(
+        "    persistent projector (sled)  {:>12.0} events/s  ratio {persist_ratio:.3}",
+        figures.persist
+    );
+}
+
+fn print_visibility(backend: &str, visible: Visibility) {
+    println!(
+        "  {backend:<10} appended {:>8.0} events/s in {} batches; visible p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        visible.append_eps,
+        visible.batches,
+        milliseconds(visible.p50),
+        milliseconds(visible.p99),
+        milliseconds(visible.max)
+    );
 }

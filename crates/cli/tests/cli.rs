@@ -400,6 +400,10 @@ fn bench_replay_prints_both_backends_side_by_side() {
             "4000",
             "--rounds",
             "1",
+            "--visible-rate",
+            "1000",
+            "--visible-seconds",
+            "0.5",
             "--nats",
             server.url(),
         ],
@@ -408,14 +412,35 @@ fn bench_replay_prints_both_backends_side_by_side() {
         "read_eps",
         "replay_eps",
         "ratio",
+        "persist_eps",
+        "persist_ratio",
         "peak_rss_mb",
+        "visible_p50_ms",
+        "visible_p99_ms",
+        "visible_max_ms",
+        "visible_append_eps",
+        "visible_batches",
         "nats_read_eps",
         "nats_replay_eps",
         "nats_ratio",
+        "nats_persist_eps",
+        "nats_persist_ratio",
+        "nats_visible_p50_ms",
+        "nats_visible_p99_ms",
+        "nats_visible_max_ms",
+        "nats_visible_append_eps",
     ] {
         assert!(
             figures[key].as_f64().is_some_and(|v| v > 0.0),
             "{key} in {figures}"
+        );
+    }
+    // Percentiles of one set of latencies: whatever the machine's speed, they are ordered.
+    for prefix in ["", "nats_"] {
+        let ms = |name: &str| figures[format!("{prefix}visible_{name}_ms")].as_f64();
+        assert!(
+            ms("p50") <= ms("p99") && ms("p99") <= ms("max"),
+            "{prefix}visible_* in {figures}"
         );
     }
 }
