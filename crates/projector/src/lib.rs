@@ -10,6 +10,7 @@ mod fold;
 mod runner;
 mod store;
 
+pub use baton_log::Position;
 pub use fold::{Folded, fold_log};
 pub use runner::{OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run};
 pub use store::{

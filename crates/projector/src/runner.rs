@@ -289,10 +289,21 @@ fn fold_loop(
             match receiver.try_recv() {
                 Ok(message) => Some(message),
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    let started = std::time::Instant::now();
                     commit(&mut projection, checkpoint)?;
-                    folded_since_commit = 0;
+                    let committed = started.elapsed();
                     projection.refresh();
+                    let refreshed = started.elapsed();
                     on_commit(&projection, checkpoint);
+                    tracing::debug!(
+                        events = folded_since_commit,
+                        checkpoint = checkpoint.get(),
+                        commit_ms = committed.as_secs_f64() * 1e3,
+                        refresh_ms = (refreshed - committed).as_secs_f64() * 1e3,
+                        published_ms = started.elapsed().as_secs_f64() * 1e3,
+                        "caught up: committed and published"
+                    );
+                    folded_since_commit = 0;
                     continue;
                 }
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,

@@ -6,6 +6,6 @@ mod table;
 
 pub use format::{csv, rows_json, tables_json};
 pub use table::{
-    ColumnType, Table, Value, ViewKind, marketing_tables, sales_tables, shared_tables,
+    ColumnType, Snapshot, Table, Value, ViewKind, marketing_tables, sales_tables, shared_tables,
     stages_table, tables,
 };

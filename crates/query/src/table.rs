@@ -551,13 +551,9 @@ pub fn shared_tables(view: &SharedView) -> Vec<Table> {
             row.ping_pongs.into(),
         ]);
     }
-    vec![
-        totals,
-        stages_table(summary),
-        cohorts,
-        handoffs,
-        attribution_table(&view.attribution),
-    ]
+    // Pipeline and revenue by source is the marketing view's `attribution` table (the same
+    // rows); table names are unique across the three views, so they share one SQL schema.
+    vec![totals, stages_table(summary), cohorts, handoffs]
 }
 
 /// Which view.
@@ -581,6 +577,49 @@ impl ViewKind {
 
     pub fn from_name(name: &str) -> Option<ViewKind> {
         ViewKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// The tables of every view of a refreshed projection, at one log position: what one HTTP
+/// response or one SQL query sees. Table names are unique across the views.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The stored view it comes from (the live one, or a candidate).
+    pub view: String,
+    pub definition: String,
+    pub definition_hash: String,
+    /// The log position the tables reflect.
+    pub position: baton_projector::Position,
+    /// Every table of the marketing, sales and funnel views.
+    pub tables: Vec<(ViewKind, Table)>,
+}
+
+impl Snapshot {
+    /// Computes every table of a refreshed projection.
+    pub fn build(
+        view: &str,
+        projection: &FunnelProjection,
+        position: baton_projector::Position,
+    ) -> Snapshot {
+        let tables = ViewKind::ALL
+            .into_iter()
+            .flat_map(|kind| tables(projection, kind).into_iter().map(move |t| (kind, t)))
+            .collect();
+        Snapshot {
+            view: view.to_owned(),
+            definition: projection.definition().name().to_owned(),
+            definition_hash: projection.definition().hash().to_owned(),
+            position,
+            tables,
+        }
+    }
+
+    /// A table by name.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|(_, table)| table.name == name)
+            .map(|(_, table)| table)
     }
 }
 
