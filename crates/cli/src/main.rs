@@ -7,7 +7,10 @@ mod demo;
 mod funnel;
 mod generate;
 mod ingest;
+mod quarantine;
 mod read;
+mod serve;
+mod settings;
 mod stat;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +52,13 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Run the HTTP collector (and, later, the projector and query API) in one process.
+    Serve(serve::ServeArgs),
+    /// Items the collector rejected: list them, or append the ones that now pass.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Benchmarks that print their figures side by side with a baseline.
     Bench {
         #[command(subcommand)]
@@ -62,6 +72,15 @@ enum LogCommand {
     Stat(stat::StatArgs),
     /// Print stored events as NDJSON with their positions (`position` first).
     Read(read::ReadArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// Print quarantined items with their reasons.
+    List(quarantine::ListArgs),
+    /// Translate every item again (with the config's current tables) and append those that
+    /// pass, with their original ids; they leave the quarantine.
+    Retry(quarantine::RetryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +119,13 @@ fn main() -> ExitCode {
             Command::Log {
                 command: LogCommand::Read(args),
             } => read::run(&cli.log, args).await,
+            Command::Serve(args) => serve::run(&cli.log, args).await,
+            Command::Quarantine {
+                command: QuarantineCommand::List(args),
+            } => quarantine::list(&cli.log, args),
+            Command::Quarantine {
+                command: QuarantineCommand::Retry(args),
+            } => quarantine::retry(&cli.log, args).await,
             Command::Bench {
                 command: BenchCommand::Append(args),
             } => bench::append(args).await,
