@@ -48,16 +48,37 @@ pub(crate) struct AppenderHandle {
 impl AppenderHandle {
     /// Appends `events` as part of the next group; resolves when they are durable (or not).
     pub(crate) async fn append(&self, events: Vec<Event>) -> AppendReply {
+        self.enqueue(events).await?.wait().await
+    }
+
+    /// Queues `events` (waiting while the queue is full) and returns the receipt that resolves
+    /// once they are durable (or not), so a caller can keep several groups in flight.
+    pub(crate) async fn enqueue(&self, events: Vec<Event>) -> Result<Receipt, AppendFailure> {
         let (reply, answer) = oneshot::channel();
-        let closed = || AppendFailure {
-            message: "the appender has stopped (shutting down)".into(),
-            transient: true,
-        };
         self.jobs
             .send(Job { events, reply })
             .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+            .map_err(|_| stopped())?;
+        Ok(Receipt { answer })
+    }
+}
+
+fn stopped() -> AppendFailure {
+    AppendFailure {
+        message: "the appender has stopped (shutting down)".into(),
+        transient: true,
+    }
+}
+
+/// The outcome of queued events, once the appender has appended them.
+#[derive(Debug)]
+pub(crate) struct Receipt {
+    answer: oneshot::Receiver<AppendReply>,
+}
+
+impl Receipt {
+    pub(crate) async fn wait(self) -> AppendReply {
+        self.answer.await.map_err(|_| stopped())?
     }
 }
 

@@ -1,11 +1,13 @@
 //! How facts get onto the log: bulk NDJSON import with per-line errors, a deterministic
 //! synthetic B2B history for demos, tests and benchmarks, the HTTP collector (native API,
-//! Segment-compatible API, SendGrid and declaratively mapped webhooks) with its quarantine.
+//! Segment-compatible API, SendGrid and declaratively mapped webhooks) with its quarantine,
+//! and the publisher library for in-process sources.
 
 mod adapter;
 mod appender;
 mod collector;
 mod import;
+mod publisher;
 mod quarantine;
 mod synthetic;
 
@@ -17,5 +19,6 @@ pub use collector::{
     Collector, CollectorConfig, CollectorError, CollectorState, Limits, WriteKey, router, serve,
 };
 pub use import::{ImportError, ImportOptions, ImportSummary, Rejection, import_ndjson};
+pub use publisher::{Pending, PublishError, Published, Publisher, PublisherOptions, PublisherTask};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineError, RetrySummary};
 pub use synthetic::{History, HistoryConfig};
