@@ -162,7 +162,12 @@ impl Adapters {
         received_at: Timestamp,
     ) -> Result<Translation, Problem> {
         let drafts = match adapter {
-            Adapter::Native => Drafts::Events(vec![item.clone()]),
+            // Native items are validated in place; only translated ones are built.
+            Adapter::Native => {
+                return self
+                    .validate(adapter, std::slice::from_ref(item), received_at)
+                    .map(Translation::Events);
+            }
             Adapter::Segment => segment::translate(item, source, received_at, &self.track_rules)?,
             Adapter::Sendgrid => sendgrid::translate(item)?,
             Adapter::Mapping(name) => {
@@ -175,10 +180,21 @@ impl Adapters {
                 mapping.translate(item)?
             }
         };
-        let drafts = match drafts {
-            Drafts::Ignored(reason) => return Ok(Translation::Ignored(reason)),
-            Drafts::Events(drafts) => drafts,
-        };
+        match drafts {
+            Drafts::Ignored(reason) => Ok(Translation::Ignored(reason)),
+            Drafts::Events(drafts) => self
+                .validate(adapter, &drafts, received_at)
+                .map(Translation::Events),
+        }
+    }
+
+    /// Core's validation of edge-form drafts, with problems named in the source's terms.
+    fn validate(
+        &self,
+        adapter: &Adapter,
+        drafts: &[Value],
+        received_at: Timestamp,
+    ) -> Result<Vec<Event>, Problem> {
         let mut context = ParseContext {
             recorded_at: received_at,
             fresh_event_id: EventId::from_source_message("baton-collector", ""),
@@ -188,10 +204,12 @@ impl Adapters {
         for (slot, draft) in drafts.iter().enumerate() {
             // An item without its own id gets one derived from its content (and its place among
             // the events it produced), so sending the same item again stores nothing new.
-            context.fresh_event_id = EventId::from_source_message(
-                &format!("baton-collector/{adapter}/{slot}"),
-                &draft.to_string(),
-            );
+            if draft.get("event_id").is_none() && draft.get("message_id").is_none() {
+                context.fresh_event_id = EventId::from_source_message(
+                    &format!("baton-collector/{adapter}/{slot}"),
+                    &draft.to_string(),
+                );
+            }
             let event = event_from_json(draft, &context).map_err(|error| {
                 let field = error.field().unwrap_or("(item)").to_owned();
                 let reason = match &error {
@@ -209,7 +227,7 @@ impl Adapters {
             })?;
             events.push(event);
         }
-        Ok(Translation::Events(events))
+        Ok(events)
     }
 }
 

@@ -139,12 +139,19 @@ async fn append_with_retries<L: EventLog>(
     events: Vec<Event>,
     options: &AppenderOptions,
 ) -> AppendReply {
-    let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
-    let mut pending: Vec<usize> = (0..events.len()).collect();
+    let count = events.len();
+    let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; count];
+    let mut pending: Vec<usize> = (0..count).collect();
     let mut delay = options.first_retry_delay;
     let mut attempt = 0;
+    // Without retries the events are handed over, not copied.
+    let mut events = Some(events);
     loop {
-        let batch: Vec<Event> = pending.iter().map(|&slot| events[slot].clone()).collect();
+        let batch: Vec<Event> = match (&events, options.retries) {
+            (Some(_), 0) => events.take().unwrap_or_default(),
+            (Some(all), _) => pending.iter().map(|&slot| all[slot].clone()).collect(),
+            (None, _) => Vec::new(),
+        };
         let result = log.append(batch).await;
         let mut still_pending = Vec::new();
         let mut failure = None;

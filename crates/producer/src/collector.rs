@@ -299,6 +299,8 @@ enum BodyShape<'a> {
     Array,
     /// A mapping's `items` pointer, or an array, or one item.
     Mapped(&'a Mapping),
+    /// `/v1/webhooks/{source}` for a source with no mapping: 404 once the key is checked.
+    Unmapped,
 }
 
 /// One item of a request, parsed or not.
@@ -372,15 +374,6 @@ async fn mapped(
     Path(source): Path<String>,
     request: Request,
 ) -> Response {
-    if !state.shared.adapters.has_mapping(&source) {
-        return RequestError::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no mapping named {source:?} is configured (see docs/ingest.md, declarative mappings)"
-            ),
-        )
-        .into_response();
-    }
     handle(state, request, Adapter::Mapping(source)).await
 }
 
@@ -389,7 +382,7 @@ async fn handle(state: CollectorState, request: Request, adapter: Adapter) -> Re
     let shape = match &adapter {
         Adapter::Mapping(name) => match shared.adapters.mapping(name) {
             Some(mapping) => BodyShape::Mapped(mapping),
-            None => BodyShape::Array,
+            None => BodyShape::Unmapped,
         },
         Adapter::Native => BodyShape::Native,
         Adapter::Segment => BodyShape::SegmentBatch,
@@ -415,6 +408,16 @@ async fn handle_shape(
         Ok(source) => source,
         Err(error) => return error.into_response(),
     };
+    // Checked after the key, so an unauthenticated client cannot probe which sources exist.
+    if let (BodyShape::Unmapped, Adapter::Mapping(name)) = (shape, &adapter) {
+        return RequestError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no mapping named {name:?} is configured (see docs/ingest.md, declarative mappings)"
+            ),
+        )
+        .into_response();
+    }
     let bytes = match read_body(&headers, body, &shared.limits).await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
@@ -509,7 +512,7 @@ async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limits: &Limits,
-) -> Result<Vec<u8>, RequestError> {
+) -> Result<bytes::Bytes, RequestError> {
     let too_large = || {
         RequestError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -529,7 +532,7 @@ async fn read_body(
     let limit = limits.max_request_bytes as u64 + 1;
     let mut inflated = Vec::new();
     let read = match encoding.as_deref() {
-        None | Some("" | "identity") => return Ok(raw.to_vec()),
+        None | Some("" | "identity") => return Ok(raw),
         Some("gzip" | "x-gzip") => flate2::read::GzDecoder::new(&raw[..])
             .take(limit)
             .read_to_end(&mut inflated),
@@ -552,7 +555,7 @@ async fn read_body(
     if inflated.len() > limits.max_request_bytes {
         return Err(too_large());
     }
-    Ok(inflated)
+    Ok(inflated.into())
 }
 
 /// Bytes of a value's JSON text, without keeping the text.
@@ -721,6 +724,7 @@ fn split(
                 .collect()),
             value => Ok(vec![item_of(value, limits)]),
         },
+        BodyShape::Unmapped => Ok(Vec::new()),
         BodyShape::Mapped(mapping) => {
             let value = parse_json(bytes)?;
             let items = match &mapping.items {
@@ -805,11 +809,33 @@ fn now() -> Timestamp {
     Timestamp::from_unix_millis(millis)
 }
 
-/// The answer for one item (or one event of an item that produced several).
+/// The answer for one item (or one event of an item that produced several), as it is
+/// written in the response.
+#[derive(Debug, serde::Serialize)]
 struct Outcome {
     index: usize,
     status: &'static str,
-    detail: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl Outcome {
+    fn new(index: usize, status: &'static str) -> Self {
+        Outcome {
+            index,
+            status,
+            event_id: None,
+            kind: None,
+            field: None,
+            reason: None,
+        }
+    }
 }
 
 /// Translates, quarantines the rejected, appends the valid, and answers per item.
@@ -834,35 +860,26 @@ async fn ingest(
         match translated {
             Ok(Translation::Events(produced)) => {
                 for event in produced {
-                    let mut detail = Map::new();
-                    detail.insert("event_id".into(), json!(event.event_id.to_string()));
-                    detail.insert("kind".into(), json!(event.kind().name()));
                     event_slots.push(outcomes.len());
                     outcomes.push(Outcome {
-                        index,
-                        status: "pending",
-                        detail,
+                        event_id: Some(event.event_id.to_string()),
+                        kind: Some(event.kind().name()),
+                        ..Outcome::new(index, "pending")
                     });
                     events.push(event);
                 }
             }
             Ok(Translation::Ignored(reason)) => {
-                let mut detail = Map::new();
-                detail.insert("reason".into(), json!(reason));
                 outcomes.push(Outcome {
-                    index,
-                    status: "ignored",
-                    detail,
+                    reason: Some(reason),
+                    ..Outcome::new(index, "ignored")
                 });
             }
             Err(problem) => {
-                let mut detail = Map::new();
-                detail.insert("field".into(), json!(problem.field));
-                detail.insert("reason".into(), json!(problem.reason));
                 outcomes.push(Outcome {
-                    index,
-                    status: "rejected",
-                    detail,
+                    field: Some(problem.field.clone()),
+                    reason: Some(problem.reason.clone()),
+                    ..Outcome::new(index, "rejected")
                 });
                 quarantined.push(QuarantineEntry::new(
                     adapter.clone(),
@@ -905,7 +922,7 @@ async fn ingest(
                         AppendOutcome::Duplicate(_) => outcome.status = "duplicate",
                         AppendOutcome::NotWritten(reason) => {
                             outcome.status = "not_written";
-                            outcome.detail.insert("reason".into(), json!(reason));
+                            outcome.reason = Some(reason.clone());
                             log_failure.get_or_insert(reason);
                         }
                     }
@@ -915,9 +932,7 @@ async fn ingest(
                 for slot in &event_slots {
                     let outcome = &mut outcomes[*slot];
                     outcome.status = "not_written";
-                    outcome
-                        .detail
-                        .insert("reason".into(), json!(failure.message));
+                    outcome.reason = Some(failure.message.clone());
                 }
                 if !failure.transient {
                     tracing::error!(message = %failure.message, "append failed");
@@ -942,48 +957,43 @@ fn insert_retry_after(shared: &Shared, response: &mut Response) {
     }
 }
 
+/// The body of every per-item answer.
+#[derive(Debug, serde::Serialize)]
+struct Answer {
+    accepted: u64,
+    duplicates: u64,
+    ignored: u64,
+    rejected: u64,
+    not_written: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    items: Vec<Outcome>,
+}
+
 fn respond(shared: &Shared, outcomes: Vec<Outcome>, log_failure: Option<String>) -> Response {
-    let mut counts: BTreeMap<&'static str, u64> = [
-        "accepted",
-        "duplicate",
-        "ignored",
-        "rejected",
-        "not_written",
-    ]
-    .into_iter()
-    .map(|status| (status, 0))
-    .collect();
-    let mut items = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        *counts.entry(outcome.status).or_insert(0) += 1;
-        let mut object = Map::new();
-        object.insert("index".into(), json!(outcome.index));
-        object.insert("status".into(), json!(outcome.status));
-        object.extend(outcome.detail);
-        items.push(Value::Object(object));
-    }
-    let status = if counts["not_written"] > 0 {
+    let count = |status: &str| outcomes.iter().filter(|o| o.status == status).count() as u64;
+    let answer = Answer {
+        accepted: count("accepted"),
+        duplicates: count("duplicate"),
+        ignored: count("ignored"),
+        rejected: count("rejected"),
+        not_written: count("not_written"),
+        error: log_failure.map(|reason| {
+            format!(
+                "the log could not store every event; send the request again (it is safe: \
+                 stored events come back as duplicates): {reason}"
+            )
+        }),
+        items: outcomes,
+    };
+    let status = if answer.not_written > 0 {
         StatusCode::SERVICE_UNAVAILABLE
-    } else if counts["rejected"] > 0 {
+    } else if answer.rejected > 0 {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let mut body = json!({
-        "accepted": counts["accepted"],
-        "duplicates": counts["duplicate"],
-        "ignored": counts["ignored"],
-        "rejected": counts["rejected"],
-        "not_written": counts["not_written"],
-        "items": items,
-    });
-    if let Some(reason) = log_failure {
-        body["error"] = json!(format!(
-            "the log could not store every event; send the request again (it is safe: stored \
-             events come back as duplicates): {reason}"
-        ));
-    }
-    let mut response = (status, axum::Json(body)).into_response();
+    let mut response = (status, axum::Json(answer)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         insert_retry_after(shared, &mut response);
     }
