@@ -3,6 +3,7 @@
 
 mod backend;
 mod bench;
+mod bench_collect;
 mod demo;
 mod funnel;
 mod generate;
@@ -89,6 +90,8 @@ enum BenchCommand {
     Append(bench::AppendArgs),
     /// Replay throughput: reading the log vs folding it into the funnel.
     Replay(bench::ReplayArgs),
+    /// HTTP ingest through the collector vs appending directly, with request latency.
+    Collect(bench_collect::CollectArgs),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +135,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Replay(args),
             } => bench::replay(args).await,
+            Command::Bench {
+                command: BenchCommand::Collect(args),
+            } => bench_collect::collect(args).await,
         }
     });
     match result {

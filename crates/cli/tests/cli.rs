@@ -561,3 +561,28 @@ async fn serve_collects_over_http_stops_on_sigterm_and_quarantine_retry_fixes() 
     let listed = baton(dir.path(), &["quarantine", "list", "--json"]);
     assert!(listed.stdout.is_empty());
 }
+
+#[test]
+fn bench_collect_prints_http_beside_direct_append() {
+    let dir = tempfile::tempdir().expect("dir");
+    let figures = bench_figures(
+        dir.path(),
+        &[
+            "collect",
+            "--events",
+            "3000",
+            "--rounds",
+            "1",
+            "--clients",
+            "3",
+        ],
+    );
+    for key in ["direct_eps", "http_eps", "ratio", "p50_ms", "p99_ms"] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {figures}"
+        );
+    }
+    assert!(figures["p99_ms"].as_f64() >= figures["p50_ms"].as_f64());
+    assert_eq!(figures["backend"], "embedded");
+}
