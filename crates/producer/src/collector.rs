@@ -268,7 +268,9 @@ pub async fn serve<L: EventLog + 'static>(
         .await
 }
 
-/// The collector's routes.
+/// The collector's routes. Serve them with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`Collector::serve`] does): without
+/// the peer address, writes are accepted only with a write key, never as "from loopback".
 pub fn router(state: CollectorState) -> Router {
     Router::new()
         .route("/v1/health", get(|| async { "ok\n" }))

@@ -810,3 +810,39 @@ async fn a_nats_restart_mid_stream_loses_and_duplicates_nothing_acknowledged() {
     assert_eq!(stored.len(), requests * 20, "nothing else stored");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screens_anonymous_identifies_and_deflate_bodies() {
+    let dir = tempfile::tempdir().expect("dir");
+    let running = Running::start(embedded(dir.path()).await, dir.path(), |_| {}).await;
+    let batch = json!({"batch":[
+        {"type":"screen","messageId":"m-s1","anonymousId":"a-1","name":"Dashboard"},
+        {"type":"identify","messageId":"m-i1","anonymousId":"a-1","traits":{"plan":"free"}},
+        {"type":"identify","messageId":"m-i2","userId":"p-1"}
+    ]});
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(batch.to_string().as_bytes())
+        .expect("deflate");
+    let body = encoder.finish().expect("deflate");
+    let (status, answer) = running
+        .post("/v1/batch", body, &[("content-encoding", "deflate")])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        statuses(&answer),
+        vec![
+            (0, "accepted".into()),
+            (1, "ignored".into()),
+            (2, "ignored".into())
+        ]
+    );
+    let events = running.events().await;
+    assert_eq!(events.len(), 1);
+    assert!(matches!(
+        &events[0].payload,
+        Payload::ContentViewed { url, content_type: ContentType::Product, title: Some(t) }
+            if url == "app://screen/Dashboard" && t == "Dashboard"
+    ));
+    running.stop().await;
+}
