@@ -4,6 +4,9 @@ use anyhow::Context;
 use baton_log::{AnyLog, EmbeddedConfig, EmbeddedLog, JetStreamConfig, JetStreamLog};
 use std::path::PathBuf;
 
+/// The embedded log's directory when none is given.
+pub const DEFAULT_DATA: &str = "./baton-data";
+
 /// Where the log lives. Every command takes these.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
@@ -12,7 +15,7 @@ pub struct LogArgs {
         long,
         global = true,
         env = "BATON_DATA",
-        default_value = "./baton-data"
+        default_value = DEFAULT_DATA
     )]
     pub data: PathBuf,
     /// Directory of the views (the projector's state); `DATA/views` by default. Views are

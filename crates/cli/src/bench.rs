@@ -38,7 +38,7 @@ pub struct AppendArgs {
     json: bool,
 }
 
-fn unique_events(count: usize) -> Vec<Event> {
+pub(crate) fn unique_events(count: usize) -> Vec<Event> {
     let mut seen = HashSet::new();
     History::new(HistoryConfig::new(1, u64::MAX))
         .filter(|event| seen.insert(event.event_id))
@@ -46,13 +46,13 @@ fn unique_events(count: usize) -> Vec<Event> {
         .collect()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn rate(events: usize, elapsed: Duration) -> f64 {
+pub(crate) fn rate(events: usize, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 

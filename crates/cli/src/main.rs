@@ -3,12 +3,16 @@
 
 mod backend;
 mod bench;
+mod bench_collect;
 mod demo;
 mod funnel;
 mod generate;
 mod ingest;
+mod quarantine;
 mod read;
 mod report;
+mod serve;
+mod settings;
 mod stat;
 mod view;
 
@@ -65,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Run the HTTP collector (and, later, the projector and query API) in one process.
+    Serve(serve::ServeArgs),
+    /// Items the collector rejected: list them, or append the ones that now pass.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Benchmarks that print their figures side by side with a baseline.
     Bench {
         #[command(subcommand)]
@@ -81,11 +92,22 @@ enum LogCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// Print quarantined items with their reasons.
+    List(quarantine::ListArgs),
+    /// Translate every item again (with the config's current tables) and append those that
+    /// pass, with their original ids; they leave the quarantine.
+    Retry(quarantine::RetryArgs),
+}
+
+#[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Append throughput: raw async-nats publisher vs baton on JetStream, then embedded.
     Append(bench::AppendArgs),
     /// Replay throughput: reading the log vs folding it into the funnel.
     Replay(bench::ReplayArgs),
+    /// HTTP ingest through the collector vs appending directly, with request latency.
+    Collect(bench_collect::CollectArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,12 +145,22 @@ fn main() -> ExitCode {
             Command::Log {
                 command: LogCommand::Read(args),
             } => read::run(&cli.log, args).await,
+            Command::Serve(args) => serve::run(&cli.log, args).await,
+            Command::Quarantine {
+                command: QuarantineCommand::List(args),
+            } => quarantine::list(&cli.log, args),
+            Command::Quarantine {
+                command: QuarantineCommand::Retry(args),
+            } => quarantine::retry(&cli.log, args).await,
             Command::Bench {
                 command: BenchCommand::Append(args),
             } => bench::append(args).await,
             Command::Bench {
                 command: BenchCommand::Replay(args),
             } => bench::replay(args).await,
+            Command::Bench {
+                command: BenchCommand::Collect(args),
+            } => bench_collect::collect(args).await,
         }
     });
     match result {

@@ -712,3 +712,150 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
         "{stderr}"
     );
 }
+
+/// A `baton serve` child process, killed on drop if the test did not stop it.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(dir: &Path, args: &[&str]) -> Served {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("BATON_NATS")
+            .env_remove("BATON_DATA")
+            .env_remove("BATON_CONFIG")
+            .env_remove("BATON_WRITE_KEYS")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("baton serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("baton serve prints its address before anything else ends")
+                .expect("stderr line");
+            if let Some((_, addr)) = line.split_once("http://") {
+                break addr.trim().to_owned();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Served { child, addr }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.child.wait().expect("baton serve exits")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_collects_over_http_stops_on_sigterm_and_quarantine_retry_fixes() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "http = \"127.0.0.1:0\"\n[[write_keys]]\nsource = \"web\"\nkey = \"wk_test\"\n",
+    )
+    .expect("config");
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let client = reqwest::Client::new();
+    let post = |body: serde_json::Value, key: Option<&str>| {
+        let mut request = client
+            .post(format!("http://{}/v1/track", served.addr))
+            .body(body.to_string());
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request.send()
+    };
+    let good = serde_json::json!({"messageId":"m-1","userId":"p-1","event":"Demo Requested"});
+    let response = post(good.clone(), None).await.expect("post");
+    assert_eq!(response.status().as_u16(), 401, "a key is configured");
+    let response = post(good, Some("wk_test")).await.expect("post");
+    assert_eq!(response.status().as_u16(), 200);
+    // This source sends the webinar id as `properties.session`, so "Webinar Attended" is
+    // rejected for want of `properties.webinar_id`.
+    let bad = serde_json::json!({"messageId":"m-2","userId":"p-1","event":"Webinar Attended",
+        "properties":{"session":"wb-9"}});
+    let response = post(bad, Some("wk_test")).await.expect("post");
+    assert_eq!(response.status().as_u16(), 400);
+
+    let status = served.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+
+    let stat = json_of(&baton(dir.path(), &["log", "stat", "--json"]));
+    assert_eq!(stat["events"], 1);
+    let listed = baton(dir.path(), &["quarantine", "list", "--json"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let entries: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("entry"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{text}");
+    assert_eq!(entries[0]["field"], "properties.webinar_id");
+    assert_eq!(entries[0]["source"], "web");
+
+    // Unchanged tables: still rejected, kept.
+    let retried = json_of(&baton(dir.path(), &["quarantine", "retry", "--json"]));
+    assert_eq!(retried["still_rejected"], 1);
+    // The fix: the config maps the event with a constant id; the entry goes in once.
+    std::fs::write(
+        dir.path().join("fixed.toml"),
+        "[track]\n\"Webinar Attended\" = { kind = \"webinar_attended\", data = { webinar_id = \"wb-9\" } }\n",
+    )
+    .expect("config");
+    let retried = json_of(&baton(
+        dir.path(),
+        &["quarantine", "retry", "--config", "fixed.toml", "--json"],
+    ));
+    assert_eq!(
+        (retried["released"].as_u64(), retried["appended"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let stat = json_of(&baton(dir.path(), &["log", "stat", "--json"]));
+    assert_eq!(stat["events"], 2);
+    let listed = baton(dir.path(), &["quarantine", "list", "--json"]);
+    assert!(listed.stdout.is_empty());
+}
+
+#[test]
+fn bench_collect_prints_http_beside_direct_append() {
+    let dir = tempfile::tempdir().expect("dir");
+    let figures = bench_figures(
+        dir.path(),
+        &[
+            "collect",
+            "--events",
+            "3000",
+            "--rounds",
+            "1",
+            "--clients",
+            "3",
+        ],
+    );
+    for key in ["direct_eps", "http_eps", "ratio", "p50_ms", "p99_ms"] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {figures}"
+        );
+    }
+    assert!(figures["p99_ms"].as_f64() >= figures["p50_ms"].as_f64());
+    assert_eq!(figures["backend"], "embedded");
+}

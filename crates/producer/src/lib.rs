@@ -1,8 +1,24 @@
-//! How facts get onto the log: bulk NDJSON import with per-line errors, and a deterministic
-//! synthetic B2B history for demos, tests and benchmarks. The HTTP collector joins later.
+//! How facts get onto the log: bulk NDJSON import with per-line errors, a deterministic
+//! synthetic B2B history for demos, tests and benchmarks, the HTTP collector (native API,
+//! Segment-compatible API, SendGrid and declaratively mapped webhooks) with its quarantine,
+//! and the publisher library for in-process sources.
 
+mod adapter;
+mod appender;
+mod collector;
 mod import;
+mod publisher;
+mod quarantine;
 mod synthetic;
 
+pub use adapter::{
+    Adapter, Adapters, FieldRule, LINKEDIN_MAPPING_TOML, Mapping, MappingError, Problem, RuleSpec,
+    SkipRule, TimeFormat, TrackRule, Translation, default_track_rules,
+};
+pub use collector::{
+    Collector, CollectorConfig, CollectorError, CollectorState, Limits, WriteKey, router, serve,
+};
 pub use import::{ImportError, ImportOptions, ImportSummary, Rejection, import_ndjson};
+pub use publisher::{Pending, PublishError, Published, Publisher, PublisherOptions, PublisherTask};
+pub use quarantine::{Quarantine, QuarantineEntry, QuarantineError, RetrySummary};
 pub use synthetic::{History, HistoryConfig};

@@ -1,0 +1,166 @@
+//! `baton serve`: one process that owns the log and serves HTTP. Today it runs the collector;
+//! the projector and the query API join through [`add_services`], which gives them the same
+//! log, the same HTTP server (their routes are merged) and the same shutdown signal.
+//!
+//! Shutdown (Ctrl-C or SIGTERM): the HTTP server stops accepting, finishes the requests in
+//! flight, the collector's appender drains, then every background task is told to stop and
+//! awaited. Nothing is left running when `run` returns.
+
+use crate::backend::LogArgs;
+use crate::settings::Settings;
+use anyhow::Context;
+use baton_log::AnyLog;
+use baton_producer::{Collector, WriteKey};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// HTTP address to listen on [default: 127.0.0.1:7070; config key `http`].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// TOML config file (see docs/configuration.md); BATON_* variables override its keys.
+    #[arg(long, env = "BATON_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A write key, SOURCE:KEY; repeatable. Replaces the keys of the file and environment.
+    #[arg(long = "write-key", value_name = "SOURCE:KEY")]
+    write_keys: Vec<WriteKey>,
+}
+
+/// What services other than the collector contribute to `baton serve`.
+#[derive(Debug)]
+pub struct Services {
+    /// Routes merged into the collector's HTTP server (for example `/v1/funnel/...`).
+    pub router: axum::Router,
+    /// Background tasks (for example the projector following the log). Each must return
+    /// once `shutdown` turns `true`.
+    pub tasks: JoinSet<anyhow::Result<()>>,
+    /// Turns `true` when the process is shutting down.
+    #[allow(dead_code)] // Read by the tasks the projector and query API will add.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The hook where the projector and the query API are wired into `baton serve`: add routes to
+/// `services.router` and spawn tasks on `services.tasks` that watch `services.shutdown`.
+/// `log` is the log the collector appends to (clone it; it is cheap).
+pub async fn add_services(
+    services: &mut Services,
+    log: &AnyLog,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let _ = (services, log, settings);
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// The data directory and the NATS URL: flags and their `BATON_DATA`/`BATON_NATS` variables
+/// first, then the config file.
+fn log_args_with(log_args: &LogArgs, settings: &Settings) -> LogArgs {
+    let mut resolved = log_args.clone();
+    if resolved.data == std::path::Path::new(crate::backend::DEFAULT_DATA)
+        && let Some(data) = &settings.data
+    {
+        resolved.data.clone_from(data);
+    }
+    if resolved.nats.is_none() {
+        resolved.nats.clone_from(&settings.nats);
+    }
+    resolved
+}
+
+pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let environment = |name: &str| std::env::var(name).ok();
+    let mut settings = Settings::load(args.config.as_deref(), &environment)?;
+    if let Some(http) = args.http {
+        settings.http = http;
+    }
+    if !args.write_keys.is_empty() {
+        settings.write_keys = args.write_keys;
+    }
+    let log_args = log_args_with(log_args, &settings);
+    let config = settings.collector_config(&log_args.data)?;
+    let log = log_args.open().await?;
+    let collector = Collector::bind(config, log.clone())
+        .await
+        .context("starting the collector")?;
+    let addr = collector.local_addr()?;
+
+    let (stop, shutdown) = watch::channel(false);
+    let mut services = Services {
+        router: axum::Router::new(),
+        tasks: JoinSet::new(),
+        shutdown: shutdown.clone(),
+    };
+    add_services(&mut services, &log, &settings).await?;
+    let Services {
+        router, mut tasks, ..
+    } = services;
+
+    eprintln!("baton serve: {} on http://{addr}", log.describe());
+    let mut http_shutdown = shutdown.clone();
+    let served = collector.serve(router, async move {
+        let _ = http_shutdown.wait_for(|stopping| *stopping).await;
+    });
+    tokio::pin!(served);
+
+    // Stop on a signal, or when the server or a background task ends on its own (an error).
+    let mut result: anyhow::Result<()> = Ok(());
+    let mut served_done = false;
+    tokio::select! {
+        () = signal() => {
+            tracing::info!("shutting down");
+        }
+        outcome = &mut served => {
+            served_done = true;
+            result = outcome.context("the HTTP server stopped");
+        }
+        Some(joined) = tasks.join_next() => {
+            result = flatten(joined).context("a background service stopped");
+        }
+    }
+    let _ = stop.send(true);
+    if !served_done && let Err(error) = served.await {
+        result = result.and(Err(error).context("the HTTP server stopped"));
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(error) = flatten(joined) {
+            result = result.and(Err(error).context("a background service failed"));
+        }
+    }
+    result?;
+    eprintln!("baton serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.map_err(|error| anyhow::anyhow!("task failed: {error}"))?
+}

@@ -1,0 +1,248 @@
+//! `baton serve` settings: a TOML file (`--config`), every scalar key overridable by an
+//! environment variable `BATON_<KEY>` (nested keys joined by `_`: `limits.max_event_bytes` is
+//! `BATON_LIMITS_MAX_EVENT_BYTES`), and command-line flags over both. The reference is
+//! `docs/configuration.md`.
+
+use anyhow::{Context, bail};
+use baton_producer::{CollectorConfig, Limits, Mapping, TrackRule, WriteKey};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default HTTP address: loopback only, so a fresh install exposes nothing.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7070";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_event_bytes: Option<usize>,
+    max_request_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteKeyFile {
+    source: String,
+    key: String,
+}
+
+/// The file's shape; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    http: Option<String>,
+    data: Option<PathBuf>,
+    nats: Option<String>,
+    quarantine_dir: Option<PathBuf>,
+    max_future_skew_secs: Option<u64>,
+    retry_after_secs: Option<u64>,
+    max_batch_events: Option<usize>,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    write_keys: Vec<WriteKeyFile>,
+    #[serde(default)]
+    track: BTreeMap<String, TrackRule>,
+    #[serde(default)]
+    mappings: BTreeMap<String, Mapping>,
+}
+
+/// Settings after file and environment, before flags.
+#[derive(Debug)]
+pub struct Settings {
+    pub http: String,
+    pub data: Option<PathBuf>,
+    pub nats: Option<String>,
+    pub quarantine_dir: Option<PathBuf>,
+    pub max_future_skew_secs: u64,
+    pub retry_after_secs: u64,
+    pub max_batch_events: usize,
+    pub limits: Limits,
+    pub write_keys: Vec<WriteKey>,
+    pub track: BTreeMap<String, TrackRule>,
+    pub mappings: BTreeMap<String, Mapping>,
+}
+
+/// Reads an environment variable; `lookup` is the environment (a parameter so tests and
+/// callers can pass their own).
+fn env_value<T: std::str::FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match lookup(name) {
+        None => Ok(None),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|error| anyhow::anyhow!("environment variable {name}: {error}: {text:?}")),
+    }
+}
+
+impl Settings {
+    /// Loads `file` (when given) and applies `BATON_*` variables from `lookup`.
+    pub fn load(
+        file: Option<&Path>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let parsed: SettingsFile = match file {
+            None => SettingsFile::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|error| anyhow::anyhow!("config file {}: {error}", path.display()))?
+            }
+        };
+        let defaults = Limits::default();
+        let mut settings = Settings {
+            http: parsed.http.unwrap_or_else(|| DEFAULT_HTTP.to_owned()),
+            data: parsed.data,
+            nats: parsed.nats,
+            quarantine_dir: parsed.quarantine_dir,
+            max_future_skew_secs: parsed.max_future_skew_secs.unwrap_or(86_400),
+            retry_after_secs: parsed.retry_after_secs.unwrap_or(2),
+            max_batch_events: parsed.max_batch_events.unwrap_or(5_000),
+            limits: Limits {
+                max_event_bytes: parsed
+                    .limits
+                    .max_event_bytes
+                    .unwrap_or(defaults.max_event_bytes),
+                max_request_bytes: parsed
+                    .limits
+                    .max_request_bytes
+                    .unwrap_or(defaults.max_request_bytes),
+            },
+            write_keys: parsed
+                .write_keys
+                .into_iter()
+                .map(|key| WriteKey {
+                    source: key.source,
+                    key: key.key,
+                })
+                .collect(),
+            track: parsed.track,
+            mappings: parsed.mappings,
+        };
+        if let Some(http) = env_value(lookup, "BATON_HTTP")? {
+            settings.http = http;
+        }
+        if let Some(data) = env_value::<String>(lookup, "BATON_DATA")? {
+            settings.data = Some(PathBuf::from(data));
+        }
+        if let Some(nats) = env_value(lookup, "BATON_NATS")? {
+            settings.nats = Some(nats);
+        }
+        if let Some(dir) = env_value::<String>(lookup, "BATON_QUARANTINE_DIR")? {
+            settings.quarantine_dir = Some(PathBuf::from(dir));
+        }
+        if let Some(value) = env_value(lookup, "BATON_MAX_FUTURE_SKEW_SECS")? {
+            settings.max_future_skew_secs = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_RETRY_AFTER_SECS")? {
+            settings.retry_after_secs = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_MAX_BATCH_EVENTS")? {
+            settings.max_batch_events = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_LIMITS_MAX_EVENT_BYTES")? {
+            settings.limits.max_event_bytes = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_LIMITS_MAX_REQUEST_BYTES")? {
+            settings.limits.max_request_bytes = value;
+        }
+        // The file's keys are replaced, not extended: an environment that sets keys says
+        // which keys are valid.
+        if let Some(text) = lookup("BATON_WRITE_KEYS") {
+            settings.write_keys = text
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(|part| {
+                    part.parse::<WriteKey>().map_err(|error| {
+                        anyhow::anyhow!("environment variable BATON_WRITE_KEYS: {error}")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if settings.limits.max_event_bytes == 0 || settings.limits.max_request_bytes == 0 {
+            bail!("limits.max_event_bytes and limits.max_request_bytes must be above 0");
+        }
+        Ok(settings)
+    }
+
+    /// The collector's configuration, its quarantine under `data` unless set.
+    pub fn collector_config(&self, data: &Path) -> anyhow::Result<CollectorConfig> {
+        let listen: SocketAddr = self.http.parse().map_err(|error| {
+            anyhow::anyhow!(
+                "http address {:?}: {error} (expected HOST:PORT, e.g. {DEFAULT_HTTP})",
+                self.http
+            )
+        })?;
+        let quarantine_dir = self
+            .quarantine_dir
+            .clone()
+            .unwrap_or_else(|| data.join("quarantine"));
+        let mut config = CollectorConfig::new(listen, quarantine_dir);
+        config.limits = self.limits;
+        config.write_keys.clone_from(&self.write_keys);
+        config.track_rules.clone_from(&self.track);
+        config.mappings.clone_from(&self.mappings);
+        config.max_future_skew_millis =
+            i64::try_from(self.max_future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        config.max_batch_events = self.max_batch_events.max(1);
+        config.retry_after = Duration::from_secs(self.retry_after_secs.max(1));
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("baton.toml");
+        std::fs::write(
+            &path,
+            "http = \"127.0.0.1:9000\"\n[limits]\nmax_event_bytes = 1000\n\
+             [[write_keys]]\nsource = \"web\"\nkey = \"k1\"\n\
+             [track]\n\"Trial Started\" = \"demo_requested\"\n",
+        )
+        .expect("write");
+        let env = |name: &str| match name {
+            "BATON_LIMITS_MAX_EVENT_BYTES" => Some("2000".to_owned()),
+            "BATON_WRITE_KEYS" => Some("app:k2, web:k3".to_owned()),
+            _ => None,
+        };
+        let settings = Settings::load(Some(&path), &env).expect("settings");
+        assert_eq!(settings.http, "127.0.0.1:9000");
+        assert_eq!(settings.limits.max_event_bytes, 2000);
+        assert_eq!(settings.limits.max_request_bytes, 500 * 1024);
+        assert_eq!(settings.write_keys.len(), 2);
+        assert_eq!(settings.track["Trial Started"].kind, "demo_requested");
+
+        let bad = |name: &str| (name == "BATON_RETRY_AFTER_SECS").then(|| "soon".to_owned());
+        let error = Settings::load(Some(&path), &bad).expect_err("not a number");
+        assert!(
+            error.to_string().contains("BATON_RETRY_AFTER_SECS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors_with_a_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("baton.toml");
+        std::fs::write(&path, "http = \"127.0.0.1:9000\"\nhtpp = 1\n").expect("write");
+        let error = Settings::load(Some(&path), &|_| None).expect_err("unknown key");
+        let text = error.to_string();
+        assert!(text.contains("htpp") && text.contains("line 2"), "{text}");
+    }
+}

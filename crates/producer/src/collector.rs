@@ -1,0 +1,1026 @@
+//! The HTTP collector: Baton's native event API, a Segment-compatible tracking API, the
+//! SendGrid Event Webhook and declaratively mapped webhooks, in front of the log.
+//!
+//! Every request is answered per item: `accepted`, `duplicate`, `ignored`, `rejected` (with the
+//! field and the reason) or `not_written`. Valid items are stored even when a neighbour is
+//! not; rejected items go to the quarantine. Nothing is acknowledged that the log has not made
+//! durable: when it cannot store, the answer is 503 with `Retry-After`, and sending the same
+//! request again is safe because event ids are derived from the sources' message ids.
+//!
+//! Status codes: 200 when every item is stored, already stored or ignored; 400 when any item
+//! was rejected (the body still lists what was stored); 401/403 for write keys; 413 over the
+//! size limits; 415 for an unknown `Content-Encoding`; 503 when the log (or the quarantine)
+//! could not store.
+
+use crate::adapter::{Adapter, Adapters, Mapping, MappingError, Problem, TrackRule, Translation};
+use crate::appender::{AppenderHandle, AppenderOptions, spawn_appender};
+use crate::quarantine::{Quarantine, QuarantineEntry, QuarantineError};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use baton_core::{ParseContext, Timestamp};
+use baton_log::{AppendOutcome, EventLog};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+use tokio::task::JoinHandle;
+
+/// A write key and the source it belongs to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WriteKey {
+    pub source: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for WriteKey {
+    // Keys are secrets; they never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteKey")
+            .field("source", &self.source)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::str::FromStr for WriteKey {
+    type Err = String;
+
+    /// `SOURCE:KEY`, as `--write-key` takes it.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once(':') {
+            Some((source, key)) if !source.trim().is_empty() && !key.is_empty() => Ok(WriteKey {
+                source: source.trim().to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => Err("a write key is written SOURCE:KEY, e.g. web:wk_live_1234".into()),
+        }
+    }
+}
+
+/// Size limits, Segment's by default: 32 KB per event, 500 KB per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest single item (an event, a Segment call, a webhook item), in bytes of JSON.
+    pub max_event_bytes: usize,
+    /// Largest request body, after gzip is inflated.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 32 * 1024,
+            max_request_bytes: 500 * 1024,
+        }
+    }
+}
+
+/// Everything the collector needs besides the log.
+#[derive(Clone, Debug)]
+pub struct CollectorConfig {
+    /// Where to listen; port 0 picks a free port (see [`Collector::local_addr`]).
+    pub listen: SocketAddr,
+    pub limits: Limits,
+    /// Without any, only loopback clients may write.
+    pub write_keys: Vec<WriteKey>,
+    /// Segment track event names to kinds, over the defaults.
+    pub track_rules: BTreeMap<String, TrackRule>,
+    /// Declarative webhook mappings by source name, over the shipped ones.
+    pub mappings: BTreeMap<String, Mapping>,
+    /// Directory of the quarantine (see [`Quarantine`]).
+    pub quarantine_dir: PathBuf,
+    pub max_future_skew_millis: i64,
+    /// Most events appended at once when concurrent requests are grouped.
+    pub max_batch_events: usize,
+    /// What `Retry-After` says when the log could not store.
+    pub retry_after: Duration,
+}
+
+impl CollectorConfig {
+    /// Defaults: Segment's limits, no write keys, the shipped tables.
+    pub fn new(listen: SocketAddr, quarantine_dir: impl Into<PathBuf>) -> Self {
+        CollectorConfig {
+            listen,
+            limits: Limits::default(),
+            write_keys: Vec::new(),
+            track_rules: BTreeMap::new(),
+            mappings: BTreeMap::new(),
+            quarantine_dir: quarantine_dir.into(),
+            max_future_skew_millis: ParseContext::DEFAULT_MAX_FUTURE_SKEW_MILLIS,
+            max_batch_events: 5_000,
+            retry_after: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    #[error("the appender task failed: {0}")]
+    Appender(String),
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+struct Shared {
+    adapters: Adapters,
+    write_keys: Vec<WriteKey>,
+    limits: Limits,
+    quarantine: Quarantine,
+    appender: AppenderHandle,
+    retry_after: Duration,
+}
+
+/// The collector's state, for [`router`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CollectorState {
+    shared: Arc<Shared>,
+}
+
+/// A bound collector: the listener, the state and the appender task it owns.
+#[derive(Debug)]
+pub struct Collector {
+    listener: tokio::net::TcpListener,
+    state: CollectorState,
+    appender: JoinHandle<()>,
+}
+
+impl Collector {
+    /// Validates the tables, opens the quarantine, starts the appender on `log` and binds.
+    pub async fn bind<L: EventLog + 'static>(
+        config: CollectorConfig,
+        log: L,
+    ) -> Result<Self, CollectorError> {
+        let adapters = Adapters::new(
+            config.track_rules.clone(),
+            config.mappings.clone(),
+            config.max_future_skew_millis,
+        )?;
+        let quarantine = Quarantine::open(&config.quarantine_dir)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| CollectorError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let (appender, task) = spawn_appender(
+            log,
+            AppenderOptions {
+                max_batch_events: config.max_batch_events.max(1),
+                queue_jobs: 1_024,
+                // The log already retries within its own deadline; a request then gets its 503
+                // promptly and the client's retry is the next attempt.
+                retries: 0,
+                first_retry_delay: Duration::from_millis(100),
+            },
+        );
+        if config.write_keys.is_empty() {
+            tracing::warn!(
+                "no write keys configured: accepting writes from loopback clients only \
+                 (configure [[write_keys]] or --write-key SOURCE:KEY)"
+            );
+        }
+        let state = CollectorState {
+            shared: Arc::new(Shared {
+                adapters,
+                write_keys: config.write_keys,
+                limits: config.limits,
+                quarantine,
+                appender,
+                retry_after: config.retry_after,
+            }),
+        };
+        Ok(Collector {
+            listener,
+            state,
+            appender: task,
+        })
+    }
+
+    /// The address actually bound (the port, when 0 was asked for).
+    pub fn local_addr(&self) -> Result<SocketAddr, CollectorError> {
+        self.listener.local_addr().map_err(CollectorError::Serve)
+    }
+
+    pub fn state(&self) -> CollectorState {
+        self.state.clone()
+    }
+
+    /// Serves the collector's routes merged with `extra` (other services of the same process:
+    /// the projector's and the query API's routes) until `shutdown` resolves; then finishes the
+    /// requests in flight, lets the appender drain and waits for it.
+    pub async fn serve(
+        self,
+        extra: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CollectorError> {
+        let Collector {
+            listener,
+            state,
+            appender,
+        } = self;
+        let app = router(state).merge(extra);
+        tracing::info!(addr = %listener.local_addr().map_err(CollectorError::Serve)?, "collector listening");
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        // The router (and with it the last sender) is gone, so the appender ends once its
+        // queue is empty.
+        appender
+            .await
+            .map_err(|error| CollectorError::Appender(error.to_string()))?;
+        served.map_err(CollectorError::Serve)
+    }
+}
+
+/// Binds and serves until `shutdown`: the whole collector in one call.
+pub async fn serve<L: EventLog + 'static>(
+    config: CollectorConfig,
+    log: L,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CollectorError> {
+    Collector::bind(config, log)
+        .await?
+        .serve(Router::new(), shutdown)
+        .await
+}
+
+/// The collector's routes. Serve them with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (as [`Collector::serve`] does): without
+/// the peer address, writes are accepted only with a write key, never as "from loopback".
+pub fn router(state: CollectorState) -> Router {
+    Router::new()
+        .route("/v1/health", get(|| async { "ok\n" }))
+        .route("/v1/events", post(native))
+        .route("/v1/track", post(segment_track))
+        .route("/v1/page", post(segment_page))
+        .route("/v1/screen", post(segment_screen))
+        .route("/v1/identify", post(segment_identify))
+        .route("/v1/group", post(segment_group))
+        .route("/v1/alias", post(segment_alias))
+        .route("/v1/batch", post(segment_batch))
+        .route("/v1/b", post(segment_batch))
+        .route("/v1/webhooks/sendgrid", post(sendgrid))
+        .route("/v1/webhooks/{source}", post(mapped))
+        .with_state(state)
+}
+
+/// How a request body splits into items.
+#[derive(Clone, Copy, Debug)]
+enum BodyShape<'a> {
+    /// One event, an array, or NDJSON.
+    Native,
+    /// One Segment call of this type.
+    SegmentCall(&'static str),
+    /// `{"batch": [...], "sentAt": .., "context": ..}`
+    SegmentBatch,
+    /// An array of webhook items (or one).
+    Array,
+    /// A mapping's `items` pointer, or an array, or one item.
+    Mapped(&'a Mapping),
+    /// `/v1/webhooks/{source}` for a source with no mapping: 404 once the key is checked.
+    Unmapped,
+}
+
+/// One item of a request, parsed or not.
+struct Item {
+    /// The item, or its text when it is not JSON; the quarantine keeps it as it is.
+    payload: Value,
+    /// Found before translation: not JSON, too large, sent to the wrong endpoint.
+    problem: Option<Problem>,
+}
+
+/// A problem with the whole request, answered without looking at items.
+struct RequestError {
+    status: StatusCode,
+    message: String,
+}
+
+impl RequestError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        RequestError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"baton\""),
+            );
+        }
+        response
+    }
+}
+
+async fn native(State(state): State<CollectorState>, request: Request) -> Response {
+    handle(state, request, Adapter::Native).await
+}
+
+macro_rules! segment_call {
+    ($($handler:ident => $call:literal),* $(,)?) => {$(
+        async fn $handler(State(state): State<CollectorState>, request: Request) -> Response {
+            handle_shape(&state, request, Adapter::Segment, BodyShape::SegmentCall($call)).await
+        }
+    )*};
+}
+
+segment_call!(
+    segment_track => "track",
+    segment_page => "page",
+    segment_screen => "screen",
+    segment_identify => "identify",
+    segment_group => "group",
+    segment_alias => "alias",
+);
+
+async fn segment_batch(State(state): State<CollectorState>, request: Request) -> Response {
+    handle_shape(&state, request, Adapter::Segment, BodyShape::SegmentBatch).await
+}
+
+async fn sendgrid(State(state): State<CollectorState>, request: Request) -> Response {
+    handle_shape(&state, request, Adapter::Sendgrid, BodyShape::Array).await
+}
+
+async fn mapped(
+    State(state): State<CollectorState>,
+    Path(source): Path<String>,
+    request: Request,
+) -> Response {
+    handle(state, request, Adapter::Mapping(source)).await
+}
+
+async fn handle(state: CollectorState, request: Request, adapter: Adapter) -> Response {
+    let shared = Arc::clone(&state.shared);
+    let shape = match &adapter {
+        Adapter::Mapping(name) => match shared.adapters.mapping(name) {
+            Some(mapping) => BodyShape::Mapped(mapping),
+            None => BodyShape::Unmapped,
+        },
+        Adapter::Native => BodyShape::Native,
+        Adapter::Segment => BodyShape::SegmentBatch,
+        Adapter::Sendgrid => BodyShape::Array,
+    };
+    handle_shape(&state, request, adapter, shape).await
+}
+
+async fn handle_shape(
+    state: &CollectorState,
+    request: Request,
+    adapter: Adapter,
+    shape: BodyShape<'_>,
+) -> Response {
+    let shared = &state.shared;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|connect| connect.0);
+    let source = match authorize(shared, &headers, peer) {
+        Ok(source) => source,
+        Err(error) => return error.into_response(),
+    };
+    // Checked after the key, so an unauthenticated client cannot probe which sources exist.
+    if let (BodyShape::Unmapped, Adapter::Mapping(name)) = (shape, &adapter) {
+        return RequestError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no mapping named {name:?} is configured (see docs/ingest.md, declarative mappings)"
+            ),
+        )
+        .into_response();
+    }
+    let bytes = match read_body(&headers, body, &shared.limits).await {
+        Ok(bytes) => bytes,
+        Err(error) => return error.into_response(),
+    };
+    let items = match split(&headers, &bytes, shape, &shared.limits) {
+        Ok(items) => items,
+        Err(error) => return error.into_response(),
+    };
+    ingest(shared, adapter, source.as_deref(), items).await
+}
+
+/// Finds the source of the request's write key. Keys come as HTTP Basic user name (Segment's
+/// convention; the password is ignored) or as a Bearer token, and are compared in constant time.
+fn authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Option<String>, RequestError> {
+    if shared.write_keys.is_empty() {
+        return match peer {
+            Some(peer) if peer.ip().is_loopback() => Ok(None),
+            _ => Err(RequestError::new(
+                StatusCode::FORBIDDEN,
+                "no write keys are configured, so only loopback clients may write \
+                 (configure write keys: docs/configuration.md)",
+            )),
+        };
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(key_of_authorization)
+        .ok_or_else(|| {
+            RequestError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing write key: send it as the HTTP Basic user name or as `Authorization: Bearer KEY`",
+            )
+        })?;
+    // Every key is compared, so the time taken does not say which one nearly matched.
+    let mut found = None;
+    for write_key in &shared.write_keys {
+        if bool::from(write_key.key.as_bytes().ct_eq(presented.as_bytes())) {
+            found = Some(write_key.source.clone());
+        }
+    }
+    found
+        .map(Some)
+        .ok_or_else(|| RequestError::new(StatusCode::UNAUTHORIZED, "unknown write key"))
+}
+
+fn key_of_authorization(value: &str) -> Option<String> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return (!rest.is_empty()).then(|| rest.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = decode_base64(rest)?;
+        let text = String::from_utf8(decoded).ok()?;
+        let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+        return (!user.is_empty()).then(|| user.to_owned());
+    }
+    None
+}
+
+/// Standard base64 with optional padding, for HTTP Basic credentials.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for byte in text.bytes().filter(|byte| *byte != b'=') {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((buffer >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Reads the body under the request limit, inflating gzip (or deflate) under the same limit.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &Limits,
+) -> Result<bytes::Bytes, RequestError> {
+    let too_large = || {
+        RequestError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body over the limit of {} bytes (after decompression); send smaller batches",
+                limits.max_request_bytes
+            ),
+        )
+    };
+    let raw = axum::body::to_bytes(body, limits.max_request_bytes)
+        .await
+        .map_err(|_| too_large())?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_ascii_lowercase());
+    let limit = limits.max_request_bytes as u64 + 1;
+    let mut inflated = Vec::new();
+    let read = match encoding.as_deref() {
+        None | Some("" | "identity") => return Ok(raw),
+        Some("gzip" | "x-gzip") => flate2::read::GzDecoder::new(&raw[..])
+            .take(limit)
+            .read_to_end(&mut inflated),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&raw[..])
+            .take(limit)
+            .read_to_end(&mut inflated),
+        Some(other) => {
+            return Err(RequestError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {other:?}; send gzip, deflate or none"),
+            ));
+        }
+    };
+    read.map_err(|error| {
+        RequestError::new(
+            StatusCode::BAD_REQUEST,
+            format!("body is not valid compressed data: {error}"),
+        )
+    })?;
+    if inflated.len() > limits.max_request_bytes {
+        return Err(too_large());
+    }
+    Ok(inflated.into())
+}
+
+/// Bytes of a value's JSON text, without keeping the text.
+fn json_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+fn oversize(bytes: usize, limits: &Limits) -> Problem {
+    Problem::new(
+        "(item)",
+        format!(
+            "{bytes} bytes, over the limit of {} bytes per event",
+            limits.max_event_bytes
+        ),
+    )
+}
+
+fn item_of(value: Value, limits: &Limits) -> Item {
+    let bytes = json_len(&value);
+    Item {
+        problem: (bytes > limits.max_event_bytes).then(|| oversize(bytes, limits)),
+        payload: value,
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, RequestError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        RequestError::new(
+            StatusCode::BAD_REQUEST,
+            format!("body is not valid JSON: {error}"),
+        )
+    })
+}
+
+/// Splits a body into items. One malformed NDJSON line is one rejected item; a body that is
+/// not JSON at all (and not NDJSON) is a 400 for the whole request.
+fn split(
+    headers: &HeaderMap,
+    bytes: &[u8],
+    shape: BodyShape<'_>,
+    limits: &Limits,
+) -> Result<Vec<Item>, RequestError> {
+    let single_too_large = || {
+        RequestError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "event of {} bytes, over the limit of {} bytes per event",
+                bytes.len(),
+                limits.max_event_bytes
+            ),
+        )
+    };
+    match shape {
+        BodyShape::Native => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("");
+            let declared_ndjson = content_type.contains("ndjson")
+                || content_type.contains("jsonl")
+                || content_type.contains("json-seq");
+            if !declared_ndjson {
+                match serde_json::from_slice::<Value>(bytes) {
+                    Ok(Value::Array(values)) => {
+                        return Ok(values
+                            .into_iter()
+                            .map(|value| item_of(value, limits))
+                            .collect());
+                    }
+                    Ok(value) => {
+                        if bytes.len() > limits.max_event_bytes {
+                            return Err(single_too_large());
+                        }
+                        return Ok(vec![item_of(value, limits)]);
+                    }
+                    // Several lines that are not one JSON document: NDJSON sent as JSON.
+                    Err(_) if bytes.iter().filter(|b| **b == b'\n').count() >= 1 => {}
+                    Err(error) => {
+                        return Err(RequestError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("body is not valid JSON: {error}"),
+                        ));
+                    }
+                }
+            }
+            Ok(split_ndjson(bytes, limits))
+        }
+        BodyShape::SegmentCall(call) => {
+            if bytes.len() > limits.max_event_bytes {
+                return Err(single_too_large());
+            }
+            let mut value = parse_json(bytes)?;
+            let problem = match &mut value {
+                Value::Object(object) => match object.get("type") {
+                    None => {
+                        object.insert("type".into(), Value::String(call.to_owned()));
+                        None
+                    }
+                    Some(Value::String(given)) if given == call => None,
+                    Some(given) => Some(Problem::new(
+                        "type",
+                        format!("{given} sent to /v1/{call}; send it to /v1/batch or fix the type"),
+                    )),
+                },
+                other => Some(Problem::new(
+                    "(item)",
+                    format!(
+                        "expected a Segment call (a JSON object), got {}",
+                        crate::adapter::describe(other)
+                    ),
+                )),
+            };
+            Ok(vec![Item {
+                payload: value,
+                problem,
+            }])
+        }
+        BodyShape::SegmentBatch => {
+            let value = parse_json(bytes)?;
+            let Value::Object(mut body) = value else {
+                return Err(RequestError::new(
+                    StatusCode::BAD_REQUEST,
+                    "a batch body is a JSON object with a `batch` array",
+                ));
+            };
+            let Some(Value::Array(calls)) = body.remove("batch") else {
+                return Err(RequestError::new(
+                    StatusCode::BAD_REQUEST,
+                    "field `batch`: required, an array of calls",
+                ));
+            };
+            // Batch-level `sentAt` and `context` apply to every call that lacks its own.
+            let sent_at = body.get("sentAt").cloned();
+            let context = body.get("context").and_then(Value::as_object).cloned();
+            Ok(calls
+                .into_iter()
+                .map(|mut call| {
+                    if let Value::Object(object) = &mut call {
+                        if let Some(sent_at) = &sent_at {
+                            object.entry("sentAt").or_insert_with(|| sent_at.clone());
+                        }
+                        if let Some(context) = &context {
+                            merge_context(object, context);
+                        }
+                    }
+                    item_of(call, limits)
+                })
+                .collect())
+        }
+        BodyShape::Array => match parse_json(bytes)? {
+            Value::Array(values) => Ok(values
+                .into_iter()
+                .map(|value| item_of(value, limits))
+                .collect()),
+            value => Ok(vec![item_of(value, limits)]),
+        },
+        BodyShape::Unmapped => Ok(Vec::new()),
+        BodyShape::Mapped(mapping) => {
+            let value = parse_json(bytes)?;
+            let items = match &mapping.items {
+                Some(pointer) => match value.pointer(pointer) {
+                    Some(Value::Array(values)) => values.clone(),
+                    // A forwarder that posts one item at a time.
+                    None => vec![value],
+                    Some(other) => {
+                        return Err(RequestError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!(
+                                "field `{pointer}`: expected the array of items, got {}",
+                                crate::adapter::describe(other)
+                            ),
+                        ));
+                    }
+                },
+                None => match value {
+                    Value::Array(values) => values,
+                    value => vec![value],
+                },
+            };
+            Ok(items
+                .into_iter()
+                .map(|value| item_of(value, limits))
+                .collect())
+        }
+    }
+}
+
+fn merge_context(call: &mut Map<String, Value>, batch_context: &Map<String, Value>) {
+    let entry = call
+        .entry("context")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(context) = entry {
+        for (key, value) in batch_context {
+            context.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+}
+
+fn split_ndjson(bytes: &[u8], limits: &Limits) -> Vec<Item> {
+    let mut items = Vec::new();
+    for line in bytes.split(|byte| *byte == b'\n') {
+        let Ok(text) = std::str::from_utf8(line) else {
+            items.push(Item {
+                problem: Some(Problem::new("(item)", "not UTF-8 text")),
+                payload: Value::String(String::from_utf8_lossy(line).into_owned()),
+            });
+            continue;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if text.len() > limits.max_event_bytes {
+            items.push(Item {
+                problem: Some(oversize(text.len(), limits)),
+                payload: Value::String(text.to_owned()),
+            });
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => items.push(Item {
+                payload: value,
+                problem: None,
+            }),
+            Err(error) => items.push(Item {
+                problem: Some(Problem::new("(item)", format!("not valid JSON: {error}"))),
+                payload: Value::String(text.to_owned()),
+            }),
+        }
+    }
+    items
+}
+
+fn now() -> Timestamp {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_unix_millis(millis)
+}
+
+/// The answer for one item (or one event of an item that produced several), as it is
+/// written in the response.
+#[derive(Debug, serde::Serialize)]
+struct Outcome {
+    index: usize,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl Outcome {
+    fn new(index: usize, status: &'static str) -> Self {
+        Outcome {
+            index,
+            status,
+            event_id: None,
+            kind: None,
+            field: None,
+            reason: None,
+        }
+    }
+}
+
+/// Translates, quarantines the rejected, appends the valid, and answers per item.
+async fn ingest(
+    shared: &Shared,
+    adapter: Adapter,
+    source: Option<&str>,
+    items: Vec<Item>,
+) -> Response {
+    let received_at = now();
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
+    let mut events = Vec::new();
+    let mut event_slots = Vec::new();
+    let mut quarantined = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let translated = match item.problem {
+            Some(problem) => Err(problem),
+            None => shared
+                .adapters
+                .translate(&adapter, &item.payload, source, received_at),
+        };
+        match translated {
+            Ok(Translation::Events(produced)) => {
+                for event in produced {
+                    event_slots.push(outcomes.len());
+                    outcomes.push(Outcome {
+                        event_id: Some(event.event_id.to_string()),
+                        kind: Some(event.kind().name()),
+                        ..Outcome::new(index, "pending")
+                    });
+                    events.push(event);
+                }
+            }
+            Ok(Translation::Ignored(reason)) => {
+                outcomes.push(Outcome {
+                    reason: Some(reason),
+                    ..Outcome::new(index, "ignored")
+                });
+            }
+            Err(problem) => {
+                outcomes.push(Outcome {
+                    field: Some(problem.field.clone()),
+                    reason: Some(problem.reason.clone()),
+                    ..Outcome::new(index, "rejected")
+                });
+                quarantined.push(QuarantineEntry::new(
+                    adapter.clone(),
+                    source,
+                    received_at,
+                    &problem,
+                    item.payload,
+                ));
+            }
+        }
+    }
+
+    // Rejected items are kept before anything is acknowledged: if the quarantine cannot
+    // store them, the client must send again, and nothing is appended yet.
+    if !quarantined.is_empty() {
+        let quarantine = shared.quarantine.clone();
+        let stored = tokio::task::spawn_blocking(move || quarantine.put(&quarantined)).await;
+        let failure = match stored {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(error) => Some(format!("quarantine task failed: {error}")),
+        };
+        if let Some(message) = failure {
+            tracing::error!(%message, "cannot quarantine rejected items");
+            return unavailable(
+                shared,
+                format!("cannot quarantine rejected items, nothing was stored: {message}"),
+            );
+        }
+    }
+
+    let mut log_failure = None;
+    if !events.is_empty() {
+        match shared.appender.append(events).await {
+            Ok(results) => {
+                for (slot, result) in event_slots.iter().zip(results) {
+                    let outcome = &mut outcomes[*slot];
+                    match result {
+                        AppendOutcome::Appended(_) => outcome.status = "accepted",
+                        AppendOutcome::Duplicate(_) => outcome.status = "duplicate",
+                        AppendOutcome::NotWritten(reason) => {
+                            outcome.status = "not_written";
+                            outcome.reason = Some(reason.clone());
+                            log_failure.get_or_insert(reason);
+                        }
+                    }
+                }
+            }
+            Err(failure) => {
+                for slot in &event_slots {
+                    let outcome = &mut outcomes[*slot];
+                    outcome.status = "not_written";
+                    outcome.reason = Some(failure.message.clone());
+                }
+                if !failure.transient {
+                    tracing::error!(message = %failure.message, "append failed");
+                }
+                log_failure = Some(failure.message);
+            }
+        }
+    }
+    respond(shared, outcomes, log_failure)
+}
+
+fn unavailable(shared: &Shared, message: String) -> Response {
+    let mut response = RequestError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    insert_retry_after(shared, &mut response);
+    response
+}
+
+fn insert_retry_after(shared: &Shared, response: &mut Response) {
+    let seconds = shared.retry_after.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+}
+
+/// The body of every per-item answer.
+#[derive(Debug, serde::Serialize)]
+struct Answer {
+    accepted: u64,
+    duplicates: u64,
+    ignored: u64,
+    rejected: u64,
+    not_written: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    items: Vec<Outcome>,
+}
+
+fn respond(shared: &Shared, outcomes: Vec<Outcome>, log_failure: Option<String>) -> Response {
+    let count = |status: &str| outcomes.iter().filter(|o| o.status == status).count() as u64;
+    let answer = Answer {
+        accepted: count("accepted"),
+        duplicates: count("duplicate"),
+        ignored: count("ignored"),
+        rejected: count("rejected"),
+        not_written: count("not_written"),
+        error: log_failure.map(|reason| {
+            format!(
+                "the log could not store every event; send the request again (it is safe: \
+                 stored events come back as duplicates): {reason}"
+            )
+        }),
+        items: outcomes,
+    };
+    let status = if answer.not_written > 0 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if answer.rejected > 0 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, axum::Json(answer)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        insert_retry_after(shared, &mut response);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_keys_from_basic_and_bearer() {
+        // "wk_1:" in base64, as Segment's libraries send the write key.
+        assert_eq!(key_of_authorization("Basic d2tfMTo="), Some("wk_1".into()));
+        assert_eq!(key_of_authorization("Bearer wk_2"), Some("wk_2".into()));
+        assert_eq!(key_of_authorization("Basic !!!"), None);
+        assert_eq!(key_of_authorization("Digest x"), None);
+    }
+
+    #[test]
+    fn write_keys_parse_from_source_colon_key() {
+        let key: WriteKey = "web:wk:with:colons".parse().expect("valid");
+        assert_eq!(key.source, "web");
+        assert_eq!(key.key, "wk:with:colons");
+        assert!("nokey".parse::<WriteKey>().is_err());
+        assert!(!format!("{key:?}").contains("wk:with"));
+    }
+}
