@@ -13,6 +13,8 @@ use baton_log::AnyLog;
 use baton_producer::{Collector, WriteKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -48,9 +50,47 @@ pub struct Services {
 pub async fn add_services(
     services: &mut Services,
     log: &AnyLog,
+    log_args: &LogArgs,
     settings: &Settings,
 ) -> anyhow::Result<()> {
-    let _ = (services, log, settings);
+    // The projector: the live view (created under the configured definition when missing),
+    // followed until shutdown, publishing snapshots of its tables to the query routes.
+    let store = baton_projector::ViewStore::open(log_args.views_dir())?;
+    let view = crate::view::live_view(&store, settings.funnel.as_ref())?;
+    let name = view.name().to_owned();
+    let status = Arc::new(baton_projector::Status::default());
+    let (mut publisher, snapshots, wanted) = baton_query::SnapshotPublisher::new(
+        &name,
+        Duration::from_millis(settings.publish_every_ms),
+    );
+    if settings.read_tokens.is_empty() {
+        tracing::warn!("no read token configured: the query API answers loopback clients only");
+    }
+    let state = baton_query::QueryState::new(
+        snapshots,
+        status.clone(),
+        settings.read_tokens.clone(),
+        wanted,
+    );
+    services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
+    let log = log.clone();
+    let mut shutdown = services.shutdown.clone();
+    services.tasks.spawn(async move {
+        let options = baton_projector::RunOptions {
+            until: baton_projector::Until::Forever,
+            ..baton_projector::RunOptions::default()
+        };
+        let on_commit = move |projection: &baton_core::FunnelProjection, position| {
+            publisher.committed(projection, position);
+        };
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
+        baton_projector::run(&log, view, options, status, on_commit, stopping)
+            .await
+            .with_context(|| format!("the projector of view {name:?}"))?;
+        Ok(())
+    });
     Ok(())
 }
 
@@ -120,7 +160,7 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
         tasks: JoinSet::new(),
         shutdown: shutdown.clone(),
     };
-    add_services(&mut services, &log, &settings).await?;
+    add_services(&mut services, &log, &log_args, &settings).await?;
     let Services {
         router, mut tasks, ..
     } = services;

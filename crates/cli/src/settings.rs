@@ -47,6 +47,10 @@ struct SettingsFile {
     track: BTreeMap<String, TrackRule>,
     #[serde(default)]
     mappings: BTreeMap<String, Mapping>,
+    #[serde(default)]
+    read_tokens: Vec<String>,
+    publish_every_ms: Option<u64>,
+    funnel: Option<PathBuf>,
 }
 
 /// Settings after file and environment, before flags.
@@ -63,6 +67,12 @@ pub struct Settings {
     pub write_keys: Vec<WriteKey>,
     pub track: BTreeMap<String, TrackRule>,
     pub mappings: BTreeMap<String, Mapping>,
+    /// Bearer tokens for the query API (and SQL passwords); none: reads from loopback only.
+    pub read_tokens: Vec<String>,
+    /// How often the views queries see are rebuilt at most, while events come in.
+    pub publish_every_ms: u64,
+    /// The definition of the live view when it is first built.
+    pub funnel: Option<PathBuf>,
 }
 
 /// Reads an environment variable; `lookup` is the environment (a parameter so tests and
@@ -128,6 +138,9 @@ impl Settings {
                 .collect(),
             track: parsed.track,
             mappings: parsed.mappings,
+            read_tokens: parsed.read_tokens,
+            publish_every_ms: parsed.publish_every_ms.unwrap_or(1_000),
+            funnel: parsed.funnel,
         };
         if let Some(http) = env_value(lookup, "BATON_HTTP")? {
             settings.http = http;
@@ -169,6 +182,20 @@ impl Settings {
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(text) = lookup("BATON_READ_TOKENS") {
+            settings.read_tokens = text
+                .split(',')
+                .map(str::trim)
+                .filter(|part| !part.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(value) = env_value(lookup, "BATON_PUBLISH_EVERY_MS")? {
+            settings.publish_every_ms = value;
+        }
+        if let Some(funnel) = env_value::<String>(lookup, "BATON_FUNNEL")? {
+            settings.funnel = Some(PathBuf::from(funnel));
         }
         if settings.limits.max_event_bytes == 0 || settings.limits.max_request_bytes == 0 {
             bail!("limits.max_event_bytes and limits.max_request_bytes must be above 0");

@@ -128,7 +128,7 @@ async fn run_view(
 }
 
 /// The live view, created under `definition` (or the default) when there is none.
-fn live_view(store: &ViewStore, funnel: Option<&PathBuf>) -> anyhow::Result<View> {
+pub fn live_view(store: &ViewStore, funnel: Option<&PathBuf>) -> anyhow::Result<View> {
     match store.live()? {
         Some(name) => {
             let view = store.open_view(&name)?;
@@ -162,7 +162,19 @@ fn live_view(store: &ViewStore, funnel: Option<&PathBuf>) -> anyhow::Result<View
             } else {
                 "live".to_owned()
             };
-            let view = store.create_view(&name, &definition, &text, &file, None)?;
+            // A run cut short between creating the view and making it live left it behind:
+            // take it up when it is under the same definition.
+            let view = match store.open_view(&name) {
+                Ok(view) if view.definition()?.hash() == definition.hash() => view,
+                Ok(_) => anyhow::bail!(
+                    "there is no live view, and a view named {name:?} exists under another definition; \
+                     `baton promote` it or `baton drop {name}`"
+                ),
+                Err(baton_projector::StoreError::NoSuchView { .. }) => {
+                    store.create_view(&name, &definition, &text, &file, None)?
+                }
+                Err(other) => return Err(other.into()),
+            };
             store.set_live(&name)?;
             tracing::info!(view = %name, "created the live view");
             Ok(view)

@@ -859,3 +859,90 @@ fn bench_collect_prints_http_beside_direct_append() {
     assert!(figures["p99_ms"].as_f64() >= figures["p50_ms"].as_f64());
     assert_eq!(figures["backend"], "embedded");
 }
+
+/// Collector, projector and query in one `baton serve`: events posted over HTTP are read back
+/// from the views with `min_position`, and the view the process kept is the one `baton funnel`
+/// reads after it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_projects_what_it_collects_and_answers_queries_at_a_position() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "8", "40", "history.ndjson");
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "http = \"127.0.0.1:0\"\npublish_every_ms = 200\n",
+    )
+    .expect("config");
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let client = reqwest::Client::new();
+    let body = std::fs::read(dir.path().join("history.ndjson")).expect("history");
+    let mut accepted = 0u64;
+    // In requests under the collector's size limit.
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    for chunk in lines.chunks(200) {
+        let response = client
+            .post(format!("http://{}/v1/events", served.addr))
+            .header("content-type", "application/x-ndjson")
+            .body(chunk.join(&b'\n'))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status().as_u16(), 200);
+        let answer: Value =
+            serde_json::from_str(&response.text().await.expect("body")).expect("json");
+        accepted += answer["accepted"].as_u64().expect("accepted");
+    }
+    assert!(accepted > 1000, "{accepted}");
+    // The embedded log numbers events from 1, so the last accepted one is at `accepted`.
+    let url = format!("http://{}/v1/funnel?min_position={accepted}", served.addr);
+    let response = client.get(&url).send().await.expect("get");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["baton-position"]
+            .to_str()
+            .expect("ascii"),
+        accepted.to_string()
+    );
+    let funnel: Value = serde_json::from_str(&response.text().await.expect("body")).expect("json");
+    assert_eq!(funnel["totals"]["events"], accepted);
+    let campaigns = client
+        .get(format!(
+            "http://{}/v1/views/campaigns?format=csv",
+            served.addr
+        ))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("csv");
+    assert!(campaigns.starts_with("campaign,touches"), "{campaigns}");
+    let ready = client
+        .get(format!("http://{}/readyz", served.addr))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(ready.status().as_u16(), 200);
+    let metrics = client
+        .get(format!("http://{}/metrics", served.addr))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!("baton_projector_checkpoint {accepted}")),
+        "{metrics}"
+    );
+    let status = served.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+
+    let summary = json_of(&baton(dir.path(), &["funnel", "--json"]));
+    assert_eq!(summary["events"], accepted);
+    assert_eq!(summary["position"], accepted);
+    assert_eq!(summary["people"], funnel["totals"]["people"]);
+    assert_eq!(summary["won"]["deals"], funnel["totals"]["won_deals"]);
+}

@@ -106,12 +106,16 @@ pub struct Outcome {
 }
 
 /// Called on the fold thread after every commit whose journeys are refreshed (when the run
-/// has caught up with what it has read, and at the end): the query side publishes from here.
+/// has caught up with what it has read, and at the end), and about once a second while
+/// following with nothing new (the same position again): the query side publishes from here.
 pub trait OnCommit: FnMut(&FunnelProjection, Position) + Send + 'static {}
 impl<F: FnMut(&FunnelProjection, Position) + Send + 'static> OnCommit for F {}
 
 enum Chunk {
     Records(Vec<Record>),
+    /// Sent every second while following: lets `on_commit` publish at its own pace even when
+    /// no more events come.
+    Tick,
     /// The reader reached the bound: commit, refresh and stop.
     Reached,
 }
@@ -234,14 +238,19 @@ pub async fn run<L: EventLog>(
         }
     };
     // The head moves while following: look at it now and then, so lag is observable.
-    let watch_head = async {
+    let ticks = sender.clone();
+    let head_status = &status;
+    let watch_head = async move {
         if stop_at.is_some() {
             return std::future::pending::<()>().await;
         }
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             if let Ok(stat) = log.stat().await {
-                status.see_head(stat.head);
+                head_status.see_head(stat.head);
+            }
+            if ticks.send(Ok(Chunk::Tick)).await.is_err() {
+                return;
             }
         }
     };
@@ -268,6 +277,8 @@ fn fold_loop(
     mut on_commit: impl OnCommit,
 ) -> Result<Outcome, ProjectError> {
     let mut folded_since_commit = 0usize;
+    // Whether every journey reflects every applied event (what `on_commit` may read).
+    let mut refreshed = false;
     let mut reached = false;
     let mut failure = None;
     let commit = |projection: &mut FunnelProjection, checkpoint: Position| {
@@ -293,13 +304,14 @@ fn fold_loop(
                     commit(&mut projection, checkpoint)?;
                     let committed = started.elapsed();
                     projection.refresh();
-                    let refreshed = started.elapsed();
+                    refreshed = true;
+                    let refreshed_after = started.elapsed();
                     on_commit(&projection, checkpoint);
                     tracing::debug!(
                         events = folded_since_commit,
                         checkpoint = checkpoint.get(),
                         commit_ms = committed.as_secs_f64() * 1e3,
-                        refresh_ms = (refreshed - committed).as_secs_f64() * 1e3,
+                        refresh_ms = (refreshed_after - committed).as_secs_f64() * 1e3,
                         published_ms = started.elapsed().as_secs_f64() * 1e3,
                         "caught up: committed and published"
                     );
@@ -315,7 +327,13 @@ fn fold_loop(
                 reached = true;
                 break;
             }
+            Some(Ok(Chunk::Tick)) => {
+                if refreshed {
+                    on_commit(&projection, checkpoint);
+                }
+            }
             Some(Ok(Chunk::Records(records))) => {
+                refreshed = false;
                 let count = records.len();
                 for record in records {
                     projection.apply(&record.event);

@@ -244,23 +244,32 @@ impl ViewStore {
         }
         let dir = self.view_dir(name);
         if dir.exists() {
-            return Err(StoreError::Exists {
-                name: name.to_owned(),
-                path: self.dir.display().to_string(),
-            });
+            // A creation cut short is removed by `open_view`; anything else is a real view.
+            match self.open_view(name) {
+                Err(StoreError::NoSuchView { .. }) => {}
+                Ok(_) => {
+                    return Err(StoreError::Exists {
+                        name: name.to_owned(),
+                        path: self.dir.display().to_string(),
+                    });
+                }
+                Err(other) => return Err(other),
+            }
         }
         let view = View::open(name, &dir)?;
-        let meta = &view.db;
-        let result = (|| {
-            meta.insert(META_DEFINITION, definition_text.as_bytes())?;
-            meta.insert(META_DEFINITION_FILE, definition_file.as_bytes())?;
-            meta.insert(META_STATE_VERSION, &STATE_VERSION.to_le_bytes())?;
-            if let Some(bound) = bound {
-                meta.insert(META_BOUND, bound.encode())?;
-            }
-            meta.flush()?;
-            Ok::<_, sled::Error>(())
-        })();
+        // One atomic batch: a view has all of its metadata or none (a crash in between leaves
+        // a database without a definition, which `open_view` removes).
+        let mut batch = sled::Batch::default();
+        batch.insert(META_DEFINITION_FILE, definition_file.as_bytes());
+        batch.insert(META_STATE_VERSION, &STATE_VERSION.to_le_bytes());
+        if let Some(bound) = bound {
+            batch.insert(META_BOUND, bound.encode());
+        }
+        batch.insert(META_DEFINITION, definition_text.as_bytes());
+        let result = view
+            .db
+            .apply_batch(batch)
+            .and_then(|()| view.db.flush().map(|_| ()));
         result
             .map_err(|error| storage(&dir, format!("cannot write the view's metadata: {error}")))?;
         // Parsing again checks that what was stored reads back as the same definition.
@@ -269,13 +278,22 @@ impl ViewStore {
         Ok(view)
     }
 
-    /// Opens an existing view.
+    /// Opens an existing view. A database left without a definition (its creation was cut
+    /// short by a crash) is removed, and reported as no view.
     pub fn open_view(&self, name: &str) -> Result<View, StoreError> {
         let dir = self.view_dir(name);
         if !valid_view_name(name) || !dir.is_dir() {
             return Err(self.no_such(name));
         }
-        View::open(name, &dir)
+        let view = View::open(name, &dir)?;
+        if view.read_meta(META_DEFINITION)?.is_some() {
+            return Ok(view);
+        }
+        drop(view);
+        tracing::warn!(view = name, "removing a view whose creation was cut short");
+        std::fs::remove_dir_all(&dir)
+            .map_err(|error| storage(&dir, format!("cannot remove a torn view: {error}")))?;
+        Err(self.no_such(name))
     }
 
     /// Removes a view that is not live.

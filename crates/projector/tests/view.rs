@@ -331,3 +331,34 @@ fn the_store_keeps_one_live_view_and_guards_names_and_drops() {
     store.drop_view("first").expect("drop");
     assert_eq!(store.names().expect("names"), vec!["second".to_owned()]);
 }
+
+/// Regression: a `baton project` killed while creating the live view left a database with no
+/// definition, and every later run failed on it. Such a view is now removed and made again.
+#[test]
+fn a_view_whose_creation_was_cut_short_is_made_again() {
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    {
+        let torn = sled::open(views.path().join("torn")).expect("sled");
+        torn.insert(b"definition_file", b"x".as_slice())
+            .expect("insert");
+        torn.flush().expect("flush");
+    }
+    assert!(matches!(
+        store.open_view("torn"),
+        Err(StoreError::NoSuchView { .. })
+    ));
+    assert!(
+        !views.path().join("torn").exists(),
+        "the torn view is removed"
+    );
+    new_view(&store, "torn", None);
+    assert_eq!(
+        store
+            .open_view("torn")
+            .expect("open")
+            .checkpoint()
+            .expect("checkpoint"),
+        Position::ZERO
+    );
+}

@@ -1,0 +1,667 @@
+//! The views over HTTP: every table as a resource, JSON by default and CSV on request, filters
+//! and pagination, the log position every answer reflects, read-your-writes with
+//! `?min_position=N`, an OpenAPI document, health, readiness and Prometheus metrics.
+//!
+//! Answers are computed from the latest [`Snapshot`] the projector published: every table of
+//! one answer comes from the same log position. Read tokens guard every route but `/healthz`;
+//! with no token configured, only loopback peers are served.
+
+use crate::format::{csv, rows_json};
+use crate::table::{ColumnType, Snapshot, Table, Value};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use baton_projector::{Position, Status};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The longest `?min_position` wait a request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// The wait when a request gives `min_position` without `wait_ms`.
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// Rows per page when a request names no `limit`, and the most it may name.
+const DEFAULT_LIMIT: usize = 1_000;
+const MAX_LIMIT: usize = 100_000;
+
+/// What the query routes read.
+#[derive(Clone, Debug)]
+pub struct QueryState {
+    snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    status: Arc<Status>,
+    read_tokens: Arc<Vec<String>>,
+    /// The highest position a waiting request asked for: the projector publishes a snapshot
+    /// as soon as it reaches it, instead of at its usual pace.
+    wanted: Arc<AtomicU64>,
+    metrics: Arc<QueryMetrics>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct QueryMetrics {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl QueryState {
+    /// `snapshots` carries what the projector publishes (`None` before the first); `status` is
+    /// the projector's; `wanted` is shared with the publisher (see [`SnapshotPublisher`]).
+    pub fn new(
+        snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+        status: Arc<Status>,
+        read_tokens: Vec<String>,
+        wanted: Arc<AtomicU64>,
+    ) -> QueryState {
+        QueryState {
+            snapshots,
+            status,
+            read_tokens: Arc::new(read_tokens),
+            wanted,
+            metrics: Arc::default(),
+        }
+    }
+}
+
+/// An error answer: a status and a message naming what is wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(serde_json::json!({"error": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// The query routes.
+pub fn router(state: QueryState) -> Router {
+    let guarded = Router::new()
+        .route("/v1/views", get(list_tables))
+        .route("/v1/views/{table}", get(table_rows))
+        .route("/v1/funnel", get(funnel))
+        .route("/v1/people/{person}", get(person))
+        .route("/openapi.json", get(openapi))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(guarded)
+        .with_state(state)
+}
+
+async fn authorize(
+    State(state): State<QueryState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    if state.read_tokens.is_empty() {
+        return match peer {
+            Some(peer) if peer.ip().is_loopback() => Ok(next.run(request).await),
+            _ => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "no read token is configured, so reads are served to loopback peers only",
+            )),
+        };
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing read token: send `Authorization: Bearer TOKEN`",
+        ));
+    };
+    let known = state.read_tokens.iter().fold(false, |found, token| {
+        found | constant_time_eq(token, presented)
+    });
+    if !known {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown read token",
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing of a token.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut difference = a.len() ^ b.len();
+    for (index, byte) in a.iter().enumerate() {
+        difference |= usize::from(byte ^ b.get(index).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
+/// Query parameters every view route takes.
+fn param<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    params.get(name).map(String::as_str)
+}
+
+fn number(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    param(params, name)
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("query parameter `{name}`: not a whole number: {text:?}"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The snapshot to answer from: the latest, after waiting for `min_position` if asked.
+async fn snapshot(
+    state: &QueryState,
+    params: &BTreeMap<String, String>,
+) -> Result<Arc<Snapshot>, ApiError> {
+    let started = std::time::Instant::now();
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let min = number(params, "min_position")?.map(Position::new);
+    let wait = match number(params, "wait_ms")? {
+        Some(ms) => Duration::from_millis(ms).min(MAX_WAIT),
+        None => DEFAULT_WAIT,
+    };
+    let mut receiver = state.snapshots.clone();
+    let current = receiver.borrow_and_update().clone();
+    let result = match (current, min) {
+        (Some(snapshot), None) => Ok(snapshot),
+        (Some(snapshot), Some(min)) if snapshot.position >= min => Ok(snapshot),
+        (current, min) => {
+            if let Some(min) = min {
+                state.wanted.fetch_max(min.get(), Ordering::AcqRel);
+            }
+            let reached = |snapshot: &Option<Arc<Snapshot>>| {
+                snapshot
+                    .as_ref()
+                    .is_some_and(|s| min.is_none_or(|min| s.position >= min))
+            };
+            let waited = tokio::time::timeout(wait, receiver.wait_for(reached)).await;
+            match waited {
+                Ok(Ok(snapshot)) => Ok(snapshot.clone().expect("invariant: checked by wait_for")),
+                _ => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    match (current, min) {
+                        (Some(snapshot), Some(min)) => format!(
+                            "the views reflect position {}, not yet {min} (waited {} ms; retry, or raise wait_ms up to {} ms)",
+                            snapshot.position,
+                            wait.as_millis(),
+                            MAX_WAIT.as_millis()
+                        ),
+                        _ => "the views are not built yet: the projector is still catching up"
+                            .to_owned(),
+                    },
+                )),
+            }
+        }
+    };
+    state
+        .metrics
+        .micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    if result.is_err() {
+        state.metrics.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+fn wants_csv(params: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match param(params, "format") {
+        Some("csv") => return Ok(true),
+        Some("json") => return Ok(false),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter `format`: expected `json` or `csv`, got {other:?}"),
+            ));
+        }
+        None => {}
+    }
+    Ok(headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/csv")))
+}
+
+fn with_position(mut response: Response, snapshot: &Snapshot) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&snapshot.position.get().to_string()) {
+        headers.insert("baton-position", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&snapshot.view) {
+        headers.insert("baton-view", value);
+    }
+    response
+}
+
+/// Parameters that are not column filters.
+const RESERVED: &[&str] = &[
+    "format",
+    "limit",
+    "offset",
+    "min_position",
+    "wait_ms",
+    "from",
+    "to",
+];
+
+fn cell_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::Text(text) => Some(text.clone()),
+        Value::Int(int) => Some(int.to_string()),
+        Value::Float(float) => Some(float.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        Value::Time(time) => Some(time.to_rfc3339()),
+    }
+}
+
+/// Applies column filters (`?column=value`, exact match), the date range (`from`, `to`, RFC
+/// 3339, on the table's first time column) and pagination.
+fn select(table: &Table, params: &BTreeMap<String, String>) -> Result<(Table, usize), ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let mut filters = Vec::new();
+    for (name, wanted) in params {
+        if RESERVED.contains(&name.as_str()) {
+            continue;
+        }
+        let Some(index) = table.columns.iter().position(|(column, _)| column == name) else {
+            let columns: Vec<&str> = table.columns.iter().map(|(c, _)| *c).collect();
+            return Err(bad(format!(
+                "query parameter `{name}`: table `{}` has no such column; its columns: {}",
+                table.name,
+                columns.join(", ")
+            )));
+        };
+        filters.push((index, wanted.as_str()));
+    }
+    let time = |name: &str| -> Result<Option<baton_core::Timestamp>, ApiError> {
+        param(params, name)
+            .map(|text| {
+                baton_core::Timestamp::parse_rfc3339(text)
+                    .map_err(|error| bad(format!("query parameter `{name}`: {error}")))
+            })
+            .transpose()
+    };
+    let (from, to) = (time("from")?, time("to")?);
+    let time_column = table
+        .columns
+        .iter()
+        .position(|(_, kind)| *kind == ColumnType::Time);
+    if (from.is_some() || to.is_some()) && time_column.is_none() {
+        return Err(bad(format!(
+            "query parameters `from`/`to`: table `{}` has no time column",
+            table.name
+        )));
+    }
+    let limit = number(params, "limit")?.map_or(DEFAULT_LIMIT, |n| n as usize);
+    if limit > MAX_LIMIT {
+        return Err(bad(format!(
+            "query parameter `limit`: at most {MAX_LIMIT}, got {limit}"
+        )));
+    }
+    let offset = number(params, "offset")?.unwrap_or(0) as usize;
+    let matching: Vec<&Vec<Value>> = table
+        .rows
+        .iter()
+        .filter(|row| {
+            filters
+                .iter()
+                .all(|(index, wanted)| cell_text(&row[*index]).as_deref() == Some(*wanted))
+        })
+        .filter(|row| match time_column.map(|index| &row[index]) {
+            Some(Value::Time(at)) => from.is_none_or(|f| *at >= f) && to.is_none_or(|t| *at < t),
+            Some(_) => from.is_none() && to.is_none(),
+            None => true,
+        })
+        .collect();
+    let total = matching.len();
+    let rows = matching
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .cloned()
+        .collect();
+    Ok((
+        Table {
+            name: table.name,
+            columns: table.columns.clone(),
+            rows,
+        },
+        total,
+    ))
+}
+
+async fn list_tables(
+    State(state): State<QueryState>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let snapshot = snapshot(&state, &params).await?;
+    let tables: Vec<serde_json::Value> = snapshot
+        .tables
+        .iter()
+        .map(|(kind, table)| {
+            serde_json::json!({
+                "table": table.name,
+                "view": kind.as_str(),
+                "rows": table.rows.len(),
+                "columns": table.columns.iter().map(|(name, kind)| serde_json::json!({
+                    "name": name,
+                    "type": format!("{kind:?}").to_lowercase(),
+                })).collect::<Vec<_>>(),
+                "href": format!("/v1/views/{}", table.name),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "view": snapshot.view,
+        "definition": snapshot.definition,
+        "definition_hash": snapshot.definition_hash,
+        "position": snapshot.position.get(),
+        "tables": tables,
+    });
+    Ok(with_position(Json(body).into_response(), &snapshot))
+}
+
+async fn table_rows(
+    State(state): State<QueryState>,
+    Path(name): Path<String>,
+    Query(params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let as_csv = wants_csv(&params, &headers)?;
+    let snapshot = snapshot(&state, &params).await?;
+    let Some(table) = snapshot.table(&name) else {
+        let names: Vec<&str> = snapshot.tables.iter().map(|(_, t)| t.name).collect();
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no table {name:?}; the tables: {}", names.join(", ")),
+        ));
+    };
+    let (page, total) = select(table, &params)?;
+    let response = if as_csv {
+        let mut response = csv(&page).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        if let Ok(value) =
+            HeaderValue::from_str(&format!("attachment; filename=\"{}.csv\"", page.name))
+        {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+        response
+    } else {
+        Json(serde_json::json!({
+            "table": page.name,
+            "view": snapshot.view,
+            "position": snapshot.position.get(),
+            "total": total,
+            "rows": rows_json(&page),
+        }))
+        .into_response()
+    };
+    let mut response = with_position(response, &snapshot);
+    if let Ok(value) = HeaderValue::from_str(&total.to_string()) {
+        response.headers_mut().insert("baton-total-rows", value);
+    }
+    Ok(response)
+}
+
+async fn funnel(
+    State(state): State<QueryState>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let snapshot = snapshot(&state, &params).await?;
+    let one = |name: &str| snapshot.table(name).map(rows_json);
+    let totals = one("funnel_totals")
+        .and_then(|rows| rows.as_array().and_then(|rows| rows.first().cloned()))
+        .unwrap_or(serde_json::Value::Null);
+    let body = serde_json::json!({
+        "view": snapshot.view,
+        "position": snapshot.position.get(),
+        "totals": totals,
+        "stages": one("stages"),
+    });
+    Ok(with_position(Json(body).into_response(), &snapshot))
+}
+
+async fn person(
+    State(state): State<QueryState>,
+    Path(person): Path<String>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let snapshot = snapshot(&state, &params).await?;
+    let scores = snapshot
+        .table("person_scores")
+        .expect("invariant: the marketing view has person_scores");
+    let Some(row) = scores
+        .rows
+        .iter()
+        .find(|row| matches!(&row[0], Value::Text(id) if *id == person))
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no person {person:?} in view {} at position {}",
+                snapshot.view, snapshot.position
+            ),
+        ));
+    };
+    let of_person = |name: &str, column: &str| -> serde_json::Value {
+        let Some(table) = snapshot.table(name) else {
+            return serde_json::Value::Null;
+        };
+        let index = table.columns.iter().position(|(c, _)| *c == column);
+        let rows: Vec<Vec<Value>> = table
+            .rows
+            .iter()
+            .filter(|r| index.is_some_and(|i| matches!(&r[i], Value::Text(id) if *id == person)))
+            .cloned()
+            .collect();
+        rows_json(&Table {
+            name: table.name,
+            columns: table.columns.clone(),
+            rows,
+        })
+    };
+    let single = Table {
+        name: scores.name,
+        columns: scores.columns.clone(),
+        rows: vec![row.clone()],
+    };
+    let body = serde_json::json!({
+        "view": snapshot.view,
+        "position": snapshot.position.get(),
+        "person": rows_json(&single).as_array().and_then(|r| r.first().cloned()),
+        "handoffs": of_person("handoffs", "person"),
+        "opportunities": of_person("opportunities", "person"),
+    });
+    Ok(with_position(Json(body).into_response(), &snapshot))
+}
+
+async fn readyz(State(state): State<QueryState>) -> Response {
+    let published = state.snapshots.borrow().as_ref().map(|s| s.position);
+    let head = state.status.head();
+    match published {
+        Some(position) if position >= head => (
+            StatusCode::OK,
+            format!("ready: views at position {position}\n"),
+        )
+            .into_response(),
+        Some(position) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("catching up: views at position {position}, log head {head}\n"),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("catching up: no views yet, log head {head}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<QueryState>) -> Response {
+    let status = &state.status;
+    let published = state
+        .snapshots
+        .borrow()
+        .as_ref()
+        .map_or(0, |s| s.position.get());
+    let metrics = &state.metrics;
+    let text = format!(
+        "# HELP baton_projector_checkpoint Log position the stored views reflect.\n\
+         # TYPE baton_projector_checkpoint gauge\n\
+         baton_projector_checkpoint {}\n\
+         # HELP baton_log_head Log head as last seen by the projector.\n\
+         # TYPE baton_log_head gauge\n\
+         baton_log_head {}\n\
+         # HELP baton_projector_lag Events on the log not yet in the stored views.\n\
+         # TYPE baton_projector_lag gauge\n\
+         baton_projector_lag {}\n\
+         # HELP baton_projector_events_total Events folded since the process started.\n\
+         # TYPE baton_projector_events_total counter\n\
+         baton_projector_events_total {}\n\
+         # HELP baton_projector_commits_total Commits of state and checkpoint since start.\n\
+         # TYPE baton_projector_commits_total counter\n\
+         baton_projector_commits_total {}\n\
+         # HELP baton_query_published_position Log position of the views queries see.\n\
+         # TYPE baton_query_published_position gauge\n\
+         baton_query_published_position {published}\n\
+         # HELP baton_query_requests_total View requests answered or refused.\n\
+         # TYPE baton_query_requests_total counter\n\
+         baton_query_requests_total {}\n\
+         # HELP baton_query_errors_total View requests that failed.\n\
+         # TYPE baton_query_errors_total counter\n\
+         baton_query_errors_total {}\n\
+         # HELP baton_query_wait_seconds_total Time spent finding the snapshot to answer from.\n\
+         # TYPE baton_query_wait_seconds_total counter\n\
+         baton_query_wait_seconds_total {}\n",
+        status.checkpoint().get(),
+        status.head().get(),
+        status.lag(),
+        status.events(),
+        status.commits(),
+        metrics.requests.load(Ordering::Relaxed),
+        metrics.errors.load(Ordering::Relaxed),
+        metrics.micros.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+/// Builds snapshots on the projector's fold thread and publishes them: at most once per
+/// `every` (and never more often than twice the time a build takes, so a large view does not
+/// starve the fold), and at once when a waiting request wants a position just committed.
+#[derive(Debug)]
+pub struct SnapshotPublisher {
+    view: String,
+    sender: watch::Sender<Option<Arc<Snapshot>>>,
+    wanted: Arc<AtomicU64>,
+    every: Duration,
+    last: Option<std::time::Instant>,
+    last_cost: Duration,
+    published: Position,
+}
+
+impl SnapshotPublisher {
+    /// A publisher and the receiving end for [`QueryState::new`], with the shared `wanted`.
+    pub fn new(
+        view: &str,
+        every: Duration,
+    ) -> (
+        SnapshotPublisher,
+        watch::Receiver<Option<Arc<Snapshot>>>,
+        Arc<AtomicU64>,
+    ) {
+        let (sender, receiver) = watch::channel(None);
+        let wanted = Arc::new(AtomicU64::new(0));
+        (
+            SnapshotPublisher {
+                view: view.to_owned(),
+                sender,
+                wanted: wanted.clone(),
+                every,
+                last: None,
+                last_cost: Duration::ZERO,
+                published: Position::ZERO,
+            },
+            receiver,
+            wanted,
+        )
+    }
+
+    /// Called after each commit with the refreshed projection.
+    pub fn committed(&mut self, projection: &baton_core::FunnelProjection, position: Position) {
+        if position <= self.published && self.last.is_some() {
+            return;
+        }
+        let wanted = Position::new(self.wanted.load(Ordering::Acquire));
+        let asked = wanted > self.published && wanted <= position;
+        let due = self.last.is_none_or(|last| {
+            let pace = self.every.max(self.last_cost * 2);
+            last.elapsed() >= pace
+        });
+        if !(asked || due) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let snapshot = Snapshot::build(&self.view, projection, position);
+        self.last_cost = started.elapsed();
+        self.last = Some(std::time::Instant::now());
+        self.published = position;
+        tracing::debug!(
+            position = position.get(),
+            build_ms = self.last_cost.as_secs_f64() * 1e3,
+            "published the views"
+        );
+        self.sender.send_replace(Some(Arc::new(snapshot)));
+    }
+}

@@ -1,0 +1,87 @@
+//! The OpenAPI 3.1 document of the query routes, served at `/openapi.json`.
+
+use crate::table::ViewKind;
+
+fn table_names() -> Vec<&'static str> {
+    // The names are fixed by the view code; listing them from an empty projection keeps the
+    // document in step with it.
+    let projection =
+        baton_core::FunnelProjection::new(baton_core::FunnelDefinition::default_funnel());
+    ViewKind::ALL
+        .into_iter()
+        .flat_map(|kind| crate::table::tables(&projection, kind))
+        .map(|table| table.name)
+        .collect()
+}
+
+/// The document.
+pub fn document() -> serde_json::Value {
+    let wait = serde_json::json!([
+        {"name": "min_position", "in": "query", "schema": {"type": "integer", "minimum": 0},
+         "description": "Answer only once the views reflect this log position (read your own writes); 503 with Retry-After if not reached within wait_ms."},
+        {"name": "wait_ms", "in": "query", "schema": {"type": "integer", "maximum": 30000},
+         "description": "How long to wait for min_position (default 10000)."}
+    ]);
+    let position_header = serde_json::json!({
+        "Baton-Position": {"description": "The log position the answer reflects.", "schema": {"type": "integer"}},
+        "Baton-View": {"description": "The stored view the answer comes from.", "schema": {"type": "string"}}
+    });
+    let error = serde_json::json!({
+        "description": "An error naming what is wrong.",
+        "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}
+    });
+    let mut table_parameters = vec![
+        serde_json::json!({"name": "table", "in": "path", "required": true,
+            "schema": {"type": "string", "enum": table_names()}}),
+        serde_json::json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
+            "description": "csv, or send Accept: text/csv; JSON by default."}),
+        serde_json::json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 100000, "default": 1000}}),
+        serde_json::json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}),
+        serde_json::json!({"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"},
+            "description": "Rows whose time column is at or after this (tables with a time column)."}),
+        serde_json::json!({"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"},
+            "description": "Rows whose time column is before this."}),
+    ];
+    table_parameters.extend(wait.as_array().cloned().unwrap_or_default());
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Baton query API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The marketing, sales and shared-funnel views as tables (docs/views.md). Any other query parameter naming a column filters rows by exact value, e.g. ?owner=sdr.maya or ?dimension=channel. Authorization: Bearer READ_TOKEN when read tokens are configured; otherwise loopback clients only."
+        },
+        "components": {"securitySchemes": {"read_token": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"read_token": []}],
+        "paths": {
+            "/v1/views": {"get": {
+                "summary": "The tables, their columns and row counts, and the position of the views.",
+                "parameters": wait,
+                "responses": {"200": {"description": "The tables.", "headers": position_header}, "401": error, "503": error}
+            }},
+            "/v1/views/{table}": {"get": {
+                "summary": "The rows of one table (JSON or CSV), filtered and paginated.",
+                "parameters": table_parameters,
+                "responses": {
+                    "200": {"description": "{table, view, position, total, rows: [{column: value}]}; CSV with a header row (RFC 4180).",
+                            "headers": position_header,
+                            "content": {"application/json": {}, "text/csv": {}}},
+                    "400": error, "401": error, "404": error, "503": error
+                }
+            }},
+            "/v1/funnel": {"get": {
+                "summary": "The shared-funnel summary: totals and stages.",
+                "parameters": wait,
+                "responses": {"200": {"description": "{view, position, totals, stages}", "headers": position_header}, "401": error, "503": error}
+            }},
+            "/v1/people/{person}": {"get": {
+                "summary": "One person: scores and place, hand-offs, opportunities.",
+                "parameters": [{"name": "person", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "{view, position, person, handoffs, opportunities}", "headers": position_header}, "401": error, "404": error, "503": error}
+            }},
+            "/healthz": {"get": {"summary": "The process is up.", "security": [], "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Ready once the views reflect the log's head.", "responses": {"200": {"description": "ready"}, "503": {"description": "catching up"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics: projector checkpoint, head and lag, query counts.", "responses": {"200": {"description": "text/plain; version=0.0.4"}}}},
+            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+        }
+    })
+}
