@@ -17,6 +17,12 @@ pub struct DemoArgs {
     /// Seed of the generated history.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Address the demo serves HTTP on once the views are built.
+    #[arg(long, default_value = crate::settings::DEFAULT_HTTP)]
+    http: String,
+    /// Print the summary and exit instead of serving.
+    #[arg(long)]
+    no_serve: bool,
 }
 
 pub async fn run(log_args: &LogArgs, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -75,7 +81,18 @@ pub async fn run(log_args: &LogArgs, args: DemoArgs) -> anyhow::Result<ExitCode>
         "next: `baton log read --limit 5` shows stored events; `baton funnel --json` the summary as JSON;"
     );
     println!(
-        "      `baton replay --funnel my.toml` builds the history under your own definition and compares it (docs/funnels.md)."
+        "      `baton replay --funnel my.toml` builds the history under your own definition and compares it (docs/funnels.md);"
     );
-    Ok(ExitCode::SUCCESS)
+    println!("      `baton report marketing|sales|funnel` the views as tables (docs/views.md).");
+    if args.no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Serving opens the log again (sled allows one handle per process and database).
+    drop(log);
+    println!();
+    println!(
+        "serving the views and the collector on http://{} (Ctrl-C stops)",
+        args.http
+    );
+    crate::serve::run(log_args, crate::serve::ServeArgs::on(args.http)).await
 }

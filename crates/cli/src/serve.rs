@@ -18,6 +18,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+impl ServeArgs {
+    /// What `baton demo` serves with: defaults, on `http`.
+    pub fn on(http: String) -> ServeArgs {
+        ServeArgs {
+            http: Some(http),
+            config: None,
+            write_keys: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// HTTP address to listen on [default: 127.0.0.1:7070; config key `http`].
@@ -166,6 +177,11 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
     } = services;
 
     eprintln!("baton serve: {} on http://{addr}", log.describe());
+    eprintln!(
+        "  views:   http://{addr}/v1/views (tables; /v1/views/TABLE?format=csv for CSV)\n  \
+         funnel:  http://{addr}/v1/funnel\n  API:     http://{addr}/openapi.json\n  \
+         collect: POST http://{addr}/v1/events (docs/ingest.md)\n  Ctrl-C stops."
+    );
     let mut http_shutdown = shutdown.clone();
     let served = collector.serve(router, async move {
         let _ = http_shutdown.wait_for(|stopping| *stopping).await;

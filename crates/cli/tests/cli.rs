@@ -264,7 +264,10 @@ fn log_read_exports_what_ingest_takes_back() {
 #[test]
 fn demo_generates_folds_and_prints_the_funnel() {
     let dir = tempfile::tempdir().expect("dir");
-    let output = baton(dir.path(), &["demo", "--accounts", "60", "--seed", "4"]);
+    let output = baton(
+        dir.path(),
+        &["demo", "--accounts", "60", "--seed", "4", "--no-serve"],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -295,7 +298,10 @@ fn demo_generates_folds_and_prints_the_funnel() {
 
     // A second run folds what is there rather than appending the history again.
     let events = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"].clone();
-    let again = baton(dir.path(), &["demo", "--accounts", "60", "--seed", "4"]);
+    let again = baton(
+        dir.path(),
+        &["demo", "--accounts", "60", "--seed", "4", "--no-serve"],
+    );
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
     assert_eq!(
         json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"],
@@ -721,9 +727,15 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, args: &[&str]) -> Served {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        Served::run(dir, &all)
+    }
+
+    /// Any command that ends up serving (`serve`, `demo`).
+    fn run(dir: &Path, args: &[&str]) -> Served {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .arg("serve")
             .args(args)
             .current_dir(dir)
             .env_remove("BATON_NATS")
@@ -945,4 +957,42 @@ async fn serve_projects_what_it_collects_and_answers_queries_at_a_position() {
     assert_eq!(summary["position"], accepted);
     assert_eq!(summary["people"], funnel["totals"]["people"]);
     assert_eq!(summary["won"]["deals"], funnel["totals"]["won_deals"]);
+}
+
+/// The README's first command: `baton demo` builds the views, then serves them until stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_the_views_it_built_until_stopped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let served = Served::run(
+        dir.path(),
+        &[
+            "demo",
+            "--accounts",
+            "30",
+            "--seed",
+            "9",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let events = {
+        // The views are published shortly after the projector catches up.
+        let url = format!("http://{}/v1/funnel?min_position=1", served.addr);
+        let body = reqwest::get(&url)
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body");
+        let funnel: Value = serde_json::from_str(&body).expect("json");
+        funnel["totals"]["events"].as_u64().expect("events")
+    };
+    assert!(events > 500, "{events}");
+    let status = served.terminate();
+    assert!(status.success(), "clean exit: {status:?}");
+    let stat = json_of(&baton(dir.path(), &["log", "stat", "--json"]));
+    assert_eq!(
+        stat["events"], events,
+        "the served views reflect the whole log"
+    );
 }

@@ -105,9 +105,10 @@ pub struct Outcome {
     pub reached: bool,
 }
 
-/// Called on the fold thread after every commit whose journeys are refreshed (when the run
-/// has caught up with what it has read, and at the end), and about once a second while
-/// following with nothing new (the same position again): the query side publishes from here.
+/// Called on the fold thread with the loaded state at the start, after every commit whose
+/// journeys are refreshed (when the run has caught up with what it has read, and at the end),
+/// and about once a second while following with nothing new (the same position again): the
+/// query side publishes from here.
 pub trait OnCommit: FnMut(&FunnelProjection, Position) + Send + 'static {}
 impl<F: FnMut(&FunnelProjection, Position) + Send + 'static> OnCommit for F {}
 
@@ -277,8 +278,11 @@ fn fold_loop(
     mut on_commit: impl OnCommit,
 ) -> Result<Outcome, ProjectError> {
     let mut folded_since_commit = 0usize;
-    // Whether every journey reflects every applied event (what `on_commit` may read).
-    let mut refreshed = false;
+    // Whether every journey reflects every applied event (what `on_commit` may read). A loaded
+    // projection is refreshed: publish it at once, so a restarted service answers queries
+    // before the first new event.
+    let mut refreshed = true;
+    on_commit(&projection, checkpoint);
     let mut reached = false;
     let mut failure = None;
     let commit = |projection: &mut FunnelProjection, checkpoint: Position| {
