@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod bench_collect;
+mod bench_query;
 mod demo;
 mod funnel;
 mod generate;
@@ -108,6 +109,8 @@ enum BenchCommand {
     Replay(bench::ReplayArgs),
     /// HTTP ingest through the collector vs appending directly, with request latency.
     Collect(bench_collect::CollectArgs),
+    /// Query latency over HTTP, idle and while appending, with a live projector.
+    Query(bench_query::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +158,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Append(args),
             } => bench::append(args).await,
+            Command::Bench {
+                command: BenchCommand::Query(args),
+            } => bench_query::run(args).await,
             Command::Bench {
                 command: BenchCommand::Replay(args),
             } => bench::replay(args).await,

@@ -996,3 +996,36 @@ async fn demo_serves_the_views_it_built_until_stopped() {
         "the served views reflect the whole log"
     );
 }
+
+#[test]
+fn bench_query_prints_latency_idle_and_while_appending() {
+    let dir = tempfile::tempdir().expect("dir");
+    let figures = bench_figures(
+        dir.path(),
+        &[
+            "query",
+            "--events",
+            "3000",
+            "--rate",
+            "1000",
+            "--seconds",
+            "0.6",
+            "--clients",
+            "2",
+        ],
+    );
+    for key in [
+        "http_p50_ms",
+        "http_p99_ms",
+        "lookup_p99_ms",
+        "qps",
+        "idle_qps",
+    ] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {figures}"
+        );
+    }
+    assert!(figures["http_p99_ms"].as_f64() >= figures["http_p50_ms"].as_f64());
+    assert!(figures["views_position_after"].as_u64().expect("position") >= 3000);
+}

@@ -1,0 +1,297 @@
+//! `baton bench query`: query latency of the views over HTTP, idle and while events are
+//! appended at a steady rate, in one run, on one embedded log with a live projector in the
+//! same process (as `baton serve` runs them).
+//!
+//! Timed, each sequentially from one client (send to full body): the funnel summary
+//! (`/v1/funnel`) and a per-person lookup (`/v1/people/{id}`, ids drawn with a fixed seed from
+//! the people of the history); then the queries per second several concurrent clients get on
+//! the funnel summary. The idle figures are the baseline; the ingesting ones are what the goal
+//! is about.
+
+use crate::bench::unique_events;
+use anyhow::Context;
+use baton_log::{EmbeddedConfig, EmbeddedLog, EventLog};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Events in the history behind the views.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// Events per second appended during the ingesting phase.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u32,
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent clients for the queries-per-second figure.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Print `{"http_p50_ms":..,"http_p99_ms":..,"lookup_p99_ms":..,"qps":..}` plus the idle
+    /// baseline (`idle_*`). SQL figures arrive with the SQL endpoint.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Nearest-rank percentile of sorted durations, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1].as_secs_f64() * 1e3
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    funnel_p50: f64,
+    funnel_p99: f64,
+    lookup_p50: f64,
+    lookup_p99: f64,
+    qps: f64,
+    /// Published view position at the end of the phase (shows the views kept up).
+    position: u64,
+}
+
+async fn timed(client: &reqwest::Client, url: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = client.get(url).send().await.context("query request")?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.bytes().await.context("query body")?;
+    Ok(started.elapsed())
+}
+
+async fn phase(
+    base: &str,
+    people: &[String],
+    seconds: f64,
+    clients: usize,
+) -> anyhow::Result<Figures> {
+    let client = reqwest::Client::new();
+    let deadline = Duration::from_secs_f64(seconds / 3.0);
+    let funnel_url = format!("{base}/v1/funnel");
+    let mut funnel = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        funnel.push(timed(&client, &funnel_url).await?);
+    }
+    let mut lookups = Vec::new();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let person = &people[(seed % people.len() as u64) as usize];
+        lookups.push(timed(&client, &format!("{base}/v1/people/{person}")).await?);
+    }
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..clients.max(1) {
+        let (client, url) = (client.clone(), funnel_url.clone());
+        workers.spawn(async move {
+            let mut count = 0u64;
+            while started.elapsed() < deadline {
+                timed(&client, &url).await?;
+                count += 1;
+            }
+            Ok::<_, anyhow::Error>(count)
+        });
+    }
+    let mut answered = 0;
+    while let Some(joined) = workers.join_next().await {
+        answered += joined.context("query client")??;
+    }
+    let qps = answered as f64 / started.elapsed().as_secs_f64();
+    funnel.sort_unstable();
+    lookups.sort_unstable();
+    let body: serde_json::Value = serde_json::from_str(
+        &client
+            .get(&funnel_url)
+            .send()
+            .await?
+            .text()
+            .await
+            .context("funnel body")?,
+    )?;
+    Ok(Figures {
+        funnel_p50: percentile_ms(&funnel, 50),
+        funnel_p99: percentile_ms(&funnel, 99),
+        lookup_p50: percentile_ms(&lookups, 50),
+        lookup_p99: percentile_ms(&lookups, 99),
+        qps,
+        position: body["position"].as_u64().unwrap_or(0),
+    })
+}
+
+pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).await?;
+    let appended_during = (f64::from(args.rate) * args.seconds) as usize + 1;
+    let mut events = unique_events(args.events + appended_during);
+    let later = events.split_off(args.events);
+    for batch in events.chunks(10_000) {
+        log.append(batch.to_vec()).await?;
+    }
+    drop(events);
+    let head = log.stat().await?.head;
+
+    // The live projector and the query routes, as `baton serve` wires them.
+    let store = baton_projector::ViewStore::open(dir.path().join("views"))?;
+    let definition = baton_core::FunnelDefinition::default_funnel();
+    let view = store.create_view(
+        "bench",
+        &definition,
+        baton_core::DEFAULT_FUNNEL_TOML,
+        "default",
+        None,
+    )?;
+    let status = Arc::new(baton_projector::Status::default());
+    let (mut publisher, snapshots, wanted) =
+        baton_query::SnapshotPublisher::new("bench", Duration::from_secs(1));
+    let state = baton_query::QueryState::new(snapshots.clone(), status.clone(), Vec::new(), wanted);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = {
+        let (log, status) = (log.clone(), status.clone());
+        tokio::spawn(async move {
+            let options = baton_projector::RunOptions {
+                until: baton_projector::Until::Forever,
+                ..baton_projector::RunOptions::default()
+            };
+            let on_commit = move |projection: &baton_core::FunnelProjection, position| {
+                publisher.committed(projection, position);
+            };
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            baton_projector::run(&log, view, options, status, on_commit, shutdown).await
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = baton_query::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+
+    // Wait for the views of the whole history.
+    let mut receiver = snapshots.clone();
+    tokio::time::timeout(
+        Duration::from_secs(1800),
+        receiver.wait_for(|s| s.as_ref().is_some_and(|s| s.position >= head)),
+    )
+    .await
+    .context("the views of the history were not published within 30 minutes")??;
+    let people: Vec<String> = {
+        let snapshot = receiver.borrow().clone().expect("invariant: waited for it");
+        let table = snapshot
+            .table("person_scores")
+            .context("no person_scores table")?;
+        table
+            .rows
+            .iter()
+            .filter_map(|row| match &row[0] {
+                baton_query::Value::Text(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    anyhow::ensure!(!people.is_empty(), "the history has no people");
+
+    let idle = phase(&base, &people, args.seconds, args.clients).await?;
+
+    // Ingesting: append at a steady rate while the same queries run.
+    let appender = {
+        let log = log.clone();
+        let rate = args.rate;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(10));
+            let mut pending = later.into_iter();
+            let started = Instant::now();
+            let mut appended = 0usize;
+            loop {
+                ticker.tick().await;
+                let due = (f64::from(rate) * started.elapsed().as_secs_f64()) as usize;
+                let batch: Vec<_> = pending
+                    .by_ref()
+                    .take(due.saturating_sub(appended))
+                    .collect();
+                if batch.is_empty() && appended > 0 && pending.len() == 0 {
+                    break;
+                }
+                appended += batch.len();
+                if !batch.is_empty() {
+                    log.append(batch).await?;
+                }
+            }
+            Ok::<_, anyhow::Error>(appended as f64 / started.elapsed().as_secs_f64())
+        })
+    };
+    let ingesting = phase(&base, &people, args.seconds, args.clients).await?;
+    let append_eps = appender.await.context("appender")??;
+    let _ = stop.send(());
+    projector.await.context("projector")??;
+    let _ = http_stop.send(());
+    server.await.context("server")??;
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "events": args.events,
+                "http_p50_ms": ingesting.funnel_p50,
+                "http_p99_ms": ingesting.funnel_p99,
+                "lookup_p50_ms": ingesting.lookup_p50,
+                "lookup_p99_ms": ingesting.lookup_p99,
+                "qps": ingesting.qps.round(),
+                "append_eps": append_eps.round(),
+                "views_position_after": ingesting.position,
+                "idle_http_p50_ms": idle.funnel_p50,
+                "idle_http_p99_ms": idle.funnel_p99,
+                "idle_lookup_p99_ms": idle.lookup_p99,
+                "idle_qps": idle.qps.round(),
+                "sql_p50_ms": null,
+                "sql_p99_ms": null,
+            })
+        );
+    } else {
+        println!(
+            "query latency over HTTP, {} events behind the views, {} concurrent clients for qps",
+            args.events, args.clients
+        );
+        println!(
+            "  {:<34} {:>10} {:>10} {:>12} {:>12} {:>9}",
+            "", "funnel p50", "funnel p99", "lookup p50", "lookup p99", "qps"
+        );
+        for (label, figures) in [
+            ("idle (baseline)".to_owned(), idle),
+            (format!("appending {append_eps:.0} events/s"), ingesting),
+        ] {
+            println!(
+                "  {label:<34} {:>8.2}ms {:>8.2}ms {:>10.2}ms {:>10.2}ms {:>9.0}",
+                figures.funnel_p50,
+                figures.funnel_p99,
+                figures.lookup_p50,
+                figures.lookup_p99,
+                figures.qps
+            );
+        }
+        println!(
+            "  the views reflected position {} at the end (head before appending: {head})",
+            ingesting.position
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
