@@ -78,6 +78,19 @@ pub fn money(minor_units: i64) -> String {
     format!("{sign}{digits}{grouped}.{:02}", (minor_units % 100).abs())
 }
 
+/// Amounts per currency as `{"USD": "1234.50", ...}`: decimal strings, exact.
+pub fn amounts_json(amounts: &[(String, i64)]) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = amounts
+        .iter()
+        .map(|(currency, minor)| {
+            let sign = if *minor < 0 { "-" } else { "" };
+            let text = format!("{sign}{}.{:02}", minor.abs() / 100, minor.abs() % 100);
+            (currency.clone(), serde_json::Value::String(text))
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
 pub fn summary_json(summary: &FunnelSummary, position: u64) -> serde_json::Value {
     let stages: Vec<serde_json::Value> = summary
         .stages
@@ -94,16 +107,7 @@ pub fn summary_json(summary: &FunnelSummary, position: u64) -> serde_json::Value
             })
         })
         .collect();
-    let revenue: serde_json::Map<String, serde_json::Value> = summary
-        .revenue_minor_units
-        .iter()
-        .map(|(currency, minor)| {
-            (
-                currency.clone(),
-                serde_json::Value::String(format!("{}.{:02}", minor / 100, minor % 100)),
-            )
-        })
-        .collect();
+    let revenue = amounts_json(&summary.revenue_minor_units);
     serde_json::json!({
         "definition": summary.definition,
         "definition_hash": summary.definition_hash,

@@ -477,16 +477,7 @@ fn revenue_text(group: &OutcomeGroup) -> String {
 }
 
 fn group_json(group: &OutcomeGroup) -> serde_json::Value {
-    let revenue: serde_json::Map<String, serde_json::Value> = group
-        .revenue_minor_units
-        .iter()
-        .map(|(currency, minor)| {
-            (
-                currency.clone(),
-                serde_json::Value::String(format!("{}.{:02}", minor / 100, minor % 100)),
-            )
-        })
-        .collect();
+    let revenue = crate::funnel::amounts_json(&group.revenue_minor_units);
     serde_json::json!({
         "people": group.people,
         "won": group.won,

@@ -170,6 +170,19 @@ impl FunnelProjection {
         }
     }
 
+    /// The (dimension, value) pairs a first touch credits: its source, channel and campaign.
+    fn first_touch_credit(
+        &self,
+        first: Option<&crate::journey::Fact>,
+    ) -> [(&'static str, String); 3] {
+        let attribute = |symbol: Option<Symbol>| self.label(symbol.unwrap_or_default());
+        [
+            ("source", attribute(first.map(|f| f.attributes.source))),
+            ("channel", attribute(first.map(|f| f.attributes.channel))),
+            ("campaign", attribute(first.map(|f| f.attributes.campaign))),
+        ]
+    }
+
     /// First-touch attribution of people, MQLs, pipeline and revenue by source, channel and
     /// campaign.
     pub fn attribution(&self) -> Vec<AttributionRow> {
@@ -183,14 +196,8 @@ impl FunnelProjection {
         let mql_stage = Place::Stage(self.definition.mql_stage());
         let mut credited: BTreeMap<(&'static str, String), Credited> = BTreeMap::new();
         self.for_each_person(|person| {
-            let first = person.first_touch();
             let is_mql = person.journey.transitions.iter().any(|t| t.to == mql_stage);
-            let attribute = |symbol: Option<Symbol>| self.label(symbol.unwrap_or_default());
-            for (dimension, value) in [
-                ("source", attribute(first.map(|f| f.attributes.source))),
-                ("channel", attribute(first.map(|f| f.attributes.channel))),
-                ("campaign", attribute(first.map(|f| f.attributes.campaign))),
-            ] {
+            for (dimension, value) in self.first_touch_credit(person.first_touch()) {
                 let entry = credited.entry((dimension, value)).or_default();
                 entry.people += 1;
                 entry.mql_people += u64::from(is_mql);
@@ -205,13 +212,7 @@ impl FunnelProjection {
         }
         let mut deals: BTreeMap<(&'static str, String), Deals> = BTreeMap::new();
         for opportunity in opportunities.values() {
-            let first = opportunity.first_touch.as_ref();
-            let attribute = |symbol: Option<Symbol>| self.label(symbol.unwrap_or_default());
-            for (dimension, value) in [
-                ("source", attribute(first.map(|f| f.attributes.source))),
-                ("channel", attribute(first.map(|f| f.attributes.channel))),
-                ("campaign", attribute(first.map(|f| f.attributes.campaign))),
-            ] {
+            for (dimension, value) in self.first_touch_credit(opportunity.first_touch.as_ref()) {
                 let entry = deals.entry((dimension, value)).or_default();
                 entry.count += 1;
                 let won = opportunity.status == DealStatus::Won;
