@@ -601,9 +601,20 @@ impl Snapshot {
         projection: &FunnelProjection,
         position: baton_projector::Position,
     ) -> Snapshot {
-        let tables = ViewKind::ALL
+        let (marketing, sales, shared) = projection.views();
+        let tables = marketing_tables(&marketing)
             .into_iter()
-            .flat_map(|kind| tables(projection, kind).into_iter().map(move |t| (kind, t)))
+            .map(|t| (ViewKind::Marketing, t))
+            .chain(
+                sales_tables(&sales)
+                    .into_iter()
+                    .map(|t| (ViewKind::Sales, t)),
+            )
+            .chain(
+                shared_tables(&shared)
+                    .into_iter()
+                    .map(|t| (ViewKind::Funnel, t)),
+            )
             .collect();
         Snapshot {
             view: view.to_owned(),

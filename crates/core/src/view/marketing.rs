@@ -247,10 +247,16 @@ impl FunnelProjection {
 
     /// The marketing view of refreshed journeys.
     pub fn marketing_view(&self) -> MarketingView {
+        self.marketing_view_with(&self.opportunities())
+    }
+
+    pub(crate) fn marketing_view_with(
+        &self,
+        opportunities: &BTreeMap<Symbol, super::report::Opportunity>,
+    ) -> MarketingView {
         let definition = &self.definition;
         let now = self.now();
         let mql_stage = Place::Stage(definition.mql_stage());
-        let opportunities = self.opportunities();
         // Opportunities by the person who carries them, oldest first.
         let mut opportunities_of: BTreeMap<&str, Vec<Symbol>> = BTreeMap::new();
         for opportunity in opportunities.values() {
@@ -433,7 +439,7 @@ impl FunnelProjection {
             }
         });
 
-        view.attribution = self.attribution_with(&opportunities);
+        view.attribution = self.attribution_with(opportunities);
         let influenced = |touched: &Touched| {
             let (mut pipeline, mut revenue, mut won) =
                 (AmountSum::default(), AmountSum::default(), 0);

@@ -83,6 +83,13 @@ impl SalesView {
 impl FunnelProjection {
     /// The sales view of refreshed journeys.
     pub fn sales_view(&self) -> SalesView {
+        self.sales_view_with(&self.opportunities())
+    }
+
+    pub(crate) fn sales_view_with(
+        &self,
+        opportunities: &BTreeMap<crate::symbol::Symbol, super::report::Opportunity>,
+    ) -> SalesView {
         let now = self.now();
         let mut response: BTreeMap<String, (SlaOwnerRow, Vec<i64>)> = BTreeMap::new();
         self.for_each_person(|person| {
@@ -131,7 +138,6 @@ impl FunnelProjection {
             })
             .collect();
 
-        let opportunities = self.opportunities();
         let mut pipeline: BTreeMap<String, (u64, AmountSum)> = BTreeMap::new();
         let mut view = SalesView {
             as_of: self.latest,

@@ -1,8 +1,8 @@
 //! The shared-funnel view: the summary both teams read, conversion by entry cohort with
-//! people still within the window kept apart from those who dropped, the hand-off ledger, and
-//! pipeline and revenue by source. Rules in `docs/views.md`.
+//! people still within the window kept apart from those who dropped, and the hand-off ledger.
+//! Pipeline and revenue by source is the marketing view's attribution, which both teams share.
+//! Rules in `docs/views.md`.
 
-use super::marketing::AttributionRow;
 use super::{FunnelProjection, FunnelSummary};
 use crate::journey::{Direction, Place};
 use crate::timestamp::Timestamp;
@@ -54,8 +54,6 @@ pub struct SharedView {
     pub summary: FunnelSummary,
     pub cohorts: Vec<CohortRow>,
     pub handoffs: Vec<HandoffRow>,
-    /// Pipeline and revenue by first-touch source, channel and campaign.
-    pub attribution: Vec<AttributionRow>,
 }
 
 fn month(at: Timestamp) -> String {
@@ -151,7 +149,24 @@ impl FunnelProjection {
             summary: self.summary(),
             cohorts: cohorts.into_values().collect(),
             handoffs,
-            attribution: self.attribution(),
         }
+    }
+}
+
+impl FunnelProjection {
+    /// The three views at once, sharing the work they have in common (the opportunities).
+    pub fn views(
+        &self,
+    ) -> (
+        super::marketing::MarketingView,
+        super::sales::SalesView,
+        SharedView,
+    ) {
+        let opportunities = self.opportunities();
+        (
+            self.marketing_view_with(&opportunities),
+            self.sales_view_with(&opportunities),
+            self.shared_view(),
+        )
     }
 }
