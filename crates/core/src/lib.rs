@@ -36,7 +36,7 @@ pub use symbol::{Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
 pub use view::marketing::{
     AccountScoreRow, AttributionRow, CampaignRow, ContentRow, MarketingView, NurtureRow,
-    PersonScoreRow,
+    PersonScoreRow, Segment,
 };
 pub use view::report::{Amounts, DealStatus, NONE_LABEL};
 pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};

@@ -130,6 +130,9 @@ pub fn marketing_tables(view: &MarketingView) -> Vec<Table> {
         &[
             ("person", Text),
             ("account", Text),
+            ("industry", Text),
+            ("region", Text),
+            ("size", Text),
             ("place", Text),
             ("owner", Text),
             ("engagement", Float),
@@ -141,6 +144,9 @@ pub fn marketing_tables(view: &MarketingView) -> Vec<Table> {
         people.push(vec![
             row.person.as_str().into(),
             row.account.clone().into(),
+            row.segment.industry.clone().into(),
+            row.segment.region.clone().into(),
+            row.segment.size().into(),
             row.place.as_str().into(),
             owner(row.owner),
             row.engagement.into(),
@@ -152,6 +158,10 @@ pub fn marketing_tables(view: &MarketingView) -> Vec<Table> {
         "account_scores",
         &[
             ("account", Text),
+            ("industry", Text),
+            ("region", Text),
+            ("size", Text),
+            ("employees", Int),
             ("people", Int),
             ("engaged_people", Int),
             ("mql_people", Int),
@@ -164,6 +174,10 @@ pub fn marketing_tables(view: &MarketingView) -> Vec<Table> {
     for row in &view.accounts {
         accounts.push(vec![
             row.account.as_str().into(),
+            row.segment.industry.clone().into(),
+            row.segment.region.clone().into(),
+            row.segment.size().into(),
+            row.segment.employees.map(u64::from).into(),
             row.people.into(),
             row.engaged_people.into(),
             row.mql_people.into(),

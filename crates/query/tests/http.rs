@@ -134,6 +134,33 @@ async fn tables_come_as_json_and_csv_with_filters_pages_and_positions() {
     assert_eq!(rows["total"], 1);
     assert_eq!(rows["rows"][0]["handoffs"], owner.handoffs);
 
+    // By account segment: every size band's rows add up to the accounts with a known size.
+    let accounts: serde_json::Value = get(&format!(
+        "{}/v1/views/account_scores?limit=100000",
+        server.base
+    ))
+    .await
+    .json()
+    .await
+    .expect("json");
+    let sized = accounts["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|row| row["size"].is_string())
+        .count() as u64;
+    assert!(sized > 0, "the history has firmographics");
+    let mut by_band = 0;
+    for band in ["1-49", "50-199", "200-999", "1000-9999", "10000+"] {
+        let url = format!("{}/v1/views/account_scores?size={band}", server.base);
+        let rows: serde_json::Value = get(&url).await.json().await.expect("json");
+        for row in rows["rows"].as_array().expect("rows") {
+            assert_eq!(row["size"], band);
+        }
+        by_band += rows["total"].as_u64().expect("total");
+    }
+    assert_eq!(by_band, sized);
+
     // A date range on the table's time column.
     let all: serde_json::Value = get(&format!("{}/v1/views/handoffs?limit=100000", server.base))
         .await

@@ -20,11 +20,33 @@ pub struct NurtureRow {
     pub people: u64,
 }
 
+/// An account's segment: its latest traits by business time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Segment {
+    pub industry: Option<String>,
+    pub region: Option<String>,
+    pub employees: Option<u32>,
+}
+
+impl Segment {
+    /// The size band of `employees`: `1-49`, `50-199`, `200-999`, `1000-9999` or `10000+`.
+    pub fn size(&self) -> Option<&'static str> {
+        self.employees.map(|employees| match employees {
+            0..=49 => "1-49",
+            50..=199 => "50-199",
+            200..=999 => "200-999",
+            1_000..=9_999 => "1000-9999",
+            _ => "10000+",
+        })
+    }
+}
+
 /// A person's scores now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PersonScoreRow {
     pub person: String,
     pub account: Option<String>,
+    pub segment: Segment,
     pub place: String,
     pub owner: Option<Owner>,
     /// Engagement decayed to the view's `as_of`.
@@ -38,6 +60,7 @@ pub struct PersonScoreRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AccountScoreRow {
     pub account: String,
+    pub segment: Segment,
     pub people: u64,
     pub engaged_people: u64,
     pub mql_people: u64,
@@ -161,6 +184,18 @@ struct Credited {
 }
 
 impl FunnelProjection {
+    /// An account's segment (all `None` without an account or traits).
+    fn segment(&self, account: Option<&str>) -> Segment {
+        let Some(account) = account.and_then(|a| self.accounts.get(a)) else {
+            return Segment::default();
+        };
+        Segment {
+            industry: account.industry.get().cloned(),
+            region: account.region.get().cloned(),
+            employees: account.employees.get().copied(),
+        }
+    }
+
     /// The name of a place under this projection's definition.
     pub fn place_name(&self, place: Place) -> String {
         match place {
@@ -336,9 +371,11 @@ impl FunnelProjection {
                 *nurture.entry((self.place_name(place), age)).or_default() += 1;
             }
             let engagement = journey.engagement_at(definition, now);
+            let segment = self.segment(person.account);
             people.push(PersonScoreRow {
                 person: person.id.to_owned(),
                 account: person.account.map(str::to_owned),
+                segment: segment.clone(),
                 place: self.place_name(place),
                 owner,
                 engagement,
@@ -358,6 +395,7 @@ impl FunnelProjection {
                     .entry(account.to_owned())
                     .or_insert_with(|| AccountScoreRow {
                         account: account.to_owned(),
+                        segment,
                         people: 0,
                         engaged_people: 0,
                         mql_people: 0,
