@@ -552,6 +552,58 @@ async fn a_new_snapshot_is_seen_by_the_next_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_reads_one_snapshot_while_they_swap() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let (live, later) = (&views().live, &views().later);
+    let first = (people(live), live.position.get() as i64);
+    let second = (people(later), later.position.get() as i64);
+    assert_ne!(first.0, second.0);
+
+    // Swap the live view back and forth as fast as the channel allows while querying two
+    // tables in one statement: each answer must come from one snapshot, never a mix.
+    let catalogs = endpoint.catalogs.clone();
+    let (done, mut stop) = oneshot::channel::<()>();
+    let swapper = tokio::spawn(async move {
+        let mut swaps = 0_u64;
+        loop {
+            let next = if swaps.is_multiple_of(2) { later } else { live };
+            catalogs.send_replace(catalog(next));
+            swaps += 1;
+            tokio::task::yield_now().await;
+            if stop.try_recv().is_ok() {
+                return swaps;
+            }
+        }
+    });
+    let statement = client
+        .prepare(
+            "select t.people, s.position from funnel_totals t cross join snapshots s where s.live",
+        )
+        .await
+        .expect("prepare");
+    for round in 0_u32..60 {
+        let row = if round.is_multiple_of(2) {
+            client.query_one(&statement, &[]).await.expect("extended")
+        } else {
+            client
+                .query_one(
+                    "select (select people from funnel_totals), (select position from snapshots where live)",
+                    &[],
+                )
+                .await
+                .expect("subqueries")
+        };
+        let pair = (row.get::<_, i64>(0), row.get::<_, i64>(1));
+        assert!(pair == first || pair == second, "mixed snapshots: {pair:?}");
+    }
+    let _ = done.send(());
+    let swaps = swapper.await.expect("swapper");
+    assert!(swaps > 1, "the catalog was swapped during the queries");
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_looks_like_postgresql() {
     let endpoint = Endpoint::start(&[]).await;
     let client = endpoint.connect().await;
