@@ -505,6 +505,16 @@ async fn bad_sql_is_an_error_not_a_dropped_connection() {
     let db = error.as_db_error().expect("db error");
     assert!(db.message().contains("no_such_table"), "{}", db.message());
     assert!(db.hint().is_some_and(|hint| hint.contains("docs/views.md")));
+    let error = client
+        .query("select no_such_column from campaigns", &[])
+        .await
+        .expect_err("an error");
+    let db = error.as_db_error().expect("db error");
+    assert!(
+        db.detail()
+            .is_some_and(|detail| detail.contains("campaigns.touches")),
+        "the valid columns are in DETAIL: {db:?}"
+    );
     endpoint.stop().await;
 }
 

@@ -39,6 +39,7 @@ impl ErrorHandler for SqlErrorHandler {
 }
 
 const TABLES_HINT: &str = "The live view's tables are in schema public, each view's in a schema named after it: \\dt *.* or information_schema.tables lists them, and docs/views.md describes every column.";
+const COLUMNS_HINT: &str = "docs/views.md describes every table's columns.";
 const DIALECT_HINT: &str =
     "The endpoint speaks DataFusion's PostgreSQL dialect (docs/sql.md lists what differs).";
 
@@ -67,11 +68,18 @@ fn primary(message: &str) -> String {
 
 fn engine_error(error: &DataFusionError) -> ErrorInfo {
     let root = error.find_root();
-    let message = primary(&root.message());
+    let text = root.message();
+    // DataFusion puts suggestions ("Valid fields are ...") on lines after the first; in
+    // PostgreSQL they belong in DETAIL.
+    let (first_line, more) = match text.split_once('\n') {
+        Some((first, more)) => (first, Some(more.trim().to_owned())),
+        None => (&*text, None),
+    };
+    let message = primary(first_line.trim_end_matches('.'));
     let (code, hint) = match root {
         DataFusionError::SQL(parser, _) => return syntax_error(&parser.to_string()),
         DataFusionError::SchemaError(schema, _) => match schema.as_ref() {
-            SchemaError::FieldNotFound { .. } => ("42703", Some(TABLES_HINT)),
+            SchemaError::FieldNotFound { .. } => ("42703", Some(COLUMNS_HINT)),
             SchemaError::AmbiguousReference { .. } => ("42702", None),
             SchemaError::DuplicateQualifiedField { .. }
             | SchemaError::DuplicateUnqualifiedField { .. } => ("42701", None),
@@ -95,10 +103,12 @@ fn engine_error(error: &DataFusionError) -> ErrorInfo {
         _ => ("XX000", None),
     };
     let mut info = error_info(code, message);
-    // Context DataFusion added around the root cause (e.g. which statement) goes in DETAIL.
+    // So does the context DataFusion added around the root cause.
     let full = error.strip_backtrace();
-    if !std::ptr::eq(root, error) && full != root.strip_backtrace() {
-        info.detail = Some(full);
+    let context = (!std::ptr::eq(root, error) && full != root.strip_backtrace()).then_some(full);
+    let detail: Vec<String> = more.into_iter().chain(context).collect();
+    if !detail.is_empty() {
+        info.detail = Some(detail.join("\n"));
     }
     info.hint = hint.map(str::to_owned);
     info
@@ -128,7 +138,8 @@ mod tests {
             "Invalid function 'nope'.\nDid you mean 'now'?".to_owned(),
         ));
         assert_eq!(info.code, "42883");
-        assert!(info.message.starts_with("invalid function 'nope'"));
+        assert_eq!(info.message, "invalid function 'nope'");
+        assert_eq!(info.detail.as_deref(), Some("Did you mean 'now'?"));
     }
 
     #[test]
