@@ -50,6 +50,9 @@ type ServedTable = Arc<MemTable>;
 pub(super) struct ServedCatalog {
     source: Arc<Catalog>,
     schemas: BTreeMap<String, BTreeMap<String, ServedTable>>,
+    /// The schema named after the live view: queries can name it, but catalog listings leave
+    /// it out, so that tools do not show (and Metabase does not sync) every table twice.
+    unlisted: Option<String>,
 }
 
 impl fmt::Debug for ServedCatalog {
@@ -69,8 +72,10 @@ impl ServedCatalog {
         let mut public = live.clone();
         public.insert(SNAPSHOTS_TABLE.to_owned(), snapshots_table(&source)?);
         schemas.insert(LIVE_SCHEMA.to_owned(), public);
+        let mut unlisted = None;
         if !RESERVED_SCHEMAS.contains(&source.live.view.as_str()) {
             schemas.insert(source.live.view.clone(), live);
+            unlisted = Some(source.live.view.clone());
         }
         for candidate in &source.candidates {
             if RESERVED_SCHEMAS.contains(&candidate.view.as_str())
@@ -84,7 +89,11 @@ impl ServedCatalog {
             }
             schemas.insert(candidate.view.clone(), view_tables(candidate)?);
         }
-        Ok(ServedCatalog { source, schemas })
+        Ok(ServedCatalog {
+            source,
+            schemas,
+            unlisted,
+        })
     }
 
     fn table(&self, schema: &str, table: &str) -> Option<&ServedTable> {
@@ -327,7 +336,13 @@ impl CatalogProvider for BatonCatalog {
             .cloned()
             .collect();
         match self.source.pinned_or_current() {
-            Ok(served) => names.extend(served.schemas.keys().cloned()),
+            Ok(served) => names.extend(
+                served
+                    .schemas
+                    .keys()
+                    .filter(|name| served.unlisted.as_ref() != Some(*name))
+                    .cloned(),
+            ),
             Err(error) => tracing::warn!(%error, "cannot list the views' schemas"),
         }
         names
