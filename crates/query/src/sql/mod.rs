@@ -100,7 +100,7 @@ pub async fn serve_sql(
     source.current().map_err(|error| QueryError::Engine {
         message: format!("cannot convert the views to Arrow: {error}"),
     })?;
-    let context = session::session_context(source.clone())?;
+    let context = session::session_context(source.clone(), session::QUERY_MEMORY_LIMIT)?;
     let handlers = Arc::new(SqlHandlers {
         service: Arc::new(SqlService::new(context, source)),
         startup: Arc::new(TokenStartupHandler::new(config.read_tokens.into())),

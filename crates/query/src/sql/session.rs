@@ -8,6 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{DFSchema, ParamValues, ScalarValue};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, EmptyRelation, LogicalPlan, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{ObjectName, Query, Set, SetExpr, Statement};
@@ -51,15 +53,32 @@ fn version_banner() -> String {
     )
 }
 
+/// The working memory (sorts, joins, aggregations) that all running queries may use together.
+/// The endpoint runs inside the projector's process, so a runaway query must fail (`53200`)
+/// rather than take the process down; spilling to disk is off for the same reason.
+pub(super) const QUERY_MEMORY_LIMIT: usize = 1 << 30;
+
 /// The DataFusion context shared by every connection: the `baton` catalog (a schema per view,
 /// the live view also as `public`), `information_schema`, `pg_catalog` and PostgreSQL's
 /// functions.
-pub(super) fn session_context(source: Arc<CatalogSource>) -> Result<SessionContext, QueryError> {
+pub(super) fn session_context(
+    source: Arc<CatalogSource>,
+    memory_limit: usize,
+) -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(DATABASE, LIVE_SCHEMA);
-    let context = SessionContext::new_with_config(config);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_limit, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(|error| QueryError::Engine {
+            message: format!("cannot set up the query runtime: {error}"),
+        })?;
+    let context = SessionContext::new_with_config_rt(config, runtime);
     context.register_catalog(DATABASE, Arc::new(BatonCatalog::new(source)));
     setup_pg_catalog(&context, DATABASE, EmptyContextProvider).map_err(|error| {
         QueryError::Engine {
@@ -563,6 +582,51 @@ mod tests {
         let statements = SqlParser::parse_sql(&PostgreSqlDialect {}, "set application_name = 'x'")
             .expect("parses");
         assert_eq!(engine_parameter(&statements[0]), None);
+    }
+
+    #[tokio::test]
+    async fn a_query_over_the_memory_limit_fails_instead_of_growing() {
+        use crate::{Catalog, Snapshot};
+        use baton_core::{FunnelDefinition, FunnelProjection};
+        use baton_producer::{History, HistoryConfig};
+
+        let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for event in History::new(HistoryConfig::new(3, 20)) {
+            projection.apply(&event);
+        }
+        projection.refresh();
+        let snapshot = Snapshot::build("main", &projection, baton_projector::Position::new(1));
+        let (_sender, receiver) =
+            tokio::sync::watch::channel(Arc::new(Catalog::new(Arc::new(snapshot))));
+        let source = Arc::new(CatalogSource::new(receiver));
+        let context = session_context(source.clone(), 64 * 1024).expect("context");
+        // Small enough for the limit: a plain count.
+        let count = source
+            .pinned(async {
+                context
+                    .sql("select count(*) from person_scores")
+                    .await?
+                    .collect()
+                    .await
+            })
+            .await
+            .expect("pinned")
+            .expect("a small query runs");
+        assert_eq!(count.len(), 1);
+        // A sorted self-join needs far more than 64 KiB of working memory.
+        let error = source
+            .pinned(async {
+                context
+                    .sql("select a.person, b.person from person_scores a cross join person_scores b order by 1, 2")
+                    .await?
+                    .collect()
+                    .await
+            })
+            .await
+            .expect("pinned")
+            .expect_err("over the limit");
+        let info = crate::sql::sqlstate::engine_error(&error);
+        assert_eq!(info.code, "53200", "{error}");
     }
 
     #[test]

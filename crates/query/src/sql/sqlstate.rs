@@ -66,7 +66,7 @@ fn primary(message: &str) -> String {
     }
 }
 
-fn engine_error(error: &DataFusionError) -> ErrorInfo {
+pub(super) fn engine_error(error: &DataFusionError) -> ErrorInfo {
     let root = error.find_root();
     let text = root.message();
     // DataFusion puts suggestions ("Valid fields are ...") on lines after the first; in
