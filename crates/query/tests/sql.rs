@@ -76,10 +76,14 @@ struct Endpoint {
 
 impl Endpoint {
     async fn start(read_tokens: &[&str]) -> Endpoint {
+        Endpoint::start_on("127.0.0.1:0", read_tokens).await
+    }
+
+    async fn start_on(addr: &str, read_tokens: &[&str]) -> Endpoint {
         let (catalogs, receiver) = watch::channel(catalog(&views().live));
         let (stop, stopped) = oneshot::channel::<()>();
         let config = SqlConfig {
-            addr: "127.0.0.1:0".parse().expect("address"),
+            addr: addr.parse().expect("address"),
             read_tokens: read_tokens
                 .iter()
                 .map(|token| (*token).to_owned())
@@ -101,20 +105,25 @@ impl Endpoint {
         self.server.as_ref().expect("running").local_addr().port()
     }
 
-    fn url(&self, password: &str, database: &str) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=analyst password={password} dbname={database} connect_timeout=10",
-            self.port()
-        )
-    }
-
     async fn try_connect(
         &self,
         password: &str,
         database: &str,
     ) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) =
-            tokio_postgres::connect(&self.url(password, database), NoTls).await?;
+        self.try_connect_from("127.0.0.1", password, database).await
+    }
+
+    async fn try_connect_from(
+        &self,
+        host: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let url = format!(
+            "host={host} port={} user=analyst password={password} dbname={database} connect_timeout=10",
+            self.port()
+        );
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -397,6 +406,48 @@ async fn read_tokens_admit_and_refuse() {
         .await
         .expect_err("another database is refused");
     assert_eq!(db_code(&error), SqlState::INVALID_CATALOG_NAME);
+    endpoint.stop().await;
+}
+
+/// An address of this machine that is not loopback: the source address the kernel would use
+/// towards TEST-NET-1 (a UDP `connect` sends nothing).
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_only_local_clients_are_admitted() {
+    let Some(ip) = non_loopback_address() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test needs a non-loopback IPv4 address with a route (a network interface)"
+        );
+        eprintln!("no non-loopback address: the remote-peer half of this test did not run");
+        return;
+    };
+    let endpoint = Endpoint::start_on("0.0.0.0:0", &[]).await;
+    let client = endpoint
+        .try_connect_from("127.0.0.1", "", "baton")
+        .await
+        .expect("a local client is admitted without a password");
+    client.simple_query("select 1").await.expect("query");
+    let error = endpoint
+        .try_connect_from(&ip.to_string(), "", "baton")
+        .await
+        .expect_err("a client from another address is refused");
+    assert_eq!(
+        db_code(&error),
+        SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    );
+    let message = error.as_db_error().expect("db error").message().to_owned();
+    assert!(
+        message.contains("no read tokens are configured"),
+        "{message}"
+    );
+    assert!(message.contains(&ip.to_string()), "{message}");
     endpoint.stop().await;
 }
 
