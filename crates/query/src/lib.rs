@@ -1,15 +1,25 @@
 //! The query side: the views as typed tables ([`tables`], [`Snapshot`]), their JSON and CSV
-//! forms, and the HTTP routes that serve them ([`router`]) from inside the projector's process,
-//! fed by a [`SnapshotPublisher`] on the projector's commits.
+//! forms, the [`Catalog`] of snapshots the endpoints serve, the HTTP routes ([`router`]) and
+//! (feature `sql`, on by default) the SQL endpoint over the PostgreSQL wire protocol
+//! ([`serve_sql`]), all inside the projector's process, fed by a [`SnapshotPublisher`] on the
+//! projector's commits.
 
+mod catalog;
+mod error;
 mod format;
 mod http;
 mod openapi;
+#[cfg(feature = "sql")]
+mod sql;
 mod table;
 
+pub use catalog::Catalog;
+pub use error::{ErrorKind, QueryError};
 pub use format::{csv, rows_json, tables_json};
 pub use http::{ApiError, QueryMetrics, QueryState, SnapshotPublisher, router};
 pub use openapi::document as openapi_document;
+#[cfg(feature = "sql")]
+pub use sql::{SqlConfig, SqlServer, serve_sql};
 pub use table::{
     ColumnType, Snapshot, Table, Value, ViewKind, marketing_tables, sales_tables, shared_tables,
     stages_table, tables,

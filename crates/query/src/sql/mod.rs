@@ -1,0 +1,173 @@
+//! The SQL endpoint: the views as tables over the PostgreSQL wire protocol, so that psql and
+//! BI tools (Metabase, Grafana, Superset, Tableau) connect as they would to PostgreSQL.
+//! DataFusion plans and runs the queries; datafusion-postgres speaks the protocol and answers
+//! the `pg_catalog` queries drivers send. Read-only; see `docs/sql.md`.
+
+mod auth;
+mod functions;
+mod rewrite;
+mod session;
+mod sqlstate;
+mod tables;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ErrorHandler, PgWireServerHandlers};
+use pgwire::tokio::process_socket;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::{Catalog, QueryError};
+use auth::TokenStartupHandler;
+use session::SqlService;
+use sqlstate::SqlErrorHandler;
+use tables::CatalogSource;
+
+/// Where the SQL endpoint listens and who may use it.
+#[derive(Clone)]
+pub struct SqlConfig {
+    /// Port 0 picks a free port; [`SqlServer::local_addr`] says which.
+    pub addr: SocketAddr,
+    /// Passwords that admit a client (with any user name). With none, only clients on this
+    /// machine (loopback) are admitted, without a password.
+    pub read_tokens: Vec<String>,
+}
+
+impl fmt::Debug for SqlConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlConfig")
+            .field("addr", &self.addr)
+            .field(
+                "read_tokens",
+                &format_args!("[{} redacted]", self.read_tokens.len()),
+            )
+            .finish()
+    }
+}
+
+/// A running SQL endpoint.
+#[derive(Debug)]
+pub struct SqlServer {
+    local_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl SqlServer {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits until the server has stopped: after the shutdown future given to [`serve_sql`]
+    /// completes, it stops accepting, closes every connection and returns.
+    pub async fn join(self) -> Result<(), QueryError> {
+        self.task.await.map_err(|error| QueryError::Stopped {
+            message: error.to_string(),
+        })
+    }
+}
+
+/// Binds `config.addr` and serves the catalogs sent on `catalogs` until `shutdown` completes.
+///
+/// Each query reads the newest catalog on the channel when it starts (a statement prepared
+/// earlier reads the newest one when executed), and sees all its tables at that catalog's
+/// positions. The first catalog is converted here, so a catalog the engine cannot hold is
+/// reported now rather than on the first query.
+pub async fn serve_sql(
+    config: SqlConfig,
+    catalogs: watch::Receiver<Arc<Catalog>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<SqlServer, QueryError> {
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| QueryError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| QueryError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let local_only = config.read_tokens.is_empty();
+    let source = Arc::new(CatalogSource::new(catalogs));
+    source.current().map_err(|error| QueryError::Engine {
+        message: format!("cannot convert the views to Arrow: {error}"),
+    })?;
+    let context = session::session_context(source.clone(), session::QUERY_MEMORY_LIMIT)?;
+    let handlers = Arc::new(SqlHandlers {
+        service: Arc::new(SqlService::new(context, source)),
+        startup: Arc::new(TokenStartupHandler::new(config.read_tokens.into())),
+    });
+    tracing::info!(%local_addr, local_only, "SQL endpoint listening");
+    let task = tokio::spawn(accept(listener, handlers, shutdown));
+    Ok(SqlServer { local_addr, task })
+}
+
+async fn accept(
+    listener: TcpListener,
+    handlers: Arc<SqlHandlers>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let handlers = handlers.clone();
+                    connections.spawn(async move {
+                        if let Err(error) = process_socket(socket, None, handlers).await {
+                            tracing::debug!(%peer, %error, "SQL connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Typically out of file descriptors: give connections a moment to close
+                    // instead of spinning on the error.
+                    tracing::warn!(%error, "cannot accept a SQL connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(finished) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(error) = finished {
+                    tracing::error!(%error, "a SQL connection task failed");
+                }
+            }
+        }
+    }
+    // Connections are idle most of the time (BI tools keep pools open), so waiting for them
+    // to end could take forever: they are closed.
+    connections.shutdown().await;
+    tracing::info!("SQL endpoint stopped");
+}
+
+struct SqlHandlers {
+    service: Arc<SqlService>,
+    startup: Arc<TokenStartupHandler>,
+}
+
+impl PgWireServerHandlers for SqlHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(SqlErrorHandler)
+    }
+}

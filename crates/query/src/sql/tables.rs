@@ -1,0 +1,463 @@
+//! The views as DataFusion tables. A [`Catalog`] is converted to Arrow once (on the first query
+//! that sees it); the `baton` SQL catalog resolves schemas and tables against the catalog
+//! *pinned* for the running query, so that every table a query reads comes from one snapshot.
+//!
+//! Pinning: the protocol handlers run each parse and each execution inside
+//! [`CatalogSource::pinned`], which stores the current converted catalog in a task-local.
+//! DataFusion resolves table names while planning and calls [`TableProvider::scan`] while
+//! building the physical plan, both inside that scope, so a snapshot swap in the middle of a
+//! query cannot mix two positions. A prepared statement re-executed later scans the catalog
+//! pinned for that execution, so it sees new snapshots too.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider, Session, TableProvider};
+use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use tokio::sync::watch;
+
+use crate::{Catalog, ColumnType, Snapshot, Table, Value};
+
+/// The schema that holds the live view (PostgreSQL's default schema, so unqualified table
+/// names work).
+pub(super) const LIVE_SCHEMA: &str = "public";
+/// The table listing every served view and the position it reflects.
+pub(super) const SNAPSHOTS_TABLE: &str = "snapshots";
+/// Schema names a view cannot take because PostgreSQL clients expect them to mean something
+/// else.
+const RESERVED_SCHEMAS: [&str; 3] = [LIVE_SCHEMA, "pg_catalog", "information_schema"];
+
+tokio::task_local! {
+    static PINNED: Arc<ServedCatalog>;
+}
+
+/// One table's rows in Arrow form.
+type ServedTable = Arc<MemTable>;
+
+/// A [`Catalog`] converted to Arrow: schema name → table name → table.
+pub(super) struct ServedCatalog {
+    source: Arc<Catalog>,
+    schemas: BTreeMap<String, BTreeMap<String, ServedTable>>,
+    /// The schema named after the live view: queries can name it, but catalog listings leave
+    /// it out, so that tools do not show (and Metabase does not sync) every table twice.
+    unlisted: Option<String>,
+}
+
+impl fmt::Debug for ServedCatalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServedCatalog")
+            .field("live", &self.source.live.view)
+            .field("position", &self.source.live.position)
+            .field("schemas", &self.schemas.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ServedCatalog {
+    fn build(source: Arc<Catalog>) -> Result<ServedCatalog> {
+        let mut schemas = BTreeMap::new();
+        let live = view_tables(&source.live)?;
+        let mut public = live.clone();
+        public.insert(SNAPSHOTS_TABLE.to_owned(), snapshots_table(&source)?);
+        schemas.insert(LIVE_SCHEMA.to_owned(), public);
+        let mut unlisted = None;
+        if !RESERVED_SCHEMAS.contains(&source.live.view.as_str()) {
+            schemas.insert(source.live.view.clone(), live);
+            unlisted = Some(source.live.view.clone());
+        }
+        for candidate in &source.candidates {
+            if RESERVED_SCHEMAS.contains(&candidate.view.as_str())
+                || schemas.contains_key(&candidate.view)
+            {
+                tracing::warn!(
+                    view = %candidate.view,
+                    "candidate view not served over SQL: its name is taken by a schema already"
+                );
+                continue;
+            }
+            schemas.insert(candidate.view.clone(), view_tables(candidate)?);
+        }
+        Ok(ServedCatalog {
+            source,
+            schemas,
+            unlisted,
+        })
+    }
+
+    fn table(&self, schema: &str, table: &str) -> Option<&ServedTable> {
+        self.schemas.get(schema)?.get(table)
+    }
+}
+
+fn view_tables(snapshot: &Snapshot) -> Result<BTreeMap<String, ServedTable>> {
+    snapshot
+        .tables
+        .iter()
+        .map(|(_, table)| Ok((table.name.to_owned(), mem_table(table)?)))
+        .collect()
+}
+
+/// `public.snapshots`: one row per served view.
+fn snapshots_table(catalog: &Catalog) -> Result<ServedTable> {
+    let mut table = Table {
+        name: SNAPSHOTS_TABLE,
+        columns: vec![
+            ("view", ColumnType::Text),
+            ("live", ColumnType::Bool),
+            ("definition", ColumnType::Text),
+            ("definition_hash", ColumnType::Text),
+            ("position", ColumnType::Int),
+        ],
+        rows: Vec::new(),
+    };
+    let views = std::iter::once((&catalog.live, true)).chain(
+        catalog
+            .candidates
+            .iter()
+            .map(|candidate| (candidate, false)),
+    );
+    for (snapshot, live) in views {
+        table.rows.push(vec![
+            snapshot.view.clone().into(),
+            live.into(),
+            snapshot.definition.clone().into(),
+            snapshot.definition_hash.clone().into(),
+            snapshot.position.get().into(),
+        ]);
+    }
+    mem_table(&table)
+}
+
+fn arrow_type(column: ColumnType) -> DataType {
+    match column {
+        ColumnType::Text => DataType::Utf8,
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Time => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+/// The Arrow schema of a table. Every column is nullable: which ones hold nulls depends on the
+/// data, and a table's schema must not change from one snapshot to the next.
+pub(super) fn arrow_schema(table: &Table) -> SchemaRef {
+    Arc::new(Schema::new(
+        table
+            .columns
+            .iter()
+            .map(|(name, column)| Field::new(*name, arrow_type(*column), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn mem_table(table: &Table) -> Result<ServedTable> {
+    let schema = arrow_schema(table);
+    let batch = record_batch(table, schema.clone())?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// Converts a table's rows to one Arrow record batch.
+pub(super) fn record_batch(table: &Table, schema: SchemaRef) -> Result<RecordBatch> {
+    let columns = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(index, (name, column))| {
+            let cells = table.rows.iter().map(|row| row.get(index));
+            column_array(*column, cells).map_err(|found| {
+                DataFusionError::Internal(format!(
+                    "table {}: column {name} is {column:?} but holds {found}",
+                    table.name
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// One column as an Arrow array; the error describes a cell of the wrong type.
+fn column_array<'a>(
+    column: ColumnType,
+    cells: impl Iterator<Item = Option<&'a Value>>,
+) -> std::result::Result<ArrayRef, String> {
+    let wrong = |cell: Option<&Value>| match cell {
+        None => "a short row".to_owned(),
+        Some(value) => format!("{value:?}"),
+    };
+    Ok(match column {
+        ColumnType::Text => {
+            let mut builder = StringBuilder::new();
+            for cell in cells {
+                match cell {
+                    Some(Value::Text(text)) => builder.append_value(text),
+                    Some(Value::Null) => builder.append_null(),
+                    other => return Err(wrong(other)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Int => {
+            let mut builder = Int64Builder::new();
+            for cell in cells {
+                match cell {
+                    Some(Value::Int(int)) => builder.append_value(*int),
+                    Some(Value::Null) => builder.append_null(),
+                    other => return Err(wrong(other)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Float => {
+            let mut builder = Float64Builder::new();
+            for cell in cells {
+                match cell {
+                    Some(Value::Float(float)) => builder.append_value(*float),
+                    Some(Value::Null) => builder.append_null(),
+                    other => return Err(wrong(other)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Bool => {
+            let mut builder = BooleanBuilder::new();
+            for cell in cells {
+                match cell {
+                    Some(Value::Bool(bool)) => builder.append_value(*bool),
+                    Some(Value::Null) => builder.append_null(),
+                    other => return Err(wrong(other)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        ColumnType::Time => {
+            let mut builder = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+            for cell in cells {
+                match cell {
+                    Some(Value::Time(time)) => {
+                        builder.append_value(time.unix_millis().saturating_mul(1000))
+                    }
+                    Some(Value::Null) => builder.append_null(),
+                    other => return Err(wrong(other)),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+    })
+}
+
+/// Where queries get their catalog: the newest one sent on the channel, converted once.
+pub(super) struct CatalogSource {
+    catalogs: watch::Receiver<Arc<Catalog>>,
+    served: Mutex<Option<Arc<ServedCatalog>>>,
+}
+
+impl fmt::Debug for CatalogSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CatalogSource").finish_non_exhaustive()
+    }
+}
+
+impl CatalogSource {
+    pub(super) fn new(catalogs: watch::Receiver<Arc<Catalog>>) -> CatalogSource {
+        CatalogSource {
+            catalogs,
+            served: Mutex::new(None),
+        }
+    }
+
+    /// The newest catalog, converted to Arrow (converting it if no query has yet).
+    pub(super) fn current(&self) -> Result<Arc<ServedCatalog>> {
+        let catalog = self.catalogs.borrow().clone();
+        // Held while converting, so that concurrent queries convert a new catalog only once.
+        let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(served) = served.as_ref()
+            && Arc::ptr_eq(&served.source, &catalog)
+        {
+            return Ok(served.clone());
+        }
+        let converted = Arc::new(ServedCatalog::build(catalog)?);
+        *served = Some(converted.clone());
+        Ok(converted)
+    }
+
+    /// Runs `work` with the newest catalog pinned: every table it resolves or scans comes
+    /// from that catalog.
+    pub(super) async fn pinned<F: Future>(&self, work: F) -> Result<F::Output> {
+        let catalog = self.current()?;
+        Ok(PINNED.scope(catalog, work).await)
+    }
+
+    /// The catalog pinned for the running query, else the newest one (for catalog listings
+    /// that DataFusion runs outside the query's task).
+    fn pinned_or_current(&self) -> Result<Arc<ServedCatalog>> {
+        match PINNED.try_with(Arc::clone) {
+            Ok(pinned) => Ok(pinned),
+            Err(_) => self.current(),
+        }
+    }
+}
+
+/// The `baton` SQL catalog: a schema per served view, plus the schemas registered by the
+/// PostgreSQL compatibility layer (`pg_catalog`).
+#[derive(Debug)]
+pub(super) struct BatonCatalog {
+    source: Arc<CatalogSource>,
+    registered: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl BatonCatalog {
+    pub(super) fn new(source: Arc<CatalogSource>) -> BatonCatalog {
+        BatonCatalog {
+            source,
+            registered: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl CatalogProvider for BatonCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        match self.source.pinned_or_current() {
+            Ok(served) => names.extend(
+                served
+                    .schemas
+                    .keys()
+                    .filter(|name| served.unlisted.as_ref() != Some(*name))
+                    .cloned(),
+            ),
+            Err(error) => tracing::warn!(%error, "cannot list the views' schemas"),
+        }
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(schema) = self
+            .registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Some(schema.clone());
+        }
+        let served = self.source.pinned_or_current().ok()?;
+        served.schemas.contains_key(name).then(|| {
+            Arc::new(ViewSchema {
+                name: name.to_owned(),
+                source: self.source.clone(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+
+    /// Used once, at setup, by the PostgreSQL compatibility layer to add `pg_catalog`.
+    /// `CREATE SCHEMA` never gets here: the endpoint refuses it before planning.
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self
+            .registered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), schema))
+    }
+}
+
+/// The tables of one view (or `public`).
+#[derive(Debug)]
+struct ViewSchema {
+    name: String,
+    source: Arc<CatalogSource>,
+}
+
+#[async_trait]
+impl SchemaProvider for ViewSchema {
+    fn table_names(&self) -> Vec<String> {
+        match self.source.pinned_or_current() {
+            Ok(served) => served
+                .schemas
+                .get(&self.name)
+                .map(|tables| tables.keys().cloned().collect())
+                .unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, schema = %self.name, "cannot list the view's tables");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let served = self.source.pinned_or_current()?;
+        Ok(served.table(&self.name, name).map(|table| {
+            Arc::new(ViewTable {
+                schema_name: self.name.clone(),
+                table_name: name.to_owned(),
+                schema: table.schema(),
+                source: self.source.clone(),
+            }) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.source
+            .pinned_or_current()
+            .is_ok_and(|served| served.table(&self.name, name).is_some())
+    }
+}
+
+/// A view's table by name; its rows are those of the catalog pinned when it is scanned.
+#[derive(Debug)]
+struct ViewTable {
+    schema_name: String,
+    table_name: String,
+    schema: SchemaRef,
+    source: Arc<CatalogSource>,
+}
+
+#[async_trait]
+impl TableProvider for ViewTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let served = self.source.pinned_or_current()?;
+        let Some(table) = served.table(&self.schema_name, &self.table_name) else {
+            return plan_err!(
+                "view {} is no longer served, so {}.{} is gone (the statement was prepared before the view was dropped or renamed)",
+                self.schema_name,
+                self.schema_name,
+                self.table_name
+            );
+        };
+        table.scan(state, projection, filters, limit).await
+    }
+}

@@ -1,0 +1,906 @@
+//! The SQL endpoint end to end: a real server in-process on a free port, serving views built
+//! from a seeded synthetic history, queried with real clients (tokio-postgres over both
+//! protocols, and the `psql` binary).
+
+#![cfg(feature = "sql")]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use baton_core::{DEFAULT_FUNNEL_TOML, FunnelDefinition, FunnelProjection};
+use baton_producer::{History, HistoryConfig};
+use baton_projector::Position;
+use baton_query::{Catalog, Snapshot, SqlConfig, SqlServer, Value, serve_sql};
+use tokio::sync::{oneshot, watch};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// The snapshots every test serves, built once.
+struct Views {
+    /// The live view: the default definition over 40 accounts.
+    live: Arc<Snapshot>,
+    /// A candidate view `strict`: the same events under a definition with a higher MQL bar.
+    strict: Arc<Snapshot>,
+    /// The live view later on: 70 accounts.
+    later: Arc<Snapshot>,
+}
+
+fn project(definition: FunnelDefinition, accounts: u64) -> (FunnelProjection, Position) {
+    let mut projection = FunnelProjection::new(definition);
+    let mut position = 0;
+    for event in History::new(HistoryConfig::new(11, accounts)) {
+        projection.apply(&event);
+        position += 1;
+    }
+    projection.refresh();
+    (projection, Position::new(position))
+}
+
+fn views() -> &'static Views {
+    static VIEWS: OnceLock<Views> = OnceLock::new();
+    VIEWS.get_or_init(|| {
+        let strict_toml = DEFAULT_FUNNEL_TOML
+            .replacen("name = \"b2b-default\"", "name = \"b2b-strict\"", 1)
+            .replacen("min_engagement = 40", "min_engagement = 70", 1);
+        assert_ne!(
+            strict_toml, DEFAULT_FUNNEL_TOML,
+            "the strict definition differs"
+        );
+        let strict = FunnelDefinition::parse("strict.toml", &strict_toml).expect("strict parses");
+        let (projection, position) = project(FunnelDefinition::default_funnel(), 40);
+        let live = Arc::new(Snapshot::build("main", &projection, position));
+        let (projection, position) = project(strict, 40);
+        let strict = Arc::new(Snapshot::build("strict", &projection, position));
+        let (projection, position) = project(FunnelDefinition::default_funnel(), 70);
+        let later = Arc::new(Snapshot::build("main", &projection, position));
+        Views {
+            live,
+            strict,
+            later,
+        }
+    })
+}
+
+fn catalog(live: &Arc<Snapshot>) -> Arc<Catalog> {
+    Arc::new(Catalog::new(live.clone()).with_candidate(views().strict.clone()))
+}
+
+/// A served endpoint; dropping it stops the server.
+struct Endpoint {
+    server: Option<SqlServer>,
+    catalogs: watch::Sender<Arc<Catalog>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Endpoint {
+    async fn start(read_tokens: &[&str]) -> Endpoint {
+        Endpoint::start_on("127.0.0.1:0", read_tokens).await
+    }
+
+    async fn start_on(addr: &str, read_tokens: &[&str]) -> Endpoint {
+        let (catalogs, receiver) = watch::channel(catalog(&views().live));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = SqlConfig {
+            addr: addr.parse().expect("address"),
+            read_tokens: read_tokens
+                .iter()
+                .map(|token| (*token).to_owned())
+                .collect(),
+        };
+        let server = serve_sql(config, receiver, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("the endpoint starts");
+        Endpoint {
+            server: Some(server),
+            catalogs,
+            stop: Some(stop),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.server.as_ref().expect("running").local_addr().port()
+    }
+
+    async fn try_connect(
+        &self,
+        password: &str,
+        database: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        self.try_connect_from("127.0.0.1", password, database).await
+    }
+
+    async fn try_connect_from(
+        &self,
+        host: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let url = format!(
+            "host={host} port={} user=analyst password={password} dbname={database} connect_timeout=10",
+            self.port()
+        );
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    async fn connect(&self) -> Client {
+        self.try_connect("unused", "baton").await.expect("connects")
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let server = self.server.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(10), server.join())
+            .await
+            .expect("the server stops within 10 s")
+            .expect("the server stops cleanly");
+    }
+}
+
+/// A value of a snapshot table, by column name.
+fn cell<'a>(snapshot: &'a Snapshot, table: &str, row: usize, column: &str) -> &'a Value {
+    let table = snapshot.table(table).expect("table exists");
+    let index = table
+        .columns
+        .iter()
+        .position(|(name, _)| *name == column)
+        .expect("column exists");
+    &table.rows[row][index]
+}
+
+fn int(value: &Value) -> i64 {
+    match value {
+        Value::Int(int) => *int,
+        other => panic!("not an int: {other:?}"),
+    }
+}
+
+fn people(snapshot: &Snapshot) -> i64 {
+    int(cell(snapshot, "funnel_totals", 0, "people"))
+}
+
+/// `attribution` rows of one dimension: value → (people, mql_people).
+fn attribution(snapshot: &Snapshot, dimension: &str) -> BTreeMap<String, (i64, i64)> {
+    let table = snapshot.table("attribution").expect("attribution");
+    table
+        .rows
+        .iter()
+        .filter(|row| row[0] == Value::Text(dimension.to_owned()))
+        .map(|row| {
+            let Value::Text(value) = &row[1] else {
+                panic!("value is text")
+            };
+            (value.clone(), (int(&row[2]), int(&row[3])))
+        })
+        .collect()
+}
+
+fn db_code(error: &tokio_postgres::Error) -> SqlState {
+    error
+        .code()
+        .cloned()
+        .unwrap_or_else(|| panic!("a database error, not {error:?}"))
+}
+
+fn simple_rows(messages: Vec<SimpleQueryMessage>) -> Vec<tokio_postgres::SimpleQueryRow> {
+    messages
+        .into_iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_with_parameters_read_the_live_view() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let live = &views().live;
+    assert!(people(live) > 0, "the history has people");
+
+    // Every person has one first-touch channel, so the channel rows add up to the people.
+    let row = client
+        .query_one(
+            "select sum(people) from attribution where dimension = 'channel'",
+            &[],
+        )
+        .await
+        .expect("sum");
+    assert_eq!(row.get::<_, i64>(0), people(live));
+
+    let row = client
+        .query_one(
+            "select sum(people), count(*) from attribution where dimension = $1",
+            &[&"campaign"],
+        )
+        .await
+        .expect("sum with a text parameter");
+    let campaigns = attribution(live, "campaign");
+    assert_eq!(row.get::<_, i64>(0), people(live));
+    assert_eq!(row.get::<_, i64>(1), campaigns.len() as i64);
+
+    // An integer parameter, and every row checked against the snapshot.
+    let threshold = 2_i64;
+    let rows = client
+        .query(
+            "select value, people, mql_people from attribution \
+             where dimension = 'campaign' and people >= $1 order by value",
+            &[&threshold],
+        )
+        .await
+        .expect("rows with an integer parameter");
+    let expected: Vec<_> = campaigns
+        .iter()
+        .filter(|(_, (people, _))| *people >= threshold)
+        .collect();
+    assert!(!expected.is_empty(), "some campaign has 2 people or more");
+    assert_eq!(rows.len(), expected.len());
+    for (row, (value, (people, mqls))) in rows.iter().zip(expected) {
+        assert_eq!(row.get::<_, String>(0), *value);
+        assert_eq!(row.get::<_, i64>(1), *people);
+        assert_eq!(row.get::<_, i64>(2), *mqls);
+    }
+
+    // Times arrive as timestamptz at the millisecond the view holds.
+    let row = client
+        .query_one("select as_of from marketing_totals", &[])
+        .await
+        .expect("as_of");
+    assert_eq!(row.columns()[0].type_(), &Type::TIMESTAMPTZ);
+    let Value::Time(as_of) = cell(live, "marketing_totals", 0, "as_of") else {
+        panic!("as_of is a time")
+    };
+    let expected = UNIX_EPOCH + Duration::from_millis(as_of.unix_millis() as u64);
+    assert_eq!(row.get::<_, SystemTime>(0), expected);
+
+    // The same table under the live view's own name, and the position it reflects.
+    let row = client
+        .query_one(
+            "select (select count(*) from main.opportunities) as named, \
+             (select count(*) from opportunities) as public, \
+             (select position from snapshots where live) as position",
+            &[],
+        )
+        .await
+        .expect("schemas");
+    let opportunities = live.table("opportunities").expect("table").rows.len() as i64;
+    assert_eq!(row.get::<_, i64>(0), opportunities);
+    assert_eq!(row.get::<_, i64>(1), opportunities);
+    assert_eq!(row.get::<_, i64>(2), live.position.get() as i64);
+
+    // A prepared statement, executed twice with different parameters.
+    let statement = client
+        .prepare("select count(*) from opportunities where status = $1")
+        .await
+        .expect("prepare");
+    for status in ["won", "lost", "open"] {
+        let expected = live
+            .table("opportunities")
+            .expect("table")
+            .rows
+            .iter()
+            .filter(|row| row[5] == Value::Text(status.to_owned()))
+            .count() as i64;
+        let row = client
+            .query_one(&statement, &[&status])
+            .await
+            .expect("execute");
+        assert_eq!(row.get::<_, i64>(0), expected, "{status} opportunities");
+    }
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simple_protocol_answers_in_text() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let rows = simple_rows(
+        client
+            .simple_query(
+                "select count(*) from campaigns; select sum(people) from attribution where dimension = 'source'",
+            )
+            .await
+            .expect("two statements"),
+    );
+    assert_eq!(rows.len(), 2);
+    let campaigns = views()
+        .live
+        .table("campaigns")
+        .expect("campaigns")
+        .rows
+        .len();
+    assert_eq!(rows[0].get(0), Some(campaigns.to_string().as_str()));
+    assert_eq!(
+        rows[1].get(0),
+        Some(people(&views().live).to_string().as_str())
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_joins_the_live_view() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let rows = client
+        .query(
+            "select l.value, l.mql_people, c.mql_people \
+             from public.attribution l join strict.attribution c \
+               on l.dimension = c.dimension and l.value = c.value \
+             where l.dimension = 'channel' order by l.value",
+            &[],
+        )
+        .await
+        .expect("join");
+    let live = attribution(&views().live, "channel");
+    let strict = attribution(&views().strict, "channel");
+    assert_eq!(rows.len(), live.len());
+    let mut differs = false;
+    for row in &rows {
+        let value: String = row.get(0);
+        assert_eq!(row.get::<_, i64>(1), live[&value].1, "live mqls of {value}");
+        assert_eq!(
+            row.get::<_, i64>(2),
+            strict[&value].1,
+            "strict mqls of {value}"
+        );
+        differs |= live[&value].1 != strict[&value].1;
+    }
+    assert!(differs, "a higher MQL bar changes some channel's MQLs");
+
+    let rows = client
+        .query(
+            "select view, live, definition from snapshots order by view",
+            &[],
+        )
+        .await
+        .expect("snapshots");
+    let listed: Vec<(String, bool, String)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("main".to_owned(), true, "b2b-default".to_owned()),
+            ("strict".to_owned(), false, "b2b-strict".to_owned()),
+        ]
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_tokens_admit_and_refuse() {
+    let endpoint = Endpoint::start(&["first-token", "second-token"]).await;
+    for token in ["first-token", "second-token"] {
+        let client = endpoint
+            .try_connect(token, "baton")
+            .await
+            .expect("a token admits");
+        let row = client
+            .query_one("select 1::bigint", &[])
+            .await
+            .expect("query");
+        assert_eq!(row.get::<_, i64>(0), 1);
+    }
+    let error = endpoint
+        .try_connect("wrong-token", "baton")
+        .await
+        .expect_err("a wrong token is refused");
+    assert_eq!(db_code(&error), SqlState::INVALID_PASSWORD);
+    assert_eq!(
+        error.as_db_error().expect("db error").message(),
+        "password authentication failed for user \"analyst\""
+    );
+    let error = endpoint
+        .try_connect("first-token", "postgres")
+        .await
+        .expect_err("another database is refused");
+    assert_eq!(db_code(&error), SqlState::INVALID_CATALOG_NAME);
+    endpoint.stop().await;
+}
+
+/// An address of this machine that is not loopback: the source address the kernel would use
+/// towards TEST-NET-1 (a UDP `connect` sends nothing).
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_only_local_clients_are_admitted() {
+    let Some(ip) = non_loopback_address() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test needs a non-loopback IPv4 address with a route (a network interface)"
+        );
+        eprintln!("no non-loopback address: the remote-peer half of this test did not run");
+        return;
+    };
+    let endpoint = Endpoint::start_on("0.0.0.0:0", &[]).await;
+    let client = endpoint
+        .try_connect_from("127.0.0.1", "", "baton")
+        .await
+        .expect("a local client is admitted without a password");
+    client.simple_query("select 1").await.expect("query");
+    let error = endpoint
+        .try_connect_from(&ip.to_string(), "", "baton")
+        .await
+        .expect_err("a client from another address is refused");
+    assert_eq!(
+        db_code(&error),
+        SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    );
+    let message = error.as_db_error().expect("db error").message().to_owned();
+    assert!(
+        message.contains("no read tokens are configured"),
+        "{message}"
+    );
+    assert!(message.contains(&ip.to_string()), "{message}");
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_refused_as_read_only() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let writes = [
+        "insert into campaigns (campaign) values ('x')",
+        "update campaigns set touches = 0",
+        "delete from campaigns",
+        "create table t (a bigint)",
+        "create table t as select * from campaigns",
+        "drop table campaigns",
+        "create schema s",
+        "select * into t from campaigns",
+        "copy campaigns to '/tmp/baton-campaigns.csv'",
+        "truncate campaigns",
+    ];
+    for sql in writes {
+        let error = client
+            .simple_query(sql)
+            .await
+            .expect_err("refused (simple)");
+        assert_eq!(
+            db_code(&error),
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            "{sql}"
+        );
+        let error = client
+            .execute(sql, &[])
+            .await
+            .expect_err("refused (extended)");
+        assert_eq!(
+            db_code(&error),
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            "{sql}"
+        );
+    }
+    let error = client
+        .simple_query("insert into campaigns (campaign) values ('x')")
+        .await
+        .expect_err("refused");
+    let db = error.as_db_error().expect("db error");
+    assert_eq!(
+        db.message(),
+        "cannot execute INSERT in a read-only transaction"
+    );
+    assert!(db.detail().is_some() && db.hint().is_some());
+
+    let error = client
+        .simple_query("set datafusion.execution.target_partitions = 1")
+        .await
+        .expect_err("engine settings refused");
+    assert_eq!(db_code(&error), SqlState::INSUFFICIENT_PRIVILEGE);
+
+    // Nothing changed, and the connection still works.
+    let row = client
+        .query_one("select count(*) from campaigns", &[])
+        .await
+        .expect("still serving");
+    let campaigns = views()
+        .live
+        .table("campaigns")
+        .expect("campaigns")
+        .rows
+        .len() as i64;
+    assert_eq!(row.get::<_, i64>(0), campaigns);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sql_is_an_error_not_a_dropped_connection() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let cases = [
+        ("selec 1", SqlState::SYNTAX_ERROR),
+        ("select * from no_such_table", SqlState::UNDEFINED_TABLE),
+        (
+            "select no_such_column from campaigns",
+            SqlState::UNDEFINED_COLUMN,
+        ),
+        ("select no_such_function(1)", SqlState::UNDEFINED_FUNCTION),
+    ];
+    for (sql, code) in cases {
+        let error = client
+            .simple_query(sql)
+            .await
+            .expect_err("an error (simple)");
+        assert_eq!(db_code(&error), code, "{sql}: {error:?}");
+        let error = client
+            .query(sql, &[])
+            .await
+            .expect_err("an error (extended)");
+        assert_eq!(db_code(&error), code, "{sql}: {error:?}");
+        let row = client
+            .query_one("select 41 + 1", &[])
+            .await
+            .expect("still serving");
+        assert_eq!(row.get::<_, i64>(0), 42);
+    }
+    let error = client
+        .simple_query("select * from no_such_table")
+        .await
+        .expect_err("an error");
+    let db = error.as_db_error().expect("db error");
+    assert!(db.message().contains("no_such_table"), "{}", db.message());
+    assert!(db.hint().is_some_and(|hint| hint.contains("docs/views.md")));
+    let error = client
+        .query("select no_such_column from campaigns", &[])
+        .await
+        .expect_err("an error");
+    let db = error.as_db_error().expect("db error");
+    assert!(
+        db.detail()
+            .is_some_and(|detail| detail.contains("campaigns.touches")),
+        "the valid columns are in DETAIL: {db:?}"
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_snapshot_is_seen_by_the_next_query() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let statement = client
+        .prepare(
+            "select people, (select position from snapshots where live) as position from funnel_totals",
+        )
+        .await
+        .expect("prepare");
+    let before = client.query_one(&statement, &[]).await.expect("before");
+    assert_eq!(before.get::<_, i64>(0), people(&views().live));
+    assert_eq!(before.get::<_, i64>(1), views().live.position.get() as i64);
+
+    endpoint.catalogs.send_replace(catalog(&views().later));
+    assert_ne!(people(&views().later), people(&views().live));
+    // The statement prepared against the old snapshot reads the new one.
+    let after = client.query_one(&statement, &[]).await.expect("after");
+    assert_eq!(after.get::<_, i64>(0), people(&views().later));
+    assert_eq!(after.get::<_, i64>(1), views().later.position.get() as i64);
+    let rows = simple_rows(
+        client
+            .simple_query("select people from funnel_totals")
+            .await
+            .expect("simple"),
+    );
+    assert_eq!(
+        rows[0].get(0),
+        Some(people(&views().later).to_string().as_str())
+    );
+
+    // A candidate that is no longer served is gone from the next query.
+    endpoint
+        .catalogs
+        .send_replace(Arc::new(Catalog::new(views().later.clone())));
+    let error = client
+        .query("select count(*) from strict.campaigns", &[])
+        .await
+        .expect_err("the candidate is gone");
+    assert_eq!(db_code(&error), SqlState::UNDEFINED_TABLE);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_reads_one_snapshot_while_they_swap() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let (live, later) = (&views().live, &views().later);
+    let first = (people(live), live.position.get() as i64);
+    let second = (people(later), later.position.get() as i64);
+    assert_ne!(first.0, second.0);
+
+    // Swap the live view back and forth as fast as the channel allows while querying two
+    // tables in one statement: each answer must come from one snapshot, never a mix.
+    let catalogs = endpoint.catalogs.clone();
+    let (done, mut stop) = oneshot::channel::<()>();
+    let swapper = tokio::spawn(async move {
+        let mut swaps = 0_u64;
+        loop {
+            let next = if swaps.is_multiple_of(2) { later } else { live };
+            catalogs.send_replace(catalog(next));
+            swaps += 1;
+            tokio::task::yield_now().await;
+            if stop.try_recv().is_ok() {
+                return swaps;
+            }
+        }
+    });
+    let statement = client
+        .prepare(
+            "select t.people, s.position from funnel_totals t cross join snapshots s where s.live",
+        )
+        .await
+        .expect("prepare");
+    for round in 0_u32..60 {
+        let row = if round.is_multiple_of(2) {
+            client.query_one(&statement, &[]).await.expect("extended")
+        } else {
+            client
+                .query_one(
+                    "select (select people from funnel_totals), (select position from snapshots where live)",
+                    &[],
+                )
+                .await
+                .expect("subqueries")
+        };
+        let pair = (row.get::<_, i64>(0), row.get::<_, i64>(1));
+        assert!(pair == first || pair == second, "mixed snapshots: {pair:?}");
+    }
+    let _ = done.send(());
+    let swaps = swapper.await.expect("swapper");
+    assert!(swaps > 1, "the catalog was swapped during the queries");
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_looks_like_postgresql() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    for sql in ["select version()", "select pg_catalog.version()"] {
+        let row = client.query_one(sql, &[]).await.expect("version");
+        let version: String = row.get(0);
+        assert!(version.starts_with("PostgreSQL 16.6 "), "{version}");
+    }
+    let rows = simple_rows(
+        client
+            .simple_query(
+                "show server_version; show transaction_read_only; select current_database(); \
+                 show standard_conforming_strings",
+            )
+            .await
+            .expect("settings"),
+    );
+    let values: Vec<_> = rows
+        .iter()
+        .map(|row| row.get(0).unwrap_or("NULL"))
+        .collect();
+    assert_eq!(values, ["16.6", "on", "baton", "on"]);
+    for sql in [
+        "DISCARD ALL",
+        "SET extra_float_digits = 3",
+        "SET search_path = public",
+        "BEGIN",
+        "COMMIT",
+    ] {
+        client.simple_query(sql).await.expect(sql);
+        client.execute(sql, &[]).await.expect(sql);
+    }
+    endpoint.stop().await;
+}
+
+/// One entry of `fixtures/bi_startup.sql`.
+struct Fixture {
+    client: String,
+    sql: String,
+}
+
+fn bi_fixtures() -> Vec<Fixture> {
+    let text = include_str!("fixtures/bi_startup.sql");
+    let mut fixtures: Vec<Fixture> = Vec::new();
+    for line in text.lines() {
+        if let Some(client) = line.strip_prefix("-- client: ") {
+            fixtures.push(Fixture {
+                client: client.to_owned(),
+                sql: String::new(),
+            });
+        } else if let Some(fixture) = fixtures.last_mut()
+            && !line.starts_with("--")
+        {
+            fixture.sql.push_str(line);
+            fixture.sql.push('\n');
+        }
+    }
+    for fixture in &mut fixtures {
+        fixture.sql = fixture.sql.trim().trim_end_matches(';').to_owned();
+    }
+    fixtures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bi_tool_startup_queries_succeed() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let fixtures = bi_fixtures();
+    assert!(fixtures.len() >= 25, "{} fixtures", fixtures.len());
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        if let Err(error) = client.simple_query(&fixture.sql).await {
+            failures.push(format!("{} (simple): {error:?}", fixture.client));
+        }
+        if let Err(error) = client.query(&fixture.sql, &[]).await {
+            failures.push(format!("{} (extended): {error:?}", fixture.client));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+
+    // Grafana's pickers list the live view's tables and a table's columns.
+    let picker = |name: &str| {
+        fixtures
+            .iter()
+            .find(|fixture| fixture.client == name)
+            .unwrap_or_else(|| panic!("fixture {name}"))
+            .sql
+            .clone()
+    };
+    let listed: Vec<String> = client
+        .query(&picker("Grafana: table picker"), &[])
+        .await
+        .expect("table picker")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(listed.contains(&"campaigns".to_owned()), "{listed:?}");
+    let columns = client
+        .query(&picker("Grafana: column picker"), &[])
+        .await
+        .expect("column picker");
+    let campaigns = views().live.table("campaigns").expect("campaigns");
+    assert_eq!(columns.len(), campaigns.columns.len());
+
+    // What the catalog queries report: the live view's tables, and the views' schemas.
+    let tables = client
+        .query(
+            "select table_name from information_schema.tables \
+             where table_schema = 'public' order by table_name",
+            &[],
+        )
+        .await
+        .expect("tables");
+    let mut expected: Vec<String> = views()
+        .live
+        .tables
+        .iter()
+        .map(|(_, table)| table.name.to_owned())
+        .chain(["snapshots".to_owned()])
+        .collect();
+    expected.sort();
+    let listed: Vec<String> = tables.iter().map(|row| row.get(0)).collect();
+    assert_eq!(listed, expected);
+    let schemas = client
+        .query(
+            "select nspname from pg_catalog.pg_namespace order by 1",
+            &[],
+        )
+        .await
+        .expect("schemas");
+    let schemas: Vec<String> = schemas.iter().map(|row| row.get(0)).collect();
+    // The live view's own name works in queries but is not listed: tools would show every
+    // table twice.
+    assert!(
+        schemas.contains(&"public".to_owned()) && schemas.contains(&"strict".to_owned()),
+        "{schemas:?}"
+    );
+    assert!(!schemas.contains(&"main".to_owned()), "{schemas:?}");
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_lists_describes_and_queries() {
+    let endpoint = Endpoint::start(&["psql-token"]).await;
+    let psql = |commands: &[&str]| {
+        let mut command = tokio::process::Command::new("/usr/bin/psql");
+        command
+            .args(["-h", "127.0.0.1", "-p", &endpoint.port().to_string()])
+            .args([
+                "-U",
+                "analyst",
+                "-d",
+                "baton",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .env("PGPASSWORD", "psql-token")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .kill_on_drop(true);
+        for sql in commands {
+            command.args(["-c", sql]);
+        }
+        command.output()
+    };
+    let output = psql(&[
+        "\\dt",
+        "\\d campaigns",
+        "select count(*) as n from campaigns",
+    ])
+    .await
+    .expect("psql runs (is /usr/bin/psql installed? apt-get install postgresql-client)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "psql failed:\n{stdout}\n{stderr}");
+    for (_, table) in &views().live.tables {
+        assert!(
+            stdout.contains(&format!(" {} ", table.name)),
+            "\\dt lists {}:\n{stdout}",
+            table.name
+        );
+    }
+    assert!(
+        stdout.contains("influenced_pipeline"),
+        "\\d describes campaigns:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(" strict ") && !stdout.contains(" main "),
+        "\\dt lists public and the candidate, not the live view twice:\n{stdout}"
+    );
+    let campaigns = views()
+        .live
+        .table("campaigns")
+        .expect("campaigns")
+        .rows
+        .len();
+    assert!(
+        stdout.contains(&format!("\n{campaigns:>3}\n"))
+            || stdout.contains(&format!(" {campaigns}\n")),
+        "the count {campaigns} is printed:\n{stdout}"
+    );
+
+    // A wrong password: psql fails and says why.
+    let mut command = tokio::process::Command::new("/usr/bin/psql");
+    let output = command
+        .args(["-h", "127.0.0.1", "-p", &endpoint.port().to_string()])
+        .args(["-U", "analyst", "-d", "baton", "-X", "-w", "-c", "select 1"])
+        .env("PGPASSWORD", "not-the-token")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("psql runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_connections() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    client.simple_query("select 1").await.expect("serving");
+    let port = endpoint.port();
+    endpoint.stop().await;
+    assert!(
+        client.simple_query("select 1").await.is_err(),
+        "the connection is closed"
+    );
+    let refused = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=a dbname=baton connect_timeout=5"),
+        NoTls,
+    )
+    .await;
+    assert!(refused.is_err(), "nothing listens any more");
+}
