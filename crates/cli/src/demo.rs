@@ -20,6 +20,9 @@ pub struct DemoArgs {
     /// Address the demo serves HTTP on once the views are built.
     #[arg(long, default_value = crate::settings::DEFAULT_HTTP)]
     http: String,
+    /// Address the demo serves SQL on (`off` for none).
+    #[arg(long, default_value = crate::settings::DEFAULT_SQL)]
+    sql: String,
     /// Print the summary and exit instead of serving.
     #[arg(long)]
     no_serve: bool,
@@ -94,5 +97,9 @@ pub async fn run(log_args: &LogArgs, args: DemoArgs) -> anyhow::Result<ExitCode>
         "serving the views and the collector on http://{} (Ctrl-C stops)",
         args.http
     );
-    crate::serve::run(log_args, crate::serve::ServeArgs::on(args.http)).await
+    crate::serve::run(
+        log_args,
+        crate::serve::ServeArgs::on(args.http, Some(args.sql)),
+    )
+    .await
 }

@@ -20,11 +20,12 @@ use tokio::task::JoinSet;
 
 impl ServeArgs {
     /// What `baton demo` serves with: defaults, on `http`.
-    pub fn on(http: String) -> ServeArgs {
+    pub fn on(http: String, sql: Option<String>) -> ServeArgs {
         ServeArgs {
             http: Some(http),
             config: None,
             write_keys: Vec::new(),
+            sql,
         }
     }
 }
@@ -40,6 +41,10 @@ pub struct ServeArgs {
     /// A write key, SOURCE:KEY; repeatable. Replaces the keys of the file and environment.
     #[arg(long = "write-key", value_name = "SOURCE:KEY")]
     write_keys: Vec<WriteKey>,
+    /// SQL (PostgreSQL wire protocol) address, or `off` [default: 127.0.0.1:5433; config key
+    /// `sql`].
+    #[arg(long, value_name = "ADDR")]
+    sql: Option<String>,
 }
 
 /// What services other than the collector contribute to `baton serve`.
@@ -74,6 +79,53 @@ pub async fn add_services(
         &name,
         Duration::from_millis(settings.publish_every_ms),
     );
+    if settings.sql != "off" {
+        let addr: std::net::SocketAddr = settings.sql.parse().with_context(|| {
+            format!(
+                "sql address {:?}: expected HOST:PORT (e.g. 127.0.0.1:5433) or `off`",
+                settings.sql
+            )
+        })?;
+        // Until the projector publishes the live view (moments after start), SQL sees its
+        // tables empty, at position 0.
+        let definition = view.definition()?;
+        let empty = baton_core::FunnelProjection::new(definition);
+        let initial = Arc::new(baton_query::Snapshot::build(
+            &name,
+            &empty,
+            baton_projector::Position::ZERO,
+        ));
+        let candidates = candidate_snapshots(&store, &name)?;
+        let catalogs = publisher.with_catalogs(initial, candidates);
+        let mut stopping = services.shutdown.clone();
+        let server = baton_query::serve_sql(
+            baton_query::SqlConfig {
+                addr,
+                read_tokens: settings.read_tokens.clone(),
+            },
+            catalogs,
+            async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            },
+        )
+        .await
+        .context("starting the SQL endpoint")?;
+        let bound = server.local_addr();
+        eprintln!(
+            "  SQL:     psql -h {} -p {} -d baton{}",
+            bound.ip(),
+            bound.port(),
+            if settings.read_tokens.is_empty() {
+                String::new()
+            } else {
+                " (password: a read token)".to_owned()
+            }
+        );
+        services.tasks.spawn(async move {
+            server.join().await.context("the SQL endpoint")?;
+            Ok(())
+        });
+    }
     if settings.read_tokens.is_empty() {
         tracing::warn!("no read token configured: the query API answers loopback clients only");
     }
@@ -103,6 +155,38 @@ pub async fn add_services(
         Ok(())
     });
     Ok(())
+}
+
+/// Snapshots of every candidate view, built once at start so SQL can join them with the live
+/// view. A candidate open in another process (a replay running) is left out, with a warning.
+fn candidate_snapshots(
+    store: &baton_projector::ViewStore,
+    live: &str,
+) -> anyhow::Result<Vec<Arc<baton_query::Snapshot>>> {
+    let mut snapshots = Vec::new();
+    for name in store.names()? {
+        if name == live {
+            continue;
+        }
+        let view = match store.open_view(&name) {
+            Ok(view) => view,
+            Err(baton_projector::StoreError::InUse { .. }) => {
+                tracing::warn!(view = %name, "candidate view in use elsewhere; not served over SQL");
+                continue;
+            }
+            Err(baton_projector::StoreError::NoSuchView { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        };
+        let (projection, position) = view
+            .load()
+            .with_context(|| format!("loading candidate view {name:?}"))?;
+        snapshots.push(Arc::new(baton_query::Snapshot::build(
+            &name,
+            &projection,
+            position,
+        )));
+    }
+    Ok(snapshots)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -156,6 +240,9 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
     }
     if !args.write_keys.is_empty() {
         settings.write_keys = args.write_keys;
+    }
+    if let Some(sql) = args.sql {
+        settings.sql = sql;
     }
     let log_args = log_args_with(log_args, &settings);
     let config = settings.collector_config(&log_args.data)?;

@@ -14,6 +14,9 @@ use std::time::Duration;
 /// The default HTTP address: loopback only, so a fresh install exposes nothing.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7070";
 
+/// The default SQL address: loopback, next to PostgreSQL's usual 5432.
+pub const DEFAULT_SQL: &str = "127.0.0.1:5433";
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsFile {
@@ -51,6 +54,7 @@ struct SettingsFile {
     read_tokens: Vec<String>,
     publish_every_ms: Option<u64>,
     funnel: Option<PathBuf>,
+    sql: Option<String>,
 }
 
 /// Settings after file and environment, before flags.
@@ -73,6 +77,8 @@ pub struct Settings {
     pub publish_every_ms: u64,
     /// The definition of the live view when it is first built.
     pub funnel: Option<PathBuf>,
+    /// The SQL endpoint's address, or `off`.
+    pub sql: String,
 }
 
 /// Reads an environment variable; `lookup` is the environment (a parameter so tests and
@@ -141,6 +147,7 @@ impl Settings {
             read_tokens: parsed.read_tokens,
             publish_every_ms: parsed.publish_every_ms.unwrap_or(1_000),
             funnel: parsed.funnel,
+            sql: parsed.sql.unwrap_or_else(|| DEFAULT_SQL.to_owned()),
         };
         if let Some(http) = env_value(lookup, "BATON_HTTP")? {
             settings.http = http;
@@ -193,6 +200,9 @@ impl Settings {
         }
         if let Some(value) = env_value(lookup, "BATON_PUBLISH_EVERY_MS")? {
             settings.publish_every_ms = value;
+        }
+        if let Some(sql) = env_value(lookup, "BATON_SQL")? {
+            settings.sql = sql;
         }
         if let Some(funnel) = env_value::<String>(lookup, "BATON_FUNNEL")? {
             settings.funnel = Some(PathBuf::from(funnel));

@@ -723,6 +723,8 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
 struct Served {
     child: std::process::Child,
     addr: String,
+    /// The SQL endpoint's port, when it serves one.
+    sql_port: Option<u16>,
 }
 
 impl Served {
@@ -747,18 +749,29 @@ impl Served {
             .expect("baton serve starts");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = std::io::BufReader::new(stderr).lines();
+        // The SQL line (when SQL is on) comes before the HTTP address.
+        let mut sql_port = None;
         let addr = loop {
             let line = lines
                 .next()
                 .expect("baton serve prints its address before anything else ends")
                 .expect("stderr line");
+            if line.contains("SQL:")
+                && let Some((_, port)) = line.split_once(" -p ")
+            {
+                sql_port = port.split_whitespace().next().and_then(|p| p.parse().ok());
+            }
             if let Some((_, addr)) = line.split_once("http://") {
                 break addr.trim().to_owned();
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Served { child, addr }
+        Served {
+            child,
+            addr,
+            sql_port,
+        }
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
@@ -783,7 +796,7 @@ async fn serve_collects_over_http_stops_on_sigterm_and_quarantine_retry_fixes() 
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(
         dir.path().join("baton.toml"),
-        "http = \"127.0.0.1:0\"\n[[write_keys]]\nsource = \"web\"\nkey = \"wk_test\"\n",
+        "http = \"127.0.0.1:0\"\nsql = \"off\"\n[[write_keys]]\nsource = \"web\"\nkey = \"wk_test\"\n",
     )
     .expect("config");
     let served = Served::start(dir.path(), &["--config", "baton.toml"]);
@@ -881,7 +894,7 @@ async fn serve_projects_what_it_collects_and_answers_queries_at_a_position() {
     generate(dir.path(), "8", "40", "history.ndjson");
     std::fs::write(
         dir.path().join("baton.toml"),
-        "http = \"127.0.0.1:0\"\npublish_every_ms = 200\n",
+        "http = \"127.0.0.1:0\"\nsql = \"127.0.0.1:0\"\npublish_every_ms = 200\n",
     )
     .expect("config");
     let served = Served::start(dir.path(), &["--config", "baton.toml"]);
@@ -949,6 +962,33 @@ async fn serve_projects_what_it_collects_and_answers_queries_at_a_position() {
         metrics.contains(&format!("baton_projector_checkpoint {accepted}")),
         "{metrics}"
     );
+
+    // The same views over SQL, at the same position, with a real PostgreSQL client.
+    let port = served.sql_port.expect("serve printed its SQL port");
+    let (client, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} dbname=baton user=analyst"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect over SQL");
+    tokio::spawn(connection);
+    let row = client
+        .query_one("select events, people from funnel_totals", &[])
+        .await
+        .expect("query");
+    assert_eq!(row.get::<_, i64>(0) as u64, accepted);
+    assert_eq!(
+        Some(row.get::<_, i64>(1) as u64),
+        funnel["totals"]["people"].as_u64()
+    );
+    let rows = client
+        .query(
+            "select count(*) from campaigns where touches > $1",
+            &[&0i64],
+        )
+        .await
+        .expect("query with a parameter");
+    assert!(rows[0].get::<_, i64>(0) > 0);
     let status = served.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 
@@ -972,6 +1012,8 @@ async fn demo_serves_the_views_it_built_until_stopped() {
             "--seed",
             "9",
             "--http",
+            "127.0.0.1:0",
+            "--sql",
             "127.0.0.1:0",
         ],
     );

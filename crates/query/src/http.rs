@@ -597,6 +597,9 @@ async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
 
+/// Where the SQL endpoint's catalogs go, and the candidates' snapshots each one carries.
+type CatalogFeed = (watch::Sender<Arc<crate::Catalog>>, Vec<Arc<Snapshot>>);
+
 /// Builds snapshots on the projector's fold thread and publishes them: at most once per
 /// `every` (and never more often than twice the time a build takes, so a large view does not
 /// starve the fold), and at once when a waiting request wants a position just committed.
@@ -604,6 +607,8 @@ async fn openapi() -> Json<serde_json::Value> {
 pub struct SnapshotPublisher {
     view: String,
     sender: watch::Sender<Option<Arc<Snapshot>>>,
+    /// The SQL endpoint's catalogs: the live snapshot with the candidates' (built once).
+    catalogs: Option<CatalogFeed>,
     wanted: Arc<AtomicU64>,
     every: Duration,
     last: Option<std::time::Instant>,
@@ -627,6 +632,7 @@ impl SnapshotPublisher {
             SnapshotPublisher {
                 view: view.to_owned(),
                 sender,
+                catalogs: None,
                 wanted: wanted.clone(),
                 every,
                 last: None,
@@ -636,6 +642,22 @@ impl SnapshotPublisher {
             receiver,
             wanted,
         )
+    }
+
+    /// Also publishes [`Catalog`](crate::Catalog)s for the SQL endpoint: each new live snapshot
+    /// with `candidates` beside it. The receiver starts with `initial`.
+    pub fn with_catalogs(
+        &mut self,
+        initial: Arc<Snapshot>,
+        candidates: Vec<Arc<Snapshot>>,
+    ) -> watch::Receiver<Arc<crate::Catalog>> {
+        let mut catalog = crate::Catalog::new(initial);
+        for candidate in &candidates {
+            catalog = catalog.with_candidate(candidate.clone());
+        }
+        let (sender, receiver) = watch::channel(Arc::new(catalog));
+        self.catalogs = Some((sender, candidates));
+        receiver
     }
 
     /// Called after each commit with the refreshed projection.
@@ -662,6 +684,14 @@ impl SnapshotPublisher {
             build_ms = self.last_cost.as_secs_f64() * 1e3,
             "published the views"
         );
-        self.sender.send_replace(Some(Arc::new(snapshot)));
+        let snapshot = Arc::new(snapshot);
+        if let Some((sender, candidates)) = &self.catalogs {
+            let mut catalog = crate::Catalog::new(snapshot.clone());
+            for candidate in candidates {
+                catalog = catalog.with_candidate(candidate.clone());
+            }
+            sender.send_replace(Arc::new(catalog));
+        }
+        self.sender.send_replace(Some(snapshot));
     }
 }
