@@ -68,14 +68,17 @@ pub async fn summarize(
 
 pub fn money(minor_units: i64) -> String {
     let units = minor_units / 100;
-    let mut digits = units.abs().to_string();
+    let mut digits = units.unsigned_abs().to_string();
     let mut grouped = String::new();
     while digits.len() > 3 {
         let tail = digits.split_off(digits.len() - 3);
         grouped = format!(",{tail}{grouped}");
     }
     let sign = if minor_units < 0 { "-" } else { "" };
-    format!("{sign}{digits}{grouped}.{:02}", (minor_units % 100).abs())
+    format!(
+        "{sign}{digits}{grouped}.{:02}",
+        (minor_units % 100).unsigned_abs()
+    )
 }
 
 /// Amounts per currency as `{"USD": "1234.50", ...}`: decimal strings, exact.
@@ -84,7 +87,11 @@ pub fn amounts_json(amounts: &[(String, i64)]) -> serde_json::Value {
         .iter()
         .map(|(currency, minor)| {
             let sign = if *minor < 0 { "-" } else { "" };
-            let text = format!("{sign}{}.{:02}", minor.abs() / 100, minor.abs() % 100);
+            let text = format!(
+                "{sign}{}.{:02}",
+                minor.unsigned_abs() / 100,
+                minor.unsigned_abs() % 100
+            );
             (currency.clone(), serde_json::Value::String(text))
         })
         .collect();

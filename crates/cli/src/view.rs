@@ -271,9 +271,18 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
     let (definition, text) = load_definition_text(Some(&args.funnel))?;
     let log = log_args.open().await?;
     let store = open_store(log_args)?;
+    let head = log.stat().await?.head;
     let bound = match &args.until {
-        Some(text) => parse_until(text)?,
-        None => Bound::Position(log.stat().await?.head),
+        Some(text) => match parse_until(text)? {
+            Bound::Position(position) if position > head => {
+                eprintln!(
+                    "--until {position} is past the log's head; replaying to the head, {head}"
+                );
+                Bound::Position(head)
+            }
+            bound => bound,
+        },
+        None => Bound::Position(head),
     };
     let name = args.name.clone().unwrap_or_else(|| {
         let hash = definition.hash();
@@ -283,11 +292,19 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
     if store.live()?.as_deref() == Some(name.as_str()) {
         anyhow::bail!("{name:?} is the live view; give the candidate another --name");
     }
-    // A candidate left half-built (interrupted) under the same definition and bound resumes.
+    // A candidate left half-built (interrupted) under the same definition resumes, to the
+    // bound it was started with unless --until names another.
+    let mut bound = bound;
     let view = match store.open_view(&name) {
         Ok(view) => {
+            let stored = view.bound()?;
+            if args.until.is_none()
+                && let Some(stored) = stored
+            {
+                bound = stored;
+            }
             let same = view.definition()?.hash() == definition.hash()
-                && view.bound()? == Some(bound)
+                && stored == Some(bound)
                 && !view.complete()?;
             if !same {
                 anyhow::bail!(
@@ -430,6 +447,18 @@ pub fn promote(log_args: &LogArgs, args: NameArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let previous = store.live()?;
+    // A running projector (serve, project) holds the live view and would keep serving it.
+    if let Some(live) = &previous
+        && live != &args.name
+    {
+        drop(store.open_view(live).map_err(|error| match error {
+            baton_projector::StoreError::InUse { .. } => anyhow::anyhow!(
+                "the live view {live:?} is open in a running `baton serve` or `baton project`; \
+                 stop it, promote, then start it again"
+            ),
+            other => other.into(),
+        })?);
+    }
     // From here on it follows the log like any live view.
     view.clear_bound()?;
     drop(view);

@@ -42,7 +42,8 @@ impl OutcomeGroup {
                 _ => group.open += 1,
             }
             for money in outcome.revenue {
-                *revenue.entry(money.currency).or_default() += money.minor_units;
+                let sum = revenue.entry(money.currency).or_default();
+                *sum = sum.saturating_add(money.minor_units);
             }
         }
         group.revenue_minor_units = revenue.into_iter().collect();

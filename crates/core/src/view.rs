@@ -757,8 +757,10 @@ impl FunnelProjection {
                     continue;
                 };
                 entered_here[stage] = true;
+                // Losing the deal is not converting to a stage further along.
+                let lost = stages[stage].outcome == Some(crate::funnel::Outcome::Lost);
                 for (earlier, was_entered) in entered_here.iter().enumerate().take(stage) {
-                    if *was_entered {
+                    if *was_entered && !lost {
                         converted_here[earlier] = true;
                     }
                 }
@@ -793,7 +795,8 @@ impl FunnelProjection {
         let deals = self.counted_deals();
         let mut currencies: BTreeMap<String, i64> = BTreeMap::new();
         for (_, _, amount) in deals.values() {
-            *currencies.entry(amount.currency.clone()).or_default() += amount.minor_units;
+            let sum = currencies.entry(amount.currency.clone()).or_default();
+            *sum = sum.saturating_add(amount.minor_units);
         }
         FunnelSummary {
             definition: self.definition.name().to_owned(),

@@ -1,7 +1,7 @@
 //! The funnel projection over whole events: identity stitching, revenue without double
 //! counting, retractions, corrections, and the summary's counts.
 
-use baton_core::example::example_event;
+use baton_core::example::{example_event, example_payload};
 use baton_core::{
     Event, EventId, FunnelDefinition, FunnelProjection, Identity, Kind, Money, Payload, Timestamp,
 };
@@ -494,4 +494,51 @@ mod arrival_order {
         assert_eq!(forward.journey("p-1").map(|j| j.fit), Some(-10.0));
         assert_eq!(forward.journey("p-1"), backward.journey("p-1"));
     }
+}
+
+/// Regression: a deal lost from `proposal` counted as converting from `proposal` (lost is the
+/// last stage, so it looked "further along"), in the summary and in cohorts.
+#[test]
+fn losing_a_deal_is_not_converting() {
+    let mut history = History::new();
+    let who = person("p-lost");
+    history.push(0, who, example_payload(Kind::FormSubmitted));
+    history.push(1, who, example_payload(Kind::DemoRequested));
+    history.push(2, who, example_payload(Kind::LeadAccepted));
+    history.push(
+        3,
+        who,
+        Payload::MeetingHeld {
+            owner: None,
+            need_declared: true,
+        },
+    );
+    history.push(4, who, example_payload(Kind::OpportunityCreated));
+    history.push(5, who, example_payload(Kind::ProposalSent));
+    history.push(6, who, example_payload(Kind::OpportunityClosedLost));
+    let projection = history.project();
+    let summary = projection.summary();
+    let stage = |name: &str| {
+        summary
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .expect("stage")
+            .clone()
+    };
+    assert_eq!(stage("proposal").entered, 1);
+    assert_eq!(stage("proposal").converted, 0);
+    assert_eq!(stage("lost").current, 1);
+    assert_eq!(stage("opportunity").converted, 1);
+    let cohorts = projection.shared_view().cohorts;
+    let proposal = cohorts
+        .iter()
+        .find(|row| row.stage == "proposal")
+        .expect("a proposal row");
+    assert_eq!(
+        (proposal.reached, proposal.converted, proposal.dropped),
+        (1, 0, 1)
+    );
+    let account = &projection.marketing_view().accounts[0];
+    assert_eq!(account.furthest_stage.as_deref(), Some("proposal"));
 }

@@ -298,14 +298,20 @@ fn fold_loop(
         // Caught up with the head as last seen: commit now, so appends become visible
         // promptly. Behind it (a replay, or catching up after a restart), more is on its way:
         // wait for it and commit in large batches.
-        let message = if folded_since_commit == 0 || checkpoint < status.head() {
+        // Nothing to publish (all committed and refreshed), or behind: wait.
+        let settled = folded_since_commit == 0 && refreshed;
+        let message = if settled || checkpoint < status.head() {
             receiver.blocking_recv()
         } else {
             match receiver.try_recv() {
                 Ok(message) => Some(message),
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    // Caught up, nothing waiting: commit what is folded (a batch commit may
+                    // have taken it already), refresh and publish.
                     let started = std::time::Instant::now();
-                    commit(&mut projection, checkpoint)?;
+                    if folded_since_commit > 0 {
+                        commit(&mut projection, checkpoint)?;
+                    }
                     let committed = started.elapsed();
                     projection.refresh();
                     refreshed = true;

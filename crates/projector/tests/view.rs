@@ -136,6 +136,17 @@ async fn stopping_and_resuming_anywhere_stores_what_one_run_stores() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_run_follows_appends_and_stops_on_shutdown() {
+    live_run_follows_appends(10_000).await;
+}
+
+/// Regression: when the chunk that reached the head also reached `commit_every`, the batch
+/// commit left the journeys unrefreshed and nothing was published until the next append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_publishes_when_a_batch_commit_reaches_the_head() {
+    live_run_follows_appends(1).await;
+}
+
+async fn live_run_follows_appends(commit_every: usize) {
     let events = history();
     let (first, second) = events.split_at(events.len() / 2);
     let (_dir, log) = embedded_with(first).await;
@@ -156,7 +167,7 @@ async fn a_live_run_follows_appends_and_stops_on_shutdown() {
             };
             let options = RunOptions {
                 until: Until::Forever,
-                commit_every: 10_000,
+                commit_every,
             };
             let shutdown = async {
                 let _ = stopped.await;

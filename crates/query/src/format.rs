@@ -45,6 +45,15 @@ pub fn tables_json(tables: &[Table]) -> serde_json::Value {
 }
 
 fn csv_field(out: &mut String, text: &str) {
+    // A text starting like a formula would run as one in a spreadsheet (`=HYPERLINK(...)` in a
+    // campaign id): prefix a quote, as spreadsheets themselves do to show text.
+    let guarded;
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        guarded = format!("'{text}");
+        guarded.as_str()
+    } else {
+        text
+    };
     if text.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&text.replace('"', "\"\""));
@@ -100,6 +109,12 @@ mod tests {
             ],
         };
         assert_eq!(csv(&table), "name,n\r\n\"a, \"\"b\"\"\",1.5\r\n,\r\n");
+        let formula = Table {
+            name: "t",
+            columns: vec![("campaign", ColumnType::Text)],
+            rows: vec![vec![Value::Text("=HYPERLINK(\"x\")".into())]],
+        };
+        assert_eq!(csv(&formula), "campaign\r\n\"'=HYPERLINK(\"\"x\"\")\"\r\n");
         assert_eq!(
             rows_json(&table),
             serde_json::json!([{"name": "a, \"b\"", "n": 1.5}, {"name": null, "n": null}])

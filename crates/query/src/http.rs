@@ -209,7 +209,11 @@ async fn snapshot(
         (Some(snapshot), None) => Ok(snapshot),
         (Some(snapshot), Some(min)) if snapshot.position >= min => Ok(snapshot),
         (current, min) => {
-            if let Some(min) = min {
+            // Ask for an early snapshot only for a position the log has: one far beyond the
+            // head (a typo, another stream's sequence) must not hold the others back.
+            if let Some(min) = min
+                && min <= state.status.head()
+            {
                 state.wanted.fetch_max(min.get(), Ordering::AcqRel);
             }
             let reached = |snapshot: &Option<Arc<Snapshot>>| {
@@ -679,6 +683,10 @@ impl SnapshotPublisher {
         self.last_cost = started.elapsed();
         self.last = Some(std::time::Instant::now());
         self.published = position;
+        // Served: clear the request unless a later one came in meanwhile.
+        let _ = self
+            .wanted
+            .compare_exchange(wanted.get(), 0, Ordering::AcqRel, Ordering::Acquire);
         tracing::debug!(
             position = position.get(),
             build_ms = self.last_cost.as_secs_f64() * 1e3,

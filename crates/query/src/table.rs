@@ -108,6 +108,16 @@ fn money(amounts: &Amounts) -> [Value; 2] {
     }
 }
 
+/// A second money column sharing another's currency column: `NULL` unless it is in that
+/// currency (or there is none).
+fn money_in(amounts: &Amounts, currency: &Value) -> Value {
+    match (money(amounts), currency) {
+        ([amount, Value::Text(mine)], Value::Text(theirs)) if mine == *theirs => amount,
+        ([_, Value::Null], _) => Value::Float(0.0),
+        _ => Value::Null,
+    }
+}
+
 fn owner(owner: Option<Owner>) -> Value {
     owner.map(Owner::as_str).into()
 }
@@ -232,7 +242,7 @@ pub fn marketing_tables(view: &MarketingView) -> Vec<Table> {
     );
     for row in &view.campaigns {
         let [pipeline, currency] = money(&row.influenced_pipeline);
-        let [revenue, _] = money(&row.influenced_revenue);
+        let revenue = money_in(&row.influenced_revenue, &currency);
         campaigns.push(vec![
             row.campaign.as_str().into(),
             row.touches.into(),
@@ -305,7 +315,7 @@ fn attribution_table(rows: &[baton_core::AttributionRow]) -> Table {
     );
     for row in rows {
         let [pipeline, currency] = money(&row.pipeline);
-        let [revenue, _] = money(&row.revenue);
+        let revenue = money_in(&row.revenue, &currency);
         table.push(vec![
             row.dimension.into(),
             row.value.as_str().into(),

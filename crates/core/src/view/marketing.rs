@@ -67,7 +67,8 @@ pub struct AccountScoreRow {
     pub engagement_total: f64,
     pub engagement_max: f64,
     pub fit_max: f64,
-    /// The furthest stage anyone of the account reached (by rule or passed over).
+    /// The furthest stage anyone of the account reached (a lost outcome does not count as
+    /// further along).
     pub furthest_stage: Option<String>,
 }
 
@@ -382,11 +383,17 @@ impl FunnelProjection {
                 fit: journey.fit,
                 mqls: mql_entries.len() as u64,
             });
+            // A lost outcome is not further along than the stage the deal was lost from.
             let reached = journey
                 .transitions
                 .iter()
                 .filter_map(|t| match t.to {
-                    Place::Stage(index) => Some(index),
+                    Place::Stage(index)
+                        if definition.stages()[index].outcome
+                            != Some(crate::funnel::Outcome::Lost) =>
+                    {
+                        Some(index)
+                    }
                     _ => None,
                 })
                 .max();

@@ -17,8 +17,11 @@ pub type Amounts = Vec<(String, i64)>;
 pub(crate) struct AmountSum(BTreeMap<String, i64>);
 
 impl AmountSum {
+    /// Saturates instead of overflowing: amounts come from sources, and a sum past `i64` is
+    /// not worth a panic on the fold thread.
     pub(crate) fn add(&mut self, currency: &str, minor_units: i64) {
-        *self.0.entry(currency.to_owned()).or_default() += minor_units;
+        let sum = self.0.entry(currency.to_owned()).or_default();
+        *sum = sum.saturating_add(minor_units);
     }
 
     pub(crate) fn into_amounts(self) -> Amounts {
@@ -115,7 +118,11 @@ impl Opportunity {
             self.account = person.account.map(str::to_owned);
             self.first_touch = person.first_touch().copied();
         } else if !self.created_by_event && fact.at < self.created_at {
+            // Without a create event, the opportunity is the earliest fact's person's.
             self.created_at = fact.at;
+            self.person = person.id.to_owned();
+            self.account = person.account.map(str::to_owned);
+            self.first_touch = person.first_touch().copied();
         }
         if attributes.currency.is_some() && self.amount.is_none_or(|(at, _, _)| fact.at >= at) {
             self.amount = Some((fact.at, attributes.amount_minor, attributes.currency));

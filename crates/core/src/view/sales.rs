@@ -191,7 +191,7 @@ impl FunnelProjection {
                     if let (Some((minor, _)), Some(currency)) = (value, &currency) {
                         let entry = won_amounts.entry(currency.clone()).or_default();
                         entry.0 += 1;
-                        entry.1 += minor;
+                        entry.1 = entry.1.saturating_add(minor);
                     }
                 }
                 DealStatus::Lost => {

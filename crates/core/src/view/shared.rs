@@ -4,6 +4,7 @@
 //! Rules in `docs/views.md`.
 
 use super::{FunnelProjection, FunnelSummary};
+use crate::funnel::Outcome;
 use crate::journey::{Direction, Place};
 use crate::timestamp::Timestamp;
 use std::collections::BTreeMap;
@@ -80,18 +81,23 @@ impl FunnelProjection {
             };
             let cohort = month(first.at);
             // The furthest stage reached, and when each stage was last entered (by rule or
-            // passed over).
-            let mut furthest = 0usize;
+            // passed over). A move into a lost outcome reaches nothing: losing is not converting.
+            let mut furthest = None;
             let mut entered_at: Vec<Option<Timestamp>> = vec![None; stages.len()];
             for transition in &journey.transitions {
-                if let Place::Stage(index) = transition.to {
-                    furthest = furthest.max(index);
+                if let Place::Stage(index) = transition.to
+                    && stages[index].outcome != Some(Outcome::Lost)
+                {
+                    furthest = furthest.max(Some(index));
                     for skipped in &transition.skipped {
                         entered_at[*skipped] = Some(transition.at);
                     }
                     entered_at[index] = Some(transition.at);
                 }
             }
+            let Some(furthest) = furthest else {
+                return;
+            };
             let current = journey.current();
             for (index, stage) in stages.iter().enumerate() {
                 if stage.outcome.is_some() || index > furthest {
