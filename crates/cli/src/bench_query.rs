@@ -1,4 +1,4 @@
-//! `baton bench query`: query latency of the views over HTTP, idle and while events are
+//! `baton bench query`: query latency of the views over HTTP and SQL, idle and while events are
 //! appended at a steady rate, in one run, on one embedded log with a live projector in the
 //! same process (as `baton serve` runs them).
 //!
@@ -30,8 +30,8 @@ pub struct QueryArgs {
     /// Concurrent clients for the queries-per-second figure.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Print `{"http_p50_ms":..,"http_p99_ms":..,"lookup_p99_ms":..,"qps":..}` plus the idle
-    /// baseline (`idle_*`). SQL figures arrive with the SQL endpoint.
+    /// Print `{"http_p50_ms":..,"http_p99_ms":..,"sql_p50_ms":..,"sql_p99_ms":..,
+    /// "lookup_p99_ms":..,"qps":..}` plus the idle baseline (`idle_*`).
     #[arg(long)]
     json: bool,
 }
@@ -51,6 +51,9 @@ struct Figures {
     funnel_p99: f64,
     lookup_p50: f64,
     lookup_p99: f64,
+    sql_p50: f64,
+    sql_p99: f64,
+    sql_lookup_p99: f64,
     qps: f64,
     /// Published view position at the end of the phase (shows the views kept up).
     position: u64,
@@ -70,12 +73,13 @@ async fn timed(client: &reqwest::Client, url: &str) -> anyhow::Result<Duration> 
 
 async fn phase(
     base: &str,
+    sql: &tokio_postgres::Client,
     people: &[String],
     seconds: f64,
     clients: usize,
 ) -> anyhow::Result<Figures> {
     let client = reqwest::Client::new();
-    let deadline = Duration::from_secs_f64(seconds / 3.0);
+    let deadline = Duration::from_secs_f64(seconds / 5.0);
     let funnel_url = format!("{base}/v1/funnel");
     let mut funnel = Vec::new();
     let started = Instant::now();
@@ -92,6 +96,36 @@ async fn phase(
         let person = &people[(seed % people.len() as u64) as usize];
         lookups.push(timed(&client, &format!("{base}/v1/people/{person}")).await?);
     }
+    // The same two questions over SQL: the stages of the funnel, and one person's row.
+    let stages = sql
+        .prepare("select * from stages")
+        .await
+        .context("prepare")?;
+    let person = sql
+        .prepare("select * from person_scores where person = $1")
+        .await
+        .context("prepare")?;
+    let mut sql_funnel = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        let at = Instant::now();
+        sql.query(&stages, &[]).await.context("SQL funnel query")?;
+        sql_funnel.push(at.elapsed());
+    }
+    let mut sql_lookups = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let id = &people[(seed % people.len() as u64) as usize];
+        let at = Instant::now();
+        let rows = sql.query(&person, &[id]).await.context("SQL lookup")?;
+        anyhow::ensure!(rows.len() == 1, "person {id}: {} rows over SQL", rows.len());
+        sql_lookups.push(at.elapsed());
+    }
+    sql_funnel.sort_unstable();
+    sql_lookups.sort_unstable();
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..clients.max(1) {
@@ -126,6 +160,9 @@ async fn phase(
         funnel_p99: percentile_ms(&funnel, 99),
         lookup_p50: percentile_ms(&lookups, 50),
         lookup_p99: percentile_ms(&lookups, 99),
+        sql_p50: percentile_ms(&sql_funnel, 50),
+        sql_p99: percentile_ms(&sql_funnel, 99),
+        sql_lookup_p99: percentile_ms(&sql_lookups, 99),
         qps,
         position: body["position"].as_u64().unwrap_or(0),
     })
@@ -156,6 +193,37 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let status = Arc::new(baton_projector::Status::default());
     let (mut publisher, snapshots, wanted) =
         baton_query::SnapshotPublisher::new("bench", Duration::from_secs(1));
+    let empty = baton_core::FunnelProjection::new(definition.clone());
+    let catalogs = publisher.with_catalogs(
+        Arc::new(baton_query::Snapshot::build(
+            "bench",
+            &empty,
+            baton_log::Position::ZERO,
+        )),
+        Vec::new(),
+    );
+    let (sql_stop, sql_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sql_server = baton_query::serve_sql(
+        baton_query::SqlConfig {
+            addr: "127.0.0.1:0".parse().expect("invariant: a valid address"),
+            read_tokens: Vec::new(),
+        },
+        catalogs,
+        async {
+            let _ = sql_stopped.await;
+        },
+    )
+    .await?;
+    let (sql, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} dbname=baton user=bench",
+            sql_server.local_addr().port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .context("connecting to the SQL endpoint")?;
+    let connection = tokio::spawn(connection);
     let state = baton_query::QueryState::new(snapshots.clone(), status.clone(), Vec::new(), wanted);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = {
@@ -210,7 +278,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(!people.is_empty(), "the history has no people");
 
-    let idle = phase(&base, &people, args.seconds, args.clients).await?;
+    let idle = phase(&base, &sql, &people, args.seconds, args.clients).await?;
 
     // Ingesting: append at a steady rate while the same queries run.
     let appender = {
@@ -239,12 +307,16 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             Ok::<_, anyhow::Error>(appended as f64 / started.elapsed().as_secs_f64())
         })
     };
-    let ingesting = phase(&base, &people, args.seconds, args.clients).await?;
+    let ingesting = phase(&base, &sql, &people, args.seconds, args.clients).await?;
     let append_eps = appender.await.context("appender")??;
     let _ = stop.send(());
     projector.await.context("projector")??;
     let _ = http_stop.send(());
     server.await.context("server")??;
+    drop(sql);
+    let _ = connection.await;
+    let _ = sql_stop.send(());
+    sql_server.join().await?;
 
     if args.json {
         println!(
@@ -262,8 +334,11 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 "idle_http_p99_ms": idle.funnel_p99,
                 "idle_lookup_p99_ms": idle.lookup_p99,
                 "idle_qps": idle.qps.round(),
-                "sql_p50_ms": null,
-                "sql_p99_ms": null,
+                "sql_p50_ms": ingesting.sql_p50,
+                "sql_p99_ms": ingesting.sql_p99,
+                "sql_lookup_p99_ms": ingesting.sql_lookup_p99,
+                "idle_sql_p50_ms": idle.sql_p50,
+                "idle_sql_p99_ms": idle.sql_p99,
             })
         );
     } else {
@@ -272,20 +347,31 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             args.events, args.clients
         );
         println!(
-            "  {:<34} {:>10} {:>10} {:>12} {:>12} {:>9}",
-            "", "funnel p50", "funnel p99", "lookup p50", "lookup p99", "qps"
+            "  {:<34} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>9} {:>11}",
+            "",
+            "funnel p50",
+            "funnel p99",
+            "lookup p50",
+            "lookup p99",
+            "qps",
+            "SQL p50",
+            "SQL p99",
+            "SQL lookup"
         );
         for (label, figures) in [
             ("idle (baseline)".to_owned(), idle),
             (format!("appending {append_eps:.0} events/s"), ingesting),
         ] {
             println!(
-                "  {label:<34} {:>8.2}ms {:>8.2}ms {:>10.2}ms {:>10.2}ms {:>9.0}",
+                "  {label:<34} {:>8.2}ms {:>8.2}ms {:>10.2}ms {:>10.2}ms {:>9.0} {:>7.2}ms {:>7.2}ms {:>9.2}ms",
                 figures.funnel_p50,
                 figures.funnel_p99,
                 figures.lookup_p50,
                 figures.lookup_p99,
-                figures.qps
+                figures.qps,
+                figures.sql_p50,
+                figures.sql_p99,
+                figures.sql_lookup_p99
             );
         }
         println!(
