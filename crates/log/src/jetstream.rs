@@ -30,6 +30,10 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+/// How long a JetStream read or publish may wait without progress before the append gives up
+/// (the client waits for a lost server to come back; an append should fail and be retried).
+const STALL: Duration = Duration::from_secs(10);
+
 /// Options for [`JetStreamLog::connect`].
 #[derive(Clone, Debug)]
 pub struct JetStreamConfig {
@@ -312,7 +316,25 @@ impl JetStreamLog {
             return Ok(());
         }
         let mut messages = self.ordered_messages(index.covered + 1, true).await?;
-        while let Some(message) = messages.next().await {
+        // Messages come in microseconds while the server is there; an ordered consumer whose
+        // server went away keeps trying to recreate itself, so a long silence is an outage, and
+        // the append fails (safe to retry) instead of hanging until the server is back.
+        loop {
+            let next = tokio::time::timeout(STALL, messages.next())
+                .await
+                .map_err(|_| {
+                    LogError::nats(
+                        "catching up the id index",
+                        format!(
+                            "no message for {} s at sequence {} of {last}: the server is unreachable",
+                            STALL.as_secs(),
+                            index.covered
+                        ),
+                    )
+                })?;
+            let Some(message) = next else {
+                break;
+            };
             let message =
                 message.map_err(|error| LogError::nats("catching up the id index", error))?;
             let info = message
@@ -348,6 +370,10 @@ impl JetStreamLog {
         deadline: tokio::time::Instant,
     ) -> Vec<(usize, Bytes, String)> {
         let window = self.inner.config.max_acks_in_flight.max(1);
+        // One cutoff for every ack of this call: each ack future times out on its own only
+        // once awaited, so awaiting them in turn from a server that went away added up (20
+        // events took 200 s to come back not written).
+        let cutoff = deadline.max(tokio::time::Instant::now() + STALL);
         let mut in_flight = VecDeque::with_capacity(window);
         let mut failed = Vec::new();
         let mut pending = pending.into_iter();
@@ -374,19 +400,35 @@ impl JetStreamLog {
                 let id = event.event_id.as_uuid().hyphenated().encode_lower(&mut id);
                 let mut headers = HeaderMap::new();
                 headers.insert(async_nats::header::NATS_MESSAGE_ID, &*id);
-                let sent = self
-                    .inner
-                    .writer
-                    .publish_with_headers(self.subject(event), headers, frame.clone())
-                    .await;
+                // Handing a message to a client that lost its server can wait for the
+                // reconnection; past the stall limit it counts as not published (retried).
+                let sent = match tokio::time::timeout(
+                    STALL,
+                    self.inner.writer.publish_with_headers(
+                        self.subject(event),
+                        headers,
+                        frame.clone(),
+                    ),
+                )
+                .await
+                {
+                    Ok(sent) => sent.map_err(|error| error.to_string()),
+                    Err(_) => Err(format!(
+                        "not published: the client could not hand the message to the server within {} s",
+                        STALL.as_secs()
+                    )),
+                };
                 in_flight.push_back((slot, frame, sent));
             }
             let Some((slot, frame, sent)) = in_flight.pop_front() else {
                 break;
             };
             let acked = match sent {
-                Ok(future) => future.await.map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
+                Ok(future) => match tokio::time::timeout_at(cutoff, future).await {
+                    Ok(acked) => acked.map_err(|error| error.to_string()),
+                    Err(_) => Err("no acknowledgement in time: the server is unreachable".into()),
+                },
+                Err(error) => Err(error),
             };
             match acked {
                 Ok(ack) if ack.duplicate => {

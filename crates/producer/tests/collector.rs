@@ -61,8 +61,8 @@ impl<L: EventLog + Clone + 'static> Running<L> {
             stop: Some(stop),
             task: Some(task),
             client: reqwest::Client::builder()
-                // Generous: on a loaded machine a request during a NATS outage has taken up to
-                // two minutes to come back 503 (see the restart test).
+                // Generous for a loaded machine. A request during a NATS outage once took 200 s
+                // to come back 503 (the log awaited each ack's own timeout in turn; fixed).
                 .timeout(Duration::from_secs(300))
                 .build()
                 .expect("client"),
