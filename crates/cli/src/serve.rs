@@ -56,7 +56,6 @@ pub struct Services {
     /// once `shutdown` turns `true`.
     pub tasks: JoinSet<anyhow::Result<()>>,
     /// Turns `true` when the process is shutting down.
-    #[allow(dead_code)] // Read by the tasks the projector and query API will add.
     pub shutdown: watch::Receiver<bool>,
 }
 

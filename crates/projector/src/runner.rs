@@ -265,7 +265,14 @@ pub async fn run<L: EventLog>(
     tokio::task::spawn_blocking(move || fold.join())
         .await
         .map_err(|error| ProjectError::Thread(error.to_string()))?
-        .map_err(|_| ProjectError::Thread("it panicked".into()))?
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "without a message".to_owned());
+            ProjectError::Thread(format!("it panicked: {message}"))
+        })?
 }
 
 fn fold_loop(

@@ -237,9 +237,9 @@ impl FunnelProjection {
         for (key, value) in entries {
             let (key, value) = (key.as_ref(), value.as_ref());
             let Some(&tag) = key.first() else {
-                return Err(StateError::UnknownTable {
+                return Err(StateError::Corrupt {
                     key: String::new(),
-                    tag: ' ',
+                    reason: "an empty key".to_owned(),
                 });
             };
             match tag {
