@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use baton_core::Event;
 use baton_log::{EmbeddedConfig, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog, Position};
 use baton_producer::{History, HistoryConfig};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,9 +39,8 @@ pub struct AppendArgs {
 }
 
 pub(crate) fn unique_events(count: usize) -> Vec<Event> {
-    let mut seen = HashSet::new();
     History::new(HistoryConfig::new(1, u64::MAX))
-        .filter(|event| seen.insert(event.event_id))
+        .stored()
         .take(count)
         .collect()
 }

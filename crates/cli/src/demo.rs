@@ -93,10 +93,8 @@ pub async fn run(log_args: &LogArgs, args: DemoArgs) -> anyhow::Result<ExitCode>
     // Serving opens the log again (sled allows one handle per process and database).
     drop(log);
     println!();
-    println!(
-        "serving the views and the collector on http://{} (Ctrl-C stops)",
-        args.http
-    );
+    // The addresses actually bound (port 0 picks one) are printed by serve.
+    println!("serving the views, SQL and the collector; the addresses follow (Ctrl-C stops)");
     crate::serve::run(
         log_args,
         crate::serve::ServeArgs::on(args.http, Some(args.sql)),

@@ -164,6 +164,13 @@ impl History {
         }
     }
 
+    /// What the log stores of the history: its events without the retried deliveries (the
+    /// first copy of each event id), in order. Keeps one id per event seen.
+    pub fn stored(self) -> impl Iterator<Item = Event> {
+        let mut seen = std::collections::HashSet::new();
+        self.filter(move |event| seen.insert(event.event_id))
+    }
+
     /// Accounts generated so far (for progress reporting).
     pub fn accounts_done(&self) -> u64 {
         self.next_account

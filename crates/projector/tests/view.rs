@@ -14,10 +14,7 @@ use std::time::Duration;
 
 /// A seeded history without its retried deliveries: what the log stores of it, in order.
 fn history() -> Vec<Event> {
-    let mut seen = std::collections::HashSet::new();
-    History::new(HistoryConfig::new(5, 80))
-        .filter(|event| seen.insert(event.event_id))
-        .collect()
+    History::new(HistoryConfig::new(5, 80)).stored().collect()
 }
 
 async fn embedded_with(events: &[Event]) -> (tempfile::TempDir, EmbeddedLog) {

@@ -10,9 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What the log stores of a seeded history: its events without retried deliveries.
 fn history(seed: u64, accounts: u64) -> Vec<Event> {
-    let mut seen = HashSet::new();
     History::new(HistoryConfig::new(seed, accounts))
-        .filter(|event| seen.insert(event.event_id))
+        .stored()
         .collect()
 }
 

@@ -6,16 +6,12 @@ use baton_core::{Event, FunnelDefinition, FunnelProjection};
 use baton_producer::{History, HistoryConfig};
 use baton_projector::{Position, Status};
 use baton_query::{QueryState, SnapshotPublisher};
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn history() -> Vec<Event> {
-    let mut seen = HashSet::new();
-    History::new(HistoryConfig::new(31, 60))
-        .filter(|event| seen.insert(event.event_id))
-        .collect()
+    History::new(HistoryConfig::new(31, 60)).stored().collect()
 }
 
 fn project(events: &[Event]) -> FunnelProjection {
