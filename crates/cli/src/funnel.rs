@@ -66,32 +66,38 @@ pub async fn summarize(
     Ok((folded.projection.summary(), folded.position.get()))
 }
 
-pub fn money(minor_units: i64) -> String {
-    let units = minor_units / 100;
-    let mut digits = units.unsigned_abs().to_string();
-    let mut grouped = String::new();
-    while digits.len() > 3 {
-        let tail = digits.split_off(digits.len() - 3);
-        grouped = format!(",{tail}{grouped}");
+/// An amount for people to read: grouped thousands and the currency's own decimals
+/// (`1,234,567.89` USD, `5,000` JPY).
+pub fn money(minor_units: i64, currency: &str) -> String {
+    let exact = baton_core::currency::decimal_text(minor_units, currency);
+    let (sign, unsigned) = match exact.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", exact.as_str()),
+    };
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let mut grouped = String::with_capacity(exact.len() + whole.len() / 3);
+    for (at, digit) in whole.chars().enumerate() {
+        if at > 0 && (whole.len() - at) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
     }
-    let sign = if minor_units < 0 { "-" } else { "" };
-    format!(
-        "{sign}{digits}{grouped}.{:02}",
-        (minor_units % 100).unsigned_abs()
-    )
+    match fraction {
+        Some(fraction) => format!("{sign}{grouped}.{fraction}"),
+        None => format!("{sign}{grouped}"),
+    }
 }
 
-/// Amounts per currency as `{"USD": "1234.50", ...}`: decimal strings, exact.
+/// Amounts per currency as `{"USD": "1234.50", "JPY": "5000", ...}`: decimal strings, exact,
+/// with each currency's own decimals.
 pub fn amounts_json(amounts: &[(String, i64)]) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = amounts
         .iter()
         .map(|(currency, minor)| {
-            let sign = if *minor < 0 { "-" } else { "" };
-            let text = format!(
-                "{sign}{}.{:02}",
-                minor.unsigned_abs() / 100,
-                minor.unsigned_abs() % 100
-            );
+            let text = baton_core::currency::decimal_text(*minor, currency);
             (currency.clone(), serde_json::Value::String(text))
         })
         .collect();
@@ -167,7 +173,7 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
     let revenue: Vec<String> = summary
         .revenue_minor_units
         .iter()
-        .map(|(currency, minor)| format!("{currency} {}", money(*minor)))
+        .map(|(currency, minor)| format!("{currency} {}", money(*minor, currency)))
         .collect();
     println!(
         "  won deals {}, revenue {}",
@@ -219,8 +225,11 @@ pub async fn run(log_args: &LogArgs, args: FunnelArgs) -> anyhow::Result<ExitCod
 mod tests {
     #[test]
     fn money_groups_thousands() {
-        assert_eq!(super::money(123_456_789), "1,234,567.89");
-        assert_eq!(super::money(5), "0.05");
-        assert_eq!(super::money(-100_000), "-1,000.00");
+        assert_eq!(super::money(123_456_789, "USD"), "1,234,567.89");
+        assert_eq!(super::money(5, "USD"), "0.05");
+        assert_eq!(super::money(-100_000, "USD"), "-1,000.00");
+        assert_eq!(super::money(5_000_000, "JPY"), "5,000,000");
+        assert_eq!(super::money(1_234_567, "KWD"), "1,234.567");
+        assert_eq!(super::money(999, "JPY"), "999");
     }
 }

@@ -3,13 +3,17 @@
 //!
 //! The form is documented in `docs/events.md`; a test there keeps the examples parseable.
 
+use crate::currency;
 use crate::event::{
     ActivityKind, Campaign, ContentType, Event, EventId, FormKind, Identity, Kind, Money, Payload,
     SocialAction, Source,
 };
 use crate::timestamp::Timestamp;
 use serde_json::{Map, Value, json};
+use text::{Entry, Json};
 use uuid::Uuid;
+
+mod text;
 
 /// What the caller supplies that core cannot know: the time now and a fresh id.
 #[derive(Clone, Copy, Debug)]
@@ -72,18 +76,22 @@ const ENVELOPE_KEYS: &[&str] = &[
 
 /// Parses one event from JSON text.
 pub fn parse_event(text: &str, context: &ParseContext) -> Result<Event> {
-    let value: Value =
+    let value: Json<'_> =
         serde_json::from_str(text).map_err(|error| EventJsonError::Syntax(error.to_string()))?;
-    event_from_json(&value, context)
+    event_from_parsed(&value, context)
 }
 
 /// Validates and converts one JSON value into an event.
 pub fn event_from_json(value: &Value, context: &ParseContext) -> Result<Event> {
+    event_from_parsed(&Json::borrow(value), context)
+}
+
+fn event_from_parsed(value: &Json<'_>, context: &ParseContext) -> Result<Event> {
     let object = Fields::root(value)?;
     object.only(ENVELOPE_KEYS)?;
 
-    let kind_name = object.required_str("kind")?;
-    let kind = Kind::from_name(&kind_name).ok_or_else(|| {
+    let kind_name = object.required_text("kind")?;
+    let kind = Kind::from_name(kind_name).ok_or_else(|| {
         object.problem(
             "kind",
             format!("unknown event kind {kind_name:?} (see docs/events.md)"),
@@ -144,9 +152,9 @@ pub fn event_from_json(value: &Value, context: &ParseContext) -> Result<Event> {
 
 fn parse_source(object: &Fields<'_>) -> Result<(String, Option<String>)> {
     match object.get("source") {
-        None | Some(Value::Null) => Err(object.problem("source", "required, but missing".into())),
-        Some(Value::String(_)) => Ok((object.required_str("source")?, None)),
-        Some(Value::Object(_)) => {
+        None | Some(Json::Null) => Err(object.problem("source", "required, but missing".into())),
+        Some(Json::String(_)) => Ok((object.required_str("source")?, None)),
+        Some(Json::Object(_)) => {
             let source = object.nested("source")?;
             source.only(&["system", "connector"])?;
             Ok((
@@ -426,7 +434,7 @@ fn parse_payload(kind: Kind, data: &Fields<'_>) -> Result<Payload> {
         Kind::OpportunityCreated => {
             data.only(&["amount", "currency", "stage"])?;
             let amount = match data.get("amount") {
-                None | Some(Value::Null) => None,
+                None | Some(Json::Null) => None,
                 Some(_) => Some(data.required_money()?),
             };
             Payload::OpportunityCreated {
@@ -509,12 +517,12 @@ fn parse_payload(kind: Kind, data: &Fields<'_>) -> Result<Payload> {
         Kind::Corrected => {
             data.only(&["target", "reason", "occurred_at", "replacement"])?;
             let replacement = match data.get("replacement") {
-                None | Some(Value::Null) => None,
+                None | Some(Json::Null) => None,
                 Some(_) => {
                     let replacement = data.nested("replacement")?;
                     replacement.only(&["kind", "data"])?;
-                    let name = replacement.required_str("kind")?;
-                    let kind = Kind::from_name(&name).ok_or_else(|| {
+                    let name = replacement.required_text("kind")?;
+                    let kind = Kind::from_name(name).ok_or_else(|| {
                         replacement.problem("kind", format!("unknown event kind {name:?}"))
                     })?;
                     if matches!(kind, Kind::Retracted | Kind::Corrected) {
@@ -554,14 +562,14 @@ fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
     all.iter().map(|value| name(*value)).collect()
 }
 
-fn describe(value: &Value) -> String {
+fn describe(value: &Json<'_>) -> String {
     match value {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("{:?}", truncate(s)),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
+        Json::Null => "null".into(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => format!("{:?}", truncate(s)),
+        Json::Array => "an array".into(),
+        Json::Object(_) => "an object".into(),
     }
 }
 
@@ -577,15 +585,15 @@ fn truncate(text: &str) -> String {
 
 /// A JSON object being read, with the path that leads to it for error messages.
 struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    entries: &'a [Entry<'a>],
     path: String,
 }
 
 impl<'a> Fields<'a> {
-    fn root(value: &'a Value) -> Result<Self> {
+    fn root(value: &'a Json<'a>) -> Result<Self> {
         match value {
-            Value::Object(map) => Ok(Fields {
-                map,
+            Json::Object(entries) => Ok(Fields {
+                entries,
                 path: String::new(),
             }),
             other => Err(EventJsonError::Field {
@@ -610,13 +618,23 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.map.get(key)
+    /// The value of `key`; of a repeated key, the last one (as `serde_json::Value` keeps it).
+    fn get(&self, key: &str) -> Option<&'a Json<'a>> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value)
     }
 
     /// Refuses keys outside `allowed`, so that a misspelt field is an error, not a silent loss.
     fn only(&self, allowed: &[&str]) -> Result<()> {
-        match self.map.keys().find(|key| !allowed.contains(&key.as_str())) {
+        match self
+            .entries
+            .iter()
+            .map(|(key, _)| key)
+            .find(|key| !allowed.contains(&key.as_ref()))
+        {
             None => Ok(()),
             Some(key) => Err(self.problem(
                 key,
@@ -627,14 +645,13 @@ impl<'a> Fields<'a> {
 
     /// A nested object; a missing or null one reads as empty.
     fn nested(&self, key: &str) -> Result<Fields<'a>> {
-        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(Fields {
-                map: EMPTY.get_or_init(Map::new),
+        match self.get(key) {
+            None | Some(Json::Null) => Ok(Fields {
+                entries: &[],
                 path: self.path_of(key),
             }),
-            Some(Value::Object(map)) => Ok(Fields {
-                map,
+            Some(Json::Object(entries)) => Ok(Fields {
+                entries,
                 path: self.path_of(key),
             }),
             Some(other) => {
@@ -643,31 +660,43 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn optional_str(&self, key: &str) -> Result<Option<String>> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) if text.trim().is_empty() => {
+    /// A string field, checked (not empty, not too long) but not copied.
+    fn optional_text(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(text)) if text.trim().is_empty() => {
                 Err(self.problem(key, "must not be empty".into()))
             }
-            Some(Value::String(text)) if text.chars().count() > MAX_STRING_CHARS => {
+            // A string has at least as many bytes as characters: count only long ones.
+            Some(Json::String(text))
+                if text.len() > MAX_STRING_CHARS && text.chars().count() > MAX_STRING_CHARS =>
+            {
                 Err(self.problem(key, format!("longer than {MAX_STRING_CHARS} characters")))
             }
-            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(Json::String(text)) => Ok(Some(text)),
             Some(other) => {
                 Err(self.problem(key, format!("expected a string, got {}", describe(other))))
             }
         }
     }
 
-    fn required_str(&self, key: &str) -> Result<String> {
-        self.optional_str(key)?
+    fn required_text(&self, key: &str) -> Result<&'a str> {
+        self.optional_text(key)?
             .ok_or_else(|| self.problem(key, "required, but missing".into()))
     }
 
+    fn optional_str(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.optional_text(key)?.map(str::to_owned))
+    }
+
+    fn required_str(&self, key: &str) -> Result<String> {
+        self.required_text(key).map(str::to_owned)
+    }
+
     fn optional_bool(&self, key: &str) -> Result<Option<bool>> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
+        match self.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Bool(b)) => Ok(Some(*b)),
             Some(other) => Err(self.problem(
                 key,
                 format!("expected true or false, got {}", describe(other)),
@@ -676,9 +705,9 @@ impl<'a> Fields<'a> {
     }
 
     fn optional_u32(&self, key: &str) -> Result<Option<u32>> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
+        match self.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Number(n)) => n
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .map(Some)
@@ -701,8 +730,8 @@ impl<'a> Fields<'a> {
         parse: fn(&str) -> Option<T>,
         allowed: Vec<&'static str>,
     ) -> Result<T> {
-        let text = self.required_str(key)?;
-        parse(&text).ok_or_else(|| {
+        let text = self.required_text(key)?;
+        parse(text).ok_or_else(|| {
             self.problem(
                 key,
                 format!(
@@ -714,9 +743,9 @@ impl<'a> Fields<'a> {
     }
 
     fn optional_timestamp(&self, key: &str) -> Result<Option<Timestamp>> {
-        match self.optional_str(key)? {
+        match self.optional_text(key)? {
             None => Ok(None),
-            Some(text) => Timestamp::parse_rfc3339(&text)
+            Some(text) => Timestamp::parse_rfc3339(text)
                 .map(Some)
                 .map_err(|error| self.problem(key, error.to_string())),
         }
@@ -728,11 +757,11 @@ impl<'a> Fields<'a> {
     }
 
     fn optional_uuid(&self, key: &str) -> Result<Option<Uuid>> {
-        match self.optional_str(key)? {
+        match self.optional_text(key)? {
             None => Ok(None),
-            Some(text) => Uuid::parse_str(&text)
+            Some(text) => Uuid::parse_str(text)
                 .map(Some)
-                .map_err(|_| self.problem(key, format!("not a UUID: {:?}", truncate(&text)))),
+                .map_err(|_| self.problem(key, format!("not a UUID: {:?}", truncate(text)))),
         }
     }
 
@@ -741,15 +770,23 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.problem(key, "required, but missing".into()))
     }
 
-    /// `amount` (a number or a decimal string, at most two decimals, not negative) and
-    /// `currency` (three capital letters).
+    /// `currency` (three capital letters) and `amount` (a number or a decimal string, not
+    /// negative, with at most the currency's decimals: two for USD, none for JPY, three for
+    /// KWD), as minor units of that currency.
     fn required_money(&self) -> Result<Money> {
-        let minor_units = match self.map.get("amount") {
-            None | Some(Value::Null) => {
+        let currency = self.required_text("currency")?;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(self.problem(
+                "currency",
+                format!("expected an ISO 4217 code such as \"USD\", got {currency:?}"),
+            ));
+        }
+        let minor_units = match self.get("amount") {
+            None | Some(Json::Null) => {
                 return Err(self.problem("amount", "required, but missing".into()));
             }
-            Some(Value::Number(n)) => parse_minor_units(&n.to_string()),
-            Some(Value::String(s)) => parse_minor_units(s),
+            Some(Json::Number(n)) => currency::parse_decimal(&n.to_string(), currency),
+            Some(Json::String(s)) => currency::parse_decimal(s, currency),
             Some(other) => {
                 return Err(self.problem(
                     "amount",
@@ -758,47 +795,15 @@ impl<'a> Fields<'a> {
             }
         }
         .map_err(|problem| self.problem("amount", problem))?;
-        let currency = self.required_str("currency")?;
-        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(self.problem(
-                "currency",
-                format!("expected an ISO 4217 code such as \"USD\", got {currency:?}"),
-            ));
-        }
         Ok(Money {
             minor_units,
-            currency,
+            currency: currency.to_owned(),
         })
     }
 }
 
-/// `"48000"`, `"48000.5"`, `"48000.50"` → 4_800_000, 4_800_050, 4_800_050.
-fn parse_minor_units(text: &str) -> std::result::Result<i64, String> {
-    let invalid = || format!("expected an amount such as 48000 or 48000.50, got {text:?}");
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(invalid());
-    }
-    if fraction.len() > 2 {
-        return Err(format!("more than two decimals: {text:?}"));
-    }
-    let whole: i64 = whole.parse().map_err(|_| invalid())?;
-    let cents: i64 = match fraction.len() {
-        0 => 0,
-        1 => fraction.parse::<i64>().map_err(|_| invalid())? * 10,
-        _ => fraction.parse().map_err(|_| invalid())?,
-    };
-    whole
-        .checked_mul(100)
-        .and_then(|units| units.checked_add(cents))
-        .ok_or_else(|| format!("amount too large: {text:?}"))
-}
-
 fn money_text(money: &Money) -> String {
-    format!("{}.{:02}", money.minor_units / 100, money.minor_units % 100)
+    currency::decimal_text(money.minor_units, &money.currency)
 }
 
 /// Renders an event in the documented JSON form; [`event_from_json`] reads it back unchanged

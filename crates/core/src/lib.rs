@@ -5,6 +5,7 @@
 
 mod codec;
 mod compare;
+pub mod currency;
 mod event;
 pub mod example;
 mod funnel;

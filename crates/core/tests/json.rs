@@ -2,7 +2,8 @@
 
 use baton_core::example::one_of_each_kind;
 use baton_core::{
-    EventId, EventJsonError, Kind, ParseContext, Payload, Timestamp, event_to_json, parse_event,
+    EventId, EventJsonError, Kind, ParseContext, Payload, Timestamp, event_from_json,
+    event_to_json, parse_event,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -22,7 +23,22 @@ fn every_kind_round_trips_through_json() {
         let parsed = parse_event(&text, &context()).unwrap_or_else(|e| panic!("{text}: {e}"));
         event.recorded_at = context().recorded_at;
         assert_eq!(parsed, event, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(event_from_json(&value, &context()), Ok(parsed), "{text}");
     }
+}
+
+#[test]
+fn escaped_strings_and_repeated_keys_read_as_serde_json_reads_them() {
+    // Escapes cannot be borrowed from the text; a repeated key counts with its last value.
+    let text = r#"{"kind":"content_viewed","occurred_at":"2026-05-01T10:00:00Z","source":"w\u0065b",
+        "anonymous_id":"first","anonymous_id":"a\"n\non",
+        "data":{"url":"https://example.com/\u00e9","content_type":"blog"}}"#;
+    let event = parse_event(text, &context()).expect("valid");
+    assert_eq!(event.source.system, "web");
+    assert_eq!(event.identity.anonymous_id.as_deref(), Some("a\"n\non"));
+    let value: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+    assert_eq!(event_from_json(&value, &context()), Ok(event));
 }
 
 fn minimal() -> serde_json::Value {
@@ -71,24 +87,32 @@ fn source_may_be_an_object() {
 
 #[test]
 fn money_accepts_numbers_and_decimal_strings() {
-    for (amount, cents) in [
-        (json!(48000), 4_800_000),
-        (json!(48000.5), 4_800_050),
-        (json!("12.05"), 1205),
+    for (amount, currency, minor) in [
+        (json!(48000), "EUR", 4_800_000),
+        (json!(48000.5), "EUR", 4_800_050),
+        (json!("12.05"), "EUR", 1205),
+        // Minor units follow the currency: yen have no decimals, Kuwaiti dinars three.
+        (json!(5000), "JPY", 5000),
+        (json!("5000.00"), "JPY", 5000),
+        (json!("1.234"), "KWD", 1234),
     ] {
         let value = json!({
             "kind": "opportunity_closed_won", "occurred_at": "2026-05-01T10:00:00Z",
             "source": "salesforce", "opportunity_id": "o-1",
-            "data": {"amount": amount, "currency": "EUR"}
+            "data": {"amount": amount, "currency": currency}
         });
         let event = parse_event(&value.to_string(), &context()).expect("valid");
-        match event.payload {
+        match &event.payload {
             Payload::OpportunityClosedWon { amount } => {
-                assert_eq!(amount.minor_units, cents);
-                assert_eq!(amount.currency, "EUR");
+                assert_eq!(amount.minor_units, minor);
+                assert_eq!(amount.currency, currency);
             }
             other => panic!("{other:?}"),
         }
+        // Rendered back with the currency's own decimals.
+        let rendered = event_to_json(&event);
+        let back = parse_event(&rendered.to_string(), &context()).expect("valid");
+        assert_eq!(back.payload, event.payload, "{rendered}");
     }
 }
 
@@ -97,6 +121,8 @@ fn assert_refused(change: impl FnOnce(&mut serde_json::Value), field: &str, frag
     let mut value = minimal();
     change(&mut value);
     let error = parse_event(&value.to_string(), &context()).expect_err("must be refused");
+    // Text and an already parsed value go through the same validator.
+    assert_eq!(event_from_json(&value, &context()), Err(error.clone()));
     assert_eq!(error.field(), Some(field), "{error}");
     assert!(
         error.to_string().contains(fragment),
@@ -168,7 +194,16 @@ fn errors_name_the_field_and_the_problem() {
             v["data"] = json!({"proposal_id": "x", "amount": "12.345", "currency": "USD"});
         },
         "data.amount",
-        "more than two decimals",
+        "more than 2 decimals for USD",
+    );
+    assert_refused(
+        |v| {
+            v["kind"] = json!("proposal_sent");
+            v["person_id"] = json!("p");
+            v["data"] = json!({"proposal_id": "x", "amount": "5000.5", "currency": "JPY"});
+        },
+        "data.amount",
+        "JPY has no decimals",
     );
     assert_refused(
         |v| {

@@ -13,7 +13,7 @@ mod sendgrid;
 pub use mapping::{FieldRule, Mapping, MappingError, RuleSpec, SkipRule, TimeFormat};
 pub use segment::{TrackRule, default_track_rules};
 
-use baton_core::{Event, EventId, ParseContext, Timestamp, event_from_json};
+use baton_core::{Event, EventId, ParseContext, Timestamp, event_from_json, parse_event};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -188,6 +188,38 @@ impl Adapters {
         }
     }
 
+    /// A native item given as JSON text (an NDJSON line, an element of a JSON array),
+    /// validated straight from the text: the same checks and the same event as [`translate`]
+    /// on the parsed item, without building a `serde_json::Value` first.
+    ///
+    /// [`translate`]: Adapters::translate
+    pub fn translate_native_text(
+        &self,
+        text: &str,
+        received_at: Timestamp,
+    ) -> Result<Translation, Problem> {
+        let context = ParseContext {
+            recorded_at: received_at,
+            fresh_event_id: unnamed(),
+            max_future_skew_millis: self.max_future_skew_millis,
+        };
+        match parse_event(text, &context) {
+            Ok(event) if event.event_id != unnamed() => Ok(Translation::Events(vec![event])),
+            // No id of its own: the id comes from the item's content, which `translate`
+            // derives from the parsed item (so spacing and escapes do not change it).
+            Ok(_) => match serde_json::from_str::<Value>(text) {
+                Ok(value) => self.translate(&Adapter::Native, &value, None, received_at),
+                Err(error) => Err(Problem::new("(item)", format!("not valid JSON: {error}"))),
+            },
+            Err(baton_core::EventJsonError::Syntax(error)) => {
+                Err(Problem::new("(item)", format!("not valid JSON: {error}")))
+            }
+            Err(baton_core::EventJsonError::Field { field, problem }) => {
+                Err(Problem::new(field, problem))
+            }
+        }
+    }
+
     /// Core's validation of edge-form drafts, with problems named in the source's terms.
     fn validate(
         &self,
@@ -197,7 +229,7 @@ impl Adapters {
     ) -> Result<Vec<Event>, Problem> {
         let mut context = ParseContext {
             recorded_at: received_at,
-            fresh_event_id: EventId::from_source_message("baton-collector", ""),
+            fresh_event_id: unnamed(),
             max_future_skew_millis: self.max_future_skew_millis,
         };
         let mut events = Vec::with_capacity(drafts.len());
@@ -229,6 +261,11 @@ impl Adapters {
         }
         Ok(events)
     }
+}
+
+/// The placeholder id of an item that has no id of its own, replaced before it is used.
+fn unnamed() -> EventId {
+    EventId::from_source_message("baton-collector", "")
 }
 
 /// Events in the JSON edge form, not yet validated.

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton_core::{ParseContext, Timestamp};
 use baton_log::{AppendOutcome, EventLog};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -306,11 +307,32 @@ enum BodyShape<'a> {
 }
 
 /// One item of a request, parsed or not.
-struct Item {
-    /// The item, or its text when it is not JSON; the quarantine keeps it as it is.
-    payload: Value,
+struct Item<'a> {
+    payload: ItemBody<'a>,
     /// Found before translation: not JSON, too large, sent to the wrong endpoint.
     problem: Option<Problem>,
+}
+
+/// An item as the request gave it.
+enum ItemBody<'a> {
+    /// Parsed; or, when it is not JSON, its text as a JSON string.
+    Value(Value),
+    /// The JSON text of one native event (an NDJSON line, an element of an array), validated
+    /// straight from the text: parsing it into a `Value` first was most of the collector's
+    /// work. Parsed into a `Value` only to be quarantined.
+    Native(&'a str),
+}
+
+impl ItemBody<'_> {
+    /// The item as the quarantine keeps it.
+    fn into_value(self) -> Value {
+        match self {
+            ItemBody::Value(value) => value,
+            ItemBody::Native(text) => {
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+            }
+        }
+    }
 }
 
 /// A problem with the whole request, answered without looking at items.
@@ -587,11 +609,19 @@ fn oversize(bytes: usize, limits: &Limits) -> Problem {
     )
 }
 
-fn item_of(value: Value, limits: &Limits) -> Item {
+fn item_of(value: Value, limits: &Limits) -> Item<'static> {
     let bytes = json_len(&value);
     Item {
         problem: (bytes > limits.max_event_bytes).then(|| oversize(bytes, limits)),
-        payload: value,
+        payload: ItemBody::Value(value),
+    }
+}
+
+/// A native event's JSON text, measured as sent.
+fn native_item<'a>(text: &'a str, limits: &Limits) -> Item<'a> {
+    Item {
+        problem: (text.len() > limits.max_event_bytes).then(|| oversize(text.len(), limits)),
+        payload: ItemBody::Native(text),
     }
 }
 
@@ -606,12 +636,12 @@ fn parse_json(bytes: &[u8]) -> Result<Value, RequestError> {
 
 /// Splits a body into items. One malformed NDJSON line is one rejected item; a body that is
 /// not JSON at all (and not NDJSON) is a 400 for the whole request.
-fn split(
+fn split<'a>(
     headers: &HeaderMap,
-    bytes: &[u8],
+    bytes: &'a [u8],
     shape: BodyShape<'_>,
     limits: &Limits,
-) -> Result<Vec<Item>, RequestError> {
+) -> Result<Vec<Item<'a>>, RequestError> {
     let single_too_large = || {
         RequestError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -632,18 +662,22 @@ fn split(
                 || content_type.contains("jsonl")
                 || content_type.contains("json-seq");
             if !declared_ndjson {
-                match serde_json::from_slice::<Value>(bytes) {
-                    Ok(Value::Array(values)) => {
-                        return Ok(values
-                            .into_iter()
-                            .map(|value| item_of(value, limits))
-                            .collect());
-                    }
-                    Ok(value) => {
-                        if bytes.len() > limits.max_event_bytes {
+                // Only the items' extent is found here; each is validated from its text.
+                let is_array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+                let parsed = if is_array {
+                    serde_json::from_slice::<Vec<&RawValue>>(bytes)
+                } else {
+                    serde_json::from_slice::<&RawValue>(bytes).map(|raw| vec![raw])
+                };
+                match parsed {
+                    Ok(items) => {
+                        if !is_array && bytes.len() > limits.max_event_bytes {
                             return Err(single_too_large());
                         }
-                        return Ok(vec![item_of(value, limits)]);
+                        return Ok(items
+                            .into_iter()
+                            .map(|raw| native_item(raw.get(), limits))
+                            .collect());
                     }
                     // Several lines that are not one JSON document: NDJSON sent as JSON.
                     Err(_) if bytes.iter().filter(|b| **b == b'\n').count() >= 1 => {}
@@ -683,7 +717,7 @@ fn split(
                 )),
             };
             Ok(vec![Item {
-                payload: value,
+                payload: ItemBody::Value(value),
                 problem,
             }])
         }
@@ -768,13 +802,13 @@ fn merge_context(call: &mut Map<String, Value>, batch_context: &Map<String, Valu
     }
 }
 
-fn split_ndjson(bytes: &[u8], limits: &Limits) -> Vec<Item> {
+fn split_ndjson<'a>(bytes: &'a [u8], limits: &Limits) -> Vec<Item<'a>> {
     let mut items = Vec::new();
     for line in bytes.split(|byte| *byte == b'\n') {
         let Ok(text) = std::str::from_utf8(line) else {
             items.push(Item {
                 problem: Some(Problem::new("(item)", "not UTF-8 text")),
-                payload: Value::String(String::from_utf8_lossy(line).into_owned()),
+                payload: ItemBody::Value(Value::String(String::from_utf8_lossy(line).into_owned())),
             });
             continue;
         };
@@ -782,23 +816,7 @@ fn split_ndjson(bytes: &[u8], limits: &Limits) -> Vec<Item> {
         if text.is_empty() {
             continue;
         }
-        if text.len() > limits.max_event_bytes {
-            items.push(Item {
-                problem: Some(oversize(text.len(), limits)),
-                payload: Value::String(text.to_owned()),
-            });
-            continue;
-        }
-        match serde_json::from_str::<Value>(text) {
-            Ok(value) => items.push(Item {
-                payload: value,
-                problem: None,
-            }),
-            Err(error) => items.push(Item {
-                problem: Some(Problem::new("(item)", format!("not valid JSON: {error}"))),
-                payload: Value::String(text.to_owned()),
-            }),
-        }
+        items.push(native_item(text, limits));
     }
     items
 }
@@ -845,7 +863,7 @@ async fn ingest(
     shared: &Shared,
     adapter: Adapter,
     source: Option<&str>,
-    items: Vec<Item>,
+    items: Vec<Item<'_>>,
 ) -> Response {
     let received_at = now();
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
@@ -855,9 +873,14 @@ async fn ingest(
     for (index, item) in items.into_iter().enumerate() {
         let translated = match item.problem {
             Some(problem) => Err(problem),
-            None => shared
-                .adapters
-                .translate(&adapter, &item.payload, source, received_at),
+            None => match &item.payload {
+                ItemBody::Native(text) => shared.adapters.translate_native_text(text, received_at),
+                ItemBody::Value(value) => {
+                    shared
+                        .adapters
+                        .translate(&adapter, value, source, received_at)
+                }
+            },
         };
         match translated {
             Ok(Translation::Events(produced)) => {
@@ -888,7 +911,7 @@ async fn ingest(
                     source,
                     received_at,
                     &problem,
-                    item.payload,
+                    item.payload.into_value(),
                 ));
             }
         }

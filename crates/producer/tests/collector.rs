@@ -184,6 +184,14 @@ async fn native_ndjson_stores_valid_lines_and_quarantines_the_rest() {
         ]
     );
     let items = answer["items"].as_array().expect("items");
+    assert_eq!(items[2]["field"], "(item)");
+    assert!(
+        items[2]["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("not valid JSON"),
+        "{answer}"
+    );
     assert_eq!(items[3]["field"], "kind");
     assert!(
         items[3]["reason"]
@@ -248,6 +256,26 @@ async fn native_single_event_and_array_answer_200() {
             .contains("not valid JSON")
     );
     assert_eq!(running.events().await.len(), 2);
+
+    // Without an id of its own, an item's id comes from its content: the same event sent
+    // again, spaced differently, is a duplicate, not a second fact.
+    let compact = r#"{"kind":"email_opened","occurred_at":"2026-11-01T12:00:00Z","source":"hubspot","person_id":"p-9","data":{"email_id":"nl-13"}}"#;
+    let (status, answer) = running
+        .post("/v1/events", compact.as_bytes().to_vec(), &[])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(statuses(&answer), vec![(0, "accepted".into())]);
+    let spaced = "[\n  { \"kind\": \"email_opened\",\n    \"occurred_at\": \"2026-11-01T12:00:00Z\", \"source\": \"hubspot\",\n    \"person_id\": \"p-9\", \"data\": { \"email_id\": \"nl-13\" } }\n]";
+    let (status, again) = running
+        .post("/v1/events", spaced.as_bytes().to_vec(), &[])
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(statuses(&again), vec![(0, "duplicate".into())]);
+    assert_eq!(
+        again["items"][0]["event_id"],
+        answer["items"][0]["event_id"]
+    );
+    assert_eq!(running.events().await.len(), 3);
     running.stop().await;
 }
 
@@ -380,6 +408,30 @@ async fn segment_single_calls_and_their_errors() {
         .await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["items"][0]["field"], "type");
+    // No messageId: the id comes from the call's content, less the transport times, so the
+    // same call sent again later is a duplicate; another timestamp makes another event.
+    let unnamed = json!({"userId":"p-1","event":"Demo Requested","timestamp":"2026-11-20T10:00:00Z",
+        "sentAt":"2026-11-20T10:00:01Z"});
+    let (status, first) = running
+        .post("/v1/track", unnamed.to_string().into_bytes(), &bearer)
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(statuses(&first), vec![(0, "accepted".into())]);
+    let mut resent = unnamed.clone();
+    resent["sentAt"] = json!("2026-11-20T10:05:00Z");
+    let (status, again) = running
+        .post("/v1/track", resent.to_string().into_bytes(), &bearer)
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(statuses(&again), vec![(0, "duplicate".into())]);
+    assert_eq!(again["items"][0]["event_id"], first["items"][0]["event_id"]);
+    let mut later = unnamed.clone();
+    later["timestamp"] = json!("2026-11-20T11:00:00Z");
+    let (status, other) = running
+        .post("/v1/track", later.to_string().into_bytes(), &bearer)
+        .await;
+    assert_eq!(status, 200, "{other}");
+    assert_eq!(statuses(&other), vec![(0, "accepted".into())]);
     let no_identity = json!({"messageId":"m-3","event":"Demo Requested"});
     let (status, answer) = running
         .post("/v1/track", no_identity.to_string().into_bytes(), &bearer)
@@ -418,7 +470,7 @@ async fn segment_single_calls_and_their_errors() {
     assert_eq!(answer["items"][0]["field"], "properties.webinar_id");
 
     let events = running.events().await;
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 3, "the page and the two unnamed tracks");
     assert_eq!(events[0].source.system, "app");
     assert!(matches!(
         &events[0].payload,

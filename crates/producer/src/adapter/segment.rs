@@ -1,7 +1,8 @@
 //! Segment's HTTP tracking API: track, page, screen, identify, group and alias calls as
 //! Baton events.
 //!
-//! The event id is derived from (source, `messageId`), so Segment's retries are stored once.
+//! The event id is derived from (source, `messageId`), so Segment's retries are stored once; a
+//! call without `messageId` gets one derived from its content.
 //! `occurred_at` follows Segment's clock-skew correction: `receivedAt - (sentAt - timestamp)`.
 //! Track event names map to event kinds through a table (defaults below, extended by config);
 //! a name not in the table becomes a `custom_touch`, not a loss.
@@ -256,12 +257,7 @@ impl Envelope {
             }
         };
         let message_id = match call.get("messageId") {
-            None | Some(Value::Null) => {
-                return Err(Problem::new(
-                    "messageId",
-                    "required, but missing (Segment libraries send one; Baton derives the event id from it)",
-                ));
-            }
+            None | Some(Value::Null) => content_message_id(call),
             Some(value) => text_of(Some(value)).ok_or_else(|| {
                 Problem::new(
                     "messageId",
@@ -319,6 +315,22 @@ impl Envelope {
         draft.set("content_id", self.content_id.clone());
         draft
     }
+}
+
+/// The message id of a call that has none (hand-written calls; Segment's libraries always send
+/// one): derived from the call's content less the transport times that change when a client
+/// sends it again (`sentAt`, `receivedAt`), so a retried call is still stored once.
+fn content_message_id(call: &Map<String, Value>) -> String {
+    /// Namespace of content-derived Segment message ids (UUIDv5).
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x2b7c_51e4_8d0a_4f3b_a6c1_93e2_0d5f_7a18);
+    let mut content = call.clone();
+    content.remove("sentAt");
+    content.remove("receivedAt");
+    let text = Value::Object(content).to_string();
+    format!(
+        "baton-content-{}",
+        uuid::Uuid::new_v5(&NAMESPACE, text.as_bytes())
+    )
 }
 
 /// `utm_medium` to Baton's channel names; unknown media are kept as sent, lowercased.
