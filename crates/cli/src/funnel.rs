@@ -66,32 +66,33 @@ pub async fn summarize(
     Ok((folded.projection.summary(), folded.position.get()))
 }
 
-pub fn money(minor_units: i64) -> String {
-    let units = minor_units / 100;
-    let mut digits = units.unsigned_abs().to_string();
+/// An amount with thousands grouped and the currency's own decimal places (ISO 4217):
+/// `1,234,567.89` USD, `5,000` JPY, `1,234.567` KWD.
+pub fn money(minor_units: i64, currency: &str) -> String {
+    let text = baton_core::decimal_amount(minor_units, currency);
+    let (sign, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.as_str()),
+    };
+    let (mut digits, fraction) = match unsigned.split_once('.') {
+        Some((units, fraction)) => (units.to_owned(), format!(".{fraction}")),
+        None => (unsigned.to_owned(), String::new()),
+    };
     let mut grouped = String::new();
     while digits.len() > 3 {
         let tail = digits.split_off(digits.len() - 3);
         grouped = format!(",{tail}{grouped}");
     }
-    let sign = if minor_units < 0 { "-" } else { "" };
-    format!(
-        "{sign}{digits}{grouped}.{:02}",
-        (minor_units % 100).unsigned_abs()
-    )
+    format!("{sign}{digits}{grouped}{fraction}")
 }
 
-/// Amounts per currency as `{"USD": "1234.50", ...}`: decimal strings, exact.
+/// Amounts per currency as `{"USD": "1234.50", "JPY": "5000", ...}`: decimal strings, exact,
+/// with each currency's decimal places.
 pub fn amounts_json(amounts: &[(String, i64)]) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = amounts
         .iter()
         .map(|(currency, minor)| {
-            let sign = if *minor < 0 { "-" } else { "" };
-            let text = format!(
-                "{sign}{}.{:02}",
-                minor.unsigned_abs() / 100,
-                minor.unsigned_abs() % 100
-            );
+            let text = baton_core::decimal_amount(*minor, currency);
             (currency.clone(), serde_json::Value::String(text))
         })
         .collect();
@@ -167,7 +168,7 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
     let revenue: Vec<String> = summary
         .revenue_minor_units
         .iter()
-        .map(|(currency, minor)| format!("{currency} {}", money(*minor)))
+        .map(|(currency, minor)| format!("{currency} {}", money(*minor, currency)))
         .collect();
     println!(
         "  won deals {}, revenue {}",
@@ -219,8 +220,17 @@ pub async fn run(log_args: &LogArgs, args: FunnelArgs) -> anyhow::Result<ExitCod
 mod tests {
     #[test]
     fn money_groups_thousands() {
-        assert_eq!(super::money(123_456_789), "1,234,567.89");
-        assert_eq!(super::money(5), "0.05");
-        assert_eq!(super::money(-100_000), "-1,000.00");
+        assert_eq!(super::money(123_456_789, "USD"), "1,234,567.89");
+        assert_eq!(super::money(5, "USD"), "0.05");
+        assert_eq!(super::money(-100_000, "USD"), "-1,000.00");
+    }
+
+    /// Regression: every currency had two decimal places.
+    #[test]
+    fn money_has_the_currency_s_decimal_places() {
+        assert_eq!(super::money(5_000, "JPY"), "5,000");
+        assert_eq!(super::money(-1_234_567, "KWD"), "-1,234.567");
+        let json = super::amounts_json(&[("JPY".to_owned(), 5_000), ("KWD".to_owned(), 1_234_567)]);
+        assert_eq!(json, serde_json::json!({"JPY": "5000", "KWD": "1234.567"}));
     }
 }

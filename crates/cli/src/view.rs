@@ -500,7 +500,7 @@ fn revenue_text(group: &OutcomeGroup) -> String {
     group
         .revenue_minor_units
         .iter()
-        .map(|(currency, minor)| format!("{currency} {}", money(*minor)))
+        .map(|(currency, minor)| format!("{currency} {}", money(*minor, currency)))
         .collect::<Vec<_>>()
         .join(", ")
 }
