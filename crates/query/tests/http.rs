@@ -664,6 +664,18 @@ mod sql {
         )
         .await;
         assert_eq!(body["sqlstate"], "22P02", "{body}");
+        let body = error(
+            post(
+                &server,
+                "",
+                "text/plain",
+                "select count(*) / 0 from campaigns",
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert_eq!(body["sqlstate"], "22012", "{body}");
 
         // Bodies: empty, not JSON, no `query`, an unknown type, too large.
         error(post(&server, "", "text/plain", "  ").await, 400).await;
@@ -704,9 +716,9 @@ mod sql {
         let response = post(&server, "?format=csv", "text/plain", join).await;
         assert_eq!(response.status().as_u16(), 200);
 
-        // Every one of those 18 failures is counted, and the one success is not.
-        assert_eq!(metric(&server, "baton_query_errors_total").await, 18);
-        assert_eq!(metric(&server, "baton_query_requests_total").await, 19);
+        // Every one of those 19 failures is counted, and the one success is not.
+        assert_eq!(metric(&server, "baton_query_errors_total").await, 19);
+        assert_eq!(metric(&server, "baton_query_requests_total").await, 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,7 +48,8 @@ pub(crate) enum SqlFailure {
     NotAQuery,
     /// Valid SQL that cannot be planned (unknown table or column, type mismatch, ...).
     Plan,
-    /// The query failed while running (division by zero, a bad cast, the memory limit).
+    /// The query failed on the data (division by zero, a bad cast: SQLSTATE class 22) or ran
+    /// out of memory (class 53), whether while running or while planning.
     Execution,
     /// A defect: the engine failed in a way a query should not make it.
     Internal,
@@ -72,11 +73,13 @@ impl SqlError {
 
     fn engine(failure: SqlFailure, error: &DataFusionError) -> SqlError {
         let info = Box::new(engine_error(error));
-        // Whatever the step, an internal error is a defect, not the caller's.
-        let failure = if info.code == "XX000" {
-            SqlFailure::Internal
-        } else {
-            failure
+        // Whatever the step at which DataFusion noticed it (constant folding evaluates while
+        // planning), a data exception or an exhausted resource is the query failing on the
+        // data, and an internal error is a defect, not the caller's.
+        let failure = match info.code.get(..2) {
+            Some("XX") => SqlFailure::Internal,
+            Some("22" | "53") => SqlFailure::Execution,
+            _ => failure,
         };
         SqlError { failure, info }
     }
