@@ -549,7 +549,18 @@ mod sql {
             .expect("request");
         assert_eq!(response.text().await.expect("csv"), "x,y\r\n\"a,b\",\r\n");
 
-        // Read-your-writes: a position not reached within the wait is a 503.
+        // Read-your-writes: a position reached answers, one not reached within the wait is a 503.
+        let response = post(
+            &server,
+            &format!("?min_position={}&wait_ms=20", head.get()),
+            "text/plain",
+            "select count(*) as n from stages",
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["position"], head.get());
+        assert_eq!(body["rows"][0]["n"], summary.stages.len());
         let response = post(
             &server,
             &format!("?min_position={}&wait_ms=20", head.get() + 1),
