@@ -66,38 +66,33 @@ pub async fn summarize(
     Ok((folded.projection.summary(), folded.position.get()))
 }
 
-/// An amount for people to read: grouped thousands and the currency's own decimals
-/// (`1,234,567.89` USD, `5,000` JPY).
+/// An amount with thousands grouped and the currency's own decimal places (ISO 4217):
+/// `1,234,567.89` USD, `5,000` JPY, `1,234.567` KWD.
 pub fn money(minor_units: i64, currency: &str) -> String {
-    let exact = baton_core::currency::decimal_text(minor_units, currency);
-    let (sign, unsigned) = match exact.strip_prefix('-') {
+    let text = baton_core::decimal_amount(minor_units, currency);
+    let (sign, unsigned) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest),
-        None => ("", exact.as_str()),
+        None => ("", text.as_str()),
     };
-    let (whole, fraction) = match unsigned.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (unsigned, None),
+    let (mut digits, fraction) = match unsigned.split_once('.') {
+        Some((units, fraction)) => (units.to_owned(), format!(".{fraction}")),
+        None => (unsigned.to_owned(), String::new()),
     };
-    let mut grouped = String::with_capacity(exact.len() + whole.len() / 3);
-    for (at, digit) in whole.chars().enumerate() {
-        if at > 0 && (whole.len() - at) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
+    let mut grouped = String::new();
+    while digits.len() > 3 {
+        let tail = digits.split_off(digits.len() - 3);
+        grouped = format!(",{tail}{grouped}");
     }
-    match fraction {
-        Some(fraction) => format!("{sign}{grouped}.{fraction}"),
-        None => format!("{sign}{grouped}"),
-    }
+    format!("{sign}{digits}{grouped}{fraction}")
 }
 
 /// Amounts per currency as `{"USD": "1234.50", "JPY": "5000", ...}`: decimal strings, exact,
-/// with each currency's own decimals.
+/// with each currency's decimal places.
 pub fn amounts_json(amounts: &[(String, i64)]) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = amounts
         .iter()
         .map(|(currency, minor)| {
-            let text = baton_core::currency::decimal_text(*minor, currency);
+            let text = baton_core::decimal_amount(*minor, currency);
             (currency.clone(), serde_json::Value::String(text))
         })
         .collect();
@@ -228,8 +223,14 @@ mod tests {
         assert_eq!(super::money(123_456_789, "USD"), "1,234,567.89");
         assert_eq!(super::money(5, "USD"), "0.05");
         assert_eq!(super::money(-100_000, "USD"), "-1,000.00");
-        assert_eq!(super::money(5_000_000, "JPY"), "5,000,000");
-        assert_eq!(super::money(1_234_567, "KWD"), "1,234.567");
-        assert_eq!(super::money(999, "JPY"), "999");
+    }
+
+    /// Regression: every currency had two decimal places.
+    #[test]
+    fn money_has_the_currency_s_decimal_places() {
+        assert_eq!(super::money(5_000, "JPY"), "5,000");
+        assert_eq!(super::money(-1_234_567, "KWD"), "-1,234.567");
+        let json = super::amounts_json(&[("JPY".to_owned(), 5_000), ("KWD".to_owned(), 1_234_567)]);
+        assert_eq!(json, serde_json::json!({"JPY": "5000", "KWD": "1234.567"}));
     }
 }

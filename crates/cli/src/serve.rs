@@ -78,6 +78,8 @@ pub async fn add_services(
         &name,
         Duration::from_millis(settings.publish_every_ms),
     );
+    // The SQL endpoint's catalogs, which `POST /v1/sql` also reads when the endpoint runs.
+    let mut sql_catalogs = None;
     if settings.sql != "off" {
         let addr: std::net::SocketAddr = settings.sql.parse().with_context(|| {
             format!(
@@ -96,6 +98,7 @@ pub async fn add_services(
         ));
         let candidates = candidate_snapshots(&store, &name)?;
         let catalogs = publisher.with_catalogs(initial, candidates);
+        sql_catalogs = Some(catalogs.clone());
         let mut stopping = services.shutdown.clone();
         let server = baton_query::serve_sql(
             baton_query::SqlConfig {
@@ -128,12 +131,15 @@ pub async fn add_services(
     if settings.read_tokens.is_empty() {
         tracing::warn!("no read token configured: the query API answers loopback clients only");
     }
-    let state = baton_query::QueryState::new(
+    let mut state = baton_query::QueryState::new(
         snapshots,
         status.clone(),
         settings.read_tokens.clone(),
         wanted,
     );
+    if let Some(catalogs) = sql_catalogs {
+        state = state.with_catalogs(catalogs);
+    }
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
     let mut shutdown = services.shutdown.clone();

@@ -39,22 +39,23 @@ const EXPONENTS: &[(&str, u32)] = &[
 ];
 
 /// How many decimals an amount in `currency` (an ISO 4217 code) has: 0 for JPY, 3 for KWD,
-/// 2 for USD, EUR and any code not listed as different.
+/// 2 for USD, EUR and any code not listed as different. Case does not matter.
 pub fn minor_unit_exponent(currency: &str) -> u32 {
     EXPONENTS
         .iter()
-        .find(|(code, _)| *code == currency)
+        .find(|(code, _)| code.eq_ignore_ascii_case(currency.trim()))
         .map_or(2, |(_, exponent)| *exponent)
 }
 
-/// An amount in minor units as a number of major units (`1234` KWD fils → `1.234`).
-pub fn major_units(minor_units: i64, currency: &str) -> f64 {
-    minor_units as f64 / 10f64.powi(minor_unit_exponent(currency) as i32)
+/// An amount in minor units as a number of major units, for tables and SQL where amounts
+/// are floats (`1234` KWD fils → `1.234`).
+pub fn major_units(minor_units: f64, currency: &str) -> f64 {
+    minor_units / 10f64.powi(minor_unit_exponent(currency) as i32)
 }
 
 /// An amount in minor units as exact decimal text (`123456` USD → `"1234.56"`, `5000` JPY →
 /// `"5000"`).
-pub fn decimal_text(minor_units: i64, currency: &str) -> String {
+pub fn decimal_amount(minor_units: i64, currency: &str) -> String {
     let exponent = minor_unit_exponent(currency);
     if exponent == 0 {
         return minor_units.to_string();
@@ -149,12 +150,14 @@ mod tests {
             (1234, "KWD", "1.234"),
             (1, "CLF", "0.0001"),
         ] {
-            assert_eq!(decimal_text(minor, currency), text);
+            assert_eq!(decimal_amount(minor, currency), text);
             assert_eq!(parse_decimal(text, currency), Ok(minor));
         }
-        assert_eq!(decimal_text(-5, "USD"), "-0.05");
-        assert_eq!(major_units(1234, "KWD"), 1.234);
-        assert_eq!(major_units(5000, "JPY"), 5000.0);
-        assert_eq!(major_units(4_800_050, "USD"), 48000.5);
+        assert_eq!(decimal_amount(-5, "USD"), "-0.05");
+        assert_eq!(major_units(1234.0, "KWD"), 1.234);
+        assert_eq!(major_units(5000.0, "JPY"), 5000.0);
+        assert_eq!(major_units(4_800_050.0, "USD"), 48000.5);
+        assert_eq!(decimal_amount(i64::MIN, "USD"), "-92233720368547758.08");
+        assert_eq!(minor_unit_exponent("jpy"), 0);
     }
 }

@@ -803,7 +803,7 @@ impl<'a> Fields<'a> {
 }
 
 fn money_text(money: &Money) -> String {
-    currency::decimal_text(money.minor_units, &money.currency)
+    currency::decimal_amount(money.minor_units, &money.currency)
 }
 
 /// Renders an event in the documented JSON form; [`event_from_json`] reads it back unchanged

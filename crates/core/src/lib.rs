@@ -20,6 +20,7 @@ pub use codec::{
     schema_version,
 };
 pub use compare::{Comparison, OutcomeGroup, SAMPLE_PEOPLE, SlaLoad, compare};
+pub use currency::{decimal_amount, major_units, minor_unit_exponent};
 pub use event::{
     ActivityKind, Campaign, ContentType, Event, EventId, Family, FormKind, Identity, Kind, Money,
     Payload, SocialAction, Source,

@@ -19,15 +19,20 @@ fn json_value(value: &Value) -> serde_json::Value {
 
 /// The rows of a table as an array of objects.
 pub fn rows_json(table: &Table) -> serde_json::Value {
-    let rows = table
-        .rows
+    let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+    json_rows(&names, &table.rows)
+}
+
+/// Rows as an array of objects, keys in column order: the one JSON shape of every table and
+/// of SQL answers.
+pub(crate) fn json_rows(names: &[&str], rows: &[Vec<Value>]) -> serde_json::Value {
+    let rows = rows
         .iter()
         .map(|row| {
-            let object: serde_json::Map<String, serde_json::Value> = table
-                .columns
+            let object: serde_json::Map<String, serde_json::Value> = names
                 .iter()
                 .zip(row)
-                .map(|((name, _), value)| ((*name).to_owned(), json_value(value)))
+                .map(|(name, value)| ((*name).to_owned(), json_value(value)))
                 .collect();
             serde_json::Value::Object(object)
         })
@@ -65,15 +70,21 @@ fn csv_field(out: &mut String, text: &str) {
 
 /// A table as CSV.
 pub fn csv(table: &Table) -> String {
+    let names: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+    csv_rows(&names, &table.rows)
+}
+
+/// A header row and rows as CSV: the one CSV shape of every table and of SQL answers.
+pub(crate) fn csv_rows(names: &[&str], rows: &[Vec<Value>]) -> String {
     let mut out = String::new();
-    for (index, (name, _)) in table.columns.iter().enumerate() {
+    for (index, name) in names.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
         csv_field(&mut out, name);
     }
     out.push_str("\r\n");
-    for row in &table.rows {
+    for row in rows {
         for (index, value) in row.iter().enumerate() {
             if index > 0 {
                 out.push(',');

@@ -1,6 +1,7 @@
 //! The views over HTTP: every table as a resource, JSON by default and CSV on request, filters
 //! and pagination, the log position every answer reflects, read-your-writes with
-//! `?min_position=N`, an OpenAPI document, health, readiness and Prometheus metrics.
+//! `?min_position=N`, one read-only SQL query per `POST /v1/sql` (feature `sql`), an OpenAPI
+//! document, health, readiness and Prometheus metrics.
 //!
 //! Answers are computed from the latest [`Snapshot`] the projector published: every table of
 //! one answer comes from the same log position. Read tokens guard every route but `/healthz`;
@@ -8,11 +9,13 @@
 
 use crate::format::{csv, rows_json};
 use crate::table::{ColumnType, Snapshot, Table, Value};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use baton_projector::{Position, Status};
 use std::collections::BTreeMap;
@@ -29,6 +32,11 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// Rows per page when a request names no `limit`, and the most it may name.
 const DEFAULT_LIMIT: usize = 1_000;
 const MAX_LIMIT: usize = 100_000;
+/// The most rows one `POST /v1/sql` answer holds; a query with more answers with the first
+/// ones and `"truncated": true` (and `Baton-Truncated: true`).
+pub const MAX_SQL_ROWS: usize = 100_000;
+/// The largest SQL text `POST /v1/sql` accepts.
+pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
 /// What the query routes read.
 #[derive(Clone, Debug)]
@@ -40,6 +48,12 @@ pub struct QueryState {
     /// as soon as it reaches it, instead of at its usual pace.
     wanted: Arc<AtomicU64>,
     metrics: Arc<QueryMetrics>,
+    /// The catalogs the SQL endpoint serves (live and candidate views), when published: SQL
+    /// over HTTP then sees the candidates too; without them it sees the live view.
+    catalogs: Option<watch::Receiver<Arc<crate::Catalog>>>,
+    /// The engine of `POST /v1/sql`, set up on its first query (or the reason it cannot be).
+    #[cfg(feature = "sql")]
+    sql: Arc<std::sync::OnceLock<Result<Arc<crate::sql::SqlEngine>, String>>>,
 }
 
 /// Counters for `/metrics`.
@@ -65,7 +79,17 @@ impl QueryState {
             read_tokens: Arc::new(read_tokens),
             wanted,
             metrics: Arc::default(),
+            catalogs: None,
+            #[cfg(feature = "sql")]
+            sql: Arc::default(),
         }
+    }
+
+    /// Serves `POST /v1/sql` from the catalogs published for the SQL endpoint (see
+    /// [`SnapshotPublisher::with_catalogs`]), so that candidate views are tables there too.
+    pub fn with_catalogs(mut self, catalogs: watch::Receiver<Arc<crate::Catalog>>) -> QueryState {
+        self.catalogs = Some(catalogs);
+        self
     }
 }
 
@@ -74,6 +98,8 @@ impl QueryState {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// More fields of the JSON answer (a SQL error's `sqlstate`, `detail`, `hint`).
+    more: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -81,17 +107,23 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            more: serde_json::Map::new(),
         }
+    }
+
+    #[cfg(feature = "sql")]
+    fn with(mut self, field: &str, value: impl Into<serde_json::Value>) -> ApiError {
+        self.more.insert(field.to_owned(), value.into());
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(serde_json::json!({"error": self.message})),
-        )
-            .into_response();
+        let mut body = serde_json::Map::new();
+        body.insert("error".to_owned(), self.message.into());
+        body.extend(self.more);
+        let mut response = (self.status, Json(serde_json::Value::Object(body))).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -103,12 +135,26 @@ impl IntoResponse for ApiError {
 
 /// The query routes.
 pub fn router(state: QueryState) -> Router {
-    let guarded = Router::new()
+    // The read API: counted in `/metrics`, refusals by `authorize` included (its layer is
+    // inside the counting one).
+    let reads = Router::new()
         .route("/v1/views", get(list_tables))
         .route("/v1/views/{table}", get(table_rows))
         .route("/v1/funnel", get(funnel))
         .route("/v1/people/{person}", get(person))
+        .route(
+            "/v1/sql",
+            post(sql).layer(DefaultBodyLimit::max(MAX_SQL_BYTES)),
+        )
         .route("/openapi.json", get(openapi))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), count));
+    // Probes: guarded, but not counted, so that a scrape or a readiness check while catching
+    // up does not read as a failed request.
+    let probes = Router::new()
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -117,8 +163,20 @@ pub fn router(state: QueryState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .merge(guarded)
+        .merge(reads)
+        .merge(probes)
         .with_state(state)
+}
+
+/// Counts every answer of the read API, and every 4xx or 5xx one as an error.
+async fn count(State(state): State<QueryState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        state.metrics.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    response
 }
 
 async fn authorize(
@@ -197,7 +255,6 @@ async fn snapshot(
     params: &BTreeMap<String, String>,
 ) -> Result<Arc<Snapshot>, ApiError> {
     let started = std::time::Instant::now();
-    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let min = number(params, "min_position")?.map(Position::new);
     let wait = match number(params, "wait_ms")? {
         Some(ms) => Duration::from_millis(ms).min(MAX_WAIT),
@@ -244,9 +301,6 @@ async fn snapshot(
         .metrics
         .micros
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    if result.is_err() {
-        state.metrics.errors.fetch_add(1, Ordering::Relaxed);
-    }
     result
 }
 
@@ -576,10 +630,10 @@ async fn metrics(State(state): State<QueryState>) -> Response {
          # HELP baton_query_published_position Log position of the views queries see.\n\
          # TYPE baton_query_published_position gauge\n\
          baton_query_published_position {published}\n\
-         # HELP baton_query_requests_total View requests answered or refused.\n\
+         # HELP baton_query_requests_total Read API requests answered or refused (every route but the probes).\n\
          # TYPE baton_query_requests_total counter\n\
          baton_query_requests_total {}\n\
-         # HELP baton_query_errors_total View requests that failed.\n\
+         # HELP baton_query_errors_total Read API requests answered with a 4xx or 5xx status.\n\
          # TYPE baton_query_errors_total counter\n\
          baton_query_errors_total {}\n\
          # HELP baton_query_wait_seconds_total Time spent finding the snapshot to answer from.\n\
@@ -595,6 +649,218 @@ async fn metrics(State(state): State<QueryState>) -> Response {
         metrics.micros.load(Ordering::Relaxed) as f64 / 1e6,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `POST /v1/sql`: one read-only query over the views, answered as JSON or CSV.
+async fn sql(
+    State(state): State<QueryState>,
+    Query(params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    for name in params.keys() {
+        if !["format", "min_position", "wait_ms"].contains(&name.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "query parameter `{name}`: not one of /v1/sql's (format, min_position, wait_ms); filter and page in the SQL"
+                ),
+            ));
+        }
+    }
+    let as_csv = wants_csv(&params, &headers)?;
+    let text = sql_text(&headers, body)?;
+    run_sql(&state, &params, &text, as_csv).await
+}
+
+/// The SQL text of a request body: raw (`text/plain`, `application/sql`, or no content type)
+/// or `{"query": "..."}` (`application/json`).
+fn sql_text(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!(
+                    "the request body is larger than the {MAX_SQL_BYTES} bytes a SQL query may take"
+                ),
+            )
+        } else {
+            ApiError::new(
+                status,
+                format!("cannot read the request body: {}", rejection.body_text()),
+            )
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let text = match content_type.as_deref() {
+        Some("application/json") => {
+            let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("request body: not JSON: {error}"),
+                )
+            })?;
+            match parsed.get("query") {
+                Some(serde_json::Value::String(query)) => query.clone(),
+                Some(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "request body: field `query` must be a string of SQL",
+                    ));
+                }
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        r#"request body: expected {"query": "SELECT ..."}, found no field `query`"#,
+                    ));
+                }
+            }
+        }
+        None | Some("text/plain" | "application/sql") => {
+            String::from_utf8(body.to_vec()).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "request body: the SQL is not UTF-8",
+                )
+            })?
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "content type {other:?}: send the SQL as text/plain or application/sql, or as {{\"query\": \"...\"}} in application/json"
+                ),
+            ));
+        }
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the request body holds no SQL",
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(not(feature = "sql"))]
+async fn run_sql(
+    _state: &QueryState,
+    _params: &BTreeMap<String, String>,
+    _text: &str,
+    _as_csv: bool,
+) -> Result<Response, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "this build of baton has no SQL engine (built without the `sql` feature of baton-query)",
+    ))
+}
+
+#[cfg(feature = "sql")]
+async fn run_sql(
+    state: &QueryState,
+    params: &BTreeMap<String, String>,
+    text: &str,
+    as_csv: bool,
+) -> Result<Response, ApiError> {
+    use crate::sql::{SqlEngine, SqlFailure};
+
+    let snapshot = snapshot(state, params).await?;
+    // The published catalog is sent before the snapshot, so it reflects at least the position
+    // waited for; without catalogs, the live view alone.
+    let catalog = match &state.catalogs {
+        Some(catalogs) => catalogs.borrow().clone(),
+        None => Arc::new(crate::Catalog::new(snapshot)),
+    };
+    let engine = state
+        .sql
+        .get_or_init(|| {
+            SqlEngine::new(state.catalogs.clone())
+                .map(Arc::new)
+                .map_err(|error| error.to_string())
+        })
+        .clone()
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error))?;
+    let answer = engine
+        .run(catalog.clone(), text, MAX_SQL_ROWS)
+        .await
+        .map_err(|error| {
+            // The one place where SQL failures become HTTP statuses.
+            let status = match error.failure {
+                SqlFailure::Syntax | SqlFailure::NotAQuery | SqlFailure::Plan => {
+                    StatusCode::BAD_REQUEST
+                }
+                SqlFailure::Write => StatusCode::FORBIDDEN,
+                SqlFailure::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+                SqlFailure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let info = *error.info;
+            let mut api = ApiError::new(status, info.message).with("sqlstate", info.code);
+            if let Some(detail) = info.detail {
+                api = api.with("detail", detail);
+            }
+            if let Some(hint) = info.hint {
+                api = api.with("hint", hint);
+            }
+            api
+        })?;
+    let names: Vec<&str> = answer
+        .columns
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let response = if as_csv {
+        let mut response = crate::format::csv_rows(&names, &answer.rows).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        response
+    } else {
+        // A JSON row is an object, so two columns of one name would lose one.
+        for (index, name) in names.iter().enumerate() {
+            if names[..index].contains(name) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the result has two columns named {name:?}, which a JSON row cannot hold: name one with AS (or ask for CSV)"
+                    ),
+                ));
+            }
+        }
+        let columns: Vec<serde_json::Value> = answer
+            .columns
+            .iter()
+            .map(|(name, kind)| {
+                serde_json::json!({"name": name, "type": format!("{kind:?}").to_lowercase()})
+            })
+            .collect();
+        Json(serde_json::json!({
+            "view": catalog.live.view,
+            "position": catalog.live.position.get(),
+            "columns": columns,
+            "rows": crate::format::json_rows(&names, &answer.rows),
+            "row_count": answer.rows.len(),
+            "truncated": answer.truncated,
+        }))
+        .into_response()
+    };
+    let mut response = with_position(response, &catalog.live);
+    response.headers_mut().insert(
+        "baton-truncated",
+        HeaderValue::from_static(if answer.truncated { "true" } else { "false" }),
+    );
+    Ok(response)
 }
 
 async fn openapi() -> Json<serde_json::Value> {

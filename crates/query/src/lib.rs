@@ -16,7 +16,9 @@ mod table;
 pub use catalog::Catalog;
 pub use error::{ErrorKind, QueryError};
 pub use format::{csv, rows_json, tables_json};
-pub use http::{ApiError, QueryMetrics, QueryState, SnapshotPublisher, router};
+pub use http::{
+    ApiError, MAX_SQL_BYTES, MAX_SQL_ROWS, QueryMetrics, QueryState, SnapshotPublisher, router,
+};
 pub use openapi::document as openapi_document;
 #[cfg(feature = "sql")]
 pub use sql::{SqlConfig, SqlServer, serve_sql};

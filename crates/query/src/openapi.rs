@@ -43,6 +43,18 @@ pub fn document() -> serde_json::Value {
             "description": "Rows whose time column is before this."}),
     ];
     table_parameters.extend(wait.as_array().cloned().unwrap_or_default());
+    let mut sql_parameters = vec![
+        serde_json::json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
+            "description": "csv, or send Accept: text/csv; JSON by default."}),
+    ];
+    sql_parameters.extend(wait.as_array().cloned().unwrap_or_default());
+    let sql_error = serde_json::json!({
+        "description": "An error naming what is wrong, with PostgreSQL's SQLSTATE and, where they help, a detail and a hint.",
+        "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "error": {"type": "string"}, "sqlstate": {"type": "string"},
+            "detail": {"type": "string"}, "hint": {"type": "string"}
+        }, "required": ["error"]}}}
+    });
     serde_json::json!({
         "openapi": "3.1.0",
         "info": {
@@ -77,6 +89,22 @@ pub fn document() -> serde_json::Value {
                 "summary": "One person: scores and place, hand-offs, opportunities.",
                 "parameters": [{"name": "person", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "{view, position, person, handoffs, opportunities}", "headers": position_header}, "401": error, "404": error, "503": error}
+            }},
+            "/v1/sql": {"post": {
+                "summary": "One read-only SQL query over the views (the PostgreSQL endpoint's tables), answered as JSON or CSV at one log position.",
+                "parameters": sql_parameters,
+                "requestBody": {"required": true, "content": {
+                    "application/sql": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}
+                }},
+                "responses": {
+                    "200": {"description": "{view, position, columns: [{name, type}], rows: [{column: value}], row_count, truncated}; CSV with a header row. At most 100000 rows: more sets truncated (and Baton-Truncated: true).",
+                            "headers": position_header,
+                            "content": {"application/json": {}, "text/csv": {}}},
+                    "400": sql_error, "401": error, "403": sql_error, "413": error, "415": error, "422": sql_error,
+                    "500": sql_error, "501": error, "503": error
+                }
             }},
             "/healthz": {"get": {"summary": "The process is up.", "security": [], "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Ready once the views reflect the log's head.", "responses": {"200": {"description": "ready"}, "503": {"description": "catching up"}}}},

@@ -96,12 +96,13 @@ impl Table {
 use ColumnType::{Float, Int, Text, Time};
 
 /// A money column: the amount in major units when it is in one currency (`NULL` when there
-/// is none or several), and the currency (`mixed` when several).
+/// is none or several), with the currency's own decimal places (ISO 4217: none for JPY,
+/// three for KWD), and the currency (`mixed` when several).
 fn money(amounts: &Amounts) -> [Value; 2] {
     match amounts.as_slice() {
         [] => [Value::Null, Value::Null],
         [(currency, minor)] => [
-            Value::Float(*minor as f64 / 100.0),
+            Value::Float(baton_core::major_units(*minor as f64, currency)),
             Value::Text(currency.clone()),
         ],
         _ => [Value::Null, Value::Text("mixed".to_owned())],
@@ -355,7 +356,7 @@ pub fn sales_tables(view: &SalesView) -> Vec<Table> {
     );
     let [average, currency] = money(&view.average_deal);
     let velocity = match view.velocity_per_day.as_slice() {
-        [(_, velocity)] => Value::Float(velocity / 100.0),
+        [(currency, velocity)] => Value::Float(baton_core::major_units(*velocity, currency)),
         _ => Value::Null,
     };
     totals.push(vec![
@@ -445,7 +446,14 @@ pub fn sales_tables(view: &SalesView) -> Vec<Table> {
             row.stage.as_str().into(),
             DealStatus::as_str(row.status).into(),
             row.closed_at.into(),
-            row.amount_minor.map(|minor| minor as f64 / 100.0).into(),
+            match (row.amount_minor, &row.currency) {
+                (Some(minor), Some(currency)) => {
+                    Value::Float(baton_core::major_units(minor as f64, currency))
+                }
+                // An amount without a currency: the two decimal places of most currencies.
+                (Some(minor), None) => Value::Float(baton_core::major_units(minor as f64, "")),
+                (None, _) => Value::Null,
+            },
             row.currency.clone().into(),
             row.proposals.into(),
             row.loss_reason.clone().into(),
@@ -664,5 +672,80 @@ pub fn tables(projection: &FunnelProjection, kind: ViewKind) -> Vec<Table> {
         ViewKind::Marketing => marketing_tables(&projection.marketing_view()),
         ViewKind::Sales => sales_tables(&projection.sales_view()),
         ViewKind::Funnel => shared_tables(&projection.shared_view()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::example::example_event;
+    use baton_core::{FunnelDefinition, Kind, Money, Payload};
+
+    fn money(minor_units: i64, currency: &str) -> Money {
+        Money {
+            minor_units,
+            currency: currency.to_owned(),
+        }
+    }
+
+    /// Regression: every amount was divided by 100, so ¥5,000 showed as 50 and 1,234.567 KWD
+    /// as 12,345.67.
+    #[test]
+    fn amounts_have_their_currency_s_decimal_places() {
+        let mut created_jpy = example_event(Kind::OpportunityCreated, 0);
+        created_jpy.opportunity_id = Some("opp-jp".to_owned());
+        created_jpy.payload = Payload::OpportunityCreated {
+            amount: Some(money(5_000, "JPY")),
+            stage: None,
+        };
+        let mut created_kwd = example_event(Kind::OpportunityCreated, 1);
+        created_kwd.opportunity_id = Some("opp-kw".to_owned());
+        created_kwd.payload = Payload::OpportunityCreated {
+            amount: Some(money(1_234_567, "KWD")),
+            stage: None,
+        };
+        let mut won_kwd = example_event(Kind::OpportunityClosedWon, 2);
+        won_kwd.opportunity_id = Some("opp-kw".to_owned());
+        won_kwd.payload = Payload::OpportunityClosedWon {
+            amount: money(1_234_567, "KWD"),
+        };
+        let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for event in [created_jpy, created_kwd, won_kwd] {
+            projection.apply(&event);
+        }
+        projection.refresh();
+        let sales = sales_tables(&projection.sales_view());
+        let opportunities = sales
+            .iter()
+            .find(|table| table.name == "opportunities")
+            .expect("an opportunities table");
+        let column = |name: &str| {
+            opportunities
+                .columns
+                .iter()
+                .position(|(column, _)| *column == name)
+                .expect("column")
+        };
+        let (id, amount, currency) = (column("opportunity"), column("amount"), column("currency"));
+        let mut amounts: Vec<(Value, Value, Value)> = opportunities
+            .rows
+            .iter()
+            .map(|row| (row[id].clone(), row[amount].clone(), row[currency].clone()))
+            .collect();
+        amounts.sort_by_key(|(id, _, _)| format!("{id:?}"));
+        assert_eq!(
+            amounts,
+            [
+                ("opp-jp".into(), Value::Float(5_000.0), "JPY".into()),
+                ("opp-kw".into(), Value::Float(1_234.567), "KWD".into()),
+            ]
+        );
+        let shared = shared_tables(&projection.shared_view());
+        let totals = &shared[0];
+        assert_eq!(totals.name, "funnel_totals");
+        let revenue = totals.columns.iter().position(|(c, _)| *c == "revenue");
+        let revenue = revenue.expect("a revenue column");
+        assert_eq!(totals.rows[0][revenue], Value::Float(1_234.567));
+        assert_eq!(totals.rows[0][revenue + 1], "KWD".into());
     }
 }

@@ -1,11 +1,11 @@
 //! The query routes served on a real socket, asked by a real HTTP client: tables as JSON and
-//! CSV, filters and pages, read-your-writes with `min_position`, read tokens, readiness,
-//! metrics and the OpenAPI document.
+//! CSV, filters and pages, read-your-writes with `min_position`, SQL over `POST /v1/sql`,
+//! read tokens, readiness, metrics and the OpenAPI document.
 
 use baton_core::{Event, FunnelDefinition, FunnelProjection};
 use baton_producer::{History, HistoryConfig};
 use baton_projector::{Position, Status};
-use baton_query::{QueryState, SnapshotPublisher};
+use baton_query::{QueryState, Snapshot, SnapshotPublisher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +30,24 @@ struct Server {
 }
 
 async fn serve(tokens: &[&str]) -> Server {
-    let (publisher, snapshots, wanted) = SnapshotPublisher::new("live", Duration::ZERO);
-    let state = QueryState::new(
+    serve_views(tokens, None).await
+}
+
+/// With `candidates`, the publisher also publishes catalogs (the live view beside them), and
+/// `POST /v1/sql` reads those.
+async fn serve_views(tokens: &[&str], candidates: Option<Vec<Arc<Snapshot>>>) -> Server {
+    let (mut publisher, snapshots, wanted) = SnapshotPublisher::new("live", Duration::ZERO);
+    let mut state = QueryState::new(
         snapshots,
         Arc::new(Status::default()),
         tokens.iter().map(|t| (*t).to_owned()).collect(),
         wanted,
     );
+    if let Some(candidates) = candidates {
+        let empty = FunnelProjection::new(FunnelDefinition::default_funnel());
+        let initial = Arc::new(Snapshot::build("live", &empty, Position::ZERO));
+        state = state.with_catalogs(publisher.with_catalogs(initial, candidates));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -259,6 +270,10 @@ async fn tables_come_as_json_and_csv_with_filters_pages_and_positions() {
         .await
         .expect("json");
     assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(
+        openapi["paths"]["/v1/sql"]["post"]["responses"]["403"].is_object(),
+        "{openapi}"
+    );
     let tables = &openapi["paths"]["/v1/views/{table}"]["get"]["parameters"][0]["schema"]["enum"];
     assert!(tables.as_array().expect("enum").len() >= names.len());
 }
@@ -336,4 +351,461 @@ async fn read_tokens_guard_every_route_but_health() {
         .await
         .expect("request");
     assert_eq!(response.status().as_u16(), 200);
+}
+
+/// A counter's value in a Prometheus text exposition.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .parse()
+        .expect("a whole number")
+}
+
+/// Regression: answers refused with 400 (a bad parameter, before any snapshot was looked up)
+/// were not counted in `baton_query_errors_total`; now every 4xx and 5xx of the read API is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_read_is_counted_in_metrics() {
+    let events = history();
+    let mut server = serve(&["rt_secret"]).await;
+    server
+        .publisher
+        .committed(&project(&events), Position::new(events.len() as u64));
+    let client = reqwest::Client::new();
+    let scrape = |server: &Server| {
+        let url = format!("{}/metrics", server.base);
+        let client = client.clone();
+        async move {
+            let text = client
+                .get(url)
+                .bearer_auth("rt_secret")
+                .send()
+                .await
+                .expect("request")
+                .text()
+                .await
+                .expect("text");
+            (
+                counter(&text, "baton_query_requests_total"),
+                counter(&text, "baton_query_errors_total"),
+            )
+        }
+    };
+    let (requests_before, errors_before) = scrape(&server).await;
+    let statuses = [
+        // 200
+        ("/v1/views/campaigns", Some("rt_secret")),
+        // 400: `format` is checked before the snapshot is looked up.
+        ("/v1/views/campaigns?format=xml", Some("rt_secret")),
+        // 400: a filter on a column the table does not have.
+        ("/v1/views/campaigns?nope=1", Some("rt_secret")),
+        // 404
+        ("/v1/views/nope", Some("rt_secret")),
+        // 401
+        ("/v1/views/campaigns", None),
+    ];
+    let mut seen = Vec::new();
+    for (path, token) in statuses {
+        let mut request = client.get(format!("{}{path}", server.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        seen.push(request.send().await.expect("request").status().as_u16());
+    }
+    assert_eq!(seen, [200, 400, 400, 404, 401]);
+    let (requests_after, errors_after) = scrape(&server).await;
+    assert_eq!(requests_after - requests_before, 5);
+    assert_eq!(errors_after - errors_before, 4);
+}
+
+#[cfg(not(feature = "sql"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_over_http_says_the_build_has_no_sql() {
+    let server = serve(&[]).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/sql", server.base))
+        .body("select 1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 501);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("`sql` feature"),
+        "{body}"
+    );
+}
+
+#[cfg(feature = "sql")]
+mod sql {
+    use super::*;
+
+    async fn metric(server: &Server, name: &str) -> u64 {
+        let metrics = get(&format!("{}/metrics", server.base))
+            .await
+            .text()
+            .await
+            .expect("text");
+        counter(&metrics, name)
+    }
+
+    async fn post(
+        server: &Server,
+        query: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/sql{query}", server.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn error(response: reqwest::Response, status: u16) -> serde_json::Value {
+        assert_eq!(response.status().as_u16(), status);
+        response.json().await.expect("a JSON error")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_query_answers_as_json_or_csv_at_one_position() {
+        let events = history();
+        let projection = project(&events);
+        let summary = projection.summary();
+        let mut server = serve(&[]).await;
+        let head = Position::new(events.len() as u64);
+        server.publisher.committed(&projection, head);
+
+        // Raw SQL: typed columns, rows as objects, the position.
+        let sql = "select count(*) as people, max(created_at) as latest, 1.5 as half \
+                   from person_scores, (select created_at from opportunities) o";
+        let response = post(&server, "", "text/plain", sql).await;
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response.headers()["baton-position"],
+            head.get().to_string().as_str()
+        );
+        assert_eq!(response.headers()["baton-truncated"], "false");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["position"], head.get());
+        assert_eq!(body["view"], "live");
+        assert_eq!(body["truncated"], false);
+        assert_eq!(body["row_count"], 1);
+        assert_eq!(
+            body["columns"],
+            serde_json::json!([
+                {"name": "people", "type": "int"},
+                {"name": "latest", "type": "time"},
+                {"name": "half", "type": "float"},
+            ])
+        );
+        let opportunities = projection.sales_view().opportunities.len() as u64;
+        assert_eq!(body["rows"][0]["people"], summary.people * opportunities);
+        let latest = body["rows"][0]["latest"].as_str().expect("a time");
+        baton_core::Timestamp::parse_rfc3339(latest).expect("RFC 3339");
+        assert_eq!(body["rows"][0]["half"], 1.5);
+
+        // JSON body, CSV by parameter: the same CSV as the tables'.
+        let query = serde_json::json!({
+            "query": "select campaign, touches from campaigns order by touches desc, campaign limit 3"
+        });
+        let response = post(
+            &server,
+            "?format=csv",
+            "application/json",
+            query.to_string(),
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/csv; charset=utf-8"
+        );
+        let text = response.text().await.expect("csv");
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], "campaign,touches");
+        assert_eq!(lines.len(), 5, "{text:?}");
+        let mut campaigns = projection.marketing_view().campaigns.clone();
+        campaigns.sort_by(|a, b| b.touches.cmp(&a.touches).then(a.campaign.cmp(&b.campaign)));
+        assert_eq!(
+            lines[1],
+            format!("{},{}", campaigns[0].campaign, campaigns[0].touches)
+        );
+
+        // CSV by Accept, application/sql.
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/sql", server.base))
+            .header("content-type", "application/sql")
+            .header("accept", "text/csv")
+            .body("select 'a,b' as x, null as y")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.text().await.expect("csv"), "x,y\r\n\"a,b\",\r\n");
+
+        // Read-your-writes: a position reached answers, one not reached within the wait is a 503.
+        let response = post(
+            &server,
+            &format!("?min_position={}&wait_ms=20", head.get()),
+            "text/plain",
+            "select count(*) as n from stages",
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["position"], head.get());
+        assert_eq!(body["rows"][0]["n"], summary.stages.len());
+        let response = post(
+            &server,
+            &format!("?min_position={}&wait_ms=20", head.get() + 1),
+            "text/plain",
+            "select 1",
+        )
+        .await;
+        assert_eq!(response.status().as_u16(), 503);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_sql_writes_and_failures_are_named() {
+        let events = history();
+        let mut server = serve(&[]).await;
+        server
+            .publisher
+            .committed(&project(&events), Position::new(events.len() as u64));
+
+        let body = error(post(&server, "", "text/plain", "selec 1").await, 400).await;
+        assert_eq!(body["sqlstate"], "42601");
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .contains("syntax error"),
+            "{body}"
+        );
+
+        let body = error(
+            post(&server, "", "text/plain", "select * from nope").await,
+            400,
+        )
+        .await;
+        assert_eq!(body["sqlstate"], "42P01");
+        assert!(
+            body["error"].as_str().expect("error").contains("nope"),
+            "{body}"
+        );
+        assert!(
+            body["hint"].as_str().expect("hint").contains("public"),
+            "{body}"
+        );
+
+        let body = error(
+            post(&server, "", "text/plain", "select nope from campaigns").await,
+            400,
+        )
+        .await;
+        assert_eq!(body["sqlstate"], "42703");
+
+        let body = error(
+            post(&server, "", "text/plain", "delete from campaigns").await,
+            403,
+        )
+        .await;
+        assert_eq!(body["sqlstate"], "25006");
+        assert_eq!(
+            body["error"],
+            "cannot execute DELETE in a read-only transaction"
+        );
+        for write in [
+            "create table t (a int)",
+            "insert into campaigns select * from campaigns",
+            "select 1 into t",
+            "copy campaigns to '/tmp/campaigns.csv'",
+        ] {
+            let response = post(&server, "", "text/plain", write).await;
+            assert_eq!(response.status().as_u16(), 403, "{write}");
+        }
+
+        let body = error(
+            post(
+                &server,
+                "",
+                "text/plain",
+                "set datafusion.execution.target_partitions = 1",
+            )
+            .await,
+            400,
+        )
+        .await;
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .contains("only queries"),
+            "{body}"
+        );
+        let body = error(
+            post(&server, "", "text/plain", "select 1; select 2").await,
+            400,
+        )
+        .await;
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .contains("one statement"),
+            "{body}"
+        );
+
+        // Plans, then fails on the data: the person ids are not numbers.
+        let body = error(
+            post(
+                &server,
+                "",
+                "text/plain",
+                "select cast(person as bigint) from person_scores",
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert_eq!(body["sqlstate"], "22P02", "{body}");
+        let body = error(
+            post(
+                &server,
+                "",
+                "text/plain",
+                "select count(*) / 0 from campaigns",
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert_eq!(body["sqlstate"], "22012", "{body}");
+
+        // Bodies: empty, not JSON, no `query`, an unknown type, too large.
+        error(post(&server, "", "text/plain", "  ").await, 400).await;
+        let body = error(post(&server, "", "application/json", "select 1").await, 400).await;
+        assert!(
+            body["error"].as_str().expect("error").contains("not JSON"),
+            "{body}"
+        );
+        let body = error(
+            post(&server, "", "application/json", r#"{"sql": "select 1"}"#).await,
+            400,
+        )
+        .await;
+        assert!(
+            body["error"].as_str().expect("error").contains("`query`"),
+            "{body}"
+        );
+        error(post(&server, "", "application/xml", "<q/>").await, 415).await;
+        let huge = format!("select 1 -- {}", "x".repeat(baton_query::MAX_SQL_BYTES));
+        let body = error(post(&server, "", "text/plain", huge).await, 413).await;
+        assert!(
+            body["error"].as_str().expect("error").contains("larger"),
+            "{body}"
+        );
+        let body = error(
+            post(&server, "?limit=3", "text/plain", "select 1").await,
+            400,
+        )
+        .await;
+        assert!(
+            body["error"].as_str().expect("error").contains("`limit`"),
+            "{body}"
+        );
+
+        // Two columns of one name cannot be a JSON object; CSV holds them.
+        let join = "select a.campaign, b.campaign from campaigns a join campaigns b on a.campaign = b.campaign";
+        error(post(&server, "", "text/plain", join).await, 400).await;
+        let response = post(&server, "?format=csv", "text/plain", join).await;
+        assert_eq!(response.status().as_u16(), 200);
+
+        // Every one of those 19 failures is counted, and the one success is not.
+        assert_eq!(metric(&server, "baton_query_errors_total").await, 19);
+        assert_eq!(metric(&server, "baton_query_requests_total").await, 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_answer_is_cut_at_the_row_cap_and_says_so() {
+        let events = history();
+        let mut server = serve(&[]).await;
+        server
+            .publisher
+            .committed(&project(&events), Position::new(events.len() as u64));
+        let cap = baton_query::MAX_SQL_ROWS;
+        let sql = format!(
+            "select value from generate_series(1, {}) order by value",
+            cap + 5
+        );
+        let response = post(&server, "", "text/plain", sql).await;
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["baton-truncated"], "true");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["truncated"], true);
+        assert_eq!(body["row_count"], cap);
+        let rows = body["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), cap);
+        assert_eq!(rows[cap - 1]["value"], cap);
+        let sql = format!("select value from generate_series(1, {cap})");
+        let body: serde_json::Value = post(&server, "", "text/plain", sql)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(body["truncated"], false);
+        assert_eq!(body["row_count"], cap);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn candidate_views_are_schemas_and_tokens_apply() {
+        let events = history();
+        let (early, _) = events.split_at(events.len() / 2);
+        let early_projection = project(early);
+        let candidate = Arc::new(Snapshot::build(
+            "trial",
+            &early_projection,
+            Position::new(early.len() as u64),
+        ));
+        let mut server = serve_views(&["rt_secret"], Some(vec![candidate])).await;
+        let projection = project(&events);
+        let head = Position::new(events.len() as u64);
+        server.publisher.committed(&projection, head);
+        let client = reqwest::Client::new();
+        let url = format!("{}/v1/sql", server.base);
+        let sql = "select (select count(*) from public.person_scores) as live, \
+                   (select count(*) from trial.person_scores) as candidate";
+        let response = client.post(&url).body(sql).send().await.expect("request");
+        assert_eq!(response.status().as_u16(), 401);
+        let response = client
+            .post(&url)
+            .bearer_auth("rt_wrong")
+            .body(sql)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 401);
+        let response = client
+            .post(&url)
+            .bearer_auth("rt_secret")
+            .body(sql)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["position"], head.get());
+        assert_eq!(body["rows"][0]["live"], projection.summary().people);
+        assert_eq!(
+            body["rows"][0]["candidate"],
+            early_projection.summary().people
+        );
+        assert_ne!(body["rows"][0]["live"], body["rows"][0]["candidate"]);
+    }
 }

@@ -4,6 +4,7 @@
 //! the `pg_catalog` queries drivers send. Read-only; see `docs/sql.md`.
 
 mod auth;
+mod engine;
 mod functions;
 mod rewrite;
 mod session;
@@ -26,6 +27,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::{Catalog, QueryError};
 use auth::TokenStartupHandler;
+pub(crate) use engine::{SqlEngine, SqlFailure};
 use session::SqlService;
 use sqlstate::SqlErrorHandler;
 use tables::CatalogSource;

@@ -314,7 +314,7 @@ fn engine_parameter(statement: &Statement) -> Option<String> {
 }
 
 /// The command a statement runs when it is not read-only, named as PostgreSQL would.
-fn refused_command(statement: &Statement) -> Option<String> {
+pub(super) fn refused_command(statement: &Statement) -> Option<String> {
     match statement {
         Statement::Query(query) => query_writes(query).then(|| "SELECT INTO".to_owned()),
         Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
@@ -383,7 +383,7 @@ fn first_keywords(statement: &Statement) -> String {
 }
 
 /// Whether a query writes: `SELECT ... INTO`, or a data-modifying statement inside it.
-fn query_writes(query: &Query) -> bool {
+pub(super) fn query_writes(query: &Query) -> bool {
     let in_ctes = query
         .with
         .as_ref()

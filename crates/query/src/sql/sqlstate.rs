@@ -47,7 +47,7 @@ fn error_info(code: &str, message: String) -> ErrorInfo {
     ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message)
 }
 
-fn syntax_error(message: &str) -> ErrorInfo {
+pub(super) fn syntax_error(message: &str) -> ErrorInfo {
     let message = message
         .strip_prefix("sql parser error: ")
         .unwrap_or(message);

@@ -257,9 +257,11 @@ fn column_array<'a>(
     })
 }
 
-/// Where queries get their catalog: the newest one sent on the channel, converted once.
+/// Where queries get their catalog: the newest one sent on the channel, converted once; or,
+/// for a source without a channel (the HTTP SQL route when no catalogs are published), the
+/// catalog each query pins explicitly.
 pub(super) struct CatalogSource {
-    catalogs: watch::Receiver<Arc<Catalog>>,
+    catalogs: Option<watch::Receiver<Arc<Catalog>>>,
     served: Mutex<Option<Arc<ServedCatalog>>>,
 }
 
@@ -272,14 +274,34 @@ impl fmt::Debug for CatalogSource {
 impl CatalogSource {
     pub(super) fn new(catalogs: watch::Receiver<Arc<Catalog>>) -> CatalogSource {
         CatalogSource {
-            catalogs,
+            catalogs: Some(catalogs),
             served: Mutex::new(None),
         }
     }
 
-    /// The newest catalog, converted to Arrow (converting it if no query has yet).
+    /// A source whose queries each pin the catalog they read with [`CatalogSource::pinned_to`].
+    pub(super) fn unfed() -> CatalogSource {
+        CatalogSource {
+            catalogs: None,
+            served: Mutex::new(None),
+        }
+    }
+
+    /// The newest catalog, converted to Arrow (converting it if no query has yet). A source
+    /// without a channel answers with the catalog converted last.
     pub(super) fn current(&self) -> Result<Arc<ServedCatalog>> {
-        let catalog = self.catalogs.borrow().clone();
+        let Some(catalogs) = &self.catalogs else {
+            let served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
+            return served.clone().ok_or_else(|| {
+                DataFusionError::Internal("no catalog is pinned for this query".to_owned())
+            });
+        };
+        let catalog = catalogs.borrow().clone();
+        self.converted(catalog)
+    }
+
+    /// `catalog` converted to Arrow, reusing the last conversion when it is the same catalog.
+    fn converted(&self, catalog: Arc<Catalog>) -> Result<Arc<ServedCatalog>> {
         // Held while converting, so that concurrent queries convert a new catalog only once.
         let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(served) = served.as_ref()
@@ -296,6 +318,16 @@ impl CatalogSource {
     /// from that catalog.
     pub(super) async fn pinned<F: Future>(&self, work: F) -> Result<F::Output> {
         let catalog = self.current()?;
+        Ok(PINNED.scope(catalog, work).await)
+    }
+
+    /// Runs `work` with `catalog` pinned.
+    pub(super) async fn pinned_to<F: Future>(
+        &self,
+        catalog: Arc<Catalog>,
+        work: F,
+    ) -> Result<F::Output> {
+        let catalog = self.converted(catalog)?;
         Ok(PINNED.scope(catalog, work).await)
     }
 
