@@ -262,6 +262,10 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("the views of the history were not published within 30 minutes")??;
+    let history_build = receiver
+        .borrow()
+        .as_ref()
+        .map_or(Duration::ZERO, |snapshot| snapshot.built_in);
     let people: Vec<String> = {
         let snapshot = receiver.borrow().clone().expect("invariant: waited for it");
         let table = snapshot
@@ -309,6 +313,13 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     };
     let ingesting = phase(&base, &sql, &people, args.seconds, args.clients).await?;
     let append_eps = appender.await.context("appender")??;
+    // Freshness: how far the views queries saw at the end trailed the log, and what one
+    // computation of the views cost.
+    let head_after = log.stat().await?.head;
+    let last_build = snapshots
+        .borrow()
+        .as_ref()
+        .map_or(Duration::ZERO, |snapshot| snapshot.built_in);
     let _ = stop.send(());
     projector.await.context("projector")??;
     let _ = http_stop.send(());
@@ -330,6 +341,9 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 "qps": ingesting.qps.round(),
                 "append_eps": append_eps.round(),
                 "views_position_after": ingesting.position,
+                "head_after": head_after.get(),
+                "history_build_ms": (history_build.as_secs_f64() * 1e5).round() / 100.0,
+                "last_build_ms": (last_build.as_secs_f64() * 1e5).round() / 100.0,
                 "idle_http_p50_ms": idle.funnel_p50,
                 "idle_http_p99_ms": idle.funnel_p99,
                 "idle_lookup_p99_ms": idle.lookup_p99,
@@ -375,8 +389,13 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!(
-            "  the views reflected position {} at the end (head before appending: {head})",
+            "  the views reflected position {} at the end (head before appending: {head}, after: {head_after})",
             ingesting.position
+        );
+        println!(
+            "  computing the views took {:.1} ms for the history, {:.1} ms for the last snapshot",
+            history_build.as_secs_f64() * 1e3,
+            last_build.as_secs_f64() * 1e3
         );
     }
     Ok(ExitCode::SUCCESS)

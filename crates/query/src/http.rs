@@ -605,11 +605,11 @@ async fn readyz(State(state): State<QueryState>) -> Response {
 
 async fn metrics(State(state): State<QueryState>) -> Response {
     let status = &state.status;
-    let published = state
+    let (published, built_in) = state
         .snapshots
         .borrow()
         .as_ref()
-        .map_or(0, |s| s.position.get());
+        .map_or((0, 0.0), |s| (s.position.get(), s.built_in.as_secs_f64()));
     let metrics = &state.metrics;
     let text = format!(
         "# HELP baton_projector_checkpoint Log position the stored views reflect.\n\
@@ -630,6 +630,9 @@ async fn metrics(State(state): State<QueryState>) -> Response {
          # HELP baton_query_published_position Log position of the views queries see.\n\
          # TYPE baton_query_published_position gauge\n\
          baton_query_published_position {published}\n\
+         # HELP baton_query_snapshot_build_seconds How long the views queries see took to compute.\n\
+         # TYPE baton_query_snapshot_build_seconds gauge\n\
+         baton_query_snapshot_build_seconds {built_in}\n\
          # HELP baton_query_requests_total Read API requests answered or refused (every route but the probes).\n\
          # TYPE baton_query_requests_total counter\n\
          baton_query_requests_total {}\n\

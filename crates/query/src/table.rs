@@ -624,6 +624,8 @@ pub struct Snapshot {
     pub position: baton_projector::Position,
     /// Every table of the marketing, sales and funnel views.
     pub tables: Vec<(ViewKind, Table)>,
+    /// How long computing the tables took: what freshness costs (`/metrics`, `bench query`).
+    pub built_in: std::time::Duration,
 }
 
 impl Snapshot {
@@ -633,6 +635,7 @@ impl Snapshot {
         projection: &FunnelProjection,
         position: baton_projector::Position,
     ) -> Snapshot {
+        let started = std::time::Instant::now();
         let (marketing, sales, shared) = projection.views();
         let tables = marketing_tables(&marketing)
             .into_iter()
@@ -654,6 +657,7 @@ impl Snapshot {
             definition_hash: projection.definition().hash().to_owned(),
             position,
             tables,
+            built_in: started.elapsed(),
         }
     }
 

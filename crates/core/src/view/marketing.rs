@@ -222,16 +222,18 @@ impl FunnelProjection {
     /// First-touch attribution of people, MQLs, pipeline and revenue by source, channel and
     /// campaign.
     pub fn attribution(&self) -> Vec<AttributionRow> {
-        self.attribution_with(&self.opportunities())
+        let records = self.person_records();
+        self.attribution_with(&records, &Self::opportunities(&records))
     }
 
     fn attribution_with(
         &self,
+        records: &[PersonRecord<'_>],
         opportunities: &BTreeMap<Symbol, super::report::Opportunity>,
     ) -> Vec<AttributionRow> {
         let mql_stage = Place::Stage(self.definition.mql_stage());
         let mut credited: BTreeMap<(&'static str, String), Credited> = BTreeMap::new();
-        self.for_each_person(|person| {
+        records.iter().for_each(|person| {
             let is_mql = person.journey.transitions.iter().any(|t| t.to == mql_stage);
             for (dimension, value) in self.first_touch_credit(person.first_touch()) {
                 let entry = credited.entry((dimension, value)).or_default();
@@ -283,11 +285,13 @@ impl FunnelProjection {
 
     /// The marketing view of refreshed journeys.
     pub fn marketing_view(&self) -> MarketingView {
-        self.marketing_view_with(&self.opportunities())
+        let records = self.person_records();
+        self.marketing_view_with(&records, &Self::opportunities(&records))
     }
 
     pub(crate) fn marketing_view_with(
         &self,
+        records: &[PersonRecord<'_>],
         opportunities: &BTreeMap<Symbol, super::report::Opportunity>,
     ) -> MarketingView {
         let definition = &self.definition;
@@ -329,7 +333,7 @@ impl FunnelProjection {
         };
         let mut touches_before_demo: Vec<u64> = Vec::new();
 
-        self.for_each_person(|person: &PersonRecord<'_>| {
+        records.iter().for_each(|person: &PersonRecord<'_>| {
             let journey = person.journey;
             let place = journey.current();
             let mql_entries: Vec<Timestamp> = journey
@@ -398,19 +402,26 @@ impl FunnelProjection {
                 })
                 .max();
             if let Some(account) = person.account {
+                // Looked up before inserting: most people share an account already seen.
+                if !accounts.contains_key(account) {
+                    accounts.insert(
+                        account.to_owned(),
+                        AccountScoreRow {
+                            account: account.to_owned(),
+                            segment,
+                            people: 0,
+                            engaged_people: 0,
+                            mql_people: 0,
+                            engagement_total: 0.0,
+                            engagement_max: 0.0,
+                            fit_max: f64::NEG_INFINITY,
+                            furthest_stage: None,
+                        },
+                    );
+                }
                 let row = accounts
-                    .entry(account.to_owned())
-                    .or_insert_with(|| AccountScoreRow {
-                        account: account.to_owned(),
-                        segment,
-                        people: 0,
-                        engaged_people: 0,
-                        mql_people: 0,
-                        engagement_total: 0.0,
-                        engagement_max: 0.0,
-                        fit_max: f64::NEG_INFINITY,
-                        furthest_stage: None,
-                    });
+                    .get_mut(account)
+                    .expect("invariant: inserted above");
                 row.people += 1;
                 row.engaged_people += u64::from(engagement > 0.0);
                 row.mql_people += u64::from(!mql_entries.is_empty());
@@ -418,8 +429,12 @@ impl FunnelProjection {
                 row.engagement_max = row.engagement_max.max(engagement);
                 row.fit_max = row.fit_max.max(journey.fit);
                 if let Some(reached) = reached {
-                    let entry = furthest.entry(account.to_owned()).or_insert(reached);
-                    *entry = (*entry).max(reached);
+                    match furthest.get_mut(account) {
+                        Some(entry) => *entry = (*entry).max(reached),
+                        None => {
+                            furthest.insert(account.to_owned(), reached);
+                        }
+                    }
                 }
             }
 
@@ -484,7 +499,7 @@ impl FunnelProjection {
             }
         });
 
-        view.attribution = self.attribution_with(opportunities);
+        view.attribution = self.attribution_with(records, opportunities);
         let influenced = |touched: &Touched| {
             let (mut pipeline, mut revenue, mut won) =
                 (AmountSum::default(), AmountSum::default(), 0);

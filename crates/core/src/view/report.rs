@@ -164,28 +164,31 @@ impl Opportunity {
 }
 
 impl FunnelProjection {
-    /// Every person with a journey, in id order, as the views read them.
-    pub(crate) fn for_each_person(&self, mut visit: impl FnMut(&PersonRecord<'_>)) {
+    /// Every person with a journey, in id order, as the views read them. Gathering a
+    /// person's facts (stitching, retractions, corrections, sorting) is most of a view's cost,
+    /// so one build of the views gathers them once and every view reads the same records.
+    pub(crate) fn person_records(&self) -> Vec<PersonRecord<'_>> {
         let mut ids: Vec<&String> = self.people.keys().collect();
         ids.sort_unstable();
-        for id in ids {
-            let person = &self.people[id];
-            let mut facts = self.facts_for(id, person);
-            facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
-            let record = PersonRecord {
-                id,
-                account: person.account().map(String::as_str),
-                facts,
-                journey: &person.journey,
-            };
-            visit(&record);
-        }
+        ids.into_iter()
+            .map(|id| {
+                let person = &self.people[id];
+                let mut facts = self.facts_for(id, person);
+                facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
+                PersonRecord {
+                    id,
+                    account: person.account().map(String::as_str),
+                    facts,
+                    journey: &person.journey,
+                }
+            })
+            .collect()
     }
 
     /// Every opportunity named on a person's fact, by symbol.
-    pub(crate) fn opportunities(&self) -> BTreeMap<Symbol, Opportunity> {
+    pub(crate) fn opportunities(records: &[PersonRecord<'_>]) -> BTreeMap<Symbol, Opportunity> {
         let mut opportunities: BTreeMap<Symbol, Opportunity> = BTreeMap::new();
-        self.for_each_person(|person| {
+        records.iter().for_each(|person| {
             for fact in &person.facts {
                 let id = fact.attributes.opportunity;
                 if id.is_none() {

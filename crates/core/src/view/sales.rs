@@ -83,16 +83,18 @@ impl SalesView {
 impl FunnelProjection {
     /// The sales view of refreshed journeys.
     pub fn sales_view(&self) -> SalesView {
-        self.sales_view_with(&self.opportunities())
+        let records = self.person_records();
+        self.sales_view_with(&records, &Self::opportunities(&records))
     }
 
     pub(crate) fn sales_view_with(
         &self,
+        records: &[super::report::PersonRecord<'_>],
         opportunities: &BTreeMap<crate::symbol::Symbol, super::report::Opportunity>,
     ) -> SalesView {
         let now = self.now();
         let mut response: BTreeMap<String, (SlaOwnerRow, Vec<i64>)> = BTreeMap::new();
-        self.for_each_person(|person| {
+        records.iter().for_each(|person| {
             for clock in &person.journey.follow_ups {
                 // Whoever held the lead when it was answered, or by the deadline if it was not.
                 let until = clock.first_action_at.unwrap_or(clock.deadline);

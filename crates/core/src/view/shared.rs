@@ -64,13 +64,17 @@ fn month(at: Timestamp) -> String {
 impl FunnelProjection {
     /// The shared-funnel view of refreshed journeys.
     pub fn shared_view(&self) -> SharedView {
+        self.shared_view_with(&self.person_records())
+    }
+
+    fn shared_view_with(&self, records: &[super::report::PersonRecord<'_>]) -> SharedView {
         let definition = &self.definition;
         let stages = definition.stages();
         let now = self.now();
         let window_millis = definition.conversion_window_days() * Timestamp::MILLIS_PER_DAY as f64;
         let mut cohorts: BTreeMap<(String, usize), CohortRow> = BTreeMap::new();
         let mut handoffs = Vec::new();
-        self.for_each_person(|person| {
+        records.iter().for_each(|person| {
             let journey = person.journey;
             let Some(first) = journey
                 .transitions
@@ -168,11 +172,12 @@ impl FunnelProjection {
         super::sales::SalesView,
         SharedView,
     ) {
-        let opportunities = self.opportunities();
+        let records = self.person_records();
+        let opportunities = Self::opportunities(&records);
         (
-            self.marketing_view_with(&opportunities),
-            self.sales_view_with(&opportunities),
-            self.shared_view(),
+            self.marketing_view_with(&records, &opportunities),
+            self.sales_view_with(&records, &opportunities),
+            self.shared_view_with(&records),
         )
     }
 }
