@@ -55,6 +55,7 @@ struct SettingsFile {
     publish_every_ms: Option<u64>,
     funnel: Option<PathBuf>,
     sql: Option<String>,
+    sendgrid_verification_key: Option<String>,
 }
 
 /// Settings after file and environment, before flags.
@@ -79,6 +80,9 @@ pub struct Settings {
     pub funnel: Option<PathBuf>,
     /// The SQL endpoint's address, or `off`.
     pub sql: String,
+    /// SendGrid's Signed Event Webhook public key (base64 DER); with it, unsigned or
+    /// wrongly signed SendGrid requests are refused.
+    pub sendgrid_verification_key: Option<String>,
 }
 
 /// Reads an environment variable; `lookup` is the environment (a parameter so tests and
@@ -148,6 +152,7 @@ impl Settings {
             publish_every_ms: parsed.publish_every_ms.unwrap_or(1_000),
             funnel: parsed.funnel,
             sql: parsed.sql.unwrap_or_else(|| DEFAULT_SQL.to_owned()),
+            sendgrid_verification_key: parsed.sendgrid_verification_key,
         };
         if let Some(http) = env_value(lookup, "BATON_HTTP")? {
             settings.http = http;
@@ -204,6 +209,9 @@ impl Settings {
         if let Some(sql) = env_value(lookup, "BATON_SQL")? {
             settings.sql = sql;
         }
+        if let Some(key) = env_value::<String>(lookup, "BATON_SENDGRID_VERIFICATION_KEY")? {
+            settings.sendgrid_verification_key = Some(key);
+        }
         if let Some(funnel) = env_value::<String>(lookup, "BATON_FUNNEL")? {
             settings.funnel = Some(PathBuf::from(funnel));
         }
@@ -234,6 +242,12 @@ impl Settings {
             i64::try_from(self.max_future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         config.max_batch_events = self.max_batch_events.max(1);
         config.retry_after = Duration::from_secs(self.retry_after_secs.max(1));
+        if let Some(key) = &self.sendgrid_verification_key {
+            config.sendgrid_key = Some(
+                key.parse()
+                    .map_err(|error| anyhow::anyhow!("sendgrid_verification_key: {error}"))?,
+            );
+        }
         Ok(config)
     }
 }
@@ -269,6 +283,21 @@ mod tests {
         let error = Settings::load(Some(&path), &bad).expect_err("not a number");
         assert!(
             error.to_string().contains("BATON_RETRY_AFTER_SECS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_sendgrid_key_that_is_not_one_is_named() {
+        let env = |name: &str| {
+            (name == "BATON_SENDGRID_VERIFICATION_KEY").then(|| "bm90IGEga2V5".to_owned())
+        };
+        let settings = Settings::load(None, &env).expect("settings");
+        let error = settings
+            .collector_config(Path::new("/tmp"))
+            .expect_err("not a key");
+        assert!(
+            error.to_string().contains("sendgrid_verification_key"),
             "{error}"
         );
     }

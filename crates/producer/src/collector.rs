@@ -104,6 +104,8 @@ pub struct CollectorConfig {
     pub max_batch_events: usize,
     /// What `Retry-After` says when the log could not store.
     pub retry_after: Duration,
+    /// With a key, `/v1/webhooks/sendgrid` takes only requests SendGrid signed with it.
+    pub sendgrid_key: Option<crate::SendgridKey>,
 }
 
 impl CollectorConfig {
@@ -119,6 +121,7 @@ impl CollectorConfig {
             max_future_skew_millis: ParseContext::DEFAULT_MAX_FUTURE_SKEW_MILLIS,
             max_batch_events: 5_000,
             retry_after: Duration::from_secs(2),
+            sendgrid_key: None,
         }
     }
 }
@@ -150,6 +153,7 @@ struct Shared {
     quarantine: Quarantine,
     appender: AppenderHandle,
     retry_after: Duration,
+    sendgrid_key: Option<crate::SendgridKey>,
 }
 
 /// The collector's state, for [`router`]. Cheap to clone.
@@ -209,6 +213,7 @@ impl Collector {
                 quarantine,
                 appender,
                 retry_after: config.retry_after,
+                sendgrid_key: config.sendgrid_key.clone(),
             }),
         };
         Ok(Collector {
@@ -446,11 +451,42 @@ async fn handle_shape(
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
+    if let (Adapter::Sendgrid, Some(key)) = (&adapter, &shared.sendgrid_key)
+        && let Err(error) = check_signature(key, &headers, &bytes)
+    {
+        return error.into_response();
+    }
     let items = match split(&headers, &bytes, shape, &shared.limits) {
         Ok(items) => items,
         Err(error) => return error.into_response(),
     };
     ingest(shared, adapter, source.as_deref(), items).await
+}
+
+/// SendGrid's signature over the timestamp header and the body, when a key is configured.
+fn check_signature(
+    key: &crate::SendgridKey,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), RequestError> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| {
+                RequestError::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "missing {name}: this collector takes only signed SendGrid webhooks \
+                         (enable Signed Event Webhook in SendGrid's mail settings)"
+                    ),
+                )
+            })
+    };
+    let signature = header(crate::SIGNATURE_HEADER)?;
+    let timestamp = header(crate::TIMESTAMP_HEADER)?;
+    key.verify(timestamp, body, signature)
+        .map_err(|problem| RequestError::new(StatusCode::UNAUTHORIZED, problem))
 }
 
 /// Finds the source of the request's write key. Keys come as HTTP Basic user name (Segment's
@@ -507,8 +543,8 @@ fn key_of_authorization(value: &str) -> Option<String> {
     None
 }
 
-/// Standard base64 with optional padding, for HTTP Basic credentials.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
+/// Standard base64 with optional padding, for HTTP Basic credentials and signatures.
+pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     let mut buffer = 0u32;
     let mut bits = 0;

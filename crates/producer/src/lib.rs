@@ -9,6 +9,7 @@ mod collector;
 mod import;
 mod publisher;
 mod quarantine;
+mod signature;
 mod synthetic;
 
 pub use adapter::{
@@ -21,4 +22,5 @@ pub use collector::{
 pub use import::{ImportError, ImportOptions, ImportSummary, Rejection, import_ndjson};
 pub use publisher::{Pending, PublishError, Published, Publisher, PublisherOptions, PublisherTask};
 pub use quarantine::{Quarantine, QuarantineEntry, QuarantineError, RetrySummary};
+pub use signature::{SIGNATURE_HEADER, SendgridKey, TIMESTAMP_HEADER};
 pub use synthetic::{History, HistoryConfig};

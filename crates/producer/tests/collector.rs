@@ -522,6 +522,121 @@ async fn write_keys_are_required_when_configured() {
     running.stop().await;
 }
 
+/// Standard base64 with padding, to hand keys and signatures over as SendGrid does.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_sendgrid_webhooks_are_checked_when_a_key_is_configured() {
+    use p256::ecdsa::signature::Signer;
+    use p256::pkcs8::EncodePublicKey;
+    let signing = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).expect("a valid scalar");
+    let public = p256::PublicKey::from(signing.verifying_key())
+        .to_public_key_der()
+        .expect("DER public key");
+    let key: baton_producer::SendgridKey = base64(public.as_bytes()).parse().expect("key");
+    let dir = tempfile::tempdir().expect("dir");
+    let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
+        config.sendgrid_key = Some(key);
+    })
+    .await;
+    let body = fixture("sendgrid_events.json");
+    let timestamp = "1763900000";
+    let sign = |body: &[u8]| {
+        let mut signed = timestamp.as_bytes().to_vec();
+        signed.extend_from_slice(body);
+        let signature: p256::ecdsa::Signature = signing.sign(&signed);
+        base64(signature.to_der().as_bytes())
+    };
+
+    // Unsigned, signed over other bytes, or with another timestamp: 401, nothing written.
+    let (status, answer) = running
+        .post("/v1/webhooks/sendgrid", body.clone(), &[])
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .expect("error")
+            .contains("x-twilio-email-event-webhook-signature"),
+        "{answer}"
+    );
+    let forged = sign(b"[]");
+    let (status, answer) = running
+        .post(
+            "/v1/webhooks/sendgrid",
+            body.clone(),
+            &[
+                ("x-twilio-email-event-webhook-signature", forged.as_str()),
+                ("x-twilio-email-event-webhook-timestamp", timestamp),
+            ],
+        )
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .expect("error")
+            .contains("does not verify")
+    );
+    let signature = sign(&body);
+    let (status, answer) = running
+        .post(
+            "/v1/webhooks/sendgrid",
+            body.clone(),
+            &[
+                ("x-twilio-email-event-webhook-signature", signature.as_str()),
+                ("x-twilio-email-event-webhook-timestamp", "1763900001"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(running.events().await.is_empty());
+    assert!(running.quarantine.list().expect("list").is_empty());
+
+    // Signed by the key: taken as an unsigned request is without a key.
+    let (status, answer) = running
+        .post(
+            "/v1/webhooks/sendgrid",
+            body,
+            &[
+                ("x-twilio-email-event-webhook-signature", signature.as_str()),
+                ("x-twilio-email-event-webhook-timestamp", timestamp),
+            ],
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "the fixture's last event has no email: {answer}"
+    );
+    assert_eq!(answer["accepted"], 6, "{answer}");
+    assert_eq!(running.events().await.len(), 6);
+
+    assert!(
+        "bm90IGEga2V5"
+            .parse::<baton_producer::SendgridKey>()
+            .expect_err("not a key")
+            .contains("not a P-256 public key")
+    );
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sendgrid_fixture_maps_email_events_and_ignores_the_rest() {
     let dir = tempfile::tempdir().expect("dir");
