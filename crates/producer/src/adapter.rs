@@ -264,8 +264,10 @@ impl Adapters {
 }
 
 /// The placeholder id of an item that has no id of its own, replaced before it is used.
+/// Derived once: a UUIDv5 costs a SHA-1, and every native item needs the placeholder.
 fn unnamed() -> EventId {
-    EventId::from_source_message("baton-collector", "")
+    static UNNAMED: std::sync::OnceLock<EventId> = std::sync::OnceLock::new();
+    *UNNAMED.get_or_init(|| EventId::from_source_message("baton-collector", ""))
 }
 
 /// Events in the JSON edge form, not yet validated.

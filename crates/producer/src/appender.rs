@@ -105,6 +105,7 @@ async fn run<L: EventLog>(log: L, mut receiver: mpsc::Receiver<Job>, options: Ap
                 Err(_) => break,
             }
         }
+        tracing::trace!(jobs = jobs.len(), events = total, "appending a group");
         let mut sizes = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         let mut events = Vec::with_capacity(total);
