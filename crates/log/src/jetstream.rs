@@ -16,7 +16,7 @@
 //! default); a batch is also retried only within half that window.
 
 use crate::error::LogError;
-use crate::id_index::IdIndex;
+use crate::id_index::{IdHasher, IdIndex};
 use crate::port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
@@ -24,6 +24,7 @@ use baton_core::Event;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -623,14 +624,26 @@ impl EventLog for JetStreamLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut frames = Vec::with_capacity(events.len());
+        // Every event is encoded before anything is published, so an event that cannot be
+        // stored fails the batch whole. The frames share one buffer: one allocation per batch
+        // instead of one per event (each freed by the connection's thread once sent).
+        let mut buffer = Vec::with_capacity(events.len() * 256);
+        let mut ends = Vec::with_capacity(events.len());
+        let mut frame = Vec::with_capacity(256);
         for event in &events {
-            let frame = baton_core::encode(event).map_err(|source| LogError::Encode {
+            baton_core::encode_into(event, &mut frame).map_err(|source| LogError::Encode {
                 event_id: event.event_id,
                 source,
             })?;
-            frames.push(Bytes::from(frame));
+            buffer.extend_from_slice(&frame);
+            ends.push(buffer.len());
         }
+        let buffer = Bytes::from(buffer);
+        let frames = ends.iter().scan(0, |start, &end| {
+            let frame = buffer.slice(*start..end);
+            *start = end;
+            Some(frame)
+        });
 
         let mut index = self.inner.index.lock().await;
         // Everything on the stream when a pass starts is in the index after it; what others
@@ -649,7 +662,8 @@ impl EventLog for JetStreamLog {
         let deadline = pass_started + window / 2;
 
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
-        let mut first_in_batch: HashMap<u128, usize> = HashMap::new();
+        let mut first_in_batch: HashMap<u128, usize, BuildHasherDefault<IdHasher>> =
+            HashMap::default();
         let mut repeats = Vec::new();
         let mut pending = Vec::new();
         for (slot, (event, frame)) in events.iter().zip(frames).enumerate() {
