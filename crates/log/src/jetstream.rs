@@ -2,8 +2,17 @@
 //! clustered with replicas.
 //!
 //! Subjects are `{prefix}.{family}.{kind}` (39 subjects at most): low cardinality, so a
-//! consumer that filters by family stays cheap. Each message carries the codec frame as its
-//! payload, the event id as `Nats-Msg-Id` and the schema version as `Baton-Schema`.
+//! consumer that filters by family stays cheap. Each message carries the codec frame (which
+//! holds the schema version) as its payload and the event id as `Nats-Msg-Id`, its only header.
+//!
+//! Publishing is pipelined: every event is a core publish whose reply subject is
+//! `{inbox}.{n}`, with one subscription on `{inbox}.*` per pass (an append's publishing, then
+//! each retry) taking the stream's acks, matched to their messages by `n` in a window of at
+//! most `max_acks_in_flight` unanswered publishes. An error answer, or none within the stall
+//! limit or by the pass's cutoff, makes a message failed; it is published again with the same
+//! `Nats-Msg-Id`, so one that did land comes back as a duplicate of itself. async-nats'
+//! JetStream publish does the same matching with an inbox, a oneshot channel, a request-map
+//! entry and a timer per message; here the window is the map and one timer bounds the pass.
 //!
 //! Idempotency never expires, in two layers:
 //! 1. an index of every event id on the stream (id → stream sequence), kept by each writer and
@@ -413,8 +422,13 @@ impl JetStreamLog {
                     .collect();
             }
         };
-        let cutoff_timer = tokio::time::sleep_until(cutoff);
-        let mut cutoff_timer = std::pin::pin!(cutoff_timer);
+        // One timer for the call, rearmed at most once per stall period: it fires at the
+        // cutoff, and meanwhile every STALL to look for acks that are overdue.
+        let timer = tokio::time::sleep_until(cutoff.min(tokio::time::Instant::now() + STALL));
+        let mut timer = std::pin::pin!(timer);
+        // When the timer was armed: the window's front token, and the next token to publish.
+        let mut armed_front: u64 = 0;
+        let mut armed_next: u64 = 0;
 
         // The window, oldest first; `in_flight[i]` was published with token `first_token + i`.
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(window);
@@ -468,16 +482,16 @@ impl JetStreamLog {
                 continue;
             }
 
-            // Acks that have already arrived are taken before the cutoff is looked at.
+            // Acks that have already arrived are taken before the timer is looked at.
             let next = tokio::select! {
                 biased;
                 message = acks.next() => match message {
                     Some(message) => AckWait::Message(message),
                     None => AckWait::Ended,
                 },
-                () = &mut cutoff_timer => AckWait::Cutoff,
+                () = &mut timer => AckWait::Timer,
             };
-            let reason = match next {
+            let (reason, overdue_before) = match next {
                 AckWait::Message(message) => {
                     let token = message
                         .subject
@@ -496,13 +510,45 @@ impl JetStreamLog {
                     }
                     continue;
                 }
-                AckWait::Ended => "no acknowledgement: the connection was closed",
-                AckWait::Cutoff => "no acknowledgement in time: the server is unreachable",
+                AckWait::Ended => (
+                    "no acknowledgement: the connection was closed".to_owned(),
+                    u64::MAX,
+                ),
+                AckWait::Timer if tokio::time::Instant::now() >= cutoff => (
+                    "no acknowledgement in time: the server is unreachable".to_owned(),
+                    u64::MAX,
+                ),
+                AckWait::Timer => {
+                    // The front has not moved for a whole stall period: what was published
+                    // before the timer was armed has waited that long, and its ack is taken
+                    // as lost (a reconnection drops replies in flight). Otherwise all is well.
+                    let overdue_before = if first_token == armed_front {
+                        armed_next
+                    } else {
+                        0
+                    };
+                    armed_front = first_token;
+                    armed_next = first_token + in_flight.len() as u64;
+                    timer
+                        .as_mut()
+                        .reset(cutoff.min(tokio::time::Instant::now() + STALL));
+                    (
+                        format!(
+                            "no acknowledgement within {} s: the server is unreachable or \
+                             the acknowledgement was lost",
+                            STALL.as_secs()
+                        ),
+                        overdue_before,
+                    )
+                }
             };
-            // Whatever is still unanswered counts as failed; it is retried with the same
+            // What is unanswered (and overdue) counts as failed; it is retried with the same
             // message id, so one that did land comes back as a duplicate of itself.
-            for entry in &mut in_flight {
-                entry.acked.get_or_insert_with(|| Err(reason.to_owned()));
+            for (token, entry) in (first_token..).zip(&mut in_flight) {
+                if token >= overdue_before {
+                    break;
+                }
+                entry.acked.get_or_insert_with(|| Err(reason.clone()));
             }
         }
         failed
@@ -557,7 +603,7 @@ struct InFlight {
 enum AckWait {
     Message(async_nats::Message),
     Ended,
-    Cutoff,
+    Timer,
 }
 
 /// A stored message as the stream acknowledged it.
