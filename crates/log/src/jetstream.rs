@@ -671,23 +671,25 @@ impl EventLog for JetStreamLog {
             return Ok(Vec::new());
         }
         // Every event is encoded before anything is published, so an event that cannot be
-        // stored fails the batch whole. The server has nothing to do meanwhile (the previous
-        // batch is acknowledged), so a large batch is encoded in two halves at once.
-        let frames: Vec<Bytes> = if events.len() >= PARALLEL_ENCODE_MIN {
-            let (first, second) = events.split_at(events.len() / 2);
-            let (first, second) = std::thread::scope(|scope| {
-                let second = scope.spawn(|| encode_frames(second));
-                let first = encode_frames(first);
-                (first, second.join())
-            });
-            let second = second.expect("invariant: encoding does not panic");
-            // The first event that cannot be encoded is the one reported, as in one pass.
-            let mut frames = first?;
-            frames.extend(second?);
-            frames
-        } else {
-            encode_frames(&events)?
-        };
+        // stored fails the batch whole. The frames share one buffer: one allocation per batch
+        // instead of one per event (each freed by the connection's thread once sent).
+        let mut buffer = Vec::with_capacity(events.len() * 256);
+        let mut ends = Vec::with_capacity(events.len());
+        let mut frame = Vec::with_capacity(256);
+        for event in &events {
+            baton_core::encode_into(event, &mut frame).map_err(|source| LogError::Encode {
+                event_id: event.event_id,
+                source,
+            })?;
+            buffer.extend_from_slice(&frame);
+            ends.push(buffer.len());
+        }
+        let buffer = Bytes::from(buffer);
+        let frames = ends.iter().scan(0, |start, &end| {
+            let frame = buffer.slice(*start..end);
+            *start = end;
+            Some(frame)
+        });
 
         let mut index = self.inner.index.lock().await;
         // Everything on the stream when a pass starts is in the index after it; what others
@@ -810,36 +812,6 @@ impl EventLog for JetStreamLog {
         let messages = self.ordered_messages(from.get(), false).await?;
         Ok(records(messages, None))
     }
-}
-
-/// Batches at least this large are encoded on two threads (spawning one costs tens of
-/// microseconds; encoding this many events, a millisecond or more).
-const PARALLEL_ENCODE_MIN: usize = 2048;
-
-/// Encodes `events` in order. The frames share one buffer: one allocation instead of one per
-/// event (each freed by the connection's thread once sent).
-fn encode_frames(events: &[Event]) -> Result<Vec<Bytes>, LogError> {
-    let mut buffer = Vec::with_capacity(events.len() * 256);
-    let mut ends = Vec::with_capacity(events.len());
-    let mut frame = Vec::with_capacity(256);
-    for event in events {
-        baton_core::encode_into(event, &mut frame).map_err(|source| LogError::Encode {
-            event_id: event.event_id,
-            source,
-        })?;
-        buffer.extend_from_slice(&frame);
-        ends.push(buffer.len());
-    }
-    let buffer = Bytes::from(buffer);
-    let mut start = 0;
-    Ok(ends
-        .into_iter()
-        .map(|end| {
-            let frame = buffer.slice(start..end);
-            start = end;
-            frame
-        })
-        .collect())
 }
 
 /// Decodes ordered-consumer messages into records, stopping after `last` when given and after
