@@ -2,7 +2,9 @@
 //!
 //! - `append`: append throughput on the same server and the same generated events: a raw
 //!   async-nats JetStream publisher (pipelined, every ack awaited, no idempotency) as the
-//!   baseline, baton's JetStream append (idempotent), and the embedded log.
+//!   baseline, the same with `Nats-Msg-Id`, a raw core publisher with `Nats-Msg-Id` that
+//!   matches acks itself (as baton does), baton's JetStream append (idempotent), and the
+//!   embedded log.
 //! - `replay`: on one log, read-and-decode as the baseline against the in-memory fold and the
 //!   persistent projector; then the append-to-visible latency of a live projector.
 
@@ -118,6 +120,86 @@ async fn raw_publish(
     Ok(eps)
 }
 
+/// A raw publisher with `Nats-Msg-Id` that publishes with core NATS and matches the acks
+/// itself on one subscription, as baton's JetStream log does: what the server's
+/// de-duplication costs without async-nats' per-message ack futures. No idempotency index, no
+/// batches, no retries; every ack is awaited and checked.
+async fn raw_core_publish(
+    url: &str,
+    tag: &str,
+    events: &[Event],
+    window: usize,
+) -> anyhow::Result<f64> {
+    #[derive(serde::Deserialize)]
+    struct Ack {
+        #[serde(default)]
+        seq: u64,
+        error: Option<serde_json::Value>,
+    }
+    let client = async_nats::connect(url).await.context("raw core client")?;
+    let js = jetstream::new(client.clone());
+    let name = format!("BENCH_CORE_{tag}");
+    let prefix = format!("benchcore{tag}");
+    js.create_stream(jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{prefix}.>")],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("creating the raw core stream")?;
+    let subjects: Vec<async_nats::Subject> = events
+        .iter()
+        .map(|event| {
+            let kind = event.kind();
+            format!("{prefix}.{}.{}", kind.family().as_str(), kind.name()).into()
+        })
+        .collect();
+    let inbox = client.new_inbox();
+    let mut acks = client
+        .subscribe(format!("{inbox}.*"))
+        .await
+        .context("subscribing to acks")?;
+    let mut await_ack = async || -> anyhow::Result<()> {
+        let message = futures::StreamExt::next(&mut acks)
+            .await
+            .context("the ack subscription ended")?;
+        let ack: Ack = serde_json::from_slice(&message.payload).context("raw core ack")?;
+        anyhow::ensure!(
+            ack.error.is_none() && ack.seq > 0,
+            "raw core ack: {:?}",
+            ack.error
+        );
+        Ok(())
+    };
+    let started = Instant::now();
+    let mut unanswered = 0;
+    for (token, (event, subject)) in events.iter().zip(subjects).enumerate() {
+        let frame = bytes::Bytes::from(baton_core::encode(event)?);
+        if unanswered >= window {
+            await_ack().await?;
+            unanswered -= 1;
+        }
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = event.event_id.as_uuid().hyphenated().encode_lower(&mut id);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, &*id);
+        client
+            .publish_with_reply_and_headers(subject, format!("{inbox}.{token}"), headers, frame)
+            .await
+            .context("raw core publish")?;
+        unanswered += 1;
+    }
+    for _ in 0..unanswered {
+        await_ack().await?;
+    }
+    let eps = rate(events.len(), started.elapsed());
+    js.delete_stream(&name)
+        .await
+        .context("deleting the raw core stream")?;
+    Ok(eps)
+}
+
 async fn baton_append(
     log: &impl EventLog,
     events: &[Event],
@@ -172,6 +254,7 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
     let events = unique_events(args.events);
     let mut raw = Vec::new();
     let mut raw_with_id = Vec::new();
+    let mut raw_core = Vec::new();
     let mut nats = Vec::new();
     let mut embedded = Vec::new();
     for round in 0..args.rounds.max(1) {
@@ -180,6 +263,7 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
             raw.push(raw_publish(url, &tag, &events, args.window, false).await?);
             let tag_with_id = format!("{tag}_id");
             raw_with_id.push(raw_publish(url, &tag_with_id, &events, args.window, true).await?);
+            raw_core.push(raw_core_publish(url, &tag, &events, args.window).await?);
             nats.push(nats_append(url, &tag, &events, &args).await?);
         }
         embedded.push(embedded_append(&events, args.batch_size).await?);
@@ -188,14 +272,15 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let embedded_eps = median(embedded);
-    let (raw_eps, nats_eps, raw_with_id_eps) = if args.nats.is_some() {
+    let (raw_eps, nats_eps, raw_with_id_eps, raw_core_eps) = if args.nats.is_some() {
         (
             Some(median(raw)),
             Some(median(nats)),
             Some(median(raw_with_id)),
+            Some(median(raw_core)),
         )
     } else {
-        (None, None, None)
+        (None, None, None, None)
     };
     let ratio = raw_eps.zip(nats_eps).map(|(raw, nats)| nats / raw);
     if args.json {
@@ -207,6 +292,7 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
                 "nats_eps": nats_eps.map(f64::round),
                 "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
                 "raw_msg_id_eps": raw_with_id_eps.map(f64::round),
+                "raw_core_msg_id_eps": raw_core_eps.map(f64::round),
                 "embedded_eps": embedded_eps.round(),
             })
         );
@@ -223,6 +309,12 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
                     let share = with_id / raw;
                     println!(
                         "  raw, with Nats-Msg-Id      {with_id:>12.0} events/s  ratio {share:.3}"
+                    );
+                }
+                if let Some(core) = raw_core_eps {
+                    let share = core / raw;
+                    println!(
+                        "  raw core, Nats-Msg-Id      {core:>12.0} events/s  ratio {share:.3}"
                     );
                 }
                 println!("  baton on JetStream         {nats:>12.0} events/s  ratio {ratio:.3}");

@@ -2,8 +2,17 @@
 //! clustered with replicas.
 //!
 //! Subjects are `{prefix}.{family}.{kind}` (39 subjects at most): low cardinality, so a
-//! consumer that filters by family stays cheap. Each message carries the codec frame as its
-//! payload, the event id as `Nats-Msg-Id` and the schema version as `Baton-Schema`.
+//! consumer that filters by family stays cheap. Each message carries the codec frame (which
+//! holds the schema version) as its payload and the event id as `Nats-Msg-Id`, its only header.
+//!
+//! Publishing is pipelined: every event is a core publish whose reply subject is
+//! `{inbox}.{n}`, with one subscription on `{inbox}.*` per pass (an append's publishing, then
+//! each retry) taking the stream's acks, matched to their messages by `n` in a window of at
+//! most `max_acks_in_flight` unanswered publishes. An error answer, or none within the stall
+//! limit or by the pass's cutoff, makes a message failed; it is published again with the same
+//! `Nats-Msg-Id`, so one that did land comes back as a duplicate of itself. async-nats'
+//! JetStream publish does the same matching with an inbox, a oneshot channel, a request-map
+//! entry and a timer per message; here the window is the map and one timer bounds the pass.
 //!
 //! Idempotency never expires, in two layers:
 //! 1. an index of every event id on the stream (id → stream sequence), kept by each writer and
@@ -16,7 +25,7 @@
 //! default); a batch is also retried only within half that window.
 
 use crate::error::LogError;
-use crate::id_index::IdIndex;
+use crate::id_index::{IdHasher, IdIndex};
 use crate::port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
@@ -24,6 +33,7 @@ use baton_core::Event;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +97,10 @@ struct Inner {
     config: JetStreamConfig,
     /// `{prefix}.{family}.{kind}` for every kind, indexed like `Kind::ALL`.
     subjects: Vec<async_nats::Subject>,
-    /// Publishing connection.
+    /// Publishing connection: events go out as core publishes whose acks baton matches itself
+    /// (see `publish_window`).
+    publisher: async_nats::Client,
+    /// The publishing connection as a JetStream context, for managing the stream.
     writer: jetstream::Context,
     /// Reading connection, separate so that a publish backlog cannot starve readers.
     reader: jetstream::Context,
@@ -136,9 +149,7 @@ impl JetStreamLog {
         let reader_client = connect_client(&config, "reader").await?;
         let writer = jetstream::context::ContextBuilder::new()
             .timeout(Duration::from_secs(10))
-            .max_ack_inflight(config.max_acks_in_flight.max(1))
-            .backpressure_on_inflight(true)
-            .build(writer_client);
+            .build(writer_client.clone());
         let reader = jetstream::new(reader_client);
         let subjects = baton_core::Kind::ALL
             .iter()
@@ -155,6 +166,7 @@ impl JetStreamLog {
             inner: Arc::new(Inner {
                 subjects,
                 config,
+                publisher: writer_client,
                 writer,
                 reader,
                 index: Mutex::new(IdIndex::default()),
@@ -362,6 +374,12 @@ impl JetStreamLog {
 
     /// Publishes `pending` (index into `events`, frame) with a bounded window of acks in
     /// flight; returns the failures, to be retried.
+    ///
+    /// Each message is a core publish whose reply subject is `{inbox}.{token}`, `inbox` fresh
+    /// for this call and `token` counting the call's messages; one wildcard subscription takes
+    /// every ack, and the token finds its message in the window. async-nats' own JetStream
+    /// publish does the same matching through a per-message inbox, oneshot channel, request
+    /// map entry and timer; here the window itself is the map, and one timer bounds the call.
     async fn publish_window(
         &self,
         events: &[Event],
@@ -370,78 +388,281 @@ impl JetStreamLog {
         deadline: tokio::time::Instant,
     ) -> Vec<(usize, Bytes, String)> {
         let window = self.inner.config.max_acks_in_flight.max(1);
-        // One cutoff for every ack of this call: each ack future times out on its own only
-        // once awaited, so awaiting them in turn from a server that went away added up (20
-        // events took 200 s to come back not written).
+        // One cutoff for every ack of this call: acks awaited in turn, each with its own
+        // timeout, added up from a server that went away (20 events took 200 s to come back
+        // not written).
         let cutoff = deadline.max(tokio::time::Instant::now() + STALL);
-        let mut in_flight = VecDeque::with_capacity(window);
         let mut failed = Vec::new();
         let mut pending = pending.into_iter();
+        let publisher = &self.inner.publisher;
+
+        // A fresh inbox per call, so an ack still travelling for an earlier call (given up at
+        // its cutoff) cannot be taken for one of this call's. The subscription goes out on the
+        // publishing connection before any publish, and the server handles a connection's
+        // commands in order, so it is in place when the first ack comes back.
+        let inbox = publisher.new_inbox();
+        let subscribed =
+            tokio::time::timeout(STALL, publisher.subscribe(format!("{inbox}.*"))).await;
+        let mut acks = match subscribed {
+            Ok(Ok(acks)) => acks,
+            Ok(Err(error)) => {
+                let reason =
+                    format!("not published: cannot subscribe to acknowledgements: {error}");
+                return pending
+                    .map(|(slot, frame)| (slot, frame, reason.clone()))
+                    .collect();
+            }
+            Err(_) => {
+                let reason = format!(
+                    "not published: the client could not subscribe to acknowledgements within {} s",
+                    STALL.as_secs()
+                );
+                return pending
+                    .map(|(slot, frame)| (slot, frame, reason.clone()))
+                    .collect();
+            }
+        };
+        // One timer for the call, rearmed at most once per stall period: it fires at the
+        // cutoff, and meanwhile every STALL to look for acks that are overdue.
+        let timer = tokio::time::sleep_until(cutoff.min(tokio::time::Instant::now() + STALL));
+        let mut timer = std::pin::pin!(timer);
+        // When the timer was armed: the window's front token, and the next token to publish.
+        let mut armed_front: u64 = 0;
+        let mut armed_next: u64 = 0;
+
+        // The window, oldest first; `in_flight[i]` was published with token `first_token + i`.
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(window);
+        let mut first_token: u64 = 0;
         loop {
+            // Settle the answered front of the window, in order, to make room.
+            while in_flight.front().is_some_and(|entry| entry.acked.is_some()) {
+                let entry = in_flight
+                    .pop_front()
+                    .expect("invariant: the front was just seen");
+                first_token += 1;
+                match entry.acked.expect("invariant: the front is answered") {
+                    Ok(ack) if ack.duplicate => {
+                        outcomes[entry.slot] =
+                            Some(AppendOutcome::Duplicate(Position::new(ack.sequence)));
+                    }
+                    Ok(ack) => {
+                        outcomes[entry.slot] =
+                            Some(AppendOutcome::Appended(Position::new(ack.sequence)));
+                    }
+                    Err(reason) => failed.push((entry.slot, entry.frame, reason)),
+                }
+            }
             while in_flight.len() < window {
                 let Some((slot, frame)) = pending.next() else {
                     break;
                 };
-                if tokio::time::Instant::now() > deadline {
+                let acked = if tokio::time::Instant::now() > deadline {
                     // Past half the duplicate window the server might no longer catch a copy
                     // another writer just stored; appending these again is safe.
-                    failed.push((
-                        slot,
-                        frame,
+                    Some(Err(
                         "not published: the batch outlasted half the stream's duplicate window"
                             .into(),
-                    ));
-                    continue;
-                }
-                let event = &events[slot];
-                // The schema version travels in the frame itself; one header keeps the server's
-                // per-message work to the de-duplication it must do.
-                let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-                let id = event.event_id.as_uuid().hyphenated().encode_lower(&mut id);
-                let mut headers = HeaderMap::new();
-                headers.insert(async_nats::header::NATS_MESSAGE_ID, &*id);
-                // Handing a message to a client that lost its server can wait for the
-                // reconnection; past the stall limit it counts as not published (retried).
-                let sent = match tokio::time::timeout(
-                    STALL,
-                    self.inner.writer.publish_with_headers(
-                        self.subject(event),
-                        headers,
-                        frame.clone(),
-                    ),
-                )
-                .await
-                {
-                    Ok(sent) => sent.map_err(|error| error.to_string()),
-                    Err(_) => Err(format!(
-                        "not published: the client could not hand the message to the server within {} s",
-                        STALL.as_secs()
-                    )),
+                    ))
+                } else {
+                    let token = first_token + in_flight.len() as u64;
+                    self.publish_one(&events[slot], &inbox, token, frame.clone())
+                        .await
+                        .err()
+                        .map(Err)
                 };
-                in_flight.push_back((slot, frame, sent));
+                in_flight.push_back(InFlight { slot, frame, acked });
             }
-            let Some((slot, frame, sent)) = in_flight.pop_front() else {
+
+            // The window is filled while anything is pending, so an empty one means done.
+            let Some(front) = in_flight.front() else {
                 break;
             };
-            let acked = match sent {
-                Ok(future) => match tokio::time::timeout_at(cutoff, future).await {
-                    Ok(acked) => acked.map_err(|error| error.to_string()),
-                    Err(_) => Err("no acknowledgement in time: the server is unreachable".into()),
+            if front.acked.is_some() {
+                // Failed as it was handed over: settled at the top.
+                continue;
+            }
+
+            // Acks that have already arrived are taken before the timer is looked at.
+            let next = tokio::select! {
+                biased;
+                message = acks.next() => match message {
+                    Some(message) => AckWait::Message(message),
+                    None => AckWait::Ended,
                 },
-                Err(error) => Err(error),
+                () = &mut timer => AckWait::Timer,
             };
-            match acked {
-                Ok(ack) if ack.duplicate => {
-                    outcomes[slot] = Some(AppendOutcome::Duplicate(Position::new(ack.sequence)));
+            let (reason, overdue_before) = match next {
+                AckWait::Message(message) => {
+                    let token = message
+                        .subject
+                        .as_str()
+                        .rsplit_once('.')
+                        .and_then(|(_, token)| token.parse::<u64>().ok());
+                    // Anything else on the subject (a token outside the window, a second
+                    // answer) changes nothing: the first answer for a token stands.
+                    if let Some(entry) = token
+                        .and_then(|token| token.checked_sub(first_token))
+                        .and_then(|offset| usize::try_from(offset).ok())
+                        .and_then(|offset| in_flight.get_mut(offset))
+                        && entry.acked.is_none()
+                    {
+                        entry.acked = Some(read_ack(&message));
+                    }
+                    continue;
                 }
-                Ok(ack) => {
-                    outcomes[slot] = Some(AppendOutcome::Appended(Position::new(ack.sequence)))
+                AckWait::Ended => (
+                    "no acknowledgement: the connection was closed".to_owned(),
+                    u64::MAX,
+                ),
+                AckWait::Timer if tokio::time::Instant::now() >= cutoff => (
+                    "no acknowledgement in time: the server is unreachable".to_owned(),
+                    u64::MAX,
+                ),
+                AckWait::Timer => {
+                    // The front has not moved for a whole stall period: what was published
+                    // before the timer was armed has waited that long, and its ack is taken
+                    // as lost (a reconnection drops replies in flight). Otherwise all is well.
+                    let overdue_before = if first_token == armed_front {
+                        armed_next
+                    } else {
+                        0
+                    };
+                    armed_front = first_token;
+                    armed_next = first_token + in_flight.len() as u64;
+                    timer
+                        .as_mut()
+                        .reset(cutoff.min(tokio::time::Instant::now() + STALL));
+                    (
+                        format!(
+                            "no acknowledgement within {} s: the server is unreachable or \
+                             the acknowledgement was lost",
+                            STALL.as_secs()
+                        ),
+                        overdue_before,
+                    )
                 }
-                Err(reason) => failed.push((slot, frame, reason)),
+            };
+            // What is unanswered (and overdue) counts as failed; it is retried with the same
+            // message id, so one that did land comes back as a duplicate of itself.
+            for (token, entry) in (first_token..).zip(&mut in_flight) {
+                if token >= overdue_before {
+                    break;
+                }
+                entry.acked.get_or_insert_with(|| Err(reason.clone()));
             }
         }
         failed
     }
+
+    /// Hands one message to the client, with `Nats-Msg-Id` and the reply subject for its ack.
+    async fn publish_one(
+        &self,
+        event: &Event,
+        inbox: &str,
+        token: u64,
+        frame: Bytes,
+    ) -> Result<(), String> {
+        // The schema version travels in the frame itself; one header keeps the server's
+        // per-message work to the de-duplication it must do.
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = event.event_id.as_uuid().hyphenated().encode_lower(&mut id);
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, &*id);
+        let publish = self.inner.publisher.publish_with_reply_and_headers(
+            self.subject(event),
+            format!("{inbox}.{token}"),
+            headers,
+            frame,
+        );
+        let mut publish = std::pin::pin!(publish);
+        // Handing over completes at once while the client has room; only a wait (a client
+        // that lost its server and waits for the reconnection) needs a timer. Past the stall
+        // limit the message counts as not published, and is retried.
+        if let std::task::Poll::Ready(sent) = futures::poll!(&mut publish) {
+            return sent.map_err(|error| format!("not published: {error}"));
+        }
+        match tokio::time::timeout(STALL, publish).await {
+            Ok(sent) => sent.map_err(|error| format!("not published: {error}")),
+            Err(_) => Err(format!(
+                "not published: the client could not hand the message to the server within {} s",
+                STALL.as_secs()
+            )),
+        }
+    }
+}
+
+/// One published message awaiting its ack.
+struct InFlight {
+    slot: usize,
+    frame: Bytes,
+    /// The stream's answer, once known; an error is a failure to retry.
+    acked: Option<Result<Ack, String>>,
+}
+
+/// What waiting on the ack subscription gave.
+enum AckWait {
+    Message(async_nats::Message),
+    Ended,
+    Timer,
+}
+
+/// A stored message as the stream acknowledged it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ack {
+    sequence: u64,
+    /// Its `Nats-Msg-Id` was already in the stream's duplicate window; nothing was stored.
+    duplicate: bool,
+}
+
+/// A JetStream publish acknowledgement as the server sends it: `{"stream":..,"seq":..}`,
+/// with `"duplicate":true` for a de-duplicated message, or `{"error":{..}}`.
+#[derive(serde::Deserialize)]
+struct AckReply {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    duplicate: bool,
+    error: Option<AckReplyError>,
+}
+
+#[derive(serde::Deserialize)]
+struct AckReplyError {
+    #[serde(default)]
+    code: u16,
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default)]
+    description: String,
+}
+
+/// Reads the answer to one publish; an error is a reason the message was not stored.
+fn read_ack(message: &async_nats::Message) -> Result<Ack, String> {
+    if let Some(status) = message.status {
+        // 503 when no stream listens on the subject (or its leader is being elected).
+        return Err(format!(
+            "no acknowledgement: the server answered status {status}{}",
+            message
+                .description
+                .as_deref()
+                .map(|description| format!(" ({description})"))
+                .unwrap_or_default()
+        ));
+    }
+    let reply: AckReply = serde_json::from_slice(&message.payload)
+        .map_err(|error| format!("unreadable acknowledgement: {error}"))?;
+    if let Some(error) = reply.error {
+        return Err(format!(
+            "the stream refused the message: {} (status {}, error code {})",
+            error.description, error.code, error.err_code
+        ));
+    }
+    if reply.seq == 0 {
+        return Err("acknowledgement without a stream sequence".into());
+    }
+    Ok(Ack {
+        sequence: reply.seq,
+        duplicate: reply.duplicate,
+    })
 }
 
 impl EventLog for JetStreamLog {
@@ -449,14 +670,26 @@ impl EventLog for JetStreamLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut frames = Vec::with_capacity(events.len());
+        // Every event is encoded before anything is published, so an event that cannot be
+        // stored fails the batch whole. The frames share one buffer: one allocation per batch
+        // instead of one per event (each freed by the connection's thread once sent).
+        let mut buffer = Vec::with_capacity(events.len() * 256);
+        let mut ends = Vec::with_capacity(events.len());
+        let mut frame = Vec::with_capacity(256);
         for event in &events {
-            let frame = baton_core::encode(event).map_err(|source| LogError::Encode {
+            baton_core::encode_into(event, &mut frame).map_err(|source| LogError::Encode {
                 event_id: event.event_id,
                 source,
             })?;
-            frames.push(Bytes::from(frame));
+            buffer.extend_from_slice(&frame);
+            ends.push(buffer.len());
         }
+        let buffer = Bytes::from(buffer);
+        let frames = ends.iter().scan(0, |start, &end| {
+            let frame = buffer.slice(*start..end);
+            *start = end;
+            Some(frame)
+        });
 
         let mut index = self.inner.index.lock().await;
         // Everything on the stream when a pass starts is in the index after it; what others
@@ -475,7 +708,8 @@ impl EventLog for JetStreamLog {
         let deadline = pass_started + window / 2;
 
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
-        let mut first_in_batch: HashMap<u128, usize> = HashMap::new();
+        let mut first_in_batch: HashMap<u128, usize, BuildHasherDefault<IdHasher>> =
+            HashMap::default();
         let mut repeats = Vec::new();
         let mut pending = Vec::new();
         for (slot, (event, frame)) in events.iter().zip(frames).enumerate() {
@@ -615,4 +849,58 @@ fn decode_message(message: &jetstream::Message) -> Result<Record, LogError> {
     baton_core::decode(&message.payload)
         .map(|event| Record { position, event })
         .map_err(|source| LogError::Corrupt { position, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ack, read_ack};
+
+    fn reply(payload: &str, status: Option<u16>) -> async_nats::Message {
+        async_nats::Message {
+            subject: "_INBOX.test.0".into(),
+            reply: None,
+            payload: bytes::Bytes::copy_from_slice(payload.as_bytes()),
+            headers: None,
+            status: status
+                .map(|code| async_nats::StatusCode::from_u16(code).expect("a valid status code")),
+            description: status.map(|_| "No Responders".to_owned()),
+            length: payload.len(),
+        }
+    }
+
+    /// The answers as nats-server 2.9 sends them to a publish's reply subject.
+    #[test]
+    fn acks_are_read_as_the_server_sends_them() {
+        assert_eq!(
+            read_ack(&reply(r#"{"stream":"BATON","seq":7}"#, None)),
+            Ok(Ack {
+                sequence: 7,
+                duplicate: false
+            })
+        );
+        assert_eq!(
+            read_ack(&reply(
+                r#"{"stream":"BATON","domain":"hub","seq":7,"duplicate":true}"#,
+                None
+            )),
+            Ok(Ack {
+                sequence: 7,
+                duplicate: true
+            })
+        );
+        let refused = read_ack(&reply(
+            r#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}"#,
+            None,
+        ))
+        .expect_err("an error answer is a failure");
+        assert!(refused.contains("maximum messages exceeded"), "{refused}");
+        assert!(refused.contains("10077"), "{refused}");
+        let no_stream = read_ack(&reply("", Some(503))).expect_err("no responders is a failure");
+        assert!(no_stream.contains("503"), "{no_stream}");
+        let garbled = read_ack(&reply("{\"seq\":", None)).expect_err("garbled is a failure");
+        assert!(garbled.contains("unreadable"), "{garbled}");
+        let without_sequence = read_ack(&reply(r#"{"stream":"BATON"}"#, None))
+            .expect_err("an ack must say where the message is");
+        assert!(without_sequence.contains("sequence"), "{without_sequence}");
+    }
 }

@@ -213,3 +213,147 @@ async fn a_stream_that_allows_deletes_is_refused() {
     )
     .await;
 }
+
+/// Acks that never come: the server hangs (SIGSTOP) in the middle of a batch, with publishes
+/// in flight and more waiting in the client. The batch comes back with the unanswered events
+/// not written; once the server goes on (and stores what it was sent meanwhile, acking to a
+/// subscription that is gone), appending the batch again stores every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_that_never_come_are_retried_and_nothing_is_stored_twice() {
+    let server = NatsServer::start();
+    let mut config = JetStreamConfig::new(server.url());
+    // Retries last half the window: keep the test short.
+    config.duplicate_window = Duration::from_secs(2);
+    let log = JetStreamLog::connect(config).await.expect("connect");
+    let batch = events("no-acks", 20_000);
+
+    let appending = tokio::spawn({
+        let log = log.clone();
+        let batch = batch.clone();
+        async move { log.append(batch).await }
+    });
+    // Hang the server once the first events are stored: the batch is then mid-flight.
+    let watcher = async_nats::jetstream::new(
+        async_nats::connect(server.url())
+            .await
+            .expect("watching client"),
+    );
+    loop {
+        let mut stream = watcher.get_stream("BATON").await.expect("stream");
+        if stream.info().await.expect("info").state.messages > 0 {
+            break;
+        }
+        assert!(
+            !appending.is_finished(),
+            "the batch ended before any event was stored"
+        );
+        tokio::task::yield_now().await;
+    }
+    server.pause();
+    let first = appending.await.expect("append task").expect("append");
+    server.resume();
+    let not_written = first
+        .iter()
+        .filter(|o| matches!(o, AppendOutcome::NotWritten(_)))
+        .count();
+    assert!(
+        not_written > 0,
+        "the server hung before the batch was acked"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        let outcomes = log.append(batch.clone()).await;
+        match outcomes {
+            Ok(outcomes)
+                if outcomes
+                    .iter()
+                    .all(|o| !matches!(o, AppendOutcome::NotWritten(_))) =>
+            {
+                break outcomes;
+            }
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the server did not answer again: {:?}",
+                    other.map(|o| o
+                        .into_iter()
+                        .find(|o| matches!(o, AppendOutcome::NotWritten(_))))
+                );
+            }
+        }
+    };
+    // Every event has one place, whether stored by the hung batch or by the second.
+    let mut positions: Vec<u64> = again
+        .iter()
+        .map(|o| match o {
+            AppendOutcome::Appended(p) | AppendOutcome::Duplicate(p) => p.get(),
+            AppendOutcome::NotWritten(reason) => panic!("{reason}"),
+        })
+        .collect();
+    positions.sort_unstable();
+    positions.dedup();
+    assert_eq!(positions.len(), batch.len());
+    assert_eq!(log.stat().await.expect("stat").events, batch.len() as u64);
+    let stored: std::collections::HashSet<_> = log
+        .read(Position::ZERO)
+        .await
+        .expect("read")
+        .map(|record| record.expect("record").event.event_id)
+        .collect()
+        .await;
+    assert_eq!(stored.len(), batch.len());
+    assert!(batch.iter().all(|event| stored.contains(&event.event_id)));
+}
+
+/// Acks lost in a restart: the server goes away in the middle of a batch and comes back on
+/// the same store, so the replies to what was in flight never come while later publishes are
+/// answered. The stuck messages are given up after the stall limit and published again within
+/// the same append (before this, they held the window until half the duplicate window had
+/// passed, and came back not written): every event is stored, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_batch_loses_no_event_and_stores_none_twice() {
+    let mut server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect("connect");
+    let batch = events("restart-mid-batch", 20_000);
+
+    let appending = tokio::spawn({
+        let log = log.clone();
+        let batch = batch.clone();
+        async move { log.append(batch).await }
+    });
+    {
+        let watcher = async_nats::jetstream::new(
+            async_nats::connect(server.url())
+                .await
+                .expect("watching client"),
+        );
+        loop {
+            let mut stream = watcher.get_stream("BATON").await.expect("stream");
+            if stream.info().await.expect("info").state.messages > 0 {
+                break;
+            }
+            assert!(
+                !appending.is_finished(),
+                "the batch ended before any event was stored"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+    server.restart();
+    let outcomes = appending.await.expect("append task").expect("append");
+
+    let mut positions: Vec<u64> = outcomes
+        .iter()
+        .map(|o| match o {
+            AppendOutcome::Appended(p) | AppendOutcome::Duplicate(p) => p.get(),
+            AppendOutcome::NotWritten(reason) => panic!("not written: {reason}"),
+        })
+        .collect();
+    positions.sort_unstable();
+    positions.dedup();
+    assert_eq!(positions.len(), batch.len());
+    assert_eq!(log.stat().await.expect("stat").events, batch.len() as u64);
+}

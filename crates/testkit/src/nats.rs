@@ -72,6 +72,27 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a
+    /// server that hangs; `resume` lets it go on with what it was sent meanwhile.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Continues a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("server is running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {} failed", child.id());
+    }
+
     /// Starts a killed server again on the same port and store.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "server is still running");
