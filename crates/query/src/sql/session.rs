@@ -629,6 +629,52 @@ mod tests {
         assert_eq!(info.code, "53200", "{error}");
     }
 
+    #[tokio::test]
+    async fn a_lookup_in_a_table_larger_than_the_working_memory_streams() {
+        use crate::table::{ColumnType, Table, Value, ViewKind};
+        use crate::{Catalog, Snapshot};
+
+        // 200,000 rows of about 40 bytes: 8 MB as one Arrow batch, eight times the limit.
+        let rows = (0..200_000)
+            .map(|n| {
+                vec![
+                    Value::Text(format!("person-{n:08}-with-some-padding")),
+                    Value::Float(f64::from(n)),
+                ]
+            })
+            .collect();
+        let table = Table {
+            name: "big",
+            columns: vec![("person", ColumnType::Text), ("score", ColumnType::Float)],
+            rows,
+        };
+        let snapshot = Snapshot {
+            view: "main".into(),
+            definition: "d".into(),
+            definition_hash: "h".into(),
+            position: baton_projector::Position::new(1),
+            tables: vec![(ViewKind::Marketing, table)],
+            built_in: std::time::Duration::ZERO,
+        };
+        let (_sender, receiver) =
+            tokio::sync::watch::channel(Arc::new(Catalog::new(Arc::new(snapshot))));
+        let source = Arc::new(CatalogSource::new(receiver));
+        let context = session_context(source.clone(), 1 << 20).expect("context");
+        let found = source
+            .pinned(async {
+                context
+                    .sql("select score from big where person = 'person-00199999-with-some-padding'")
+                    .await?
+                    .collect()
+                    .await
+            })
+            .await
+            .expect("pinned")
+            .expect("a lookup streams the table instead of holding it");
+        let rows: usize = found.iter().map(|batch| batch.num_rows()).sum();
+        assert_eq!(rows, 1);
+    }
+
     #[test]
     fn the_version_banner_reads_as_postgresql() {
         // SQLAlchemy's pattern: `PostgreSQL <major>.<minor>` somewhere in the string.

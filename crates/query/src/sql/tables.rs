@@ -162,20 +162,30 @@ pub(super) fn arrow_schema(table: &Table) -> SchemaRef {
     ))
 }
 
+/// Rows per Arrow batch of a served table. Queries stream a table batch by batch, so a batch
+/// is what one scan holds at a time: one batch of a whole large table (600,000 people at ten
+/// million events) made every concurrent lookup reserve the whole table and exhaust the
+/// working memory.
+const ROWS_PER_BATCH: usize = 8192;
+
 fn mem_table(table: &Table) -> Result<ServedTable> {
     let schema = arrow_schema(table);
-    let batch = record_batch(table, schema.clone())?;
-    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    let batches = table
+        .rows
+        .chunks(ROWS_PER_BATCH)
+        .map(|rows| rows_batch(table, rows, schema.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
 }
 
-/// Converts a table's rows to one Arrow record batch.
-pub(super) fn record_batch(table: &Table, schema: SchemaRef) -> Result<RecordBatch> {
+/// Converts some of a table's rows to one Arrow record batch.
+fn rows_batch(table: &Table, rows: &[Vec<Value>], schema: SchemaRef) -> Result<RecordBatch> {
     let columns = table
         .columns
         .iter()
         .enumerate()
         .map(|(index, (name, column))| {
-            let cells = table.rows.iter().map(|row| row.get(index));
+            let cells = rows.iter().map(|row| row.get(index));
             column_array(*column, cells).map_err(|found| {
                 DataFusionError::Internal(format!(
                     "table {}: column {name} is {column:?} but holds {found}",
