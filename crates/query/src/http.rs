@@ -536,10 +536,11 @@ async fn person(
     let scores = snapshot
         .table("person_scores")
         .expect("invariant: the marketing view has person_scores");
-    let Some(row) = scores
-        .rows
-        .iter()
-        .find(|row| matches!(&row[0], Value::Text(id) if *id == person))
+    let Some(row) = snapshot
+        .people
+        .rows_of(&person, 0)
+        .next()
+        .map(|row| &scores.rows[row])
     else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -549,16 +550,14 @@ async fn person(
             ),
         ));
     };
-    let of_person = |name: &str, column: &str| -> serde_json::Value {
-        let Some(table) = snapshot.table(name) else {
+    let of_person = |which: usize| -> serde_json::Value {
+        let Some(table) = snapshot.table(crate::table::PERSON_TABLES[which]) else {
             return serde_json::Value::Null;
         };
-        let index = table.columns.iter().position(|(c, _)| *c == column);
-        let rows: Vec<Vec<Value>> = table
-            .rows
-            .iter()
-            .filter(|r| index.is_some_and(|i| matches!(&r[i], Value::Text(id) if *id == person)))
-            .cloned()
+        let rows: Vec<Vec<Value>> = snapshot
+            .people
+            .rows_of(&person, which)
+            .map(|row| table.rows[row].clone())
             .collect();
         rows_json(&Table {
             name: table.name,
@@ -575,8 +574,8 @@ async fn person(
         "view": snapshot.view,
         "position": snapshot.position.get(),
         "person": rows_json(&single).as_array().and_then(|r| r.first().cloned()),
-        "handoffs": of_person("handoffs", "person"),
-        "opportunities": of_person("opportunities", "person"),
+        "handoffs": of_person(1),
+        "opportunities": of_person(2),
     });
     Ok(with_position(Json(body).into_response(), &snapshot))
 }

@@ -243,6 +243,33 @@ async fn tables_come_as_json_and_csv_with_filters_pages_and_positions() {
         .await
         .expect("json");
     assert_eq!(body["person"]["person"], person.as_str());
+    // Every person's lookup holds exactly their rows of handoffs and opportunities, as the
+    // tables filtered by person give them (the lookup reads an index, the filter scans).
+    let mut checked = 0;
+    for person in marketing.people.iter().map(|p| &p.person).take(40) {
+        let lookup: serde_json::Value = get(&format!("{}/v1/people/{person}", server.base))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(lookup["person"]["person"], person.as_str());
+        for table in ["handoffs", "opportunities"] {
+            let filtered: serde_json::Value = get(&format!(
+                "{}/v1/views/{table}?person={person}&limit=1000",
+                server.base
+            ))
+            .await
+            .json()
+            .await
+            .expect("json");
+            assert_eq!(lookup[table], filtered["rows"], "{table} of {person}");
+            checked += lookup[table].as_array().map_or(0, Vec::len);
+        }
+    }
+    assert!(
+        checked > 0,
+        "some of these people have hand-offs or opportunities"
+    );
     let funnel: serde_json::Value = get(&format!("{}/v1/funnel", server.base))
         .await
         .json()

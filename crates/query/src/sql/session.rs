@@ -655,6 +655,7 @@ mod tests {
             position: baton_projector::Position::new(1),
             tables: vec![(ViewKind::Marketing, table)],
             built_in: std::time::Duration::ZERO,
+            people: Default::default(),
         };
         let (_sender, receiver) =
             tokio::sync::watch::channel(Arc::new(Catalog::new(Arc::new(snapshot))));
