@@ -57,6 +57,31 @@ pub(crate) fn rate(events: usize, elapsed: Duration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
+/// Creates a file-storage stream for a raw contender and returns each event's subject, fixed
+/// per kind as baton's are (building them is set-up, not publishing).
+async fn bench_stream(
+    js: &jetstream::Context,
+    name: &str,
+    prefix: &str,
+    events: &[Event],
+) -> anyhow::Result<Vec<async_nats::Subject>> {
+    js.create_stream(jetstream::stream::Config {
+        name: name.to_owned(),
+        subjects: vec![format!("{prefix}.>")],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the stream {name}"))?;
+    Ok(events
+        .iter()
+        .map(|event| {
+            let kind = event.kind();
+            format!("{prefix}.{}.{}", kind.family().as_str(), kind.name()).into()
+        })
+        .collect())
+}
+
 async fn raw_publish(
     url: &str,
     tag: &str,
@@ -70,23 +95,7 @@ async fn raw_publish(
         .backpressure_on_inflight(true)
         .build(client);
     let name = format!("BENCH_RAW_{tag}");
-    let prefix = format!("benchraw{tag}");
-    js.create_stream(jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("{prefix}.>")],
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .context("creating the raw stream")?;
-    // Subjects are fixed per kind, as baton's are; building them is set-up, not publishing.
-    let subjects: Vec<async_nats::Subject> = events
-        .iter()
-        .map(|event| {
-            let kind = event.kind();
-            format!("{prefix}.{}.{}", kind.family().as_str(), kind.name()).into()
-        })
-        .collect();
+    let subjects = bench_stream(&js, &name, &format!("benchraw{tag}"), events).await?;
     let started = Instant::now();
     let mut in_flight: VecDeque<jetstream::context::PublishAckFuture> =
         VecDeque::with_capacity(window);
@@ -139,22 +148,7 @@ async fn raw_core_publish(
     let client = async_nats::connect(url).await.context("raw core client")?;
     let js = jetstream::new(client.clone());
     let name = format!("BENCH_CORE_{tag}");
-    let prefix = format!("benchcore{tag}");
-    js.create_stream(jetstream::stream::Config {
-        name: name.clone(),
-        subjects: vec![format!("{prefix}.>")],
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .context("creating the raw core stream")?;
-    let subjects: Vec<async_nats::Subject> = events
-        .iter()
-        .map(|event| {
-            let kind = event.kind();
-            format!("{prefix}.{}.{}", kind.family().as_str(), kind.name()).into()
-        })
-        .collect();
+    let subjects = bench_stream(&js, &name, &format!("benchcore{tag}"), events).await?;
     let inbox = client.new_inbox();
     let mut acks = client
         .subscribe(format!("{inbox}.*"))
