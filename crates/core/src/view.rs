@@ -64,6 +64,8 @@ impl<T> Latest<T> {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Person {
+    /// In (business time, event id) order, as recorded (before retractions and corrections):
+    /// most people's records borrow them as they are.
     facts: Vec<Fact>,
     /// The latest explicit `linked_to_account`.
     linked_account: Latest<String>,
@@ -83,9 +85,16 @@ impl Person {
         self.linked_account.get().or(self.seen_account.get())
     }
 
+    /// Adds a fact in (business time, event id) order. Facts mostly arrive in time order, so
+    /// this is nearly always a push.
+    fn record(&mut self, fact: Fact) {
+        insert_in_order(&mut self.facts, fact);
+    }
+
     /// Takes another person's facts and traits (a merge).
     fn absorb(&mut self, other: Person) {
         self.facts.extend(other.facts);
+        sort_facts(&mut self.facts);
         self.linked_account.absorb(other.linked_account);
         if let Some((at, id, value)) = other.seen_account.0 {
             self.seen_account.offer_earliest(at, id, value);
@@ -94,6 +103,27 @@ impl Person {
         self.seniority.absorb(other.seniority);
         self.department.absorb(other.department);
         self.country.absorb(other.country);
+    }
+}
+
+/// The order the views read facts in: business time, then event id.
+fn fact_order(a: &Fact, b: &Fact) -> std::cmp::Ordering {
+    a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id))
+}
+
+pub(crate) fn sort_facts(facts: &mut [Fact]) {
+    facts.sort_by(fact_order);
+}
+
+fn insert_in_order(facts: &mut Vec<Fact>, fact: Fact) {
+    if facts
+        .last()
+        .is_none_or(|last| fact_order(last, &fact).is_le())
+    {
+        facts.push(fact);
+    } else {
+        let at = facts.partition_point(|other| fact_order(other, &fact).is_le());
+        facts.insert(at, fact);
     }
 }
 
@@ -388,7 +418,7 @@ impl FunnelProjection {
                 self.dirty_visitor(anonymous_id);
                 // Being identified is itself a fact of the person's journey.
                 let fact = Fact::from_event(event, &mut self.symbols);
-                self.touch_person(&person).facts.push(fact);
+                self.touch_person(&person).record(fact);
                 return;
             }
             Payload::LinkedToAccount {
@@ -543,7 +573,7 @@ impl FunnelProjection {
         let fact = Fact::from_event(event, &mut self.symbols);
         if let Some(person) = &event.identity.person_id {
             let person = self.canonical(person);
-            self.touch_person(&person).facts.push(fact);
+            self.touch_person(&person).record(fact);
         } else if let Some(anonymous) = &event.identity.anonymous_id {
             self.visitors
                 .entry(anonymous.clone())
@@ -590,34 +620,67 @@ impl FunnelProjection {
     }
 
     /// A person's own facts and the facts of the visitors they stood for, without retracted
-    /// facts, with corrections applied.
-    fn facts_for(&self, id: &str, person: &Person) -> Vec<Fact> {
-        let stitched = self
+    /// facts, with corrections applied, in (business time, event id) order. Borrowed when
+    /// that is the person's own facts as recorded, as it is for most people.
+    fn facts_for<'a>(&self, id: &str, person: &'a Person) -> std::borrow::Cow<'a, [Fact]> {
+        let governed = |fact: &Fact| {
+            self.retracted.contains(&fact.event_id) || self.corrections.contains_key(&fact.event_id)
+        };
+        let stitches = self
+            .visitors_of
+            .get(id)
+            .is_some_and(|visitors| !visitors.is_empty());
+        let untouched = (self.retracted.is_empty() && self.corrections.is_empty())
+            || !person.facts.iter().any(governed);
+        if !stitches && untouched {
+            return std::borrow::Cow::Borrowed(&person.facts);
+        }
+        let mut facts = self.gathered_facts(id, person);
+        sort_facts(&mut facts);
+        std::borrow::Cow::Owned(facts)
+    }
+
+    fn gathered_facts(&self, id: &str, person: &Person) -> Vec<Fact> {
+        let visitors: Vec<&Visitor> = self
             .visitors_of
             .get(id)
             .into_iter()
             .flatten()
             .filter_map(|anonymous| self.visitors.get(anonymous))
-            .flat_map(|visitor| {
-                visitor.facts.iter().filter(|fact| {
-                    // Stitched by the fact's business time, as corrected.
-                    let at = self
-                        .corrections
-                        .get(&fact.event_id)
-                        .and_then(|c| c.occurred_at)
-                        .unwrap_or(fact.at);
-                    visitor
-                        .owner_at(at)
-                        .is_some_and(|owner| self.canonical_owned(owner) == id)
-                })
-            });
-        person
-            .facts
-            .iter()
-            .chain(stitched)
-            .filter(|fact| !self.retracted.contains(&fact.event_id))
-            .map(|fact| self.corrected(fact))
-            .collect()
+            .collect();
+        let capacity = person.facts.len() + visitors.iter().map(|v| v.facts.len()).sum::<usize>();
+        let mut facts = Vec::with_capacity(capacity);
+        let governed = !(self.retracted.is_empty() && self.corrections.is_empty());
+        let mut take = |fact: &Fact| {
+            if !governed {
+                facts.push(*fact);
+            } else if !self.retracted.contains(&fact.event_id) {
+                facts.push(self.corrected(fact));
+            }
+        };
+        person.facts.iter().for_each(&mut take);
+        for visitor in visitors {
+            // A visitor identified as this person only (the usual case) is theirs at any time.
+            if visitor.people().all(|owner| self.canonical(owner) == id) {
+                visitor.facts.iter().for_each(&mut take);
+                continue;
+            }
+            for fact in &visitor.facts {
+                // Stitched by the fact's business time, as corrected.
+                let at = self
+                    .corrections
+                    .get(&fact.event_id)
+                    .and_then(|c| c.occurred_at)
+                    .unwrap_or(fact.at);
+                if visitor
+                    .owner_at(at)
+                    .is_some_and(|owner| self.canonical(owner) == id)
+                {
+                    take(fact);
+                }
+            }
+        }
+        facts
     }
 
     fn corrected(&self, fact: &Fact) -> Fact {
@@ -684,7 +747,7 @@ impl FunnelProjection {
         for (id, person) in &self.people {
             let mut outcome = PersonOutcome::default();
             let mut lost = false;
-            for fact in self.facts_for(id, person) {
+            for fact in self.facts_for(id, person).iter() {
                 match fact.kind {
                     Kind::OpportunityClosedWon => {
                         if let Some(amount) = counting.get(&fact.event_id) {
@@ -838,9 +901,10 @@ impl FunnelProjection {
         let Some(person) = self.people.get(&person_id) else {
             return Vec::new();
         };
-        let mut facts = self.facts_for(&person_id, person);
-        facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
-        facts.iter().map(|fact| fact.kind).collect()
+        self.facts_for(&person_id, person)
+            .iter()
+            .map(|fact| fact.kind)
+            .collect()
     }
 }
 

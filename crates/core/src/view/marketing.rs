@@ -2,8 +2,8 @@
 //! attribution of MQLs and pipeline, content and campaign performance, recycling and MQL
 //! acceptance. Rules in `docs/views.md`.
 
-use super::FunnelProjection;
 use super::report::{AmountSum, Amounts, DealStatus, PersonRecord, ratio};
+use super::{FunnelProjection, HashMap, HashSet};
 use crate::event::{Family, Kind};
 use crate::funnel::Owner;
 use crate::journey::{Place, owner_of};
@@ -171,11 +171,23 @@ fn age_bucket(millis: i64) -> &'static str {
 struct Touched {
     touches: u64,
     views: u64,
-    people: BTreeSet<String>,
-    accounts: BTreeSet<String>,
+    /// Each person adds one, once per piece of content or campaign they touched.
+    people: u64,
+    accounts: u64,
     demo_after: u64,
     mqls_after: u64,
     opportunities: BTreeSet<Symbol>,
+}
+
+/// The (dimension, value) pairs a first touch credits: its source, channel and campaign
+/// (`Symbol::NONE` for none, labelled `(none)`).
+fn first_touch_symbols(first: Option<&crate::journey::Fact>) -> [(&'static str, Symbol); 3] {
+    let attribute = |pick: fn(&crate::journey::Fact) -> Symbol| first.map_or(Symbol::NONE, pick);
+    [
+        ("source", attribute(|f| f.attributes.source)),
+        ("channel", attribute(|f| f.attributes.channel)),
+        ("campaign", attribute(|f| f.attributes.campaign)),
+    ]
 }
 
 #[derive(Default)]
@@ -197,6 +209,17 @@ impl FunnelProjection {
         }
     }
 
+    /// The name of every place under this projection's definition.
+    fn place_names(&self) -> HashMap<Place, String> {
+        let stages = (0..self.definition.stages().len()).map(Place::Stage);
+        let detours = (0..self.definition.detours().len()).map(Place::Detour);
+        std::iter::once(Place::Outside)
+            .chain(stages)
+            .chain(detours)
+            .map(|place| (place, self.place_name(place)))
+            .collect()
+    }
+
     /// The name of a place under this projection's definition.
     pub fn place_name(&self, place: Place) -> String {
         match place {
@@ -204,19 +227,6 @@ impl FunnelProjection {
             Place::Stage(index) => self.definition.stages()[index].name.clone(),
             Place::Detour(index) => self.definition.detours()[index].name.clone(),
         }
-    }
-
-    /// The (dimension, value) pairs a first touch credits: its source, channel and campaign.
-    fn first_touch_credit(
-        &self,
-        first: Option<&crate::journey::Fact>,
-    ) -> [(&'static str, String); 3] {
-        let attribute = |symbol: Option<Symbol>| self.label(symbol.unwrap_or_default());
-        [
-            ("source", attribute(first.map(|f| f.attributes.source))),
-            ("channel", attribute(first.map(|f| f.attributes.channel))),
-            ("campaign", attribute(first.map(|f| f.attributes.campaign))),
-        ]
     }
 
     /// First-touch attribution of people, MQLs, pipeline and revenue by source, channel and
@@ -232,15 +242,22 @@ impl FunnelProjection {
         opportunities: &BTreeMap<Symbol, super::report::Opportunity>,
     ) -> Vec<AttributionRow> {
         let mql_stage = Place::Stage(self.definition.mql_stage());
-        let mut credited: BTreeMap<(&'static str, String), Credited> = BTreeMap::new();
+        // Counted by symbol first, then by label: one label per value, not per person.
+        let mut by_symbol: HashMap<(&'static str, Symbol), Credited> = HashMap::default();
         records.iter().for_each(|person| {
             let is_mql = person.journey.transitions.iter().any(|t| t.to == mql_stage);
-            for (dimension, value) in self.first_touch_credit(person.first_touch()) {
-                let entry = credited.entry((dimension, value)).or_default();
+            for key in first_touch_symbols(person.first_touch()) {
+                let entry = by_symbol.entry(key).or_default();
                 entry.people += 1;
                 entry.mql_people += u64::from(is_mql);
             }
         });
+        let mut credited: BTreeMap<(&'static str, String), Credited> = BTreeMap::new();
+        for ((dimension, symbol), credit) in by_symbol {
+            let entry = credited.entry((dimension, self.label(symbol))).or_default();
+            entry.people += credit.people;
+            entry.mql_people += credit.mql_people;
+        }
         #[derive(Default)]
         struct Deals {
             count: u64,
@@ -250,8 +267,8 @@ impl FunnelProjection {
         }
         let mut deals: BTreeMap<(&'static str, String), Deals> = BTreeMap::new();
         for opportunity in opportunities.values() {
-            for (dimension, value) in self.first_touch_credit(opportunity.first_touch.as_ref()) {
-                let entry = deals.entry((dimension, value)).or_default();
+            for (dimension, symbol) in first_touch_symbols(opportunity.first_touch.as_ref()) {
+                let entry = deals.entry((dimension, self.label(symbol))).or_default();
                 entry.count += 1;
                 let won = opportunity.status == DealStatus::Won;
                 entry.won += u64::from(won);
@@ -298,7 +315,7 @@ impl FunnelProjection {
         let now = self.now();
         let mql_stage = Place::Stage(definition.mql_stage());
         // Opportunities by the person who carries them, oldest first.
-        let mut opportunities_of: BTreeMap<&str, Vec<Symbol>> = BTreeMap::new();
+        let mut opportunities_of: HashMap<&str, Vec<Symbol>> = HashMap::default();
         for opportunity in opportunities.values() {
             opportunities_of
                 .entry(opportunity.person.as_str())
@@ -306,12 +323,16 @@ impl FunnelProjection {
                 .push(opportunity.id);
         }
 
-        let mut nurture: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
-        let mut people = Vec::new();
-        let mut accounts: BTreeMap<String, AccountScoreRow> = BTreeMap::new();
-        let mut furthest: BTreeMap<String, usize> = BTreeMap::new();
+        // Keyed by place first and named at the end: a name per place, not per person.
+        let mut nurture: HashMap<(Place, &'static str), u64> = HashMap::default();
+        let mut people = Vec::with_capacity(records.len());
+        let mut accounts: HashMap<&str, AccountScoreRow> = HashMap::default();
+        let mut furthest: HashMap<&str, usize> = HashMap::default();
         let mut content: BTreeMap<Symbol, Touched> = BTreeMap::new();
         let mut campaigns: BTreeMap<Symbol, Touched> = BTreeMap::new();
+        // (campaign?, content or campaign, account) already counted.
+        let mut touched_accounts: HashSet<(bool, Symbol, &str)> = HashSet::default();
+        let place_names: HashMap<Place, String> = self.place_names();
         let mut view = MarketingView {
             as_of: self.latest,
             nurture: Vec::new(),
@@ -373,7 +394,7 @@ impl FunnelProjection {
             if owner == Some(Owner::Marketing) {
                 let since = journey.transitions.last().map_or(now, |t| t.at);
                 let age = age_bucket(now.unix_millis() - since.unix_millis());
-                *nurture.entry((self.place_name(place), age)).or_default() += 1;
+                *nurture.entry((place, age)).or_default() += 1;
             }
             let engagement = journey.engagement_at(definition, now);
             let segment = self.segment(person.account);
@@ -381,7 +402,7 @@ impl FunnelProjection {
                 person: person.id.to_owned(),
                 account: person.account.map(str::to_owned),
                 segment: segment.clone(),
-                place: self.place_name(place),
+                place: place_names[&place].clone(),
                 owner,
                 engagement,
                 fit: journey.fit,
@@ -405,7 +426,7 @@ impl FunnelProjection {
                 // Looked up before inserting: most people share an account already seen.
                 if !accounts.contains_key(account) {
                     accounts.insert(
-                        account.to_owned(),
+                        account,
                         AccountScoreRow {
                             account: account.to_owned(),
                             segment,
@@ -429,12 +450,8 @@ impl FunnelProjection {
                 row.engagement_max = row.engagement_max.max(engagement);
                 row.fit_max = row.fit_max.max(journey.fit);
                 if let Some(reached) = reached {
-                    match furthest.get_mut(account) {
-                        Some(entry) => *entry = (*entry).max(reached),
-                        None => {
-                            furthest.insert(account.to_owned(), reached);
-                        }
-                    }
+                    let entry = furthest.entry(account).or_insert(reached);
+                    *entry = (*entry).max(reached);
                 }
             }
 
@@ -453,8 +470,9 @@ impl FunnelProjection {
                 touches_before_demo.push(before as u64);
             }
             let mine = opportunities_of.get(person.id);
-            let mut first_touch_of: BTreeMap<(bool, Symbol), Timestamp> = BTreeMap::new();
-            for fact in &person.facts {
+            // Facts are in time order, so the first entry for a key is its first touch.
+            let mut first_touch_of: Vec<((bool, Symbol), Timestamp)> = Vec::new();
+            for fact in person.facts.iter() {
                 if fact.kind.family() != Family::Touch {
                     continue;
                 }
@@ -473,9 +491,12 @@ impl FunnelProjection {
                     let row = table.entry(symbol).or_default();
                     row.touches += 1;
                     row.views += u64::from(fact.kind == Kind::ContentViewed);
-                    first_touch_of
-                        .entry((is_campaign, symbol))
-                        .or_insert(fact.at);
+                    if !first_touch_of
+                        .iter()
+                        .any(|(key, _)| *key == (is_campaign, symbol))
+                    {
+                        first_touch_of.push(((is_campaign, symbol), fact.at));
+                    }
                 }
             }
             for ((is_campaign, symbol), touched_at) in first_touch_of {
@@ -485,9 +506,10 @@ impl FunnelProjection {
                     &mut content
                 };
                 let row = table.entry(symbol).or_default();
-                row.people.insert(person.id.to_owned());
+                row.people += 1;
                 if let Some(account) = person.account {
-                    row.accounts.insert(account.to_owned());
+                    row.accounts +=
+                        u64::from(touched_accounts.insert((is_campaign, symbol, account)));
                 }
                 row.demo_after += u64::from(first_demo.is_some_and(|demo| demo >= touched_at));
                 row.mqls_after += u64::from(mql_entries.iter().any(|at| *at >= touched_at));
@@ -522,8 +544,8 @@ impl FunnelProjection {
                 content: self.label(*symbol),
                 views: touched.views,
                 touches: touched.touches,
-                people: touched.people.len() as u64,
-                accounts: touched.accounts.len() as u64,
+                people: touched.people,
+                accounts: touched.accounts,
                 demo_requests_after: touched.demo_after,
                 influenced_opportunities: touched.opportunities.len() as u64,
                 influenced_pipeline: pipeline,
@@ -534,8 +556,8 @@ impl FunnelProjection {
             view.campaigns.push(CampaignRow {
                 campaign: self.label(*symbol),
                 touches: touched.touches,
-                people: touched.people.len() as u64,
-                accounts: touched.accounts.len() as u64,
+                people: touched.people,
+                accounts: touched.accounts,
                 mqls_after: touched.mqls_after,
                 influenced_opportunities: touched.opportunities.len() as u64,
                 influenced_pipeline: pipeline,
@@ -547,20 +569,28 @@ impl FunnelProjection {
             .sort_by(|a, b| b.views.cmp(&a.views).then(a.content.cmp(&b.content)));
         view.campaigns
             .sort_by(|a, b| b.touches.cmp(&a.touches).then(a.campaign.cmp(&b.campaign)));
-        view.nurture = nurture
+        let mut nurture: Vec<NurtureRow> = nurture
             .into_iter()
-            .map(|((place, age), people)| NurtureRow { place, age, people })
+            .map(|((place, age), people)| NurtureRow {
+                place: place_names[&place].clone(),
+                age,
+                people,
+            })
             .collect();
+        nurture.sort_by(|a, b| (&a.place, a.age).cmp(&(&b.place, b.age)));
+        view.nurture = nurture;
         view.people = people;
-        view.accounts = accounts
-            .into_values()
-            .map(|mut row| {
+        let mut accounts: Vec<AccountScoreRow> = accounts
+            .into_iter()
+            .map(|(account, mut row)| {
                 row.furthest_stage = furthest
-                    .get(&row.account)
+                    .get(account)
                     .map(|index| definition.stages()[*index].name.clone());
                 row
             })
             .collect();
+        accounts.sort_by(|a, b| a.account.cmp(&b.account));
+        view.accounts = accounts;
         touches_before_demo.sort_unstable();
         if !touches_before_demo.is_empty() {
             let n = touches_before_demo.len();

@@ -37,7 +37,7 @@ pub(crate) struct PersonRecord<'a> {
     pub(crate) id: &'a str,
     pub(crate) account: Option<&'a str>,
     /// Stitched, retractions and corrections applied, sorted by (business time, id).
-    pub(crate) facts: Vec<Fact>,
+    pub(crate) facts: std::borrow::Cow<'a, [Fact]>,
     pub(crate) journey: &'a Journey,
 }
 
@@ -173,12 +173,10 @@ impl FunnelProjection {
         ids.into_iter()
             .map(|id| {
                 let person = &self.people[id];
-                let mut facts = self.facts_for(id, person);
-                facts.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
                 PersonRecord {
                     id,
                     account: person.account().map(String::as_str),
-                    facts,
+                    facts: self.facts_for(id, person),
                     journey: &person.journey,
                 }
             })
@@ -189,7 +187,7 @@ impl FunnelProjection {
     pub(crate) fn opportunities(records: &[PersonRecord<'_>]) -> BTreeMap<Symbol, Opportunity> {
         let mut opportunities: BTreeMap<Symbol, Opportunity> = BTreeMap::new();
         records.iter().for_each(|person| {
-            for fact in &person.facts {
+            for fact in person.facts.iter() {
                 let id = fact.attributes.opportunity;
                 if id.is_none() {
                     continue;

@@ -72,7 +72,10 @@ impl FunnelProjection {
         let stages = definition.stages();
         let now = self.now();
         let window_millis = definition.conversion_window_days() * Timestamp::MILLIS_PER_DAY as f64;
-        let mut cohorts: BTreeMap<(String, usize), CohortRow> = BTreeMap::new();
+        // By (month, stage); a month's name is worked out once per day seen, not per person.
+        let mut cohorts: BTreeMap<(usize, usize), CohortRow> = BTreeMap::new();
+        let mut months: super::HashMap<i64, usize> = super::HashMap::default();
+        let mut month_names: Vec<String> = Vec::new();
         let mut handoffs = Vec::new();
         records.iter().for_each(|person| {
             let journey = person.journey;
@@ -83,7 +86,17 @@ impl FunnelProjection {
             else {
                 return;
             };
-            let cohort = month(first.at);
+            let day = first.at.unix_millis().div_euclid(Timestamp::MILLIS_PER_DAY);
+            let cohort = *months.entry(day).or_insert_with(|| {
+                let name = month(first.at);
+                match month_names.iter().position(|known| *known == name) {
+                    Some(index) => index,
+                    None => {
+                        month_names.push(name);
+                        month_names.len() - 1
+                    }
+                }
+            });
             // The furthest stage reached, and when each stage was last entered (by rule or
             // passed over). A move into a lost outcome reaches nothing: losing is not converting.
             let mut furthest = None;
@@ -107,16 +120,14 @@ impl FunnelProjection {
                 if stage.outcome.is_some() || index > furthest {
                     continue;
                 }
-                let row = cohorts
-                    .entry((cohort.clone(), index))
-                    .or_insert_with(|| CohortRow {
-                        cohort: cohort.clone(),
-                        stage: stage.name.clone(),
-                        reached: 0,
-                        converted: 0,
-                        in_flight: 0,
-                        dropped: 0,
-                    });
+                let row = cohorts.entry((cohort, index)).or_insert_with(|| CohortRow {
+                    cohort: month_names[cohort].clone(),
+                    stage: stage.name.clone(),
+                    reached: 0,
+                    converted: 0,
+                    in_flight: 0,
+                    dropped: 0,
+                });
                 row.reached += 1;
                 if furthest > index {
                     row.converted += 1;
@@ -157,7 +168,14 @@ impl FunnelProjection {
         handoffs.sort_by(|a, b| a.at.cmp(&b.at).then(a.person.cmp(&b.person)));
         SharedView {
             summary: self.summary(),
-            cohorts: cohorts.into_values().collect(),
+            cohorts: {
+                // Months were numbered as first seen; rows go in (month, stage) order.
+                let mut rows: Vec<((usize, usize), CohortRow)> = cohorts.into_iter().collect();
+                rows.sort_by(|((a, i), _), ((b, j), _)| {
+                    (&month_names[*a], i).cmp(&(&month_names[*b], j))
+                });
+                rows.into_iter().map(|(_, row)| row).collect()
+            },
             handoffs,
         }
     }
