@@ -168,6 +168,37 @@ async fn phase(
     })
 }
 
+/// Append-to-visible latency: for each acknowledged batch, the time until the first snapshot
+/// published at or past its last position.
+struct Freshness {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    /// Batches no snapshot reflected before the run ended.
+    missing: usize,
+}
+
+fn freshness(acknowledged: &[(u64, Instant)], published: &[(u64, Instant)]) -> Freshness {
+    let mut delays = Vec::with_capacity(acknowledged.len());
+    let mut missing = 0;
+    for (position, at) in acknowledged {
+        let seen = published
+            .iter()
+            .find(|(reflected, when)| reflected >= position && when >= at);
+        match seen {
+            Some((_, when)) => delays.push(when.duration_since(*at)),
+            None => missing += 1,
+        }
+    }
+    delays.sort_unstable();
+    Freshness {
+        p50: percentile_ms(&delays, 50),
+        p99: percentile_ms(&delays, 99),
+        max: delays.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        missing,
+    }
+}
+
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("temp dir")?;
     let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("log"))).await?;
@@ -192,7 +223,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     )?;
     let status = Arc::new(baton_projector::Status::default());
     let (mut publisher, snapshots, wanted) =
-        baton_query::SnapshotPublisher::new("bench", Duration::from_secs(1));
+        baton_query::SnapshotPublisher::new("bench", baton_query::SnapshotPublisher::DEFAULT_EVERY);
     let empty = baton_core::FunnelProjection::new(definition.clone());
     let catalogs = publisher.with_catalogs(
         Arc::new(baton_query::Snapshot::build(
@@ -284,6 +315,21 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
 
     let idle = phase(&base, &sql, &people, args.seconds, args.clients).await?;
 
+    // Freshness: when each published snapshot arrived, to time every appended batch from its
+    // acknowledgement to the first snapshot that reflects it.
+    let published = {
+        let mut receiver = snapshots.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<(u64, Instant)> = Vec::new();
+            while receiver.changed().await.is_ok() {
+                if let Some(snapshot) = receiver.borrow_and_update().as_ref() {
+                    seen.push((snapshot.position.get(), Instant::now()));
+                }
+            }
+            seen
+        })
+    };
+
     // Ingesting: append at a steady rate while the same queries run.
     let appender = {
         let log = log.clone();
@@ -293,6 +339,8 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             let mut pending = later.into_iter();
             let started = Instant::now();
             let mut appended = 0usize;
+            // (the batch's last position, when its append was acknowledged)
+            let mut acknowledged: Vec<(u64, Instant)> = Vec::new();
             loop {
                 ticker.tick().await;
                 let due = (f64::from(rate) * started.elapsed().as_secs_f64()) as usize;
@@ -305,14 +353,34 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 }
                 appended += batch.len();
                 if !batch.is_empty() {
-                    log.append(batch).await?;
+                    let outcomes = log.append(batch).await?;
+                    let last = outcomes
+                        .iter()
+                        .filter_map(|outcome| match outcome {
+                            baton_log::AppendOutcome::Appended(at) => Some(at.get()),
+                            _ => None,
+                        })
+                        .max();
+                    if let Some(last) = last {
+                        acknowledged.push((last, Instant::now()));
+                    }
                 }
             }
-            Ok::<_, anyhow::Error>(appended as f64 / started.elapsed().as_secs_f64())
+            let eps = appended as f64 / started.elapsed().as_secs_f64();
+            Ok::<_, anyhow::Error>((eps, acknowledged))
         })
     };
     let ingesting = phase(&base, &sql, &people, args.seconds, args.clients).await?;
-    let append_eps = appender.await.context("appender")??;
+    let (append_eps, acknowledged) = appender.await.context("appender")??;
+    // Every batch should become visible once the appending stops; wait for the last.
+    if let Some((last, _)) = acknowledged.last() {
+        let mut receiver = snapshots.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(120),
+            receiver.wait_for(|s| s.as_ref().is_some_and(|s| s.position.get() >= *last)),
+        )
+        .await;
+    }
     // Freshness: how far the views queries saw at the end trailed the log, and what one
     // computation of the views cost.
     let head_after = log.stat().await?.head;
@@ -322,6 +390,10 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         .map_or(Duration::ZERO, |snapshot| snapshot.built_in);
     let _ = stop.send(());
     projector.await.context("projector")??;
+    // The publisher went with the projector, which ends the watcher.
+    drop(snapshots);
+    let published = published.await.context("snapshot watcher")?;
+    let fresh = freshness(&acknowledged, &published);
     let _ = http_stop.send(());
     server.await.context("server")??;
     drop(sql);
@@ -353,6 +425,10 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 "sql_lookup_p99_ms": ingesting.sql_lookup_p99,
                 "idle_sql_p50_ms": idle.sql_p50,
                 "idle_sql_p99_ms": idle.sql_p99,
+                "visible_p50_ms": fresh.p50,
+                "visible_p99_ms": fresh.p99,
+                "visible_max_ms": fresh.max,
+                "not_visible": fresh.missing,
             })
         );
     } else {
@@ -391,6 +467,14 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  the views reflected position {} at the end (head before appending: {head}, after: {head_after})",
             ingesting.position
+        );
+        println!(
+            "  appended events visible to queries after p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} batches; {} never visible)",
+            fresh.p50,
+            fresh.p99,
+            fresh.max,
+            acknowledged.len(),
+            fresh.missing
         );
         println!(
             "  computing the views took {:.1} ms for the history, {:.1} ms for the last snapshot",

@@ -149,7 +149,9 @@ impl Settings {
             track: parsed.track,
             mappings: parsed.mappings,
             read_tokens: parsed.read_tokens,
-            publish_every_ms: parsed.publish_every_ms.unwrap_or(1_000),
+            publish_every_ms: parsed
+                .publish_every_ms
+                .unwrap_or(baton_query::SnapshotPublisher::DEFAULT_EVERY.as_millis() as u64),
             funnel: parsed.funnel,
             sql: parsed.sql.unwrap_or_else(|| DEFAULT_SQL.to_owned()),
             sendgrid_verification_key: parsed.sendgrid_verification_key,

@@ -114,7 +114,7 @@ impl<F: FnMut(&FunnelProjection, Position) + Send + 'static> OnCommit for F {}
 
 enum Chunk {
     Records(Vec<Record>),
-    /// Sent every second while following: lets `on_commit` publish at its own pace even when
+    /// Sent every 100 ms while following: lets `on_commit` publish at its own pace even when
     /// no more events come.
     Tick,
     /// The reader reached the bound: commit, refresh and stop.
@@ -245,9 +245,13 @@ pub async fn run<L: EventLog>(
         if stop_at.is_some() {
             return std::future::pending::<()>().await;
         }
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            if let Ok(stat) = log.stat().await {
+        // Ticks often enough that what was committed but not yet published waits for little
+        // more than the publisher's own pace; the head is read once a second.
+        for tick in 0u64.. {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if tick % 10 == 0
+                && let Ok(stat) = log.stat().await
+            {
                 head_status.see_head(stat.head);
             }
             if ticks.send(Ok(Chunk::Tick)).await.is_err() {
