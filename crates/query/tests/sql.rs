@@ -886,6 +886,87 @@ async fn psql_lists_describes_and_queries() {
     endpoint.stop().await;
 }
 
+/// Superset connects through SQLAlchemy with psycopg2: the real library lists schemas and
+/// tables and runs a query with a bound parameter (`tests/clients/sqlalchemy_inspect.py`). CI
+/// installs them (`.ci/run`); elsewhere, `python3 -m pip install sqlalchemy psycopg2-binary`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_lists_tables_and_binds_parameters_like_superset() {
+    let endpoint = Endpoint::start(&["bi-token"]).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/sqlalchemy_inspect.py"
+    );
+    let output = tokio::process::Command::new("python3")
+        .args([script, &endpoint.port().to_string(), "bi-token"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 runs (is it installed?)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "SQLAlchemy failed (needs `python3 -m pip install sqlalchemy psycopg2-binary`):\n{stdout}\n{stderr}"
+    );
+    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert!(
+        answer["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("PostgreSQL ")),
+        "{answer}"
+    );
+    // SQLAlchemy leaves out schemas that start with `pg_` (its `LIKE ... ESCAPE '/'`).
+    let schemas: Vec<&str> = answer["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert!(schemas.contains(&"public"), "{answer}");
+    assert!(!schemas.iter().any(|s| s.starts_with("pg_")), "{answer}");
+    // Every table of the live view, in `public`.
+    let tables: Vec<&str> = answer["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    for (_, table) in &views().live.tables {
+        assert!(
+            tables.contains(&table.name),
+            "{} listed: {answer}",
+            table.name
+        );
+    }
+    // The bound query returns the stage counts of the live view.
+    let stages = views().live.table("stages").expect("stages");
+    let mut expected: Vec<(String, i64)> = (0..stages.rows.len())
+        .map(|row| {
+            let Value::Text(stage) = cell(&views().live, "stages", row, "stage") else {
+                panic!("stage names are text");
+            };
+            (
+                stage.clone(),
+                int(cell(&views().live, "stages", row, "entered")),
+            )
+        })
+        .collect();
+    expected.sort();
+    let got: Vec<(String, i64)> = answer["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().expect("name").to_owned(),
+                pair[1].as_i64().expect("count"),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    endpoint.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_connections() {
     let endpoint = Endpoint::start(&[]).await;

@@ -117,3 +117,147 @@ impl ScalarUDFImpl for CurrentSetting {
         }
     }
 }
+
+/// `pg_get_serial_sequence(table, column)`: the sequence behind a serial column, which no view
+/// column has, so always `NULL`. SQLAlchemy's column reflection (Superset) calls it.
+pub(super) fn pg_get_serial_sequence() -> ScalarUDF {
+    ScalarUDF::from(SerialSequence {
+        signature: Signature::string(2, Volatility::Stable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SerialSequence {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SerialSequence {
+    fn name(&self) -> &str {
+        "pg_get_serial_sequence"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object as text, keys as text, numbers and
+/// booleans as themselves, other values as their text. SQLAlchemy's column reflection builds
+/// identity-column details with it.
+pub(super) fn json_build_object() -> ScalarUDF {
+    ScalarUDF::from(JsonBuildObject {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+fn json_value(column: &dyn Array, row: usize) -> Result<serde_json::Value> {
+    if column.is_null(row) {
+        return Ok(serde_json::Value::Null);
+    }
+    let value = ScalarValue::try_from_array(column, row)?;
+    Ok(match value {
+        ScalarValue::Boolean(Some(flag)) => serde_json::Value::Bool(flag),
+        ScalarValue::Int8(Some(n)) => n.into(),
+        ScalarValue::Int16(Some(n)) => n.into(),
+        ScalarValue::Int32(Some(n)) => n.into(),
+        ScalarValue::Int64(Some(n)) => n.into(),
+        ScalarValue::UInt8(Some(n)) => n.into(),
+        ScalarValue::UInt16(Some(n)) => n.into(),
+        ScalarValue::UInt32(Some(n)) => n.into(),
+        ScalarValue::UInt64(Some(n)) => n.into(),
+        ScalarValue::Float32(Some(x)) => serde_json::Number::from_f64(f64::from(x))
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        ScalarValue::Float64(Some(x)) => serde_json::Number::from_f64(x)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        ScalarValue::Utf8(Some(text))
+        | ScalarValue::LargeUtf8(Some(text))
+        | ScalarValue::Utf8View(Some(text)) => serde_json::Value::String(text),
+        other => serde_json::Value::String(other.to_string()),
+    })
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if !args.args.len().is_multiple_of(2) {
+            return exec_err!("json_build_object needs keys and values in pairs");
+        }
+        let columns = args
+            .args
+            .iter()
+            .map(|arg| arg.to_array(args.number_rows))
+            .collect::<Result<Vec<_>>>()?;
+        let objects = (0..args.number_rows)
+            .map(|row| {
+                let mut object = serde_json::Map::new();
+                for pair in columns.chunks(2) {
+                    let key = match json_value(&pair[0], row)? {
+                        serde_json::Value::String(key) => key,
+                        serde_json::Value::Null => {
+                            return exec_err!("json_build_object: a key is null");
+                        }
+                        other => other.to_string(),
+                    };
+                    object.insert(key, json_value(&pair[1], row)?);
+                }
+                Ok(Some(serde_json::Value::Object(object).to_string()))
+            })
+            .collect::<Result<StringArray>>()?;
+        Ok(ColumnarValue::Array(Arc::new(objects)))
+    }
+}
+
+/// `pg_collation_is_visible(oid)`: true; every object here is on the search path. SQLAlchemy's
+/// column reflection asks it of each column's collation.
+pub(super) fn pg_collation_is_visible() -> ScalarUDF {
+    ScalarUDF::from(CollationIsVisible {
+        signature: Signature::any(1, Volatility::Stable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CollationIsVisible {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CollationIsVisible {
+    fn name(&self) -> &str {
+        "pg_collation_is_visible"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arguments: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+    }
+}
