@@ -886,6 +886,39 @@ async fn psql_lists_describes_and_queries() {
     endpoint.stop().await;
 }
 
+/// The catalog functions SQLAlchemy's column reflection calls, which DataFusion lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_build_object_and_reflection_helpers_answer() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let row = client
+        .query_one(
+            "select json_build_object('n', 1, 'flag', true, 'text', 'x', 'none', null, 'stage', stage), \
+             pg_get_serial_sequence('stages', 'stage') is null, pg_collation_is_visible(100) \
+             from stages where stage = $1",
+            &[&"inquiry"],
+        )
+        .await
+        .expect("the functions plan and run");
+    let object: serde_json::Value =
+        serde_json::from_str(row.get::<_, &str>(0)).expect("json_build_object gives JSON");
+    assert_eq!(
+        object,
+        serde_json::json!({"n": 1, "flag": true, "text": "x", "none": null, "stage": "inquiry"})
+    );
+    assert!(row.get::<_, bool>(1));
+    assert!(row.get::<_, bool>(2));
+    let odd = client
+        .simple_query("select json_build_object('lonely')")
+        .await
+        .expect_err("keys and values come in pairs");
+    assert!(
+        odd.to_string().contains("pairs") || format!("{odd:?}").contains("pairs"),
+        "{odd:?}"
+    );
+    endpoint.stop().await;
+}
+
 /// Superset connects through SQLAlchemy with psycopg2: the real library lists schemas and
 /// tables and runs a query with a bound parameter (`tests/clients/sqlalchemy_inspect.py`). CI
 /// installs them (`.ci/run`); elsewhere, `python3 -m pip install sqlalchemy psycopg2-binary`.

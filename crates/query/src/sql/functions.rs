@@ -164,10 +164,11 @@ struct JsonBuildObject {
 }
 
 fn json_value(column: &dyn Array, row: usize) -> Result<serde_json::Value> {
-    if column.is_null(row) {
+    // A bare `null` is an array of type Null, which has no validity bits: ask the value.
+    let value = ScalarValue::try_from_array(column, row)?;
+    if value.is_null() {
         return Ok(serde_json::Value::Null);
     }
-    let value = ScalarValue::try_from_array(column, row)?;
     Ok(match value {
         ScalarValue::Boolean(Some(flag)) => serde_json::Value::Bool(flag),
         ScalarValue::Int8(Some(n)) => n.into(),
