@@ -630,9 +630,12 @@ impl FunnelProjection {
             .visitors_of
             .get(id)
             .is_some_and(|visitors| !visitors.is_empty());
-        let untouched = (self.retracted.is_empty() && self.corrections.is_empty())
-            || !person.facts.iter().any(governed);
-        if !stitches && untouched {
+        // Looked at only without visitors: a person with visitors is gathered anyway.
+        let untouched = || {
+            (self.retracted.is_empty() && self.corrections.is_empty())
+                || !person.facts.iter().any(governed)
+        };
+        if !stitches && untouched() {
             return std::borrow::Cow::Borrowed(&person.facts);
         }
         let mut facts = self.gathered_facts(id, person);

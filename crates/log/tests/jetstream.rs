@@ -214,6 +214,36 @@ async fn a_stream_that_allows_deletes_is_refused() {
     .await;
 }
 
+/// Starts appending `batch` and returns once the stream holds its first events: the batch is
+/// then mid-flight.
+async fn append_until_first_stored(
+    server: &NatsServer,
+    log: &JetStreamLog,
+    batch: &[baton_core::Event],
+) -> tokio::task::JoinHandle<Result<Vec<AppendOutcome>, LogError>> {
+    let appending = tokio::spawn({
+        let log = log.clone();
+        let batch = batch.to_vec();
+        async move { log.append(batch).await }
+    });
+    let watcher = async_nats::jetstream::new(
+        async_nats::connect(server.url())
+            .await
+            .expect("watching client"),
+    );
+    loop {
+        let mut stream = watcher.get_stream("BATON").await.expect("stream");
+        if stream.info().await.expect("info").state.messages > 0 {
+            return appending;
+        }
+        assert!(
+            !appending.is_finished(),
+            "the batch ended before any event was stored"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Acks that never come: the server hangs (SIGSTOP) in the middle of a batch, with publishes
 /// in flight and more waiting in the client. The batch comes back with the unanswered events
 /// not written; once the server goes on (and stores what it was sent meanwhile, acking to a
@@ -227,28 +257,8 @@ async fn acks_that_never_come_are_retried_and_nothing_is_stored_twice() {
     let log = JetStreamLog::connect(config).await.expect("connect");
     let batch = events("no-acks", 20_000);
 
-    let appending = tokio::spawn({
-        let log = log.clone();
-        let batch = batch.clone();
-        async move { log.append(batch).await }
-    });
     // Hang the server once the first events are stored: the batch is then mid-flight.
-    let watcher = async_nats::jetstream::new(
-        async_nats::connect(server.url())
-            .await
-            .expect("watching client"),
-    );
-    loop {
-        let mut stream = watcher.get_stream("BATON").await.expect("stream");
-        if stream.info().await.expect("info").state.messages > 0 {
-            break;
-        }
-        assert!(
-            !appending.is_finished(),
-            "the batch ended before any event was stored"
-        );
-        tokio::task::yield_now().await;
-    }
+    let appending = append_until_first_stored(&server, &log, &batch).await;
     server.pause();
     let first = appending.await.expect("append task").expect("append");
     server.resume();
@@ -319,29 +329,7 @@ async fn a_restart_in_the_middle_of_a_batch_loses_no_event_and_stores_none_twice
         .expect("connect");
     let batch = events("restart-mid-batch", 20_000);
 
-    let appending = tokio::spawn({
-        let log = log.clone();
-        let batch = batch.clone();
-        async move { log.append(batch).await }
-    });
-    {
-        let watcher = async_nats::jetstream::new(
-            async_nats::connect(server.url())
-                .await
-                .expect("watching client"),
-        );
-        loop {
-            let mut stream = watcher.get_stream("BATON").await.expect("stream");
-            if stream.info().await.expect("info").state.messages > 0 {
-                break;
-            }
-            assert!(
-                !appending.is_finished(),
-                "the batch ended before any event was stored"
-            );
-            tokio::task::yield_now().await;
-        }
-    }
+    let appending = append_until_first_stored(&server, &log, &batch).await;
     server.restart();
     let outcomes = appending.await.expect("append task").expect("append");
 

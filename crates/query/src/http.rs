@@ -890,8 +890,9 @@ pub struct SnapshotPublisher {
 }
 
 impl SnapshotPublisher {
-    /// The default `every`: new data shows within a second while a build of the views takes
-    /// under half a second (about two million events on a 2-core machine).
+    /// The default `every`. With a build waiting as long as the last one took, new data shows
+    /// within about three build times: under a second while a build takes under a third of a
+    /// second (well under a million events on a 2-core machine; `bench query` measures it).
     pub const DEFAULT_EVERY: Duration = Duration::from_millis(250);
 
     /// A publisher and the receiving end for [`QueryState::new`], with the shared `wanted`.
