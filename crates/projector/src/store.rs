@@ -217,6 +217,8 @@ impl ViewStore {
             let detail = match self.open_view(&name) {
                 Ok(view) => Some(view.detail()?),
                 Err(StoreError::InUse { .. }) => None,
+                // A creation cut short by a crash: `open_view` removed it, so there is no view.
+                Err(StoreError::NoSuchView { .. }) => continue,
                 Err(other) => return Err(other),
             };
             views.push(ViewInfo {

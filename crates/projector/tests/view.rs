@@ -342,16 +342,31 @@ fn the_store_keeps_one_live_view_and_guards_names_and_drops() {
 
 /// Regression: a `baton project` killed while creating the live view left a database with no
 /// definition, and every later run failed on it. Such a view is now removed and made again.
+/// Regression too: listing the views (`baton views`) met the torn view and failed on it.
 #[test]
 fn a_view_whose_creation_was_cut_short_is_made_again() {
     let views = tempfile::tempdir().expect("dir");
     let store = ViewStore::open(views.path()).expect("store");
-    {
+    let tear = || {
         let torn = sled::open(views.path().join("torn")).expect("sled");
         torn.insert(b"definition_file", b"x".as_slice())
             .expect("insert");
         torn.flush().expect("flush");
-    }
+    };
+    new_view(&store, "whole", None);
+    tear();
+    let listed: Vec<String> = store
+        .list()
+        .expect("a torn view does not stop the listing")
+        .into_iter()
+        .map(|info| info.name)
+        .collect();
+    assert_eq!(listed, vec!["whole".to_owned()]);
+    assert!(
+        !views.path().join("torn").exists(),
+        "listing removed the torn view"
+    );
+    tear();
     assert!(matches!(
         store.open_view("torn"),
         Err(StoreError::NoSuchView { .. })
