@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use baton_core::{DEFAULT_FUNNEL_TOML, FunnelDefinition, FunnelProjection};
 use baton_producer::{History, HistoryConfig};
 use baton_projector::Position;
-use baton_query::{Catalog, Snapshot, SqlConfig, SqlServer, Value, serve_sql};
+use baton_query::{Catalog, ColumnType, Snapshot, SqlConfig, SqlServer, Value, serve_sql};
 use tokio::sync::{oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -920,17 +920,19 @@ async fn json_build_object_and_reflection_helpers_answer() {
 }
 
 /// Superset connects through SQLAlchemy with psycopg2: the real library lists schemas and
-/// tables and runs a query with a bound parameter (`tests/clients/sqlalchemy_inspect.py`). CI
-/// installs them (`.ci/run`); elsewhere, `python3 -m pip install sqlalchemy psycopg2-binary`.
+/// tables, reflects every table of a candidate's schema as Superset does when a dataset is
+/// added, previews one, and runs a query with a bound parameter
+/// (`tests/clients/sqlalchemy_inspect.py`). CI installs them (`.ci/run`); elsewhere,
+/// `python3 -m pip install sqlalchemy psycopg2-binary`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlalchemy_lists_tables_and_binds_parameters_like_superset() {
+async fn sqlalchemy_reflects_tables_and_binds_parameters_like_superset() {
     let endpoint = Endpoint::start(&["bi-token"]).await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/sqlalchemy_inspect.py"
     );
     let output = tokio::process::Command::new("python3")
-        .args([script, &endpoint.port().to_string(), "bi-token"])
+        .args([script, &endpoint.port().to_string(), "bi-token", "strict"])
         .kill_on_drop(true)
         .output()
         .await
@@ -956,6 +958,7 @@ async fn sqlalchemy_lists_tables_and_binds_parameters_like_superset() {
         .filter_map(|s| s.as_str())
         .collect();
     assert!(schemas.contains(&"public"), "{answer}");
+    assert!(schemas.contains(&"strict"), "{answer}");
     assert!(!schemas.iter().any(|s| s.starts_with("pg_")), "{answer}");
     // Every table of the live view, in `public`.
     let tables: Vec<&str> = answer["tables"]
@@ -971,32 +974,76 @@ async fn sqlalchemy_lists_tables_and_binds_parameters_like_superset() {
             table.name
         );
     }
-    // The bound query returns the stage counts of the live view.
-    let stages = views().live.table("stages").expect("stages");
-    let mut expected: Vec<(String, i64)> = (0..stages.rows.len())
-        .map(|row| {
-            let Value::Text(stage) = cell(&views().live, "stages", row, "stage") else {
-                panic!("stage names are text");
-            };
-            (
-                stage.clone(),
-                int(cell(&views().live, "stages", row, "entered")),
-            )
-        })
-        .collect();
-    expected.sort();
-    let got: Vec<(String, i64)> = answer["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .map(|pair| {
-            (
-                pair[0].as_str().expect("name").to_owned(),
-                pair[1].as_i64().expect("count"),
-            )
-        })
-        .collect();
-    assert_eq!(got, expected);
+    // Every table of the candidate reflects with its columns in order, each of its type, and
+    // no keys, indexes or constraints (the views have none).
+    let reflected = answer["reflected"].as_object().expect("reflected tables");
+    assert_eq!(reflected.len(), views().strict.tables.len(), "{answer}");
+    for (_, table) in &views().strict.tables {
+        let got = &reflected[table.name];
+        let columns: Vec<(String, String)> = got["columns"]
+            .as_array()
+            .expect("columns")
+            .iter()
+            .map(|pair| {
+                (
+                    pair[0].as_str().expect("name").to_owned(),
+                    pair[1].as_str().expect("type").to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = table
+            .columns
+            .iter()
+            .map(|(name, column_type)| {
+                let sqlalchemy_type = match column_type {
+                    ColumnType::Text => "TEXT",
+                    ColumnType::Int => "BIGINT",
+                    ColumnType::Float => "DOUBLE_PRECISION",
+                    ColumnType::Bool => "BOOLEAN",
+                    ColumnType::Time => "TIMESTAMP",
+                };
+                ((*name).to_owned(), sqlalchemy_type.to_owned())
+            })
+            .collect();
+        assert_eq!(columns, expected, "{}", table.name);
+        for empty in ["primary_key", "foreign_keys", "indexes", "unique"] {
+            assert_eq!(got[empty], serde_json::json!([]), "{} {empty}", table.name);
+        }
+    }
+    // The bound query returns the stage counts of the live view, the preview the candidate's.
+    let entered = |snapshot: &Snapshot| {
+        let stages = snapshot.table("stages").expect("stages");
+        let mut counts: Vec<(String, i64)> = (0..stages.rows.len())
+            .map(|row| {
+                let Value::Text(stage) = cell(snapshot, "stages", row, "stage") else {
+                    panic!("stage names are text");
+                };
+                (stage.clone(), int(cell(snapshot, "stages", row, "entered")))
+            })
+            .collect();
+        counts.sort();
+        counts
+    };
+    let pairs = |key: &str| -> Vec<(String, i64)> {
+        answer[key]
+            .as_array()
+            .expect("pairs")
+            .iter()
+            .map(|pair| {
+                (
+                    pair[0].as_str().expect("name").to_owned(),
+                    pair[1].as_i64().expect("count"),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(pairs("stages"), entered(&views().live));
+    assert_eq!(pairs("preview"), entered(&views().strict));
+    assert_ne!(
+        entered(&views().live),
+        entered(&views().strict),
+        "the preview could tell the candidate from the live view"
+    );
     endpoint.stop().await;
 }
 

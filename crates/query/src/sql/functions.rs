@@ -121,19 +121,35 @@ impl ScalarUDFImpl for CurrentSetting {
 /// `pg_get_serial_sequence(table, column)`: the sequence behind a serial column, which no view
 /// column has, so always `NULL`. SQLAlchemy's column reflection (Superset) calls it.
 pub(super) fn pg_get_serial_sequence() -> ScalarUDF {
-    ScalarUDF::from(SerialSequence {
+    ScalarUDF::from(NullText {
+        name: "pg_get_serial_sequence",
         signature: Signature::string(2, Volatility::Stable),
     })
 }
 
+/// `pg_get_indexdef(index [, column, pretty])`: the definition of an index. The views have no
+/// index, and the catalog's own indexes have no definition here, so always `NULL`. SQLAlchemy's
+/// index reflection (Superset, on adding a dataset) calls it.
+pub(super) fn pg_get_indexdef() -> ScalarUDF {
+    ScalarUDF::from(NullText {
+        name: "pg_get_indexdef",
+        signature: Signature::one_of(
+            vec![TypeSignature::Any(1), TypeSignature::Any(3)],
+            Volatility::Stable,
+        ),
+    })
+}
+
+/// A catalog function whose answer is always a text `NULL` here.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct SerialSequence {
+struct NullText {
+    name: &'static str,
     signature: Signature,
 }
 
-impl ScalarUDFImpl for SerialSequence {
+impl ScalarUDFImpl for NullText {
     fn name(&self) -> &str {
-        "pg_get_serial_sequence"
+        self.name
     }
 
     fn signature(&self) -> &Signature {

@@ -101,6 +101,7 @@ pub(super) fn session_context(
     ));
     context.register_udf(functions::current_setting());
     context.register_udf(functions::pg_get_serial_sequence());
+    context.register_udf(functions::pg_get_indexdef());
     context.register_udf(functions::json_build_object());
     context.register_udf(functions::pg_collation_is_visible());
     Ok(context)
