@@ -249,8 +249,13 @@ impl Journey {
     /// Folds a person's facts (in any order: they are sorted by time, then id) under a
     /// definition.
     pub fn fold(definition: &FunnelDefinition, facts: &[Fact], traits: &Traits) -> Journey {
-        let mut ordered: Vec<&Fact> = facts.iter().collect();
-        ordered.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
+        let order = |a: &&Fact, b: &&Fact| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id));
+        // The projection keeps facts in order already: then they are read as they are.
+        let mut ordered: Vec<&Fact> = Vec::new();
+        if !facts.is_sorted_by(|a, b| order(&a, &b).is_le()) {
+            ordered = facts.iter().collect();
+            ordered.sort_by(order);
+        }
         let mut folder = Folder {
             definition,
             journey: Journey {
@@ -260,8 +265,10 @@ impl Journey {
             day: i64::MIN,
             day_points: 0.0,
         };
-        for fact in ordered {
-            folder.apply(fact);
+        if ordered.is_empty() {
+            facts.iter().for_each(|fact| folder.apply(fact));
+        } else {
+            ordered.into_iter().for_each(|fact| folder.apply(fact));
         }
         folder.journey
     }

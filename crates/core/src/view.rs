@@ -16,6 +16,7 @@ use state::Unsaved;
 use std::collections::BTreeMap;
 
 pub(crate) mod marketing;
+pub(crate) mod part;
 pub(crate) mod report;
 pub(crate) mod sales;
 pub(crate) mod shared;
@@ -78,6 +79,9 @@ pub(crate) struct Person {
     /// Derived from the rest by `refresh`; not stored.
     #[serde(skip)]
     journey: Journey,
+    /// What the views read of the facts, derived with the journey; not stored.
+    #[serde(skip)]
+    part: part::PersonPart,
 }
 
 impl Person {
@@ -613,8 +617,10 @@ impl FunnelProjection {
             };
             let facts = self.facts_for(&id, person);
             let journey = Journey::fold(&self.definition, &facts, &traits);
+            let part = part::PersonPart::of(&facts, &journey);
             if let Some(person) = self.people.get_mut(&id) {
                 person.journey = journey;
+                person.part = part;
             }
         }
     }

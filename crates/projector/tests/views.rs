@@ -286,3 +286,21 @@ fn the_views_do_not_depend_on_arrival_order() {
     assert_eq!(a.sales_view(), b.sales_view());
     assert_eq!(a.shared_view(), b.shared_view());
 }
+
+/// What a refresh works out per person is kept until that person changes: refreshing after
+/// every few events, as a live projector does, gives the views of one refresh at the end.
+#[test]
+fn refreshing_as_events_arrive_gives_the_views_of_one_refresh() {
+    let events = history(31, 60);
+    let whole = project(&events);
+    for batch in [1, 7, 250] {
+        let mut live = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for chunk in events.chunks(batch) {
+            for event in chunk {
+                live.apply(event);
+            }
+            live.refresh();
+        }
+        assert_eq!(live.views(), whole.views(), "refreshed every {batch} events");
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::report::{AmountSum, Amounts, DealStatus, PersonRecord, ratio};
 use super::{FunnelProjection, HashMap, HashSet};
-use crate::event::{Family, Kind};
+
 use crate::funnel::Owner;
 use crate::journey::{Place, owner_of};
 use crate::symbol::Symbol;
@@ -374,21 +374,9 @@ impl FunnelProjection {
                     }
                 }
             }
-            // Each clock is accepted or rejected by the first such fact before the next clock.
-            for (index, clock) in journey.follow_ups.iter().enumerate() {
-                view.handoffs += 1;
-                let until = journey.follow_ups.get(index + 1).map(|next| next.mql_at);
-                let answer = person.facts.iter().find(|fact| {
-                    fact.at >= clock.mql_at
-                        && until.is_none_or(|until| fact.at < until)
-                        && matches!(fact.kind, Kind::LeadAccepted | Kind::LeadRejected)
-                });
-                match answer.map(|fact| fact.kind) {
-                    Some(Kind::LeadAccepted) => view.accepted += 1,
-                    Some(_) => view.rejected += 1,
-                    None => {}
-                }
-            }
+            view.handoffs += journey.follow_ups.len() as u64;
+            view.accepted += person.part.accepted;
+            view.rejected += person.part.rejected;
 
             let owner = owner_of(definition, place);
             if owner == Some(Owner::Marketing) {
@@ -456,61 +444,29 @@ impl FunnelProjection {
             }
 
             // Content and campaign performance.
-            let first_demo = person
-                .facts
-                .iter()
-                .find(|fact| fact.kind == Kind::DemoRequested)
-                .map(|fact| fact.at);
-            if let Some(demo) = first_demo {
-                let before = person
-                    .facts
-                    .iter()
-                    .filter(|fact| fact.kind.family() == Family::Touch && fact.at < demo)
-                    .count();
-                touches_before_demo.push(before as u64);
+            let first_demo = person.part.first_demo.map(|(at, _)| at);
+            if let Some((_, before)) = person.part.first_demo {
+                touches_before_demo.push(before);
             }
             let mine = opportunities_of.get(person.id);
-            // Facts are in time order, so the first entry for a key is its first touch.
-            let mut first_touch_of: Vec<((bool, Symbol), Timestamp)> = Vec::new();
-            for fact in person.facts.iter() {
-                if fact.kind.family() != Family::Touch {
-                    continue;
-                }
-                for (is_campaign, symbol) in [
-                    (false, fact.attributes.content),
-                    (true, fact.attributes.campaign),
-                ] {
-                    if symbol.is_none() {
-                        continue;
-                    }
-                    let table = if is_campaign {
-                        &mut campaigns
-                    } else {
-                        &mut content
-                    };
-                    let row = table.entry(symbol).or_default();
-                    row.touches += 1;
-                    row.views += u64::from(fact.kind == Kind::ContentViewed);
-                    if !first_touch_of
-                        .iter()
-                        .any(|(key, _)| *key == (is_campaign, symbol))
-                    {
-                        first_touch_of.push(((is_campaign, symbol), fact.at));
-                    }
-                }
-            }
-            for ((is_campaign, symbol), touched_at) in first_touch_of {
-                let table = if is_campaign {
+            for touched in &person.part.touched {
+                let table = if touched.campaign {
                     &mut campaigns
                 } else {
                     &mut content
                 };
-                let row = table.entry(symbol).or_default();
+                let row = table.entry(touched.symbol).or_default();
+                row.touches += touched.touches;
+                row.views += touched.views;
                 row.people += 1;
                 if let Some(account) = person.account {
-                    row.accounts +=
-                        u64::from(touched_accounts.insert((is_campaign, symbol, account)));
+                    row.accounts += u64::from(touched_accounts.insert((
+                        touched.campaign,
+                        touched.symbol,
+                        account,
+                    )));
                 }
+                let touched_at = touched.first_at;
                 row.demo_after += u64::from(first_demo.is_some_and(|demo| demo >= touched_at));
                 row.mqls_after += u64::from(mql_entries.iter().any(|at| *at >= touched_at));
                 for id in mine.into_iter().flatten() {

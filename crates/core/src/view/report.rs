@@ -3,6 +3,7 @@
 //! and first-touch attribution. The rules are in `docs/views.md`.
 
 use super::FunnelProjection;
+use super::part::PersonPart;
 use crate::event::Kind;
 use crate::journey::{Fact, Journey};
 use crate::symbol::Symbol;
@@ -36,17 +37,15 @@ pub const NONE_LABEL: &str = "(none)";
 pub(crate) struct PersonRecord<'a> {
     pub(crate) id: &'a str,
     pub(crate) account: Option<&'a str>,
-    /// Stitched, retractions and corrections applied, sorted by (business time, id).
-    pub(crate) facts: std::borrow::Cow<'a, [Fact]>,
     pub(crate) journey: &'a Journey,
+    /// What the views read of the person's facts.
+    pub(crate) part: &'a PersonPart,
 }
 
 impl PersonRecord<'_> {
     /// The earliest touch: what first-touch attribution credits.
     pub(crate) fn first_touch(&self) -> Option<&Fact> {
-        self.facts
-            .iter()
-            .find(|fact| fact.kind.family() == crate::event::Family::Touch)
+        self.part.first_touch.as_ref()
     }
 }
 
@@ -164,9 +163,8 @@ impl Opportunity {
 }
 
 impl FunnelProjection {
-    /// Every person with a journey, in id order, as the views read them. Gathering a
-    /// person's facts (stitching, retractions, corrections, sorting) is most of a view's cost,
-    /// so one build of the views gathers them once and every view reads the same records.
+    /// Every person with a journey, in id order, as the views read them: their journey and
+    /// the part of their facts the views read, both worked out by `refresh`.
     pub(crate) fn person_records(&self) -> Vec<PersonRecord<'_>> {
         let mut ids: Vec<&String> = self.people.keys().collect();
         ids.sort_unstable();
@@ -176,8 +174,8 @@ impl FunnelProjection {
                 PersonRecord {
                     id,
                     account: person.account().map(String::as_str),
-                    facts: self.facts_for(id, person),
                     journey: &person.journey,
+                    part: &person.part,
                 }
             })
             .collect()
@@ -187,11 +185,8 @@ impl FunnelProjection {
     pub(crate) fn opportunities(records: &[PersonRecord<'_>]) -> BTreeMap<Symbol, Opportunity> {
         let mut opportunities: BTreeMap<Symbol, Opportunity> = BTreeMap::new();
         records.iter().for_each(|person| {
-            for fact in person.facts.iter() {
+            for fact in &person.part.deal_facts {
                 let id = fact.attributes.opportunity;
-                if id.is_none() {
-                    continue;
-                }
                 opportunities
                     .entry(id)
                     .or_insert_with(|| Opportunity::new(id, person, fact))

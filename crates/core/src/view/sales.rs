@@ -95,16 +95,10 @@ impl FunnelProjection {
         let now = self.now();
         let mut response: BTreeMap<String, (SlaOwnerRow, Vec<i64>)> = BTreeMap::new();
         records.iter().for_each(|person| {
-            for clock in &person.journey.follow_ups {
+            let clocks = person.journey.follow_ups.iter();
+            for (clock, owner) in clocks.zip(&person.part.clock_owners) {
                 // Whoever held the lead when it was answered, or by the deadline if it was not.
-                let until = clock.first_action_at.unwrap_or(clock.deadline);
-                let owner = person
-                    .facts
-                    .iter()
-                    .take_while(|fact| fact.at <= until)
-                    .filter(|fact| fact.attributes.owner.is_some())
-                    .last()
-                    .map_or_else(|| NONE_LABEL.to_owned(), |f| self.label(f.attributes.owner));
+                let owner = self.label(*owner);
                 let (row, millis) = response.entry(owner.clone()).or_insert_with(|| {
                     (
                         SlaOwnerRow {

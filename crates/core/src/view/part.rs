@@ -1,0 +1,123 @@
+//! What the views read of one person's facts, worked out when the person's journey is folded
+//! (`FunnelProjection::refresh`) instead of on every build of the views. A build then reads
+//! a few values per person rather than every fact, and a person whose facts did not change
+//! costs the same whatever the length of their history.
+//!
+//! A part depends on exactly what the journey depends on (the person's facts after stitching,
+//! retractions and corrections), so it is as fresh as the journey. What depends on "now"
+//! (ages, decay, breaches, in-flight windows) or on other people (opportunities carried by
+//! several people, accounts) stays in the views.
+
+use crate::event::{Family, Kind};
+use crate::journey::{Fact, Journey};
+use crate::symbol::Symbol;
+use crate::timestamp::Timestamp;
+
+/// One person's facts as the views read them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct PersonPart {
+    /// The earliest touch: what first-touch attribution credits.
+    pub(crate) first_touch: Option<Fact>,
+    /// The first demo request, and how many touches came before it.
+    pub(crate) first_demo: Option<(Timestamp, u64)>,
+    /// Follow-up clocks accepted and rejected: each clock by the first acceptance or
+    /// rejection from its start to the next clock's.
+    pub(crate) accepted: u64,
+    pub(crate) rejected: u64,
+    /// For each follow-up clock, in order: the owner named by the latest fact up to its first
+    /// action (or its deadline when unanswered), `Symbol::NONE` when no fact names one.
+    pub(crate) clock_owners: Vec<Symbol>,
+    /// Each piece of content and each campaign the person touched.
+    pub(crate) touched: Vec<Touched>,
+    /// The facts that name an opportunity, in (business time, event id) order.
+    pub(crate) deal_facts: Vec<Fact>,
+}
+
+/// A piece of content or a campaign, as one person touched it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Touched {
+    pub(crate) campaign: bool,
+    pub(crate) symbol: Symbol,
+    pub(crate) touches: u64,
+    pub(crate) views: u64,
+    /// The first touch's business time.
+    pub(crate) first_at: Timestamp,
+}
+
+impl PersonPart {
+    /// The part of a person with these facts (stitched, governed, in (business time, event
+    /// id) order) and the journey folded from them.
+    pub(crate) fn of(facts: &[Fact], journey: &Journey) -> PersonPart {
+        let mut part = PersonPart::default();
+        for fact in facts {
+            if fact.attributes.opportunity.is_some() {
+                part.deal_facts.push(*fact);
+            }
+            if fact.kind == Kind::DemoRequested && part.first_demo.is_none() {
+                part.first_demo = Some((fact.at, 0));
+            }
+            if fact.kind.family() != Family::Touch {
+                continue;
+            }
+            if part.first_touch.is_none() {
+                part.first_touch = Some(*fact);
+            }
+            for (campaign, symbol) in [
+                (false, fact.attributes.content),
+                (true, fact.attributes.campaign),
+            ] {
+                if symbol.is_none() {
+                    continue;
+                }
+                let viewed = u64::from(fact.kind == Kind::ContentViewed);
+                match part
+                    .touched
+                    .iter_mut()
+                    .find(|t| t.campaign == campaign && t.symbol == symbol)
+                {
+                    Some(touched) => {
+                        touched.touches += 1;
+                        touched.views += viewed;
+                    }
+                    None => part.touched.push(Touched {
+                        campaign,
+                        symbol,
+                        touches: 1,
+                        views: viewed,
+                        first_at: fact.at,
+                    }),
+                }
+            }
+        }
+        if let Some((demo, _)) = part.first_demo {
+            // Touches strictly before it: one at the same time as the demo is not before.
+            let before = facts
+                .iter()
+                .filter(|fact| fact.kind.family() == Family::Touch && fact.at < demo)
+                .count();
+            part.first_demo = Some((demo, before as u64));
+        }
+        for (index, clock) in journey.follow_ups.iter().enumerate() {
+            let until = journey.follow_ups.get(index + 1).map(|next| next.mql_at);
+            let answer = facts.iter().find(|fact| {
+                fact.at >= clock.mql_at
+                    && until.is_none_or(|until| fact.at < until)
+                    && matches!(fact.kind, Kind::LeadAccepted | Kind::LeadRejected)
+            });
+            match answer.map(|fact| fact.kind) {
+                Some(Kind::LeadAccepted) => part.accepted += 1,
+                Some(_) => part.rejected += 1,
+                None => {}
+            }
+            let held_until = clock.first_action_at.unwrap_or(clock.deadline);
+            let owner = facts
+                .iter()
+                .take_while(|fact| fact.at <= held_until)
+                .filter(|fact| fact.attributes.owner.is_some())
+                .last()
+                .map_or(Symbol::NONE, |fact| fact.attributes.owner);
+            part.clock_owners.push(owner);
+        }
+        part
+    }
+}
