@@ -301,6 +301,10 @@ fn refreshing_as_events_arrive_gives_the_views_of_one_refresh() {
             }
             live.refresh();
         }
-        assert_eq!(live.views(), whole.views(), "refreshed every {batch} events");
+        assert_eq!(
+            live.views(),
+            whole.views(),
+            "refreshed every {batch} events"
+        );
     }
 }

@@ -357,15 +357,15 @@ impl FunnelProjection {
         records.iter().for_each(|person: &PersonRecord<'_>| {
             let journey = person.journey;
             let place = journey.current();
-            let mql_entries: Vec<Timestamp> = journey
+            // How many times the person became an MQL, and when last.
+            let (mqls, last_mql) = journey
                 .transitions
                 .iter()
                 .filter(|t| t.to == mql_stage)
-                .map(|t| t.at)
-                .collect();
-            view.mqls += mql_entries.len() as u64;
-            view.mql_people += u64::from(!mql_entries.is_empty());
-            view.re_mql_people += u64::from(mql_entries.len() > 1);
+                .fold((0u64, None), |(n, last), t| (n + 1, last.max(Some(t.at))));
+            view.mqls += mqls;
+            view.mql_people += u64::from(mqls > 0);
+            view.re_mql_people += u64::from(mqls > 1);
             for transition in &journey.transitions {
                 if let Place::Detour(index) = transition.to {
                     match definition.detours()[index].back_to {
@@ -394,7 +394,7 @@ impl FunnelProjection {
                 owner,
                 engagement,
                 fit: journey.fit,
-                mqls: mql_entries.len() as u64,
+                mqls,
             });
             // A lost outcome is not further along than the stage the deal was lost from.
             let reached = journey
@@ -433,7 +433,7 @@ impl FunnelProjection {
                     .expect("invariant: inserted above");
                 row.people += 1;
                 row.engaged_people += u64::from(engagement > 0.0);
-                row.mql_people += u64::from(!mql_entries.is_empty());
+                row.mql_people += u64::from(mqls > 0);
                 row.engagement_total += engagement;
                 row.engagement_max = row.engagement_max.max(engagement);
                 row.fit_max = row.fit_max.max(journey.fit);
@@ -468,7 +468,7 @@ impl FunnelProjection {
                 }
                 let touched_at = touched.first_at;
                 row.demo_after += u64::from(first_demo.is_some_and(|demo| demo >= touched_at));
-                row.mqls_after += u64::from(mql_entries.iter().any(|at| *at >= touched_at));
+                row.mqls_after += u64::from(last_mql.is_some_and(|at| at >= touched_at));
                 for id in mine.into_iter().flatten() {
                     if opportunities[id].created_at >= touched_at {
                         row.opportunities.insert(*id);

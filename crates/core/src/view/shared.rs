@@ -77,6 +77,8 @@ impl FunnelProjection {
         let mut months: super::HashMap<i64, usize> = super::HashMap::default();
         let mut month_names: Vec<String> = Vec::new();
         let mut handoffs = Vec::new();
+        // When each stage was last entered, reused from person to person.
+        let mut entered_at: Vec<Option<Timestamp>> = vec![None; stages.len()];
         records.iter().for_each(|person| {
             let journey = person.journey;
             let Some(first) = journey
@@ -100,7 +102,7 @@ impl FunnelProjection {
             // The furthest stage reached, and when each stage was last entered (by rule or
             // passed over). A move into a lost outcome reaches nothing: losing is not converting.
             let mut furthest = None;
-            let mut entered_at: Vec<Option<Timestamp>> = vec![None; stages.len()];
+            entered_at.fill(None);
             for transition in &journey.transitions {
                 if let Place::Stage(index) = transition.to
                     && stages[index].outcome != Some(Outcome::Lost)
