@@ -615,6 +615,7 @@ mod sql {
                 "only queries",
             ),
             ("select 1; select 2", None, "one statement"),
+            ("select nope from campaigns", Some("42703"), "nope"),
         ] {
             let body = error(post(&server, "", "text/plain", sql).await, 400).await;
             if let Some(sqlstate) = sqlstate {
@@ -640,13 +641,6 @@ mod sql {
             body["hint"].as_str().expect("hint").contains("public"),
             "{body}"
         );
-
-        let body = error(
-            post(&server, "", "text/plain", "select nope from campaigns").await,
-            400,
-        )
-        .await;
-        assert_eq!(body["sqlstate"], "42703");
 
         let body = error(
             post(&server, "", "text/plain", "delete from campaigns").await,
