@@ -11,10 +11,12 @@ use crate::funnel::{FunnelDefinition, Owner};
 use crate::journey::{Direction, Fact, Journey, Place, Traits};
 use crate::symbol::Symbols;
 use crate::timestamp::Timestamp;
+use facts::{Facts, Targets};
 use serde::{Deserialize, Serialize};
 use state::Unsaved;
 use std::collections::BTreeMap;
 
+mod facts;
 pub(crate) mod marketing;
 pub(crate) mod part;
 pub(crate) mod report;
@@ -67,7 +69,7 @@ impl<T> Latest<T> {
 pub(crate) struct Person {
     /// In (business time, event id) order, as recorded (before retractions and corrections):
     /// most people's records borrow them as they are.
-    facts: Vec<Fact>,
+    facts: Facts,
     /// The latest explicit `linked_to_account`.
     linked_account: Latest<String>,
     /// Without an explicit link: the account on the person's earliest event that names one.
@@ -92,13 +94,12 @@ impl Person {
     /// Adds a fact in (business time, event id) order. Facts mostly arrive in time order, so
     /// this is nearly always a push.
     fn record(&mut self, fact: Fact) {
-        insert_in_order(&mut self.facts, fact);
+        self.facts.insert_in_order(fact);
     }
 
     /// Takes another person's facts and traits (a merge).
     fn absorb(&mut self, other: Person) {
-        self.facts.extend(other.facts);
-        sort_facts(&mut self.facts);
+        self.facts.absorb(other.facts);
         self.linked_account.absorb(other.linked_account);
         if let Some((at, id, value)) = other.seen_account.0 {
             self.seen_account.offer_earliest(at, id, value);
@@ -119,18 +120,6 @@ pub(crate) fn sort_facts(facts: &mut [Fact]) {
     facts.sort_by(fact_order);
 }
 
-fn insert_in_order(facts: &mut Vec<Fact>, fact: Fact) {
-    if facts
-        .last()
-        .is_none_or(|last| fact_order(last, &fact).is_le())
-    {
-        facts.push(fact);
-    } else {
-        let at = facts.partition_point(|other| fact_order(other, &fact).is_le());
-        facts.insert(at, fact);
-    }
-}
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Account {
     employees: Latest<u32>,
@@ -149,7 +138,7 @@ pub(crate) struct Account {
 pub(crate) struct Visitor {
     /// (time, event id, person), sorted.
     identities: Vec<(Timestamp, EventId, String)>,
-    facts: Vec<Fact>,
+    facts: Facts,
 }
 
 impl Visitor {
@@ -201,7 +190,7 @@ pub struct FunnelProjection {
     /// Set when the state was restored: the next refresh re-folds everyone.
     refold_all: bool,
     /// Retraction and correction targets whose holder is not known yet (see `dirty_target`).
-    unplaced_targets: HashSet<EventId>,
+    unplaced_targets: Targets,
     events: u64,
     /// The latest business time seen: "now" for clocks still running.
     latest: Option<Timestamp>,
@@ -225,7 +214,7 @@ impl FunnelProjection {
             wins: HashMap::default(),
             dirty: HashSet::default(),
             refold_all: false,
-            unplaced_targets: HashSet::default(),
+            unplaced_targets: Targets::default(),
             events: 0,
             latest: None,
             unsaved: None,
@@ -331,7 +320,7 @@ impl FunnelProjection {
             return;
         };
         if let Some(holder) = self.people.get(&person)
-            && holder.facts.iter().any(|fact| fact.event_id == target)
+            && holder.facts.holds(target)
         {
             self.dirty.insert(person);
             return;
@@ -346,7 +335,7 @@ impl FunnelProjection {
             .find(|anonymous| {
                 self.visitors
                     .get(*anonymous)
-                    .is_some_and(|v| v.facts.iter().any(|fact| fact.event_id == target))
+                    .is_some_and(|v| v.facts.holds(target))
             })
             .cloned();
         match visitor {
@@ -363,18 +352,18 @@ impl FunnelProjection {
         if self.unplaced_targets.is_empty() {
             return;
         }
+        // Each holder's id filter turns most of them away without reading their facts.
         let targets = std::mem::take(&mut self.unplaced_targets);
-        let holds = |facts: &[Fact]| facts.iter().any(|fact| targets.contains(&fact.event_id));
         let people: Vec<String> = self
             .people
             .iter()
-            .filter(|(_, person)| holds(&person.facts))
+            .filter(|(_, person)| person.facts.holds_any(&targets))
             .map(|(id, _)| id.clone())
             .collect();
         let visitors: Vec<String> = self
             .visitors
             .iter()
-            .filter(|(_, visitor)| holds(&visitor.facts))
+            .filter(|(_, visitor)| visitor.facts.holds_any(&targets))
             .map(|(id, _)| id.clone())
             .collect();
         self.dirty.extend(people);
@@ -674,7 +663,7 @@ impl FunnelProjection {
                 visitor.facts.iter().for_each(&mut take);
                 continue;
             }
-            for fact in &visitor.facts {
+            for fact in visitor.facts.iter() {
                 // Stitched by the fact's business time, as corrected.
                 let at = self
                     .corrections

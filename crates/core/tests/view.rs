@@ -211,6 +211,73 @@ fn a_retracted_demo_request_is_no_longer_an_mql() {
 }
 
 #[test]
+fn retractions_that_name_nobody_find_their_fact_among_many_people() {
+    let mql_entered = |projection: &FunnelProjection| {
+        projection
+            .summary()
+            .stages
+            .iter()
+            .find(|s| s.name == "mql")
+            .expect("mql")
+            .entered
+    };
+    let mut history = History::new();
+    let names: Vec<String> = (0..300).map(|n| format!("p-{n}")).collect();
+    let mut demos = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        for hour in 0..5 {
+            history.push(
+                hour,
+                person(name),
+                Payload::ContentViewed {
+                    url: format!("u-{n}-{hour}"),
+                    content_type: baton_core::ContentType::Blog,
+                    title: None,
+                },
+            );
+        }
+        demos.push(history.push(6, person(name), Payload::DemoRequested { product: None }));
+    }
+    // A visitor's demo request, stitched to p-0 by an identification.
+    let anonymous_demo = history.push(
+        7,
+        (Some("anon-9"), None, None),
+        Payload::DemoRequested { product: None },
+    );
+    history.push(
+        8,
+        (None, None, None),
+        Payload::Identified {
+            anonymous_id: "anon-9".into(),
+            person_id: "p-299".into(),
+        },
+    );
+    let mut live = history.project();
+    assert_eq!(mql_entered(&live), 300);
+
+    // Retractions without identity, applied to the live projection after it was refreshed.
+    let targets = [demos[137], anonymous_demo, demos[299]];
+    let before = history.events.len();
+    for (hour, target) in (50..).zip(targets) {
+        history.push(
+            hour,
+            (None, None, None),
+            Payload::Retracted {
+                target,
+                reason: "bot".into(),
+            },
+        );
+    }
+    for event in &history.events[before..] {
+        live.apply(event);
+    }
+    live.refresh();
+    // p-137 is no MQL any more; p-299 still has the visitor's demo until that goes too.
+    assert_eq!(mql_entered(&live), 298);
+    assert_eq!(live.summary(), history.project().summary());
+}
+
+#[test]
 fn the_summary_counts_entries_conversions_and_stays() {
     let mut history = History::new();
     // p-1: inquiry -> mql (2 h later) -> sal (3 h later).

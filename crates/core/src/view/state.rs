@@ -306,12 +306,7 @@ impl FunnelProjection {
         }
         // Stores written before facts were kept in order hold them as they arrived.
         for person in projection.people.values_mut() {
-            if !person
-                .facts
-                .is_sorted_by(|a, b| super::fact_order(a, b).is_le())
-            {
-                super::sort_facts(&mut person.facts);
-            }
+            person.facts.sort_if_needed();
         }
         projection.refold_all = true;
         projection.refresh();

@@ -1,0 +1,257 @@
+//! A person's or a visitor's facts, with a small filter of their event ids.
+//!
+//! A retraction or correction that names nobody must find the fact it targets among everyone's
+//! facts. The filter lets that search skip, with one 32-byte test, every holder that cannot
+//! hold the target: only the holders whose filter matches have their facts looked at. It is
+//! derived from the facts (rebuilt when they are read back from the store), so the stored form
+//! is the list alone, as before.
+
+use super::{fact_order, sort_facts};
+use crate::event::EventId;
+use crate::journey::Fact;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Facts in (business time, event id) order once `refresh` has seen them.
+#[derive(Debug, Default)]
+pub(crate) struct Facts {
+    list: Vec<Fact>,
+    ids: IdFilter,
+}
+
+impl Facts {
+    /// Adds a fact in (business time, event id) order. Facts mostly arrive in time order, so
+    /// this is nearly always a push.
+    pub(crate) fn insert_in_order(&mut self, fact: Fact) {
+        self.ids.insert(fact.event_id);
+        if self
+            .list
+            .last()
+            .is_none_or(|last| fact_order(last, &fact).is_le())
+        {
+            self.list.push(fact);
+        } else {
+            let at = self
+                .list
+                .partition_point(|other| fact_order(other, &fact).is_le());
+            self.list.insert(at, fact);
+        }
+    }
+
+    /// Adds a fact at the end, whatever its time (a visitor's facts, kept as they arrive).
+    pub(crate) fn push(&mut self, fact: Fact) {
+        self.ids.insert(fact.event_id);
+        self.list.push(fact);
+    }
+
+    /// Takes another holder's facts and puts them all in order.
+    pub(crate) fn absorb(&mut self, other: Facts) {
+        self.ids.union(&other.ids);
+        self.list.extend(other.list);
+        sort_facts(&mut self.list);
+    }
+
+    /// Puts the facts in order (stores written before facts were kept in order).
+    pub(crate) fn sort_if_needed(&mut self) {
+        if !self.list.is_sorted_by(|a, b| fact_order(a, b).is_le()) {
+            sort_facts(&mut self.list);
+        }
+    }
+
+    /// Whether one of these facts has the id.
+    pub(crate) fn holds(&self, id: EventId) -> bool {
+        self.ids.may_hold(id) && self.list.iter().any(|fact| fact.event_id == id)
+    }
+
+    /// Whether one of these facts has one of the ids.
+    pub(crate) fn holds_any(&self, ids: &Targets) -> bool {
+        self.ids.may_hold_any(&ids.filter)
+            && self.list.iter().any(|fact| ids.contains(fact.event_id))
+    }
+}
+
+impl std::ops::Deref for Facts {
+    type Target = [Fact];
+
+    fn deref(&self) -> &[Fact] {
+        &self.list
+    }
+}
+
+impl Serialize for Facts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.list.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Facts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let list = Vec::<Fact>::deserialize(deserializer)?;
+        let mut ids = IdFilter::default();
+        list.iter().for_each(|fact| ids.insert(fact.event_id));
+        Ok(Facts { list, ids })
+    }
+}
+
+/// Event ids looked for in one pass, with the union of their filter bits. A live projector
+/// looks for a few at a time, best compared one by one; a replay gathers thousands before its
+/// first refresh, which a hash set serves.
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    few: Vec<EventId>,
+    many: rustc_hash::FxHashSet<EventId>,
+    filter: IdFilter,
+}
+
+/// Beyond this many targets, a hash lookup per fact costs less than comparing with each.
+const FEW_TARGETS: usize = 16;
+
+impl Targets {
+    pub(crate) fn insert(&mut self, id: EventId) {
+        if self.many.is_empty() {
+            if self.few.contains(&id) {
+                return;
+            }
+            self.few.push(id);
+            if self.few.len() > FEW_TARGETS {
+                self.many.extend(self.few.drain(..));
+            }
+        } else {
+            self.many.insert(id);
+        }
+        self.filter.insert(id);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.few.is_empty() && self.many.is_empty()
+    }
+
+    pub(crate) fn contains(&self, id: EventId) -> bool {
+        if self.many.is_empty() {
+            self.few.contains(&id)
+        } else {
+            self.many.contains(&id)
+        }
+    }
+}
+
+/// A one-hash Bloom filter of 256 bits over event ids: no false negatives; a holder of 30
+/// facts matches an absent id about one time in nine.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdFilter([u64; 4]);
+
+impl IdFilter {
+    /// The bit of an id. Ids may be UUIDv7 (time in the high bits, random low bits), derived
+    /// from a source's message id (hashed), or chosen by a producer (perhaps sequential): both
+    /// halves are mixed so that none of these crowd a few bits.
+    fn bit(id: EventId) -> (usize, u64) {
+        let value = id.as_u128();
+        let folded = (value as u64) ^ ((value >> 64) as u64);
+        let bit = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+        ((bit >> 6) as usize, 1 << (bit & 63))
+    }
+
+    fn insert(&mut self, id: EventId) {
+        let (word, mask) = Self::bit(id);
+        self.0[word] |= mask;
+    }
+
+    fn union(&mut self, other: &IdFilter) {
+        for (word, other) in self.0.iter_mut().zip(other.0) {
+            *word |= other;
+        }
+    }
+
+    fn may_hold(&self, id: EventId) -> bool {
+        let (word, mask) = Self::bit(id);
+        self.0[word] & mask != 0
+    }
+
+    fn may_hold_any(&self, other: &IdFilter) -> bool {
+        self.0
+            .iter()
+            .zip(other.0)
+            .any(|(word, other)| word & other != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Kind;
+    use crate::timestamp::Timestamp;
+
+    fn fact(id: u128, at: i64) -> Fact {
+        Fact {
+            at: Timestamp::from_unix_millis(at),
+            event_id: EventId::from_uuid(uuid::Uuid::from_u128(id)),
+            kind: Kind::ContentViewed,
+            content_type: None,
+            need_declared: None,
+            attributes: Default::default(),
+        }
+    }
+
+    fn id(value: u128) -> EventId {
+        EventId::from_uuid(uuid::Uuid::from_u128(value))
+    }
+
+    #[test]
+    fn every_held_id_is_found_and_absent_ones_mostly_are_not() {
+        let mut facts = Facts::default();
+        for n in 0..40u128 {
+            facts.insert_in_order(fact(n * 7919, 1_000 - n as i64));
+        }
+        assert!(facts.is_sorted_by(|a, b| fact_order(a, b).is_le()));
+        for n in 0..40u128 {
+            assert!(facts.holds(id(n * 7919)), "fact {n} is held");
+        }
+        assert!(!facts.holds(id(3)));
+        // The filter, not the list, turns most absent ids away: 40 of 256 bits are set at most.
+        let passed = (1_000_000..1_010_000u128)
+            .filter(|n| facts.ids.may_hold(id(*n)))
+            .count();
+        assert!(
+            passed < 2_000,
+            "{passed} of 10,000 absent ids passed the filter"
+        );
+    }
+
+    #[test]
+    fn targets_are_found_after_absorbing_and_reading_back() {
+        let mut one = Facts::default();
+        one.push(fact(1, 5));
+        let mut other = Facts::default();
+        other.push(fact(2, 1));
+        one.absorb(other);
+        assert_eq!(one.first().map(|f| f.event_id), Some(id(2)));
+        let mut targets = Targets::default();
+        targets.insert(id(2));
+        assert!(one.holds_any(&targets));
+
+        let bytes =
+            bincode::serde::encode_to_vec(&one, bincode::config::legacy()).expect("facts encode");
+        let list_bytes = bincode::serde::encode_to_vec(&*one.list, bincode::config::legacy())
+            .expect("facts encode");
+        assert_eq!(bytes, list_bytes, "stored as the list alone");
+        let (back, _): (Facts, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::legacy())
+                .expect("facts encode");
+        assert_eq!(back.ids, one.ids);
+        assert!(back.holds_any(&targets));
+        let mut absent = Targets::default();
+        absent.insert(id(99));
+        assert!(!back.holds_any(&absent));
+
+        // Past a few targets they move to a hash set, and are all still found.
+        let mut many = Targets::default();
+        for n in 100..200u128 {
+            many.insert(id(n));
+            many.insert(id(n));
+        }
+        assert!(!back.holds_any(&many));
+        many.insert(id(1));
+        assert!(back.holds_any(&many));
+        assert!((100..200u128).all(|n| many.contains(id(n))));
+        assert!(!many.contains(id(99)));
+    }
+}
