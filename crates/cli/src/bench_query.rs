@@ -238,6 +238,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         baton_query::SqlConfig {
             addr: "127.0.0.1:0".parse().expect("invariant: a valid address"),
             read_tokens: Vec::new(),
+            tls: None,
         },
         catalogs,
         async {

@@ -26,6 +26,8 @@ impl ServeArgs {
             config: None,
             write_keys: Vec::new(),
             sql,
+            sql_tls_cert: None,
+            sql_tls_key: None,
         }
     }
 }
@@ -45,6 +47,13 @@ pub struct ServeArgs {
     /// `sql`].
     #[arg(long, value_name = "ADDR")]
     sql: Option<String>,
+    /// Certificate chain (PEM) for TLS on the SQL endpoint; with it, clients must use TLS
+    /// [config key `sql_tls_cert`, BATON_SQL_TLS_CERT].
+    #[arg(long, value_name = "FILE", requires = "sql_tls_key")]
+    sql_tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [config key `sql_tls_key`, BATON_SQL_TLS_KEY].
+    #[arg(long, value_name = "FILE", requires = "sql_tls_cert")]
+    sql_tls_key: Option<PathBuf>,
 }
 
 /// What services other than the collector contribute to `baton serve`.
@@ -104,6 +113,7 @@ pub async fn add_services(
             baton_query::SqlConfig {
                 addr,
                 read_tokens: settings.read_tokens.clone(),
+                tls: settings.sql_tls()?,
             },
             catalogs,
             async move {
@@ -114,13 +124,18 @@ pub async fn add_services(
         .context("starting the SQL endpoint")?;
         let bound = server.local_addr();
         eprintln!(
-            "  SQL:     psql -h {} -p {} -d baton{}",
+            "  SQL:     psql -h {} -p {} -d baton{}{}",
             bound.ip(),
             bound.port(),
             if settings.read_tokens.is_empty() {
-                String::new()
+                ""
             } else {
-                " (password: a read token)".to_owned()
+                " (password: a read token)"
+            },
+            if settings.sql_tls_cert.is_some() {
+                " (TLS required)"
+            } else {
+                ""
             }
         );
         services.tasks.spawn(async move {
@@ -248,6 +263,10 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
     }
     if let Some(sql) = args.sql {
         settings.sql = sql;
+    }
+    if args.sql_tls_cert.is_some() {
+        settings.sql_tls_cert = args.sql_tls_cert;
+        settings.sql_tls_key = args.sql_tls_key;
     }
     let log_args = log_args_with(log_args, &settings);
     let config = settings.collector_config(&log_args.data)?;

@@ -55,6 +55,8 @@ struct SettingsFile {
     publish_every_ms: Option<u64>,
     funnel: Option<PathBuf>,
     sql: Option<String>,
+    sql_tls_cert: Option<PathBuf>,
+    sql_tls_key: Option<PathBuf>,
     sendgrid_verification_key: Option<String>,
 }
 
@@ -80,6 +82,9 @@ pub struct Settings {
     pub funnel: Option<PathBuf>,
     /// The SQL endpoint's address, or `off`.
     pub sql: String,
+    /// The SQL endpoint's certificate chain and private key (PEM); with them, TLS is required.
+    pub sql_tls_cert: Option<PathBuf>,
+    pub sql_tls_key: Option<PathBuf>,
     /// SendGrid's Signed Event Webhook public key (base64 DER); with it, unsigned or
     /// wrongly signed SendGrid requests are refused.
     pub sendgrid_verification_key: Option<String>,
@@ -154,6 +159,8 @@ impl Settings {
                 .unwrap_or(baton_query::SnapshotPublisher::DEFAULT_EVERY.as_millis() as u64),
             funnel: parsed.funnel,
             sql: parsed.sql.unwrap_or_else(|| DEFAULT_SQL.to_owned()),
+            sql_tls_cert: parsed.sql_tls_cert,
+            sql_tls_key: parsed.sql_tls_key,
             sendgrid_verification_key: parsed.sendgrid_verification_key,
         };
         if let Some(http) = env_value(lookup, "BATON_HTTP")? {
@@ -211,6 +218,12 @@ impl Settings {
         if let Some(sql) = env_value(lookup, "BATON_SQL")? {
             settings.sql = sql;
         }
+        if let Some(cert) = env_value::<String>(lookup, "BATON_SQL_TLS_CERT")? {
+            settings.sql_tls_cert = Some(PathBuf::from(cert));
+        }
+        if let Some(key) = env_value::<String>(lookup, "BATON_SQL_TLS_KEY")? {
+            settings.sql_tls_key = Some(PathBuf::from(key));
+        }
         if let Some(key) = env_value::<String>(lookup, "BATON_SENDGRID_VERIFICATION_KEY")? {
             settings.sendgrid_verification_key = Some(key);
         }
@@ -221,6 +234,23 @@ impl Settings {
             bail!("limits.max_event_bytes and limits.max_request_bytes must be above 0");
         }
         Ok(settings)
+    }
+
+    /// The SQL endpoint's TLS files: both or neither.
+    pub fn sql_tls(&self) -> anyhow::Result<Option<baton_query::SqlTls>> {
+        match (&self.sql_tls_cert, &self.sql_tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(baton_query::SqlTls {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (Some(_), None) => bail!(
+                "sql_tls_cert is set but sql_tls_key is not: TLS for the SQL endpoint needs the certificate and its private key"
+            ),
+            (None, Some(_)) => bail!(
+                "sql_tls_key is set but sql_tls_cert is not: TLS for the SQL endpoint needs the certificate and its private key"
+            ),
+        }
     }
 
     /// The collector's configuration, its quarantine under `data` unless set.
@@ -286,6 +316,35 @@ mod tests {
         assert!(
             error.to_string().contains("BATON_RETRY_AFTER_SECS"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn sql_tls_takes_both_files_or_neither() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("baton.toml");
+        std::fs::write(&path, "sql_tls_cert = \"/etc/baton/sql.crt\"\n").expect("write");
+        let none = |_: &str| None;
+        let settings = Settings::load(Some(&path), &none).expect("loads");
+        let error = settings
+            .sql_tls()
+            .expect_err("a certificate without its key");
+        assert!(error.to_string().contains("sql_tls_key is not"), "{error}");
+        let env =
+            |name: &str| (name == "BATON_SQL_TLS_KEY").then(|| "/etc/baton/sql.key".to_owned());
+        let tls = Settings::load(Some(&path), &env)
+            .expect("loads")
+            .sql_tls()
+            .expect("both files")
+            .expect("TLS on");
+        assert_eq!(tls.cert, PathBuf::from("/etc/baton/sql.crt"));
+        assert_eq!(tls.key, PathBuf::from("/etc/baton/sql.key"));
+        assert!(
+            Settings::load(None, &none)
+                .expect("loads")
+                .sql_tls()
+                .expect("neither")
+                .is_none()
         );
     }
 

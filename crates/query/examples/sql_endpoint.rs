@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let config = SqlConfig {
         addr: ([127, 0, 0, 1], port).into(),
         read_tokens: Vec::new(),
+        tls: None,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

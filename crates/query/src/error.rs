@@ -19,6 +19,11 @@ pub enum QueryError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("SQL endpoint TLS: {}: {message}", path.display())]
+    Tls {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("cannot set up the SQL engine: {message}")]
     Engine { message: String },
     #[error("the SQL server stopped abnormally: {message}")]
@@ -28,7 +33,7 @@ pub enum QueryError {
 impl QueryError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            QueryError::Bind { .. } => ErrorKind::InvalidInput,
+            QueryError::Bind { .. } | QueryError::Tls { .. } => ErrorKind::InvalidInput,
             QueryError::Engine { .. } | QueryError::Stopped { .. } => ErrorKind::Bug,
         }
     }

@@ -21,7 +21,7 @@ pub use http::{
 };
 pub use openapi::document as openapi_document;
 #[cfg(feature = "sql")]
-pub use sql::{SqlConfig, SqlServer, serve_sql};
+pub use sql::{SqlConfig, SqlServer, SqlTls, serve_sql};
 pub use table::{
     ColumnType, Snapshot, Table, Value, ViewKind, marketing_tables, sales_tables, shared_tables,
     stages_table, tables,

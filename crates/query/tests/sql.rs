@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use baton_core::{DEFAULT_FUNNEL_TOML, FunnelDefinition, FunnelProjection};
 use baton_producer::{History, HistoryConfig};
 use baton_projector::Position;
-use baton_query::{Catalog, ColumnType, Snapshot, SqlConfig, SqlServer, Value, serve_sql};
+use baton_query::{Catalog, ColumnType, Snapshot, SqlConfig, SqlServer, SqlTls, Value, serve_sql};
 use tokio::sync::{oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -80,6 +80,10 @@ impl Endpoint {
     }
 
     async fn start_on(addr: &str, read_tokens: &[&str]) -> Endpoint {
+        Endpoint::start_with(addr, read_tokens, None).await
+    }
+
+    async fn start_with(addr: &str, read_tokens: &[&str], tls: Option<SqlTls>) -> Endpoint {
         let (catalogs, receiver) = watch::channel(catalog(&views().live));
         let (stop, stopped) = oneshot::channel::<()>();
         let config = SqlConfig {
@@ -88,6 +92,7 @@ impl Endpoint {
                 .iter()
                 .map(|token| (*token).to_owned())
                 .collect(),
+            tls,
         };
         let server = serve_sql(config, receiver, async move {
             let _ = stopped.await;
@@ -887,6 +892,158 @@ async fn psql_lists_describes_and_queries() {
 }
 
 /// The catalog functions SQLAlchemy's column reflection calls, which DataFusion lacks.
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+fn test_tls() -> SqlTls {
+    SqlTls {
+        cert: tls_fixture("server.crt"),
+        key: tls_fixture("server.key"),
+    }
+}
+
+/// Runs psql with a connection string and commands; returns (success, stdout, stderr).
+async fn psql_with(conninfo: &str, password: &str, commands: &[&str]) -> (bool, String, String) {
+    let mut command = tokio::process::Command::new("/usr/bin/psql");
+    command
+        .arg(conninfo)
+        .args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .kill_on_drop(true);
+    for sql in commands {
+        command.args(["-c", sql]);
+    }
+    let output = command
+        .output()
+        .await
+        .expect("psql runs (is /usr/bin/psql installed? apt-get install postgresql-client)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_clients_must_use_tls_and_can_verify_it() {
+    let endpoint = Endpoint::start_with("127.0.0.1:0", &["tls-token"], Some(test_tls())).await;
+    let base = format!(
+        "host=127.0.0.1 port={} user=analyst dbname=baton",
+        endpoint.port()
+    );
+    let root = tls_fixture("ca.crt");
+
+    // libpq checks the chain against the test CA and the address against the certificate.
+    let verified = format!("{base} sslmode=verify-full sslrootcert={}", root.display());
+    let (ok, stdout, stderr) = psql_with(
+        &verified,
+        "tls-token",
+        &["\\conninfo", "select count(*) as n from stages"],
+    )
+    .await;
+    assert!(ok, "psql over TLS failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("SSL connection (protocol: TLSv1."),
+        "{stdout}"
+    );
+    let stages = views().live.table("stages").expect("stages").rows.len();
+    assert!(
+        stdout.contains(&format!(" {stages}\n")),
+        "{stages} stages:\n{stdout}"
+    );
+
+    // The default `prefer` asks for TLS first, so it needs no setting.
+    let (ok, stdout, stderr) = psql_with(&base, "tls-token", &["\\conninfo"]).await;
+    assert!(
+        ok && stdout.contains("SSL connection"),
+        "{stdout}\n{stderr}"
+    );
+
+    // A plaintext connection is refused before the password is asked for.
+    let (ok, stdout, stderr) = psql_with(
+        &format!("{base} sslmode=disable"),
+        "tls-token",
+        &["select 1"],
+    )
+    .await;
+    assert!(!ok, "a plaintext connection was admitted:\n{stdout}");
+    assert!(
+        stderr.contains("accepts only TLS connections") && stderr.contains("sslmode=require"),
+        "{stderr}"
+    );
+
+    // A client that trusts another CA refuses the server.
+    let (ok, _, stderr) = psql_with(
+        &format!(
+            "{base} sslmode=verify-full sslrootcert={}",
+            tls_fixture("server.crt").display()
+        ),
+        "tls-token",
+        &["select 1"],
+    )
+    .await;
+    assert!(!ok, "verified against the wrong root");
+    assert!(stderr.contains("certificate verify failed"), "{stderr}");
+    endpoint.stop().await;
+}
+
+#[tokio::test]
+async fn bad_tls_files_are_refused_at_start_naming_the_file() {
+    let start = |tls: SqlTls| async move {
+        let (_catalogs, receiver) = watch::channel(catalog(&views().live));
+        let config = SqlConfig {
+            addr: "127.0.0.1:0".parse().expect("address"),
+            read_tokens: Vec::new(),
+            tls: Some(tls),
+        };
+        serve_sql(config, receiver, std::future::pending())
+            .await
+            .expect_err("a bad TLS set-up must not start")
+            .to_string()
+    };
+    let missing = tls_fixture("absent.crt");
+    let error = start(SqlTls {
+        cert: missing.clone(),
+        ..test_tls()
+    })
+    .await;
+    assert!(
+        error.contains(&missing.display().to_string()) && error.contains("cannot read it"),
+        "{error}"
+    );
+    let error = start(SqlTls {
+        key: tls_fixture("server.crt"),
+        ..test_tls()
+    })
+    .await;
+    assert!(
+        error.contains("server.crt") && error.contains("holds no private key"),
+        "{error}"
+    );
+    let error = start(SqlTls {
+        cert: tls_fixture("server.key"),
+        ..test_tls()
+    })
+    .await;
+    assert!(
+        error.contains("server.key") && error.contains("holds no certificate"),
+        "{error}"
+    );
+    let error = start(SqlTls {
+        key: tls_fixture("other.key"),
+        ..test_tls()
+    })
+    .await;
+    assert!(
+        error.contains("other.key") && error.contains("cannot be used with the certificate"),
+        "{error}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_build_object_and_reflection_helpers_answer() {
     let endpoint = Endpoint::start(&[]).await;

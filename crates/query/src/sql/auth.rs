@@ -25,18 +25,21 @@ use super::session::{DATABASE, SERVER_VERSION};
 /// talks to.
 pub(super) struct TokenStartupHandler {
     tokens: Arc<[String]>,
+    /// TLS is configured, so a connection without it is refused before anything else.
+    tls_required: bool,
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
 }
 
 impl TokenStartupHandler {
-    pub(super) fn new(tokens: Arc<[String]>) -> TokenStartupHandler {
+    pub(super) fn new(tokens: Arc<[String]>, tls_required: bool) -> TokenStartupHandler {
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.server_version = SERVER_VERSION.to_owned();
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
         TokenStartupHandler {
             tokens,
+            tls_required,
             parameters,
             pids: RandomPidSecretKeyGenerator::default(),
         }
@@ -95,6 +98,18 @@ impl StartupHandler for TokenStartupHandler {
             PgWireFrontendMessage::Startup(startup) => {
                 protocol_negotiation(client, &startup).await?;
                 save_startup_parameters_to_metadata(client, &startup);
+                if self.tls_required && !client.is_secure() {
+                    let mut info = fatal(
+                        "28000",
+                        "this server accepts only TLS connections, and this one is not encrypted"
+                            .to_owned(),
+                    );
+                    info.hint = Some(
+                        "Connect with sslmode=require (or verify-full with the server's CA); BI tools call it \"SSL\" or \"secure connection\"."
+                            .to_owned(),
+                    );
+                    return Err(PgWireError::UserError(Box::new(info)));
+                }
                 if self.tokens.is_empty() {
                     let peer = client.socket_addr().ip();
                     if !is_local(peer) {

@@ -10,6 +10,7 @@ mod rewrite;
 mod session;
 mod sqlstate;
 mod tables;
+mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -31,6 +32,7 @@ pub(crate) use engine::{SqlEngine, SqlFailure};
 use session::SqlService;
 use sqlstate::SqlErrorHandler;
 use tables::CatalogSource;
+pub use tls::SqlTls;
 
 /// Where the SQL endpoint listens and who may use it.
 #[derive(Clone)]
@@ -40,6 +42,8 @@ pub struct SqlConfig {
     /// Passwords that admit a client (with any user name). With none, only clients on this
     /// machine (loopback) are admitted, without a password.
     pub read_tokens: Vec<String>,
+    /// With a certificate, every connection must use TLS; without, none can.
+    pub tls: Option<SqlTls>,
 }
 
 impl fmt::Debug for SqlConfig {
@@ -50,6 +54,7 @@ impl fmt::Debug for SqlConfig {
                 "read_tokens",
                 &format_args!("[{} redacted]", self.read_tokens.len()),
             )
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -98,6 +103,7 @@ pub async fn serve_sql(
         source,
     })?;
     let local_only = config.read_tokens.is_empty();
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let source = Arc::new(CatalogSource::new(catalogs));
     source.current().map_err(|error| QueryError::Engine {
         message: format!("cannot convert the views to Arrow: {error}"),
@@ -105,15 +111,19 @@ pub async fn serve_sql(
     let context = session::session_context(source.clone(), session::QUERY_MEMORY_LIMIT)?;
     let handlers = Arc::new(SqlHandlers {
         service: Arc::new(SqlService::new(context, source)),
-        startup: Arc::new(TokenStartupHandler::new(config.read_tokens.into())),
+        startup: Arc::new(TokenStartupHandler::new(
+            config.read_tokens.into(),
+            tls.is_some(),
+        )),
     });
-    tracing::info!(%local_addr, local_only, "SQL endpoint listening");
-    let task = tokio::spawn(accept(listener, handlers, shutdown));
+    tracing::info!(%local_addr, local_only, tls = tls.is_some(), "SQL endpoint listening");
+    let task = tokio::spawn(accept(listener, tls, handlers, shutdown));
     Ok(SqlServer { local_addr, task })
 }
 
 async fn accept(
     listener: TcpListener,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
     handlers: Arc<SqlHandlers>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -125,8 +135,9 @@ async fn accept(
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let handlers = handlers.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        if let Err(error) = process_socket(socket, None, handlers).await {
+                        if let Err(error) = process_socket(socket, tls, handlers).await {
                             tracing::debug!(%peer, %error, "SQL connection ended with an error");
                         }
                     });
