@@ -892,6 +892,64 @@ async fn psql_lists_describes_and_queries() {
 }
 
 /// The catalog functions SQLAlchemy's column reflection calls, which DataFusion lacks.
+/// A statement that runs for minutes unless stopped: DataFusion streams the series in batches.
+const ENDLESS: &str = "select max(value) from generate_series(1, 1000000000000)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_statement_is_cancelled_or_timed_out_and_the_connection_goes_on() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let cancel = client.cancel_token();
+    // The cancel request is sent until the statement ends: one sent before the statement has
+    // started cancels nothing, as in PostgreSQL.
+    let canceller = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if cancel.cancel_query(NoTls).await.is_err() {
+                return;
+            }
+        }
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(120), client.simple_query(ENDLESS))
+        .await
+        .expect("the statement was cancelled within two minutes");
+    canceller.abort();
+    let error = outcome.expect_err("a cancelled statement is an error");
+    assert_eq!(db_code(&error), SqlState::QUERY_CANCELED, "{error:?}");
+    assert!(
+        format!("{error:?}").contains("canceling statement due to user request"),
+        "{error:?}"
+    );
+    let rows = simple_rows(
+        client
+            .simple_query("select 41 + 1 as n")
+            .await
+            .expect("goes on"),
+    );
+    assert_eq!(rows[0].get("n"), Some("42"));
+
+    // The extended protocol, with statement_timeout instead of a cancel request.
+    client
+        .simple_query("set statement_timeout = '300ms'")
+        .await
+        .expect("set");
+    let outcome = tokio::time::timeout(Duration::from_secs(120), client.query(ENDLESS, &[]))
+        .await
+        .expect("the statement timed out within two minutes");
+    let error = outcome.expect_err("a timed-out statement is an error");
+    assert_eq!(db_code(&error), SqlState::QUERY_CANCELED, "{error:?}");
+    assert!(
+        format!("{error:?}").contains("canceling statement due to statement timeout"),
+        "{error:?}"
+    );
+    let row = client
+        .query_one("select 7 as n", &[])
+        .await
+        .expect("goes on");
+    assert_eq!(row.get::<_, i64>("n"), 7);
+    endpoint.stop().await;
+}
+
 fn tls_fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/tls")

@@ -12,8 +12,8 @@ use pgwire::api::auth::{
     save_startup_parameters_to_metadata,
 };
 use pgwire::api::{
-    ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnectionState, PidSecretKeyGenerator,
-    RandomPidSecretKeyGenerator,
+    ClientInfo, ConnectionManager, METADATA_DATABASE, METADATA_USER, PgWireConnectionState,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
@@ -27,12 +27,18 @@ pub(super) struct TokenStartupHandler {
     tokens: Arc<[String]>,
     /// TLS is configured, so a connection without it is refused before anything else.
     tls_required: bool,
+    /// Where admitted connections are registered, so a cancel request can find them.
+    connections: Arc<ConnectionManager>,
     parameters: DefaultServerParameterProvider,
     pids: RandomPidSecretKeyGenerator,
 }
 
 impl TokenStartupHandler {
-    pub(super) fn new(tokens: Arc<[String]>, tls_required: bool) -> TokenStartupHandler {
+    pub(super) fn new(
+        tokens: Arc<[String]>,
+        tls_required: bool,
+        connections: Arc<ConnectionManager>,
+    ) -> TokenStartupHandler {
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.server_version = SERVER_VERSION.to_owned();
         parameters.default_transaction_read_only = true;
@@ -40,6 +46,7 @@ impl TokenStartupHandler {
         TokenStartupHandler {
             tokens,
             tls_required,
+            connections,
             parameters,
             pids: RandomPidSecretKeyGenerator::default(),
         }
@@ -59,6 +66,7 @@ impl TokenStartupHandler {
             return Err(PgWireError::UserError(Box::new(info)));
         }
         let (pid, secret_key) = self.pids.generate(client);
+        super::cancel::register(&self.connections, client, pid, secret_key.clone());
         client.set_pid_and_secret_key(pid, secret_key);
         finish_authentication(client, &self.parameters).await
     }

@@ -4,6 +4,7 @@
 //! the `pg_catalog` queries drivers send. Read-only; see `docs/sql.md`.
 
 mod auth;
+mod cancel;
 mod engine;
 mod functions;
 mod rewrite;
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ErrorHandler, PgWireServerHandlers};
+use pgwire::api::{ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::tokio::process_socket;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -109,12 +111,15 @@ pub async fn serve_sql(
         message: format!("cannot convert the views to Arrow: {error}"),
     })?;
     let context = session::session_context(source.clone(), session::QUERY_MEMORY_LIMIT)?;
+    let connections = Arc::new(ConnectionManager::new());
     let handlers = Arc::new(SqlHandlers {
         service: Arc::new(SqlService::new(context, source)),
         startup: Arc::new(TokenStartupHandler::new(
             config.read_tokens.into(),
             tls.is_some(),
+            connections.clone(),
         )),
+        cancel: Arc::new(DefaultCancelHandler::new(connections)),
     });
     tracing::info!(%local_addr, local_only, tls = tls.is_some(), "SQL endpoint listening");
     let task = tokio::spawn(accept(listener, tls, handlers, shutdown));
@@ -165,6 +170,8 @@ async fn accept(
 struct SqlHandlers {
     service: Arc<SqlService>,
     startup: Arc<TokenStartupHandler>,
+    /// Cancel requests, matched to connections by (pid, secret key).
+    cancel: Arc<DefaultCancelHandler>,
 }
 
 impl PgWireServerHandlers for SqlHandlers {
@@ -178,6 +185,10 @@ impl PgWireServerHandlers for SqlHandlers {
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {

@@ -30,6 +30,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
+use super::cancel::Stop;
 use super::tables::{BatonCatalog, CatalogSource, LIVE_SCHEMA};
 use super::{functions, rewrite};
 use crate::QueryError;
@@ -158,9 +159,17 @@ impl SimpleQueryHandler for SqlService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         // One snapshot for every statement of the query string.
+        let stop = Stop::start(client).await;
         let query = rewrite::rewrite(query);
         let work = SimpleQueryHandler::do_query(&*self.inner, client, &query);
-        self.source.pinned(work).await.map_err(catalog_error)?
+        let responses = stop
+            .run(self.source.pinned(work))
+            .await?
+            .map_err(catalog_error)??;
+        Ok(responses
+            .into_iter()
+            .map(|response| stop.watch(response))
+            .collect())
     }
 }
 
@@ -187,8 +196,13 @@ impl ExtendedQueryHandler for SqlService {
     {
         // The plan was made at Parse time; its tables read the snapshot pinned now, so a
         // prepared statement executed again sees the newest snapshot.
+        let stop = Stop::start(client).await;
         let work = ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows);
-        self.source.pinned(work).await.map_err(catalog_error)?
+        let response = stop
+            .run(self.source.pinned(work))
+            .await?
+            .map_err(catalog_error)??;
+        Ok(stop.watch(response))
     }
 }
 
