@@ -1063,43 +1063,40 @@ async fn bad_tls_files_are_refused_at_start_naming_the_file() {
             .expect_err("a bad TLS set-up must not start")
             .to_string()
     };
-    let missing = tls_fixture("absent.crt");
-    let error = start(SqlTls {
-        cert: missing.clone(),
-        ..test_tls()
-    })
-    .await;
-    assert!(
-        error.contains(&missing.display().to_string()) && error.contains("cannot read it"),
-        "{error}"
-    );
-    let error = start(SqlTls {
-        key: tls_fixture("server.crt"),
-        ..test_tls()
-    })
-    .await;
-    assert!(
-        error.contains("server.crt") && error.contains("holds no private key"),
-        "{error}"
-    );
-    let error = start(SqlTls {
-        cert: tls_fixture("server.key"),
-        ..test_tls()
-    })
-    .await;
-    assert!(
-        error.contains("server.key") && error.contains("holds no certificate"),
-        "{error}"
-    );
-    let error = start(SqlTls {
-        key: tls_fixture("other.key"),
-        ..test_tls()
-    })
-    .await;
-    assert!(
-        error.contains("other.key") && error.contains("cannot be used with the certificate"),
-        "{error}"
-    );
+    // (certificate file, key file, what the error must say besides the file's name)
+    let cases = [
+        ("absent.crt", "server.key", "absent.crt", "cannot read it"),
+        (
+            "server.crt",
+            "server.crt",
+            "server.crt",
+            "holds no private key",
+        ),
+        (
+            "server.key",
+            "server.key",
+            "server.key",
+            "holds no certificate",
+        ),
+        (
+            "server.crt",
+            "other.key",
+            "other.key",
+            "cannot be used with the certificate",
+        ),
+    ];
+    for (cert, key, file, problem) in cases {
+        let error = start(SqlTls {
+            cert: tls_fixture(cert),
+            key: tls_fixture(key),
+        })
+        .await;
+        let named = tls_fixture(file).display().to_string();
+        assert!(
+            error.contains(&named) && error.contains(problem),
+            "{cert} + {key}: {error}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
