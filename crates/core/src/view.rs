@@ -11,7 +11,7 @@ use crate::funnel::{FunnelDefinition, Owner};
 use crate::journey::{Direction, Fact, Journey, Place, Traits};
 use crate::symbol::Symbols;
 use crate::timestamp::Timestamp;
-use facts::{Facts, Targets};
+use facts::{Facts, Filters, Holder, Targets};
 use serde::{Deserialize, Serialize};
 use state::Unsaved;
 use std::collections::BTreeMap;
@@ -191,6 +191,8 @@ pub struct FunnelProjection {
     refold_all: bool,
     /// Retraction and correction targets whose holder is not known yet (see `dirty_target`).
     unplaced_targets: Targets,
+    /// Every person's and visitor's id filter, side by side, for the pass that places them.
+    filters: Filters,
     events: u64,
     /// The latest business time seen: "now" for clocks still running.
     latest: Option<Timestamp>,
@@ -215,6 +217,7 @@ impl FunnelProjection {
             dirty: HashSet::default(),
             refold_all: false,
             unplaced_targets: Targets::default(),
+            filters: Filters::default(),
             events: 0,
             latest: None,
             unsaved: None,
@@ -250,6 +253,15 @@ impl FunnelProjection {
         self.people
             .get_mut(id)
             .expect("invariant: inserted just above")
+    }
+
+    /// Records a fact of a (canonical) person and keeps their filter's copy in step.
+    fn record_fact(&mut self, person: &str, fact: Fact) {
+        self.touch_person(person).record(fact);
+        if let Some(holder) = self.people.get_mut(person) {
+            self.filters
+                .sync(&mut holder.facts, || Holder::Person(person.to_owned()));
+        }
     }
 
     /// The id a person id stands for now, following merges. Borrows `id` when it was never
@@ -352,20 +364,32 @@ impl FunnelProjection {
         if self.unplaced_targets.is_empty() {
             return;
         }
-        // Each holder's id filter turns most of them away without reading their facts.
+        // The filters, side by side, turn most holders away without touching them.
         let targets = std::mem::take(&mut self.unplaced_targets);
-        let people: Vec<String> = self
-            .people
-            .iter()
-            .filter(|(_, person)| person.facts.holds_any(&targets))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let visitors: Vec<String> = self
-            .visitors
-            .iter()
-            .filter(|(_, visitor)| visitor.facts.holds_any(&targets))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut people = Vec::new();
+        let mut visitors = Vec::new();
+        for holder in self.filters.candidates(&targets) {
+            match holder {
+                Holder::Person(id) => {
+                    if self
+                        .people
+                        .get(id)
+                        .is_some_and(|person| person.facts.holds_any(&targets))
+                    {
+                        people.push(id.clone());
+                    }
+                }
+                Holder::Visitor(id) => {
+                    if self
+                        .visitors
+                        .get(id)
+                        .is_some_and(|visitor| visitor.facts.holds_any(&targets))
+                    {
+                        visitors.push(id.clone());
+                    }
+                }
+            }
+        }
         self.dirty.extend(people);
         for anonymous in visitors {
             self.dirty_visitor(&anonymous);
@@ -411,7 +435,7 @@ impl FunnelProjection {
                 self.dirty_visitor(anonymous_id);
                 // Being identified is itself a fact of the person's journey.
                 let fact = Fact::from_event(event, &mut self.symbols);
-                self.touch_person(&person).record(fact);
+                self.record_fact(&person, fact);
                 return;
             }
             Payload::LinkedToAccount {
@@ -446,10 +470,15 @@ impl FunnelProjection {
                 }
                 if let Some(absorbed) = self.people.remove(&from) {
                     self.dirty.remove(&from);
+                    self.filters.release(&absorbed.facts);
                     if let Some(account) = absorbed.account().cloned() {
                         self.note_account_member(&account, &into);
                     }
                     self.touch_person(&into).absorb(absorbed);
+                    if let Some(holder) = self.people.get_mut(&into) {
+                        self.filters
+                            .sync(&mut holder.facts, || Holder::Person(into.clone()));
+                    }
                 }
                 if let Some(visitors) = self.visitors_of.remove(&from) {
                     let entry = self.visitors_of.entry(into.clone()).or_default();
@@ -566,13 +595,12 @@ impl FunnelProjection {
         let fact = Fact::from_event(event, &mut self.symbols);
         if let Some(person) = &event.identity.person_id {
             let person = self.canonical(person);
-            self.touch_person(&person).record(fact);
+            self.record_fact(&person, fact);
         } else if let Some(anonymous) = &event.identity.anonymous_id {
-            self.visitors
-                .entry(anonymous.clone())
-                .or_default()
-                .facts
-                .push(fact);
+            let visitor = self.visitors.entry(anonymous.clone()).or_default();
+            visitor.facts.push(fact);
+            self.filters
+                .sync(&mut visitor.facts, || Holder::Visitor(anonymous.clone()));
             if let Some(unsaved) = &mut self.unsaved {
                 Unsaved::mark(&mut unsaved.visitors, anonymous);
             }

@@ -275,6 +275,27 @@ fn retractions_that_name_nobody_find_their_fact_among_many_people() {
     // p-137 is no MQL any more; p-299 still has the visitor's demo until that goes too.
     assert_eq!(mql_entered(&live), 298);
     assert_eq!(live.summary(), history.project().summary());
+
+    // The same after a restart: the stored state is read back, then the retractions come.
+    let definition = FunnelDefinition::default_funnel();
+    let mut stored = FunnelProjection::tracking_changes(definition.clone());
+    for event in &history.events[..before] {
+        stored.apply(event);
+    }
+    let store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = stored
+        .take_changes()
+        .expect("encodes")
+        .into_iter()
+        .filter_map(|entry| Some((entry.key, entry.value?)))
+        .collect();
+    let mut restored = FunnelProjection::restore(definition, store.iter()).expect("restores");
+    assert_eq!(mql_entered(&restored), 300);
+    for event in &history.events[before..] {
+        restored.apply(event);
+    }
+    restored.refresh();
+    assert_eq!(mql_entered(&restored), 298);
+    assert_eq!(restored.summary(), history.project().summary());
 }
 
 #[test]

@@ -305,8 +305,20 @@ impl FunnelProjection {
             }
         }
         // Stores written before facts were kept in order hold them as they arrived.
-        for person in projection.people.values_mut() {
+        for (id, person) in &mut projection.people {
             person.facts.sort_if_needed();
+            if !person.facts.is_empty() {
+                projection
+                    .filters
+                    .sync(&mut person.facts, || super::Holder::Person(id.clone()));
+            }
+        }
+        for (id, visitor) in &mut projection.visitors {
+            if !visitor.facts.is_empty() {
+                projection
+                    .filters
+                    .sync(&mut visitor.facts, || super::Holder::Visitor(id.clone()));
+            }
         }
         projection.refold_all = true;
         projection.refresh();
