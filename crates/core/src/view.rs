@@ -359,7 +359,8 @@ impl FunnelProjection {
     }
 
     /// Finds the holders of governance targets the envelopes did not place, in one pass over
-    /// every fact, and marks their journeys dirty.
+    /// every holder's id filter (reading the facts of those that match), and marks their
+    /// journeys dirty.
     fn place_targets(&mut self) {
         if self.unplaced_targets.is_empty() {
             return;
