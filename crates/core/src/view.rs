@@ -257,8 +257,12 @@ impl FunnelProjection {
 
     /// Records a fact of a (canonical) person and keeps their filter's copy in step.
     fn record_fact(&mut self, person: &str, fact: Fact) {
-        self.touch_person(person).record(fact);
-        if let Some(holder) = self.people.get_mut(person) {
+        let holder = self.touch_person(person);
+        holder.record(fact);
+        let filter = holder.facts.filter();
+        if !self.filters.update(filter)
+            && let Some(holder) = self.people.get_mut(person)
+        {
             self.filters
                 .sync(&mut holder.facts, || Holder::Person(person.to_owned()));
         }
