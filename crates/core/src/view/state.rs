@@ -244,7 +244,7 @@ impl FunnelProjection {
             };
             match tag {
                 PERSON => {
-                    let person: Person = decode(key, value)?;
+                    let person: Box<Person> = decode(key, value)?;
                     projection.people.insert(id_text(key)?, person);
                 }
                 VISITOR => {
