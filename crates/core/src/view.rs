@@ -169,6 +169,9 @@ pub(crate) struct Won {
     amount: crate::event::Money,
 }
 
+/// A person's journey and what the views read of their facts, folded together.
+type Folded = (Journey, part::PersonPart);
+
 /// Every journey under one definition, built from the log.
 #[derive(Debug)]
 pub struct FunnelProjection {
@@ -192,6 +195,8 @@ pub struct FunnelProjection {
     dirty: HashSet<String>,
     /// Set when the state was restored: the next refresh re-folds everyone.
     refold_all: bool,
+    /// How many threads a large refresh may fold journeys on (see `with_refresh_threads`).
+    refresh_threads: std::num::NonZeroUsize,
     /// Retraction and correction targets whose holder is not known yet (see `dirty_target`).
     unplaced_targets: Targets,
     /// Every person's and visitor's id filter, side by side, for the pass that places them.
@@ -219,6 +224,7 @@ impl FunnelProjection {
             wins: HashMap::default(),
             dirty: HashSet::default(),
             refold_all: false,
+            refresh_threads: std::num::NonZeroUsize::MIN,
             unplaced_targets: Targets::default(),
             filters: Filters::default(),
             events: 0,
@@ -617,8 +623,19 @@ impl FunnelProjection {
         // An account-only touch has no person journey; account views count it.
     }
 
+    /// Lets a large refresh (thousands of journeys: the end of a replay, a restore) fold on up
+    /// to `threads` threads. Each journey is folded from state the refresh only reads, so the
+    /// result is the same on any number of threads; refreshes of a few journeys (a live
+    /// commit) stay on the calling thread, where starting threads would cost more than it saves.
+    pub fn with_refresh_threads(mut self, threads: std::num::NonZeroUsize) -> Self {
+        self.refresh_threads = threads;
+        self
+    }
+
     /// Re-folds every journey whose facts or traits changed since the last refresh.
     pub fn refresh(&mut self) {
+        /// Below this many journeys a refresh stays on one thread.
+        const PARALLEL_FROM: usize = 4_096;
         self.place_targets();
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();
@@ -626,28 +643,71 @@ impl FunnelProjection {
         } else {
             self.dirty.drain().collect()
         };
-        for id in dirty {
-            let Some(person) = self.people.get(&id) else {
-                continue;
-            };
-            let account = person.account().and_then(|a| self.accounts.get(a));
-            let traits = Traits {
-                account_employees: account.and_then(|a| a.employees.get().copied()),
-                account_industry: account.and_then(|a| a.industry.get().cloned()),
-                account_region: account.and_then(|a| a.region.get().cloned()),
-                person_title: person.title.get().cloned(),
-                person_seniority: person.seniority.get().cloned(),
-                person_department: person.department.get().cloned(),
-                person_country: person.country.get().cloned(),
-            };
-            let facts = self.facts_for(&id, person);
-            let journey = Journey::fold(&self.definition, &facts, &traits);
-            let part = part::PersonPart::of(&facts, &journey);
-            if let Some(person) = self.people.get_mut(&id) {
-                person.journey = journey;
-                person.part = part;
+        let threads = self.refresh_threads.get();
+        if threads == 1 || dirty.len() < PARALLEL_FROM {
+            for id in dirty {
+                self.store_folded(&id);
+            }
+            return;
+        }
+        // In rounds, so that only a round's new journeys wait beside the old ones.
+        for round in dirty.chunks(PARALLEL_FROM * 8) {
+            let this = &*self;
+            let folded: Vec<Vec<(&String, Option<Folded>)>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = round
+                    .chunks(round.len().div_ceil(threads))
+                    .map(|ids| {
+                        scope.spawn(move || {
+                            ids.iter()
+                                .map(|id| (id, this.fold_person(id)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|worker| match worker.join() {
+                        Ok(folded) => folded,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    })
+                    .collect()
+            });
+            for (id, folded) in folded.into_iter().flatten() {
+                self.store(id, folded);
             }
         }
+    }
+
+    fn store_folded(&mut self, id: &str) {
+        let folded = self.fold_person(id);
+        self.store(id, folded);
+    }
+
+    fn store(&mut self, id: &str, folded: Option<Folded>) {
+        if let (Some((journey, part)), Some(person)) = (folded, self.people.get_mut(id)) {
+            person.journey = journey;
+            person.part = part;
+        }
+    }
+
+    /// A person's journey and the part of their facts the views read, folded from their
+    /// current facts and traits; `None` for someone not (or no longer) a person here.
+    fn fold_person(&self, id: &str) -> Option<Folded> {
+        let person = self.people.get(id)?;
+        let account = person.account().and_then(|a| self.accounts.get(a));
+        let traits = Traits {
+            account_employees: account.and_then(|a| a.employees.get().copied()),
+            account_industry: account.and_then(|a| a.industry.get().cloned()),
+            account_region: account.and_then(|a| a.region.get().cloned()),
+            person_title: person.title.get().cloned(),
+            person_seniority: person.seniority.get().cloned(),
+            person_department: person.department.get().cloned(),
+            person_country: person.country.get().cloned(),
+        };
+        let facts = self.facts_for(id, person);
+        let journey = Journey::fold(&self.definition, &facts, &traits);
+        let part = part::PersonPart::of(&facts, &journey);
+        Some((journey, part))
     }
 
     /// A person's own facts and the facts of the visitors they stood for, without retracted

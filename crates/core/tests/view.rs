@@ -299,6 +299,105 @@ fn retractions_that_name_nobody_find_their_fact_among_many_people() {
 }
 
 #[test]
+fn a_refresh_on_several_threads_folds_the_same_journeys_as_on_one() {
+    // Enough people for a refresh to use its threads, with visitors to stitch, hand-offs,
+    // deals and governance, so that every part of a journey is folded.
+    let mut history = History::new();
+    for n in 0..6_000_i64 {
+        let name = format!("p-{n}");
+        let account = format!("acct-{}", n % 700);
+        let who = (None, Some(name.as_str()), Some(account.as_str()));
+        for hour in 0..(n % 5) {
+            history.push(n + hour, who, example_payload(Kind::ContentViewed));
+        }
+        if n % 3 == 0 {
+            let visitor = format!("anon-{n}");
+            let anonymous = (Some(visitor.as_str()), None, None);
+            history.push(n, anonymous, example_payload(Kind::WebinarAttended));
+            history.push(
+                n + 1,
+                (None, None, None),
+                Payload::Identified {
+                    anonymous_id: visitor.clone(),
+                    person_id: name.clone(),
+                },
+            );
+        }
+        if n % 2 == 0 {
+            let demo = history.push(n + 6, who, Payload::DemoRequested { product: None });
+            if n % 10 == 0 {
+                let retraction = Payload::Retracted {
+                    target: demo,
+                    reason: "bot".into(),
+                };
+                history.push(n + 7, (None, None, None), retraction);
+            }
+        }
+        // Each person's deal is their own.
+        let deal = |history: &mut History, hours: i64, payload: Payload| {
+            history.push(hours, who, payload);
+            let event = history.events.last_mut().expect("pushed");
+            event.opportunity_id = Some(format!("opp-{n}"));
+        };
+        if n % 4 == 0 {
+            history.push(n + 8, who, example_payload(Kind::LeadAccepted));
+            deal(
+                &mut history,
+                n + 9,
+                example_payload(Kind::OpportunityCreated),
+            );
+        }
+        if n % 8 == 0 {
+            deal(&mut history, n + 30, won(1_000 + n));
+        }
+    }
+    let fold = |threads: usize| {
+        let threads = std::num::NonZeroUsize::new(threads).expect("threads");
+        let mut projection =
+            FunnelProjection::new(FunnelDefinition::default_funnel()).with_refresh_threads(threads);
+        for event in &history.events {
+            projection.apply(event);
+        }
+        projection.refresh();
+        projection
+    };
+    let one = fold(1);
+    let (marketing, sales, shared) = one.views();
+    assert!(
+        shared
+            .summary
+            .stages
+            .iter()
+            .any(|s| s.name == "mql" && s.entered > 1_000)
+    );
+    assert!(sales.won > 100, "won {}", sales.won);
+    for threads in [2, 3] {
+        let many = fold(threads);
+        assert_eq!(
+            many.views(),
+            (marketing.clone(), sales.clone(), shared.clone())
+        );
+    }
+
+    // A restore re-folds everyone: on two threads as on one.
+    let mut stored = FunnelProjection::tracking_changes(FunnelDefinition::default_funnel());
+    for event in &history.events {
+        stored.apply(event);
+    }
+    let store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = stored
+        .take_changes()
+        .expect("encodes")
+        .into_iter()
+        .filter_map(|entry| Some((entry.key, entry.value?)))
+        .collect();
+    let two = std::num::NonZeroUsize::new(2).expect("two");
+    let restored =
+        FunnelProjection::restore_on(FunnelDefinition::default_funnel(), store.iter(), two)
+            .expect("restores");
+    assert_eq!(restored.views(), (marketing, sales, shared));
+}
+
+#[test]
 fn the_summary_counts_entries_conversions_and_stays() {
     let mut history = History::new();
     // p-1: inquiry -> mql (2 h later) -> sal (3 h later).

@@ -21,7 +21,8 @@ pub async fn fold_log<L: EventLog>(
     mut progress: impl FnMut(Position, Position),
 ) -> Result<Folded, ProjectError> {
     let head = log.stat().await?.head;
-    let mut projection = FunnelProjection::new(definition);
+    let mut projection =
+        FunnelProjection::new(definition).with_refresh_threads(crate::refresh_threads());
     let mut records = log.read(Position::ZERO).await?;
     let mut reached = Position::ZERO;
     while let Some(record) = records.next().await {

@@ -16,3 +16,10 @@ pub use runner::{OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run
 pub use store::{
     Bound, StoreError, StoredEntry, View, ViewDetail, ViewInfo, ViewStore, valid_view_name,
 };
+
+/// The threads a large refresh folds journeys on: every core. The fold thread waits while
+/// they run, and at the end of a replay or at a restore the reading side is idle, so the
+/// refresh has the machine to itself.
+fn refresh_threads() -> std::num::NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
+}

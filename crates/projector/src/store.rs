@@ -463,10 +463,12 @@ impl View {
             }
         });
         let projection =
-            FunnelProjection::restore(definition, entries).map_err(|error| StoreError::State {
-                name: self.name.clone(),
-                error,
-            })?;
+            FunnelProjection::restore_on(definition, entries, crate::refresh_threads()).map_err(
+                |error| StoreError::State {
+                    name: self.name.clone(),
+                    error,
+                },
+            )?;
         if let Some(error) = failure {
             return Err(storage(
                 &self.dir,

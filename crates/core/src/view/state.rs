@@ -233,7 +233,22 @@ impl FunnelProjection {
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let mut projection = FunnelProjection::tracking_changes(definition);
+        Self::restore_on(definition, entries, std::num::NonZeroUsize::MIN)
+    }
+
+    /// [`restore`](Self::restore) with its refreshes, the first (every journey) included, on up
+    /// to `threads` threads (see [`with_refresh_threads`](Self::with_refresh_threads)).
+    pub fn restore_on<K, V>(
+        definition: FunnelDefinition,
+        entries: impl IntoIterator<Item = (K, V)>,
+        threads: std::num::NonZeroUsize,
+    ) -> Result<Self, StateError>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let mut projection =
+            FunnelProjection::tracking_changes(definition).with_refresh_threads(threads);
         for (key, value) in entries {
             let (key, value) = (key.as_ref(), value.as_ref());
             let Some(&tag) = key.first() else {
