@@ -28,6 +28,10 @@ pub(crate) mod state;
 // and ids come from the log, where flooding a hash table gains an attacker nothing.
 type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
 type HashSet<K> = rustc_hash::FxHashSet<K>;
+/// The tables folding looks up on nearly every event, by an id it holds as `&str`: hashbrown's
+/// `entry_ref` finds or inserts with one hash, and allocates the key only when inserting
+/// (the standard map needs a lookup and then an insert or a second lookup).
+type ByIdMap<V> = hashbrown::HashMap<String, V, rustc_hash::FxBuildHasher>;
 
 /// The value with the latest (business time, event id): traits and links are settled by
 /// when they were true, not by when they arrived.
@@ -84,6 +88,10 @@ pub(crate) struct Person {
     /// What the views read of the facts, derived with the journey; not stored.
     #[serde(skip)]
     part: part::PersonPart,
+    /// Set when the person's id went into the projection's dirty set, cleared when the refresh
+    /// re-folds them (so set implies in the set; the set may hold ids another way too).
+    #[serde(skip)]
+    dirty: bool,
 }
 
 impl Person {
@@ -179,13 +187,13 @@ pub struct FunnelProjection {
     /// Boxed: a person is several hundred bytes, and the table moves its entries every time it
     /// grows (at a million events a quarter of the fold went to copying them and faulting in
     /// the pages of the bigger table).
-    people: HashMap<String, Box<Person>>,
+    people: ByIdMap<Box<Person>>,
     visitors: HashMap<String, Visitor>,
     /// The visitors each person was identified from.
     visitors_of: HashMap<String, Vec<String>>,
     /// Merged person ids: from → into.
     merged_into: HashMap<String, String>,
-    accounts: HashMap<String, Account>,
+    accounts: ByIdMap<Account>,
     retracted: HashSet<EventId>,
     corrections: HashMap<EventId, Correction>,
     /// Every `opportunity_closed_won`, by event id. Revenue counts each opportunity once, by
@@ -214,11 +222,11 @@ impl FunnelProjection {
     pub fn new(definition: FunnelDefinition) -> Self {
         FunnelProjection {
             definition,
-            people: HashMap::default(),
+            people: ByIdMap::default(),
             visitors: HashMap::default(),
             visitors_of: HashMap::default(),
             merged_into: HashMap::default(),
-            accounts: HashMap::default(),
+            accounts: ByIdMap::default(),
             retracted: HashSet::default(),
             corrections: HashMap::default(),
             wins: HashMap::default(),
@@ -249,19 +257,16 @@ impl FunnelProjection {
     }
 
     fn touch_person(&mut self, id: &str) -> &mut Person {
-        // Look up before allocating: most events are about someone already known and dirty.
-        if !self.dirty.contains(id) {
-            self.dirty.insert(id.to_owned());
-        }
         if let Some(unsaved) = &mut self.unsaved {
             Unsaved::mark(&mut unsaved.people, id);
         }
-        if !self.people.contains_key(id) {
-            self.people.insert(id.to_owned(), Box::default());
+        let person = self.people.entry_ref(id).or_default();
+        // Most events are about someone already known and dirty: no second lookup for them.
+        if !person.dirty {
+            person.dirty = true;
+            self.dirty.insert(id.to_owned());
         }
-        self.people
-            .get_mut(id)
-            .expect("invariant: inserted just above")
+        person
     }
 
     /// Records a fact of a (canonical) person and keeps their filter's copy in step.
@@ -298,14 +303,7 @@ impl FunnelProjection {
     }
 
     fn note_account_member(&mut self, account: &str, person: &str) {
-        // Looked up before allocating: this runs for nearly every event.
-        if !self.accounts.contains_key(account) {
-            self.accounts.insert(account.to_owned(), Account::default());
-        }
-        let entry = self
-            .accounts
-            .get_mut(account)
-            .expect("invariant: inserted just above");
+        let entry = self.accounts.entry_ref(account).or_default();
         if !entry.people.iter().any(|p| p == person) {
             entry.people.push(person.to_owned());
             if let Some(unsaved) = &mut self.unsaved {
@@ -687,6 +685,7 @@ impl FunnelProjection {
         if let (Some((journey, part)), Some(person)) = (folded, self.people.get_mut(id)) {
             person.journey = journey;
             person.part = part;
+            person.dirty = false;
         }
     }
 
