@@ -45,6 +45,20 @@ impl History {
         id
     }
 
+    /// The stored state of a projection of the first `events` events: what a store holds.
+    fn stored(&self, events: usize) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut stored = FunnelProjection::tracking_changes(FunnelDefinition::default_funnel());
+        for event in &self.events[..events] {
+            stored.apply(event);
+        }
+        stored
+            .take_changes()
+            .expect("encodes")
+            .into_iter()
+            .filter_map(|entry| Some((entry.key, entry.value?)))
+            .collect()
+    }
+
     fn project(&self) -> FunnelProjection {
         let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
         for event in &self.events {
@@ -277,18 +291,9 @@ fn retractions_that_name_nobody_find_their_fact_among_many_people() {
     assert_eq!(live.summary(), history.project().summary());
 
     // The same after a restart: the stored state is read back, then the retractions come.
-    let definition = FunnelDefinition::default_funnel();
-    let mut stored = FunnelProjection::tracking_changes(definition.clone());
-    for event in &history.events[..before] {
-        stored.apply(event);
-    }
-    let store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = stored
-        .take_changes()
-        .expect("encodes")
-        .into_iter()
-        .filter_map(|entry| Some((entry.key, entry.value?)))
-        .collect();
-    let mut restored = FunnelProjection::restore(definition, store.iter()).expect("restores");
+    let store = history.stored(before);
+    let mut restored = FunnelProjection::restore(FunnelDefinition::default_funnel(), store.iter())
+        .expect("restores");
     assert_eq!(mql_entered(&restored), 300);
     for event in &history.events[before..] {
         restored.apply(event);
@@ -380,16 +385,7 @@ fn a_refresh_on_several_threads_folds_the_same_journeys_as_on_one() {
     }
 
     // A restore re-folds everyone: on two threads as on one.
-    let mut stored = FunnelProjection::tracking_changes(FunnelDefinition::default_funnel());
-    for event in &history.events {
-        stored.apply(event);
-    }
-    let store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = stored
-        .take_changes()
-        .expect("encodes")
-        .into_iter()
-        .filter_map(|entry| Some((entry.key, entry.value?)))
-        .collect();
+    let store = history.stored(history.events.len());
     let two = std::num::NonZeroUsize::new(2).expect("two");
     let restored =
         FunnelProjection::restore_on(FunnelDefinition::default_funnel(), store.iter(), two)
