@@ -8,7 +8,7 @@
 
 use crate::event::{Event, EventId, Kind, Payload};
 use crate::funnel::{FunnelDefinition, Owner};
-use crate::journey::{Direction, Fact, Journey, Place, Traits};
+use crate::journey::{Fact, Journey, Place, Traits};
 use crate::symbol::Symbols;
 use crate::timestamp::Timestamp;
 use facts::{Facts, Filters, Holder, Targets};
@@ -23,6 +23,7 @@ pub(crate) mod report;
 pub(crate) mod sales;
 pub(crate) mod shared;
 pub(crate) mod state;
+pub(crate) mod totals;
 
 // Folding hashes a person id or two per event; FxHash is several times cheaper than SipHash,
 // and ids come from the log, where flooding a hash table gains an attacker nothing.
@@ -92,6 +93,10 @@ pub(crate) struct Person {
     /// re-folds them (so set implies in the set; the set may hold ids another way too).
     #[serde(skip)]
     dirty: bool,
+    /// Set once `refresh` has folded the journey: from then on the person counts in the views
+    /// (and in the projection's totals, when it keeps them).
+    #[serde(skip)]
+    folded: bool,
 }
 
 impl Person {
@@ -216,6 +221,9 @@ pub struct FunnelProjection {
     unsaved: Option<Unsaved>,
     /// The strings facts refer to by symbol.
     symbols: Symbols,
+    /// The views' aggregates, built by the first build of the views and kept up to date by
+    /// every refresh after it, so a build costs what changed (`view/totals.rs`).
+    totals: std::sync::OnceLock<Box<totals::Totals>>,
 }
 
 impl FunnelProjection {
@@ -239,6 +247,7 @@ impl FunnelProjection {
             latest: None,
             unsaved: None,
             symbols: Symbols::default(),
+            totals: std::sync::OnceLock::new(),
         }
     }
 
@@ -482,6 +491,11 @@ impl FunnelProjection {
                 }
                 if let Some(absorbed) = self.people.remove(&from) {
                     self.dirty.remove(&from);
+                    if let Some(totals) = self.totals.get_mut()
+                        && absorbed.folded
+                    {
+                        totals.person(&self.definition, &record_of(&from, &absorbed), -1);
+                    }
                     self.filters.release(&absorbed.facts);
                     if let Some(account) = absorbed.account().cloned() {
                         self.note_account_member(&account, &into);
@@ -646,6 +660,7 @@ impl FunnelProjection {
             for id in dirty {
                 self.store_folded(&id);
             }
+            self.settle_totals();
             return;
         }
         // In rounds, so that only a round's new journeys wait beside the old ones.
@@ -674,6 +689,7 @@ impl FunnelProjection {
                 self.store(id, folded);
             }
         }
+        self.settle_totals();
     }
 
     fn store_folded(&mut self, id: &str) {
@@ -682,11 +698,50 @@ impl FunnelProjection {
     }
 
     fn store(&mut self, id: &str, folded: Option<Folded>) {
-        if let (Some((journey, part)), Some(person)) = (folded, self.people.get_mut(id)) {
-            person.journey = journey;
-            person.part = part;
-            person.dirty = false;
+        let Some((journey, part)) = folded else {
+            return;
+        };
+        let Some((id, person)) = self.people.get_key_value_mut(id) else {
+            return;
+        };
+        let mut totals = self.totals.get_mut();
+        if let Some(totals) = totals.as_deref_mut()
+            && person.folded
+        {
+            totals.person(&self.definition, &record_of(id, person), -1);
         }
+        person.journey = journey;
+        person.part = part;
+        person.dirty = false;
+        person.folded = true;
+        if let Some(totals) = totals {
+            totals.person(&self.definition, &record_of(id, person), 1);
+        }
+    }
+
+    /// Puts together again the opportunities whose people changed, when the totals are kept.
+    fn settle_totals(&mut self) {
+        if let Some(totals) = self.totals.get_mut() {
+            let people = &self.people;
+            totals.settle(|id| {
+                let (id, person) = people.get_key_value(id)?;
+                person.folded.then(|| record_of(id, person))
+            });
+        }
+    }
+
+    /// Runs `view` on the totals: the kept ones, built now from every folded journey if this
+    /// is the first build.
+    pub(crate) fn with_totals<T>(&self, view: impl FnOnce(&totals::Totals) -> T) -> T {
+        let totals = self.totals.get_or_init(|| {
+            let mut totals = Box::<totals::Totals>::default();
+            for record in self.person_records() {
+                totals.person(&self.definition, &record, 1);
+            }
+            totals.settle(|id| self.record(id));
+            totals
+        });
+        view(totals)
     }
 
     /// A person's journey and the part of their facts the views read, folded from their
@@ -705,7 +760,8 @@ impl FunnelProjection {
         };
         let facts = self.facts_for(id, person);
         let journey = Journey::fold(&self.definition, &facts, &traits);
-        let part = part::PersonPart::of(&facts, &journey);
+        let mut part = part::PersonPart::of(&facts, &journey);
+        part.account = person.account().cloned();
         Some((journey, part))
     }
 
@@ -883,71 +939,24 @@ impl FunnelProjection {
 
     /// The shared-funnel summary of refreshed journeys.
     pub fn summary(&self) -> FunnelSummary {
+        self.with_totals(|totals| self.summary_with(totals))
+    }
+
+    pub(crate) fn summary_with(&self, totals: &totals::Totals) -> FunnelSummary {
+        use totals::count;
         let stages = self.definition.stages();
-        let mut entered = vec![0u64; stages.len()];
-        let mut current = vec![0u64; stages.len()];
-        let mut converted = vec![0u64; stages.len()];
-        let mut stays: Vec<Vec<i64>> = vec![Vec::new(); stages.len()];
-        let mut handoffs = 0u64;
-        let mut handbacks = 0u64;
-        let mut ping_pong_journeys = 0u64;
         let now = self.latest.unwrap_or(Timestamp::from_unix_millis(0));
-        let mut follow_up = FollowUpSummary::default();
-        let mut response_millis: Vec<i64> = Vec::new();
-        for person in self.people.values() {
-            let journey = &person.journey;
-            for clock in &journey.follow_ups {
-                follow_up.mqls += 1;
-                match clock.first_action_at {
-                    Some(at) => response_millis.push(at.unix_millis() - clock.mql_at.unix_millis()),
-                    None => follow_up.untouched += 1,
-                }
-                if clock.breached(now) {
-                    follow_up.breached += 1;
-                }
-            }
-            let mut entered_here = vec![false; stages.len()];
-            let mut converted_here = vec![false; stages.len()];
-            for (index, transition) in journey.transitions.iter().enumerate() {
-                let Place::Stage(stage) = transition.to else {
-                    continue;
-                };
-                entered_here[stage] = true;
-                // Losing the deal is not converting to a stage further along.
-                let lost = stages[stage].outcome == Some(crate::funnel::Outcome::Lost);
-                for (earlier, was_entered) in entered_here.iter().enumerate().take(stage) {
-                    if *was_entered && !lost {
-                        converted_here[earlier] = true;
-                    }
-                }
-                if let Some(next) = journey.transitions.get(index + 1) {
-                    stays[stage].push(next.at.unix_millis() - transition.at.unix_millis());
-                }
-            }
-            for stage in 0..stages.len() {
-                entered[stage] += u64::from(entered_here[stage]);
-                converted[stage] += u64::from(converted_here[stage]);
-            }
-            if let Place::Stage(stage) = journey.current() {
-                current[stage] += 1;
-            }
-            let backs = journey
-                .handoffs
-                .iter()
-                .filter(|h| h.direction == Direction::ToMarketing)
-                .count() as u64;
-            handbacks += backs;
-            handoffs += journey.handoffs.len() as u64 - backs;
-            let returned = journey.handoffs.windows(2).any(|w| {
-                w[0].direction == Direction::ToMarketing && w[1].direction == Direction::ToSales
-            });
-            ping_pong_journeys += u64::from(returned);
-        }
-        response_millis.sort_unstable();
+        let clocks = &totals.clocks;
         let hours = |millis: i64| millis as f64 / 3_600_000.0;
-        follow_up.median_hours_to_first_action = percentile(&response_millis, 50).map(hours);
-        follow_up.p90_hours_to_first_action = percentile(&response_millis, 90).map(hours);
-        follow_up.as_of = self.latest;
+        let follow_up = FollowUpSummary {
+            mqls: count(clocks.started),
+            breached: clocks.breached(now),
+            untouched: count(clocks.untouched),
+            median_hours_to_first_action: clocks.response_millis.percentile(50).map(hours),
+            p90_hours_to_first_action: clocks.response_millis.percentile(90).map(hours),
+            as_of: self.latest,
+        };
+        let stage = |index: usize| totals.stages.get(index).cloned().unwrap_or_default();
         let deals = self.counted_deals();
         let mut currencies: BTreeMap<String, i64> = BTreeMap::new();
         for (_, _, amount) in deals.values() {
@@ -962,21 +971,24 @@ impl FunnelProjection {
             stages: stages
                 .iter()
                 .enumerate()
-                .map(|(index, stage)| StageSummary {
-                    name: stage.name.clone(),
-                    owner: stage.owner,
-                    entered: entered[index],
-                    current: current[index],
-                    converted: converted[index],
-                    outcome: stage.outcome.is_some(),
-                    median_days_in_stage: median_days(&mut stays[index]),
+                .map(|(index, definition)| {
+                    let totals = stage(index);
+                    StageSummary {
+                        name: definition.name.clone(),
+                        owner: definition.owner,
+                        entered: count(totals.entered),
+                        current: count(totals.current),
+                        converted: count(totals.converted),
+                        outcome: definition.outcome.is_some(),
+                        median_days_in_stage: median_days(&totals.stays),
+                    }
                 })
                 .collect(),
             won_deals: deals.len() as u64,
             revenue_minor_units: currencies.into_iter().collect(),
-            handoffs,
-            handbacks,
-            ping_pong_journeys,
+            handoffs: count(totals.to_sales),
+            handbacks: count(totals.handbacks),
+            ping_pong_journeys: count(totals.ping_pong_journeys),
             follow_up,
         }
     }
@@ -1001,28 +1013,24 @@ impl FunnelProjection {
     }
 }
 
-/// The nearest-rank percentile of sorted values: the smallest value with at least `p`% of the
-/// values at or below it.
-pub(crate) fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    Some(sorted[rank - 1])
-}
-
-fn median_days(values: &mut [i64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_unstable();
-    let middle = values.len() / 2;
+fn median_days(values: &totals::Multiset<i64>) -> Option<f64> {
+    let (low, high) = values.middle()?;
     let millis = if values.len() % 2 == 1 {
-        values[middle] as f64
+        low as f64
     } else {
-        (values[middle - 1] as f64 + values[middle] as f64) / 2.0
+        (low as f64 + high as f64) / 2.0
     };
     Some(millis / Timestamp::MILLIS_PER_DAY as f64)
+}
+
+/// One person as the views read them.
+fn record_of<'a>(id: &'a str, person: &'a Person) -> report::PersonRecord<'a> {
+    report::PersonRecord {
+        id,
+        account: person.part.account.as_deref(),
+        journey: &person.journey,
+        part: &person.part,
+    }
 }
 
 /// Every person's outcome, by person id.

@@ -725,3 +725,123 @@ fn losing_a_deal_is_not_converting() {
     let account = &projection.marketing_view().accounts[0];
     assert_eq!(account.furthest_stage.as_deref(), Some("proposal"));
 }
+
+/// The views' totals are built by the first build of the views and kept up to date by each
+/// refresh after it. After every event here (a deal carried by two people, one of them then
+/// merged into a third, a move to another account, account traits, a retraction, a
+/// correction and a late touch) the kept views equal those of a projection that folded the
+/// same events at once.
+#[test]
+fn views_kept_up_to_date_equal_a_fresh_fold_after_every_event() {
+    let mut history = History::new();
+    let at = |id: &'static str, account: &'static str| (None, Some(id), Some(account));
+    for (n, who) in ["p-a", "p-b", "p-c"].into_iter().enumerate() {
+        let hours = n as i64;
+        history.push(
+            hours,
+            at(who, "acct-1"),
+            example_payload(Kind::ContentViewed),
+        );
+        history.push(
+            hours + 1,
+            at(who, "acct-1"),
+            example_payload(Kind::WebinarAttended),
+        );
+    }
+    history.push(2, at("p-d", "acct-2"), example_payload(Kind::ContentViewed));
+    history.push(
+        4,
+        at("p-a", "acct-1"),
+        Payload::DemoRequested { product: None },
+    );
+    history.push(5, at("p-a", "acct-1"), example_payload(Kind::LeadAccepted));
+    let deal = |history: &mut History, hours: i64, who: &'static str, payload: Payload| {
+        let id = history.push(hours, at(who, "acct-1"), payload);
+        let event = history.events.last_mut().expect("pushed");
+        event.opportunity_id = Some("opp-1".into());
+        id
+    };
+    let created = deal(
+        &mut history,
+        6,
+        "p-a",
+        example_payload(Kind::OpportunityCreated),
+    );
+    deal(
+        &mut history,
+        7,
+        "p-b",
+        example_payload(Kind::OpportunityStageChanged),
+    );
+    deal(&mut history, 8, "p-b", example_payload(Kind::ProposalSent));
+    let close = deal(&mut history, 9, "p-b", won(5_000));
+    history.push(
+        10,
+        (None, None, None),
+        Payload::Merged {
+            from_person_id: "p-b".into(),
+            into_person_id: "p-c".into(),
+        },
+    );
+    history.push(
+        11,
+        (None, None, None),
+        Payload::LinkedToAccount {
+            person_id: "p-c".into(),
+            account_id: "acct-2".into(),
+        },
+    );
+    history.push(
+        12,
+        (None, None, Some("acct-2")),
+        Payload::AccountUpdated {
+            name: None,
+            domain: None,
+            industry: Some("Retail".into()),
+            employees: Some(40),
+            region: None,
+        },
+    );
+    history.push(
+        13,
+        (None, None, None),
+        Payload::Retracted {
+            target: created,
+            reason: "duplicate".into(),
+        },
+    );
+    history.push(
+        14,
+        (None, None, None),
+        Payload::Corrected {
+            target: close,
+            reason: "amount".into(),
+            occurred_at: None,
+            replacement: Some(Box::new(won(7_000))),
+        },
+    );
+    history.push(1, at("p-d", "acct-2"), example_payload(Kind::ContentViewed));
+
+    let mut live = FunnelProjection::new(FunnelDefinition::default_funnel());
+    for (index, event) in history.events.iter().enumerate() {
+        live.apply(event);
+        live.refresh();
+        let mut fresh = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for event in &history.events[..=index] {
+            fresh.apply(event);
+        }
+        fresh.refresh();
+        assert_eq!(
+            live.views(),
+            fresh.views(),
+            "after event {index} ({:?})",
+            event.kind()
+        );
+    }
+    let sales = live.sales_view();
+    assert_eq!(sales.won, 1, "one deal, won");
+    assert_eq!(
+        sales.opportunities[0].person, "p-c",
+        "carried on by the merge"
+    );
+}

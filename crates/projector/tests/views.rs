@@ -308,3 +308,35 @@ fn refreshing_as_events_arrive_gives_the_views_of_one_refresh() {
         );
     }
 }
+
+/// The views' totals are built by the first build and then kept up to date by each refresh,
+/// taking back a re-folded person's old contribution and adding the new one. Building the
+/// views after every batch, as the live publisher does, gives at every step the views of a
+/// projection that folded the same events at once: with people merged, linked to other
+/// accounts, retracted and corrected facts, and deals carried by several people.
+#[test]
+fn views_kept_up_to_date_by_refreshes_equal_the_views_of_one_fold() {
+    // This seed's history has merges, a correction and retractions.
+    let events = history(31, 80);
+    for batch in [5, 97] {
+        let mut live = FunnelProjection::new(FunnelDefinition::default_funnel());
+        let chunks: Vec<&[Event]> = events.chunks(batch).collect();
+        let checks = chunks.len() / 6;
+        for (index, chunk) in chunks.iter().enumerate() {
+            for event in *chunk {
+                live.apply(event);
+            }
+            live.refresh();
+            let kept = live.views();
+            if index % checks == checks - 1 || index + 1 == chunks.len() {
+                let seen = (index + 1) * batch;
+                let fresh = project(&events[..seen.min(events.len())]);
+                assert_eq!(
+                    kept,
+                    fresh.views(),
+                    "batches of {batch}, after {seen} events"
+                );
+            }
+        }
+    }
+}

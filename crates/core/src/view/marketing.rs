@@ -2,14 +2,15 @@
 //! attribution of MQLs and pipeline, content and campaign performance, recycling and MQL
 //! acceptance. Rules in `docs/views.md`.
 
-use super::report::{AmountSum, Amounts, DealStatus, PersonRecord, ratio};
-use super::{FunnelProjection, HashMap, HashSet};
+use super::report::{Amounts, PersonRecord, ratio};
+use super::totals::{Nurture, Sums, Totals, clamp, count};
+use super::{FunnelProjection, HashMap};
 
 use crate::funnel::Owner;
 use crate::journey::{Place, owner_of};
 use crate::symbol::Symbol;
 use crate::timestamp::Timestamp;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// People in a marketing-owned place, by place and by how long they have been there.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,43 +158,33 @@ impl MarketingView {
     }
 }
 
-fn age_bucket(millis: i64) -> &'static str {
-    let days = millis / Timestamp::MILLIS_PER_DAY;
-    match days {
-        ..=7 => "0-7d",
-        8..=30 => "8-30d",
-        31..=90 => "31-90d",
-        _ => "90d+",
-    }
-}
-
-#[derive(Default)]
-struct Touched {
-    touches: u64,
-    views: u64,
-    /// Each person adds one, once per piece of content or campaign they touched.
-    people: u64,
-    accounts: u64,
-    demo_after: u64,
-    mqls_after: u64,
-    opportunities: BTreeSet<Symbol>,
-}
-
-/// The (dimension, value) pairs a first touch credits: its source, channel and campaign
-/// (`Symbol::NONE` for none, labelled `(none)`).
-fn first_touch_symbols(first: Option<&crate::journey::Fact>) -> [(&'static str, Symbol); 3] {
-    let attribute = |pick: fn(&crate::journey::Fact) -> Symbol| first.map_or(Symbol::NONE, pick);
+/// The nurture population of one place by age: `0-7d`, `8-30d`, `31-90d`, `90d+` counted
+/// in whole days from the move into the place to `now` (someone who never moved counts as
+/// arriving `now`).
+fn nurture_ages(nurture: &Nurture, now: Timestamp) -> [(&'static str, u64); 4] {
+    let day = Timestamp::MILLIS_PER_DAY;
+    let now = now.unix_millis();
+    // Whole days since the move are at most `d` when the move is after `now − (d + 1) days`.
+    let within = |days: i64| nurture.since.count_from(now - (days + 1) * day + 1);
+    let (week, month, quarter) = (within(7), within(30), within(90));
     [
-        ("source", attribute(|f| f.attributes.source)),
-        ("channel", attribute(|f| f.attributes.channel)),
-        ("campaign", attribute(|f| f.attributes.campaign)),
+        ("0-7d", week + count(nurture.unmoved)),
+        ("8-30d", month - week),
+        ("31-90d", quarter - month),
+        ("90d+", nurture.since.len() - quarter),
     ]
 }
 
-#[derive(Default)]
-struct Credited {
-    people: u64,
-    mql_people: u64,
+/// Amounts per currency symbol, shown per currency by name.
+pub(crate) fn amounts(projection: &FunnelProjection, sums: &Sums) -> Amounts {
+    let mut named: BTreeMap<String, i128> = BTreeMap::new();
+    for (currency, sum) in sums.iter() {
+        *named.entry(projection.label(currency)).or_default() += sum;
+    }
+    named
+        .into_iter()
+        .map(|(currency, sum)| (currency, clamp(sum)))
+        .collect()
 }
 
 impl FunnelProjection {
@@ -232,161 +223,97 @@ impl FunnelProjection {
     /// First-touch attribution of people, MQLs, pipeline and revenue by source, channel and
     /// campaign.
     pub fn attribution(&self) -> Vec<AttributionRow> {
-        let records = self.person_records();
-        self.attribution_with(&records, &Self::opportunities(&records))
+        self.with_totals(|totals| self.attribution_with(totals))
     }
 
-    fn attribution_with(
-        &self,
-        records: &[PersonRecord<'_>],
-        opportunities: &BTreeMap<Symbol, super::report::Opportunity>,
-    ) -> Vec<AttributionRow> {
-        let mql_stage = Place::Stage(self.definition.mql_stage());
-        // Counted by symbol first, then by label: one label per value, not per person.
-        let mut by_symbol: HashMap<(&'static str, Symbol), Credited> = HashMap::default();
-        records.iter().for_each(|person| {
-            let is_mql = person.journey.transitions.iter().any(|t| t.to == mql_stage);
-            for key in first_touch_symbols(person.first_touch()) {
-                let entry = by_symbol.entry(key).or_default();
-                entry.people += 1;
-                entry.mql_people += u64::from(is_mql);
-            }
-        });
-        let mut credited: BTreeMap<(&'static str, String), Credited> = BTreeMap::new();
-        for ((dimension, symbol), credit) in by_symbol {
-            let entry = credited.entry((dimension, self.label(symbol))).or_default();
-            entry.people += credit.people;
-            entry.mql_people += credit.mql_people;
+    fn attribution_with(&self, totals: &Totals) -> Vec<AttributionRow> {
+        // Totals are by symbol; rows are by label (one label per value).
+        let mut credited: BTreeMap<(&'static str, String), (u64, u64)> = BTreeMap::new();
+        for ((dimension, symbol), credit) in &totals.credited {
+            let entry = credited
+                .entry((dimension, self.label(*symbol)))
+                .or_default();
+            entry.0 += count(credit.people);
+            entry.1 += count(credit.mql_people);
         }
-        #[derive(Default)]
-        struct Deals {
-            count: u64,
-            won: u64,
-            pipeline: AmountSum,
-            revenue: AmountSum,
+        let mut deals: BTreeMap<(&'static str, String), (u64, u64, Sums, Sums)> = BTreeMap::new();
+        for ((dimension, symbol), deal) in &totals.first_touch_deals {
+            let entry = deals.entry((dimension, self.label(*symbol))).or_default();
+            entry.0 += count(deal.count);
+            entry.1 += count(deal.won);
+            entry.2.add_all(&deal.pipeline);
+            entry.3.add_all(&deal.revenue);
         }
-        let mut deals: BTreeMap<(&'static str, String), Deals> = BTreeMap::new();
-        for opportunity in opportunities.values() {
-            for (dimension, symbol) in first_touch_symbols(opportunity.first_touch.as_ref()) {
-                let entry = deals.entry((dimension, self.label(symbol))).or_default();
-                entry.count += 1;
-                let won = opportunity.status == DealStatus::Won;
-                entry.won += u64::from(won);
-                if let Some((minor, currency)) = opportunity.value() {
-                    let currency = self.label(currency);
-                    entry.pipeline.add(&currency, minor);
-                    if won {
-                        entry.revenue.add(&currency, minor);
-                    }
+        credited
+            .into_iter()
+            .map(|((dimension, value), (people, mql_people))| {
+                let (count, won, pipeline, revenue) = deals
+                    .remove(&(dimension, value.clone()))
+                    .unwrap_or_default();
+                AttributionRow {
+                    dimension,
+                    value,
+                    people,
+                    mql_people,
+                    opportunities: count,
+                    pipeline: amounts(self, &pipeline),
+                    won,
+                    revenue: amounts(self, &revenue),
                 }
-            }
-        }
-        let mut rows = Vec::new();
-        for ((dimension, value), credit) in credited {
-            let deal = deals
-                .remove(&(dimension, value.clone()))
-                .unwrap_or_default();
-            rows.push(AttributionRow {
-                dimension,
-                value,
-                people: credit.people,
-                mql_people: credit.mql_people,
-                opportunities: deal.count,
-                pipeline: deal.pipeline.into_amounts(),
-                won: deal.won,
-                revenue: deal.revenue.into_amounts(),
-            });
-        }
-        rows
+            })
+            .collect()
     }
 
     /// The marketing view of refreshed journeys.
     pub fn marketing_view(&self) -> MarketingView {
         let records = self.person_records();
-        self.marketing_view_with(&records, &Self::opportunities(&records))
+        self.with_totals(|totals| self.marketing_view_with(&records, totals))
     }
 
     pub(crate) fn marketing_view_with(
         &self,
         records: &[PersonRecord<'_>],
-        opportunities: &BTreeMap<Symbol, super::report::Opportunity>,
+        totals: &Totals,
     ) -> MarketingView {
         let definition = &self.definition;
         let now = self.now();
         let mql_stage = Place::Stage(definition.mql_stage());
-        // Opportunities by the person who carries them, oldest first.
-        let mut opportunities_of: HashMap<&str, Vec<Symbol>> = HashMap::default();
-        for opportunity in opportunities.values() {
-            opportunities_of
-                .entry(opportunity.person.as_str())
-                .or_default()
-                .push(opportunity.id);
-        }
-
-        // Keyed by place first and named at the end: a name per place, not per person.
-        let mut nurture: HashMap<(Place, &'static str), u64> = HashMap::default();
-        let mut people = Vec::with_capacity(records.len());
-        let mut accounts: HashMap<&str, AccountScoreRow> = HashMap::default();
-        let mut furthest: HashMap<&str, usize> = HashMap::default();
-        let mut content: BTreeMap<Symbol, Touched> = BTreeMap::new();
-        let mut campaigns: BTreeMap<Symbol, Touched> = BTreeMap::new();
-        // (campaign?, content or campaign, account) already counted.
-        let mut touched_accounts: HashSet<(bool, Symbol, &str)> = HashSet::default();
         let place_names: HashMap<Place, String> = self.place_names();
         let mut view = MarketingView {
             as_of: self.latest,
             nurture: Vec::new(),
-            people: Vec::new(),
+            people: Vec::with_capacity(records.len()),
             accounts: Vec::new(),
-            attribution: Vec::new(),
+            attribution: self.attribution_with(totals),
             content: Vec::new(),
             campaigns: Vec::new(),
-            mqls: 0,
-            mql_people: 0,
-            re_mql_people: 0,
-            recycled: 0,
-            disqualified: 0,
-            handoffs: 0,
-            accepted: 0,
-            rejected: 0,
+            mqls: count(totals.mqls),
+            mql_people: count(totals.mql_people),
+            re_mql_people: count(totals.re_mql_people),
+            recycled: count(totals.recycled),
+            disqualified: count(totals.disqualified),
+            handoffs: count(totals.handoffs),
+            accepted: count(totals.accepted),
+            rejected: count(totals.rejected),
             touches_before_demo_median: None,
             touches_before_demo_mean: None,
         };
-        let mut touches_before_demo: Vec<u64> = Vec::new();
 
-        records.iter().for_each(|person: &PersonRecord<'_>| {
+        // The row-level tables: a row per person and per account.
+        let mut accounts: HashMap<&str, AccountScoreRow> = HashMap::default();
+        let mut furthest: HashMap<&str, usize> = HashMap::default();
+        for person in records {
             let journey = person.journey;
             let place = journey.current();
-            // How many times the person became an MQL, and when last.
-            let (mqls, last_mql) = journey
+            let mqls = journey
                 .transitions
                 .iter()
                 .filter(|t| t.to == mql_stage)
-                .fold((0u64, None), |(n, last), t| (n + 1, last.max(Some(t.at))));
-            view.mqls += mqls;
-            view.mql_people += u64::from(mqls > 0);
-            view.re_mql_people += u64::from(mqls > 1);
-            for transition in &journey.transitions {
-                if let Place::Detour(index) = transition.to {
-                    match definition.detours()[index].back_to {
-                        Some(_) => view.recycled += 1,
-                        None => view.disqualified += 1,
-                    }
-                }
-            }
-            view.handoffs += journey.follow_ups.len() as u64;
-            view.accepted += person.part.accepted;
-            view.rejected += person.part.rejected;
-
+                .count() as u64;
             let owner = owner_of(definition, place);
-            if owner == Some(Owner::Marketing) {
-                let since = journey.transitions.last().map_or(now, |t| t.at);
-                let age = age_bucket(now.unix_millis() - since.unix_millis());
-                *nurture.entry((place, age)).or_default() += 1;
-            }
             let engagement = journey.engagement_at(definition, now);
             let segment = self.segment(person.account);
-            people.push(PersonScoreRow {
+            view.people.push(PersonScoreRow {
                 person: person.id.to_owned(),
                 account: person.account.map(str::to_owned),
                 segment: segment.clone(),
@@ -396,6 +323,9 @@ impl FunnelProjection {
                 fit: journey.fit,
                 mqls,
             });
+            let Some(account) = person.account else {
+                continue;
+            };
             // A lost outcome is not further along than the stage the deal was lost from.
             let reached = journey
                 .transitions
@@ -410,132 +340,99 @@ impl FunnelProjection {
                     _ => None,
                 })
                 .max();
-            if let Some(account) = person.account {
-                // Looked up before inserting: most people share an account already seen.
-                if !accounts.contains_key(account) {
-                    accounts.insert(
-                        account,
-                        AccountScoreRow {
-                            account: account.to_owned(),
-                            segment,
-                            people: 0,
-                            engaged_people: 0,
-                            mql_people: 0,
-                            engagement_total: 0.0,
-                            engagement_max: 0.0,
-                            fit_max: f64::NEG_INFINITY,
-                            furthest_stage: None,
-                        },
-                    );
-                }
-                let row = accounts
-                    .get_mut(account)
-                    .expect("invariant: inserted above");
-                row.people += 1;
-                row.engaged_people += u64::from(engagement > 0.0);
-                row.mql_people += u64::from(mqls > 0);
-                row.engagement_total += engagement;
-                row.engagement_max = row.engagement_max.max(engagement);
-                row.fit_max = row.fit_max.max(journey.fit);
-                if let Some(reached) = reached {
-                    let entry = furthest.entry(account).or_insert(reached);
-                    *entry = (*entry).max(reached);
-                }
+            // Looked up before inserting: most people share an account already seen.
+            if !accounts.contains_key(account) {
+                accounts.insert(
+                    account,
+                    AccountScoreRow {
+                        account: account.to_owned(),
+                        segment,
+                        people: 0,
+                        engaged_people: 0,
+                        mql_people: 0,
+                        engagement_total: 0.0,
+                        engagement_max: 0.0,
+                        fit_max: f64::NEG_INFINITY,
+                        furthest_stage: None,
+                    },
+                );
             }
-
-            // Content and campaign performance.
-            let first_demo = person.part.first_demo.map(|(at, _)| at);
-            if let Some((_, before)) = person.part.first_demo {
-                touches_before_demo.push(before);
+            let row = accounts
+                .get_mut(account)
+                .expect("invariant: inserted above");
+            row.people += 1;
+            row.engaged_people += u64::from(engagement > 0.0);
+            row.mql_people += u64::from(mqls > 0);
+            row.engagement_total += engagement;
+            row.engagement_max = row.engagement_max.max(engagement);
+            row.fit_max = row.fit_max.max(journey.fit);
+            if let Some(reached) = reached {
+                let entry = furthest.entry(account).or_insert(reached);
+                *entry = (*entry).max(reached);
             }
-            let mine = opportunities_of.get(person.id);
-            for touched in &person.part.touched {
-                let table = if touched.campaign {
-                    &mut campaigns
-                } else {
-                    &mut content
-                };
-                let row = table.entry(touched.symbol).or_default();
-                row.touches += touched.touches;
-                row.views += touched.views;
-                row.people += 1;
-                if let Some(account) = person.account {
-                    row.accounts += u64::from(touched_accounts.insert((
-                        touched.campaign,
-                        touched.symbol,
-                        account,
-                    )));
-                }
-                let touched_at = touched.first_at;
-                row.demo_after += u64::from(first_demo.is_some_and(|demo| demo >= touched_at));
-                row.mqls_after += u64::from(last_mql.is_some_and(|at| at >= touched_at));
-                for id in mine.into_iter().flatten() {
-                    if opportunities[id].created_at >= touched_at {
-                        row.opportunities.insert(*id);
-                    }
-                }
-            }
-        });
-
-        view.attribution = self.attribution_with(records, opportunities);
-        let influenced = |touched: &Touched| {
-            let (mut pipeline, mut revenue, mut won) =
-                (AmountSum::default(), AmountSum::default(), 0);
-            for id in &touched.opportunities {
-                let opportunity = &opportunities[id];
-                if let Some((minor, currency)) = opportunity.value() {
-                    let currency = self.label(currency);
-                    pipeline.add(&currency, minor);
-                    if opportunity.status == DealStatus::Won {
-                        revenue.add(&currency, minor);
-                    }
-                }
-                won += u64::from(opportunity.status == DealStatus::Won);
-            }
-            (pipeline.into_amounts(), won, revenue.into_amounts())
-        };
-        for (symbol, touched) in &content {
-            let (pipeline, _, _) = influenced(touched);
-            view.content.push(ContentRow {
-                content: self.label(*symbol),
-                views: touched.views,
-                touches: touched.touches,
-                people: touched.people,
-                accounts: touched.accounts,
-                demo_requests_after: touched.demo_after,
-                influenced_opportunities: touched.opportunities.len() as u64,
-                influenced_pipeline: pipeline,
-            });
         }
-        for (symbol, touched) in &campaigns {
-            let (pipeline, won, revenue) = influenced(touched);
-            view.campaigns.push(CampaignRow {
-                campaign: self.label(*symbol),
-                touches: touched.touches,
-                people: touched.people,
-                accounts: touched.accounts,
-                mqls_after: touched.mqls_after,
-                influenced_opportunities: touched.opportunities.len() as u64,
-                influenced_pipeline: pipeline,
-                influenced_won: won,
-                influenced_revenue: revenue,
-            });
+
+        // Content and campaign performance.
+        let influenced = |key: (bool, Symbol)| {
+            totals
+                .influenced
+                .get(&key)
+                .map_or((0, Vec::new(), 0, Vec::new()), |deals| {
+                    (
+                        count(deals.count),
+                        amounts(self, &deals.pipeline),
+                        count(deals.won),
+                        amounts(self, &deals.revenue),
+                    )
+                })
+        };
+        for (&(campaign, symbol), touched) in &totals.touched {
+            let (opportunities, pipeline, won, revenue) = influenced((campaign, symbol));
+            if campaign {
+                view.campaigns.push(CampaignRow {
+                    campaign: self.label(symbol),
+                    touches: count(touched.touches),
+                    people: count(touched.people),
+                    accounts: count(touched.accounts),
+                    mqls_after: count(touched.mqls_after),
+                    influenced_opportunities: opportunities,
+                    influenced_pipeline: pipeline,
+                    influenced_won: won,
+                    influenced_revenue: revenue,
+                });
+            } else {
+                view.content.push(ContentRow {
+                    content: self.label(symbol),
+                    views: count(touched.views),
+                    touches: count(touched.touches),
+                    people: count(touched.people),
+                    accounts: count(touched.accounts),
+                    demo_requests_after: count(touched.demo_after),
+                    influenced_opportunities: opportunities,
+                    influenced_pipeline: pipeline,
+                });
+            }
         }
         view.content
             .sort_by(|a, b| b.views.cmp(&a.views).then(a.content.cmp(&b.content)));
         view.campaigns
             .sort_by(|a, b| b.touches.cmp(&a.touches).then(a.campaign.cmp(&b.campaign)));
-        let mut nurture: Vec<NurtureRow> = nurture
-            .into_iter()
-            .map(|((place, age), people)| NurtureRow {
-                place: place_names[&place].clone(),
-                age,
-                people,
+        let mut nurture: Vec<NurtureRow> = totals
+            .nurture
+            .iter()
+            .flat_map(|(place, nurture)| {
+                nurture_ages(nurture, now)
+                    .into_iter()
+                    .filter(|(_, people)| *people > 0)
+                    .map(|(age, people)| NurtureRow {
+                        place: place_names[place].clone(),
+                        age,
+                        people,
+                    })
             })
             .collect();
         nurture.sort_by(|a, b| (&a.place, a.age).cmp(&(&b.place, b.age)));
         view.nurture = nurture;
-        view.people = people;
         let mut accounts: Vec<AccountScoreRow> = accounts
             .into_iter()
             .map(|(account, mut row)| {
@@ -547,17 +444,15 @@ impl FunnelProjection {
             .collect();
         accounts.sort_by(|a, b| a.account.cmp(&b.account));
         view.accounts = accounts;
-        touches_before_demo.sort_unstable();
-        if !touches_before_demo.is_empty() {
-            let n = touches_before_demo.len();
-            let median = if n % 2 == 1 {
-                touches_before_demo[n / 2] as f64
+        let demos = &totals.touches_before_demo;
+        if let Some((low, high)) = demos.middle() {
+            view.touches_before_demo_median = Some(if demos.len() % 2 == 1 {
+                low as f64
             } else {
-                (touches_before_demo[n / 2 - 1] + touches_before_demo[n / 2]) as f64 / 2.0
-            };
-            view.touches_before_demo_median = Some(median);
+                (low + high) as f64 / 2.0
+            });
             view.touches_before_demo_mean =
-                Some(touches_before_demo.iter().sum::<u64>() as f64 / n as f64);
+                Some(totals.touches_before_demo_sum as f64 / demos.len() as f64);
         }
         view
     }

@@ -6,7 +6,7 @@
 //! A part depends on exactly what the journey depends on (the person's facts after stitching,
 //! retractions and corrections), so it is as fresh as the journey. What depends on "now"
 //! (ages, decay, breaches, in-flight windows) or on other people (opportunities carried by
-//! several people, accounts) stays in the views.
+//! several people, accounts) stays in the views and their totals (`totals.rs`).
 
 use crate::event::{Family, Kind};
 use crate::journey::{Fact, Journey};
@@ -31,6 +31,9 @@ pub(crate) struct PersonPart {
     pub(crate) touched: Vec<Touched>,
     /// The facts that name an opportunity, in (business time, event id) order.
     pub(crate) deal_facts: Vec<Fact>,
+    /// The person's account when the journey was folded: what the views count them under
+    /// until the next fold (a link applied since is not counted until then).
+    pub(crate) account: Option<String>,
 }
 
 /// A piece of content or a campaign, as one person touched it.

@@ -8,27 +8,9 @@ use crate::event::Kind;
 use crate::journey::{Fact, Journey};
 use crate::symbol::Symbol;
 use crate::timestamp::Timestamp;
-use std::collections::BTreeMap;
 
 /// Amounts per currency (ISO code → minor units), sorted by currency.
 pub type Amounts = Vec<(String, i64)>;
-
-/// Sums amounts per currency.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct AmountSum(BTreeMap<String, i64>);
-
-impl AmountSum {
-    /// Saturates instead of overflowing: amounts come from sources, and a sum past `i64` is
-    /// not worth a panic on the fold thread.
-    pub(crate) fn add(&mut self, currency: &str, minor_units: i64) {
-        let sum = self.0.entry(currency.to_owned()).or_default();
-        *sum = sum.saturating_add(minor_units);
-    }
-
-    pub(crate) fn into_amounts(self) -> Amounts {
-        self.0.into_iter().collect()
-    }
-}
 
 /// Written for an absent attribute (a touch without a campaign, an owner-less clock).
 pub const NONE_LABEL: &str = "(none)";
@@ -90,7 +72,7 @@ pub(crate) struct Opportunity {
 }
 
 impl Opportunity {
-    fn new(id: Symbol, person: &PersonRecord<'_>, fact: &Fact) -> Opportunity {
+    pub(crate) fn new(id: Symbol, person: &PersonRecord<'_>, fact: &Fact) -> Opportunity {
         Opportunity {
             id,
             person: person.id.to_owned(),
@@ -107,7 +89,7 @@ impl Opportunity {
         }
     }
 
-    fn take(&mut self, person: &PersonRecord<'_>, fact: &Fact) {
+    pub(crate) fn take(&mut self, person: &PersonRecord<'_>, fact: &Fact) {
         let attributes = &fact.attributes;
         let created = fact.kind == Kind::OpportunityCreated;
         if created && (!self.created_by_event || fact.at < self.created_at) {
@@ -166,34 +148,20 @@ impl FunnelProjection {
     /// Every person with a journey, in id order, as the views read them: their journey and
     /// the part of their facts the views read, both worked out by `refresh`.
     pub(crate) fn person_records(&self) -> Vec<PersonRecord<'_>> {
-        let mut ids: Vec<&String> = self.people.keys().collect();
+        let mut ids: Vec<&String> = self
+            .people
+            .iter()
+            .filter(|(_, person)| person.folded)
+            .map(|(id, _)| id)
+            .collect();
         ids.sort_unstable();
-        ids.into_iter()
-            .map(|id| {
-                let person = &self.people[id];
-                PersonRecord {
-                    id,
-                    account: person.account().map(String::as_str),
-                    journey: &person.journey,
-                    part: &person.part,
-                }
-            })
-            .collect()
+        ids.into_iter().filter_map(|id| self.record(id)).collect()
     }
 
-    /// Every opportunity named on a person's fact, by symbol.
-    pub(crate) fn opportunities(records: &[PersonRecord<'_>]) -> BTreeMap<Symbol, Opportunity> {
-        let mut opportunities: BTreeMap<Symbol, Opportunity> = BTreeMap::new();
-        records.iter().for_each(|person| {
-            for fact in &person.part.deal_facts {
-                let id = fact.attributes.opportunity;
-                opportunities
-                    .entry(id)
-                    .or_insert_with(|| Opportunity::new(id, person, fact))
-                    .take(person, fact);
-            }
-        });
-        opportunities
+    /// One person as the views read them, once `refresh` has folded their journey.
+    pub(crate) fn record<'a>(&'a self, id: &str) -> Option<PersonRecord<'a>> {
+        let (id, person) = self.people.get_key_value(id)?;
+        person.folded.then(|| super::record_of(id, person))
     }
 
     /// The text of a symbol, `(none)` for none.
@@ -207,11 +175,6 @@ impl FunnelProjection {
     pub(crate) fn now(&self) -> Timestamp {
         self.latest.unwrap_or(Timestamp::from_unix_millis(0))
     }
-}
-
-/// The nearest-rank percentile of sorted values.
-pub(crate) fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    super::percentile(sorted, p)
 }
 
 pub(crate) fn hours(millis: i64) -> f64 {

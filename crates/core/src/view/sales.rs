@@ -3,7 +3,9 @@
 //! opportunity. Rules in `docs/views.md`.
 
 use super::FunnelProjection;
-use super::report::{AmountSum, Amounts, DealStatus, NONE_LABEL, days, hours, percentile, ratio};
+use super::marketing::amounts;
+use super::report::{Amounts, DealStatus, NONE_LABEL, days, hours, ratio};
+use super::totals::{Clocks, Sums, Totals, clamp, count};
 use crate::timestamp::Timestamp;
 use std::collections::BTreeMap;
 
@@ -83,162 +85,93 @@ impl SalesView {
 impl FunnelProjection {
     /// The sales view of refreshed journeys.
     pub fn sales_view(&self) -> SalesView {
-        let records = self.person_records();
-        self.sales_view_with(&records, &Self::opportunities(&records))
+        self.with_totals(|totals| self.sales_view_with(totals))
     }
 
-    pub(crate) fn sales_view_with(
-        &self,
-        records: &[super::report::PersonRecord<'_>],
-        opportunities: &BTreeMap<crate::symbol::Symbol, super::report::Opportunity>,
-    ) -> SalesView {
+    pub(crate) fn sales_view_with(&self, totals: &Totals) -> SalesView {
         let now = self.now();
-        let mut response: BTreeMap<String, (SlaOwnerRow, Vec<i64>)> = BTreeMap::new();
-        records.iter().for_each(|person| {
-            let clocks = person.journey.follow_ups.iter();
-            for (clock, owner) in clocks.zip(&person.part.clock_owners) {
-                // Whoever held the lead when it was answered, or by the deadline if it was not.
-                let owner = self.label(*owner);
-                let (row, millis) = response.entry(owner.clone()).or_insert_with(|| {
-                    (
-                        SlaOwnerRow {
-                            owner,
-                            handoffs: 0,
-                            responded: 0,
-                            breached: 0,
-                            untouched: 0,
-                            median_hours_to_first_action: None,
-                            p90_hours_to_first_action: None,
-                        },
-                        Vec::new(),
-                    )
-                });
-                row.handoffs += 1;
-                match clock.first_action_at {
-                    Some(at) => {
-                        row.responded += 1;
-                        millis.push(at.unix_millis() - clock.mql_at.unix_millis());
-                    }
-                    None => row.untouched += 1,
-                }
-                row.breached += u64::from(clock.breached(now));
-            }
-        });
-        let sla_by_owner = response
-            .into_values()
-            .map(|(mut row, mut millis)| {
-                millis.sort_unstable();
-                row.median_hours_to_first_action = percentile(&millis, 50).map(hours);
-                row.p90_hours_to_first_action = percentile(&millis, 90).map(hours);
-                row
+        // Owners by label: the totals are by symbol.
+        let mut by_owner: BTreeMap<String, Clocks> = BTreeMap::new();
+        for (owner, clocks) in &totals.clocks_by_owner {
+            by_owner
+                .entry(self.label(*owner))
+                .or_default()
+                .add_all(clocks);
+        }
+        let sla_by_owner = by_owner
+            .into_iter()
+            .map(|(owner, clocks)| SlaOwnerRow {
+                owner,
+                handoffs: count(clocks.started),
+                responded: count(clocks.responded),
+                breached: clocks.breached(now),
+                untouched: count(clocks.untouched),
+                median_hours_to_first_action: clocks.response_millis.percentile(50).map(hours),
+                p90_hours_to_first_action: clocks.response_millis.percentile(90).map(hours),
             })
             .collect();
 
-        let mut pipeline: BTreeMap<String, (u64, AmountSum)> = BTreeMap::new();
+        let deals = &totals.deals;
         let mut view = SalesView {
             as_of: self.latest,
             sla_by_owner,
             pipeline: Vec::new(),
-            open: 0,
-            won: 0,
-            lost: 0,
-            proposals_sent: 0,
-            proposal_opportunities: 0,
-            proposal_won: 0,
-            proposal_lost: 0,
-            proposal_open: 0,
+            open: count(deals.open),
+            won: count(deals.won),
+            lost: count(deals.lost),
+            proposals_sent: count(deals.proposals_sent),
+            proposal_opportunities: count(deals.proposal_opportunities),
+            proposal_won: count(deals.proposal_won),
+            proposal_lost: count(deals.proposal_lost),
+            proposal_open: count(deals.proposal_open),
             cycle_days_median: None,
             cycle_days_mean: None,
             average_deal: Vec::new(),
             velocity_per_day: Vec::new(),
             loss_reasons: Vec::new(),
-            opportunities: Vec::new(),
+            opportunities: Vec::with_capacity(totals.opportunities.len()),
         };
-        let mut cycles: Vec<i64> = Vec::new();
-        let mut won_amounts: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-        let mut open_by_currency: BTreeMap<String, u64> = BTreeMap::new();
-        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-        for opportunity in opportunities.values() {
-            let stage = opportunity
-                .stage
-                .map_or_else(|| NONE_LABEL.to_owned(), |(_, s)| self.label(s));
-            let value = opportunity.value();
-            let currency = value.map(|(_, currency)| self.label(currency));
-            view.proposals_sent += opportunity.proposals;
-            let proposed = opportunity.proposals > 0;
-            view.proposal_opportunities += u64::from(proposed);
-            match opportunity.status {
-                DealStatus::Open => {
-                    view.open += 1;
-                    view.proposal_open += u64::from(proposed);
-                    let entry = pipeline.entry(stage.clone()).or_default();
-                    entry.0 += 1;
-                    if let (Some((minor, _)), Some(currency)) = (value, &currency) {
-                        entry.1.add(currency, minor);
-                        *open_by_currency.entry(currency.clone()).or_default() += 1;
-                    }
-                }
-                DealStatus::Won => {
-                    view.won += 1;
-                    view.proposal_won += u64::from(proposed);
-                    if let Some(closed) = opportunity.closed_at {
-                        cycles.push(closed.unix_millis() - opportunity.created_at.unix_millis());
-                    }
-                    if let (Some((minor, _)), Some(currency)) = (value, &currency) {
-                        let entry = won_amounts.entry(currency.clone()).or_default();
-                        entry.0 += 1;
-                        entry.1 = entry.1.saturating_add(minor);
-                    }
-                }
-                DealStatus::Lost => {
-                    view.lost += 1;
-                    view.proposal_lost += u64::from(proposed);
-                    *reasons
-                        .entry(self.label(opportunity.loss_reason))
-                        .or_default() += 1;
-                }
-            }
-            view.opportunities.push(OpportunityRow {
-                opportunity: self.label(opportunity.id),
-                person: opportunity.person.clone(),
-                account: opportunity.account.clone(),
-                created_at: opportunity.created_at,
-                stage,
-                status: opportunity.status,
-                closed_at: opportunity.closed_at,
-                amount_minor: value.map(|(minor, _)| minor),
-                currency,
-                proposals: opportunity.proposals,
-                loss_reason: opportunity
-                    .loss_reason
-                    .is_some()
-                    .then(|| self.label(opportunity.loss_reason)),
-            });
+        let mut pipeline: BTreeMap<String, (u64, Sums)> = BTreeMap::new();
+        for (stage, (opportunities, amount)) in &deals.pipeline {
+            let entry = pipeline.entry(self.label(*stage)).or_default();
+            entry.0 += count(*opportunities);
+            entry.1.add_all(amount);
         }
-        view.opportunities
-            .sort_by(|a, b| (a.created_at, &a.opportunity).cmp(&(b.created_at, &b.opportunity)));
         view.pipeline = pipeline
             .into_iter()
             .map(|(stage, (opportunities, amount))| PipelineRow {
                 stage,
                 opportunities,
-                amount: amount.into_amounts(),
+                amount: amounts(self, &amount),
             })
             .collect();
-        cycles.sort_unstable();
-        if !cycles.is_empty() {
-            let n = cycles.len();
-            let median = if n % 2 == 1 {
-                days(cycles[n / 2])
+        if let Some((low, high)) = deals.cycles.middle() {
+            view.cycle_days_median = Some(if deals.cycles.len() % 2 == 1 {
+                days(low)
             } else {
-                (days(cycles[n / 2 - 1]) + days(cycles[n / 2])) / 2.0
-            };
-            view.cycle_days_median = Some(median);
-            view.cycle_days_mean = Some(days(cycles.iter().sum::<i64>()) / n as f64);
+                (days(low) + days(high)) / 2.0
+            });
+            view.cycle_days_mean = Some(
+                deals.cycles_sum as f64
+                    / Timestamp::MILLIS_PER_DAY as f64
+                    / deals.cycles.len() as f64,
+            );
+        }
+        // Per currency by name: (count, sum) of won amounts, open opportunities.
+        let mut won_amounts: BTreeMap<String, (u64, i128)> = BTreeMap::new();
+        for (currency, (won, total)) in &deals.won_amounts {
+            let entry = won_amounts.entry(self.label(*currency)).or_default();
+            entry.0 += count(*won);
+            entry.1 += total;
+        }
+        let mut open_by_currency: BTreeMap<String, u64> = BTreeMap::new();
+        for (currency, open) in &deals.open_by_currency {
+            *open_by_currency.entry(self.label(*currency)).or_default() += count(*open);
         }
         view.average_deal = won_amounts
             .iter()
-            .map(|(currency, (count, total))| (currency.clone(), total / *count as i64))
+            .filter(|(_, (won, _))| *won > 0)
+            .map(|(currency, (won, total))| (currency.clone(), clamp(*total) / *won as i64))
             .collect();
         if let (Some(win_rate), Some(cycle)) = (view.win_rate(), view.cycle_days_mean)
             && cycle > 0.0
@@ -253,9 +186,39 @@ impl FunnelProjection {
                 })
                 .collect();
         }
+        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        for (reason, lost) in &deals.loss_reasons {
+            *reasons.entry(self.label(*reason)).or_default() += count(*lost);
+        }
         let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         view.loss_reasons = reasons;
+
+        // A row per opportunity.
+        for deal in totals.opportunities.values() {
+            let opportunity = &deal.opportunity;
+            let value = opportunity.value();
+            view.opportunities.push(OpportunityRow {
+                opportunity: self.label(opportunity.id),
+                person: opportunity.person.clone(),
+                account: opportunity.account.clone(),
+                created_at: opportunity.created_at,
+                stage: opportunity
+                    .stage
+                    .map_or_else(|| NONE_LABEL.to_owned(), |(_, s)| self.label(s)),
+                status: opportunity.status,
+                closed_at: opportunity.closed_at,
+                amount_minor: value.map(|(minor, _)| minor),
+                currency: value.map(|(_, currency)| self.label(currency)),
+                proposals: opportunity.proposals,
+                loss_reason: opportunity
+                    .loss_reason
+                    .is_some()
+                    .then(|| self.label(opportunity.loss_reason)),
+            });
+        }
+        view.opportunities
+            .sort_by(|a, b| (a.created_at, &a.opportunity).cmp(&(b.created_at, &b.opportunity)));
         view
     }
 }

@@ -3,11 +3,10 @@
 //! Pipeline and revenue by source is the marketing view's attribution, which both teams share.
 //! Rules in `docs/views.md`.
 
+use super::totals::{Totals, count};
 use super::{FunnelProjection, FunnelSummary};
-use crate::funnel::Outcome;
-use crate::journey::{Direction, Place};
+use crate::journey::Direction;
 use crate::timestamp::Timestamp;
-use std::collections::BTreeMap;
 
 /// Step conversion of one entry cohort at one stage.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,96 +56,56 @@ pub struct SharedView {
     pub handoffs: Vec<HandoffRow>,
 }
 
-fn month(at: Timestamp) -> String {
-    at.to_rfc3339()[..7].to_owned()
-}
-
 impl FunnelProjection {
     /// The shared-funnel view of refreshed journeys.
     pub fn shared_view(&self) -> SharedView {
-        self.shared_view_with(&self.person_records())
+        let records = self.person_records();
+        self.with_totals(|totals| self.shared_view_with(&records, totals))
     }
 
-    fn shared_view_with(&self, records: &[super::report::PersonRecord<'_>]) -> SharedView {
-        let definition = &self.definition;
-        let stages = definition.stages();
-        let now = self.now();
-        let window_millis = definition.conversion_window_days() * Timestamp::MILLIS_PER_DAY as f64;
-        // By (month, stage); a month's name is worked out once per day seen, not per person.
-        let mut cohorts: BTreeMap<(usize, usize), CohortRow> = BTreeMap::new();
-        let mut months: super::HashMap<i64, usize> = super::HashMap::default();
-        let mut month_names: Vec<String> = Vec::new();
+    fn shared_view_with(
+        &self,
+        records: &[super::report::PersonRecord<'_>],
+        totals: &Totals,
+    ) -> SharedView {
+        let stages = self.definition.stages();
+        let now = self.now().unix_millis();
+        // In flight while entered at most the conversion window before "now" (whole
+        // milliseconds: `now − entered ≤ window` for an integer difference).
+        let window =
+            (self.definition.conversion_window_days() * Timestamp::MILLIS_PER_DAY as f64).floor();
+        let since = if window.is_nan() {
+            i64::MAX
+        } else {
+            now.saturating_sub(window as i64)
+        };
+        let mut cohorts: Vec<(&String, usize, CohortRow)> = totals
+            .cohorts
+            .iter()
+            .map(|(&(cohort, stage), counts)| {
+                let in_flight = counts.waiting.count_from(since);
+                let month = &totals.month_names[cohort];
+                let row = CohortRow {
+                    cohort: month.clone(),
+                    stage: stages[stage].name.clone(),
+                    reached: count(counts.reached),
+                    converted: count(counts.converted),
+                    in_flight,
+                    dropped: count(counts.dropped) + counts.waiting.len() - in_flight,
+                };
+                (month, stage, row)
+            })
+            .collect();
+        // Months were numbered as first seen; rows go in (month, stage) order.
+        cohorts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let cohorts = cohorts.into_iter().map(|(_, _, row)| row).collect();
+
+        // The hand-off ledger: a row per hand-off.
         let mut handoffs = Vec::new();
-        // When each stage was last entered, reused from person to person.
-        let mut entered_at: Vec<Option<Timestamp>> = vec![None; stages.len()];
-        records.iter().for_each(|person| {
-            let journey = person.journey;
-            let Some(first) = journey
-                .transitions
-                .iter()
-                .find(|t| matches!(t.to, Place::Stage(_)))
-            else {
-                return;
-            };
-            let day = first.at.unix_millis().div_euclid(Timestamp::MILLIS_PER_DAY);
-            let cohort = *months.entry(day).or_insert_with(|| {
-                let name = month(first.at);
-                match month_names.iter().position(|known| *known == name) {
-                    Some(index) => index,
-                    None => {
-                        month_names.push(name);
-                        month_names.len() - 1
-                    }
-                }
-            });
-            // The furthest stage reached, and when each stage was last entered (by rule or
-            // passed over). A move into a lost outcome reaches nothing: losing is not converting.
-            let mut furthest = None;
-            entered_at.fill(None);
-            for transition in &journey.transitions {
-                if let Place::Stage(index) = transition.to
-                    && stages[index].outcome != Some(Outcome::Lost)
-                {
-                    furthest = furthest.max(Some(index));
-                    for skipped in &transition.skipped {
-                        entered_at[*skipped] = Some(transition.at);
-                    }
-                    entered_at[index] = Some(transition.at);
-                }
-            }
-            let Some(furthest) = furthest else {
-                return;
-            };
-            let current = journey.current();
-            for (index, stage) in stages.iter().enumerate() {
-                if stage.outcome.is_some() || index > furthest {
-                    continue;
-                }
-                let row = cohorts.entry((cohort, index)).or_insert_with(|| CohortRow {
-                    cohort: month_names[cohort].clone(),
-                    stage: stage.name.clone(),
-                    reached: 0,
-                    converted: 0,
-                    in_flight: 0,
-                    dropped: 0,
-                });
-                row.reached += 1;
-                if furthest > index {
-                    row.converted += 1;
-                    continue;
-                }
-                let within = entered_at[index].is_some_and(|at| {
-                    (now.unix_millis() - at.unix_millis()) as f64 <= window_millis
-                });
-                if current == Place::Stage(index) && within {
-                    row.in_flight += 1;
-                } else {
-                    row.dropped += 1;
-                }
-            }
+        for person in records {
             let mut handed_back = false;
             let mut ping_pongs = 0;
-            for (index, handoff) in journey.handoffs.iter().enumerate() {
+            for (index, handoff) in person.journey.handoffs.iter().enumerate() {
                 match handoff.direction {
                     Direction::ToMarketing => handed_back = true,
                     Direction::ToSales => {
@@ -166,25 +125,18 @@ impl FunnelProjection {
                     ping_pongs,
                 });
             }
-        });
+        }
         handoffs.sort_by(|a, b| a.at.cmp(&b.at).then(a.person.cmp(&b.person)));
         SharedView {
-            summary: self.summary(),
-            cohorts: {
-                // Months were numbered as first seen; rows go in (month, stage) order.
-                let mut rows: Vec<((usize, usize), CohortRow)> = cohorts.into_iter().collect();
-                rows.sort_by(|((a, i), _), ((b, j), _)| {
-                    (&month_names[*a], i).cmp(&(&month_names[*b], j))
-                });
-                rows.into_iter().map(|(_, row)| row).collect()
-            },
+            summary: self.summary_with(totals),
+            cohorts,
             handoffs,
         }
     }
 }
 
 impl FunnelProjection {
-    /// The three views at once, sharing the work they have in common (the opportunities).
+    /// The three views of refreshed journeys, read from one set of totals.
     pub fn views(
         &self,
     ) -> (
@@ -193,11 +145,12 @@ impl FunnelProjection {
         SharedView,
     ) {
         let records = self.person_records();
-        let opportunities = Self::opportunities(&records);
-        (
-            self.marketing_view_with(&records, &opportunities),
-            self.sales_view_with(&records, &opportunities),
-            self.shared_view_with(&records),
-        )
+        self.with_totals(|totals| {
+            (
+                self.marketing_view_with(&records, totals),
+                self.sales_view_with(totals),
+                self.shared_view_with(&records, totals),
+            )
+        })
     }
 }
