@@ -240,10 +240,12 @@ impl Journey {
 
     /// The engagement score decayed to `now`.
     pub fn engagement_at(&self, definition: &FunnelDefinition, now: Timestamp) -> f64 {
-        match self.engagement_at {
-            None => 0.0,
-            Some(at) => decay(self.engagement, at, now, definition.half_life_days()),
-        }
+        decayed(
+            self.engagement,
+            self.engagement_at,
+            now,
+            definition.half_life_days(),
+        )
     }
 
     /// Folds a person's facts (in any order: they are sorted by time, then id) under a
@@ -272,6 +274,16 @@ impl Journey {
         }
         folder.journey
     }
+}
+
+/// A score reached at `at` (none: no score), decayed to `now`.
+pub(crate) fn decayed(
+    score: f64,
+    at: Option<Timestamp>,
+    now: Timestamp,
+    half_life_days: f64,
+) -> f64 {
+    at.map_or(0.0, |at| decay(score, at, now, half_life_days))
 }
 
 fn decay(score: f64, from: Timestamp, to: Timestamp, half_life_days: f64) -> f64 {

@@ -41,6 +41,7 @@ pub use view::marketing::{
     PersonScoreRow, Segment,
 };
 pub use view::report::{Amounts, DealStatus, NONE_LABEL};
+pub use view::rows::{PersonRow, PersonRows};
 pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};
 pub use view::shared::{CohortRow, HandoffRow, SharedView};
 pub use view::state::{STATE_VERSION, StateEntry, StateError};

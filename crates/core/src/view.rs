@@ -20,6 +20,7 @@ mod facts;
 pub(crate) mod marketing;
 pub(crate) mod part;
 pub(crate) mod report;
+pub(crate) mod rows;
 pub(crate) mod sales;
 pub(crate) mod shared;
 pub(crate) mod state;
@@ -495,6 +496,7 @@ impl FunnelProjection {
                         && absorbed.folded
                     {
                         totals.person(&self.definition, &record_of(&from, &absorbed), -1);
+                        totals.rows.remove(&from);
                     }
                     self.filters.release(&absorbed.facts);
                     if let Some(account) = absorbed.account().cloned() {
@@ -701,6 +703,15 @@ impl FunnelProjection {
         let Some((journey, part)) = folded else {
             return;
         };
+        // The row as folded, worked out before the person is borrowed to store it.
+        let row = self.totals.get().is_some().then(|| {
+            self.person_row(&report::PersonRecord {
+                id,
+                account: part.account.as_deref(),
+                journey: &journey,
+                part: &part,
+            })
+        });
         let Some((id, person)) = self.people.get_key_value_mut(id) else {
             return;
         };
@@ -716,17 +727,23 @@ impl FunnelProjection {
         person.folded = true;
         if let Some(totals) = totals {
             totals.person(&self.definition, &record_of(id, person), 1);
+            if let Some(row) = row {
+                totals.rows.upsert(row);
+            }
         }
     }
 
     /// Puts together again the opportunities whose people changed, when the totals are kept.
     fn settle_totals(&mut self) {
         if let Some(totals) = self.totals.get_mut() {
-            let people = &self.people;
-            totals.settle(|id| {
-                let (id, person) = people.get_key_value(id)?;
-                person.folded.then(|| record_of(id, person))
-            });
+            let (people, symbols) = (&self.people, &self.symbols);
+            totals.settle(
+                |id| {
+                    let (id, person) = people.get_key_value(id)?;
+                    person.folded.then(|| record_of(id, person))
+                },
+                |symbol| label_of(symbols, symbol),
+            );
         }
     }
 
@@ -735,10 +752,12 @@ impl FunnelProjection {
     pub(crate) fn with_totals<T>(&self, view: impl FnOnce(&totals::Totals) -> T) -> T {
         let totals = self.totals.get_or_init(|| {
             let mut totals = Box::<totals::Totals>::default();
-            for record in self.person_records() {
-                totals.person(&self.definition, &record, 1);
+            let records = self.person_records();
+            for record in &records {
+                totals.person(&self.definition, record, 1);
             }
-            totals.settle(|id| self.record(id));
+            totals.rows = rows::RowChunks::from_sorted(records.iter().map(|r| self.person_row(r)));
+            totals.settle(|id| self.record(id), |symbol| self.label(symbol));
             totals
         });
         view(totals)
@@ -956,7 +975,8 @@ impl FunnelProjection {
             p90_hours_to_first_action: clocks.response_millis.percentile(90).map(hours),
             as_of: self.latest,
         };
-        let stage = |index: usize| totals.stages.get(index).cloned().unwrap_or_default();
+        let no_stage = totals::StageTotals::default();
+        let stage = |index: usize| totals.stages.get(index).unwrap_or(&no_stage);
         let deals = self.counted_deals();
         let mut currencies: BTreeMap<String, i64> = BTreeMap::new();
         for (_, _, amount) in deals.values() {
@@ -1021,6 +1041,13 @@ fn median_days(values: &totals::Multiset<i64>) -> Option<f64> {
         (low as f64 + high as f64) / 2.0
     };
     Some(millis / Timestamp::MILLIS_PER_DAY as f64)
+}
+
+/// The text of a symbol, `(none)` for none.
+fn label_of(symbols: &Symbols, symbol: crate::symbol::Symbol) -> String {
+    symbols
+        .name(symbol)
+        .map_or_else(|| report::NONE_LABEL.to_owned(), str::to_owned)
 }
 
 /// One person as the views read them.

@@ -437,8 +437,7 @@ async fn list_tables(
 ) -> Result<Response, ApiError> {
     let snapshot = snapshot(&state, &params).await?;
     let tables: Vec<serde_json::Value> = snapshot
-        .tables
-        .iter()
+        .tables()
         .map(|(kind, table)| {
             serde_json::json!({
                 "table": table.name,
@@ -471,7 +470,7 @@ async fn table_rows(
     let as_csv = wants_csv(&params, &headers)?;
     let snapshot = snapshot(&state, &params).await?;
     let Some(table) = snapshot.table(&name) else {
-        let names: Vec<&str> = snapshot.tables.iter().map(|(_, t)| t.name).collect();
+        let names: Vec<&str> = snapshot.table_names().map(|(_, name)| name).collect();
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no table {name:?}; the tables: {}", names.join(", ")),
@@ -533,15 +532,8 @@ async fn person(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let snapshot = snapshot(&state, &params).await?;
-    let scores = snapshot
-        .table("person_scores")
-        .expect("invariant: the marketing view has person_scores");
-    let Some(row) = snapshot
-        .people
-        .rows_of(&person, 0)
-        .next()
-        .map(|row| &scores.rows[row])
-    else {
+    let of_person = |name: &str| snapshot.person_table(name, &person);
+    let Some(single) = of_person("person_scores").filter(|table| !table.rows.is_empty()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
@@ -550,32 +542,13 @@ async fn person(
             ),
         ));
     };
-    let of_person = |which: usize| -> serde_json::Value {
-        let Some(table) = snapshot.table(crate::table::PERSON_TABLES[which]) else {
-            return serde_json::Value::Null;
-        };
-        let rows: Vec<Vec<Value>> = snapshot
-            .people
-            .rows_of(&person, which)
-            .map(|row| table.rows[row].clone())
-            .collect();
-        rows_json(&Table {
-            name: table.name,
-            columns: table.columns.clone(),
-            rows,
-        })
-    };
-    let single = Table {
-        name: scores.name,
-        columns: scores.columns.clone(),
-        rows: vec![row.clone()],
-    };
+    let of_person = |name: &str| of_person(name).map_or(serde_json::Value::Null, |t| rows_json(&t));
     let body = serde_json::json!({
         "view": snapshot.view,
         "position": snapshot.position.get(),
         "person": rows_json(&single).as_array().and_then(|r| r.first().cloned()),
-        "handoffs": of_person(1),
-        "opportunities": of_person(2),
+        "handoffs": of_person("handoffs"),
+        "opportunities": of_person("opportunities"),
     });
     Ok(with_position(Json(body).into_response(), &snapshot))
 }

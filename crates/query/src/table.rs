@@ -2,9 +2,11 @@
 //! are all produced from. Column names and meanings are documented in `docs/views.md`.
 
 use baton_core::{
-    Amounts, DealStatus, Direction, FunnelProjection, FunnelSummary, MarketingView, Owner,
-    SalesView, SharedView, Timestamp,
+    AccountScoreRow, Amounts, DealStatus, Direction, FunnelProjection, FunnelSummary, HandoffRow,
+    MarketingView, OpportunityRow, Owner, PersonRows, PersonScoreRow, SalesView, SharedView,
+    Timestamp,
 };
+use std::sync::{Arc, OnceLock};
 
 /// A column's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,71 +138,8 @@ pub fn marketing_tables(mut view: MarketingView) -> Vec<Table> {
             row.people.into(),
         ]);
     }
-    let mut people = Table::new(
-        "person_scores",
-        &[
-            ("person", Text),
-            ("account", Text),
-            ("industry", Text),
-            ("region", Text),
-            ("size", Text),
-            ("place", Text),
-            ("owner", Text),
-            ("engagement", Float),
-            ("fit", Float),
-            ("mqls", Int),
-        ],
-    );
-    // The row-level tables move their strings instead of copying them: at millions of events
-    // they are most of a snapshot's cells.
-    for row in std::mem::take(&mut view.people) {
-        let size = row.segment.size();
-        people.push(vec![
-            row.person.into(),
-            row.account.into(),
-            row.segment.industry.into(),
-            row.segment.region.into(),
-            size.into(),
-            row.place.into(),
-            owner(row.owner),
-            row.engagement.into(),
-            row.fit.into(),
-            row.mqls.into(),
-        ]);
-    }
-    let mut accounts = Table::new(
-        "account_scores",
-        &[
-            ("account", Text),
-            ("industry", Text),
-            ("region", Text),
-            ("size", Text),
-            ("employees", Int),
-            ("people", Int),
-            ("engaged_people", Int),
-            ("mql_people", Int),
-            ("engagement_total", Float),
-            ("engagement_max", Float),
-            ("fit_max", Float),
-            ("furthest_stage", Text),
-        ],
-    );
-    for row in &view.accounts {
-        accounts.push(vec![
-            row.account.as_str().into(),
-            row.segment.industry.clone().into(),
-            row.segment.region.clone().into(),
-            row.segment.size().into(),
-            row.segment.employees.map(u64::from).into(),
-            row.people.into(),
-            row.engaged_people.into(),
-            row.mql_people.into(),
-            row.engagement_total.into(),
-            row.engagement_max.into(),
-            row.fit_max.into(),
-            row.furthest_stage.clone().into(),
-        ]);
-    }
+    let people = person_scores_table(std::mem::take(&mut view.people));
+    let accounts = account_scores_table(&view.accounts);
     let mut content = Table::new(
         "content",
         &[
@@ -424,44 +363,7 @@ pub fn sales_tables(mut view: SalesView) -> Vec<Table> {
     for (reason, count) in &view.loss_reasons {
         reasons.push(vec![reason.as_str().into(), (*count).into()]);
     }
-    let mut opportunities = Table::new(
-        "opportunities",
-        &[
-            ("opportunity", Text),
-            ("person", Text),
-            ("account", Text),
-            ("created_at", Time),
-            ("stage", Text),
-            ("status", Text),
-            ("closed_at", Time),
-            ("amount", Float),
-            ("currency", Text),
-            ("proposals", Int),
-            ("loss_reason", Text),
-        ],
-    );
-    for row in std::mem::take(&mut view.opportunities) {
-        opportunities.push(vec![
-            row.opportunity.into(),
-            row.person.into(),
-            row.account.into(),
-            row.created_at.into(),
-            row.stage.into(),
-            DealStatus::as_str(row.status).into(),
-            row.closed_at.into(),
-            match (row.amount_minor, &row.currency) {
-                (Some(minor), Some(currency)) => {
-                    Value::Float(baton_core::major_units(minor as f64, currency))
-                }
-                // An amount without a currency: the two decimal places of most currencies.
-                (Some(minor), None) => Value::Float(baton_core::major_units(minor as f64, "")),
-                (None, _) => Value::Null,
-            },
-            row.currency.into(),
-            row.proposals.into(),
-            row.loss_reason.into(),
-        ]);
-    }
+    let opportunities = opportunities_table(std::mem::take(&mut view.opportunities));
     vec![totals, sla, pipeline, reasons, opportunities]
 }
 
@@ -559,6 +461,132 @@ pub fn shared_tables(mut view: SharedView) -> Vec<Table> {
             row.conversion_rate().into(),
         ]);
     }
+    let handoffs = handoffs_table(std::mem::take(&mut view.handoffs));
+    // Pipeline and revenue by source is the marketing view's `attribution` table (the same
+    // rows); table names are unique across the three views, so they share one SQL schema.
+    vec![totals, stages_table(summary), cohorts, handoffs]
+}
+
+/// The `person_scores` table of these rows.
+pub fn person_scores_table(rows: Vec<PersonScoreRow>) -> Table {
+    let mut people = Table::new(
+        "person_scores",
+        &[
+            ("person", Text),
+            ("account", Text),
+            ("industry", Text),
+            ("region", Text),
+            ("size", Text),
+            ("place", Text),
+            ("owner", Text),
+            ("engagement", Float),
+            ("fit", Float),
+            ("mqls", Int),
+        ],
+    );
+    // The row-level tables move their strings instead of copying them: at millions of events
+    // they are most of a snapshot's cells.
+    for row in rows {
+        let size = row.segment.size();
+        people.push(vec![
+            row.person.into(),
+            row.account.into(),
+            row.segment.industry.into(),
+            row.segment.region.into(),
+            size.into(),
+            row.place.into(),
+            owner(row.owner),
+            row.engagement.into(),
+            row.fit.into(),
+            row.mqls.into(),
+        ]);
+    }
+    people
+}
+
+/// The `account_scores` table of these rows.
+pub fn account_scores_table(rows: &[AccountScoreRow]) -> Table {
+    let mut accounts = Table::new(
+        "account_scores",
+        &[
+            ("account", Text),
+            ("industry", Text),
+            ("region", Text),
+            ("size", Text),
+            ("employees", Int),
+            ("people", Int),
+            ("engaged_people", Int),
+            ("mql_people", Int),
+            ("engagement_total", Float),
+            ("engagement_max", Float),
+            ("fit_max", Float),
+            ("furthest_stage", Text),
+        ],
+    );
+    for row in rows {
+        accounts.push(vec![
+            row.account.as_str().into(),
+            row.segment.industry.clone().into(),
+            row.segment.region.clone().into(),
+            row.segment.size().into(),
+            row.segment.employees.map(u64::from).into(),
+            row.people.into(),
+            row.engaged_people.into(),
+            row.mql_people.into(),
+            row.engagement_total.into(),
+            row.engagement_max.into(),
+            row.fit_max.into(),
+            row.furthest_stage.clone().into(),
+        ]);
+    }
+    accounts
+}
+
+/// The `opportunities` table of these rows.
+pub fn opportunities_table(rows: Vec<OpportunityRow>) -> Table {
+    let mut opportunities = Table::new(
+        "opportunities",
+        &[
+            ("opportunity", Text),
+            ("person", Text),
+            ("account", Text),
+            ("created_at", Time),
+            ("stage", Text),
+            ("status", Text),
+            ("closed_at", Time),
+            ("amount", Float),
+            ("currency", Text),
+            ("proposals", Int),
+            ("loss_reason", Text),
+        ],
+    );
+    for row in rows {
+        opportunities.push(vec![
+            row.opportunity.into(),
+            row.person.into(),
+            row.account.into(),
+            row.created_at.into(),
+            row.stage.into(),
+            DealStatus::as_str(row.status).into(),
+            row.closed_at.into(),
+            match (row.amount_minor, &row.currency) {
+                (Some(minor), Some(currency)) => {
+                    Value::Float(baton_core::major_units(minor as f64, currency))
+                }
+                // An amount without a currency: the two decimal places of most currencies.
+                (Some(minor), None) => Value::Float(baton_core::major_units(minor as f64, "")),
+                (None, _) => Value::Null,
+            },
+            row.currency.into(),
+            row.proposals.into(),
+            row.loss_reason.into(),
+        ]);
+    }
+    opportunities
+}
+
+/// The `handoffs` table of these rows.
+pub fn handoffs_table(rows: Vec<HandoffRow>) -> Table {
     let mut handoffs = Table::new(
         "handoffs",
         &[
@@ -571,7 +599,7 @@ pub fn shared_tables(mut view: SharedView) -> Vec<Table> {
             ("ping_pongs", Int),
         ],
     );
-    for row in std::mem::take(&mut view.handoffs) {
+    for row in rows {
         let direction = match row.direction {
             Direction::ToSales => "to_sales",
             Direction::ToMarketing => "to_marketing",
@@ -586,9 +614,7 @@ pub fn shared_tables(mut view: SharedView) -> Vec<Table> {
             row.ping_pongs.into(),
         ]);
     }
-    // Pipeline and revenue by source is the marketing view's `attribution` table (the same
-    // rows); table names are unique across the three views, so they share one SQL schema.
-    vec![totals, stages_table(summary), cohorts, handoffs]
+    handoffs
 }
 
 /// Which view.
@@ -615,6 +641,16 @@ impl ViewKind {
     }
 }
 
+/// The tables worked out only when read: a row per person, per account, per hand-off. A
+/// snapshot holds the rows they come from (shared with the projection, see
+/// [`baton_core::PersonRows`]) and builds each of these tables the first time it is read.
+const ROW_TABLES: [(&str, ViewKind); 4] = [
+    ("person_scores", ViewKind::Marketing),
+    ("account_scores", ViewKind::Marketing),
+    ("opportunities", ViewKind::Sales),
+    ("handoffs", ViewKind::Funnel),
+];
+
 /// The tables of every view of a refreshed projection, at one log position: what one HTTP
 /// response or one SQL query sees. Table names are unique across the views.
 #[derive(Clone, Debug)]
@@ -625,76 +661,31 @@ pub struct Snapshot {
     pub definition_hash: String,
     /// The log position the tables reflect.
     pub position: baton_projector::Position,
-    /// Every table of the marketing, sales and funnel views.
-    pub tables: Vec<(ViewKind, Table)>,
-    /// How long computing the tables took: what freshness costs (`/metrics`, `bench query`).
+    /// Every table of the marketing, sales and funnel views; the row-level tables of
+    /// `ROW_TABLES` are empty here and read through `lazy`.
+    tables: Vec<(ViewKind, Table)>,
+    /// Every person's row-level data at this position.
+    rows: PersonRows,
+    /// The tables of `ROW_TABLES`, each built from `rows` when first read (shared by clones).
+    lazy: Arc<[OnceLock<Table>; 4]>,
+    /// How long building the snapshot took: what freshness costs (`/metrics`, `bench query`).
     pub built_in: std::time::Duration,
-    /// Where each person's rows are, for `/v1/people/{id}`.
-    pub(crate) people: PersonIndex,
 }
 
 /// The tables a person lookup answers from, each with a `person` column.
 pub(crate) const PERSON_TABLES: [&str; 3] = ["person_scores", "handoffs", "opportunities"];
 
-/// The rows that name each person in [`PERSON_TABLES`]: a lookup reads them directly instead of
-/// scanning (at ten million events a scan of `person_scores` took 15–110 ms).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct PersonIndex {
-    /// Person id → (index into `PERSON_TABLES`, row), in table order, then row order.
-    rows: std::collections::HashMap<String, Vec<(u8, u32)>>,
-}
-
-impl PersonIndex {
-    fn build(tables: &[(ViewKind, Table)]) -> PersonIndex {
-        let mut rows: std::collections::HashMap<String, Vec<(u8, u32)>> =
-            std::collections::HashMap::new();
-        for (which, name) in PERSON_TABLES.iter().enumerate() {
-            let Some((_, table)) = tables.iter().find(|(_, table)| table.name == *name) else {
-                continue;
-            };
-            let Some(column) = table.columns.iter().position(|(c, _)| *c == "person") else {
-                continue;
-            };
-            for (row, cells) in table.rows.iter().enumerate() {
-                let Value::Text(person) = &cells[column] else {
-                    continue;
-                };
-                let at = (which as u8, row as u32);
-                match rows.get_mut(person) {
-                    Some(found) => found.push(at),
-                    None => {
-                        rows.insert(person.clone(), vec![at]);
-                    }
-                }
-            }
-        }
-        PersonIndex { rows }
-    }
-
-    /// The rows of `person` in the table `PERSON_TABLES[which]`, in table order.
-    pub(crate) fn rows_of<'a>(
-        &'a self,
-        person: &str,
-        which: usize,
-    ) -> impl Iterator<Item = usize> + 'a {
-        self.rows
-            .get(person)
-            .into_iter()
-            .flatten()
-            .filter(move |(table, _)| usize::from(*table) == which)
-            .map(|(_, row)| *row as usize)
-    }
-}
-
 impl Snapshot {
-    /// Computes every table of a refreshed projection.
+    /// The tables of a refreshed projection. The aggregates are read from the projection's
+    /// totals; the row-level tables are built when first read.
     pub fn build(
         view: &str,
         projection: &FunnelProjection,
         position: baton_projector::Position,
     ) -> Snapshot {
         let started = std::time::Instant::now();
-        let (marketing, sales, shared) = projection.views();
+        let (marketing, sales, shared) = projection.aggregate_views();
+        let rows = projection.person_rows();
         let tables: Vec<(ViewKind, Table)> = marketing_tables(marketing)
             .into_iter()
             .map(|t| (ViewKind::Marketing, t))
@@ -714,18 +705,103 @@ impl Snapshot {
             definition: projection.definition().name().to_owned(),
             definition_hash: projection.definition().hash().to_owned(),
             position,
-            people: PersonIndex::build(&tables),
             tables,
+            rows,
+            lazy: Arc::new(Default::default()),
             built_in: started.elapsed(),
         }
     }
 
-    /// A table by name.
+    /// A snapshot of these tables alone, for tests of what serves them.
+    #[cfg(test)]
+    pub(crate) fn of_tables(view: &str, tables: Vec<(ViewKind, Table)>) -> Snapshot {
+        Snapshot {
+            view: view.to_owned(),
+            definition: "d".into(),
+            definition_hash: "h".into(),
+            position: baton_projector::Position::new(1),
+            tables,
+            rows: PersonRows::default(),
+            lazy: Arc::new(Default::default()),
+            built_in: std::time::Duration::ZERO,
+        }
+    }
+
+    /// A table by name, built now if it is a row-level table not read before.
     pub fn table(&self, name: &str) -> Option<&Table> {
+        if let Some(which) = ROW_TABLES.iter().position(|(table, _)| *table == name) {
+            return Some(self.lazy[which].get_or_init(|| self.row_table(which)));
+        }
         self.tables
             .iter()
             .find(|(_, table)| table.name == name)
             .map(|(_, table)| table)
+    }
+
+    /// Every table in view order, building the row-level ones not read before.
+    pub fn tables(&self) -> impl Iterator<Item = (ViewKind, &Table)> {
+        self.tables.iter().map(|(kind, table)| {
+            let table = self.table(table.name).unwrap_or(table);
+            (*kind, table)
+        })
+    }
+
+    /// A table's columns, without building it.
+    pub fn columns(&self, name: &str) -> Option<&[(&'static str, ColumnType)]> {
+        self.tables
+            .iter()
+            .find(|(_, table)| table.name == name)
+            .map(|(_, table)| table.columns.as_slice())
+    }
+
+    /// The rows of one person in a table with a `person` column (`PERSON_TABLES`), without
+    /// building the table; `None` for another table.
+    pub fn person_table(&self, name: &str, person: &str) -> Option<Table> {
+        let which = PERSON_TABLES.iter().position(|table| *table == name)?;
+        Some(Table {
+            name: self.table_names().find(|(_, n)| *n == name)?.1,
+            columns: self.columns(name)?.to_vec(),
+            rows: self.rows_of(person, which),
+        })
+    }
+
+    /// Every table's name and view, without building any.
+    pub fn table_names(&self) -> impl Iterator<Item = (ViewKind, &'static str)> + '_ {
+        self.tables.iter().map(|(kind, table)| (*kind, table.name))
+    }
+
+    fn row_table(&self, which: usize) -> Table {
+        let table = match ROW_TABLES[which].0 {
+            "person_scores" => person_scores_table(self.rows.score_rows()),
+            "account_scores" => account_scores_table(&self.rows.account_rows()),
+            "opportunities" => opportunities_table(self.rows.opportunity_rows()),
+            _ => handoffs_table(self.rows.handoff_rows()),
+        };
+        debug_assert_eq!(table.name, ROW_TABLES[which].0);
+        debug_assert!(
+            self.tables
+                .iter()
+                .any(|(kind, t)| t.name == table.name && *kind == ROW_TABLES[which].1)
+        );
+        table
+    }
+
+    /// The rows of `person` in the table `PERSON_TABLES[which]`, in table order, without
+    /// building any table.
+    pub(crate) fn rows_of(&self, person: &str, which: usize) -> Vec<Vec<Value>> {
+        match PERSON_TABLES[which] {
+            "person_scores" => self
+                .rows
+                .get(person)
+                .map(|row| person_scores_table(vec![self.rows.score_row(row)]).rows)
+                .unwrap_or_default(),
+            "handoffs" => self
+                .rows
+                .get(person)
+                .map(|row| handoffs_table(row.handoffs.clone()).rows)
+                .unwrap_or_default(),
+            _ => opportunities_table(self.rows.opportunities_of(person)).rows,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! acceptance. Rules in `docs/views.md`.
 
 use super::report::{Amounts, PersonRecord, ratio};
+use super::rows::PersonRow;
 use super::totals::{Nurture, Sums, Totals, clamp, count};
 use super::{FunnelProjection, HashMap};
 
@@ -266,23 +267,71 @@ impl FunnelProjection {
 
     /// The marketing view of refreshed journeys.
     pub fn marketing_view(&self) -> MarketingView {
-        let records = self.person_records();
-        self.with_totals(|totals| self.marketing_view_with(&records, totals))
+        let mut view = self.with_totals(|totals| self.marketing_view_with(totals));
+        let rows = self.person_rows();
+        view.people = rows.score_rows();
+        view.accounts = rows.account_rows();
+        view
     }
 
-    pub(crate) fn marketing_view_with(
-        &self,
-        records: &[PersonRecord<'_>],
-        totals: &Totals,
-    ) -> MarketingView {
+    /// A person's row-level data, from their journey and part as just folded.
+    pub(crate) fn person_row(&self, person: &PersonRecord<'_>) -> PersonRow {
         let definition = &self.definition;
-        let now = self.now();
+        let journey = person.journey;
+        let place = journey.current();
         let mql_stage = Place::Stage(definition.mql_stage());
+        // A lost outcome is not further along than the stage the deal was lost from.
+        let furthest = journey
+            .transitions
+            .iter()
+            .filter_map(|t| match t.to {
+                Place::Stage(index)
+                    if definition.stages()[index].outcome != Some(crate::funnel::Outcome::Lost) =>
+                {
+                    Some(index)
+                }
+                _ => None,
+            })
+            .max();
+        PersonRow {
+            person: person.id.to_owned(),
+            account: person.account.map(str::to_owned),
+            segment: self.segment(person.account),
+            place: self.place_name(place),
+            owner: owner_of(definition, place),
+            engagement: journey.engagement,
+            engagement_at: journey.engagement_at,
+            fit: journey.fit,
+            mqls: journey
+                .transitions
+                .iter()
+                .filter(|t| t.to == mql_stage)
+                .count() as u64,
+            furthest,
+            handoffs: super::shared::handoff_rows_of(person),
+            deals: {
+                let mut deals: Vec<Symbol> = person
+                    .part
+                    .deal_facts
+                    .iter()
+                    .map(|fact| fact.attributes.opportunity)
+                    .collect();
+                deals.sort_unstable();
+                deals.dedup();
+                deals
+            },
+        }
+    }
+
+    /// The marketing view without its row-level parts (`people`, `accounts`), which
+    /// [`FunnelProjection::person_rows`] gives.
+    pub(crate) fn marketing_view_with(&self, totals: &Totals) -> MarketingView {
+        let now = self.now();
         let place_names: HashMap<Place, String> = self.place_names();
         let mut view = MarketingView {
             as_of: self.latest,
             nurture: Vec::new(),
-            people: Vec::with_capacity(records.len()),
+            people: Vec::new(),
             accounts: Vec::new(),
             attribution: self.attribution_with(totals),
             content: Vec::new(),
@@ -298,79 +347,6 @@ impl FunnelProjection {
             touches_before_demo_median: None,
             touches_before_demo_mean: None,
         };
-
-        // The row-level tables: a row per person and per account.
-        let mut accounts: HashMap<&str, AccountScoreRow> = HashMap::default();
-        let mut furthest: HashMap<&str, usize> = HashMap::default();
-        for person in records {
-            let journey = person.journey;
-            let place = journey.current();
-            let mqls = journey
-                .transitions
-                .iter()
-                .filter(|t| t.to == mql_stage)
-                .count() as u64;
-            let owner = owner_of(definition, place);
-            let engagement = journey.engagement_at(definition, now);
-            let segment = self.segment(person.account);
-            view.people.push(PersonScoreRow {
-                person: person.id.to_owned(),
-                account: person.account.map(str::to_owned),
-                segment: segment.clone(),
-                place: place_names[&place].clone(),
-                owner,
-                engagement,
-                fit: journey.fit,
-                mqls,
-            });
-            let Some(account) = person.account else {
-                continue;
-            };
-            // A lost outcome is not further along than the stage the deal was lost from.
-            let reached = journey
-                .transitions
-                .iter()
-                .filter_map(|t| match t.to {
-                    Place::Stage(index)
-                        if definition.stages()[index].outcome
-                            != Some(crate::funnel::Outcome::Lost) =>
-                    {
-                        Some(index)
-                    }
-                    _ => None,
-                })
-                .max();
-            // Looked up before inserting: most people share an account already seen.
-            if !accounts.contains_key(account) {
-                accounts.insert(
-                    account,
-                    AccountScoreRow {
-                        account: account.to_owned(),
-                        segment,
-                        people: 0,
-                        engaged_people: 0,
-                        mql_people: 0,
-                        engagement_total: 0.0,
-                        engagement_max: 0.0,
-                        fit_max: f64::NEG_INFINITY,
-                        furthest_stage: None,
-                    },
-                );
-            }
-            let row = accounts
-                .get_mut(account)
-                .expect("invariant: inserted above");
-            row.people += 1;
-            row.engaged_people += u64::from(engagement > 0.0);
-            row.mql_people += u64::from(mqls > 0);
-            row.engagement_total += engagement;
-            row.engagement_max = row.engagement_max.max(engagement);
-            row.fit_max = row.fit_max.max(journey.fit);
-            if let Some(reached) = reached {
-                let entry = furthest.entry(account).or_insert(reached);
-                *entry = (*entry).max(reached);
-            }
-        }
 
         // Content and campaign performance.
         let influenced = |key: (bool, Symbol)| {
@@ -433,17 +409,6 @@ impl FunnelProjection {
             .collect();
         nurture.sort_by(|a, b| (&a.place, a.age).cmp(&(&b.place, b.age)));
         view.nurture = nurture;
-        let mut accounts: Vec<AccountScoreRow> = accounts
-            .into_iter()
-            .map(|(account, mut row)| {
-                row.furthest_stage = furthest
-                    .get(account)
-                    .map(|index| definition.stages()[*index].name.clone());
-                row
-            })
-            .collect();
-        accounts.sort_by(|a, b| a.account.cmp(&b.account));
-        view.accounts = accounts;
         let demos = &totals.touches_before_demo;
         if let Some((low, high)) = demos.middle() {
             view.touches_before_demo_median = Some(if demos.len() % 2 == 1 {

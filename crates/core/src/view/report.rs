@@ -166,9 +166,7 @@ impl FunnelProjection {
 
     /// The text of a symbol, `(none)` for none.
     pub(crate) fn label(&self, symbol: Symbol) -> String {
-        self.symbols
-            .name(symbol)
-            .map_or_else(|| NONE_LABEL.to_owned(), str::to_owned)
+        super::label_of(&self.symbols, symbol)
     }
 
     /// "Now" for clocks and ages: the latest business time on the log.

@@ -85,18 +85,27 @@ impl SalesView {
 impl FunnelProjection {
     /// The sales view of refreshed journeys.
     pub fn sales_view(&self) -> SalesView {
-        self.with_totals(|totals| self.sales_view_with(totals))
+        let mut view = self.with_totals(|totals| self.sales_view_with(totals));
+        view.opportunities = self.person_rows().opportunity_rows();
+        view
     }
 
+    /// The sales view without its row per opportunity, which
+    /// [`FunnelProjection::person_rows`] gives.
     pub(crate) fn sales_view_with(&self, totals: &Totals) -> SalesView {
         let now = self.now();
-        // Owners by label: the totals are by symbol.
-        let mut by_owner: BTreeMap<String, Clocks> = BTreeMap::new();
+        // Owners by label: the totals are by symbol, and two symbols may read the same
+        // (an owner named "(none)" and none); only those are merged.
+        let mut by_owner: BTreeMap<String, std::borrow::Cow<'_, Clocks>> = BTreeMap::new();
         for (owner, clocks) in &totals.clocks_by_owner {
-            by_owner
-                .entry(self.label(*owner))
-                .or_default()
-                .add_all(clocks);
+            match by_owner.entry(self.label(*owner)) {
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(std::borrow::Cow::Borrowed(clocks));
+                }
+                std::collections::btree_map::Entry::Occupied(mut entry) => {
+                    entry.get_mut().to_mut().add_all(clocks);
+                }
+            }
         }
         let sla_by_owner = by_owner
             .into_iter()
@@ -129,7 +138,7 @@ impl FunnelProjection {
             average_deal: Vec::new(),
             velocity_per_day: Vec::new(),
             loss_reasons: Vec::new(),
-            opportunities: Vec::with_capacity(totals.opportunities.len()),
+            opportunities: Vec::new(),
         };
         let mut pipeline: BTreeMap<String, (u64, Sums)> = BTreeMap::new();
         for (stage, (opportunities, amount)) in &deals.pipeline {
@@ -194,31 +203,32 @@ impl FunnelProjection {
         reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         view.loss_reasons = reasons;
 
-        // A row per opportunity.
-        for deal in totals.opportunities.values() {
-            let opportunity = &deal.opportunity;
-            let value = opportunity.value();
-            view.opportunities.push(OpportunityRow {
-                opportunity: self.label(opportunity.id),
-                person: opportunity.person.clone(),
-                account: opportunity.account.clone(),
-                created_at: opportunity.created_at,
-                stage: opportunity
-                    .stage
-                    .map_or_else(|| NONE_LABEL.to_owned(), |(_, s)| self.label(s)),
-                status: opportunity.status,
-                closed_at: opportunity.closed_at,
-                amount_minor: value.map(|(minor, _)| minor),
-                currency: value.map(|(_, currency)| self.label(currency)),
-                proposals: opportunity.proposals,
-                loss_reason: opportunity
-                    .loss_reason
-                    .is_some()
-                    .then(|| self.label(opportunity.loss_reason)),
-            });
-        }
-        view.opportunities
-            .sort_by(|a, b| (a.created_at, &a.opportunity).cmp(&(b.created_at, &b.opportunity)));
         view
+    }
+}
+
+/// An opportunity's row, with its symbols' texts from `label`.
+pub(crate) fn opportunity_row(
+    opportunity: &super::report::Opportunity,
+    label: impl Fn(crate::symbol::Symbol) -> String,
+) -> OpportunityRow {
+    let value = opportunity.value();
+    OpportunityRow {
+        opportunity: label(opportunity.id),
+        person: opportunity.person.clone(),
+        account: opportunity.account.clone(),
+        created_at: opportunity.created_at,
+        stage: opportunity
+            .stage
+            .map_or_else(|| NONE_LABEL.to_owned(), |(_, s)| label(s)),
+        status: opportunity.status,
+        closed_at: opportunity.closed_at,
+        amount_minor: value.map(|(minor, _)| minor),
+        currency: value.map(|(_, currency)| label(currency)),
+        proposals: opportunity.proposals,
+        loss_reason: opportunity
+            .loss_reason
+            .is_some()
+            .then(|| label(opportunity.loss_reason)),
     }
 }

@@ -59,15 +59,14 @@ pub struct SharedView {
 impl FunnelProjection {
     /// The shared-funnel view of refreshed journeys.
     pub fn shared_view(&self) -> SharedView {
-        let records = self.person_records();
-        self.with_totals(|totals| self.shared_view_with(&records, totals))
+        let mut view = self.with_totals(|totals| self.shared_view_with(totals));
+        view.handoffs = self.person_rows().handoff_rows();
+        view
     }
 
-    fn shared_view_with(
-        &self,
-        records: &[super::report::PersonRecord<'_>],
-        totals: &Totals,
-    ) -> SharedView {
+    /// The shared-funnel view without its hand-off ledger, which
+    /// [`FunnelProjection::person_rows`] gives.
+    fn shared_view_with(&self, totals: &Totals) -> SharedView {
         let stages = self.definition.stages();
         let now = self.now().unix_millis();
         // In flight while entered at most the conversion window before "now" (whole
@@ -100,37 +99,10 @@ impl FunnelProjection {
         cohorts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let cohorts = cohorts.into_iter().map(|(_, _, row)| row).collect();
 
-        // The hand-off ledger: a row per hand-off.
-        let mut handoffs = Vec::new();
-        for person in records {
-            let mut handed_back = false;
-            let mut ping_pongs = 0;
-            for (index, handoff) in person.journey.handoffs.iter().enumerate() {
-                match handoff.direction {
-                    Direction::ToMarketing => handed_back = true,
-                    Direction::ToSales => {
-                        if handed_back {
-                            ping_pongs += 1;
-                        }
-                        handed_back = false;
-                    }
-                }
-                handoffs.push(HandoffRow {
-                    person: person.id.to_owned(),
-                    account: person.account.map(str::to_owned),
-                    at: handoff.at,
-                    direction: handoff.direction,
-                    cause: handoff.cause,
-                    sequence: index as u64 + 1,
-                    ping_pongs,
-                });
-            }
-        }
-        handoffs.sort_by(|a, b| a.at.cmp(&b.at).then(a.person.cmp(&b.person)));
         SharedView {
             summary: self.summary_with(totals),
             cohorts,
-            handoffs,
+            handoffs: Vec::new(),
         }
     }
 }
@@ -144,13 +116,80 @@ impl FunnelProjection {
         super::sales::SalesView,
         SharedView,
     ) {
-        let records = self.person_records();
+        let (mut marketing, mut sales, mut shared) = self.aggregate_views();
+        let rows = self.person_rows();
+        marketing.people = rows.score_rows();
+        marketing.accounts = rows.account_rows();
+        sales.opportunities = rows.opportunity_rows();
+        shared.handoffs = rows.handoff_rows();
+        (marketing, sales, shared)
+    }
+
+    /// The three views without their row-level parts (the marketing view's `people` and
+    /// `accounts`, the sales view's `opportunities`, the shared view's `handoffs` are empty): what a build costs when the rows
+    /// are read later from [`FunnelProjection::person_rows`].
+    pub fn aggregate_views(
+        &self,
+    ) -> (
+        super::marketing::MarketingView,
+        super::sales::SalesView,
+        SharedView,
+    ) {
         self.with_totals(|totals| {
             (
-                self.marketing_view_with(&records, totals),
+                self.marketing_view_with(totals),
                 self.sales_view_with(totals),
-                self.shared_view_with(&records, totals),
+                self.shared_view_with(totals),
             )
         })
     }
+
+    /// Every folded person's row-level data now, shared with the projection: taking it costs
+    /// a copy of a list of chunk pointers.
+    pub fn person_rows(&self) -> super::rows::PersonRows {
+        let stage_names: std::sync::Arc<[String]> = self
+            .definition
+            .stages()
+            .iter()
+            .map(|stage| stage.name.clone())
+            .collect();
+        self.with_totals(|totals| {
+            super::rows::PersonRows::new(
+                totals.rows.clone(),
+                totals.opportunity_rows.clone(),
+                self.now(),
+                self.definition.half_life_days(),
+                stage_names,
+            )
+        })
+    }
+}
+
+/// A person's hand-offs as ledger rows, with how many times they came back to sales after
+/// being handed back.
+pub(crate) fn handoff_rows_of(person: &super::report::PersonRecord<'_>) -> Vec<HandoffRow> {
+    let mut handed_back = false;
+    let mut ping_pongs = 0;
+    let mut rows = Vec::with_capacity(person.journey.handoffs.len());
+    for (index, handoff) in person.journey.handoffs.iter().enumerate() {
+        match handoff.direction {
+            Direction::ToMarketing => handed_back = true,
+            Direction::ToSales => {
+                if handed_back {
+                    ping_pongs += 1;
+                }
+                handed_back = false;
+            }
+        }
+        rows.push(HandoffRow {
+            person: person.id.to_owned(),
+            account: person.account.map(str::to_owned),
+            at: handoff.at,
+            direction: handoff.direction,
+            cause: handoff.cause,
+            sequence: index as u64 + 1,
+            ping_pongs,
+        });
+    }
+    rows
 }

@@ -344,6 +344,10 @@ pub(crate) struct Totals {
     carriers: HashMap<Symbol, BTreeSet<String>>,
     /// Opportunities whose carriers changed since they were last put together.
     stale: HashSet<Symbol>,
+    /// Every folded person's row-level data.
+    pub(crate) rows: super::rows::RowChunks<super::rows::PersonRow>,
+    /// Every opportunity's row.
+    pub(crate) opportunity_rows: super::rows::RowChunks<super::rows::OpportunityEntry>,
 }
 
 /// A non-negative total as shown.
@@ -703,14 +707,19 @@ impl Totals {
     }
 
     /// Puts together again every opportunity whose carriers changed, from its carriers'
-    /// current parts, replacing its contribution. `record` gives a person as the views read
-    /// them.
-    pub(crate) fn settle<'a>(&mut self, record: impl Fn(&str) -> Option<PersonRecord<'a>>) {
+    /// current parts, replacing its contribution and its row. `record` gives a person as the
+    /// views read them, `label` a symbol's text.
+    pub(crate) fn settle<'a>(
+        &mut self,
+        record: impl Fn(&str) -> Option<PersonRecord<'a>>,
+        label: impl Fn(Symbol) -> String,
+    ) {
         let mut stale: Vec<Symbol> = self.stale.drain().collect();
         stale.sort_unstable();
         for id in stale {
             if let Some(old) = self.opportunities.remove(&id) {
                 self.opportunity(&old, -1);
+                self.opportunity_rows.remove(&id);
             }
             let Some(carriers) = self.carriers.get(&id) else {
                 continue;
@@ -747,6 +756,10 @@ impl Totals {
                 influenced,
             };
             self.opportunity(&deal, 1);
+            self.opportunity_rows.upsert(super::rows::OpportunityEntry {
+                id,
+                row: super::sales::opportunity_row(&deal.opportunity, &label),
+            });
             self.opportunities.insert(id, deal);
         }
     }

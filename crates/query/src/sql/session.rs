@@ -666,15 +666,7 @@ mod tests {
             columns: vec![("person", ColumnType::Text), ("score", ColumnType::Float)],
             rows,
         };
-        let snapshot = Snapshot {
-            view: "main".into(),
-            definition: "d".into(),
-            definition_hash: "h".into(),
-            position: baton_projector::Position::new(1),
-            tables: vec![(ViewKind::Marketing, table)],
-            built_in: std::time::Duration::ZERO,
-            people: Default::default(),
-        };
+        let snapshot = Snapshot::of_tables("main", vec![(ViewKind::Marketing, table)]);
         let (_sender, receiver) =
             tokio::sync::watch::channel(Arc::new(Catalog::new(Arc::new(snapshot))));
         let source = Arc::new(CatalogSource::new(receiver));

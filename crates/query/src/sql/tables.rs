@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -24,7 +24,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemTable, SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use tokio::sync::watch;
 
@@ -46,10 +46,99 @@ tokio::task_local! {
 /// One table's rows in Arrow form.
 type ServedTable = Arc<MemTable>;
 
+/// A table of a snapshot, converted to Arrow the first time a query scans all of it: a new
+/// snapshot every quarter second must not cost every table's conversion, nor a lookup of
+/// one person the conversion of a row per person.
+struct LazyTable {
+    schema: SchemaRef,
+    rows: TableRows,
+}
+
+enum TableRows {
+    /// Converted already (`public.snapshots`).
+    Ready(ServedTable),
+    /// A table of this snapshot, by name, converted when first scanned in full.
+    Snapshot {
+        snapshot: Arc<Snapshot>,
+        name: String,
+        converted: OnceLock<std::result::Result<ServedTable, String>>,
+    },
+}
+
+impl LazyTable {
+    fn ready(table: ServedTable) -> Arc<LazyTable> {
+        Arc::new(LazyTable {
+            schema: table.schema(),
+            rows: TableRows::Ready(table),
+        })
+    }
+
+    /// Every row.
+    fn served(&self) -> Result<ServedTable> {
+        match &self.rows {
+            TableRows::Ready(table) => Ok(table.clone()),
+            TableRows::Snapshot {
+                snapshot,
+                name,
+                converted,
+            } => converted
+                .get_or_init(|| {
+                    let table = snapshot
+                        .table(name)
+                        .ok_or_else(|| format!("table {name} is not in the snapshot"))?;
+                    mem_table(table).map_err(|error| error.to_string())
+                })
+                .clone()
+                .map_err(DataFusionError::Internal),
+        }
+    }
+
+    /// Only the rows of `person`, when this table has a row per person or per their
+    /// hand-offs or deals.
+    fn person(&self, person: &str) -> Option<Result<ServedTable>> {
+        let TableRows::Snapshot { snapshot, name, .. } = &self.rows else {
+            return None;
+        };
+        snapshot
+            .person_table(name, person)
+            .map(|table| mem_table(&table))
+    }
+}
+
+/// The text `person = '…'` (either way round) asks for, if `filter` is that.
+fn person_wanted(filter: &Expr) -> Option<&str> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Eq,
+        right,
+    }) = filter
+    else {
+        return None;
+    };
+    fn text(expr: &Expr) -> Option<&str> {
+        match expr {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(text))
+                | ScalarValue::LargeUtf8(Some(text))
+                | ScalarValue::Utf8View(Some(text)),
+                _,
+            ) => Some(text.as_str()),
+            _ => None,
+        }
+    }
+    let is_person = |expr: &Expr| matches!(expr, Expr::Column(column) if column.name == "person");
+    match (left.as_ref(), right.as_ref()) {
+        (column, value) | (value, column) if is_person(column) => text(value),
+        _ => None,
+    }
+}
+
 /// A [`Catalog`] converted to Arrow: schema name → table name → table.
 pub(super) struct ServedCatalog {
     source: Arc<Catalog>,
-    schemas: BTreeMap<String, BTreeMap<String, ServedTable>>,
+    schemas: BTreeMap<String, BTreeMap<String, Arc<LazyTable>>>,
     /// The schema named after the live view: queries can name it, but catalog listings leave
     /// it out, so that tools do not show (and Metabase does not sync) every table twice.
     unlisted: Option<String>,
@@ -70,7 +159,10 @@ impl ServedCatalog {
         let mut schemas = BTreeMap::new();
         let live = view_tables(&source.live)?;
         let mut public = live.clone();
-        public.insert(SNAPSHOTS_TABLE.to_owned(), snapshots_table(&source)?);
+        public.insert(
+            SNAPSHOTS_TABLE.to_owned(),
+            LazyTable::ready(snapshots_table(&source)?),
+        );
         schemas.insert(LIVE_SCHEMA.to_owned(), public);
         let mut unlisted = None;
         if !RESERVED_SCHEMAS.contains(&source.live.view.as_str()) {
@@ -96,16 +188,26 @@ impl ServedCatalog {
         })
     }
 
-    fn table(&self, schema: &str, table: &str) -> Option<&ServedTable> {
+    fn table(&self, schema: &str, table: &str) -> Option<&Arc<LazyTable>> {
         self.schemas.get(schema)?.get(table)
     }
 }
 
-fn view_tables(snapshot: &Snapshot) -> Result<BTreeMap<String, ServedTable>> {
+fn view_tables(snapshot: &Arc<Snapshot>) -> Result<BTreeMap<String, Arc<LazyTable>>> {
     snapshot
-        .tables
-        .iter()
-        .map(|(_, table)| Ok((table.name.to_owned(), mem_table(table)?)))
+        .table_names()
+        .map(|(_, name)| {
+            let columns = snapshot.columns(name).unwrap_or_default();
+            let table = LazyTable {
+                schema: arrow_schema_of(columns),
+                rows: TableRows::Snapshot {
+                    snapshot: snapshot.clone(),
+                    name: name.to_owned(),
+                    converted: OnceLock::new(),
+                },
+            };
+            Ok((name.to_owned(), Arc::new(table)))
+        })
         .collect()
 }
 
@@ -153,9 +255,12 @@ fn arrow_type(column: ColumnType) -> DataType {
 /// The Arrow schema of a table. Every column is nullable: which ones hold nulls depends on the
 /// data, and a table's schema must not change from one snapshot to the next.
 pub(super) fn arrow_schema(table: &Table) -> SchemaRef {
+    arrow_schema_of(&table.columns)
+}
+
+fn arrow_schema_of(columns: &[(&'static str, ColumnType)]) -> SchemaRef {
     Arc::new(Schema::new(
-        table
-            .columns
+        columns
             .iter()
             .map(|(name, column)| Field::new(*name, arrow_type(*column), true))
             .collect::<Vec<_>>(),
@@ -452,7 +557,7 @@ impl SchemaProvider for ViewSchema {
             Arc::new(ViewTable {
                 schema_name: self.name.clone(),
                 table_name: name.to_owned(),
-                schema: table.schema(),
+                schema: table.schema.clone(),
                 source: self.source.clone(),
             }) as Arc<dyn TableProvider>
         }))
@@ -484,6 +589,25 @@ impl TableProvider for ViewTable {
         TableType::Base
     }
 
+    /// `person = '…'` is used to read one person's rows instead of the whole table; the
+    /// filter is still applied after.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        let person_table = crate::table::PERSON_TABLES.contains(&self.table_name.as_str());
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                if person_table && person_wanted(filter).is_some() {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
@@ -500,6 +624,11 @@ impl TableProvider for ViewTable {
                 self.table_name
             );
         };
-        table.scan(state, projection, filters, limit).await
+        let person = filters.iter().find_map(person_wanted);
+        let rows = match person.and_then(|person| table.person(person)) {
+            Some(rows) => rows?,
+            None => table.served()?,
+        };
+        rows.scan(state, projection, filters, limit).await
     }
 }
