@@ -496,7 +496,9 @@ impl FunnelProjection {
                         && absorbed.folded
                     {
                         totals.person(&self.definition, &record_of(&from, &absorbed), -1);
-                        totals.rows.remove(&from);
+                        if let Some(rows) = totals.rows.get_mut() {
+                            rows.remove(&from);
+                        }
                     }
                     self.filters.release(&absorbed.facts);
                     if let Some(account) = absorbed.account().cloned() {
@@ -704,7 +706,11 @@ impl FunnelProjection {
             return;
         };
         // The row as folded, worked out before the person is borrowed to store it.
-        let row = self.totals.get().is_some().then(|| {
+        let keeps_rows = self
+            .totals
+            .get()
+            .is_some_and(|totals| totals.rows.get().is_some());
+        let row = keeps_rows.then(|| {
             self.person_row(&report::PersonRecord {
                 id,
                 account: part.account.as_deref(),
@@ -727,8 +733,8 @@ impl FunnelProjection {
         person.folded = true;
         if let Some(totals) = totals {
             totals.person(&self.definition, &record_of(id, person), 1);
-            if let Some(row) = row {
-                totals.rows.upsert(row);
+            if let (Some(row), Some(rows)) = (row, totals.rows.get_mut()) {
+                rows.upsert(row);
             }
         }
     }
@@ -752,11 +758,9 @@ impl FunnelProjection {
     pub(crate) fn with_totals<T>(&self, view: impl FnOnce(&totals::Totals) -> T) -> T {
         let totals = self.totals.get_or_init(|| {
             let mut totals = Box::<totals::Totals>::default();
-            let records = self.person_records();
-            for record in &records {
-                totals.person(&self.definition, record, 1);
+            for record in self.person_records() {
+                totals.person(&self.definition, &record, 1);
             }
-            totals.rows = rows::RowChunks::from_sorted(records.iter().map(|r| self.person_row(r)));
             totals.settle(|id| self.record(id), |symbol| self.label(symbol));
             totals
         });
@@ -958,7 +962,16 @@ impl FunnelProjection {
 
     /// The shared-funnel summary of refreshed journeys.
     pub fn summary(&self) -> FunnelSummary {
-        self.with_totals(|totals| self.summary_with(totals))
+        if let Some(totals) = self.totals.get() {
+            return self.summary_with(totals);
+        }
+        // Without kept totals (a one-off fold: `baton funnel`, a comparison), only the
+        // summary's part of them, which costs a fraction of the rest.
+        let mut totals = totals::Totals::default();
+        for record in self.person_records() {
+            totals.summary_person(&self.definition, &record, 1);
+        }
+        self.summary_with(&totals)
     }
 
     pub(crate) fn summary_with(&self, totals: &totals::Totals) -> FunnelSummary {

@@ -155,7 +155,14 @@ impl FunnelProjection {
             .collect();
         self.with_totals(|totals| {
             super::rows::PersonRows::new(
-                totals.rows.clone(),
+                totals
+                    .rows
+                    .get_or_init(|| {
+                        super::rows::RowChunks::from_sorted(
+                            self.person_records().iter().map(|r| self.person_row(r)),
+                        )
+                    })
+                    .clone(),
                 totals.opportunity_rows.clone(),
                 self.now(),
                 self.definition.half_life_days(),

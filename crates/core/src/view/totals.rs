@@ -344,8 +344,9 @@ pub(crate) struct Totals {
     carriers: HashMap<Symbol, BTreeSet<String>>,
     /// Opportunities whose carriers changed since they were last put together.
     stale: HashSet<Symbol>,
-    /// Every folded person's row-level data.
-    pub(crate) rows: super::rows::RowChunks<super::rows::PersonRow>,
+    /// Every folded person's row-level data, from the first time rows are read (a summary
+    /// alone never needs them).
+    pub(crate) rows: std::sync::OnceLock<super::rows::RowChunks<super::rows::PersonRow>>,
     /// Every opportunity's row.
     pub(crate) opportunity_rows: super::rows::RowChunks<super::rows::OpportunityEntry>,
 }
@@ -585,7 +586,7 @@ impl Totals {
         }
     }
 
-    fn summary_person(
+    pub(crate) fn summary_person(
         &mut self,
         definition: &FunnelDefinition,
         person: &PersonRecord<'_>,
