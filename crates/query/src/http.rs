@@ -469,7 +469,11 @@ async fn table_rows(
 ) -> Result<Response, ApiError> {
     let as_csv = wants_csv(&params, &headers)?;
     let snapshot = snapshot(&state, &params).await?;
-    let Some(table) = snapshot.table(&name) else {
+    // `?person=` on a table with a row per person, hand-off or deal reads that person's rows
+    // alone, without building the whole table for this snapshot.
+    let one_person =
+        param(&params, "person").and_then(|person| snapshot.person_table(&name, person));
+    let Some(table) = one_person.as_ref().or_else(|| snapshot.table(&name)) else {
         let names: Vec<&str> = snapshot.table_names().map(|(_, name)| name).collect();
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

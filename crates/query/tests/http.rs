@@ -6,6 +6,7 @@ use baton_core::{Event, FunnelDefinition, FunnelProjection};
 use baton_producer::{History, HistoryConfig};
 use baton_projector::{Position, Status};
 use baton_query::{QueryState, Snapshot, SnapshotPublisher};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,7 +245,21 @@ async fn tables_come_as_json_and_csv_with_filters_pages_and_positions() {
         .expect("json");
     assert_eq!(body["person"]["person"], person.as_str());
     // Every person's lookup holds exactly their rows of handoffs and opportunities, as the
-    // tables filtered by person give them (the lookup reads an index, the filter scans).
+    // tables filtered by person give them, and as the whole tables hold them (the lookup and
+    // the filter read the person's rows; the whole table is built from everyone's).
+    let mut whole = BTreeMap::new();
+    for table in ["handoffs", "opportunities"] {
+        let body: serde_json::Value = get(&format!("{}/v1/views/{table}?limit=10000", server.base))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            body["total"].as_u64().is_some_and(|total| total < 10_000),
+            "{body}"
+        );
+        whole.insert(table, body["rows"].as_array().expect("rows").clone());
+    }
     let mut checked = 0;
     for person in marketing.people.iter().map(|p| &p.person).take(40) {
         let lookup: serde_json::Value = get(&format!("{}/v1/people/{person}", server.base))
@@ -263,6 +278,13 @@ async fn tables_come_as_json_and_csv_with_filters_pages_and_positions() {
             .await
             .expect("json");
             assert_eq!(lookup[table], filtered["rows"], "{table} of {person}");
+            let theirs: Vec<&serde_json::Value> = whole[table]
+                .iter()
+                .filter(|row| row["person"] == person.as_str())
+                .collect();
+            let found: Vec<&serde_json::Value> =
+                lookup[table].as_array().expect("rows").iter().collect();
+            assert_eq!(found, theirs, "{table} of {person} in the whole table");
             checked += lookup[table].as_array().map_or(0, Vec::len);
         }
     }
