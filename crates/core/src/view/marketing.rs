@@ -309,17 +309,7 @@ impl FunnelProjection {
                 .count() as u64,
             furthest,
             handoffs: super::shared::handoff_rows_of(person),
-            deals: {
-                let mut deals: Vec<Symbol> = person
-                    .part
-                    .deal_facts
-                    .iter()
-                    .map(|fact| fact.attributes.opportunity)
-                    .collect();
-                deals.sort_unstable();
-                deals.dedup();
-                deals
-            },
+            deals: person.part.opportunities(),
         }
     }
 

@@ -48,6 +48,18 @@ pub(crate) struct Touched {
 }
 
 impl PersonPart {
+    /// The opportunities the facts name, each once, in symbol order.
+    pub(crate) fn opportunities(&self) -> Vec<Symbol> {
+        let mut named: Vec<Symbol> = self
+            .deal_facts
+            .iter()
+            .map(|fact| fact.attributes.opportunity)
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        named
+    }
+
     /// The part of a person with these facts (stitched, governed, in (business time, event
     /// id) order) and the journey folded from them.
     pub(crate) fn of(facts: &[Fact], journey: &Journey) -> PersonPart {

@@ -388,15 +388,7 @@ impl Totals {
         self.sales_person(person, sign);
         self.cohort_person(definition, person, sign);
         self.summary_person(definition, person, sign);
-        let mut named: Vec<Symbol> = person
-            .part
-            .deal_facts
-            .iter()
-            .map(|fact| fact.attributes.opportunity)
-            .collect();
-        named.sort_unstable();
-        named.dedup();
-        for id in named {
+        for id in person.part.opportunities() {
             let carriers = self.carriers.entry(id).or_default();
             if sign > 0 {
                 carriers.insert(person.id.to_owned());
