@@ -821,6 +821,26 @@ fn views_kept_up_to_date_equal_a_fresh_fold_after_every_event() {
         },
     );
     history.push(1, at("p-d", "acct-2"), example_payload(Kind::ContentViewed));
+    // A second deal whose amount moves to another currency, then is lost: the first
+    // currency's amount is taken back and must not stay listed at zero.
+    let second = |history: &mut History, hours: i64, payload: Payload| {
+        history.push(hours, at("p-d", "acct-2"), payload);
+        let event = history.events.last_mut().expect("pushed");
+        event.opportunity_id = Some("opp-2".into());
+    };
+    second(&mut history, 15, example_payload(Kind::OpportunityCreated));
+    for (hours, currency) in [(16, "GBP"), (17, "EUR")] {
+        second(
+            &mut history,
+            hours,
+            Payload::OpportunityAmountChanged {
+                amount: Money {
+                    minor_units: 900,
+                    currency: currency.into(),
+                },
+            },
+        );
+    }
 
     let mut live = FunnelProjection::new(FunnelDefinition::default_funnel());
     for (index, event) in history.events.iter().enumerate() {
@@ -843,5 +863,39 @@ fn views_kept_up_to_date_equal_a_fresh_fold_after_every_event() {
     assert_eq!(
         sales.opportunities[0].person, "p-c",
         "carried on by the merge"
+    );
+    let open: Vec<_> = sales.pipeline.iter().map(|row| &row.amount).collect();
+    assert!(
+        open.iter()
+            .all(|amount| amount.iter().all(|(currency, _)| currency == "EUR")),
+        "the open deal is in EUR only now: {open:?}"
+    );
+}
+
+/// The hand-off ledger holds every hand-off the summary counts, also those of someone whose
+/// only move is into a lost outcome (they reach no stage a cohort counts).
+#[test]
+fn the_hand_off_ledger_holds_every_hand_off_the_summary_counts() {
+    let mut history = History::new();
+    history.push(
+        0,
+        person("p-lost"),
+        example_payload(Kind::OpportunityClosedLost),
+    );
+    history.push(1, person("p-mql"), Payload::DemoRequested { product: None });
+    let projection = history.project();
+    let (_, _, shared) = projection.views();
+    let summary = &shared.summary;
+    assert!(summary.handoffs >= 1, "{summary:?}");
+    assert_eq!(
+        shared.handoffs.len() as u64,
+        summary.handoffs + summary.handbacks,
+        "{:?}",
+        shared.handoffs
+    );
+    assert!(
+        shared.handoffs.iter().any(|row| row.person == "p-lost"),
+        "{:?}",
+        shared.handoffs
     );
 }

@@ -119,24 +119,32 @@ impl<T: Ord + Copy> Multiset<T> {
 }
 
 /// Amounts per currency symbol, exact: a sum that has gone past `i64` and come back is right,
-/// and only what is shown saturates.
+/// and only what is shown saturates. A currency is listed while some amount in it counts,
+/// even one of zero, and not after the last one is taken back.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Sums(BTreeMap<Symbol, i128>);
+pub(crate) struct Sums(BTreeMap<Symbol, (i64, i128)>);
 
 impl Sums {
     pub(crate) fn change(&mut self, currency: Symbol, minor_units: i64, sign: i64) {
-        let sum = self.0.entry(currency).or_default();
+        let (amounts, sum) = self.0.entry(currency).or_default();
+        *amounts += sign;
         *sum += i128::from(sign) * i128::from(minor_units);
-    }
-
-    pub(crate) fn add_all(&mut self, other: &Sums) {
-        for (currency, sum) in &other.0 {
-            *self.0.entry(*currency).or_default() += sum;
+        if *amounts == 0 {
+            self.0.remove(&currency);
         }
     }
 
+    pub(crate) fn add_all(&mut self, other: &Sums) {
+        for (currency, (amounts, sum)) in &other.0 {
+            let entry = self.0.entry(*currency).or_default();
+            entry.0 += amounts;
+            entry.1 += sum;
+        }
+    }
+
+    /// Each currency with an amount counting, and the sum.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Symbol, i128)> + '_ {
-        self.0.iter().map(|(currency, sum)| (*currency, *sum))
+        self.0.iter().map(|(currency, (_, sum))| (*currency, *sum))
     }
 }
 
