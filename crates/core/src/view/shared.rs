@@ -107,15 +107,16 @@ impl FunnelProjection {
     }
 }
 
+/// The marketing, sales and shared-funnel views, as one build gives them.
+pub type Views = (
+    super::marketing::MarketingView,
+    super::sales::SalesView,
+    SharedView,
+);
+
 impl FunnelProjection {
     /// The three views of refreshed journeys, read from one set of totals.
-    pub fn views(
-        &self,
-    ) -> (
-        super::marketing::MarketingView,
-        super::sales::SalesView,
-        SharedView,
-    ) {
+    pub fn views(&self) -> Views {
         let (mut marketing, mut sales, mut shared) = self.aggregate_views();
         let rows = self.person_rows();
         marketing.people = rows.score_rows();
@@ -126,15 +127,9 @@ impl FunnelProjection {
     }
 
     /// The three views without their row-level parts (the marketing view's `people` and
-    /// `accounts`, the sales view's `opportunities`, the shared view's `handoffs` are empty): what a build costs when the rows
-    /// are read later from [`FunnelProjection::person_rows`].
-    pub fn aggregate_views(
-        &self,
-    ) -> (
-        super::marketing::MarketingView,
-        super::sales::SalesView,
-        SharedView,
-    ) {
+    /// `accounts`, the sales view's `opportunities`, the shared view's `handoffs` are empty):
+    /// what a build costs when the rows are read later from [`FunnelProjection::person_rows`].
+    pub fn aggregate_views(&self) -> Views {
         self.with_totals(|totals| {
             (
                 self.marketing_view_with(totals),
