@@ -1,58 +1,53 @@
-//! The embedded log: one sled database on the local disk, no server.
+//! The embedded log: segment files on the local disk, no server.
 //!
-//! Layout: one tree of blocks, `b` + the first position in the block (u64 big-endian) → up to
-//! 256 consecutive events' codec frames (`u32` count, then `u32` length and bytes per frame),
-//! and `m` + `layout` → the layout version. Keys only ever grow, so sled appends at the right
-//! edge of its tree; blocks keep reads from paying sled's per-item iteration cost for every
-//! event (it clones a node's data per step), which made replay four times slower.
+//! Layout of the directory:
+//! - `segments/`: the events' codec frames in append-only files (see `segment.rs` for the
+//!   format, the durability rules and why sled no longer holds them);
+//! - `log.lock`: locked while a process has the log open;
+//! - `id-index.snapshot`: the id index saved at close (below).
 //!
-//! Appends are serialised by a mutex; each batch is applied atomically and flushed before the
-//! call returns, so an acknowledged append survives a crash. Idempotency: the id of every
-//! stored event is in an in-memory [`IdIndex`], rebuilt at open by peeking at each frame's id
-//! (no full decode). An id index in sled itself was measured at 2.4 times slower appends
-//! (random keys scatter writes across the tree; see docs/benchmarks.md), so the index trades
-//! memory for append speed.
+//! Appends are serialised by a mutex; each batch is written and synced before the call returns,
+//! so an acknowledged append survives a crash. Idempotency: the id of every stored event is in
+//! an in-memory [`IdIndex`], rebuilt by peeking at each frame's id (no full decode). An id index
+//! in sled was measured at 2.4 times slower appends (random keys scatter writes across the
+//! tree; see docs/benchmarks.md), so the index trades memory for append speed.
 //!
 //! The index is built on the first append, not at open, so reading a log never pays for it.
-//! When the log closes it is saved to `id-index.snapshot` beside the database; the next build
+//! When the log closes it is saved to `id-index.snapshot` beside the segments; the next build
 //! loads the snapshot and scans only the frames appended after it. A missing, torn or foreign
 //! snapshot (checked by checksum and by the id of its last event) just means a full scan.
+//!
+//! A log written by an earlier build (layout 2: blocks of frames in a sled tree under `log/`)
+//! is moved into segment files the first time this build opens it.
 
 use crate::error::LogError;
 use crate::id_index::IdIndex;
 use crate::port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
+use crate::segment::Segments;
 use baton_core::Event;
 use futures::StreamExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-const BLOCK_PREFIX: u8 = b'b';
-/// Events per block: a full append batch is split into blocks of this many.
-const BLOCK_EVENTS: usize = 256;
-const LAYOUT_KEY: &[u8] = b"mlayout";
-const LAYOUT_VERSION: u8 = 2;
 /// Records read per trip to the blocking pool.
 const READ_CHUNK: usize = 4096;
+const SEGMENTS_DIR: &str = "segments";
+const LOCK_FILE: &str = "log.lock";
 
 /// Options for [`EmbeddedLog::open`].
 #[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
     pub path: PathBuf,
-    /// sled's page cache, in bytes.
-    pub cache_bytes: u64,
 }
 
 impl EmbeddedConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        EmbeddedConfig {
-            path: path.into(),
-            cache_bytes: 128 * 1024 * 1024,
-        }
+        EmbeddedConfig { path: path.into() }
     }
 }
 
-/// The sled-backed [`EventLog`]. Cheap to clone; clones share one database.
+/// The segment-file [`EventLog`]. Cheap to clone; clones share one open log.
 #[derive(Clone)]
 pub struct EmbeddedLog {
     inner: Arc<Inner>,
@@ -69,135 +64,55 @@ impl std::fmt::Debug for EmbeddedLog {
 struct Inner {
     path: String,
     snapshot_path: PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
+    segments: Segments,
     /// Holding this lock is the right to append.
     writer: Mutex<Writer>,
     head: watch::Sender<Position>,
-}
-
-fn block_key(first: Position) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = BLOCK_PREFIX;
-    key[1..].copy_from_slice(&first.get().to_be_bytes());
-    key
-}
-
-fn encode_block(frames: &[Vec<u8>]) -> Vec<u8> {
-    let size: usize = frames.iter().map(|f| f.len() + 4).sum::<usize>() + 4;
-    let mut block = Vec::with_capacity(size);
-    block.extend_from_slice(&(frames.len() as u32).to_le_bytes());
-    for frame in frames {
-        block.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        block.extend_from_slice(frame);
-    }
-    block
-}
-
-/// The frames of one block with their positions; a malformed block is an error naming the
-/// position where it breaks.
-fn block_frames(first: Position, block: &[u8]) -> Result<Vec<(Position, &[u8])>, LogError> {
-    let broken = |position: Position, what: &str| {
-        LogError::CorruptEntry(format!(
-            "block at position {first}: {what} at position {position}"
-        ))
-    };
-    let read_u32 = |at: usize| -> Option<u32> {
-        block
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    };
-    let count = read_u32(0).ok_or_else(|| broken(first, "no frame count"))? as usize;
-    let mut frames = Vec::with_capacity(count.min(BLOCK_EVENTS));
-    let mut at = 4;
-    for index in 0..count {
-        let position = Position::new(first.get() + index as u64);
-        let length =
-            read_u32(at).ok_or_else(|| broken(position, "truncated frame length"))? as usize;
-        let frame = block
-            .get(at + 4..at + 4 + length)
-            .ok_or_else(|| broken(position, "truncated frame"))?;
-        frames.push((position, frame));
-        at += 4 + length;
-    }
-    if at != block.len() {
-        return Err(broken(
-            Position::new(first.get() + count as u64),
-            "trailing bytes",
-        ));
-    }
-    Ok(frames)
-}
-
-/// Calls `visit` with every frame from `from` to `until` in order, until it returns false.
-fn visit_frames(
-    tree: &sled::Tree,
-    path: &str,
-    from: Position,
-    until: Position,
-    mut visit: impl FnMut(Position, &[u8]) -> bool,
-) -> Result<(), LogError> {
-    if from > until {
-        return Ok(());
-    }
-    let storage = |error: sled::Error| LogError::Storage {
-        path: path.to_owned(),
-        message: error.to_string(),
-    };
-    // The block holding `from` starts at or before it.
-    let start = match tree
-        .range(block_key(Position::ZERO)..=block_key(from))
-        .next_back()
-    {
-        Some(entry) => block_first(&entry.map_err(storage)?.0)?,
-        None => from,
-    };
-    let mut expected = start;
-    for entry in tree.range(block_key(start)..=block_key(until)) {
-        let (key, block) = entry.map_err(storage)?;
-        let first = block_first(&key)?;
-        if first != expected {
-            // Positions are dense: a gap between blocks means entries went missing.
-            return Err(LogError::CorruptEntry(format!(
-                "positions {expected}..{first} are missing from the embedded log"
-            )));
-        }
-        let frames = block_frames(first, &block)?;
-        expected = Position::new(first.get() + frames.len() as u64);
-        for (position, frame) in frames {
-            if position < from {
-                continue;
-            }
-            if position > until || !visit(position, frame) {
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
+    /// Locked for as long as the log is open; the lock goes with the handle.
+    _lock: std::fs::File,
 }
 
 /// The event id of the frame at `position`, when it is there and readable.
-fn frame_id(tree: &sled::Tree, path: &str, position: Position) -> Option<baton_core::EventId> {
+fn frame_id(segments: &Segments, position: Position) -> Option<baton_core::EventId> {
     let mut id = None;
-    visit_frames(tree, path, position, position, |_, frame| {
-        id = baton_core::event_id_of(frame).ok();
-        false
-    })
-    .ok()?;
+    segments
+        .visit(position, position, |_, frame| {
+            id = baton_core::event_id_of(frame).ok();
+            false
+        })
+        .ok()?;
     id
 }
 
-fn block_first(key: &[u8]) -> Result<Position, LogError> {
-    match key {
-        [BLOCK_PREFIX, rest @ ..] if rest.len() == 8 => {
-            let mut array = [0u8; 8];
-            array.copy_from_slice(rest);
-            Ok(Position::new(u64::from_be_bytes(array)))
+/// Takes the log's lock file, waiting a moment for a handle of this process that is still
+/// closing (a read task finishing on the blocking pool keeps the log open until it does).
+fn lock(dir: &Path, path: &str) -> Result<std::fs::File, LogError> {
+    let storage = |message: String| LogError::Storage {
+        path: path.to_owned(),
+        message,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|error| storage(format!("cannot open {LOCK_FILE}: {error}")))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(storage(
+                    "in use by another process (only one process may open an embedded log)".into(),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(storage(format!("cannot lock {LOCK_FILE}: {error}")));
+            }
         }
-        other => Err(LogError::CorruptEntry(format!(
-            "block key of {} bytes, expected 9",
-            other.len()
-        ))),
     }
 }
 
@@ -207,9 +122,6 @@ struct Writer {
     index: Option<IdIndex>,
     /// How far the snapshot on disk reaches, so an unchanged index is not written again.
     snapshot_covers: u64,
-    /// Applied to the tree but not yet flushed: readers do not see these events, and the next
-    /// append flushes before it reports anything.
-    unflushed: bool,
 }
 
 const SNAPSHOT_FILE: &str = "id-index.snapshot";
@@ -227,83 +139,28 @@ impl EmbeddedLog {
 
     fn open_blocking(config: &EmbeddedConfig) -> Result<Self, LogError> {
         let path = config.path.display().to_string();
-        let storage = |message: String| LogError::Storage {
+        std::fs::create_dir_all(&config.path).map_err(|error| LogError::Storage {
             path: path.clone(),
-            message,
-        };
-        std::fs::create_dir_all(&config.path)
-            .map_err(|error| storage(format!("cannot create directory: {error}")))?;
-        // sled releases its file lock from background threads a moment after the last handle
-        // drops, so a reopen right after a close (or a process that just exited) waits briefly.
-        let lock_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        let db = loop {
-            let opened = sled::Config::new()
-                .path(config.path.join("log"))
-                .cache_capacity(config.cache_bytes)
-                .open();
-            match opened {
-                Ok(db) => break db,
-                // sled wraps the lock failure in an error of its own kind; its text is the only mark.
-                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
-                    if std::time::Instant::now() >= lock_deadline {
-                        return Err(storage(
-                            "in use by another process (only one process may open an embedded log)"
-                                .into(),
-                        ));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(other) => return Err(storage(format!("cannot open: {other}"))),
-            }
-        };
-        let tree = db
-            .open_tree("events")
-            .map_err(|error| storage(format!("cannot open tree: {error}")))?;
-        match tree
-            .get(LAYOUT_KEY)
-            .map_err(|error| storage(error.to_string()))?
-        {
-            Some(layout) if layout.as_ref() == [LAYOUT_VERSION] => {}
-            Some(layout) => {
-                return Err(storage(format!(
-                    "log layout {:?} is not one this build reads (layout {LAYOUT_VERSION})",
-                    layout.as_ref()
-                )));
-            }
-            None if tree.is_empty() => {
-                tree.insert(LAYOUT_KEY, &[LAYOUT_VERSION])
-                    .map_err(|error| storage(error.to_string()))?;
-            }
-            None => {
-                return Err(storage(
-                    "written by a development build with another layout; move it aside and re-ingest"
-                        .into(),
-                ));
-            }
-        }
-        let head = match tree.scan_prefix([BLOCK_PREFIX]).next_back() {
-            None => Position::ZERO,
-            Some(entry) => {
-                let (key, block) = entry.map_err(|error| storage(error.to_string()))?;
-                let first = block_first(&key)?;
-                let count = block_frames(first, &block)?.len() as u64;
-                Position::new(first.get() + count.saturating_sub(1))
-            }
-        };
+            message: format!("cannot create directory: {error}"),
+        })?;
+        let lock = lock(&config.path, &path)?;
+        let segments_dir = config.path.join(SEGMENTS_DIR);
+        crate::migrate::from_sled_if_there(&config.path, &segments_dir)?;
+        let segments = Segments::open(&segments_dir)?;
+        let head = segments.head();
         let (head_sender, _) = watch::channel(head);
         Ok(EmbeddedLog {
             inner: Arc::new(Inner {
                 path,
-                db,
-                tree,
+                segments,
                 snapshot_path: config.path.join(SNAPSHOT_FILE),
                 writer: Mutex::new(Writer {
                     head,
                     index: None,
                     snapshot_covers: 0,
-                    unflushed: false,
                 }),
                 head: head_sender,
+                _lock: lock,
             }),
         })
     }
@@ -356,29 +213,15 @@ impl EmbeddedLog {
             added.push(id);
             outcomes.push(AppendOutcome::Appended(next));
         }
-        let mut batch = sled::Batch::default();
-        let mut first = writer.head.next();
-        for block in new_frames.chunks(BLOCK_EVENTS) {
-            batch.insert(&block_key(first), encode_block(block));
-            first = Position::new(first.get() + block.len() as u64);
-        }
         if next != writer.head {
-            if let Err(error) = inner.tree.apply_batch(batch) {
+            if let Err(error) = inner.segments.append(&new_frames) {
                 for id in added {
                     index.remove(id);
                 }
-                return Err(self.storage_error(error));
+                return Err(error);
             }
             writer.head = next;
             index.covered = next.get();
-            writer.unflushed = true;
-        }
-        // Durable before anything is acknowledged or shown to readers; a failed flush leaves
-        // the flag set, so a retry (which finds every event a duplicate) flushes again rather
-        // than report success over events still only in memory.
-        if writer.unflushed {
-            inner.db.flush().map_err(|e| self.storage_error(e))?;
-            writer.unflushed = false;
             inner.head.send_replace(writer.head);
         }
         Ok(outcomes)
@@ -468,7 +311,7 @@ impl EmbeddedLog {
         until: Position,
         visit: impl FnMut(Position, &[u8]) -> bool,
     ) -> Result<(), LogError> {
-        visit_frames(&self.inner.tree, &self.inner.path, from, until, visit)
+        self.inner.segments.visit(from, until, visit)
     }
 
     /// Reads about `READ_CHUNK` records from `from`, not past `until`.
@@ -590,7 +433,7 @@ impl Drop for Inner {
         if index.covered == writer.snapshot_covers || index.covered == 0 {
             return;
         }
-        let anchor = frame_id(&self.tree, &self.path, Position::new(index.covered));
+        let anchor = frame_id(&self.segments, Position::new(index.covered));
         let Some(anchor) = anchor else {
             return;
         };

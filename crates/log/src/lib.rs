@@ -1,5 +1,5 @@
 //! Baton's log: the [`EventLog`] port and its two backends, NATS JetStream for production and
-//! an embedded sled log for one machine with no server. Both pass one conformance suite
+//! an embedded log in segment files for one machine with no server. Both pass one conformance suite
 //! (`tests/conformance.rs`).
 
 mod any;
@@ -7,7 +7,9 @@ mod embedded;
 mod error;
 mod id_index;
 mod jetstream;
+mod migrate;
 mod port;
+mod segment;
 
 pub use any::AnyLog;
 pub use embedded::{EmbeddedConfig, EmbeddedLog};

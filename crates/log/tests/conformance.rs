@@ -1,5 +1,5 @@
-//! One conformance suite for the `EventLog` port, run against both backends: the embedded sled
-//! log and JetStream on a real `nats-server`.
+//! One conformance suite for the `EventLog` port, run against both backends: the embedded
+//! log (segment files) and JetStream on a real `nats-server`.
 
 use baton_core::Event;
 use baton_log::{
@@ -55,21 +55,28 @@ impl Fixture for Embedded {
     async fn inject_foreign(&mut self, bytes: &[u8]) -> Position {
         let head = self.log().stat().await.expect("stat").head;
         self.log = None;
-        // Write straight into sled, as a foreign tool or a disk fault would.
-        let db =
-            sled::open(self.dir.path().join("log")).expect("sled opens once the log is closed");
-        let tree = db.open_tree("events").expect("tree");
+        // Write straight into the last segment, as a foreign tool or a disk fault would: one
+        // well-formed block of one frame (see crates/log/src/segment.rs for the format).
         let position = head.next();
-        // A block of one frame (see crates/log/src/embedded.rs for the layout).
-        let mut key = vec![b'b'];
-        key.extend_from_slice(&position.get().to_be_bytes());
-        let mut block = 1u32.to_le_bytes().to_vec();
-        block.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        block.extend_from_slice(bytes);
-        tree.insert(key, block).expect("insert");
-        db.flush().expect("flush");
-        drop(tree);
-        drop(db);
+        let mut block = b"BTNB".to_vec();
+        block.extend_from_slice(&position.get().to_le_bytes());
+        block.extend_from_slice(&1u32.to_le_bytes());
+        block.extend_from_slice(&(bytes.len() as u32 + 4).to_le_bytes());
+        block.extend_from_slice(&1u32.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&block[4..24]);
+        let mut payload = (bytes.len() as u32).to_le_bytes().to_vec();
+        payload.extend_from_slice(bytes);
+        crc.update(&payload);
+        block.extend_from_slice(&crc.finalize().to_le_bytes());
+        block.extend_from_slice(&payload);
+        let last = last_segment(&self.dir.path().join("segments"));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(last)
+            .expect("open the last segment");
+        std::io::Write::write_all(&mut file, &block).expect("write the block");
+        drop(file);
         self.reopen().await;
         position
     }
@@ -122,6 +129,16 @@ impl Fixture for JetStream {
             .expect("ack");
         Position::new(ack.sequence)
     }
+}
+
+/// The embedded log's last segment file.
+fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("segments")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .max()
+        .expect("a segment")
 }
 
 /// JetStream needs a moment after a restart to recover its streams.

@@ -96,3 +96,138 @@ async fn a_second_opener_is_told_the_log_is_in_use() {
         "{error}"
     );
 }
+
+/// The segment files of a log, in order.
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .expect("segments")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn read_all(log: &EmbeddedLog) -> Vec<Result<baton_log::Record, baton_log::LogError>> {
+    use futures::StreamExt;
+    log.read(baton_log::Position::ZERO)
+        .await
+        .expect("read")
+        .collect()
+        .await
+}
+
+/// Cuts `bytes` into the last append of a closed log's last segment, as a crash in the middle
+/// of its write would, and checks that the next open keeps exactly the appends before it.
+async fn tear_last_append(damage: impl FnOnce(&mut Vec<u8>, usize)) {
+    let dir = tempfile::tempdir().expect("dir");
+    let kept = events("kept", 600);
+    {
+        let log = open(dir.path()).await;
+        append_all_new(&log, "kept", 600).await;
+        let before = std::fs::metadata(&segments(dir.path())[0])
+            .expect("segment")
+            .len();
+        append_all_new(&log, "torn", 300).await;
+        drop(log);
+        let path = &segments(dir.path())[0];
+        let mut bytes = std::fs::read(path).expect("segment");
+        damage(&mut bytes, before as usize);
+        std::fs::write(path, &bytes).expect("damage it");
+    }
+    let log = open(dir.path()).await;
+    assert_eq!(log.stat().await.expect("stat").events, 600);
+    let read: Vec<_> = read_all(&log)
+        .await
+        .into_iter()
+        .map(|record| record.expect("every kept event reads").event)
+        .collect();
+    assert_eq!(read, kept);
+    // The torn append was never acknowledged: appending it again stores it, after the rest.
+    let outcomes = append_all_new(&log, "torn", 300).await;
+    assert_eq!(
+        outcomes.first(),
+        Some(&AppendOutcome::Appended(baton_log::Position::new(601)))
+    );
+    drop(log);
+    assert_eq!(
+        open(dir.path()).await.stat().await.expect("stat").events,
+        900
+    );
+}
+
+#[tokio::test]
+async fn an_append_cut_short_by_a_crash_is_dropped_at_open() {
+    // Its last block is missing half its bytes.
+    tear_last_append(|bytes, _| bytes.truncate(bytes.len() - 500)).await;
+    // Only part of its first block's header made it.
+    tear_last_append(|bytes, start| bytes.truncate(start + 10)).await;
+}
+
+#[tokio::test]
+async fn an_append_whose_blocks_do_not_match_their_checksums_is_dropped_at_open() {
+    // Every byte is there, but one block holds other bytes than were written (a crash kept
+    // some of its pages and not others).
+    tear_last_append(|bytes, start| bytes[start + 200] ^= 0x55).await;
+}
+
+#[tokio::test]
+async fn a_damaged_block_before_the_last_append_is_reported_with_its_positions() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let log = open(dir.path()).await;
+        append_all_new(&log, "first", 300).await;
+        append_all_new(&log, "second", 300).await;
+    }
+    let path = &segments(dir.path())[0];
+    let mut bytes = std::fs::read(path).expect("segment");
+    bytes[100] ^= 0x55;
+    std::fs::write(path, &bytes).expect("damage it");
+    let log = open(dir.path()).await;
+    // Nothing acknowledged is cut off because of it.
+    assert_eq!(log.stat().await.expect("stat").events, 600);
+    let read = read_all(&log).await;
+    let error = read
+        .iter()
+        .find_map(|record| record.as_ref().err())
+        .expect("the damage is reported");
+    assert_eq!(error.kind(), baton_log::ErrorKind::Corrupt);
+    assert!(
+        error.to_string().contains("positions 1..=256"),
+        "names the positions: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_log_written_in_sled_by_an_earlier_build_moves_into_segments() {
+    let dir = tempfile::tempdir().expect("dir");
+    let written = events("old", 700);
+    {
+        // Layout 2: `mlayout` = 2, and blocks of up to 256 frames under `b` + first position.
+        let db = sled::open(dir.path().join("log")).expect("sled");
+        let tree = db.open_tree("events").expect("tree");
+        tree.insert(b"mlayout", &[2u8]).expect("layout");
+        for (index, chunk) in written.chunks(256).enumerate() {
+            let mut key = vec![b'b'];
+            key.extend_from_slice(&(index as u64 * 256 + 1).to_be_bytes());
+            let mut block = (chunk.len() as u32).to_le_bytes().to_vec();
+            for event in chunk {
+                let frame = baton_core::encode(event).expect("encode");
+                block.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+                block.extend_from_slice(&frame);
+            }
+            tree.insert(key, block).expect("block");
+        }
+        db.flush().expect("flush");
+    }
+    let log = open(dir.path()).await;
+    assert!(!dir.path().join("log").exists(), "the old database is gone");
+    let read: Vec<_> = read_all(&log)
+        .await
+        .into_iter()
+        .map(|record| record.expect("reads").event)
+        .collect();
+    assert_eq!(read, written);
+    drop(log);
+    assert_all_duplicates(dir.path(), "old", 700, 700).await;
+}

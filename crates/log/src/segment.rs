@@ -1,0 +1,658 @@
+//! The embedded log's frames, in append-only segment files.
+//!
+//! A segment is a file `{first position:020}.seg` holding blocks back to back. A block is a
+//! 28-byte header, then its frames (`u32` length, little-endian, then the bytes, per frame):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `BTNB` |
+//! | 8 | position of the block's first frame, `u64` LE |
+//! | 4 | frames in the block (1 to 256), `u32` LE |
+//! | 4 | payload bytes after the header, `u32` LE |
+//! | 4 | flags: bit 0 set on the last block of an append |
+//! | 4 | CRC-32 (IEEE) of the 20 bytes from the position to the flags, then the payload |
+//!
+//! Why files and not sled: sled 0.34 keeps in memory every node a read pages in, whatever its
+//! cache capacity says, so one full read of ten million events held about 2.2 GB. A read here
+//! is `pread` into a buffer that is reused; the kernel's page cache holds the bytes, not the
+//! process.
+//!
+//! Durability: an append writes its blocks with one write at the end of the last segment and
+//! syncs the file before it returns; a new segment is created only between appends, and the
+//! directory is synced when one is. Only the last append can therefore be torn by a crash, and
+//! it was never acknowledged. Opening walks every block header (no payload is read) and checks
+//! the checksums of the last append only: when any of its blocks is incomplete or does not match
+//! its checksum, the whole append is cut off the file. Damage anywhere else is reported, never
+//! repaired: a broken header fails the open with the segment and byte offset, and a payload that
+//! does not match its checksum fails the read that reaches it, naming its positions.
+
+use crate::error::LogError;
+use crate::port::Position;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Frames per block: an append is cut into blocks of this many.
+pub(crate) const BLOCK_EVENTS: usize = 256;
+/// A new segment is started, between appends, once the last one holds this many bytes.
+const SEGMENT_BYTES: u64 = 64 << 20;
+const HEADER: usize = 28;
+const MAGIC: [u8; 4] = *b"BTNB";
+const ENDS_APPEND: u32 = 1;
+/// Blocks looked up per visit of the directory, so a long read does not hold its lock.
+const BLOCKS_PER_LOOKUP: usize = 32;
+
+/// Where one block is.
+#[derive(Clone, Copy, Debug)]
+struct BlockRef {
+    first: u64,
+    count: u32,
+    /// Index into [`Directory::files`].
+    file: u32,
+    offset: u64,
+    payload: u32,
+}
+
+impl BlockRef {
+    fn end(&self) -> u64 {
+        self.first + u64::from(self.count)
+    }
+}
+
+/// What readers look blocks up in. Blocks are in position order, without gaps.
+#[derive(Default)]
+struct Directory {
+    files: Vec<(PathBuf, Arc<File>)>,
+    blocks: Vec<BlockRef>,
+}
+
+/// Where the next append goes. Only the appender uses it.
+struct Tail {
+    /// Bytes in the last segment.
+    end: u64,
+    /// The position the next frame gets.
+    next: u64,
+}
+
+/// The segment files of one log. Appends must come from one caller at a time (the log's
+/// writer lock); reads may run alongside and see what the last finished append published.
+pub(crate) struct Segments {
+    dir: PathBuf,
+    /// A new segment is started, between appends, once the last one holds this many bytes.
+    segment_bytes: u64,
+    directory: RwLock<Directory>,
+    tail: Mutex<Tail>,
+}
+
+fn storage(path: &Path, what: &str, error: impl std::fmt::Display) -> LogError {
+    LogError::Storage {
+        path: path.display().to_string(),
+        message: format!("{what}: {error}"),
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("invariant: 4 bytes"))
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("invariant: 8 bytes"))
+}
+
+/// A block header, parsed but not yet checked against anything.
+struct Header {
+    magic: [u8; 4],
+    first: u64,
+    count: u32,
+    payload: u32,
+    flags: u32,
+    crc: u32,
+}
+
+impl Header {
+    fn parse(bytes: &[u8]) -> Header {
+        Header {
+            magic: bytes[0..4].try_into().expect("invariant: 4 bytes"),
+            first: read_u64(bytes, 4),
+            count: read_u32(bytes, 12),
+            payload: read_u32(bytes, 16),
+            flags: read_u32(bytes, 20),
+            crc: read_u32(bytes, 24),
+        }
+    }
+}
+
+/// The checksum of a block: the header's fields after the magic and before the checksum, then
+/// the payload.
+fn checksum(block: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&block[4..24]);
+    hasher.update(&block[HEADER..]);
+    hasher.finalize()
+}
+
+/// Appends one block of `frames`, the first at position `first`, to `out`.
+fn encode_block(out: &mut Vec<u8>, first: u64, frames: &[impl AsRef<[u8]>], flags: u32) {
+    let start = out.len();
+    let payload: usize = frames.iter().map(|f| f.as_ref().len() + 4).sum();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&first.to_le_bytes());
+    out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(payload as u32).to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for frame in frames {
+        let frame = frame.as_ref();
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(frame);
+    }
+    let crc = checksum(&out[start..]);
+    out[start + 24..start + 28].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Calls `visit` with each frame of a block's payload and its position, until it returns false.
+/// Returns whether every frame was visited.
+fn visit_payload(
+    block: &BlockRef,
+    payload: &[u8],
+    from: u64,
+    until: u64,
+    visit: &mut impl FnMut(Position, &[u8]) -> bool,
+) -> Result<bool, LogError> {
+    let mut at = 0;
+    for index in 0..u64::from(block.count) {
+        let position = block.first + index;
+        let broken = |what: &str| {
+            LogError::CorruptEntry(format!(
+                "block at position {}: {what} at position {position}",
+                block.first
+            ))
+        };
+        let length = payload
+            .get(at..at + 4)
+            .map(|bytes| read_u32(bytes, 0) as usize)
+            .ok_or_else(|| broken("truncated frame length"))?;
+        let frame = payload
+            .get(at + 4..at + 4 + length)
+            .ok_or_else(|| broken("truncated frame"))?;
+        at += 4 + length;
+        if position < from {
+            continue;
+        }
+        if position > until || !visit(Position::new(position), frame) {
+            return Ok(false);
+        }
+    }
+    if at != payload.len() {
+        return Err(LogError::CorruptEntry(format!(
+            "block at position {}: trailing bytes after its {} frames",
+            block.first, block.count
+        )));
+    }
+    Ok(true)
+}
+
+/// A segment file's name for its first position.
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.seg")
+}
+
+/// The segments in `dir`, by first position.
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| storage(dir, "cannot list segments", e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| storage(dir, "cannot list segments", e))?
+            .path();
+        if path.extension().is_none_or(|ext| ext != "seg") {
+            continue;
+        }
+        let first = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.parse::<u64>().ok())
+            .ok_or_else(|| {
+                LogError::CorruptEntry(format!(
+                    "{}: a segment's name must be its first position",
+                    path.display()
+                ))
+            })?;
+        segments.push((first, path));
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Syncs a directory, so a file created or renamed in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|e| storage(dir, "cannot sync the directory", e))
+}
+
+impl Segments {
+    /// Opens the segments in `dir` (created when missing), cutting off a torn last append.
+    pub(crate) fn open(dir: &Path) -> Result<Segments, LogError> {
+        Self::open_with(dir, SEGMENT_BYTES)
+    }
+
+    fn open_with(dir: &Path, segment_bytes: u64) -> Result<Segments, LogError> {
+        std::fs::create_dir_all(dir).map_err(|e| storage(dir, "cannot create directory", e))?;
+        let listed = list_segments(dir)?;
+        let mut directory = Directory::default();
+        let mut next = 1u64;
+        let mut end = 0u64;
+        let last_index = listed.len().saturating_sub(1);
+        for (index, (first, path)) in listed.into_iter().enumerate() {
+            if first != next {
+                return Err(LogError::CorruptEntry(format!(
+                    "{}: starts at position {first}, but the segments before it end at {}",
+                    path.display(),
+                    next - 1
+                )));
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| storage(&path, "cannot open segment", e))?;
+            let number = u32::try_from(directory.files.len()).expect("invariant: < 2^32 segments");
+            let scanned = scan_segment(&file, &path, number, first, index == last_index)?;
+            next = scanned.next;
+            end = scanned.end;
+            directory.blocks.extend(scanned.blocks);
+            directory.files.push((path, Arc::new(file)));
+        }
+        Ok(Segments {
+            dir: dir.to_owned(),
+            segment_bytes,
+            directory: RwLock::new(directory),
+            tail: Mutex::new(Tail { end, next }),
+        })
+    }
+
+    /// The position of the last frame, or zero when there is none.
+    pub(crate) fn head(&self) -> Position {
+        let tail = self
+            .tail
+            .lock()
+            .expect("invariant: the tail lock is never poisoned");
+        Position::new(tail.next - 1)
+    }
+
+    /// Writes `frames` after the last one, durably, then makes them visible to readers. On an
+    /// error nothing is visible and the file is cut back to where it was.
+    pub(crate) fn append(&self, frames: &[impl AsRef<[u8]>]) -> Result<(), LogError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let mut tail = self
+            .tail
+            .lock()
+            .map_err(|_| storage(&self.dir, "append", "an earlier append panicked"))?;
+        if tail.end >= self.segment_bytes || self.files() == 0 {
+            self.start_segment(tail.next)?;
+            tail.end = 0;
+        }
+        let (number, file) = {
+            let directory = self.directory.read().expect("invariant: never poisoned");
+            let (_, file) = directory
+                .files
+                .last()
+                .expect("invariant: a segment was started");
+            (directory.files.len() as u32 - 1, Arc::clone(file))
+        };
+        let mut bytes = Vec::with_capacity(
+            frames.iter().map(|f| f.as_ref().len() + 4).sum::<usize>()
+                + HEADER * frames.len().div_ceil(BLOCK_EVENTS),
+        );
+        let mut blocks = Vec::with_capacity(frames.len().div_ceil(BLOCK_EVENTS));
+        let mut first = tail.next;
+        let chunks = frames.len().div_ceil(BLOCK_EVENTS);
+        for (index, chunk) in frames.chunks(BLOCK_EVENTS).enumerate() {
+            let offset = bytes.len();
+            let flags = if index + 1 == chunks { ENDS_APPEND } else { 0 };
+            encode_block(&mut bytes, first, chunk, flags);
+            blocks.push(BlockRef {
+                first,
+                count: chunk.len() as u32,
+                file: number,
+                offset: tail.end + offset as u64,
+                payload: (bytes.len() - offset - HEADER) as u32,
+            });
+            first += chunk.len() as u64;
+        }
+        let written = file
+            .write_all_at(&bytes, tail.end)
+            .and_then(|()| file.sync_data());
+        if let Err(error) = written {
+            // Best effort: the next append writes over whatever part of this one landed.
+            let _ = file.set_len(tail.end);
+            return Err(self.error_in_last("cannot write an append", error));
+        }
+        tail.end += bytes.len() as u64;
+        tail.next = first;
+        self.directory
+            .write()
+            .expect("invariant: never poisoned")
+            .blocks
+            .extend(blocks);
+        Ok(())
+    }
+
+    fn files(&self) -> usize {
+        self.directory
+            .read()
+            .expect("invariant: never poisoned")
+            .files
+            .len()
+    }
+
+    fn error_in_last(&self, what: &str, error: impl std::fmt::Display) -> LogError {
+        let directory = self.directory.read().expect("invariant: never poisoned");
+        match directory.files.last() {
+            Some((path, _)) => storage(path, what, error),
+            None => storage(&self.dir, what, error),
+        }
+    }
+
+    /// Creates the segment whose first frame will be at `first`, and syncs the directory.
+    fn start_segment(&self, first: u64) -> Result<(), LogError> {
+        let path = self.dir.join(segment_name(first));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| storage(&path, "cannot create segment", e))?;
+        sync_dir(&self.dir)?;
+        self.directory
+            .write()
+            .expect("invariant: never poisoned")
+            .files
+            .push((path, Arc::new(file)));
+        Ok(())
+    }
+
+    /// Calls `visit` with every frame from `from` to `until` in order, until it returns false.
+    pub(crate) fn visit(
+        &self,
+        from: Position,
+        until: Position,
+        mut visit: impl FnMut(Position, &[u8]) -> bool,
+    ) -> Result<(), LogError> {
+        let (from, until) = (from.get().max(1), until.get());
+        let mut cursor = from;
+        let mut buffer = Vec::new();
+        while cursor <= until {
+            let batch: Vec<(BlockRef, Arc<File>, PathBuf)> = {
+                let directory = self.directory.read().expect("invariant: never poisoned");
+                let start = directory.blocks.partition_point(|b| b.end() <= cursor);
+                directory.blocks[start..]
+                    .iter()
+                    .take_while(|b| b.first <= until)
+                    .take(BLOCKS_PER_LOOKUP)
+                    .map(|b| {
+                        let (path, file) = &directory.files[b.file as usize];
+                        (*b, Arc::clone(file), path.clone())
+                    })
+                    .collect()
+            };
+            let Some((last, _, _)) = batch.last() else {
+                return Ok(());
+            };
+            cursor = last.end();
+            for (block, file, path) in batch {
+                read_block(&file, &path, &block, &mut buffer)?;
+                if !visit_payload(&block, &buffer[HEADER..], from, until, &mut visit)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one block into `buffer` and checks it against its checksum and its place.
+fn read_block(
+    file: &File,
+    path: &Path,
+    block: &BlockRef,
+    buffer: &mut Vec<u8>,
+) -> Result<(), LogError> {
+    buffer.clear();
+    buffer.resize(HEADER + block.payload as usize, 0);
+    file.read_exact_at(buffer, block.offset)
+        .map_err(|e| storage(path, &format!("cannot read at byte {}", block.offset), e))?;
+    let header = Header::parse(buffer);
+    let last = block.end() - 1;
+    if header.first != block.first || header.count != block.count || header.crc != checksum(buffer)
+    {
+        return Err(LogError::CorruptEntry(format!(
+            "positions {}..={last} in {} (byte {}): the block does not match its checksum",
+            block.first,
+            path.display(),
+            block.offset
+        )));
+    }
+    Ok(())
+}
+
+/// What a walk over one segment's headers found.
+struct Scanned {
+    blocks: Vec<BlockRef>,
+    /// The position after the segment's last frame.
+    next: u64,
+    /// The segment's length once a torn append is cut off.
+    end: u64,
+}
+
+/// Walks a segment's block headers. In the last segment, a torn last append is cut off; in
+/// any other, a header that does not fit is an error.
+fn scan_segment(
+    file: &File,
+    path: &Path,
+    number: u32,
+    first: u64,
+    last_segment: bool,
+) -> Result<Scanned, LogError> {
+    let length = file
+        .metadata()
+        .map_err(|e| storage(path, "cannot read segment metadata", e))?
+        .len();
+    let mut blocks: Vec<BlockRef> = Vec::new();
+    let mut offset = 0u64;
+    let mut next = first;
+    // Where the last complete append ends: the blocks before index `complete`, `complete_end`
+    // bytes, positions before `complete_next`.
+    let (mut complete, mut complete_end, mut complete_next) = (0usize, 0u64, first);
+    // Where the append before that one ends, in blocks.
+    let mut before_complete = 0usize;
+    let mut header = [0u8; HEADER];
+    let broken = loop {
+        if offset == length {
+            break None;
+        }
+        if length - offset < HEADER as u64 {
+            break Some("a truncated block header");
+        }
+        file.read_exact_at(&mut header, offset)
+            .map_err(|e| storage(path, &format!("cannot read at byte {offset}"), e))?;
+        let parsed = Header::parse(&header);
+        if parsed.magic != MAGIC {
+            break Some("no block starts here");
+        }
+        if parsed.first != next {
+            break Some("a block out of place");
+        }
+        if parsed.count == 0 || parsed.count as usize > BLOCK_EVENTS {
+            break Some("a block with an impossible frame count");
+        }
+        if offset + (HEADER as u64) + u64::from(parsed.payload) > length {
+            break Some("a truncated block");
+        }
+        blocks.push(BlockRef {
+            first: next,
+            count: parsed.count,
+            file: number,
+            offset,
+            payload: parsed.payload,
+        });
+        offset += HEADER as u64 + u64::from(parsed.payload);
+        next += u64::from(parsed.count);
+        if parsed.flags & ENDS_APPEND != 0 {
+            before_complete = complete;
+            (complete, complete_end, complete_next) = (blocks.len(), offset, next);
+        }
+    };
+    if !last_segment {
+        return match broken {
+            None if complete == blocks.len() => Ok(Scanned {
+                blocks,
+                next,
+                end: offset,
+            }),
+            None => Err(LogError::CorruptEntry(format!(
+                "{}: ends inside an append (position {next}), and segments follow it",
+                path.display()
+            ))),
+            Some(what) => Err(LogError::CorruptEntry(format!(
+                "{}: {what} at byte {offset} (position {next}), and segments follow it",
+                path.display()
+            ))),
+        };
+    }
+    // The last segment: an append that did not finish is cut off; the last one that did is
+    // checked against its checksums, since a crash may have kept some of its blocks and not
+    // others.
+    let mut keep = complete;
+    let mut buffer = Vec::new();
+    let whole = blocks[before_complete..complete]
+        .iter()
+        .all(|block| read_block(file, path, block, &mut buffer).is_ok());
+    if !whole {
+        keep = before_complete;
+    }
+    let (end, next) = match keep {
+        k if k == complete => (complete_end, complete_next),
+        0 => (0, first),
+        k => (
+            blocks[k - 1].offset + HEADER as u64 + u64::from(blocks[k - 1].payload),
+            blocks[k - 1].end(),
+        ),
+    };
+    blocks.truncate(keep);
+    if end < length {
+        tracing::warn!(
+            segment = %path.display(),
+            dropped_bytes = length - end,
+            reason = broken.unwrap_or("an append whose blocks do not match their checksums"),
+            "cutting off an append that did not finish before the log last closed"
+        );
+        file.set_len(end)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| storage(path, "cannot cut off a torn append", e))?;
+    }
+    Ok(Scanned { blocks, next, end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(from: u64, count: u64) -> Vec<Vec<u8>> {
+        (from..from + count)
+            .map(|n| {
+                format!("frame {n}")
+                    .repeat(1 + (n % 7) as usize)
+                    .into_bytes()
+            })
+            .collect()
+    }
+
+    fn read(segments: &Segments, from: u64, until: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut read = Vec::new();
+        segments
+            .visit(
+                Position::new(from),
+                Position::new(until),
+                |position, frame| {
+                    read.push((position.get(), frame.to_vec()));
+                    true
+                },
+            )
+            .expect("visit");
+        read
+    }
+
+    #[test]
+    fn appends_roll_into_new_segments_and_read_back_from_any_position() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("segments");
+        let mut next = 1;
+        {
+            let segments = Segments::open_with(&path, 4096).expect("open");
+            for count in [1, 255, 256, 257, 600, 3, 1000] {
+                segments.append(&frames(next, count)).expect("append");
+                next += count;
+            }
+            assert_eq!(segments.head().get(), next - 1);
+        }
+        let files = list_segments(&path).expect("list");
+        assert!(files.len() > 3, "rolled into {} segments", files.len());
+        assert_eq!(files[0].0, 1);
+        let segments = Segments::open_with(&path, 4096).expect("reopen");
+        assert_eq!(segments.head().get(), next - 1);
+        let whole = read(&segments, 1, next - 1);
+        let expected: Vec<_> = (1..next).zip(frames(1, next - 1)).collect();
+        assert_eq!(whole, expected);
+        for (from, until) in [
+            (1, 1),
+            (256, 258),
+            (511, 1400),
+            (next - 2, next + 5),
+            (7, 3),
+        ] {
+            let part = read(&segments, from, until);
+            let expected: Vec<_> = expected
+                .iter()
+                .filter(|(position, _)| (from..=until).contains(position))
+                .cloned()
+                .collect();
+            assert_eq!(part, expected, "{from}..={until}");
+        }
+        segments
+            .append(&frames(next, 10))
+            .expect("append after reopen");
+        assert_eq!(
+            read(&segments, next, next + 9),
+            (next..next + 10).zip(frames(next, 10)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_gap_between_segments_fails_the_open_naming_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("segments");
+        {
+            let segments = Segments::open_with(&path, 1024).expect("open");
+            for start in [1, 101, 201] {
+                segments.append(&frames(start, 100)).expect("append");
+            }
+        }
+        let files = list_segments(&path).expect("list");
+        assert_eq!(files.len(), 3);
+        std::fs::remove_file(&files[1].1).expect("lose the middle segment");
+        let error = Segments::open_with(&path, 1024)
+            .err()
+            .expect("the gap is an error");
+        let text = error.to_string();
+        assert!(
+            text.contains("00000000000000000201.seg") && text.contains("end at 100"),
+            "{text}"
+        );
+    }
+}
