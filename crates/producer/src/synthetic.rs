@@ -31,6 +31,10 @@ pub struct HistoryConfig {
     pub duplicate_rate: f64,
     /// Share of events that arrive late, after events that happened after them.
     pub late_rate: f64,
+    /// Nurture touches per person, as a multiple of the default (1): a larger value gives
+    /// longer histories over the same people (each round of nurture draws 2 to 13 touches,
+    /// times this, over the same weeks).
+    pub engagement: u32,
 }
 
 impl HistoryConfig {
@@ -43,6 +47,7 @@ impl HistoryConfig {
             span_days: 540,
             duplicate_rate: 0.01,
             late_rate: 0.02,
+            engagement: 1,
         }
     }
 }
@@ -589,8 +594,13 @@ impl<'a> AccountJourney<'a> {
         campaign: &Campaign,
     ) -> (Timestamp, bool, bool) {
         let mut high_intent = false;
-        for _ in 0..2 + self.rng.below(12) {
-            at = self.later(at, 12, 24 * 9);
+        // More engagement packs more touches into the same weeks, so the history's span does
+        // not cut them off.
+        let engagement = self.config.engagement.max(1);
+        let touches = (2 + self.rng.below(12)) * u64::from(engagement);
+        let (soonest, latest) = (12 / i64::from(engagement), 24 * 9 / i64::from(engagement));
+        for _ in 0..touches {
+            at = self.later(at, soonest.max(1), latest.max(2));
             match self.rng.below(10) {
                 0..=3 => {
                     let email_id = format!("nurture-{}", self.rng.below(20));
@@ -607,7 +617,8 @@ impl<'a> AccountJourney<'a> {
                             email_id: email_id.clone(),
                         },
                     );
-                    if self.rng.chance(0.01) {
+                    // Exits scale down with engagement, so more touches are not cut short.
+                    if self.rng.chance(0.01 / f64::from(engagement)) {
                         self.emit(
                             at.add_millis(2_000),
                             Some(person),
@@ -653,7 +664,7 @@ impl<'a> AccountJourney<'a> {
                             );
                         }
                     }
-                    if self.rng.chance(0.02) {
+                    if self.rng.chance(0.02 / f64::from(engagement)) {
                         let when = self.later(at, 1, 48);
                         self.emit(
                             when,
@@ -755,6 +766,9 @@ impl<'a> AccountJourney<'a> {
                             );
                             high_intent = true;
                         }
+                    } else if engagement > 1 && !self.rng.chance(1.0 / f64::from(engagement)) {
+                        // A demo request ends the round; with more engagement it comes later.
+                        self.content_view(at, person, ContentType::Pricing, campaign.clone());
                     } else {
                         self.emit(
                             at,
@@ -1099,6 +1113,29 @@ mod tests {
             }
         }
         assert!(anonymous.len() > 200);
+    }
+
+    #[test]
+    fn more_engagement_gives_longer_histories_over_about_as_many_people() {
+        let people = |engagement: u32| {
+            let mut config = HistoryConfig::new(5, 200);
+            config.engagement = engagement;
+            let mut events = 0usize;
+            let mut people = HashSet::new();
+            for event in History::new(config) {
+                events += 1;
+                if let Some(person) = event.identity.person_id {
+                    people.insert(person);
+                }
+            }
+            (events, people)
+        };
+        let (plain, plain_people) = people(1);
+        let (engaged, engaged_people) = people(8);
+        assert!(engaged > 3 * plain, "{engaged} events against {plain}");
+        // The same accounts; their later draws differ, so the number of people may a little.
+        let (a, b) = (engaged_people.len() as f64, plain_people.len() as f64);
+        assert!((a - b).abs() <= 0.05 * b, "{a} people against {b}");
     }
 
     #[test]
