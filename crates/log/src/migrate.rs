@@ -35,6 +35,21 @@ pub(crate) fn from_sled_if_there(dir: &Path, segments: &Path) -> Result<(), LogE
     }
     if !segments.is_dir() {
         migrate(&old, &dir.join(STAGING_DIR), segments)?;
+    } else {
+        // Both are there after a crash between putting the segments in place and removing the
+        // old database, but also when an earlier build was run again on this directory after
+        // the migration and wrote a new log: that one must not be deleted unread.
+        let old_head = old_head(&old)?;
+        let head = Segments::open(segments)?.head();
+        if old_head != 0 && old_head != head.get() {
+            return Err(storage(
+                dir,
+                "cannot open",
+                format!(
+                    "both an old sled log ({old_head} events, in {OLD_DIR}/) and segment files ({head} events) are here; move one of them aside"
+                ),
+            ));
+        }
     }
     std::fs::remove_dir_all(&old).map_err(|e| storage(&old, "cannot remove the old log", e))
 }
@@ -78,7 +93,7 @@ fn migrate(old: &Path, staging: &Path, segments: &Path) -> Result<(), LogError> 
         let expected = target.head().get() + frames.len() as u64 + 1;
         if first.get() != expected {
             return Err(LogError::CorruptEntry(format!(
-                "old log at {}: positions {expected}..{first} are missing",
+                "old log at {}: a block starts at position {first} where {expected} was expected",
                 old.display()
             )));
         }
@@ -105,6 +120,25 @@ fn migrate(old: &Path, staging: &Path, segments: &Path) -> Result<(), LogError> 
         "moved the log from sled into segment files"
     );
     Ok(())
+}
+
+/// The number of events in an old log.
+fn old_head(old: &Path) -> Result<u64, LogError> {
+    let db = sled::Config::new()
+        .path(old)
+        .open()
+        .map_err(|e| storage(old, "cannot open the old log", e))?;
+    let tree = db
+        .open_tree("events")
+        .map_err(|e| storage(old, "cannot open the old log's tree", e))?;
+    match tree.scan_prefix([BLOCK_PREFIX]).next_back() {
+        None => Ok(0),
+        Some(entry) => {
+            let (key, block) = entry.map_err(|e| storage(old, "cannot read", e))?;
+            let first = block_first(&key)?;
+            Ok(first.get() + old_block_frames(first, &block)?.len() as u64 - 1)
+        }
+    }
 }
 
 fn block_first(key: &[u8]) -> Result<Position, LogError> {

@@ -21,10 +21,13 @@
 //! syncs the file before it returns; a new segment is created only between appends, and the
 //! directory is synced when one is. Only the last append can therefore be torn by a crash, and
 //! it was never acknowledged. Opening walks every block header (no payload is read) and checks
-//! the checksums of the last append only: when any of its blocks is incomplete or does not match
-//! its checksum, the whole append is cut off the file. Damage anywhere else is reported, never
-//! repaired: a broken header fails the open with the segment and byte offset, and a payload that
-//! does not match its checksum fails the read that reaches it, naming its positions.
+//! the checksums of the last append only when it ends the file: when any of its blocks is
+//! incomplete or does not match its checksum, the whole append is cut off the file, and the
+//! bytes cut are kept beside the segment (`.seg.cut-{byte}`). Damage anywhere else is reported,
+//! never repaired: a broken header fails the open with the segment and byte offset (in the last
+//! segment too, when a finished append follows the damage), and a payload that does not match
+//! its checksum fails the read that reaches it, naming its positions. A header damaged inside
+//! the last append itself cannot be told from a tear; that append is cut, and kept aside.
 
 use crate::error::LogError;
 use crate::port::Position;
@@ -73,6 +76,9 @@ struct Tail {
     end: u64,
     /// The position the next frame gets.
     next: u64,
+    /// A failed append may have left bytes after `end` that could not be cut off; nothing is
+    /// appended until they are.
+    dirty: bool,
 }
 
 /// The segment files of one log. Appends must come from one caller at a time (the log's
@@ -269,7 +275,11 @@ impl Segments {
             dir: dir.to_owned(),
             segment_bytes,
             directory: RwLock::new(directory),
-            tail: Mutex::new(Tail { end, next }),
+            tail: Mutex::new(Tail {
+                end,
+                next,
+                dirty: false,
+            }),
         })
     }
 
@@ -292,6 +302,15 @@ impl Segments {
             .tail
             .lock()
             .map_err(|_| storage(&self.dir, "append", "an earlier append panicked"))?;
+        if tail.dirty {
+            let directory = self.directory.read().expect("invariant: never poisoned");
+            if let Some((path, file)) = directory.files.last() {
+                file.set_len(tail.end)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| storage(path, "cannot cut off a failed append", e))?;
+            }
+            tail.dirty = false;
+        }
         if tail.end >= self.segment_bytes || self.files() == 0 {
             self.start_segment(tail.next)?;
             tail.end = 0;
@@ -308,6 +327,16 @@ impl Segments {
             frames.iter().map(|f| f.as_ref().len() + 4).sum::<usize>()
                 + HEADER * frames.len().div_ceil(BLOCK_EVENTS),
         );
+        for chunk in frames.chunks(BLOCK_EVENTS) {
+            let payload: usize = chunk.iter().map(|f| f.as_ref().len() + 4).sum();
+            if u32::try_from(payload).is_err() {
+                return Err(storage(
+                    &self.dir,
+                    "append",
+                    format!("a block of {payload} bytes does not fit the format (4 GiB at most)"),
+                ));
+            }
+        }
         let mut blocks = Vec::with_capacity(frames.len().div_ceil(BLOCK_EVENTS));
         let mut first = tail.next;
         let chunks = frames.len().div_ceil(BLOCK_EVENTS);
@@ -328,8 +357,9 @@ impl Segments {
             .write_all_at(&bytes, tail.end)
             .and_then(|()| file.sync_data());
         if let Err(error) = written {
-            // Best effort: the next append writes over whatever part of this one landed.
-            let _ = file.set_len(tail.end);
+            // What part of this append landed must go before anything else is written after
+            // it; when it cannot go now, the next append tries again first.
+            tail.dirty = file.set_len(tail.end).is_err();
             return Err(self.error_in_last("cannot write an append", error));
         }
         tail.end += bytes.len() as u64;
@@ -525,16 +555,35 @@ fn scan_segment(
             ))),
         };
     }
-    // The last segment: an append that did not finish is cut off; the last one that did is
-    // checked against its checksums, since a crash may have kept some of its blocks and not
-    // others.
+    // The last segment. A header that does not fit is a torn tail only when no finished
+    // append follows it: otherwise it is damage inside acknowledged appends, and cutting there
+    // would drop them.
+    if let Some(what) = broken
+        && finished_append_after(file, path, offset, length)?
+    {
+        return Err(LogError::CorruptEntry(format!(
+            "{}: {what} at byte {offset} (position {next}), and a finished append follows it",
+            path.display()
+        )));
+    }
+    // Blocks after the last finished append belong to an append that never finished. The last
+    // finished append is checked against its checksums only when it ends the file: a crash may
+    // have kept some of its blocks and not others. (When anything follows it, it was synced
+    // before that was written, so it was acknowledged, and a mismatch is damage for a read to
+    // report.)
     let mut keep = complete;
-    let mut buffer = Vec::new();
-    let whole = blocks[before_complete..complete]
-        .iter()
-        .all(|block| read_block(file, path, block, &mut buffer).is_ok());
-    if !whole {
-        keep = before_complete;
+    if broken.is_none() && complete == blocks.len() {
+        let mut buffer = Vec::new();
+        for block in &blocks[before_complete..complete] {
+            match read_block(file, path, block, &mut buffer) {
+                Ok(()) => {}
+                Err(LogError::CorruptEntry(_)) => {
+                    keep = before_complete;
+                    break;
+                }
+                Err(other) => return Err(other),
+            }
+        }
     }
     let (end, next) = match keep {
         k if k == complete => (complete_end, complete_next),
@@ -546,10 +595,12 @@ fn scan_segment(
     };
     blocks.truncate(keep);
     if end < length {
+        let kept = keep_cut_bytes(file, path, end, length)?;
         tracing::warn!(
             segment = %path.display(),
             dropped_bytes = length - end,
             reason = broken.unwrap_or("an append whose blocks do not match their checksums"),
+            kept_in = %kept.display(),
             "cutting off an append that did not finish before the log last closed"
         );
         file.set_len(end)
@@ -557,6 +608,47 @@ fn scan_segment(
             .map_err(|e| storage(path, "cannot cut off a torn append", e))?;
     }
     Ok(Scanned { blocks, next, end })
+}
+
+/// Whether, somewhere after byte `from`, a block that ends an append and matches its checksum
+/// is followed by more bytes: then what lies at `from` is not the torn tail of the last append.
+fn finished_append_after(
+    file: &File,
+    path: &Path,
+    from: u64,
+    length: u64,
+) -> Result<bool, LogError> {
+    let mut bytes = vec![0u8; (length - from) as usize];
+    file.read_exact_at(&mut bytes, from)
+        .map_err(|e| storage(path, &format!("cannot read at byte {from}"), e))?;
+    for at in 1..bytes.len().saturating_sub(HEADER) {
+        if bytes[at..at + 4] != MAGIC {
+            continue;
+        }
+        let header = Header::parse(&bytes[at..]);
+        let block_end = at + HEADER + header.payload as usize;
+        if header.flags & ENDS_APPEND == 0
+            || block_end >= bytes.len()
+            || header.crc != checksum(&bytes[at..block_end])
+        {
+            continue;
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Copies the bytes about to be cut off a segment into a file beside it (`.seg.cut-{byte}`,
+/// which is not a segment), so that a cut made in error can still be undone by hand.
+fn keep_cut_bytes(file: &File, path: &Path, from: u64, length: u64) -> Result<PathBuf, LogError> {
+    let mut bytes = vec![0u8; (length - from) as usize];
+    file.read_exact_at(&mut bytes, from)
+        .map_err(|e| storage(path, &format!("cannot read at byte {from}"), e))?;
+    let kept = path.with_extension(format!("seg.cut-{from}"));
+    std::fs::write(&kept, &bytes)
+        .and_then(|()| File::open(&kept)?.sync_all())
+        .map_err(|e| storage(&kept, "cannot keep the bytes cut off a torn append", e))?;
+    Ok(kept)
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ async fn a_second_opener_is_told_the_log_is_in_use() {
     let _first = open(dir.path()).await;
     let error = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
         .await
-        .expect_err("sled allows one opener");
+        .expect_err("one process at a time");
     assert!(
         error.to_string().contains("in use by another process"),
         "{error}"
@@ -230,4 +230,90 @@ async fn a_log_written_in_sled_by_an_earlier_build_moves_into_segments() {
     assert_eq!(read, written);
     drop(log);
     assert_all_duplicates(dir.path(), "old", 700, 700).await;
+}
+
+#[tokio::test]
+async fn a_damaged_header_with_a_finished_append_after_it_fails_the_open_and_cuts_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let log = open(dir.path()).await;
+        append_all_new(&log, "first", 300).await;
+        append_all_new(&log, "second", 300).await;
+    }
+    let path = &segments(dir.path())[0];
+    let mut bytes = std::fs::read(path).expect("segment");
+    // The first block's position field.
+    bytes[5] ^= 0x55;
+    std::fs::write(path, &bytes).expect("damage it");
+    let error = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect_err("damage inside acknowledged appends is not a torn tail");
+    assert!(
+        error.to_string().contains("at byte 0") && error.to_string().contains("finished append"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(path).expect("segment").len(),
+        bytes.len(),
+        "nothing was cut"
+    );
+}
+
+#[tokio::test]
+async fn what_a_torn_append_cut_off_is_kept_beside_the_segment() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let log = open(dir.path()).await;
+        append_all_new(&log, "kept", 100).await;
+        append_all_new(&log, "torn", 100).await;
+    }
+    let path = segments(dir.path())[0].clone();
+    let whole = std::fs::read(&path).expect("segment");
+    std::fs::write(&path, &whole[..whole.len() - 7]).expect("tear it");
+    let log = open(dir.path()).await;
+    assert_eq!(log.stat().await.expect("stat").events, 100);
+    let kept = std::fs::metadata(&path).expect("segment").len() as usize;
+    let cut = std::fs::read_dir(dir.path().join("segments"))
+        .expect("segments")
+        .map(|entry| entry.expect("entry").path())
+        .find(|p| p.to_string_lossy().contains(".seg.cut-"))
+        .expect("the cut bytes are kept");
+    assert_eq!(
+        std::fs::read(cut).expect("cut"),
+        &whole[kept..whole.len() - 7]
+    );
+}
+
+#[tokio::test]
+async fn an_old_log_written_after_the_migration_is_not_deleted() {
+    let dir = tempfile::tempdir().expect("dir");
+    append_all_new(&open(dir.path()).await, "new", 10).await;
+    {
+        // As if an earlier build had been run on this directory again and written its own log.
+        let db = sled::open(dir.path().join("log")).expect("sled");
+        let tree = db.open_tree("events").expect("tree");
+        tree.insert(b"mlayout", &[2u8]).expect("layout");
+        let events = events("rollback", 3);
+        let mut key = vec![b'b'];
+        key.extend_from_slice(&1u64.to_be_bytes());
+        let mut block = (events.len() as u32).to_le_bytes().to_vec();
+        for event in &events {
+            let frame = baton_core::encode(event).expect("encode");
+            block.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            block.extend_from_slice(&frame);
+        }
+        tree.insert(key, block).expect("block");
+        db.flush().expect("flush");
+    }
+    let error = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect_err("two logs in one directory");
+    assert!(
+        error.to_string().contains("move one of them aside"),
+        "{error}"
+    );
+    assert!(
+        dir.path().join("log").is_dir(),
+        "the old log is still there"
+    );
 }
