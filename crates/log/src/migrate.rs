@@ -60,13 +60,7 @@ fn migrate(old: &Path, staging: &Path, segments: &Path) -> Result<(), LogError> 
         std::fs::remove_dir_all(staging)
             .map_err(|e| storage(staging, "cannot clear an unfinished migration", e))?;
     }
-    let db = sled::Config::new()
-        .path(old)
-        .open()
-        .map_err(|e| storage(old, "cannot open the old log", e))?;
-    let tree = db
-        .open_tree("events")
-        .map_err(|e| storage(old, "cannot open the old log's tree", e))?;
+    let (db, tree) = open_old(old)?;
     match tree
         .get(LAYOUT_KEY)
         .map_err(|e| storage(old, "cannot read", e))?
@@ -122,8 +116,9 @@ fn migrate(old: &Path, staging: &Path, segments: &Path) -> Result<(), LogError> 
     Ok(())
 }
 
-/// The number of events in an old log.
-fn old_head(old: &Path) -> Result<u64, LogError> {
+/// The old database and its tree of blocks. The database handle is returned so the caller
+/// closes it when done.
+fn open_old(old: &Path) -> Result<(sled::Db, sled::Tree), LogError> {
     let db = sled::Config::new()
         .path(old)
         .open()
@@ -131,6 +126,12 @@ fn old_head(old: &Path) -> Result<u64, LogError> {
     let tree = db
         .open_tree("events")
         .map_err(|e| storage(old, "cannot open the old log's tree", e))?;
+    Ok((db, tree))
+}
+
+/// The number of events in an old log.
+fn old_head(old: &Path) -> Result<u64, LogError> {
+    let (_db, tree) = open_old(old)?;
     match tree.scan_prefix([BLOCK_PREFIX]).next_back() {
         None => Ok(0),
         Some(entry) => {

@@ -171,18 +171,25 @@ async fn an_append_whose_blocks_do_not_match_their_checksums_is_dropped_at_open(
     tear_last_append(|bytes, start| bytes[start + 200] ^= 0x55).await;
 }
 
-#[tokio::test]
-async fn a_damaged_block_before_the_last_append_is_reported_with_its_positions() {
+/// A closed log of two appends of 300 events in one segment, with one byte of the segment
+/// flipped: its directory, the segment and the damaged bytes.
+async fn two_appends_damaged_at(byte: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
     let dir = tempfile::tempdir().expect("dir");
     {
         let log = open(dir.path()).await;
         append_all_new(&log, "first", 300).await;
         append_all_new(&log, "second", 300).await;
     }
-    let path = &segments(dir.path())[0];
-    let mut bytes = std::fs::read(path).expect("segment");
-    bytes[100] ^= 0x55;
-    std::fs::write(path, &bytes).expect("damage it");
+    let path = segments(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&path).expect("segment");
+    bytes[byte] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("damage it");
+    (dir, path, bytes)
+}
+
+#[tokio::test]
+async fn a_damaged_block_before_the_last_append_is_reported_with_its_positions() {
+    let (dir, _, _) = two_appends_damaged_at(100).await;
     let log = open(dir.path()).await;
     // Nothing acknowledged is cut off because of it.
     assert_eq!(log.stat().await.expect("stat").events, 600);
@@ -198,28 +205,31 @@ async fn a_damaged_block_before_the_last_append_is_reported_with_its_positions()
     );
 }
 
+/// Writes `events` as an earlier build stored them, in `dir/log`: a sled tree with `mlayout` = 2
+/// and blocks of up to 256 frames under `b` + the first position.
+fn write_old_log(dir: &Path, events: &[baton_core::Event]) {
+    let db = sled::open(dir.join("log")).expect("sled");
+    let tree = db.open_tree("events").expect("tree");
+    tree.insert(b"mlayout", &[2u8]).expect("layout");
+    for (index, chunk) in events.chunks(256).enumerate() {
+        let mut key = vec![b'b'];
+        key.extend_from_slice(&(index as u64 * 256 + 1).to_be_bytes());
+        let mut block = (chunk.len() as u32).to_le_bytes().to_vec();
+        for event in chunk {
+            let frame = baton_core::encode(event).expect("encode");
+            block.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+            block.extend_from_slice(&frame);
+        }
+        tree.insert(key, block).expect("block");
+    }
+    db.flush().expect("flush");
+}
+
 #[tokio::test]
 async fn a_log_written_in_sled_by_an_earlier_build_moves_into_segments() {
     let dir = tempfile::tempdir().expect("dir");
     let written = events("old", 700);
-    {
-        // Layout 2: `mlayout` = 2, and blocks of up to 256 frames under `b` + first position.
-        let db = sled::open(dir.path().join("log")).expect("sled");
-        let tree = db.open_tree("events").expect("tree");
-        tree.insert(b"mlayout", &[2u8]).expect("layout");
-        for (index, chunk) in written.chunks(256).enumerate() {
-            let mut key = vec![b'b'];
-            key.extend_from_slice(&(index as u64 * 256 + 1).to_be_bytes());
-            let mut block = (chunk.len() as u32).to_le_bytes().to_vec();
-            for event in chunk {
-                let frame = baton_core::encode(event).expect("encode");
-                block.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-                block.extend_from_slice(&frame);
-            }
-            tree.insert(key, block).expect("block");
-        }
-        db.flush().expect("flush");
-    }
+    write_old_log(dir.path(), &written);
     let log = open(dir.path()).await;
     assert!(!dir.path().join("log").exists(), "the old database is gone");
     let read: Vec<_> = read_all(&log)
@@ -234,17 +244,8 @@ async fn a_log_written_in_sled_by_an_earlier_build_moves_into_segments() {
 
 #[tokio::test]
 async fn a_damaged_header_with_a_finished_append_after_it_fails_the_open_and_cuts_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    {
-        let log = open(dir.path()).await;
-        append_all_new(&log, "first", 300).await;
-        append_all_new(&log, "second", 300).await;
-    }
-    let path = &segments(dir.path())[0];
-    let mut bytes = std::fs::read(path).expect("segment");
     // The first block's position field.
-    bytes[5] ^= 0x55;
-    std::fs::write(path, &bytes).expect("damage it");
+    let (dir, path, bytes) = two_appends_damaged_at(5).await;
     let error = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
         .await
         .expect_err("damage inside acknowledged appends is not a torn tail");
@@ -253,7 +254,7 @@ async fn a_damaged_header_with_a_finished_append_after_it_fails_the_open_and_cut
         "{error}"
     );
     assert_eq!(
-        std::fs::read(path).expect("segment").len(),
+        std::fs::read(&path).expect("segment").len(),
         bytes.len(),
         "nothing was cut"
     );
@@ -288,23 +289,8 @@ async fn what_a_torn_append_cut_off_is_kept_beside_the_segment() {
 async fn an_old_log_written_after_the_migration_is_not_deleted() {
     let dir = tempfile::tempdir().expect("dir");
     append_all_new(&open(dir.path()).await, "new", 10).await;
-    {
-        // As if an earlier build had been run on this directory again and written its own log.
-        let db = sled::open(dir.path().join("log")).expect("sled");
-        let tree = db.open_tree("events").expect("tree");
-        tree.insert(b"mlayout", &[2u8]).expect("layout");
-        let events = events("rollback", 3);
-        let mut key = vec![b'b'];
-        key.extend_from_slice(&1u64.to_be_bytes());
-        let mut block = (events.len() as u32).to_le_bytes().to_vec();
-        for event in &events {
-            let frame = baton_core::encode(event).expect("encode");
-            block.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-            block.extend_from_slice(&frame);
-        }
-        tree.insert(key, block).expect("block");
-        db.flush().expect("flush");
-    }
+    // As if an earlier build had been run on this directory again and written its own log.
+    write_old_log(dir.path(), &events("rollback", 3));
     let error = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
         .await
         .expect_err("two logs in one directory");
