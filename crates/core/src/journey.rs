@@ -4,12 +4,13 @@
 
 use crate::event::{ContentType, Event, EventId, Kind, Money, Payload};
 use crate::funnel::{FitCondition, FunnelDefinition, Outcome, Owner, Trait, Trigger};
-use crate::symbol::{Symbol, Symbols};
+use crate::symbol::{AttributeTable, AttributesId, Symbol, Symbols};
 use crate::timestamp::Timestamp;
 
 /// What a fact contributes to a journey and to the views: its time, the few fields the rules
-/// read, and the attributes the views group by. Stored in the projector's state
-/// (`view::state`): a change here bumps `STATE_VERSION`.
+/// read, and the attributes the views group by, as an id in the projection's
+/// [`AttributeTable`]. 32 bytes: a projection holds one per event. Stored in the projector's
+/// state (`view::state`): a change here bumps `STATE_VERSION`.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fact {
     pub at: Timestamp,
@@ -17,11 +18,16 @@ pub struct Fact {
     pub kind: Kind,
     pub content_type: Option<ContentType>,
     pub need_declared: Option<bool>,
-    pub attributes: Attributes,
+    /// The attributes the event carried. A correction's replacement does not change them
+    /// here: its payload's are laid over them where the views read them
+    /// (`FunnelProjection::attributes_of`).
+    pub attributes: AttributesId,
 }
 
 /// The fields of a fact the views group and sum by, as symbols of the projection's table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Attributes {
     /// The source system (`web`, `sendgrid`, `salesforce`, ...).
     pub source: Symbol,
@@ -41,6 +47,28 @@ pub struct Attributes {
     pub currency: Symbol,
 }
 
+impl Attributes {
+    /// Takes the owner, detail and amount of `payload` (a correction's replacement, or the
+    /// event's own). Its strings must be interned already ([`intern_payload`]).
+    pub fn take_payload(&mut self, payload: &Payload, symbols: &Symbols) {
+        let (owner, detail, amount) = payload_fields(payload);
+        self.owner = owner.map_or(Symbol::NONE, |o| symbols.lookup(o));
+        self.detail = detail.map_or(Symbol::NONE, |d| symbols.lookup(d));
+        (self.amount_minor, self.currency) = match amount {
+            Some(money) => (money.minor_units, symbols.lookup(&money.currency)),
+            None => (0, Symbol::NONE),
+        };
+    }
+}
+
+/// A fact with its attributes as the views read them: the table's, with a correction's
+/// replacement laid over them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attributed {
+    pub fact: Fact,
+    pub attributes: Attributes,
+}
+
 impl Fact {
     /// Whether this event can be a fact of a person's journey (identity, traits and
     /// governance events shape journeys but are not facts in them).
@@ -56,7 +84,7 @@ impl Fact {
     }
 
     /// The fact an event contributes to its person's journey, interning its attributes.
-    pub fn from_event(event: &Event, symbols: &mut Symbols) -> Fact {
+    pub fn from_event(event: &Event, symbols: &mut Symbols, table: &mut AttributeTable) -> Fact {
         intern_payload(&event.payload, symbols);
         let content = event
             .campaign
@@ -66,40 +94,36 @@ impl Fact {
                 Payload::ContentViewed { url, .. } => Some(url.as_str()),
                 _ => None,
             });
+        let mut attributes = Attributes {
+            source: symbols.intern(&event.source.system),
+            channel: symbols.intern_option(event.campaign.channel.as_deref()),
+            campaign: symbols.intern_option(event.campaign.campaign_id.as_deref()),
+            content: symbols.intern_option(content),
+            opportunity: symbols.intern_option(event.opportunity_id.as_deref()),
+            ..Attributes::default()
+        };
+        attributes.take_payload(&event.payload, symbols);
         let mut fact = Fact {
             at: event.occurred_at,
             event_id: event.event_id,
             kind: event.kind(),
             content_type: None,
             need_declared: None,
-            attributes: Attributes {
-                source: symbols.intern(&event.source.system),
-                channel: symbols.intern_option(event.campaign.channel.as_deref()),
-                campaign: symbols.intern_option(event.campaign.campaign_id.as_deref()),
-                content: symbols.intern_option(content),
-                opportunity: symbols.intern_option(event.opportunity_id.as_deref()),
-                ..Attributes::default()
-            },
+            attributes: table.intern(attributes),
         };
-        fact.take_payload(&event.payload, symbols);
+        fact.take_payload(&event.payload);
         fact
     }
 
-    /// Takes the kind and the payload fields of `payload` (a correction's replacement, or the
-    /// event's own). Its strings must be interned already ([`intern_payload`]).
-    pub fn take_payload(&mut self, payload: &Payload, symbols: &Symbols) {
+    /// Takes the kind and the fields the rules read from `payload` (a correction's
+    /// replacement, or the event's own). The attributes are the caller's
+    /// ([`Attributes::take_payload`]).
+    pub fn take_payload(&mut self, payload: &Payload) {
         self.kind = payload.kind();
         (self.content_type, self.need_declared) = match payload {
             Payload::ContentViewed { content_type, .. } => (Some(*content_type), None),
             Payload::MeetingHeld { need_declared, .. } => (None, Some(*need_declared)),
             _ => (None, None),
-        };
-        let (owner, detail, amount) = payload_fields(payload);
-        self.attributes.owner = owner.map_or(Symbol::NONE, |o| symbols.lookup(o));
-        self.attributes.detail = detail.map_or(Symbol::NONE, |d| symbols.lookup(d));
-        (self.attributes.amount_minor, self.attributes.currency) = match amount {
-            Some(money) => (money.minor_units, symbols.lookup(&money.currency)),
-            None => (0, Symbol::NONE),
         };
     }
 
@@ -504,7 +528,7 @@ fn payload_fields(payload: &Payload) -> (Option<&str>, Option<&str>, Option<&Mon
     }
 }
 
-/// Interns the strings of a payload that [`Fact::take_payload`] looks up.
+/// Interns the strings of a payload that [`Attributes::take_payload`] looks up.
 pub fn intern_payload(payload: &Payload, symbols: &mut Symbols) {
     let (owner, detail, amount) = payload_fields(payload);
     symbols.intern_option(owner);

@@ -30,11 +30,11 @@ pub use funnel::{
     FitRule, FunnelDefinition, MqlRule, Outcome, Owner, Sla, Stage, Trait, Trigger,
 };
 pub use journey::{
-    Attributes, Direction, Fact, FollowUp, Handoff, Journey, Place, Traits, Transition, fit_score,
-    intern_payload, owner_of,
+    Attributed, Attributes, Direction, Fact, FollowUp, Handoff, Journey, Place, Traits, Transition,
+    fit_score, intern_payload, owner_of,
 };
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
-pub use symbol::{Symbol, Symbols};
+pub use symbol::{AttributeTable, AttributesId, Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
 pub use view::marketing::{
     AccountScoreRow, AttributionRow, CampaignRow, ContentRow, MarketingView, NurtureRow,

@@ -9,7 +9,7 @@
 use crate::event::{Event, EventId, Kind, Payload};
 use crate::funnel::{FunnelDefinition, Owner};
 use crate::journey::{Fact, Journey, Place, Traits};
-use crate::symbol::Symbols;
+use crate::symbol::{AttributeTable, Symbols};
 use crate::timestamp::Timestamp;
 use facts::{Facts, Filters, Holder, Targets};
 use serde::{Deserialize, Serialize};
@@ -222,6 +222,8 @@ pub struct FunnelProjection {
     unsaved: Option<Unsaved>,
     /// The strings facts refer to by symbol.
     symbols: Symbols,
+    /// The sets of attributes facts refer to by id.
+    attributes: AttributeTable,
     /// The views' aggregates, built by the first build of the views and kept up to date by
     /// every refresh after it, so a build costs what changed (`view/totals.rs`).
     totals: std::sync::OnceLock<Box<totals::Totals>>,
@@ -248,6 +250,7 @@ impl FunnelProjection {
             latest: None,
             unsaved: None,
             symbols: Symbols::default(),
+            attributes: AttributeTable::default(),
             totals: std::sync::OnceLock::new(),
         }
     }
@@ -456,7 +459,7 @@ impl FunnelProjection {
                 // Everyone this visitor stood for may gain or lose facts.
                 self.dirty_visitor(anonymous_id);
                 // Being identified is itself a fact of the person's journey.
-                let fact = Fact::from_event(event, &mut self.symbols);
+                let fact = Fact::from_event(event, &mut self.symbols, &mut self.attributes);
                 self.record_fact(&person, fact);
                 return;
             }
@@ -622,7 +625,7 @@ impl FunnelProjection {
         if !Fact::applies_to_journeys(event.kind()) {
             return;
         }
-        let fact = Fact::from_event(event, &mut self.symbols);
+        let fact = Fact::from_event(event, &mut self.symbols, &mut self.attributes);
         if let Some(person) = &event.identity.person_id {
             let person = self.canonical(person);
             self.record_fact(&person, fact);
@@ -783,7 +786,7 @@ impl FunnelProjection {
         };
         let facts = self.facts_for(id, person);
         let journey = Journey::fold(&self.definition, &facts, &traits);
-        let mut part = part::PersonPart::of(&facts, &journey);
+        let mut part = part::PersonPart::of(&facts, &journey, |fact| self.attributes_of(fact));
         part.account = person.account().cloned();
         Some((journey, part))
     }
@@ -864,9 +867,23 @@ impl FunnelProjection {
             fact.at = at;
         }
         if let Some(replacement) = &correction.replacement {
-            fact.take_payload(replacement, &self.symbols);
+            fact.take_payload(replacement);
         }
         fact
+    }
+
+    /// A fact's attributes as the views read them: its set in the table, with the payload's
+    /// fields of a correction's replacement laid over them.
+    fn attributes_of(&self, fact: &Fact) -> crate::journey::Attributes {
+        let mut attributes = *self.attributes.get(fact.attributes);
+        if let Some(replacement) = self
+            .corrections
+            .get(&fact.event_id)
+            .and_then(|correction| correction.replacement.as_ref())
+        {
+            attributes.take_payload(replacement, &self.symbols);
+        }
+        attributes
     }
 
     /// A refreshed person's journey.

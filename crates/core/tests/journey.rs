@@ -19,7 +19,7 @@ fn fact(n: u128, hours: i64, kind: Kind) -> Fact {
         kind,
         content_type: None,
         need_declared: None,
-        attributes: baton_core::Attributes::default(),
+        attributes: baton_core::AttributesId::NONE,
     }
 }
 
@@ -335,7 +335,7 @@ mod laws {
                     content_type: (kind == Kind::ContentViewed)
                         .then_some(ContentType::ALL[content]),
                     need_declared: (kind == Kind::MeetingHeld).then_some(need),
-                    attributes: baton_core::Attributes::default(),
+                    attributes: baton_core::AttributesId::NONE,
                 }
             })
     }
@@ -379,4 +379,11 @@ mod laws {
             }
         }
     }
+}
+
+/// A projection holds one fact per event: their size is most of its memory at ten million
+/// events (`docs/benchmarks.md`).
+#[test]
+fn a_fact_is_32_bytes() {
+    assert_eq!(std::mem::size_of::<baton_core::Fact>(), 32);
 }

@@ -197,6 +197,30 @@ fn a_corrupt_entry_is_an_error_naming_its_key() {
     );
 }
 
+/// Facts refer to attribute sets stored beside them: a store missing a set a fact refers to
+/// is an error naming the person, not a panic when the views read the fact.
+#[test]
+fn a_fact_whose_attribute_set_is_missing_is_an_error_naming_its_holder() {
+    let mut store = one_fold(&history(&[(1, 0, 1, 0, 0)])).0;
+    let sets: Vec<Vec<u8>> = store
+        .keys()
+        .filter(|key| key.first() == Some(&b't'))
+        .cloned()
+        .collect();
+    assert!(!sets.is_empty(), "the fold stored its attribute sets");
+    FunnelProjection::restore(FunnelDefinition::default_funnel(), store.iter())
+        .expect("restores with its sets");
+    sets.iter().for_each(|key| {
+        store.remove(key);
+    });
+    let error = FunnelProjection::restore(FunnelDefinition::default_funnel(), store.iter())
+        .expect_err("a fact refers to a set not stored");
+    assert!(
+        error.to_string().contains("\"pperson-0\"") && error.to_string().contains("attribute set"),
+        "{error}"
+    );
+}
+
 /// The stored bytes of a fixed history. A failure here means the stored format changed:
 /// bump `STATE_VERSION` (stores written before are then rebuilt, not misread) and
 /// regenerate with `BATON_BLESS=1 cargo test -p baton-core --test state`.
@@ -211,7 +235,7 @@ fn stored_state_matches_golden_fixture() {
     for (key, value) in &store {
         text.push_str(&format!("{} {}\n", hex(key), hex(value)));
     }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/state-v1.hex");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/state-v2.hex");
     if std::env::var_os("BATON_BLESS").is_some() {
         std::fs::write(path, &text).expect("writes the fixture");
     }

@@ -899,3 +899,102 @@ fn the_hand_off_ledger_holds_every_hand_off_the_summary_counts() {
         shared.handoffs
     );
 }
+
+/// Facts keep their attributes as an id in the projection's table; a correction's replacement
+/// is laid over them where the views read them. A corrected loss reason, amount and stage show
+/// in the sales view, whether the correction comes after its target or before it, and after
+/// the state is stored and read back.
+#[test]
+fn a_correction_changes_what_the_views_read_of_its_fact() {
+    let usd = |minor_units| Money {
+        minor_units,
+        currency: "USD".into(),
+    };
+    let mut history = History::new();
+    let who = person("p-1");
+    let created = history.push(
+        0,
+        who,
+        Payload::OpportunityCreated {
+            amount: Some(usd(10_000)),
+            stage: Some("discovery".into()),
+        },
+    );
+    let lost = history.push(
+        5,
+        who,
+        Payload::OpportunityClosedLost {
+            reason: "price".into(),
+        },
+    );
+    let correct = |target, payload: Payload| Payload::Corrected {
+        target,
+        reason: "crm fix".into(),
+        occurred_at: None,
+        replacement: Some(Box::new(payload)),
+    };
+    history.push(
+        6,
+        who,
+        correct(
+            created,
+            Payload::OpportunityCreated {
+                amount: Some(usd(12_000)),
+                stage: Some("proposal".into()),
+            },
+        ),
+    );
+    history.push(
+        7,
+        who,
+        correct(
+            lost,
+            Payload::OpportunityClosedLost {
+                reason: "timing".into(),
+            },
+        ),
+    );
+    let row = |projection: &FunnelProjection| {
+        let sales = projection.sales_view();
+        assert_eq!(sales.opportunities.len(), 1, "one opportunity");
+        let row = sales.opportunities[0].clone();
+        (
+            row.loss_reason,
+            row.amount_minor,
+            row.stage,
+            sales.loss_reasons,
+        )
+    };
+    let corrected = (
+        Some("timing".to_owned()),
+        Some(12_000),
+        "proposal".to_owned(),
+        vec![("timing".to_owned(), 1)],
+    );
+    assert_eq!(
+        row(&history.project()),
+        corrected,
+        "corrections after their targets"
+    );
+
+    // The corrections first, their targets after them.
+    let mut reversed = History::new();
+    reversed.events = history.events.iter().rev().cloned().collect();
+    assert_eq!(row(&reversed.project()), corrected, "corrections first");
+
+    // Stored after the targets and restored, then the corrections applied.
+    let store = history.stored(2);
+    let mut restored = FunnelProjection::restore(FunnelDefinition::default_funnel(), store.iter())
+        .expect("restores");
+    restored.refresh();
+    assert_eq!(
+        row(&restored).0,
+        Some("price".to_owned()),
+        "before the corrections"
+    );
+    for event in &history.events[2..] {
+        restored.apply(event);
+    }
+    restored.refresh();
+    assert_eq!(row(&restored), corrected, "restored, then corrected");
+}

@@ -25,6 +25,7 @@ impl Facts {
     /// this is nearly always a push.
     pub(crate) fn insert_in_order(&mut self, fact: Fact) {
         self.ids.insert(fact.event_id);
+        self.make_room();
         if self
             .list
             .last()
@@ -42,7 +43,19 @@ impl Facts {
     /// Adds a fact at the end, whatever its time (a visitor's facts, kept as they arrive).
     pub(crate) fn push(&mut self, fact: Fact) {
         self.ids.insert(fact.event_id);
+        self.make_room();
         self.list.push(fact);
+    }
+
+    /// Grows a full list by a quarter instead of doubling it. The lists hold nearly all of a
+    /// projection's memory, and they stop growing wherever a history ends: doubling leaves
+    /// them about a quarter empty, a quarter's growth about a tenth. In exchange a fact is
+    /// copied about five times as its list grows instead of about twice (32 bytes each time).
+    fn make_room(&mut self) {
+        let length = self.list.len();
+        if length == self.list.capacity() {
+            self.list.reserve_exact((length / 4).max(4));
+        }
     }
 
     /// Takes another holder's facts and puts them all in order.

@@ -9,7 +9,7 @@
 //! several people, accounts) stays in the views and their totals (`totals.rs`).
 
 use crate::event::{Family, Kind};
-use crate::journey::{Fact, Journey};
+use crate::journey::{Attributed, Attributes, Fact, Journey};
 use crate::symbol::Symbol;
 use crate::timestamp::Timestamp;
 
@@ -17,7 +17,7 @@ use crate::timestamp::Timestamp;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct PersonPart {
     /// The earliest touch: what first-touch attribution credits.
-    pub(crate) first_touch: Option<Fact>,
+    pub(crate) first_touch: Option<Attributed>,
     /// The first demo request, and how many touches came before it.
     pub(crate) first_demo: Option<(Timestamp, u64)>,
     /// Follow-up clocks accepted and rejected: each clock by the first acceptance or
@@ -30,7 +30,7 @@ pub(crate) struct PersonPart {
     /// Each piece of content and each campaign the person touched.
     pub(crate) touched: Vec<Touched>,
     /// The facts that name an opportunity, in (business time, event id) order.
-    pub(crate) deal_facts: Vec<Fact>,
+    pub(crate) deal_facts: Vec<Attributed>,
     /// The person's account when the journey was folded: what the views count them under
     /// until the next fold (a link applied since is not counted until then).
     pub(crate) account: Option<String>,
@@ -53,7 +53,7 @@ impl PersonPart {
         let mut named: Vec<Symbol> = self
             .deal_facts
             .iter()
-            .map(|fact| fact.attributes.opportunity)
+            .map(|deal| deal.attributes.opportunity)
             .collect();
         named.sort_unstable();
         named.dedup();
@@ -61,12 +61,21 @@ impl PersonPart {
     }
 
     /// The part of a person with these facts (stitched, governed, in (business time, event
-    /// id) order) and the journey folded from them.
-    pub(crate) fn of(facts: &[Fact], journey: &Journey) -> PersonPart {
+    /// id) order) and the journey folded from them; `attributes_of` gives a fact's attributes
+    /// as the views read them.
+    pub(crate) fn of(
+        facts: &[Fact],
+        journey: &Journey,
+        attributes_of: impl Fn(&Fact) -> Attributes,
+    ) -> PersonPart {
         let mut part = PersonPart::default();
         for fact in facts {
-            if fact.attributes.opportunity.is_some() {
-                part.deal_facts.push(*fact);
+            let attributes = attributes_of(fact);
+            if attributes.opportunity.is_some() {
+                part.deal_facts.push(Attributed {
+                    fact: *fact,
+                    attributes,
+                });
             }
             if fact.kind == Kind::DemoRequested && part.first_demo.is_none() {
                 part.first_demo = Some((fact.at, 0));
@@ -75,12 +84,12 @@ impl PersonPart {
                 continue;
             }
             if part.first_touch.is_none() {
-                part.first_touch = Some(*fact);
+                part.first_touch = Some(Attributed {
+                    fact: *fact,
+                    attributes,
+                });
             }
-            for (campaign, symbol) in [
-                (false, fact.attributes.content),
-                (true, fact.attributes.campaign),
-            ] {
+            for (campaign, symbol) in [(false, attributes.content), (true, attributes.campaign)] {
                 if symbol.is_none() {
                     continue;
                 }
@@ -128,9 +137,10 @@ impl PersonPart {
             let owner = facts
                 .iter()
                 .take_while(|fact| fact.at <= held_until)
-                .filter(|fact| fact.attributes.owner.is_some())
+                .map(|fact| attributes_of(fact).owner)
+                .filter(|owner| owner.is_some())
                 .last()
-                .map_or(Symbol::NONE, |fact| fact.attributes.owner);
+                .unwrap_or(Symbol::NONE);
             part.clock_owners.push(owner);
         }
         part

@@ -5,7 +5,7 @@
 use super::FunnelProjection;
 use super::part::PersonPart;
 use crate::event::Kind;
-use crate::journey::{Fact, Journey};
+use crate::journey::{Attributed, Fact, Journey};
 use crate::symbol::Symbol;
 use crate::timestamp::Timestamp;
 
@@ -26,7 +26,7 @@ pub(crate) struct PersonRecord<'a> {
 
 impl PersonRecord<'_> {
     /// The earliest touch: what first-touch attribution credits.
-    pub(crate) fn first_touch(&self) -> Option<&Fact> {
+    pub(crate) fn first_touch(&self) -> Option<&Attributed> {
         self.part.first_touch.as_ref()
     }
 }
@@ -68,7 +68,7 @@ pub(crate) struct Opportunity {
     pub(crate) loss_reason: Symbol,
     pub(crate) proposals: u64,
     /// The first-touch fact of `person`, for attribution.
-    pub(crate) first_touch: Option<Fact>,
+    pub(crate) first_touch: Option<Attributed>,
 }
 
 impl Opportunity {
@@ -89,8 +89,8 @@ impl Opportunity {
         }
     }
 
-    pub(crate) fn take(&mut self, person: &PersonRecord<'_>, fact: &Fact) {
-        let attributes = &fact.attributes;
+    pub(crate) fn take(&mut self, person: &PersonRecord<'_>, deal: &Attributed) {
+        let (fact, attributes) = (&deal.fact, &deal.attributes);
         let created = fact.kind == Kind::OpportunityCreated;
         if created && (!self.created_by_event || fact.at < self.created_at) {
             self.created_by_event = true;

@@ -16,11 +16,12 @@
 use super::{Account, Correction, FunnelProjection, Person, Visitor, Won};
 use crate::event::EventId;
 use crate::funnel::FunnelDefinition;
+use crate::journey::Fact;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The version of the stored state this build writes and reads.
-pub const STATE_VERSION: u16 = 1;
+pub const STATE_VERSION: u16 = 2;
 
 /// The largest stored value accepted when reading (a guard against a corrupt length prefix).
 const MAX_VALUE_BYTES: usize = 1 << 30;
@@ -43,6 +44,7 @@ const CORRECTION: u8 = b'c';
 const WON: u8 = b'w';
 const GLOBALS: u8 = b'g';
 const SYMBOL: u8 = b's';
+const ATTRIBUTES: u8 = b't';
 
 /// One change to the stored state: put `value` at `key`, or remove `key` when `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,6 +214,11 @@ impl FunnelProjection {
             put_or_remove(&mut entries, key, Some(&name))?;
         }
         self.symbols.saved = self.symbols.len();
+        for (index, set) in self.attributes.unsaved() {
+            let key = key(ATTRIBUTES, &index.to_be_bytes());
+            put_or_remove(&mut entries, key, Some(set))?;
+        }
+        self.attributes.saved = self.attributes.len();
         let globals = Globals {
             events: self.events,
             latest: self.latest,
@@ -306,6 +313,22 @@ impl FunnelProjection {
                         }
                     })?;
                 }
+                ATTRIBUTES => {
+                    let set: crate::journey::Attributes = decode(key, value)?;
+                    let index = key[1..].try_into().map(u32::from_be_bytes).map_err(|_| {
+                        StateError::Corrupt {
+                            key: printable(key),
+                            reason: "an attribute set's key holds a 4-byte index".to_owned(),
+                        }
+                    })?;
+                    projection
+                        .attributes
+                        .restore(index, set)
+                        .map_err(|reason| StateError::Corrupt {
+                            key: printable(key),
+                            reason,
+                        })?;
+                }
                 GLOBALS => {
                     let globals: Globals = decode(key, value)?;
                     projection.events = globals.events;
@@ -318,6 +341,36 @@ impl FunnelProjection {
                     });
                 }
             }
+        }
+        // Every fact's attributes must be in the table (their entries are written in the same
+        // commit as the facts that first use them).
+        let unknown = |tag: u8, id: &str, facts: &[Fact]| {
+            facts
+                .iter()
+                .find(|fact| !projection.attributes.holds(fact.attributes))
+                .map(|fact| StateError::Corrupt {
+                    key: printable(&key(tag, id.as_bytes())),
+                    reason: format!(
+                        "fact {} refers to attribute set {:?}, and the table holds {}",
+                        fact.event_id,
+                        fact.attributes,
+                        projection.attributes.len()
+                    ),
+                })
+        };
+        let people = projection
+            .people
+            .iter()
+            .map(|(id, p)| (PERSON, id, &p.facts));
+        let visitors = projection
+            .visitors
+            .iter()
+            .map(|(id, v)| (VISITOR, id, &v.facts));
+        if let Some(error) = people
+            .chain(visitors)
+            .find_map(|(tag, id, facts)| unknown(tag, id, facts))
+        {
+            return Err(error);
         }
         // Stores written before facts were kept in order hold them as they arrived.
         for (id, person) in &mut projection.people {

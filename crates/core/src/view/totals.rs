@@ -368,13 +368,13 @@ pub(crate) fn count(total: i64) -> u64 {
 /// (dimension, value) pairs a first touch credits: its source, channel and campaign
 /// (`Symbol::NONE` for none).
 pub(crate) fn first_touch_symbols(
-    first: Option<&crate::journey::Fact>,
+    first: Option<&crate::journey::Attributed>,
 ) -> [(&'static str, Symbol); 3] {
-    let attribute = |pick: fn(&crate::journey::Fact) -> Symbol| first.map_or(Symbol::NONE, pick);
+    let attributes = first.map(|first| first.attributes).unwrap_or_default();
     [
-        ("source", attribute(|f| f.attributes.source)),
-        ("channel", attribute(|f| f.attributes.channel)),
-        ("campaign", attribute(|f| f.attributes.campaign)),
+        ("source", attributes.source),
+        ("channel", attributes.channel),
+        ("campaign", attributes.campaign),
     ]
 }
 
@@ -730,13 +730,13 @@ impl Totals {
                 let Some(person) = record(carrier) else {
                     continue;
                 };
-                for fact in &person.part.deal_facts {
-                    if fact.attributes.opportunity != id {
+                for deal in &person.part.deal_facts {
+                    if deal.attributes.opportunity != id {
                         continue;
                     }
                     opportunity
-                        .get_or_insert_with(|| Opportunity::new(id, &person, fact))
-                        .take(&person, fact);
+                        .get_or_insert_with(|| Opportunity::new(id, &person, &deal.fact))
+                        .take(&person, deal);
                 }
             }
             let Some(opportunity) = opportunity else {
