@@ -296,7 +296,12 @@ impl Journey {
         } else {
             ordered.into_iter().for_each(|fact| folder.apply(fact));
         }
-        folder.journey
+        // Kept until the person's next fold: without the room left by growing them.
+        let mut journey = folder.journey;
+        journey.transitions.shrink_to_fit();
+        journey.handoffs.shrink_to_fit();
+        journey.follow_ups.shrink_to_fit();
+        journey
     }
 }
 

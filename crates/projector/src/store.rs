@@ -323,13 +323,23 @@ pub struct View {
     state: sled::Tree,
 }
 
+/// sled's page cache per view. The projector holds a view's whole state in memory and reads
+/// the store only when it starts, so sled's default of 1 GiB only held copies of what was
+/// written: at ten million events it was most of the difference between a replay's memory and
+/// a fold's (`docs/benchmarks.md`).
+const VIEW_CACHE_BYTES: u64 = 64 << 20;
+
 impl View {
     fn open(name: &str, dir: &Path) -> Result<View, StoreError> {
         // sled releases its file lock from background threads a moment after the last handle
         // drops, so a reopen right after a close waits briefly before calling it "in use".
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         let db = loop {
-            match sled::Config::new().path(dir).open() {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(VIEW_CACHE_BYTES)
+                .open()
+            {
                 Ok(db) => break db,
                 // sled wraps the lock failure in an error of its own kind; its text is the only mark.
                 Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {

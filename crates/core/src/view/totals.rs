@@ -455,8 +455,8 @@ impl Totals {
         for touched in &person.part.touched {
             let key = (touched.campaign, touched.symbol);
             let row = self.touched.entry(key).or_default();
-            row.touches += sign * touched.touches as i64;
-            row.views += sign * touched.views as i64;
+            row.touches += sign * i64::from(touched.touches);
+            row.views += sign * i64::from(touched.views);
             row.people += sign;
             row.demo_after += sign * i64::from(first_demo.is_some_and(|at| at >= touched.first_at));
             row.mqls_after += sign * i64::from(last_mql.is_some_and(|at| at >= touched.first_at));
