@@ -135,6 +135,17 @@ fn id_text(key: &[u8]) -> Result<String, StateError> {
     })
 }
 
+/// The index of a symbol's or an attribute set's key: 4 bytes, big-endian, after the tag.
+fn table_index(key: &[u8]) -> Result<u32, StateError> {
+    key[1..]
+        .try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| StateError::Corrupt {
+            key: printable(key),
+            reason: format!("a table key holds a 4-byte index, not {}", key.len() - 1),
+        })
+}
+
 fn event_id(key: &[u8]) -> Result<EventId, StateError> {
     let bytes: [u8; 16] = key[1..].try_into().map_err(|_| StateError::Corrupt {
         key: printable(key),
@@ -299,12 +310,7 @@ impl FunnelProjection {
                 }
                 SYMBOL => {
                     let name: String = decode(key, value)?;
-                    let index = key[1..].try_into().map(u32::from_be_bytes).map_err(|_| {
-                        StateError::Corrupt {
-                            key: printable(key),
-                            reason: "a symbol key holds a 4-byte index".to_owned(),
-                        }
-                    })?;
+                    let index = table_index(key)?;
                     // Keys sort by index (big-endian), and a store is read in key order.
                     projection.symbols.restore(index, name).map_err(|reason| {
                         StateError::Corrupt {
@@ -315,12 +321,7 @@ impl FunnelProjection {
                 }
                 ATTRIBUTES => {
                     let set: crate::journey::Attributes = decode(key, value)?;
-                    let index = key[1..].try_into().map(u32::from_be_bytes).map_err(|_| {
-                        StateError::Corrupt {
-                            key: printable(key),
-                            reason: "an attribute set's key holds a 4-byte index".to_owned(),
-                        }
-                    })?;
+                    let index = table_index(key)?;
                     projection
                         .attributes
                         .restore(index, set)
