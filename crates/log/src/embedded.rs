@@ -67,6 +67,9 @@ struct Inner {
     segments: Segments,
     /// Holding this lock is the right to append.
     writer: Mutex<Writer>,
+    /// Concurrent appends take their turn here, in the order they started, so they are stored
+    /// in that order while each encodes its batch beforehand (`turn.rs`).
+    turn: tokio::sync::Mutex<()>,
     head: watch::Sender<Position>,
     /// Locked for as long as the log is open; the lock goes with the handle.
     _lock: std::fs::File,
@@ -154,6 +157,7 @@ impl EmbeddedLog {
                 path,
                 segments,
                 snapshot_path: config.path.join(SNAPSHOT_FILE),
+                turn: tokio::sync::Mutex::new(()),
                 writer: Mutex::new(Writer {
                     head,
                     index: None,
@@ -461,13 +465,17 @@ impl EventLog for EmbeddedLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let (turn, frames) =
+            crate::turn::work_then_lock(&self.inner.turn, move || encode_all(events))
+                .await
+                .map_err(|error| self.storage_error(format!("encoding task failed: {error}")))?;
+        let frames = frames?;
         let log = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let frames = encode_all(events)?;
-            log.append_blocking(frames)
-        })
-        .await
-        .map_err(|error| self.storage_error(format!("append task failed: {error}")))?
+        let outcomes = tokio::task::spawn_blocking(move || log.append_blocking(frames))
+            .await
+            .map_err(|error| self.storage_error(format!("append task failed: {error}")))?;
+        drop(turn);
+        outcomes
     }
 
     async fn stat(&self) -> Result<LogStat, LogError> {

@@ -665,33 +665,50 @@ fn read_ack(message: &async_nats::Message) -> Result<Ack, String> {
     })
 }
 
+/// The frames of a batch in one buffer (one allocation per batch instead of one per event, each
+/// freed by the connection's thread once sent), and where each ends.
+fn encode_batch(events: &[Event]) -> Result<(Bytes, Vec<usize>), LogError> {
+    let mut buffer = Vec::with_capacity(events.len() * 256);
+    let mut ends = Vec::with_capacity(events.len());
+    let mut frame = Vec::with_capacity(256);
+    for event in events {
+        baton_core::encode_into(event, &mut frame).map_err(|source| LogError::Encode {
+            event_id: event.event_id,
+            source,
+        })?;
+        buffer.extend_from_slice(&frame);
+        ends.push(buffer.len());
+    }
+    Ok((Bytes::from(buffer), ends))
+}
+
 impl EventLog for JetStreamLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<AppendOutcome>, LogError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         // Every event is encoded before anything is published, so an event that cannot be
-        // stored fails the batch whole. The frames share one buffer: one allocation per batch
-        // instead of one per event (each freed by the connection's thread once sent).
-        let mut buffer = Vec::with_capacity(events.len() * 256);
-        let mut ends = Vec::with_capacity(events.len());
-        let mut frame = Vec::with_capacity(256);
-        for event in &events {
-            baton_core::encode_into(event, &mut frame).map_err(|source| LogError::Encode {
-                event_id: event.event_id,
-                source,
-            })?;
-            buffer.extend_from_slice(&frame);
-            ends.push(buffer.len());
-        }
-        let buffer = Bytes::from(buffer);
+        // stored fails the batch whole. Encoding runs on the blocking pool after this append
+        // has taken its place in line for the index: with appends in flight one after another,
+        // this batch is encoded while the one before it is published, and still stored after
+        // it.
+        let (mut index, encoded) = crate::turn::work_then_lock(&self.inner.index, move || {
+            let encoded = encode_batch(&events);
+            (events, encoded)
+        })
+        .await
+        .map_err(|error| LogError::Storage {
+            path: self.inner.config.stream.clone(),
+            message: format!("encoding task failed: {error}"),
+        })?;
+        let (events, encoded) = encoded;
+        let (buffer, ends) = encoded?;
         let frames = ends.iter().scan(0, |start, &end| {
             let frame = buffer.slice(*start..end);
             *start = end;
             Some(frame)
         });
 
-        let mut index = self.inner.index.lock().await;
         // Everything on the stream when a pass starts is in the index after it; what others
         // append later must meet this batch inside the server's duplicate window. So the batch
         // must be published within half the window of the pass's start, and a pass that took

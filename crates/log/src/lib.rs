@@ -10,6 +10,7 @@ mod jetstream;
 mod migrate;
 mod port;
 mod segment;
+mod turn;
 
 pub use any::AnyLog;
 pub use embedded::{EmbeddedConfig, EmbeddedLog};

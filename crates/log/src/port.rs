@@ -71,6 +71,8 @@ pub trait EventLog: Send + Sync {
     /// Appends events in order. Each gets a position, or is reported as a duplicate of an
     /// event already on the log, however long ago it was appended. Returns once every stored
     /// event is durable (embedded: flushed to disk; JetStream: acknowledged by the stream).
+    /// Appends in flight together on one handle are stored in the order they were first
+    /// polled, each batch encoded while the one before it is written.
     fn append(
         &self,
         events: Vec<Event>,

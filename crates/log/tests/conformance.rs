@@ -196,6 +196,31 @@ async fn order_is_kept(fixture: impl Fixture) {
     assert_eq!(stat.head, *appended.last().expect("some"));
 }
 
+/// Appends in flight together are stored in the order they started, whichever is encoded first:
+/// a large batch started first lands before a one-event batch started right after it, and that
+/// one's copy of an event of the large batch is its duplicate.
+async fn concurrent_appends_store_in_call_order(fixture: impl Fixture) {
+    let log = fixture.log();
+    let large = events("concurrent-large", 20_000);
+    let mut small = events("concurrent-small", 1);
+    small.push(large[7].clone());
+    let (first, second) = futures::join!(log.append(large.clone()), log.append(small.clone()));
+    let first = positions(&first.expect("append the large batch"));
+    let second = second.expect("append the small batch");
+    let AppendOutcome::Appended(new) = second[0] else {
+        panic!("the small batch's own event is new: {:?}", second[0])
+    };
+    assert!(
+        first.iter().all(|position| *position < new),
+        "the large batch, started first, is stored first (its last at {:?}, the small one at {new:?})",
+        first.last()
+    );
+    assert_eq!(second[1], AppendOutcome::Duplicate(first[7]));
+    let records = read_all(&log, Position::ZERO).await;
+    assert_eq!(records.len(), 20_001);
+    assert_eq!(records[20_000].event, small[0]);
+}
+
 async fn empty_log_reads_nothing(fixture: impl Fixture) {
     let log = fixture.log();
     let stat = log.stat().await.expect("stat");
@@ -371,6 +396,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn order_is_kept() {
                 super::order_is_kept($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_appends_store_in_call_order() {
+                super::concurrent_appends_store_in_call_order($fixture).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn empty_log_reads_nothing() {

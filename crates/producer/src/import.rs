@@ -7,9 +7,13 @@
 
 use baton_core::{EventId, ParseContext, Timestamp, parse_event};
 use baton_log::{AppendOutcome, EventLog, LogError};
+use futures::StreamExt;
 use std::io::BufRead;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
+
+/// Appends an import keeps in flight.
+const APPENDS_IN_FLIGHT: usize = 2;
 
 /// Options for [`import_ndjson`].
 #[derive(Clone, Debug)]
@@ -162,16 +166,40 @@ pub async fn import_ndjson<L: EventLog>(
     options: &ImportOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportSummary, ImportError> {
-    let (sender, mut receiver) = mpsc::channel(4);
+    let (sender, receiver) = mpsc::channel(4);
     let parser_options = options.clone();
     let parser = std::thread::Builder::new()
         .name("baton-import-parse".into())
         .spawn(move || parse_lines(reader, parser_options, sender))?;
 
+    // Appends are kept in flight two at a time: the log encodes the next batch while it
+    // writes the one before, and stores them in order (`EventLog::append`).
+    let batches = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|batch| (batch, receiver))
+    });
+    let appended = batches
+        .map(|batch| async move {
+            let mut batch = batch?;
+            let events = std::mem::take(&mut batch.events);
+            let outcomes = if events.is_empty() {
+                Vec::new()
+            } else {
+                log.append(events)
+                    .await
+                    .map_err(|source| ImportError::Append {
+                        line: batch.last_line,
+                        source,
+                    })?
+            };
+            Ok::<_, ImportError>((batch, outcomes))
+        })
+        .buffered(APPENDS_IN_FLIGHT);
+    let mut appended = std::pin::pin!(appended);
+
     let mut summary = ImportSummary::default();
     let mut bytes = 0u64;
-    while let Some(batch) = receiver.recv().await {
-        let batch = batch?;
+    while let Some(result) = appended.next().await {
+        let (batch, outcomes) = result?;
         bytes += batch.bytes;
         summary.lines += batch.lines;
         summary.rejected += batch.rejections.len() as u64;
@@ -181,22 +209,13 @@ pub async fn import_ndjson<L: EventLog>(
         summary
             .rejections
             .extend(batch.rejections.into_iter().take(room));
-        if !batch.events.is_empty() {
-            let outcomes =
-                log.append(batch.events)
-                    .await
-                    .map_err(|source| ImportError::Append {
-                        line: batch.last_line,
-                        source,
-                    })?;
-            for outcome in outcomes {
-                match outcome {
-                    AppendOutcome::Appended(_) => summary.accepted += 1,
-                    AppendOutcome::Duplicate(_) => summary.duplicates += 1,
-                    AppendOutcome::NotWritten(reason) => {
-                        summary.not_written += 1;
-                        summary.not_written_reason.get_or_insert(reason);
-                    }
+        for outcome in outcomes {
+            match outcome {
+                AppendOutcome::Appended(_) => summary.accepted += 1,
+                AppendOutcome::Duplicate(_) => summary.duplicates += 1,
+                AppendOutcome::NotWritten(reason) => {
+                    summary.not_written += 1;
+                    summary.not_written_reason.get_or_insert(reason);
                 }
             }
         }
