@@ -24,7 +24,9 @@ pub struct ProjectArgs {
     /// Exit once the view reflects the log's head as it is at the start.
     #[arg(long)]
     pub until_caught_up: bool,
-    /// The most events folded between two commits of state and checkpoint.
+    /// The most events folded between two commits of state and checkpoint. A commit holds
+    /// what it replaces in sled until it is applied, so much larger values cost memory: one
+    /// commit of 10M events took 12.8 GB (docs/benchmarks.md).
     #[arg(long, default_value_t = 100_000)]
     pub commit_every: usize,
     /// Print the outcome as JSON: `{"view":..,"position":..,"events":..,"commits":..}`.
