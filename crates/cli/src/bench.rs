@@ -195,7 +195,7 @@ async fn raw_core_publish(
     Ok(eps)
 }
 
-async fn baton_append(
+pub(crate) async fn baton_append(
     log: &impl EventLog,
     events: &[Event],
     batch_size: usize,

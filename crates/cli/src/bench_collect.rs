@@ -1,8 +1,8 @@
 //! `baton bench collect`: HTTP ingest through the collector against appending the same events
 //! directly, in one run, on the same kind of log.
 //!
-//! The baseline is the best direct path: one caller appending batches of 5,000 (what
-//! `baton ingest` does). A second direct figure appends the HTTP clients' batches (100 events)
+//! The baseline is the best direct path: one caller appending batches of 5,000, two in flight
+//! (what `baton ingest` does). A second direct figure appends the HTTP clients' batches (100 events)
 //! from as many concurrent callers, without HTTP or JSON. The HTTP side is several concurrent clients posting NDJSON batches of
 //! 100 events to `POST /v1/events` on a collector served in-process on a loopback port, each
 //! request timed from send to the answer; every answer must be 200 with every event accepted.
@@ -67,18 +67,7 @@ async fn drop_log(log: AnyLog, nats: Option<&str>) -> anyhow::Result<()> {
 }
 
 async fn direct(log: &AnyLog, events: &[Event]) -> anyhow::Result<f64> {
-    let batches: Vec<Vec<Event>> = events.chunks(5_000).map(<[Event]>::to_vec).collect();
-    let started = Instant::now();
-    for batch in batches {
-        let outcomes = log.append(batch).await?;
-        anyhow::ensure!(
-            outcomes
-                .iter()
-                .all(|o| matches!(o, baton_log::AppendOutcome::Appended(_))),
-            "benchmark events must all be new"
-        );
-    }
-    Ok(rate(events.len(), started.elapsed()))
+    crate::bench::baton_append(log, events, 5_000).await
 }
 
 /// The same batches as the HTTP clients send, appended directly by as many concurrent callers:
