@@ -297,8 +297,7 @@ fn fold_loop(
     let mut reached = false;
     let mut failure = None;
     let commit = |projection: &mut FunnelProjection, checkpoint: Position| {
-        let changes = projection.take_changes()?;
-        view.commit(changes, checkpoint)?;
+        view.commit_changes(projection, checkpoint)?;
         status.checkpoint.store(checkpoint.get(), Ordering::Release);
         status.commits.fetch_add(1, Ordering::Relaxed);
         Ok::<_, ProjectError>(())

@@ -8,7 +8,7 @@
 //! is atomic on POSIX file systems. Each view's database is locked by the one process that has
 //! it open (sled's rule); the live projector therefore serves queries itself.
 
-use baton_core::{FunnelDefinition, FunnelProjection, STATE_VERSION, StateEntry, Timestamp};
+use baton_core::{FunnelDefinition, FunnelProjection, STATE_VERSION, Timestamp};
 use baton_log::Position;
 use std::path::{Path, PathBuf};
 
@@ -498,15 +498,24 @@ impl View {
             .map_err(|error| storage(&self.dir, format!("cannot read the state: {error}")))
     }
 
-    /// Writes state changes and the checkpoint they bring the view to, in one atomic batch.
-    pub fn commit(&self, changes: Vec<StateEntry>, checkpoint: Position) -> Result<(), StoreError> {
+    /// Writes what changed in `projection` since its last commit, and the checkpoint it brings
+    /// the view to, in one atomic batch. Each value goes from the projection's encoding buffer
+    /// straight into the batch, so a commit holds one copy of what it writes, not two.
+    pub fn commit_changes(
+        &self,
+        projection: &mut FunnelProjection,
+        checkpoint: Position,
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for entry in changes {
-            match entry.value {
-                Some(value) => batch.insert(entry.key, value),
-                None => batch.remove(entry.key),
-            }
-        }
+        projection
+            .drain_changes(|key, value| match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            })
+            .map_err(|error| StoreError::State {
+                name: self.name.clone(),
+                error,
+            })?;
         batch.insert(CHECKPOINT_KEY, &checkpoint.get().to_be_bytes());
         self.state
             .apply_batch(batch)

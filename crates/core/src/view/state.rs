@@ -105,13 +105,6 @@ fn printable(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }
 
-fn encode<T: Serialize>(key: &[u8], value: &T) -> Result<Vec<u8>, StateError> {
-    bincode::serde::encode_to_vec(value, CONFIG).map_err(|error| StateError::Encode {
-        key: printable(key),
-        reason: error.to_string(),
-    })
-}
-
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StateError> {
     let corrupt = |reason: String| StateError::Corrupt {
         key: printable(key),
@@ -154,6 +147,31 @@ fn event_id(key: &[u8]) -> Result<EventId, StateError> {
     Ok(EventId::from_uuid(uuid::Uuid::from_bytes(bytes)))
 }
 
+/// Where [`FunnelProjection::drain_changes`] encodes each value before handing it over.
+struct Sink<F> {
+    scratch: Vec<u8>,
+    put: F,
+}
+
+impl<F: FnMut(&[u8], Option<&[u8]>)> Sink<F> {
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: Option<&T>) -> Result<(), StateError> {
+        match value {
+            Some(value) => {
+                self.scratch.clear();
+                bincode::serde::encode_into_std_write(value, &mut self.scratch, CONFIG).map_err(
+                    |error| StateError::Encode {
+                        key: printable(&key),
+                        reason: error.to_string(),
+                    },
+                )?;
+                (self.put)(&key, Some(&self.scratch));
+            }
+            None => (self.put)(&key, None),
+        }
+        Ok(())
+    }
+}
+
 impl FunnelProjection {
     /// A projection that records which entries change, for a projector that stores them.
     pub fn tracking_changes(definition: FunnelDefinition) -> Self {
@@ -162,79 +180,81 @@ impl FunnelProjection {
         projection
     }
 
-    /// The stored-state entries written or removed since the last call (or since the
-    /// projection was created or restored), in key order. Empty when not tracking changes.
-    pub fn take_changes(&mut self) -> Result<Vec<StateEntry>, StateError> {
+    /// Hands every stored-state entry written or removed since the last call to `put`: its
+    /// key, and its value (`None` to remove it). Each value is encoded into one buffer reused
+    /// for all of them, so a store can copy it straight into its own batch. A key marked twice
+    /// (a retraction repeated) may be handed over twice, with the same value. Nothing when not
+    /// tracking changes.
+    pub fn drain_changes(
+        &mut self,
+        put: impl FnMut(&[u8], Option<&[u8]>),
+    ) -> Result<(), StateError> {
         let Some(unsaved) = self.unsaved.replace(Unsaved::default()) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let mut entries = Vec::new();
-        fn put_or_remove<T: Serialize>(
-            entries: &mut Vec<StateEntry>,
-            key: Vec<u8>,
-            value: Option<&T>,
-        ) -> Result<(), StateError> {
-            let value = value.map(|value| encode(&key, value)).transpose()?;
-            entries.push(StateEntry { key, value });
-            Ok(())
-        }
+        let mut sink = Sink {
+            scratch: Vec::with_capacity(4096),
+            put,
+        };
+        let entries = &mut sink;
         for id in &unsaved.people {
-            put_or_remove(
-                &mut entries,
-                key(PERSON, id.as_bytes()),
-                self.people.get(id),
-            )?;
+            entries.put(key(PERSON, id.as_bytes()), self.people.get(id))?;
         }
         for id in &unsaved.visitors {
             let value = self.visitors.get(id);
-            put_or_remove(&mut entries, key(VISITOR, id.as_bytes()), value)?;
+            entries.put(key(VISITOR, id.as_bytes()), value)?;
         }
         for id in &unsaved.visitors_of {
             let value = self.visitors_of.get(id);
-            put_or_remove(&mut entries, key(VISITORS_OF, id.as_bytes()), value)?;
+            entries.put(key(VISITORS_OF, id.as_bytes()), value)?;
         }
         for id in &unsaved.merged {
             let value = self.merged_into.get(id);
-            put_or_remove(&mut entries, key(MERGED, id.as_bytes()), value)?;
+            entries.put(key(MERGED, id.as_bytes()), value)?;
         }
         for id in &unsaved.accounts {
             let value = self.accounts.get(id);
-            put_or_remove(&mut entries, key(ACCOUNT, id.as_bytes()), value)?;
+            entries.put(key(ACCOUNT, id.as_bytes()), value)?;
         }
         for id in &unsaved.retracted {
             let value = self.retracted.contains(id).then_some(&());
-            put_or_remove(&mut entries, key(RETRACTED, id.as_uuid().as_bytes()), value)?;
+            entries.put(key(RETRACTED, id.as_uuid().as_bytes()), value)?;
         }
         for id in &unsaved.corrections {
             let value = self.corrections.get(id);
-            put_or_remove(
-                &mut entries,
-                key(CORRECTION, id.as_uuid().as_bytes()),
-                value,
-            )?;
+            entries.put(key(CORRECTION, id.as_uuid().as_bytes()), value)?;
         }
         for id in &unsaved.wins {
-            put_or_remove(
-                &mut entries,
-                key(WON, id.as_uuid().as_bytes()),
-                self.wins.get(id),
-            )?;
+            entries.put(key(WON, id.as_uuid().as_bytes()), self.wins.get(id))?;
         }
         for (index, name) in self.symbols.unsaved() {
             let key = key(SYMBOL, &index.to_be_bytes());
-            put_or_remove(&mut entries, key, Some(&name))?;
+            entries.put(key, Some(&name))?;
         }
         self.symbols.saved = self.symbols.len();
         for (index, set) in self.attributes.unsaved() {
             let key = key(ATTRIBUTES, &index.to_be_bytes());
-            put_or_remove(&mut entries, key, Some(set))?;
+            entries.put(key, Some(set))?;
         }
         self.attributes.saved = self.attributes.len();
         let globals = Globals {
             events: self.events,
             latest: self.latest,
         };
-        put_or_remove(&mut entries, vec![GLOBALS], Some(&globals))?;
+        entries.put(vec![GLOBALS], Some(&globals))?;
+        Ok(())
+    }
+
+    /// The stored-state entries written or removed since the last call (or since the
+    /// projection was created or restored), in key order. Empty when not tracking changes.
+    pub fn take_changes(&mut self) -> Result<Vec<StateEntry>, StateError> {
+        let mut entries = Vec::new();
+        self.drain_changes(|key, value| {
+            entries.push(StateEntry {
+                key: key.to_vec(),
+                value: value.map(<[u8]>::to_vec),
+            });
+        })?;
         entries.sort_by(|a, b| a.key.cmp(&b.key));
         // A key marked twice (a retraction repeated) is written once.
         entries.dedup_by(|a, b| a.key == b.key);
