@@ -284,14 +284,18 @@ impl FunnelProjection {
 
     /// Records a fact of a (canonical) person and keeps their filter's copy in step.
     fn record_fact(&mut self, person: &str, fact: Fact) {
+        let id = fact.event_id;
         let holder = self.touch_person(person);
         holder.record(fact);
-        let filter = holder.facts.filter();
-        if !self.filters.update(filter)
-            && let Some(holder) = self.people.get_mut(person)
-        {
-            self.filters
-                .sync(&mut holder.facts, || Holder::Person(person.to_owned()));
+        match holder.facts.slot() {
+            Some(slot) => self.filters.add_at(slot, id),
+            // The person's first fact: a second lookup, once per person.
+            None => {
+                if let Some(holder) = self.people.get_mut(person) {
+                    self.filters
+                        .add(&mut holder.facts, id, || Holder::Person(person.to_owned()));
+                }
+            }
         }
     }
 
@@ -356,7 +360,7 @@ impl FunnelProjection {
             return;
         };
         if let Some(holder) = self.people.get(&person)
-            && holder.facts.holds(target)
+            && self.filters.holds(&holder.facts, target)
         {
             self.dirty.insert(person);
             return;
@@ -371,7 +375,7 @@ impl FunnelProjection {
             .find(|anonymous| {
                 self.visitors
                     .get(*anonymous)
-                    .is_some_and(|v| v.facts.holds(target))
+                    .is_some_and(|v| self.filters.holds(&v.facts, target))
             })
             .cloned();
         match visitor {
@@ -399,7 +403,7 @@ impl FunnelProjection {
                     if self
                         .people
                         .get(id)
-                        .is_some_and(|person| person.facts.holds_any(&targets))
+                        .is_some_and(|person| self.filters.holds_any(&person.facts, &targets))
                     {
                         people.push(id.clone());
                     }
@@ -408,7 +412,7 @@ impl FunnelProjection {
                     if self
                         .visitors
                         .get(id)
-                        .is_some_and(|visitor| visitor.facts.holds_any(&targets))
+                        .is_some_and(|visitor| self.filters.holds_any(&visitor.facts, &targets))
                     {
                         visitors.push(id.clone());
                     }
@@ -446,10 +450,14 @@ impl FunnelProjection {
                 let at = visitor
                     .identities
                     .partition_point(|e| (e.0, e.1) < (entry.0, entry.1));
+                // Nearly every visitor is identified once and every person from one or two
+                // visitors: room for one more, not the four a first push makes.
+                visitor.identities.reserve_exact(1);
                 visitor.identities.insert(at, entry);
                 let person = self.canonical_owned(person_id);
                 let visitors = self.visitors_of.entry(person.clone()).or_default();
                 if !visitors.contains(anonymous_id) {
+                    visitors.reserve_exact(1);
                     visitors.push(anonymous_id.clone());
                 }
                 if let Some(unsaved) = &mut self.unsaved {
@@ -503,14 +511,15 @@ impl FunnelProjection {
                             rows.remove(&from);
                         }
                     }
-                    self.filters.release(&absorbed.facts);
+                    let absorbed_filter = self.filters.take(&absorbed.facts);
                     if let Some(account) = absorbed.account().cloned() {
                         self.note_account_member(&account, &into);
                     }
                     self.touch_person(&into).absorb(*absorbed);
                     if let Some(holder) = self.people.get_mut(&into) {
-                        self.filters
-                            .sync(&mut holder.facts, || Holder::Person(into.clone()));
+                        self.filters.merge(&mut holder.facts, absorbed_filter, || {
+                            Holder::Person(into.clone())
+                        });
                     }
                 }
                 if let Some(visitors) = self.visitors_of.remove(&from) {
@@ -631,9 +640,11 @@ impl FunnelProjection {
             self.record_fact(&person, fact);
         } else if let Some(anonymous) = &event.identity.anonymous_id {
             let visitor = self.visitors.entry(anonymous.clone()).or_default();
+            let id = fact.event_id;
             visitor.facts.push(fact);
-            self.filters
-                .sync(&mut visitor.facts, || Holder::Visitor(anonymous.clone()));
+            self.filters.add(&mut visitor.facts, id, || {
+                Holder::Visitor(anonymous.clone())
+            });
             if let Some(unsaved) = &mut self.unsaved {
                 Unsaved::mark(&mut unsaved.visitors, anonymous);
             }

@@ -1,10 +1,12 @@
-//! A person's or a visitor's facts, with a small filter of their event ids.
+//! A person's or a visitor's facts, and a small filter of their event ids.
 //!
 //! A retraction or correction that names nobody must find the fact it targets among everyone's
 //! facts. The filter lets that search skip, with a test of two bits, every holder that cannot
 //! hold the target: only the holders whose filter matches have their facts looked at. It is
 //! derived from the facts (rebuilt when they are read back from the store), so the stored form
-//! is the list alone, as before.
+//! is the list alone. The filters live in one array ([`Filters`]), and a holder keeps only its
+//! slot there: a hundred thousand people and a few hundred thousand visitors, most of them
+//! with a handful of facts, would otherwise carry 64 bytes each twice.
 
 use super::{fact_order, sort_facts};
 use crate::event::EventId;
@@ -15,16 +17,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Default)]
 pub(crate) struct Facts {
     list: Vec<Fact>,
-    ids: IdFilter,
-    /// Where [`Filters`] keeps a copy of `ids`, once the holder has a fact.
+    /// Where [`Filters`] keeps this holder's filter, once the holder has a fact.
     slot: Option<u32>,
 }
 
 impl Facts {
     /// Adds a fact in (business time, event id) order. Facts mostly arrive in time order, so
-    /// this is nearly always a push.
+    /// this is nearly always a push. The caller adds its id to the filter ([`Filters::add`]).
     pub(crate) fn insert_in_order(&mut self, fact: Fact) {
-        self.ids.insert(fact.event_id);
         self.make_room();
         if self
             .list
@@ -41,8 +41,8 @@ impl Facts {
     }
 
     /// Adds a fact at the end, whatever its time (a visitor's facts, kept as they arrive).
+    /// The caller adds its id to the filter ([`Filters::add`]).
     pub(crate) fn push(&mut self, fact: Fact) {
-        self.ids.insert(fact.event_id);
         self.make_room();
         self.list.push(fact);
     }
@@ -58,9 +58,9 @@ impl Facts {
         }
     }
 
-    /// Takes another holder's facts and puts them all in order.
+    /// Takes another holder's facts and puts them all in order. The caller moves the other
+    /// holder's filter over ([`Filters::take`], [`Filters::merge`]).
     pub(crate) fn absorb(&mut self, other: Facts) {
-        self.ids.union(&other.ids);
         self.list.extend(other.list);
         sort_facts(&mut self.list);
     }
@@ -72,19 +72,9 @@ impl Facts {
         }
     }
 
-    /// The filter and its slot, for [`Filters::update`].
-    pub(crate) fn filter(&self) -> (Option<u32>, IdFilter) {
-        (self.slot, self.ids)
-    }
-
-    /// Whether one of these facts has the id.
-    pub(crate) fn holds(&self, id: EventId) -> bool {
-        self.ids.may_hold(id) && self.list.iter().any(|fact| fact.event_id == id)
-    }
-
-    /// Whether one of these facts has one of the ids.
-    pub(crate) fn holds_any(&self, ids: &Targets) -> bool {
-        self.ids.may_hold_any(ids) && self.list.iter().any(|fact| ids.contains(fact.event_id))
+    /// Where the holder's filter is, once it has one.
+    pub(crate) fn slot(&self) -> Option<u32> {
+        self.slot
     }
 }
 
@@ -103,13 +93,10 @@ impl Serialize for Facts {
 }
 
 impl<'de> Deserialize<'de> for Facts {
+    /// The filter is rebuilt by [`Filters::rebuild`] once the holder is in place.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let list = Vec::<Fact>::deserialize(deserializer)?;
-        let mut ids = IdFilter::default();
-        list.iter().for_each(|fact| ids.insert(fact.event_id));
         Ok(Facts {
-            list,
-            ids,
+            list: Vec::<Fact>::deserialize(deserializer)?,
             slot: None,
         })
     }
@@ -132,36 +119,77 @@ pub(crate) struct Filters {
 }
 
 impl Filters {
-    /// Copies a holder's filter into its slot, giving it one first. Called after every change
-    /// to a holder's facts.
-    pub(crate) fn sync(&mut self, facts: &mut Facts, holder: impl FnOnce() -> Holder) {
-        let slot = *facts.slot.get_or_insert_with(|| {
+    /// The slot of a holder's filter, giving it an empty one first.
+    fn slot_of(&mut self, facts: &mut Facts, holder: impl FnOnce() -> Holder) -> usize {
+        *facts.slot.get_or_insert_with(|| {
             self.filters.push(IdFilter::default());
             self.holders.push(Some(holder()));
             u32::try_from(self.filters.len() - 1).expect("invariant: fewer than 2^32 holders")
-        });
-        self.filters[slot as usize] = facts.ids;
+        }) as usize
     }
 
-    /// Copies a holder's filter (taken with [`Facts::filter`]) into its slot when it has one;
-    /// `false` when it has none yet (its first fact), for [`Filters::sync`] to give it one.
-    /// Spares the caller a second lookup of the holder on every fact.
-    pub(crate) fn update(&mut self, (slot, ids): (Option<u32>, IdFilter)) -> bool {
-        match slot {
+    /// Adds the id of a fact just added to a holder's facts to its filter.
+    pub(crate) fn add(&mut self, facts: &mut Facts, id: EventId, holder: impl FnOnce() -> Holder) {
+        let slot = self.slot_of(facts, holder);
+        self.filters[slot].insert(id);
+    }
+
+    /// Adds an id to the filter in `slot` (a holder's [`Facts::slot`]): spares the caller a
+    /// second lookup of the holder on every fact.
+    pub(crate) fn add_at(&mut self, slot: u32, id: EventId) {
+        self.filters[slot as usize].insert(id);
+    }
+
+    /// Builds a holder's filter from its facts (facts read back from the store).
+    pub(crate) fn rebuild(&mut self, facts: &mut Facts, holder: impl FnOnce() -> Holder) {
+        let slot = self.slot_of(facts, holder);
+        let mut filter = IdFilter::default();
+        facts
+            .list
+            .iter()
+            .for_each(|fact| filter.insert(fact.event_id));
+        self.filters[slot] = filter;
+    }
+
+    /// Forgets a holder that is gone (a person merged into another), handing back its filter.
+    pub(crate) fn take(&mut self, facts: &Facts) -> IdFilter {
+        match facts.slot {
             Some(slot) => {
-                self.filters[slot as usize] = ids;
-                true
+                self.holders[slot as usize] = None;
+                std::mem::take(&mut self.filters[slot as usize])
             }
-            None => false,
+            None => IdFilter::default(),
         }
     }
 
-    /// Forgets a holder that is gone (a person merged into another).
-    pub(crate) fn release(&mut self, facts: &Facts) {
-        if let Some(slot) = facts.slot {
-            self.filters[slot as usize] = IdFilter::default();
-            self.holders[slot as usize] = None;
-        }
+    /// Lays a filter taken from a holder that is gone over the filter of the one that took
+    /// its facts.
+    pub(crate) fn merge(
+        &mut self,
+        facts: &mut Facts,
+        other: IdFilter,
+        holder: impl FnOnce() -> Holder,
+    ) {
+        let slot = self.slot_of(facts, holder);
+        self.filters[slot].union(&other);
+    }
+
+    fn filter_of(&self, facts: &Facts) -> Option<&IdFilter> {
+        facts.slot.map(|slot| &self.filters[slot as usize])
+    }
+
+    /// Whether one of the holder's facts has the id.
+    pub(crate) fn holds(&self, facts: &Facts, id: EventId) -> bool {
+        self.filter_of(facts)
+            .is_some_and(|filter| filter.may_hold(id))
+            && facts.list.iter().any(|fact| fact.event_id == id)
+    }
+
+    /// Whether one of the holder's facts has one of the ids.
+    pub(crate) fn holds_any(&self, facts: &Facts, ids: &Targets) -> bool {
+        self.filter_of(facts)
+            .is_some_and(|filter| filter.may_hold_any(ids))
+            && facts.list.iter().any(|fact| ids.contains(fact.event_id))
     }
 
     /// The holders whose filter may hold one of the targets.
@@ -290,52 +318,84 @@ mod tests {
         EventId::from_uuid(uuid::Uuid::from_u128(value))
     }
 
+    fn person(n: u32) -> impl FnOnce() -> Holder {
+        move || Holder::Person(format!("p{n}"))
+    }
+
+    #[test]
+    fn a_holder_keeps_its_list_and_a_slot_only() {
+        // The filter's 64 bytes live in `Filters` alone.
+        assert_eq!(std::mem::size_of::<Facts>(), 32);
+    }
+
     #[test]
     fn every_held_id_is_found_and_absent_ones_mostly_are_not() {
+        let mut filters = Filters::default();
         let mut facts = Facts::default();
         for n in 0..40u128 {
             facts.insert_in_order(fact(n * 7919, 1_000 - n as i64));
+            filters.add(&mut facts, id(n * 7919), person(1));
         }
         assert!(facts.is_sorted_by(|a, b| fact_order(a, b).is_le()));
         for n in 0..40u128 {
-            assert!(facts.holds(id(n * 7919)), "fact {n} is held");
+            assert!(filters.holds(&facts, id(n * 7919)), "fact {n} is held");
         }
-        assert!(!facts.holds(id(3)));
+        assert!(!filters.holds(&facts, id(3)));
         // The filter, not the list, turns most absent ids away: 80 of 512 bits are set at most.
+        let filter = filters
+            .filter_of(&facts)
+            .expect("a slot once a fact is added");
         let passed = (1_000_000..1_010_000u128)
-            .filter(|n| facts.ids.may_hold(id(*n)))
+            .filter(|n| filter.may_hold(id(*n)))
             .count();
         assert!(
             passed < 500,
             "{passed} of 10,000 absent ids passed the filter"
         );
+        // A holder without a slot holds nothing, whatever its list.
+        let mut unslotted = Facts::default();
+        unslotted.push(fact(5, 1));
+        assert!(!filters.holds(&unslotted, id(5)));
     }
 
     #[test]
     fn targets_are_found_after_absorbing_and_reading_back() {
+        let mut filters = Filters::default();
         let mut one = Facts::default();
         one.push(fact(1, 5));
+        filters.add(&mut one, id(1), person(1));
         let mut other = Facts::default();
         other.push(fact(2, 1));
+        filters.add(&mut other, id(2), person(2));
+        let taken = filters.take(&other);
         one.absorb(other);
+        filters.merge(&mut one, taken, person(1));
         assert_eq!(one.first().map(|f| f.event_id), Some(id(2)));
         let mut targets = Targets::default();
         targets.insert(id(2));
-        assert!(one.holds_any(&targets));
+        assert!(filters.holds_any(&one, &targets));
+        // The holder merged away is no longer a candidate; the one that took its facts is.
+        let candidates: Vec<_> = filters.candidates(&targets).collect();
+        assert!(
+            matches!(candidates.as_slice(), [Holder::Person(p)] if p == "p1"),
+            "{candidates:?}"
+        );
 
         let bytes =
             bincode::serde::encode_to_vec(&one, bincode::config::legacy()).expect("facts encode");
         let list_bytes = bincode::serde::encode_to_vec(&*one.list, bincode::config::legacy())
             .expect("facts encode");
         assert_eq!(bytes, list_bytes, "stored as the list alone");
-        let (back, _): (Facts, usize) =
+        let (mut back, _): (Facts, usize) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::legacy())
                 .expect("facts encode");
-        assert_eq!(back.ids, one.ids);
-        assert!(back.holds_any(&targets));
+        let mut restored = Filters::default();
+        restored.rebuild(&mut back, person(1));
+        assert_eq!(restored.filter_of(&back), filters.filter_of(&one));
+        assert!(restored.holds_any(&back, &targets));
         let mut absent = Targets::default();
         absent.insert(id(99));
-        assert!(!back.holds_any(&absent));
+        assert!(!restored.holds_any(&back, &absent));
 
         // Past a few targets they move to a hash set, and are all still found.
         let mut many = Targets::default();
@@ -343,9 +403,9 @@ mod tests {
             many.insert(id(n));
             many.insert(id(n));
         }
-        assert!(!back.holds_any(&many));
+        assert!(!restored.holds_any(&back, &many));
         many.insert(id(1));
-        assert!(back.holds_any(&many));
+        assert!(restored.holds_any(&back, &many));
         assert!((100..200u128).all(|n| many.contains(id(n))));
         assert!(!many.contains(id(99)));
     }

@@ -399,14 +399,14 @@ impl FunnelProjection {
             if !person.facts.is_empty() {
                 projection
                     .filters
-                    .sync(&mut person.facts, || super::Holder::Person(id.clone()));
+                    .rebuild(&mut person.facts, || super::Holder::Person(id.clone()));
             }
         }
         for (id, visitor) in &mut projection.visitors {
             if !visitor.facts.is_empty() {
                 projection
                     .filters
-                    .sync(&mut visitor.facts, || super::Holder::Visitor(id.clone()));
+                    .rebuild(&mut visitor.facts, || super::Holder::Visitor(id.clone()));
             }
         }
         projection.refold_all = true;
