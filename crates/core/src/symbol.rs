@@ -130,7 +130,17 @@ impl Symbols {
                 self.ends.len()
             ));
         }
-        self.push(&text, hash_of(&text));
+        let hash = hash_of(&text);
+        if let Some(earlier) = self
+            .index
+            .find(hash, |s| name_in(&self.text, &self.ends, *s) == text)
+        {
+            return Err(format!(
+                "symbol {index} repeats the name of symbol {}",
+                earlier.0
+            ));
+        }
+        self.push(&text, hash);
         self.saved = self.ends.len();
         Ok(())
     }
@@ -304,5 +314,13 @@ mod tests {
             .restore(3, "late".into())
             .expect_err("out of order");
         assert!(error.contains("symbol 3 out of order"), "{error}");
+        // A store never holds a name twice: one that does is refused, not half-read.
+        let mut twice = Symbols::default();
+        twice.restore(1, "web".into()).expect("first");
+        let error = twice.restore(2, "web".into()).expect_err("a repeated name");
+        assert!(
+            error.contains("symbol 2 repeats the name of symbol 1"),
+            "{error}"
+        );
     }
 }

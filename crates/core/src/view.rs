@@ -125,6 +125,13 @@ impl Person {
     }
 }
 
+/// Makes room for one more item in a full list by growing it an eighth (at least one).
+fn grow_by_an_eighth<T>(list: &mut Vec<T>) {
+    if list.len() == list.capacity() {
+        list.reserve_exact((list.len() / 8).max(1));
+    }
+}
+
 /// The order the views read facts in: business time, then event id.
 fn fact_order(a: &Fact, b: &Fact) -> std::cmp::Ordering {
     a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id))
@@ -451,13 +458,15 @@ impl FunnelProjection {
                     .identities
                     .partition_point(|e| (e.0, e.1) < (entry.0, entry.1));
                 // Nearly every visitor is identified once and every person from one or two
-                // visitors: room for one more, not the four a first push makes.
-                visitor.identities.reserve_exact(1);
+                // visitors: room for about an eighth more, not the four a first push makes
+                // (and not one at a time, which a visitor identified thousands of times would
+                // pay for quadratically).
+                grow_by_an_eighth(&mut visitor.identities);
                 visitor.identities.insert(at, entry);
                 let person = self.canonical_owned(person_id);
                 let visitors = self.visitors_of.entry(person.clone()).or_default();
                 if !visitors.contains(anonymous_id) {
-                    visitors.reserve_exact(1);
+                    grow_by_an_eighth(visitors);
                     visitors.push(anonymous_id.clone());
                 }
                 if let Some(unsaved) = &mut self.unsaved {
