@@ -69,16 +69,15 @@ impl Symbols {
     /// The symbol of `text`, interning it when new.
     pub fn intern(&mut self, text: &str) -> Symbol {
         let hash = hash_of(text);
-        let Symbols {
-            text: names,
-            ends,
-            index,
-            ..
-        } = self;
-        if let Some(symbol) = index.find(hash, |s| name_in(names, ends, *s) == text) {
-            return *symbol;
-        }
-        self.push(text, hash)
+        self.find(text, hash)
+            .unwrap_or_else(|| self.push(text, hash))
+    }
+
+    /// The symbol whose name is `text` (`hash` being its hash), if there is one.
+    fn find(&self, text: &str, hash: u64) -> Option<Symbol> {
+        self.index
+            .find(hash, |s| name_in(&self.text, &self.ends, *s) == text)
+            .copied()
     }
 
     /// Gives `text` the next symbol (it is not in the table).
@@ -102,12 +101,7 @@ impl Symbols {
 
     /// The symbol of `text` if it was interned; `NONE` otherwise.
     pub fn lookup(&self, text: &str) -> Symbol {
-        self.index
-            .find(hash_of(text), |s| {
-                name_in(&self.text, &self.ends, *s) == text
-            })
-            .copied()
-            .unwrap_or(Symbol::NONE)
+        self.find(text, hash_of(text)).unwrap_or(Symbol::NONE)
     }
 
     /// The text of a symbol; `None` for `NONE` or a symbol of another table.
@@ -131,10 +125,7 @@ impl Symbols {
             ));
         }
         let hash = hash_of(&text);
-        if let Some(earlier) = self
-            .index
-            .find(hash, |s| name_in(&self.text, &self.ends, *s) == text)
-        {
+        if let Some(earlier) = self.find(&text, hash) {
             return Err(format!(
                 "symbol {index} repeats the name of symbol {}",
                 earlier.0
