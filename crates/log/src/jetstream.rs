@@ -23,6 +23,13 @@
 //!
 //! The guarantee holds while one batch takes less than the duplicate window (2 minutes by
 //! default); a batch is also retried only within half that window.
+//!
+//! Batches are pipelined too: a batch hands the publishing turn on as soon as its last message
+//! is handed to the client, so the next batch publishes while this one's last acks arrive
+//! (the server is never left idle between batches). The next batch shares the pass of the
+//! batch before it while that pass is young; it holds back an id the batch before is still
+//! publishing until that batch has settled into the index; and batches settle in the order
+//! they were published. A batch that starts with nothing in flight makes its own pass.
 
 use crate::error::LogError;
 use crate::id_index::{IdHasher, IdIndex};
@@ -104,8 +111,20 @@ struct Inner {
     writer: jetstream::Context,
     /// Reading connection, separate so that a publish backlog cannot starve readers.
     reader: jetstream::Context,
-    /// Held for the whole of an append: one batch at a time per process.
+    /// Held from a batch's pass until its last message is handed to the client, so batches
+    /// are published one after another, in the order their appends were first polled.
+    turn: Mutex<Turn>,
+    /// Every event id on the stream up to its `covered` sequence, and what settled batches
+    /// stored.
     index: Mutex<IdIndex>,
+    /// Batches handed to the client whose outcomes are not in the index yet.
+    unsettled: std::sync::Mutex<Unsettled>,
+    /// Woken whenever a batch settles.
+    settled: tokio::sync::Notify,
+    /// Batches settle into the index in the order they were published.
+    settle: Mutex<()>,
+    /// Publishes awaiting their ack, across every batch in flight (`max_acks_in_flight`).
+    ack_budget: tokio::sync::Semaphore,
     /// The stream's duplicate window as the server has it, in milliseconds (an existing stream
     /// keeps its own, whatever the config asks for).
     server_window_millis: std::sync::atomic::AtomicU64,
@@ -162,6 +181,7 @@ impl JetStreamLog {
                 ))
             })
             .collect();
+        let ack_budget = config.max_acks_in_flight.max(1);
         let log = JetStreamLog {
             inner: Arc::new(Inner {
                 subjects,
@@ -169,7 +189,12 @@ impl JetStreamLog {
                 publisher: writer_client,
                 writer,
                 reader,
+                turn: Mutex::new(Turn::default()),
                 index: Mutex::new(IdIndex::default()),
+                unsettled: std::sync::Mutex::new(Unsettled::default()),
+                settled: tokio::sync::Notify::new(),
+                settle: Mutex::new(()),
+                ack_budget: tokio::sync::Semaphore::new(ack_budget),
                 server_window_millis: std::sync::atomic::AtomicU64::new(0),
             }),
         };
@@ -322,6 +347,26 @@ impl JetStreamLog {
             .map_err(|error| LogError::nats("reading the stream", error))
     }
 
+    fn unsettled_batches(&self) -> usize {
+        self.inner
+            .unsettled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .batches
+    }
+
+    /// Waits until every batch handed to the client has settled into the index.
+    async fn all_settled(&self) {
+        loop {
+            // Created before looking, so a batch settling in between still wakes it.
+            let notified = self.inner.settled.notified();
+            if self.unsettled_batches() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Brings the index up to `last`, reading only headers.
     async fn catch_up(&self, index: &mut IdIndex, last: u64) -> Result<(), LogError> {
         if index.covered >= last {
@@ -380,21 +425,26 @@ impl JetStreamLog {
     /// every ack, and the token finds its message in the window. async-nats' own JetStream
     /// publish does the same matching through a per-message inbox, oneshot channel, request
     /// map entry and timer; here the window itself is the map, and one timer bounds the call.
+    ///
+    /// The window is shared with the batch before, whose last acks may still be coming in:
+    /// `turn`, when given, is released as soon as the last message is handed over, so that the
+    /// next batch starts publishing while this one's acks arrive.
     async fn publish_window(
         &self,
         events: &[Event],
         pending: Vec<(usize, Bytes)>,
         outcomes: &mut [Option<AppendOutcome>],
         deadline: tokio::time::Instant,
+        mut turn: Option<tokio::sync::MutexGuard<'_, Turn>>,
     ) -> Vec<(usize, Bytes, String)> {
-        let window = self.inner.config.max_acks_in_flight.max(1);
         // One cutoff for every ack of this call: acks awaited in turn, each with its own
         // timeout, added up from a server that went away (20 events took 200 s to come back
         // not written).
         let cutoff = deadline.max(tokio::time::Instant::now() + STALL);
         let mut failed = Vec::new();
-        let mut pending = pending.into_iter();
+        let mut pending = pending.into_iter().peekable();
         let publisher = &self.inner.publisher;
+        let budget = &self.inner.ack_budget;
 
         // A fresh inbox per call, so an ack still travelling for an earlier call (given up at
         // its cutoff) cannot be taken for one of this call's. The subscription goes out on the
@@ -431,7 +481,11 @@ impl JetStreamLog {
         let mut armed_next: u64 = 0;
 
         // The window, oldest first; `in_flight[i]` was published with token `first_token + i`.
-        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(window);
+        // Each entry holds one permit of the shared budget, given back when it is settled (or
+        // when this call is dropped).
+        let mut in_flight: VecDeque<InFlight> =
+            VecDeque::with_capacity(self.inner.config.max_acks_in_flight.max(1));
+        let mut held = HeldPermits { budget, count: 0 };
         let mut first_token: u64 = 0;
         loop {
             // Settle the answered front of the window, in order, to make room.
@@ -440,6 +494,7 @@ impl JetStreamLog {
                     .pop_front()
                     .expect("invariant: the front was just seen");
                 first_token += 1;
+                held.give_back(1);
                 match entry.acked.expect("invariant: the front is answered") {
                     Ok(ack) if ack.duplicate => {
                         outcomes[entry.slot] =
@@ -452,10 +507,13 @@ impl JetStreamLog {
                     Err(reason) => failed.push((entry.slot, entry.frame, reason)),
                 }
             }
-            while in_flight.len() < window {
-                let Some((slot, frame)) = pending.next() else {
+            while pending.peek().is_some() {
+                let Ok(permit) = budget.try_acquire() else {
                     break;
                 };
+                permit.forget();
+                held.count += 1;
+                let (slot, frame) = pending.next().expect("invariant: peeked");
                 let acked = if tokio::time::Instant::now() > deadline {
                     // Past half the duplicate window the server might no longer catch a copy
                     // another writer just stored; appending these again is safe.
@@ -473,9 +531,28 @@ impl JetStreamLog {
                 in_flight.push_back(InFlight { slot, frame, acked });
             }
 
-            // The window is filled while anything is pending, so an empty one means done.
+            if pending.peek().is_none() {
+                // Everything is handed over: the next batch may start publishing.
+                drop(turn.take());
+            }
             let Some(front) = in_flight.front() else {
-                break;
+                if pending.peek().is_none() {
+                    break;
+                }
+                // Nothing of this call in flight and no room: the batch before holds the
+                // budget, and gives it back as its acks come (or as its cutoff passes).
+                match tokio::time::timeout_at(cutoff, budget.acquire()).await {
+                    Ok(Ok(permit)) => drop(permit),
+                    Ok(Err(_)) | Err(_) => {
+                        let reason = "not published: no room among the acks in flight in time";
+                        failed.extend(
+                            pending
+                                .by_ref()
+                                .map(|(slot, frame)| (slot, frame, reason.into())),
+                        );
+                    }
+                }
+                continue;
             };
             if front.acked.is_some() {
                 // Failed as it was handed over: settled at the top.
@@ -591,6 +668,64 @@ impl JetStreamLog {
     }
 }
 
+/// What the publishing turn remembers from one batch to the next.
+#[derive(Default)]
+struct Turn {
+    /// When the last pass over the stream's state started.
+    pass_started: Option<tokio::time::Instant>,
+}
+
+/// Batches handed to the client and not yet settled into the index: their new ids, which no
+/// later batch may publish before they settle.
+#[derive(Default)]
+struct Unsettled {
+    ids: std::collections::HashSet<u128, BuildHasherDefault<IdHasher>>,
+    batches: usize,
+}
+
+/// One batch's entry in [`Unsettled`], removed when dropped: when the batch has settled, or
+/// when its append was abandoned (its ids then come back through the next pass's catch-up).
+struct Registered<'a> {
+    inner: &'a Inner,
+    ids: Vec<u128>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        {
+            let mut unsettled = self
+                .inner
+                .unsettled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in &self.ids {
+                unsettled.ids.remove(id);
+            }
+            unsettled.batches -= 1;
+        }
+        self.inner.settled.notify_waiters();
+    }
+}
+
+/// Permits of the shared ack budget held by one call, given back when dropped.
+struct HeldPermits<'a> {
+    budget: &'a tokio::sync::Semaphore,
+    count: usize,
+}
+
+impl HeldPermits<'_> {
+    fn give_back(&mut self, count: usize) {
+        self.count -= count;
+        self.budget.add_permits(count);
+    }
+}
+
+impl Drop for HeldPermits<'_> {
+    fn drop(&mut self) {
+        self.budget.add_permits(self.count);
+    }
+}
+
 /// One published message awaiting its ack.
 struct InFlight {
     slot: usize,
@@ -689,10 +824,10 @@ impl EventLog for JetStreamLog {
         }
         // Every event is encoded before anything is published, so an event that cannot be
         // stored fails the batch whole. Encoding runs on the blocking pool after this append
-        // has taken its place in line for the index: with appends in flight one after another,
+        // has taken its place in line to publish: with appends in flight one after another,
         // this batch is encoded while the one before it is published, and still stored after
         // it.
-        let (mut index, encoded) = crate::turn::work_then_lock(&self.inner.index, move || {
+        let (mut turn, encoded) = crate::turn::work_then_lock(&self.inner.turn, move || {
             let encoded = encode_batch(&events);
             (events, encoded)
         })
@@ -701,6 +836,10 @@ impl EventLog for JetStreamLog {
             path: self.inner.config.stream.clone(),
             message: format!("encoding task failed: {error}"),
         })?;
+        // The place in line to settle is taken while publishing in order, so batches settle
+        // into the index in the order they were published.
+        let mut settle_turn = std::pin::pin!(self.inner.settle.lock());
+        let settle_early = futures::poll!(&mut settle_turn);
         let (events, encoded) = encoded;
         let (buffer, ends) = encoded?;
         let frames = ends.iter().scan(0, |start, &end| {
@@ -713,40 +852,98 @@ impl EventLog for JetStreamLog {
         // append later must meet this batch inside the server's duplicate window. So the batch
         // must be published within half the window of the pass's start, and a pass that took
         // long is followed by another.
+        //
+        // A batch that starts while the one before it is still in flight shares that batch's
+        // pass when it is young (under a quarter of the window) and the connection is up: what
+        // others stored since the pass started is then still inside the server's window when
+        // this batch is published. Every other batch waits for the ones before it to settle
+        // and makes its own pass, which also finds out at once when the server is gone.
         let window = self.window();
-        let pass_started = loop {
-            let started = tokio::time::Instant::now();
-            let (last, _) = self.last_sequence().await?;
-            self.catch_up(&mut index, last).await?;
-            if started.elapsed() < window / 4 {
-                break started;
+        let shared_pass = turn.pass_started.filter(|started| {
+            started.elapsed() < window / 4
+                && self.unsettled_batches() > 0
+                && self.inner.publisher.connection_state()
+                    == async_nats::connection::State::Connected
+        });
+        let pass_started = match shared_pass {
+            Some(started) => started,
+            None => {
+                self.all_settled().await;
+                let mut index = self.inner.index.lock().await;
+                loop {
+                    let started = tokio::time::Instant::now();
+                    let (last, _) = self.last_sequence().await?;
+                    self.catch_up(&mut index, last).await?;
+                    if started.elapsed() < window / 4 {
+                        break started;
+                    }
+                }
             }
         };
+        turn.pass_started = Some(pass_started);
         let deadline = pass_started + window / 2;
 
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
-        let mut first_in_batch: HashMap<u128, usize, BuildHasherDefault<IdHasher>> =
-            HashMap::default();
         let mut repeats = Vec::new();
         let mut pending = Vec::new();
-        for (slot, (event, frame)) in events.iter().zip(frames).enumerate() {
-            let id = event.event_id.as_u128();
-            if let Some(position) = index.get(id) {
-                outcomes[slot] = Some(AppendOutcome::Duplicate(position));
-            } else if let Some(first) = first_in_batch.get(&id) {
-                repeats.push((slot, *first));
-            } else {
-                first_in_batch.insert(id, slot);
-                pending.push((slot, frame));
+        let frames: Vec<Bytes> = frames.collect();
+        // An id that a batch still in flight is publishing waits for that batch to settle,
+        // and is then found in the index.
+        let registered = loop {
+            let index = self.inner.index.lock().await;
+            let mut first_in_batch: HashMap<u128, usize, BuildHasherDefault<IdHasher>> =
+                HashMap::with_capacity_and_hasher(events.len(), BuildHasherDefault::default());
+            outcomes.fill(None);
+            repeats.clear();
+            pending.clear();
+            let registered = {
+                let mut unsettled = self
+                    .inner
+                    .unsettled
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut in_flight_elsewhere = false;
+                for (slot, (event, frame)) in events.iter().zip(&frames).enumerate() {
+                    let id = event.event_id.as_u128();
+                    if let Some(position) = index.get(id) {
+                        outcomes[slot] = Some(AppendOutcome::Duplicate(position));
+                    } else if let Some(first) = first_in_batch.get(&id) {
+                        repeats.push((slot, *first));
+                    } else if unsettled.ids.contains(&id) {
+                        in_flight_elsewhere = true;
+                        break;
+                    } else {
+                        first_in_batch.insert(id, slot);
+                        pending.push((slot, frame.clone()));
+                    }
+                }
+                (!in_flight_elsewhere).then(|| {
+                    let ids: Vec<u128> = first_in_batch.into_keys().collect();
+                    unsettled.ids.extend(ids.iter().copied());
+                    unsettled.batches += 1;
+                    Registered {
+                        inner: &self.inner,
+                        ids,
+                    }
+                })
+            };
+            drop(index);
+            match registered {
+                Some(registered) => break registered,
+                None => self.all_settled().await,
             }
-        }
+        };
+        drop(frames);
 
         // Retry what failed (server restarting, leader moving) with the same message ids, so
         // a publish that did land but lost its ack comes back as a duplicate of itself.
+        // Retries run after the publishing turn is handed on, so a retried event may be
+        // stored after the next batch's first events.
+        let mut turn = Some(turn);
         let mut delay = Duration::from_millis(100);
         loop {
             let failed = self
-                .publish_window(&events, pending, &mut outcomes, deadline)
+                .publish_window(&events, pending, &mut outcomes, deadline, turn.take())
                 .await;
             if failed.is_empty() {
                 break;
@@ -768,6 +965,11 @@ impl EventLog for JetStreamLog {
         }
 
         // Remember what this batch stored, and skip re-reading it when nobody else wrote.
+        let _settling = match settle_early {
+            std::task::Poll::Ready(guard) => guard,
+            std::task::Poll::Pending => settle_turn.await,
+        };
+        let mut index = self.inner.index.lock().await;
         let mut stored: Vec<u64> = Vec::new();
         for (slot, outcome) in outcomes.iter().enumerate() {
             if let Some(AppendOutcome::Appended(position) | AppendOutcome::Duplicate(position)) =
@@ -787,6 +989,9 @@ impl EventLog for JetStreamLog {
         if contiguous && let Some(last) = stored.last() {
             index.covered = *last;
         }
+        // Out of the unsettled set only once in the index, under its lock: a later batch
+        // checking its ids sees them in one place or the other.
+        drop(registered);
         drop(index);
 
         for (slot, first) in repeats {

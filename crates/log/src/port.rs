@@ -72,7 +72,9 @@ pub trait EventLog: Send + Sync {
     /// event already on the log, however long ago it was appended. Returns once every stored
     /// event is durable (embedded: flushed to disk; JetStream: acknowledged by the stream).
     /// Appends in flight together on one handle are stored in the order they were first
-    /// polled, each batch encoded while the one before it is written.
+    /// polled, each batch encoded while the one before it is written (on JetStream, an event
+    /// published again after a lost acknowledgement may land after the next batch's first
+    /// events).
     fn append(
         &self,
         events: Vec<Event>,

@@ -221,6 +221,53 @@ async fn concurrent_appends_store_in_call_order(fixture: impl Fixture) {
     assert_eq!(records[20_000].event, small[0]);
 }
 
+/// A writer that keeps two appends in flight (as `baton ingest` does), where every other batch
+/// repeats events of the batch just before it, still in flight: each repeat is the duplicate
+/// of its first copy, nothing is stored twice, and the batches land in the order they started.
+async fn batches_in_flight_repeating_each_other_store_each_event_once(fixture: impl Fixture) {
+    let log = fixture.log();
+    let mut batches: Vec<Vec<Event>> = (0..12)
+        .map(|n| events(&format!("pipelined-{n}"), 2_000))
+        .collect();
+    for n in (1..batches.len()).step_by(2) {
+        let repeated: Vec<Event> = batches[n - 1].iter().step_by(100).cloned().collect();
+        batches[n].extend(repeated);
+    }
+    let outcomes: Vec<Vec<AppendOutcome>> = futures::stream::iter(batches.clone())
+        .map(|batch| log.append(batch))
+        .buffered(2)
+        .map(|outcomes| outcomes.expect("append"))
+        .collect()
+        .await;
+    let mut first_copy = std::collections::HashMap::new();
+    let mut last_stored = Position::ZERO;
+    for (batch, outcomes) in batches.iter().zip(&outcomes) {
+        for (event, outcome) in batch.iter().zip(outcomes) {
+            match outcome {
+                AppendOutcome::Appended(position) => {
+                    assert!(*position > last_stored, "stored out of order: {position}");
+                    last_stored = *position;
+                    assert!(first_copy.insert(event.event_id, *position).is_none());
+                }
+                AppendOutcome::Duplicate(position) => {
+                    assert_eq!(first_copy.get(&event.event_id), Some(position));
+                }
+                AppendOutcome::NotWritten(reason) => panic!("not written: {reason}"),
+            }
+        }
+    }
+    assert_eq!(first_copy.len(), 24_000);
+    let stat = log.stat().await.expect("stat");
+    assert_eq!((stat.events, stat.head), (24_000, last_stored));
+    let records = read_all(&log, Position::ZERO).await;
+    assert_eq!(records.len(), 24_000);
+    assert!(
+        records
+            .iter()
+            .all(|record| first_copy.get(&record.event.event_id) == Some(&record.position))
+    );
+}
+
 async fn empty_log_reads_nothing(fixture: impl Fixture) {
     let log = fixture.log();
     let stat = log.stat().await.expect("stat");
@@ -400,6 +447,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_appends_store_in_call_order() {
                 super::concurrent_appends_store_in_call_order($fixture).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn batches_in_flight_repeating_each_other_store_each_event_once() {
+                super::batches_in_flight_repeating_each_other_store_each_event_once($fixture).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn empty_log_reads_nothing() {
