@@ -206,15 +206,6 @@ impl JetStreamLog {
         &self.inner.config
     }
 
-    fn subject(&self, event: &Event) -> async_nats::Subject {
-        let kind = event.kind();
-        let index = baton_core::Kind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .expect("invariant: Kind::ALL lists every kind");
-        self.inner.subjects[index].clone()
-    }
-
     async fn ensure_stream(&self) -> Result<(), LogError> {
         let config = &self.inner.config;
         let problem = |problem: String| LogError::StreamConfig {
@@ -353,6 +344,7 @@ impl JetStreamLog {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .batches
+            .len()
     }
 
     /// Waits until every batch handed to the client has settled into the index.
@@ -431,7 +423,7 @@ impl JetStreamLog {
     /// next batch starts publishing while this one's acks arrive.
     async fn publish_window(
         &self,
-        events: &[Event],
+        events: &[Outgoing],
         pending: Vec<(usize, Bytes)>,
         outcomes: &mut [Option<AppendOutcome>],
         deadline: tokio::time::Instant,
@@ -523,7 +515,7 @@ impl JetStreamLog {
                     ))
                 } else {
                     let token = first_token + in_flight.len() as u64;
-                    self.publish_one(&events[slot], &inbox, token, frame.clone())
+                    self.publish_one(events[slot], &inbox, token, frame.clone())
                         .await
                         .err()
                         .map(Err)
@@ -634,7 +626,7 @@ impl JetStreamLog {
     /// Hands one message to the client, with `Nats-Msg-Id` and the reply subject for its ack.
     async fn publish_one(
         &self,
-        event: &Event,
+        event: Outgoing,
         inbox: &str,
         token: u64,
         frame: Bytes,
@@ -642,11 +634,11 @@ impl JetStreamLog {
         // The schema version travels in the frame itself; one header keeps the server's
         // per-message work to the de-duplication it must do.
         let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = event.event_id.as_uuid().hyphenated().encode_lower(&mut id);
+        let id = event.id.hyphenated().encode_lower(&mut id);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, &*id);
         let publish = self.inner.publisher.publish_with_reply_and_headers(
-            self.subject(event),
+            self.inner.subjects[usize::from(event.subject)].clone(),
             format!("{inbox}.{token}"),
             headers,
             frame,
@@ -675,34 +667,37 @@ struct Turn {
     pass_started: Option<tokio::time::Instant>,
 }
 
-/// Batches handed to the client and not yet settled into the index: their new ids, which no
-/// later batch may publish before they settle.
+/// Batches handed to the client and not yet settled into the index: each one's new ids (id →
+/// slot), which no later batch may publish before it settles. Two at most with appends kept two
+/// in flight, so looking an id up is one or two hash lookups.
 #[derive(Default)]
 struct Unsettled {
-    ids: std::collections::HashSet<u128, BuildHasherDefault<IdHasher>>,
-    batches: usize,
+    batches: Vec<Arc<BatchIds>>,
+}
+
+type BatchIds = HashMap<u128, usize, BuildHasherDefault<IdHasher>>;
+
+impl Unsettled {
+    fn holds(&self, id: u128) -> bool {
+        self.batches.iter().any(|ids| ids.contains_key(&id))
+    }
 }
 
 /// One batch's entry in [`Unsettled`], removed when dropped: when the batch has settled, or
 /// when its append was abandoned (its ids then come back through the next pass's catch-up).
 struct Registered<'a> {
     inner: &'a Inner,
-    ids: Vec<u128>,
+    ids: Arc<BatchIds>,
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        {
-            let mut unsettled = self
-                .inner
-                .unsettled
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for id in &self.ids {
-                unsettled.ids.remove(id);
-            }
-            unsettled.batches -= 1;
-        }
+        self.inner
+            .unsettled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .batches
+            .retain(|ids| !Arc::ptr_eq(ids, &self.ids));
         self.inner.settled.notify_waiters();
     }
 }
@@ -800,21 +795,52 @@ fn read_ack(message: &async_nats::Message) -> Result<Ack, String> {
     })
 }
 
+/// What publishing needs of one event, once its frame is encoded: the event itself is dropped
+/// on the blocking pool, off the thread that publishes.
+#[derive(Clone, Copy)]
+struct Outgoing {
+    id: Uuid,
+    /// Its subject's index in `Kind::ALL`.
+    subject: u8,
+}
+
 /// The frames of a batch in one buffer (one allocation per batch instead of one per event, each
-/// freed by the connection's thread once sent), and where each ends.
-fn encode_batch(events: &[Event]) -> Result<(Bytes, Vec<usize>), LogError> {
+/// freed by the connection's thread once sent), and per event its id and subject.
+fn encode_batch(events: Vec<Event>) -> Result<(Vec<Bytes>, Vec<Outgoing>), LogError> {
     let mut buffer = Vec::with_capacity(events.len() * 256);
     let mut ends = Vec::with_capacity(events.len());
+    let mut outgoing = Vec::with_capacity(events.len());
     let mut frame = Vec::with_capacity(256);
-    for event in events {
+    for event in &events {
         baton_core::encode_into(event, &mut frame).map_err(|source| LogError::Encode {
             event_id: event.event_id,
             source,
         })?;
         buffer.extend_from_slice(&frame);
         ends.push(buffer.len());
+        let kind = event.kind();
+        let subject = baton_core::Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .and_then(|index| u8::try_from(index).ok())
+            .expect("invariant: Kind::ALL lists every kind, fewer than 256");
+        outgoing.push(Outgoing {
+            id: *event.event_id.as_uuid(),
+            subject,
+        });
     }
-    Ok((Bytes::from(buffer), ends))
+    drop(events);
+    let buffer = Bytes::from(buffer);
+    let mut start = 0;
+    let frames = ends
+        .into_iter()
+        .map(|end| {
+            let frame = buffer.slice(start..end);
+            start = end;
+            frame
+        })
+        .collect();
+    Ok((frames, outgoing))
 }
 
 impl EventLog for JetStreamLog {
@@ -827,26 +853,18 @@ impl EventLog for JetStreamLog {
         // has taken its place in line to publish: with appends in flight one after another,
         // this batch is encoded while the one before it is published, and still stored after
         // it.
-        let (mut turn, encoded) = crate::turn::work_then_lock(&self.inner.turn, move || {
-            let encoded = encode_batch(&events);
-            (events, encoded)
-        })
-        .await
-        .map_err(|error| LogError::Storage {
-            path: self.inner.config.stream.clone(),
-            message: format!("encoding task failed: {error}"),
-        })?;
+        let (mut turn, encoded) =
+            crate::turn::work_then_lock(&self.inner.turn, move || encode_batch(events))
+                .await
+                .map_err(|error| LogError::Storage {
+                    path: self.inner.config.stream.clone(),
+                    message: format!("encoding task failed: {error}"),
+                })?;
         // The place in line to settle is taken while publishing in order, so batches settle
         // into the index in the order they were published.
         let mut settle_turn = std::pin::pin!(self.inner.settle.lock());
         let settle_early = futures::poll!(&mut settle_turn);
-        let (events, encoded) = encoded;
-        let (buffer, ends) = encoded?;
-        let frames = ends.iter().scan(0, |start, &end| {
-            let frame = buffer.slice(*start..end);
-            *start = end;
-            Some(frame)
-        });
+        let (frames, events) = encoded?;
 
         // Everything on the stream when a pass starts is in the index after it; what others
         // append later must meet this batch inside the server's duplicate window. So the batch
@@ -886,7 +904,6 @@ impl EventLog for JetStreamLog {
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
         let mut repeats = Vec::new();
         let mut pending = Vec::new();
-        let frames: Vec<Bytes> = frames.collect();
         // An id that a batch still in flight is publishing waits for that batch to settle,
         // and is then found in the index.
         let registered = loop {
@@ -904,12 +921,12 @@ impl EventLog for JetStreamLog {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut in_flight_elsewhere = false;
                 for (slot, (event, frame)) in events.iter().zip(&frames).enumerate() {
-                    let id = event.event_id.as_u128();
+                    let id = event.id.as_u128();
                     if let Some(position) = index.get(id) {
                         outcomes[slot] = Some(AppendOutcome::Duplicate(position));
                     } else if let Some(first) = first_in_batch.get(&id) {
                         repeats.push((slot, *first));
-                    } else if unsettled.ids.contains(&id) {
+                    } else if unsettled.holds(id) {
                         in_flight_elsewhere = true;
                         break;
                     } else {
@@ -918,9 +935,8 @@ impl EventLog for JetStreamLog {
                     }
                 }
                 (!in_flight_elsewhere).then(|| {
-                    let ids: Vec<u128> = first_in_batch.into_keys().collect();
-                    unsettled.ids.extend(ids.iter().copied());
-                    unsettled.batches += 1;
+                    let ids = Arc::new(first_in_batch);
+                    unsettled.batches.push(Arc::clone(&ids));
                     Registered {
                         inner: &self.inner,
                         ids,
@@ -975,7 +991,7 @@ impl EventLog for JetStreamLog {
             if let Some(AppendOutcome::Appended(position) | AppendOutcome::Duplicate(position)) =
                 outcome
             {
-                index.insert(events[slot].event_id.as_u128(), *position);
+                index.insert(events[slot].id.as_u128(), *position);
                 if matches!(outcome, Some(AppendOutcome::Appended(_))) {
                     stored.push(position.get());
                 }
