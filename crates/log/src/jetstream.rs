@@ -25,8 +25,8 @@
 //! default); a batch is also retried only within half that window.
 //!
 //! Batches are pipelined too: a batch hands the publishing turn on as soon as its last message
-//! is handed to the client, so the next batch publishes while this one's last acks arrive
-//! (the server is never left idle between batches). The next batch shares the pass of the
+//! is handed to the client, so the next batch publishes while this one's last acks arrive.
+//! The next batch shares the pass of the
 //! batch before it while that pass is young; it holds back an id the batch before is still
 //! publishing until that batch has settled into the index; and batches settle in the order
 //! they were published. A batch that starts with nothing in flight makes its own pass.
@@ -111,8 +111,9 @@ struct Inner {
     writer: jetstream::Context,
     /// Reading connection, separate so that a publish backlog cannot starve readers.
     reader: jetstream::Context,
-    /// Held from a batch's pass until its last message is handed to the client, so batches
-    /// are published one after another, in the order their appends were first polled.
+    /// Taken once a batch is encoded, in the order appends were first polled, and held
+    /// through its pass and de-duplication until its last message is handed to the client:
+    /// batches are published one after another.
     turn: Mutex<Turn>,
     /// Every event id on the stream up to its `covered` sequence, and what settled batches
     /// stored.
@@ -347,6 +348,22 @@ impl JetStreamLog {
             .len()
     }
 
+    /// Waits for the batches in flight to settle, then brings the index up to the stream's last
+    /// sequence, again until one pass takes under a quarter of the duplicate window; returns
+    /// when that pass started.
+    async fn own_pass(&self, window: Duration) -> Result<tokio::time::Instant, LogError> {
+        self.all_settled().await;
+        let mut index = self.inner.index.lock().await;
+        loop {
+            let started = tokio::time::Instant::now();
+            let (last, _) = self.last_sequence().await?;
+            self.catch_up(&mut index, last).await?;
+            if started.elapsed() < window / 4 {
+                return Ok(started);
+            }
+        }
+    }
+
     /// Waits until every batch handed to the client has settled into the index.
     async fn all_settled(&self) {
         loop {
@@ -478,6 +495,8 @@ impl JetStreamLog {
         let mut in_flight: VecDeque<InFlight> =
             VecDeque::with_capacity(self.inner.config.max_acks_in_flight.max(1));
         let mut held = HeldPermits { budget, count: 0 };
+        // A permit won by waiting, for the next message.
+        let mut reserved = 0usize;
         let mut first_token: u64 = 0;
         loop {
             // Settle the answered front of the window, in order, to make room.
@@ -500,11 +519,15 @@ impl JetStreamLog {
                 }
             }
             while pending.peek().is_some() {
-                let Ok(permit) = budget.try_acquire() else {
-                    break;
-                };
-                permit.forget();
-                held.count += 1;
+                if reserved > 0 {
+                    reserved -= 1;
+                } else {
+                    let Ok(permit) = budget.try_acquire() else {
+                        break;
+                    };
+                    permit.forget();
+                    held.count += 1;
+                }
                 let (slot, frame) = pending.next().expect("invariant: peeked");
                 let acked = if tokio::time::Instant::now() > deadline {
                     // Past half the duplicate window the server might no longer catch a copy
@@ -534,7 +557,11 @@ impl JetStreamLog {
                 // Nothing of this call in flight and no room: the batch before holds the
                 // budget, and gives it back as its acks come (or as its cutoff passes).
                 match tokio::time::timeout_at(cutoff, budget.acquire()).await {
-                    Ok(Ok(permit)) => drop(permit),
+                    Ok(Ok(permit)) => {
+                        permit.forget();
+                        held.count += 1;
+                        reserved += 1;
+                    }
                     Ok(Err(_)) | Err(_) => {
                         let reason = "not published: no room among the acks in flight in time";
                         failed.extend(
@@ -684,7 +711,9 @@ impl Unsettled {
 }
 
 /// One batch's entry in [`Unsettled`], removed when dropped: when the batch has settled, or
-/// when its append was abandoned (its ids then come back through the next pass's catch-up).
+/// when its append was abandoned. What an abandoned batch stored is then found by the next
+/// own pass's catch-up (its sequences lie past `covered`), or, by a batch sharing a pass, in
+/// the server's duplicate window.
 struct Registered<'a> {
     inner: &'a Inner,
     ids: Arc<BatchIds>,
@@ -883,23 +912,11 @@ impl EventLog for JetStreamLog {
                 && self.inner.publisher.connection_state()
                     == async_nats::connection::State::Connected
         });
-        let pass_started = match shared_pass {
+        let mut pass_started = match shared_pass {
             Some(started) => started,
-            None => {
-                self.all_settled().await;
-                let mut index = self.inner.index.lock().await;
-                loop {
-                    let started = tokio::time::Instant::now();
-                    let (last, _) = self.last_sequence().await?;
-                    self.catch_up(&mut index, last).await?;
-                    if started.elapsed() < window / 4 {
-                        break started;
-                    }
-                }
-            }
+            None => self.own_pass(window).await?,
         };
         turn.pass_started = Some(pass_started);
-        let deadline = pass_started + window / 2;
 
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
         let mut repeats = Vec::new();
@@ -946,10 +963,19 @@ impl EventLog for JetStreamLog {
             drop(index);
             match registered {
                 Some(registered) => break registered,
-                None => self.all_settled().await,
+                None => {
+                    // The batches before have settled; a pass that aged meanwhile (a slow
+                    // batch before, retrying) is renewed rather than run past its deadline.
+                    self.all_settled().await;
+                    if pass_started.elapsed() >= window / 4 {
+                        pass_started = self.own_pass(window).await?;
+                        turn.pass_started = Some(pass_started);
+                    }
+                }
             }
         };
         drop(frames);
+        let deadline = pass_started + window / 2;
 
         // Retry what failed (server restarting, leader moving) with the same message ids, so
         // a publish that did land but lost its ack comes back as a duplicate of itself.

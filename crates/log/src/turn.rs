@@ -3,7 +3,8 @@
 //!
 //! A writer that keeps two appends in flight (as `baton ingest` does) gets batch N+1 encoded on
 //! the blocking pool while batch N is being written, instead of the server or the disk waiting
-//! for it; and batch N+1 still lands after batch N.
+//! for it; and batch N+1 still lands after batch N (on JetStream, except an event of batch N
+//! published again after a lost acknowledgement).
 
 use std::task::Poll;
 use tokio::sync::{Mutex, MutexGuard};
