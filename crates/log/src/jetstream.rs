@@ -933,8 +933,7 @@ impl EventLog for JetStreamLog {
                 })?;
         // The place in line to settle is taken while publishing in order, so batches settle
         // into the index in the order they were published.
-        let mut settle_turn = std::pin::pin!(self.inner.settle.lock());
-        let settle_early = futures::poll!(&mut settle_turn);
+        let settle_place = crate::turn::take_place(&self.inner.settle).await;
         let (frames, events) = encoded?;
 
         // Everything on the stream when a pass starts is in the index after it; what others
@@ -967,8 +966,8 @@ impl EventLog for JetStreamLog {
         // and is then found in the index.
         let registered = loop {
             let index = self.inner.index.lock().await;
-            let mut first_in_batch: HashMap<u128, usize, BuildHasherDefault<IdHasher>> =
-                HashMap::with_capacity_and_hasher(events.len(), BuildHasherDefault::default());
+            let mut first_in_batch =
+                BatchIds::with_capacity_and_hasher(events.len(), BuildHasherDefault::default());
             outcomes.fill(None);
             repeats.clear();
             pending.clear();
@@ -1049,10 +1048,7 @@ impl EventLog for JetStreamLog {
         }
 
         // Remember what this batch stored, and skip re-reading it when nobody else wrote.
-        let _settling = match settle_early {
-            std::task::Poll::Ready(guard) => guard,
-            std::task::Poll::Pending => settle_turn.await,
-        };
+        let _settling = settle_place.wait().await;
         let mut index = self.inner.index.lock().await;
         let mut stored: Vec<u64> = Vec::new();
         for (slot, outcome) in outcomes.iter().enumerate() {
