@@ -8,6 +8,7 @@
 //! - `replay`: on one log, read-and-decode as the baseline against the in-memory fold and the
 //!   persistent projector; then the append-to-visible latency of a live projector.
 
+use crate::cpu::{CpuSample, CpuShare};
 use anyhow::Context;
 use async_nats::jetstream;
 use baton_core::Event;
@@ -39,6 +40,24 @@ pub struct AppendArgs {
     /// Print `{"raw_eps":..,"nats_eps":..,"ratio":..,"embedded_eps":..}`.
     #[arg(long)]
     json: bool,
+}
+
+/// One contender's run: its rate and, where `/proc` can be read, where the CPU went.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Phase {
+    pub(crate) eps: f64,
+    pub(crate) cpu: Option<CpuShare>,
+}
+
+impl Phase {
+    /// Ends a phase of `events` events that started at `started` with `cpu` read.
+    pub(crate) fn end(events: usize, started: Instant, cpu: Option<CpuSample>) -> Phase {
+        let eps = rate(events, started.elapsed());
+        let cpu = cpu
+            .zip(CpuSample::now())
+            .map(|(before, after)| before.until(after, events));
+        Phase { eps, cpu }
+    }
 }
 
 pub(crate) fn unique_events(count: usize) -> Vec<Event> {
@@ -89,7 +108,7 @@ async fn raw_publish(
     events: &[Event],
     window: usize,
     with_message_id: bool,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Phase> {
     let client = async_nats::connect(url).await.context("raw client")?;
     let js = jetstream::context::ContextBuilder::new()
         .max_ack_inflight(window)
@@ -97,7 +116,7 @@ async fn raw_publish(
         .build(client);
     let name = format!("BENCH_RAW_{tag}");
     let subjects = bench_stream(&js, &name, &format!("benchraw{tag}"), events).await?;
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuSample::now());
     let mut in_flight: VecDeque<jetstream::context::PublishAckFuture> =
         VecDeque::with_capacity(window);
     // A publisher of these events must serialise them too, so encoding is inside the clock,
@@ -123,11 +142,11 @@ async fn raw_publish(
     for ack in in_flight {
         ack.await.context("raw ack")?;
     }
-    let eps = rate(events.len(), started.elapsed());
+    let phase = Phase::end(events.len(), started, cpu);
     js.delete_stream(&name)
         .await
         .context("deleting the raw stream")?;
-    Ok(eps)
+    Ok(phase)
 }
 
 /// A raw publisher with `Nats-Msg-Id` that publishes with core NATS and matches the acks
@@ -139,7 +158,7 @@ async fn raw_core_publish(
     tag: &str,
     events: &[Event],
     window: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Phase> {
     #[derive(serde::Deserialize)]
     struct Ack {
         #[serde(default)]
@@ -167,7 +186,7 @@ async fn raw_core_publish(
         );
         Ok(())
     };
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuSample::now());
     let mut unanswered = 0;
     for (token, (event, subject)) in events.iter().zip(subjects).enumerate() {
         let frame = bytes::Bytes::from(baton_core::encode(event)?);
@@ -188,24 +207,24 @@ async fn raw_core_publish(
     for _ in 0..unanswered {
         await_ack().await?;
     }
-    let eps = rate(events.len(), started.elapsed());
+    let phase = Phase::end(events.len(), started, cpu);
     js.delete_stream(&name)
         .await
         .context("deleting the raw core stream")?;
-    Ok(eps)
+    Ok(phase)
 }
 
 pub(crate) async fn baton_append(
     log: &impl EventLog,
     events: &[Event],
     batch_size: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Phase> {
     // Batches are cloned before the clock starts: copying is the benchmark's cost, not baton's.
     let batches: Vec<Vec<Event>> = events
         .chunks(batch_size.max(1))
         .map(<[Event]>::to_vec)
         .collect();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuSample::now());
     // Two appends in flight, as `baton ingest` keeps them: the next batch is encoded while the
     // one before it is written.
     let mut appends = std::pin::pin!(
@@ -222,7 +241,7 @@ pub(crate) async fn baton_append(
             "benchmark events must all be new"
         );
     }
-    Ok(rate(events.len(), started.elapsed()))
+    Ok(Phase::end(events.len(), started, cpu))
 }
 
 async fn nats_append(
@@ -230,23 +249,23 @@ async fn nats_append(
     tag: &str,
     events: &[Event],
     args: &AppendArgs,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Phase> {
     let mut config = JetStreamConfig::new(url);
     config.stream = format!("BENCH_BATON_{tag}");
     config.subject_prefix = format!("benchbaton{tag}");
     config.max_acks_in_flight = args.window;
     let log = JetStreamLog::connect(config.clone()).await?;
-    let eps = baton_append(&log, events, args.batch_size).await?;
+    let phase = baton_append(&log, events, args.batch_size).await?;
     // The benchmark stream denies deletes of messages, not of the stream itself.
     let client = async_nats::connect(url).await?;
     jetstream::new(client)
         .delete_stream(&config.stream)
         .await
         .context("deleting the baton benchmark stream")?;
-    Ok(eps)
+    Ok(phase)
 }
 
-async fn embedded_append(events: &[Event], batch_size: usize) -> anyhow::Result<f64> {
+async fn embedded_append(events: &[Event], batch_size: usize) -> anyhow::Result<Phase> {
     let dir = tempfile::tempdir().context("temp dir")?;
     let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await?;
     baton_append(&log, events, batch_size).await
@@ -273,57 +292,88 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
             eprintln!("round {} of {} done", round + 1, args.rounds.max(1));
         }
     }
-    let embedded_eps = median(embedded);
-    let (raw_eps, nats_eps, raw_with_id_eps, raw_core_eps) = if args.nats.is_some() {
-        (
-            Some(median(raw)),
-            Some(median(nats)),
-            Some(median(raw_with_id)),
-            Some(median(raw_core)),
-        )
-    } else {
-        (None, None, None, None)
+    let summary = |phases: &[Phase]| {
+        (!phases.is_empty()).then(|| {
+            let cpu: Vec<CpuShare> = phases.iter().filter_map(|phase| phase.cpu).collect();
+            let eps = median(phases.iter().map(|phase| phase.eps).collect());
+            (eps, crate::cpu::median_share(&cpu))
+        })
     };
-    let ratio = raw_eps.zip(nats_eps).map(|(raw, nats)| nats / raw);
+    let (raw, raw_with_id, raw_core, nats) = (
+        summary(&raw),
+        summary(&raw_with_id),
+        summary(&raw_core),
+        summary(&nats),
+    );
+    let embedded = summary(&embedded).expect("invariant: at least one round");
+    let ratio = raw.zip(nats).map(|((raw, _), (nats, _))| nats / raw);
     if args.json {
+        let cpu = |summary: Option<(f64, Option<CpuShare>)>| {
+            summary.and_then(|(_, cpu)| cpu).map(|cpu| {
+                serde_json::json!({
+                    "own_us_per_event": thousandths(cpu.own_us),
+                    "others_us_per_event": thousandths(cpu.others_us),
+                    "idle": thousandths(cpu.idle),
+                })
+            })
+        };
+        let eps = |summary: Option<(f64, Option<CpuShare>)>| summary.map(|(eps, _)| eps.round());
         println!(
             "{}",
             serde_json::json!({
                 "events": args.events,
-                "raw_eps": raw_eps.map(f64::round),
-                "nats_eps": nats_eps.map(f64::round),
-                "ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
-                "raw_msg_id_eps": raw_with_id_eps.map(f64::round),
-                "raw_core_msg_id_eps": raw_core_eps.map(f64::round),
-                "embedded_eps": embedded_eps.round(),
+                "raw_eps": eps(raw),
+                "nats_eps": eps(nats),
+                "ratio": ratio.map(thousandths),
+                "raw_msg_id_eps": eps(raw_with_id),
+                "raw_core_msg_id_eps": eps(raw_core),
+                "embedded_eps": embedded.0.round(),
+                "cpu": {
+                    "raw": cpu(raw),
+                    "raw_msg_id": cpu(raw_with_id),
+                    "raw_core_msg_id": cpu(raw_core),
+                    "nats": cpu(nats),
+                    "embedded": cpu(Some(embedded)),
+                },
             })
         );
     } else {
         println!(
-            "append, {} events, median of {} rounds",
+            "append, {} events, median of {} rounds; CPU per event: this process / the rest \
+             of the machine (the server), and the cores' idle share",
             args.events,
             args.rounds.max(1)
         );
-        match (raw_eps, nats_eps, ratio) {
-            (Some(raw), Some(nats), Some(ratio)) => {
-                println!("  raw async-nats publisher   {raw:>12.0} events/s  (baseline)");
-                if let Some(with_id) = raw_with_id_eps {
-                    let share = with_id / raw;
-                    println!(
-                        "  raw, with Nats-Msg-Id      {with_id:>12.0} events/s  ratio {share:.3}"
-                    );
+        let line = |name: &str, (eps, cpu): (f64, Option<CpuShare>), note: String| {
+            let cpu = cpu.map_or_else(String::new, |cpu| {
+                format!(
+                    "  cpu {:>5.2} / {:>5.2} us, idle {:>3.0}%",
+                    cpu.own_us,
+                    cpu.others_us,
+                    cpu.idle * 100.0
+                )
+            });
+            println!("  {name:<26} {eps:>12.0} events/s  {note:<12}{cpu}");
+        };
+        match (raw, ratio) {
+            (Some(raw_summary), Some(ratio)) => {
+                let base = raw_summary.0;
+                line("raw async-nats publisher", raw_summary, "(baseline)".into());
+                for (name, summary) in [
+                    ("raw, with Nats-Msg-Id", raw_with_id),
+                    ("raw core, Nats-Msg-Id", raw_core),
+                ] {
+                    if let Some(summary) = summary {
+                        line(name, summary, format!("ratio {:.3}", summary.0 / base));
+                    }
                 }
-                if let Some(core) = raw_core_eps {
-                    let share = core / raw;
-                    println!(
-                        "  raw core, Nats-Msg-Id      {core:>12.0} events/s  ratio {share:.3}"
-                    );
+                if let Some(nats) = nats {
+                    line("baton on JetStream", nats, format!("ratio {ratio:.3}"));
                 }
-                println!("  baton on JetStream         {nats:>12.0} events/s  ratio {ratio:.3}");
             }
             _ => println!("  (pass --nats URL to compare baton on JetStream with a raw publisher)"),
         }
-        println!("  baton embedded             {embedded_eps:>12.0} events/s");
+        line("baton embedded", embedded, String::new());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -67,7 +67,7 @@ async fn drop_log(log: AnyLog, nats: Option<&str>) -> anyhow::Result<()> {
 }
 
 async fn direct(log: &AnyLog, events: &[Event]) -> anyhow::Result<f64> {
-    crate::bench::baton_append(log, events, 5_000).await
+    Ok(crate::bench::baton_append(log, events, 5_000).await?.eps)
 }
 
 /// The same batches as the HTTP clients send, appended directly by as many concurrent callers:

@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod bench_collect;
 mod bench_query;
+mod cpu;
 mod demo;
 mod funnel;
 mod generate;
