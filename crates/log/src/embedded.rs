@@ -183,7 +183,7 @@ impl EmbeddedLog {
 
     fn append_blocking(
         &self,
-        frames: Vec<(Event, Vec<u8>)>,
+        frames: Vec<(u128, Vec<u8>)>,
     ) -> Result<Vec<AppendOutcome>, LogError> {
         let inner = &self.inner;
         let mut writer = inner
@@ -203,8 +203,7 @@ impl EmbeddedLog {
         let mut added: Vec<u128> = Vec::new();
         let mut new_frames: Vec<Vec<u8>> = Vec::new();
         let mut next = writer.head;
-        for (event, frame) in frames {
-            let id = event.event_id.as_u128();
+        for (id, frame) in frames {
             if let Some(position) = index.get(id) {
                 outcomes.push(AppendOutcome::Duplicate(position));
                 continue;
@@ -447,11 +446,13 @@ impl Drop for Inner {
     }
 }
 
-fn encode_all(events: Vec<Event>) -> Result<Vec<(Event, Vec<u8>)>, LogError> {
+/// Encodes every event, keeping only its id beside its frame: the events themselves are
+/// dropped here, on the encoding thread, and not while the next append waits for the writer.
+fn encode_all(events: Vec<Event>) -> Result<Vec<(u128, Vec<u8>)>, LogError> {
     events
         .into_iter()
         .map(|event| match baton_core::encode(&event) {
-            Ok(frame) => Ok((event, frame)),
+            Ok(frame) => Ok((event.event_id.as_u128(), frame)),
             Err(source) => Err(LogError::Encode {
                 event_id: event.event_id,
                 source,
