@@ -8,7 +8,8 @@
 //! request timed from send to the answer; every answer must be 200 with every event accepted.
 //! Request bodies are rendered before the clock starts (a source has its JSON already).
 
-use crate::bench::{median, rate, unique_events};
+use crate::bench::{Phase, median, unique_events};
+use crate::cpu::{CpuSample, CpuShare, median_share};
 use anyhow::Context;
 use async_nats::jetstream;
 use baton_core::Event;
@@ -66,8 +67,8 @@ async fn drop_log(log: AnyLog, nats: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn direct(log: &AnyLog, events: &[Event]) -> anyhow::Result<f64> {
-    Ok(crate::bench::baton_append(log, events, 5_000).await?.eps)
+async fn direct(log: &AnyLog, events: &[Event]) -> anyhow::Result<Phase> {
+    crate::bench::baton_append(log, events, 5_000).await
 }
 
 /// The same batches as the HTTP clients send, appended directly by as many concurrent callers:
@@ -77,7 +78,7 @@ async fn direct_batched(
     events: &[Event],
     batch: usize,
     callers: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Phase> {
     let callers = callers.max(1);
     let shares: Vec<Vec<Vec<Event>>> = (0..callers)
         .map(|caller| {
@@ -89,7 +90,7 @@ async fn direct_batched(
                 .collect()
         })
         .collect();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuSample::now());
     let mut tasks = tokio::task::JoinSet::new();
     for share in shares {
         let log = log.clone();
@@ -103,7 +104,7 @@ async fn direct_batched(
     while let Some(joined) = tasks.join_next().await {
         joined.context("direct caller")??;
     }
-    Ok(rate(events.len(), started.elapsed()))
+    Ok(Phase::end(events.len(), started, cpu))
 }
 
 /// Events per second and every request's latency.
@@ -113,7 +114,7 @@ async fn over_http(
     events: usize,
     clients: usize,
     quarantine: &std::path::Path,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
+) -> anyhow::Result<(Phase, Vec<Duration>)> {
     let mut config = CollectorConfig::new(
         "127.0.0.1:0".parse().expect("invariant: a valid address"),
         quarantine,
@@ -141,7 +142,7 @@ async fn over_http(
                 .collect()
         })
         .collect();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), CpuSample::now());
     let mut tasks = tokio::task::JoinSet::new();
     for share in shares {
         let client = client.clone();
@@ -172,7 +173,7 @@ async fn over_http(
     while let Some(joined) = tasks.join_next().await {
         latencies.extend(joined.context("client task")??);
     }
-    let eps = rate(events, started.elapsed());
+    let phase = Phase::end(events, started, cpu);
     let _ = stop.send(());
     server.await.context("collector task")??;
     let stat = log.stat().await?;
@@ -181,7 +182,17 @@ async fn over_http(
         "the log holds {} events after HTTP ingest of {events}",
         stat.events
     );
-    Ok((eps, latencies))
+    Ok((phase, latencies))
+}
+
+fn cpu_json(cpu: Option<CpuShare>) -> Option<serde_json::Value> {
+    cpu.map(|cpu| {
+        serde_json::json!({
+            "own_us_per_event": (cpu.own_us * 1000.0).round() / 1000.0,
+            "others_us_per_event": (cpu.others_us * 1000.0).round() / 1000.0,
+            "idle": (cpu.idle * 1000.0).round() / 1000.0,
+        })
+    })
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
@@ -228,7 +239,7 @@ pub async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
 
         let log = fresh_log(nats, &format!("http{tag}"), dir.path()).await?;
         let quarantine = dir.path().join(format!("quarantine{tag}"));
-        let (eps, round_latencies) = over_http(
+        let (phase, round_latencies) = over_http(
             log.clone(),
             &bodies,
             events.len(),
@@ -236,7 +247,7 @@ pub async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
             &quarantine,
         )
         .await?;
-        http_rates.push(eps);
+        http_rates.push(phase);
         latencies.extend(round_latencies);
         drop_log(log, nats).await?;
         if !args.json {
@@ -244,10 +255,19 @@ pub async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     latencies.sort();
-    let direct_eps = median(direct_rates);
-    let http_eps = median(http_rates);
+    let summary = |phases: &[Phase]| {
+        let cpu: Vec<CpuShare> = phases.iter().filter_map(|phase| phase.cpu).collect();
+        (
+            median(phases.iter().map(|phase| phase.eps).collect()),
+            median_share(&cpu),
+        )
+    };
+    let ((direct_eps, direct_cpu), (http_eps, http_cpu), (batched_eps, batched_cpu)) = (
+        summary(&direct_rates),
+        summary(&http_rates),
+        summary(&batched_rates),
+    );
     let ratio = http_eps / direct_eps.max(1e-9);
-    let batched_eps = median(batched_rates);
     let batched_ratio = http_eps / batched_eps.max(1e-9);
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
@@ -264,6 +284,11 @@ pub async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
                 "batch_ratio": (batched_ratio * 1000.0).round() / 1000.0,
                 "p50_ms": (p50 * 100.0).round() / 100.0,
                 "p99_ms": (p99 * 100.0).round() / 100.0,
+                "cpu": {
+                    "direct": cpu_json(direct_cpu),
+                    "direct_batch": cpu_json(batched_cpu),
+                    "http": cpu_json(http_cpu),
+                },
             })
         );
     } else {
@@ -287,6 +312,22 @@ pub async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
             args.clients, args.batch
         );
         println!("  request latency                  p50 {p50:.2} ms, p99 {p99:.2} ms");
+        // Clients, collector and log are all this process; the rest of the machine should be
+        // near zero here, and the idle share says how far the phase was from using both cores.
+        for (name, cpu) in [
+            ("direct, batches of 5000", direct_cpu),
+            ("direct, batches of the clients'", batched_cpu),
+            ("HTTP", http_cpu),
+        ] {
+            if let Some(cpu) = cpu {
+                println!(
+                    "  cpu, {name:<32} {:>5.2} us/event here, {:>5.2} elsewhere, cores idle {:>3.0}%",
+                    cpu.own_us,
+                    cpu.others_us,
+                    cpu.idle * 100.0
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
