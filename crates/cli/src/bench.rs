@@ -60,6 +60,15 @@ impl Phase {
     }
 }
 
+/// The median rate of some rounds of one contender, and the median of their CPU shares.
+pub(crate) fn median_phase(phases: &[Phase]) -> (f64, Option<CpuShare>) {
+    let cpu: Vec<CpuShare> = phases.iter().filter_map(|phase| phase.cpu).collect();
+    (
+        median(phases.iter().map(|phase| phase.eps).collect()),
+        crate::cpu::median_share(&cpu),
+    )
+}
+
 pub(crate) fn unique_events(count: usize) -> Vec<Event> {
     History::new(HistoryConfig::new(1, u64::MAX))
         .stored()
@@ -292,13 +301,7 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
             eprintln!("round {} of {} done", round + 1, args.rounds.max(1));
         }
     }
-    let summary = |phases: &[Phase]| {
-        (!phases.is_empty()).then(|| {
-            let cpu: Vec<CpuShare> = phases.iter().filter_map(|phase| phase.cpu).collect();
-            let eps = median(phases.iter().map(|phase| phase.eps).collect());
-            (eps, crate::cpu::median_share(&cpu))
-        })
-    };
+    let summary = |phases: &[Phase]| (!phases.is_empty()).then(|| median_phase(phases));
     let (raw, raw_with_id, raw_core, nats) = (
         summary(&raw),
         summary(&raw_with_id),
@@ -309,13 +312,7 @@ pub async fn append(args: AppendArgs) -> anyhow::Result<ExitCode> {
     let ratio = raw.zip(nats).map(|((raw, _), (nats, _))| nats / raw);
     if args.json {
         let cpu = |summary: Option<(f64, Option<CpuShare>)>| {
-            summary.and_then(|(_, cpu)| cpu).map(|cpu| {
-                serde_json::json!({
-                    "own_us_per_event": thousandths(cpu.own_us),
-                    "others_us_per_event": thousandths(cpu.others_us),
-                    "idle": thousandths(cpu.idle),
-                })
-            })
+            summary.and_then(|(_, cpu)| cpu).map(|cpu| cpu.json())
         };
         let eps = |summary: Option<(f64, Option<CpuShare>)>| summary.map(|(eps, _)| eps.round());
         println!(

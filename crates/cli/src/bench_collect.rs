@@ -8,8 +8,8 @@
 //! request timed from send to the answer; every answer must be 200 with every event accepted.
 //! Request bodies are rendered before the clock starts (a source has its JSON already).
 
-use crate::bench::{Phase, median, unique_events};
-use crate::cpu::{CpuSample, CpuShare, median_share};
+use crate::bench::{Phase, median_phase, unique_events};
+use crate::cpu::CpuSample;
 use anyhow::Context;
 use async_nats::jetstream;
 use baton_core::Event;
@@ -185,16 +185,6 @@ async fn over_http(
     Ok((phase, latencies))
 }
 
-fn cpu_json(cpu: Option<CpuShare>) -> Option<serde_json::Value> {
-    cpu.map(|cpu| {
-        serde_json::json!({
-            "own_us_per_event": (cpu.own_us * 1000.0).round() / 1000.0,
-            "others_us_per_event": (cpu.others_us * 1000.0).round() / 1000.0,
-            "idle": (cpu.idle * 1000.0).round() / 1000.0,
-        })
-    })
-}
-
 fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -255,17 +245,10 @@ pub async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     latencies.sort();
-    let summary = |phases: &[Phase]| {
-        let cpu: Vec<CpuShare> = phases.iter().filter_map(|phase| phase.cpu).collect();
-        (
-            median(phases.iter().map(|phase| phase.eps).collect()),
-            median_share(&cpu),
-        )
-    };
     let ((direct_eps, direct_cpu), (http_eps, http_cpu), (batched_eps, batched_cpu)) = (
-        summary(&direct_rates),
-        summary(&http_rates),
-        summary(&batched_rates),
+        median_phase(&direct_rates),
+        median_phase(&http_rates),
+        median_phase(&batched_rates),
     );
     let ratio = http_eps / direct_eps.max(1e-9);
     let batched_ratio = http_eps / batched_eps.max(1e-9);
@@ -285,9 +268,9 @@ pub async fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
                 "p50_ms": (p50 * 100.0).round() / 100.0,
                 "p99_ms": (p99 * 100.0).round() / 100.0,
                 "cpu": {
-                    "direct": cpu_json(direct_cpu),
-                    "direct_batch": cpu_json(batched_cpu),
-                    "http": cpu_json(http_cpu),
+                    "direct": direct_cpu.map(|cpu| cpu.json()),
+                    "direct_batch": batched_cpu.map(|cpu| cpu.json()),
+                    "http": http_cpu.map(|cpu| cpu.json()),
                 },
             })
         );

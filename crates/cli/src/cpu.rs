@@ -89,6 +89,18 @@ fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
     Some((busy, busy + idle + iowait))
 }
 
+impl CpuShare {
+    /// `{"own_us_per_event":..,"others_us_per_event":..,"idle":..}`, to three decimals.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let thousandths = |value: f64| (value * 1000.0).round() / 1000.0;
+        serde_json::json!({
+            "own_us_per_event": thousandths(self.own_us),
+            "others_us_per_event": thousandths(self.others_us),
+            "idle": thousandths(self.idle),
+        })
+    }
+}
+
 /// The median of each field over the rounds.
 pub(crate) fn median_share(shares: &[CpuShare]) -> Option<CpuShare> {
     if shares.is_empty() {
