@@ -306,11 +306,36 @@ impl FunnelProjection {
         self.events
     }
 
+    /// A person whose traits or links change (their stored record is rewritten).
     fn touch_person(&mut self, id: &str) -> &mut Person {
-        if let Some(unsaved) = &mut self.unsaved {
-            Unsaved::mark(&mut unsaved.people, id);
-        }
-        let person = self.people.entry_ref(id).or_default();
+        self.touch(id, true)
+    }
+
+    /// A person about to be changed: `record` when their traits or links change, else only
+    /// their facts do (their record is written when they first appear, and not again for a
+    /// fact: a commit then writes the buckets that changed, not the record too).
+    fn touch(&mut self, id: &str, record: bool) -> &mut Person {
+        let person = match self.people.entry_ref(id) {
+            hashbrown::hash_map::EntryRef::Occupied(entry) => {
+                if let Some(unsaved) = &mut self.unsaved {
+                    if record {
+                        Unsaved::mark(&mut unsaved.people, id);
+                    } else {
+                        Unsaved::mark(&mut unsaved.facts, id);
+                    }
+                }
+                entry.into_mut()
+            }
+            hashbrown::hash_map::EntryRef::Vacant(entry) => {
+                if let Some(unsaved) = &mut self.unsaved {
+                    Unsaved::mark(&mut unsaved.people, id);
+                    if !record {
+                        Unsaved::mark(&mut unsaved.facts, id);
+                    }
+                }
+                entry.insert(Box::default())
+            }
+        };
         // Most events are about someone already known and dirty: no second lookup for them.
         if !person.dirty {
             person.dirty = true;
@@ -322,7 +347,7 @@ impl FunnelProjection {
     /// Records a fact of a (canonical) person and keeps their filter's copy in step.
     fn record_fact(&mut self, person: &str, fact: Fact) {
         let id = fact.event_id;
-        let holder = self.touch_person(person);
+        let holder = self.touch(person, false);
         holder.record(fact);
         match holder.facts.slot() {
             Some(slot) => self.filters.add_at(slot, id),
@@ -506,7 +531,7 @@ impl FunnelProjection {
             }
             if let Some(unsaved) = &mut self.unsaved {
                 unsaved.removed.extend(keys);
-                Unsaved::mark(&mut unsaved.people, &survivor);
+                Unsaved::mark(&mut unsaved.facts, &survivor);
             }
             survivors.push(survivor);
         }
@@ -618,6 +643,9 @@ impl FunnelProjection {
                         self.note_account_member(&account, &into);
                     }
                     self.touch_person(&into).absorb(*absorbed);
+                    if let Some(unsaved) = &mut self.unsaved {
+                        Unsaved::mark(&mut unsaved.facts, &into);
+                    }
                     if let Some(holder) = self.people.get_mut(&into) {
                         self.filters.merge(&mut holder.facts, absorbed_filter, || {
                             Holder::Person(into.clone())

@@ -174,7 +174,10 @@ fn fact_key_parts(key: &[u8]) -> Result<(String, u32), StateError> {
 /// entity that is gone when the changes are taken becomes a removal.
 #[derive(Debug, Default)]
 pub(crate) struct Unsaved {
+    /// People whose record (traits, links) changed, or who are new or gone.
     pub(crate) people: rustc_hash::FxHashSet<String>,
+    /// People who gained facts.
+    pub(crate) facts: rustc_hash::FxHashSet<String>,
     pub(crate) visitors: rustc_hash::FxHashSet<String>,
     pub(crate) visitors_of: rustc_hash::FxHashSet<String>,
     pub(crate) merged: rustc_hash::FxHashSet<String>,
@@ -319,10 +322,11 @@ impl FunnelProjection {
             entries.put::<()>(key, None)?;
         }
         for id in &unsaved.people {
-            let person = self.people.get_mut(id);
-            entries.put(key(PERSON, id.as_bytes()), person.as_deref())?;
-            let Some(person) = person else {
-                continue;
+            entries.put(key(PERSON, id.as_bytes()), self.people.get(id))?;
+        }
+        for id in &unsaved.facts {
+            let Some(person) = self.people.get_mut(id) else {
+                continue; // Merged away: its buckets are in `removed`.
             };
             if !person.facts.unsaved() {
                 continue;
