@@ -44,7 +44,7 @@ pub use view::report::{Amounts, DealStatus, NONE_LABEL};
 pub use view::rows::{PersonRow, PersonRows};
 pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};
 pub use view::shared::{CohortRow, HandoffRow, SharedView};
-pub use view::state::{EachEntry, STATE_VERSION, StateEntry, StateError, StoredState};
+pub use view::state::{STATE_VERSION, StateEntry, StateError};
 pub use view::{
     FollowUpSummary, FunnelProjection, FunnelSummary, Outcomes, PersonOutcome, StageSummary,
 };

@@ -13,7 +13,7 @@ use crate::symbol::{AttributeTable, Symbols};
 use crate::timestamp::Timestamp;
 use facts::{Facts, Filters, Holder, Targets};
 use serde::{Deserialize, Serialize};
-use state::{StateError, StoredState, Unsaved};
+use state::Unsaved;
 use std::collections::BTreeMap;
 
 mod facts;
@@ -74,9 +74,7 @@ impl<T> Latest<T> {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Person {
     /// In (business time, event id) order, as recorded (before retractions and corrections):
-    /// most people's records borrow them as they are. Stored apart, in buckets of business
-    /// time (`view/state.rs`), and in a spilling projection partly in the store only.
-    #[serde(skip)]
+    /// most people's records borrow them as they are.
     facts: Facts,
     /// The latest explicit `linked_to_account`.
     linked_account: Latest<String>,
@@ -195,18 +193,6 @@ pub(crate) struct Won {
 /// A person's journey and what the views read of their facts, folded together.
 type Folded = (Journey, part::PersonPart);
 
-/// A person merged into another whose stored facts still sit under their own id: they are
-/// read back into the survivor, and their entries removed, before the survivor's facts are
-/// read or committed (`FunnelProjection::resolve_merges`).
-#[derive(Debug)]
-pub(crate) struct PendingMerge {
-    from: String,
-    /// The absorbed person's buckets before this one were in the store only.
-    stored_below: u32,
-    /// The buckets of the facts the survivor took in memory: stored under `from` if committed.
-    buckets: Vec<u32>,
-}
-
 /// Every journey under one definition, built from the log.
 #[derive(Debug)]
 pub struct FunnelProjection {
@@ -248,10 +234,6 @@ pub struct FunnelProjection {
     /// The views' aggregates, built by the first build of the views and kept up to date by
     /// every refresh after it, so a build costs what changed (`view/totals.rs`).
     totals: std::sync::OnceLock<Box<totals::Totals>>,
-    /// Merges whose absorbed person's stored facts are not read back yet.
-    pending_merges: Vec<PendingMerge>,
-    /// Whether a commit drops stored facts from memory (see `spilling`).
-    spills: bool,
 }
 
 impl FunnelProjection {
@@ -277,19 +259,7 @@ impl FunnelProjection {
             symbols: Symbols::default(),
             attributes: AttributeTable::default(),
             totals: std::sync::OnceLock::new(),
-            pending_merges: Vec::new(),
-            spills: false,
         }
-    }
-
-    /// A projection whose commits ([`drain_changes`](Self::drain_changes)) drop from memory
-    /// every person's stored facts but their latest bucket's: its memory then follows the
-    /// number of people, not the number of events. Every refresh and commit must then be
-    /// given the store the commits went to ([`refresh_from`](Self::refresh_from)); the
-    /// journeys, parts and views are unchanged, since they are folded from the same facts.
-    pub fn spilling(mut self) -> Self {
-        self.spills = true;
-        self
     }
 
     pub fn definition(&self) -> &FunnelDefinition {
@@ -306,36 +276,11 @@ impl FunnelProjection {
         self.events
     }
 
-    /// A person whose traits or links change (their stored record is rewritten).
     fn touch_person(&mut self, id: &str) -> &mut Person {
-        self.touch(id, true)
-    }
-
-    /// A person about to be changed: `record` when their traits or links change, else only
-    /// their facts do (their record is written when they first appear, and not again for a
-    /// fact: a commit then writes the buckets that changed, not the record too).
-    fn touch(&mut self, id: &str, record: bool) -> &mut Person {
-        let person = match self.people.entry_ref(id) {
-            hashbrown::hash_map::EntryRef::Occupied(entry) => {
-                if let Some(unsaved) = &mut self.unsaved {
-                    if record {
-                        Unsaved::mark(&mut unsaved.people, id);
-                    } else {
-                        Unsaved::mark(&mut unsaved.facts, id);
-                    }
-                }
-                entry.into_mut()
-            }
-            hashbrown::hash_map::EntryRef::Vacant(entry) => {
-                if let Some(unsaved) = &mut self.unsaved {
-                    Unsaved::mark(&mut unsaved.people, id);
-                    if !record {
-                        Unsaved::mark(&mut unsaved.facts, id);
-                    }
-                }
-                entry.insert(Box::default())
-            }
-        };
+        if let Some(unsaved) = &mut self.unsaved {
+            Unsaved::mark(&mut unsaved.people, id);
+        }
+        let person = self.people.entry_ref(id).or_default();
         // Most events are about someone already known and dirty: no second lookup for them.
         if !person.dirty {
             person.dirty = true;
@@ -347,7 +292,7 @@ impl FunnelProjection {
     /// Records a fact of a (canonical) person and keeps their filter's copy in step.
     fn record_fact(&mut self, person: &str, fact: Fact) {
         let id = fact.event_id;
-        let holder = self.touch(person, false);
+        let holder = self.touch_person(person);
         holder.record(fact);
         match holder.facts.slot() {
             Some(slot) => self.filters.add_at(slot, id),
@@ -421,17 +366,11 @@ impl FunnelProjection {
             self.unplaced_targets.insert(target);
             return;
         };
-        if let Some(holder) = self.people.get(&person) {
-            if self.filters.holds(&holder.facts, target) {
-                self.dirty.insert(person);
-                return;
-            }
-            // Part of the facts is in the store only: the filter is all there is to go by
-            // without reading it. Re-folding the person costs nothing wrong if they do not
-            // hold it after all; the search below and at the refresh looks further.
-            if !holder.facts.complete() && self.filters.may_hold(&holder.facts, target) {
-                self.dirty.insert(person.clone());
-            }
+        if let Some(holder) = self.people.get(&person)
+            && self.filters.holds(&holder.facts, target)
+        {
+            self.dirty.insert(person);
+            return;
         }
         // A visitor's fact: whoever it is stitched to may change (a corrected time can move it
         // to the person the visitor stood for at that time).
@@ -457,34 +396,22 @@ impl FunnelProjection {
     /// Finds the holders of governance targets the envelopes did not place, in one pass over
     /// every holder's id filter (reading the facts of those that match), and marks their
     /// journeys dirty.
-    fn place_targets(&mut self, store: Option<&dyn StoredState>) -> Result<(), StateError> {
+    fn place_targets(&mut self) {
         if self.unplaced_targets.is_empty() {
-            return Ok(());
+            return;
         }
         // The filters, side by side, turn most holders away without touching them.
         let targets = std::mem::take(&mut self.unplaced_targets);
         let mut people = Vec::new();
         let mut visitors = Vec::new();
-        let everyone = self.refold_all;
         for holder in self.filters.candidates(&targets) {
             match holder {
                 Holder::Person(id) => {
-                    // Whoever is re-folded anyway needs no search (at the end of a replay,
-                    // everyone).
-                    if everyone || self.dirty.contains(id) {
-                        continue;
-                    }
-                    let Some(person) = self.people.get(id) else {
-                        continue;
-                    };
-                    let holds = if person.facts.complete() {
-                        self.filters.holds_any(&person.facts, &targets)
-                    } else {
-                        self.own_facts(id, person, store)?
-                            .iter()
-                            .any(|fact| targets.contains(fact.event_id))
-                    };
-                    if holds {
+                    if self
+                        .people
+                        .get(id)
+                        .is_some_and(|person| self.filters.holds_any(&person.facts, &targets))
+                    {
                         people.push(id.clone());
                     }
                 }
@@ -503,44 +430,6 @@ impl FunnelProjection {
         for anonymous in visitors {
             self.dirty_visitor(&anonymous);
         }
-        Ok(())
-    }
-
-    /// Reads back into the survivors of merges the facts their absorbed people had in the
-    /// store only, and records the absorbed people's fact entries for removal at the next
-    /// commit.
-    fn resolve_merges(&mut self, store: Option<&dyn StoredState>) -> Result<(), StateError> {
-        if self.pending_merges.is_empty() {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut self.pending_merges);
-        let mut survivors = Vec::new();
-        for merge in pending {
-            let mut keys = state::fact_keys(&merge.from, &merge.buckets);
-            let mut stored = Vec::new();
-            if merge.stored_below > 0 {
-                let store = state::required(store, &merge.from)?;
-                state::read_facts(store, &merge.from, merge.stored_below, |key, facts| {
-                    keys.push(key.to_vec());
-                    stored.extend(facts);
-                })?;
-            }
-            let survivor = self.canonical_owned(&merge.from);
-            if let Some(person) = self.people.get_mut(&survivor) {
-                person.facts.absorb_stored(stored);
-            }
-            if let Some(unsaved) = &mut self.unsaved {
-                unsaved.removed.extend(keys);
-                Unsaved::mark(&mut unsaved.facts, &survivor);
-            }
-            survivors.push(survivor);
-        }
-        for survivor in survivors {
-            if let Some(person) = self.people.get_mut(&survivor) {
-                person.facts.set_absorbing(false);
-            }
-        }
-        Ok(())
     }
 
     /// Applies one event from the log.
@@ -632,20 +521,10 @@ impl FunnelProjection {
                         }
                     }
                     let absorbed_filter = self.filters.take(&absorbed.facts);
-                    if self.unsaved.is_some() || !absorbed.facts.complete() {
-                        self.pending_merges.push(PendingMerge {
-                            from: from.clone(),
-                            stored_below: absorbed.facts.stored_below(),
-                            buckets: absorbed.facts.buckets(),
-                        });
-                    }
                     if let Some(account) = absorbed.account().cloned() {
                         self.note_account_member(&account, &into);
                     }
                     self.touch_person(&into).absorb(*absorbed);
-                    if let Some(unsaved) = &mut self.unsaved {
-                        Unsaved::mark(&mut unsaved.facts, &into);
-                    }
                     if let Some(holder) = self.people.get_mut(&into) {
                         self.filters.merge(&mut holder.facts, absorbed_filter, || {
                             Holder::Person(into.clone())
@@ -792,25 +671,11 @@ impl FunnelProjection {
         self
     }
 
-    /// Re-folds every journey whose facts or traits changed since the last refresh, in a
-    /// projection whose facts are all in memory (one that never spilled them).
-    ///
-    /// # Panics
-    /// On a projection that spilled facts to a store ([`spilling`](Self::spilling)): use
-    /// [`refresh_from`](Self::refresh_from) with that store.
+    /// Re-folds every journey whose facts or traits changed since the last refresh.
     pub fn refresh(&mut self) {
-        if let Err(error) = self.refresh_from(None) {
-            panic!("refresh() of a projection that spilled its facts: {error}");
-        }
-    }
-
-    /// Re-folds every journey whose facts or traits changed since the last refresh, reading
-    /// the facts a spilling projection left in `store` (the store its commits went to).
-    pub fn refresh_from(&mut self, store: Option<&dyn StoredState>) -> Result<(), StateError> {
         /// Below this many journeys a refresh stays on one thread.
         const PARALLEL_FROM: usize = 4_096;
-        self.resolve_merges(store)?;
-        self.place_targets(store)?;
+        self.place_targets();
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();
             self.people.keys().cloned().collect()
@@ -820,24 +685,22 @@ impl FunnelProjection {
         let threads = self.refresh_threads.get();
         if threads == 1 || dirty.len() < PARALLEL_FROM {
             for id in dirty {
-                let folded = self.fold_person(&id, store)?;
-                self.store(&id, folded);
+                self.store_folded(&id);
             }
             self.settle_totals();
-            return Ok(());
+            return;
         }
         // In rounds, so that only a round's new journeys wait beside the old ones.
         for round in dirty.chunks(PARALLEL_FROM * 8) {
             let this = &*self;
-            type Round<'a> = Result<Vec<(&'a String, Option<Folded>)>, StateError>;
-            let folded: Vec<Round> = std::thread::scope(|scope| {
+            let folded: Vec<Vec<(&String, Option<Folded>)>> = std::thread::scope(|scope| {
                 let workers: Vec<_> = round
                     .chunks(round.len().div_ceil(threads))
                     .map(|ids| {
                         scope.spawn(move || {
                             ids.iter()
-                                .map(|id| Ok((id, this.fold_person(id, store)?)))
-                                .collect::<Round>()
+                                .map(|id| (id, this.fold_person(id)))
+                                .collect::<Vec<_>>()
                         })
                     })
                     .collect();
@@ -849,14 +712,16 @@ impl FunnelProjection {
                     })
                     .collect()
             });
-            for worker in folded {
-                for (id, folded) in worker? {
-                    self.store(id, folded);
-                }
+            for (id, folded) in folded.into_iter().flatten() {
+                self.store(id, folded);
             }
         }
         self.settle_totals();
-        Ok(())
+    }
+
+    fn store_folded(&mut self, id: &str) {
+        let folded = self.fold_person(id);
+        self.store(id, folded);
     }
 
     fn store(&mut self, id: &str, folded: Option<Folded>) {
@@ -927,14 +792,8 @@ impl FunnelProjection {
 
     /// A person's journey and the part of their facts the views read, folded from their
     /// current facts and traits; `None` for someone not (or no longer) a person here.
-    fn fold_person(
-        &self,
-        id: &str,
-        store: Option<&dyn StoredState>,
-    ) -> Result<Option<Folded>, StateError> {
-        let Some(person) = self.people.get(id) else {
-            return Ok(None);
-        };
+    fn fold_person(&self, id: &str) -> Option<Folded> {
+        let person = self.people.get(id)?;
         let account = person.account().and_then(|a| self.accounts.get(a));
         let traits = Traits {
             account_employees: account.and_then(|a| a.employees.get().copied()),
@@ -945,50 +804,17 @@ impl FunnelProjection {
             person_department: person.department.get().cloned(),
             person_country: person.country.get().cloned(),
         };
-        let own = self.own_facts(id, person, store)?;
-        let facts = self.facts_for(id, own);
+        let facts = self.facts_for(id, person);
         let journey = Journey::fold(&self.definition, &facts, &traits);
         let mut part = part::PersonPart::of(&facts, &journey, |fact| self.attributes_of(fact));
         part.account = person.account().cloned();
-        Ok(Some((journey, part)))
-    }
-
-    /// A person's own facts as recorded: borrowed when all are in memory, else read back
-    /// from `store` and put together with those in memory.
-    fn own_facts<'a>(
-        &self,
-        id: &str,
-        person: &'a Person,
-        store: Option<&dyn StoredState>,
-    ) -> Result<std::borrow::Cow<'a, [Fact]>, StateError> {
-        let facts = &person.facts;
-        if facts.complete() {
-            return Ok(std::borrow::Cow::Borrowed(facts.in_memory()));
-        }
-        debug_assert!(
-            self.pending_merges.is_empty(),
-            "merges are read back before facts are"
-        );
-        let store = state::required(store, id)?;
-        let mut all = Vec::with_capacity(facts.in_memory().len() * 4);
-        state::read_facts(store, id, facts.stored_below(), |_, stored| {
-            all.extend(stored);
-        })?;
-        // Two runs in order (the stored buckets, then what is in memory, late facts first):
-        // the sort merges them.
-        all.extend_from_slice(facts.in_memory());
-        sort_facts(&mut all);
-        Ok(std::borrow::Cow::Owned(all))
+        Some((journey, part))
     }
 
     /// A person's own facts and the facts of the visitors they stood for, without retracted
     /// facts, with corrections applied, in (business time, event id) order. Borrowed when
     /// that is the person's own facts as recorded, as it is for most people.
-    fn facts_for<'a>(
-        &self,
-        id: &str,
-        own: std::borrow::Cow<'a, [Fact]>,
-    ) -> std::borrow::Cow<'a, [Fact]> {
+    fn facts_for<'a>(&self, id: &str, person: &'a Person) -> std::borrow::Cow<'a, [Fact]> {
         let governed = |fact: &Fact| {
             self.retracted.contains(&fact.event_id) || self.corrections.contains_key(&fact.event_id)
         };
@@ -998,17 +824,18 @@ impl FunnelProjection {
             .is_some_and(|visitors| !visitors.is_empty());
         // Looked at only without visitors: a person with visitors is gathered anyway.
         let untouched = || {
-            (self.retracted.is_empty() && self.corrections.is_empty()) || !own.iter().any(governed)
+            (self.retracted.is_empty() && self.corrections.is_empty())
+                || !person.facts.iter().any(governed)
         };
         if !stitches && untouched() {
-            return own;
+            return std::borrow::Cow::Borrowed(&person.facts);
         }
-        let mut facts = self.gathered_facts(id, &own);
+        let mut facts = self.gathered_facts(id, person);
         sort_facts(&mut facts);
         std::borrow::Cow::Owned(facts)
     }
 
-    fn gathered_facts(&self, id: &str, own: &[Fact]) -> Vec<Fact> {
+    fn gathered_facts(&self, id: &str, person: &Person) -> Vec<Fact> {
         let visitors: Vec<&Visitor> = self
             .visitors_of
             .get(id)
@@ -1016,11 +843,7 @@ impl FunnelProjection {
             .flatten()
             .filter_map(|anonymous| self.visitors.get(anonymous))
             .collect();
-        let capacity = own.len()
-            + visitors
-                .iter()
-                .map(|v| v.facts.in_memory().len())
-                .sum::<usize>();
+        let capacity = person.facts.len() + visitors.iter().map(|v| v.facts.len()).sum::<usize>();
         let mut facts = Vec::with_capacity(capacity);
         let governed = !(self.retracted.is_empty() && self.corrections.is_empty());
         let mut take = |fact: &Fact| {
@@ -1030,14 +853,14 @@ impl FunnelProjection {
                 facts.push(self.corrected(fact));
             }
         };
-        own.iter().for_each(&mut take);
+        person.facts.iter().for_each(&mut take);
         for visitor in visitors {
             // A visitor identified as this person only (the usual case) is theirs at any time.
             if visitor.people().all(|owner| self.canonical(owner) == id) {
-                visitor.facts.in_memory().iter().for_each(&mut take);
+                visitor.facts.iter().for_each(&mut take);
                 continue;
             }
-            for fact in visitor.facts.in_memory() {
+            for fact in visitor.facts.iter() {
                 // Stitched by the fact's business time, as corrected.
                 let at = self
                     .corrections
@@ -1122,7 +945,7 @@ impl FunnelProjection {
 
     /// How every person's deals actually ended, whatever the definition: won when one of
     /// their facts is the counting close of an opportunity (with that revenue), else lost
-    /// when they have a close-lost fact, else open. By person id, from refreshed journeys.
+    /// when they have a close-lost fact, else open. By person id.
     pub fn outcomes(&self) -> Outcomes {
         let counting: HashMap<EventId, crate::event::Money> = self
             .counted_deals()
@@ -1132,13 +955,20 @@ impl FunnelProjection {
         let mut outcomes = HashMap::default();
         for (id, person) in &self.people {
             let mut outcome = PersonOutcome::default();
-            for close in &person.part.closes_won {
-                if let Some(amount) = counting.get(close) {
-                    outcome.won = true;
-                    outcome.revenue.push(amount.clone());
+            let mut lost = false;
+            for fact in self.facts_for(id, person).iter() {
+                match fact.kind {
+                    Kind::OpportunityClosedWon => {
+                        if let Some(amount) = counting.get(&fact.event_id) {
+                            outcome.won = true;
+                            outcome.revenue.push(amount.clone());
+                        }
+                    }
+                    Kind::OpportunityClosedLost => lost = true,
+                    _ => {}
                 }
             }
-            outcome.lost = person.part.closed_lost && !outcome.won;
+            outcome.lost = lost && !outcome.won;
             outcomes.insert(id.clone(), outcome);
         }
         outcomes
@@ -1240,20 +1070,13 @@ impl FunnelProjection {
     }
 
     /// The kinds of a person's facts (stitched, retractions and corrections applied), in
-    /// business-time order, in a projection that keeps its facts in memory.
-    ///
-    /// # Panics
-    /// On a projection that spilled facts to a store ([`spilling`](Self::spilling)).
+    /// business-time order.
     pub fn facts_of(&self, person_id: &str) -> Vec<Kind> {
         let person_id = self.canonical_owned(person_id);
         let Some(person) = self.people.get(&person_id) else {
             return Vec::new();
         };
-        let own = match self.own_facts(&person_id, person, None) {
-            Ok(own) => own,
-            Err(error) => panic!("facts_of() on a projection that spilled its facts: {error}"),
-        };
-        self.facts_for(&person_id, own)
+        self.facts_for(&person_id, person)
             .iter()
             .map(|fact| fact.kind)
             .collect()

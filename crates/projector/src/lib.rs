@@ -14,8 +14,7 @@ pub use baton_log::Position;
 pub use fold::{Folded, fold_log};
 pub use runner::{OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run};
 pub use store::{
-    Bound, StoreError, StoredEntry, StoredView, View, ViewDetail, ViewInfo, ViewStore,
-    valid_view_name,
+    Bound, StoreError, StoredEntry, View, ViewDetail, ViewInfo, ViewStore, valid_view_name,
 };
 
 /// The threads a large refresh folds journeys on: every core. The fold thread waits while

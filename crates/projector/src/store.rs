@@ -8,10 +8,7 @@
 //! is atomic on POSIX file systems. Each view's database is locked by the one process that has
 //! it open (sled's rule); the live projector therefore serves queries itself.
 
-use baton_core::{
-    EachEntry, FunnelDefinition, FunnelProjection, STATE_VERSION, StateError, StoredState,
-    Timestamp,
-};
+use baton_core::{FunnelDefinition, FunnelProjection, STATE_VERSION, Timestamp};
 use baton_log::Position;
 use std::path::{Path, PathBuf};
 
@@ -476,18 +473,13 @@ impl View {
                 None
             }
         });
-        // The projection keeps each person's latest facts in memory and reads the rest back
-        // from here when it needs them.
-        let projection = FunnelProjection::restore_from(
-            definition,
-            entries,
-            crate::refresh_threads(),
-            Some(&self.stored()),
-        )
-        .map_err(|error| StoreError::State {
-            name: self.name.clone(),
-            error,
-        })?;
+        let projection =
+            FunnelProjection::restore_on(definition, entries, crate::refresh_threads()).map_err(
+                |error| StoreError::State {
+                    name: self.name.clone(),
+                    error,
+                },
+            )?;
         if let Some(error) = failure {
             return Err(storage(
                 &self.dir,
@@ -517,7 +509,7 @@ impl View {
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         projection
-            .drain_changes(Some(&self.stored()), |key, value| match value {
+            .drain_changes(|key, value| match value {
                 Some(value) => batch.insert(key, value),
                 None => batch.remove(key),
             })
@@ -529,11 +521,6 @@ impl View {
         self.state
             .apply_batch(batch)
             .map_err(|error| storage(&self.dir, format!("cannot commit state: {error}")))
-    }
-
-    /// The view's state as a spilling projection reads it back.
-    pub fn stored(&self) -> StoredView<'_> {
-        StoredView { view: self }
     }
 
     /// Makes every commit so far durable.
@@ -557,25 +544,5 @@ impl View {
             entries: self.state.len().saturating_sub(1) as u64,
             bytes_on_disk: self.db.size_on_disk().unwrap_or(0),
         })
-    }
-}
-
-/// A view's committed state, read back by a projection that keeps part of its facts there
-/// only ([`FunnelProjection::spilling`]).
-#[derive(Clone, Copy, Debug)]
-pub struct StoredView<'a> {
-    view: &'a View,
-}
-
-impl StoredState for StoredView<'_> {
-    fn scan(&self, start: &[u8], end: &[u8], each: &mut EachEntry<'_>) -> Result<(), StateError> {
-        for entry in self.view.state.range(start..end) {
-            let (key, value) = entry.map_err(|error| StateError::Read {
-                person: String::new(),
-                reason: format!("view store {}: {error}", self.view.dir.display()),
-            })?;
-            each(&key, &value)?;
-        }
-        Ok(())
     }
 }

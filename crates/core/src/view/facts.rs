@@ -7,59 +7,18 @@
 //! is the list alone. The filters live in one array ([`Filters`]), and a holder keeps only its
 //! slot there: a hundred thousand people and a few hundred thousand visitors, most of them
 //! with a handful of facts, would otherwise carry 64 bytes each twice.
-//!
-//! A person's facts are stored in buckets of business time ([`bucket_of`]: about 50 days
-//! each), one store entry per person and bucket. A projection that spills
-//! ([`FunnelProjection::spilling`](super::FunnelProjection::spilling)) keeps in memory only
-//! each person's latest bucket and the facts not yet stored; the rest is read back from the
-//! store when the person's journey is folded again. So its memory follows the number of
-//! people, not the length of their histories.
 
 use super::{fact_order, sort_facts};
 use crate::event::EventId;
 use crate::journey::Fact;
-use crate::timestamp::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The bucket of business time a fact is stored in: the top 32 bits of its time in
-/// milliseconds (offset so that the order of buckets is the order of times), so a bucket spans
-/// 2^32 ms, about 49.7 days. Facts mostly arrive in time order, so a commit rewrites a
-/// person's latest bucket, not their whole history.
-pub(crate) fn bucket_of(at: Timestamp) -> u32 {
-    (((at.unix_millis() as u64) ^ (1 << 63)) >> 32) as u32
-}
-
-/// No bucket: nothing unsaved, nothing spilled.
-const NO_BUCKET: u32 = u32::MAX;
-
 /// Facts in (business time, event id) order once `refresh` has seen them.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Facts {
-    /// The facts in memory, in order: every fact when nothing is spilled; else the facts of
-    /// buckets from `stored_below` on, and before them the facts of earlier buckets that
-    /// arrived since the last commit (late facts, not stored yet).
     list: Vec<Fact>,
     /// Where [`Filters`] keeps this holder's filter, once the holder has a fact.
     slot: Option<u32>,
-    /// The buckets before this one are in the store only (0: nothing spilled).
-    stored_below: u32,
-    /// The earliest bucket holding a fact not yet stored ([`NO_BUCKET`]: none).
-    unsaved_from: u32,
-    /// Set when facts of a person merged into this one are still only in the store: they are
-    /// read back before the facts are read (`FunnelProjection::resolve_merges`).
-    absorbing: bool,
-}
-
-impl Default for Facts {
-    fn default() -> Self {
-        Facts {
-            list: Vec::new(),
-            slot: None,
-            stored_below: 0,
-            unsaved_from: NO_BUCKET,
-            absorbing: false,
-        }
-    }
 }
 
 impl Facts {
@@ -67,7 +26,6 @@ impl Facts {
     /// this is nearly always a push. The caller adds its id to the filter ([`Filters::add`]).
     pub(crate) fn insert_in_order(&mut self, fact: Fact) {
         self.make_room();
-        self.unsaved_from = self.unsaved_from.min(bucket_of(fact.at));
         if self
             .list
             .last()
@@ -102,135 +60,31 @@ impl Facts {
     }
 
     /// Takes another holder's facts and puts them all in order. The caller moves the other
-    /// holder's filter over ([`Filters::take`], [`Filters::merge`]). The facts taken are
-    /// unsaved here (they are stored under the other holder); what the other holder had
-    /// spilled is read back later, when `absorbing` says so.
+    /// holder's filter over ([`Filters::take`], [`Filters::merge`]).
     pub(crate) fn absorb(&mut self, other: Facts) {
-        if let Some(first) = other.list.first() {
-            self.unsaved_from = self.unsaved_from.min(bucket_of(first.at));
-        }
-        self.absorbing |= other.stored_below > 0 || other.absorbing;
         self.list.extend(other.list);
         sort_facts(&mut self.list);
     }
 
-    /// Adds facts read back from the store of a person merged into this one.
-    pub(crate) fn absorb_stored(&mut self, facts: Vec<Fact>) {
-        if let Some(first) = facts.first() {
-            self.unsaved_from = self.unsaved_from.min(bucket_of(first.at));
+    /// Puts the facts in order (stores written before facts were kept in order).
+    pub(crate) fn sort_if_needed(&mut self) {
+        if !self.list.is_sorted_by(|a, b| fact_order(a, b).is_le()) {
+            sort_facts(&mut self.list);
         }
-        self.list.extend(facts);
-        sort_facts(&mut self.list);
     }
 
     /// Where the holder's filter is, once it has one.
     pub(crate) fn slot(&self) -> Option<u32> {
         self.slot
     }
-
-    /// Whether every fact is in memory (nothing spilled, nothing to read back from a merge).
-    pub(crate) fn complete(&self) -> bool {
-        self.stored_below == 0 && !self.absorbing
-    }
-
-    /// The buckets before this one are in the store only.
-    pub(crate) fn stored_below(&self) -> u32 {
-        self.stored_below
-    }
-
-    pub(crate) fn set_absorbing(&mut self, absorbing: bool) {
-        self.absorbing = absorbing;
-    }
-
-    /// The facts in memory (all of them when [`complete`](Self::complete)).
-    pub(crate) fn in_memory(&self) -> &[Fact] {
-        &self.list
-    }
-
-    /// The distinct buckets of the facts in memory, in order.
-    pub(crate) fn buckets(&self) -> Vec<u32> {
-        let mut buckets: Vec<u32> = self.list.iter().map(|fact| bucket_of(fact.at)).collect();
-        buckets.dedup();
-        buckets
-    }
-
-    /// Whether some fact is not stored yet.
-    pub(crate) fn unsaved(&self) -> bool {
-        self.unsaved_from != NO_BUCKET
-    }
-
-    /// What a commit writes: the late facts (those before `stored_below`, which go into buckets
-    /// only the store holds, to be merged with them), and the buckets in memory that changed,
-    /// each as (bucket, its facts in memory).
-    pub(crate) fn unsaved_buckets(&self) -> (Vec<Bucket<'_>>, Vec<Bucket<'_>>) {
-        let late_end = self
-            .list
-            .partition_point(|fact| bucket_of(fact.at) < self.stored_below);
-        let (late, resident) = self.list.split_at(late_end);
-        let from = self.unsaved_from.max(self.stored_below);
-        let changed_start = resident.partition_point(|fact| bucket_of(fact.at) < from);
-        (
-            group_by_bucket(late),
-            group_by_bucket(&resident[changed_start..]),
-        )
-    }
-
-    /// Marks everything stored once a commit has written [`unsaved_buckets`]: late facts are
-    /// in their (spilled) buckets now, so they leave memory.
-    pub(crate) fn mark_saved(&mut self) {
-        let late_end = self
-            .list
-            .partition_point(|fact| bucket_of(fact.at) < self.stored_below);
-        self.list.drain(..late_end);
-        self.unsaved_from = NO_BUCKET;
-    }
-
-    /// Drops from memory every stored fact but the latest bucket's (where new facts mostly
-    /// land). Only what is stored is dropped: nothing when a fact is unsaved or a merge is not
-    /// read back yet. Returns how many facts left memory.
-    pub(crate) fn spill(&mut self) -> usize {
-        if self.unsaved() || self.absorbing {
-            return 0;
-        }
-        let Some(last) = self.list.last() else {
-            return 0;
-        };
-        let latest = bucket_of(last.at);
-        let earlier = self
-            .list
-            .partition_point(|fact| bucket_of(fact.at) < latest);
-        if earlier > 0 {
-            self.list.drain(..earlier);
-            self.list.shrink_to_fit();
-        }
-        self.stored_below = self.stored_below.max(latest);
-        earlier
-    }
-
-    /// Facts as read back from the store, one bucket after another: with `keep_all`, every
-    /// bucket stays in memory; otherwise only the latest, and the earlier ones count as
-    /// spilled. Buckets must come in order.
-    pub(crate) fn restore_bucket(&mut self, bucket: u32, facts: Vec<Fact>, keep_all: bool) {
-        if keep_all {
-            self.list.extend(facts);
-        } else {
-            if !self.list.is_empty() {
-                self.stored_below = bucket;
-            }
-            self.list = facts;
-        }
-    }
 }
 
-/// One bucket's facts, as a commit writes them.
-pub(crate) type Bucket<'a> = (u32, &'a [Fact]);
+impl std::ops::Deref for Facts {
+    type Target = [Fact];
 
-/// Facts in order, cut where their bucket changes.
-fn group_by_bucket(facts: &[Fact]) -> Vec<Bucket<'_>> {
-    facts
-        .chunk_by(|a, b| bucket_of(a.at) == bucket_of(b.at))
-        .map(|group| (bucket_of(group[0].at), group))
-        .collect()
+    fn deref(&self) -> &[Fact] {
+        &self.list
+    }
 }
 
 impl Serialize for Facts {
@@ -244,7 +98,7 @@ impl<'de> Deserialize<'de> for Facts {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(Facts {
             list: Vec::<Fact>::deserialize(deserializer)?,
-            ..Facts::default()
+            slot: None,
         })
     }
 }
@@ -285,21 +139,6 @@ impl Filters {
     /// second lookup of the holder on every fact.
     pub(crate) fn add_at(&mut self, slot: u32, id: EventId) {
         self.filters[slot as usize].insert(id);
-    }
-
-    /// Names the holder of a filter built before the holder was known (facts read back from
-    /// the store before their person).
-    pub(crate) fn set_holder(&mut self, facts: &Facts, holder: Holder) {
-        if let Some(slot) = facts.slot {
-            self.holders[slot as usize] = Some(holder);
-        }
-    }
-
-    /// Whether the holder's filter lets the id through: always when one of its facts has
-    /// it, and now and then when none does.
-    pub(crate) fn may_hold(&self, facts: &Facts, id: EventId) -> bool {
-        self.filter_of(facts)
-            .is_some_and(|filter| filter.may_hold(id))
     }
 
     /// Builds a holder's filter from its facts (facts read back from the store).
@@ -485,61 +324,9 @@ mod tests {
     }
 
     #[test]
-    fn a_holder_keeps_its_list_a_slot_and_its_buckets_only() {
+    fn a_holder_keeps_its_list_and_a_slot_only() {
         // The filter's 64 bytes live in `Filters` alone.
-        assert_eq!(std::mem::size_of::<Facts>(), 48);
-    }
-
-    const BUCKET_MS: i64 = 1 << 32;
-
-    #[test]
-    fn buckets_follow_time_and_a_commit_writes_the_changed_ones() {
-        let day = 86_400_000;
-        let start = 1_767_225_600_000;
-        assert!(bucket_of(Timestamp::from_unix_millis(start)) > 0);
-        assert!(
-            bucket_of(Timestamp::from_unix_millis(start))
-                < bucket_of(Timestamp::from_unix_millis(start + BUCKET_MS))
-        );
-        let mut facts = Facts::default();
-        // Five months, a fact a week: four buckets or so.
-        for week in 0..22i64 {
-            facts.insert_in_order(fact(week as u128 + 1, start + week * 7 * day));
-        }
-        let (late, changed) = facts.unsaved_buckets();
-        assert!(late.is_empty());
-        assert!(changed.len() >= 3, "{} buckets", changed.len());
-        assert_eq!(changed.iter().map(|(_, f)| f.len()).sum::<usize>(), 22);
-        let latest = changed.last().map(|(bucket, f)| (*bucket, f.len()));
-        let (latest_bucket, latest_len) = latest.expect("buckets");
-        facts.mark_saved();
-        assert!(!facts.unsaved());
-        let spilled = facts.spill();
-        assert_eq!(spilled, 22 - latest_len);
-        assert_eq!(facts.in_memory().len(), latest_len);
-        assert_eq!(facts.stored_below(), latest_bucket);
-        assert!(!facts.complete());
-
-        // A new fact in the latest bucket rewrites that bucket alone; one in an early bucket is
-        // late: it waits in memory for its bucket to be read back and merged.
-        let last = facts.in_memory().last().expect("a fact").at.unix_millis();
-        facts.insert_in_order(fact(100, last + 1));
-        facts.insert_in_order(fact(101, start + 1));
-        let (late, changed) = facts.unsaved_buckets();
-        assert_eq!(late.len(), 1);
-        assert_eq!(late[0].1.len(), 1);
-        assert_eq!(changed.len(), 1);
-        assert_eq!(changed[0], (latest_bucket, &facts.in_memory()[1..]));
-        drop((late, changed));
-        facts.mark_saved();
-        assert_eq!(
-            facts.in_memory().len(),
-            latest_len + 1,
-            "the late fact left"
-        );
-        // Nothing unsaved is ever dropped.
-        facts.insert_in_order(fact(102, last + 2));
-        assert_eq!(facts.spill(), 0);
+        assert_eq!(std::mem::size_of::<Facts>(), 32);
     }
 
     #[test]
@@ -550,11 +337,7 @@ mod tests {
             facts.insert_in_order(fact(n * 7919, 1_000 - n as i64));
             filters.add(&mut facts, id(n * 7919), person(1));
         }
-        assert!(
-            facts
-                .in_memory()
-                .is_sorted_by(|a, b| fact_order(a, b).is_le())
-        );
+        assert!(facts.is_sorted_by(|a, b| fact_order(a, b).is_le()));
         for n in 0..40u128 {
             assert!(filters.holds(&facts, id(n * 7919)), "fact {n} is held");
         }
@@ -588,7 +371,7 @@ mod tests {
         let taken = filters.take(&other);
         one.absorb(other);
         filters.merge(&mut one, taken, person(1));
-        assert_eq!(one.in_memory().first().map(|f| f.event_id), Some(id(2)));
+        assert_eq!(one.first().map(|f| f.event_id), Some(id(2)));
         let mut targets = Targets::default();
         targets.insert(id(2));
         assert!(filters.holds_any(&one, &targets));

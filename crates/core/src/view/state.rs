@@ -3,12 +3,8 @@
 //!
 //! The state is the projection's facts and settled values, one entry per person, visitor,
 //! account, merge, retraction, correction and close, keyed by a one-byte table tag and the
-//! entity's id. A person's facts are stored apart from the person, one entry per bucket of
-//! business time (`view/facts.rs`), keyed by the tag, the person's id, `0xFF` (never in
-//! UTF-8, so one person's keys are never a prefix of another's) and the bucket, big-endian:
-//! a commit rewrites the buckets that changed (mostly the latest one), and the entries are the
-//! same whatever the batching. Journeys are not stored: they are a pure function of the
-//! entries and are re-folded when a projection is restored. A projection that tracks changes
+//! entity's id. Journeys are not stored: they are a pure function of the entries and are
+//! re-folded when a projection is restored. A projection that tracks changes
 //! ([`FunnelProjection::tracking_changes`]) hands out, at each commit, the entries written
 //! or removed since the last one ([`FunnelProjection::take_changes`]).
 //!
@@ -25,7 +21,7 @@ use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The version of the stored state this build writes and reads.
-pub const STATE_VERSION: u16 = 3;
+pub const STATE_VERSION: u16 = 2;
 
 /// The largest stored value accepted when reading (a guard against a corrupt length prefix).
 const MAX_VALUE_BYTES: usize = 1 << 30;
@@ -49,9 +45,6 @@ const WON: u8 = b'w';
 const GLOBALS: u8 = b'g';
 const SYMBOL: u8 = b's';
 const ATTRIBUTES: u8 = b't';
-const FACTS: u8 = b'f';
-/// Ends the person's id in a fact bucket's key.
-const ID_END: u8 = 0xFF;
 
 /// One change to the stored state: put `value` at `key`, or remove `key` when `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,115 +62,13 @@ pub enum StateError {
     Corrupt { key: String, reason: String },
     #[error("stored state entry {key:?}: could not be encoded: {reason}")]
     Encode { key: String, reason: String },
-    #[error("reading the stored facts of {person:?}: {reason}")]
-    Read { person: String, reason: String },
-    #[error(
-        "the facts of {person:?} are partly in the view store, and it was not given to read them back"
-    )]
-    NoStore { person: String },
-}
-
-/// Called with each stored entry a scan finds: its key and value.
-pub type EachEntry<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StateError> + 'a;
-
-/// Read access to the store a projection's commits went to (the projector's view), for a
-/// projection that keeps part of its facts there only ([`FunnelProjection::spilling`]).
-pub trait StoredState: Sync {
-    /// Calls `each` with every stored entry whose key is in `start..end`, in key order, as of
-    /// the last commit applied.
-    fn scan(&self, start: &[u8], end: &[u8], each: &mut EachEntry<'_>) -> Result<(), StateError>;
-}
-
-/// The store, or the error that says a person's facts need it.
-pub(crate) fn required<'a>(
-    store: Option<&'a dyn StoredState>,
-    person: &str,
-) -> Result<&'a dyn StoredState, StateError> {
-    store.ok_or_else(|| StateError::NoStore {
-        person: person.to_owned(),
-    })
-}
-
-/// The key of a person's facts in one bucket.
-fn fact_key(person: &str, bucket: u32) -> Vec<u8> {
-    let mut key = Vec::with_capacity(person.len() + 6);
-    key.push(FACTS);
-    key.extend_from_slice(person.as_bytes());
-    key.push(ID_END);
-    key.extend_from_slice(&bucket.to_be_bytes());
-    key
-}
-
-/// The keys of a person's facts in these buckets.
-pub(crate) fn fact_keys(person: &str, buckets: &[u32]) -> Vec<Vec<u8>> {
-    buckets
-        .iter()
-        .map(|bucket| fact_key(person, *bucket))
-        .collect()
-}
-
-/// Reads a person's stored buckets before `below`, in order, handing each bucket's key and
-/// facts to `each`.
-pub(crate) fn read_facts(
-    store: &dyn StoredState,
-    person: &str,
-    below: u32,
-    each: impl FnMut(&[u8], Vec<Fact>),
-) -> Result<(), StateError> {
-    read_buckets(store, person, 0..below, each)
-}
-
-/// Reads a person's stored buckets in `buckets`, in order.
-fn read_buckets(
-    store: &dyn StoredState,
-    person: &str,
-    buckets: std::ops::Range<u32>,
-    mut each: impl FnMut(&[u8], Vec<Fact>),
-) -> Result<(), StateError> {
-    let (start, end) = (
-        fact_key(person, buckets.start),
-        fact_key(person, buckets.end),
-    );
-    store
-        .scan(&start, &end, &mut |key, value| {
-            each(key, decode(key, value)?);
-            Ok(())
-        })
-        .map_err(|error| match error {
-            StateError::Read { reason, .. } => StateError::Read {
-                person: person.to_owned(),
-                reason,
-            },
-            other => other,
-        })
-}
-
-/// The person's id and the bucket of a fact bucket's key.
-fn fact_key_parts(key: &[u8]) -> Result<(String, u32), StateError> {
-    let corrupt = |reason: &str| StateError::Corrupt {
-        key: printable(key),
-        reason: reason.to_owned(),
-    };
-    let Some(split) = key.len().checked_sub(5).filter(|split| *split >= 1) else {
-        return Err(corrupt("a fact bucket's key is too short"));
-    };
-    if key[split] != ID_END {
-        return Err(corrupt("a fact bucket's key does not end its id with 0xFF"));
-    }
-    let id =
-        String::from_utf8(key[1..split].to_vec()).map_err(|_| corrupt("the id is not UTF-8"))?;
-    let bucket = u32::from_be_bytes(key[split + 1..].try_into().expect("4 bytes by the split"));
-    Ok((id, bucket))
 }
 
 /// The keys changed since the last commit, per table. Removal is not tracked apart: an
 /// entity that is gone when the changes are taken becomes a removal.
 #[derive(Debug, Default)]
 pub(crate) struct Unsaved {
-    /// People whose record (traits, links) changed, or who are new or gone.
     pub(crate) people: rustc_hash::FxHashSet<String>,
-    /// People who gained facts.
-    pub(crate) facts: rustc_hash::FxHashSet<String>,
     pub(crate) visitors: rustc_hash::FxHashSet<String>,
     pub(crate) visitors_of: rustc_hash::FxHashSet<String>,
     pub(crate) merged: rustc_hash::FxHashSet<String>,
@@ -185,8 +76,6 @@ pub(crate) struct Unsaved {
     pub(crate) retracted: Vec<EventId>,
     pub(crate) corrections: Vec<EventId>,
     pub(crate) wins: Vec<EventId>,
-    /// Fact buckets of people merged away, to remove.
-    pub(crate) removed: Vec<Vec<u8>>,
 }
 
 impl Unsaved {
@@ -296,20 +185,10 @@ impl FunnelProjection {
     /// for all of them, so a store can copy it straight into its own batch. A key marked twice
     /// (a retraction repeated) may be handed over twice, with the same value. Nothing when not
     /// tracking changes.
-    ///
-    /// `store` is where the earlier changes went, as of the last one applied: a fact that
-    /// lands in a bucket a spilling projection keeps in the store only is merged with what
-    /// is stored there. Once the changes are handed over, a spilling projection drops from
-    /// memory the stored facts of the people they were about but their latest bucket's.
     pub fn drain_changes(
         &mut self,
-        store: Option<&dyn StoredState>,
         put: impl FnMut(&[u8], Option<&[u8]>),
     ) -> Result<(), StateError> {
-        if self.unsaved.is_none() {
-            return Ok(());
-        }
-        self.resolve_merges(store)?;
         let Some(unsaved) = self.unsaved.replace(Unsaved::default()) else {
             return Ok(());
         };
@@ -318,35 +197,8 @@ impl FunnelProjection {
             put,
         };
         let entries = &mut sink;
-        for key in unsaved.removed {
-            entries.put::<()>(key, None)?;
-        }
         for id in &unsaved.people {
             entries.put(key(PERSON, id.as_bytes()), self.people.get(id))?;
-        }
-        for id in &unsaved.facts {
-            let Some(person) = self.people.get_mut(id) else {
-                continue; // Merged away: its buckets are in `removed`.
-            };
-            if !person.facts.unsaved() {
-                continue;
-            }
-            let (late, changed) = person.facts.unsaved_buckets();
-            for (bucket, facts) in late {
-                let store = required(store, id)?;
-                let mut merged = Vec::new();
-                read_buckets(store, id, bucket..bucket + 1, |_, stored| merged = stored)?;
-                merged.extend_from_slice(facts);
-                super::sort_facts(&mut merged);
-                entries.put(fact_key(id, bucket), Some(&merged))?;
-            }
-            for (bucket, facts) in changed {
-                entries.put(fact_key(id, bucket), Some(&facts))?;
-            }
-            person.facts.mark_saved();
-            if self.spills {
-                person.facts.spill();
-            }
         }
         for id in &unsaved.visitors {
             let value = self.visitors.get(id);
@@ -396,17 +248,8 @@ impl FunnelProjection {
     /// The stored-state entries written or removed since the last call (or since the
     /// projection was created or restored), in key order. Empty when not tracking changes.
     pub fn take_changes(&mut self) -> Result<Vec<StateEntry>, StateError> {
-        self.take_changes_from(None)
-    }
-
-    /// [`take_changes`](Self::take_changes) of a projection that may have spilled facts to
-    /// `store` (see [`drain_changes`](Self::drain_changes)).
-    pub fn take_changes_from(
-        &mut self,
-        store: Option<&dyn StoredState>,
-    ) -> Result<Vec<StateEntry>, StateError> {
         let mut entries = Vec::new();
-        self.drain_changes(store, |key, value| {
+        self.drain_changes(|key, value| {
             entries.push(StateEntry {
                 key: key.to_vec(),
                 value: value.map(<[u8]>::to_vec),
@@ -442,31 +285,8 @@ impl FunnelProjection {
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        Self::restore_from(definition, entries, threads, None)
-    }
-
-    /// [`restore_on`](Self::restore_on), and with a `store` (the one `entries` come from) the
-    /// projection spills ([`spilling`](Self::spilling)): of each person's stored facts only
-    /// the latest bucket is kept in memory, the rest read back from `store` when needed, the
-    /// first refresh included.
-    pub fn restore_from<K, V>(
-        definition: FunnelDefinition,
-        entries: impl IntoIterator<Item = (K, V)>,
-        threads: std::num::NonZeroUsize,
-        store: Option<&dyn StoredState>,
-    ) -> Result<Self, StateError>
-    where
-        K: AsRef<[u8]>,
-        V: AsRef<[u8]>,
-    {
         let mut projection =
             FunnelProjection::tracking_changes(definition).with_refresh_threads(threads);
-        projection.spills = store.is_some();
-        // People's facts come before the people (their tag sorts first), bucket after bucket;
-        // they wait here for their person. The attribute sets come after both: the largest
-        // set a fact refers to is checked against the table at the end.
-        let mut facts_of: rustc_hash::FxHashMap<String, super::Facts> = Default::default();
-        let mut largest_set: Option<(crate::symbol::AttributesId, Vec<u8>, EventId)> = None;
         for (key, value) in entries {
             let (key, value) = (key.as_ref(), value.as_ref());
             let Some(&tag) = key.first() else {
@@ -476,35 +296,9 @@ impl FunnelProjection {
                 });
             };
             match tag {
-                FACTS => {
-                    let (id, bucket) = fact_key_parts(key)?;
-                    let stored: Vec<Fact> = decode(key, value)?;
-                    if let Some(fact) = stored.iter().max_by_key(|fact| fact.attributes)
-                        && largest_set
-                            .as_ref()
-                            .is_none_or(|(set, _, _)| fact.attributes > *set)
-                    {
-                        largest_set = Some((fact.attributes, key.to_vec(), fact.event_id));
-                    }
-                    let facts = facts_of.entry(id).or_default();
-                    for fact in &stored {
-                        // The slot is given a holder when the person is put in place.
-                        projection.filters.add(facts, fact.event_id, || {
-                            super::Holder::Person(String::new())
-                        });
-                    }
-                    facts.restore_bucket(bucket, stored, store.is_none());
-                }
                 PERSON => {
-                    let mut person: Box<Person> = decode(key, value)?;
-                    let id = id_text(key)?;
-                    if let Some(facts) = facts_of.remove(&id) {
-                        projection
-                            .filters
-                            .set_holder(&facts, super::Holder::Person(id.clone()));
-                        person.facts = facts;
-                    }
-                    projection.people.insert(id, person);
+                    let person: Box<Person> = decode(key, value)?;
+                    projection.people.insert(id_text(key)?, person);
                 }
                 VISITOR => {
                     let visitor: Visitor = decode(key, value)?;
@@ -569,54 +363,54 @@ impl FunnelProjection {
                 }
             }
         }
-        if let Some(id) = facts_of.keys().next() {
-            return Err(StateError::Corrupt {
-                key: printable(&key(FACTS, id.as_bytes())),
-                reason: "facts are stored for a person who is not".to_owned(),
-            });
-        }
         // Every fact's attributes must be in the table (their entries are written in the same
-        // commit as the facts that first use them). The error names the fact's holder.
-        let unknown = |fact: &Fact| {
-            (!projection.attributes.holds(fact.attributes)).then(|| {
-                format!(
-                    "fact {} refers to attribute set {:?}, and the table holds {}",
-                    fact.event_id,
-                    fact.attributes,
-                    projection.attributes.len()
-                )
-            })
+        // commit as the facts that first use them).
+        let unknown = |tag: u8, id: &str, facts: &[Fact]| {
+            facts
+                .iter()
+                .find(|fact| !projection.attributes.holds(fact.attributes))
+                .map(|fact| StateError::Corrupt {
+                    key: printable(&key(tag, id.as_bytes())),
+                    reason: format!(
+                        "fact {} refers to attribute set {:?}, and the table holds {}",
+                        fact.event_id,
+                        fact.attributes,
+                        projection.attributes.len()
+                    ),
+                })
         };
-        if let Some((set, fact_key, event_id)) = &largest_set
-            && !projection.attributes.holds(*set)
+        let people = projection
+            .people
+            .iter()
+            .map(|(id, p)| (PERSON, id, &p.facts));
+        let visitors = projection
+            .visitors
+            .iter()
+            .map(|(id, v)| (VISITOR, id, &v.facts));
+        if let Some(error) = people
+            .chain(visitors)
+            .find_map(|(tag, id, facts)| unknown(tag, id, facts))
         {
-            let (id, _) = fact_key_parts(fact_key)?;
-            return Err(StateError::Corrupt {
-                key: printable(&key(PERSON, id.as_bytes())),
-                reason: format!(
-                    "fact {event_id} refers to attribute set {set:?}, and the table holds {}",
-                    projection.attributes.len()
-                ),
-            });
+            return Err(error);
         }
-        for (id, visitor) in &projection.visitors {
-            if let Some(reason) = visitor.facts.in_memory().iter().find_map(unknown) {
-                return Err(StateError::Corrupt {
-                    key: printable(&key(VISITOR, id.as_bytes())),
-                    reason,
-                });
+        // Stores written before facts were kept in order hold them as they arrived.
+        for (id, person) in &mut projection.people {
+            person.facts.sort_if_needed();
+            if !person.facts.is_empty() {
+                projection
+                    .filters
+                    .rebuild(&mut person.facts, || super::Holder::Person(id.clone()));
             }
         }
-        // A visitor's facts are kept as they arrived.
         for (id, visitor) in &mut projection.visitors {
-            if !visitor.facts.in_memory().is_empty() {
+            if !visitor.facts.is_empty() {
                 projection
                     .filters
                     .rebuild(&mut visitor.facts, || super::Holder::Visitor(id.clone()));
             }
         }
         projection.refold_all = true;
-        projection.refresh_from(store)?;
+        projection.refresh();
         Ok(projection)
     }
 }
