@@ -44,7 +44,9 @@ pub use view::report::{Amounts, DealStatus, NONE_LABEL};
 pub use view::rows::{PersonRow, PersonRows};
 pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};
 pub use view::shared::{CohortRow, HandoffRow, SharedView};
-pub use view::state::{STATE_VERSION, StateEntry, StateError};
+pub use view::state::{
+    FactFile, MemoryFactFile, STATE_VERSION, StateEntry, StateError, gathered_entry,
+};
 pub use view::{
     FollowUpSummary, FunnelProjection, FunnelSummary, Outcomes, PersonOutcome, StageSummary,
 };

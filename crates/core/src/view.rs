@@ -13,7 +13,7 @@ use crate::symbol::{AttributeTable, Symbols};
 use crate::timestamp::Timestamp;
 use facts::{Facts, Filters, Holder, Targets};
 use serde::{Deserialize, Serialize};
-use state::Unsaved;
+use state::{FactFile, StateError, Unsaved};
 use std::collections::BTreeMap;
 
 mod facts;
@@ -73,8 +73,8 @@ impl<T> Latest<T> {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Person {
-    /// In (business time, event id) order, as recorded (before retractions and corrections):
-    /// most people's records borrow them as they are.
+    /// In (business time, event id) order, as recorded (before retractions and corrections),
+    /// the latest in memory and the rest in the fact file (`view/facts.rs`).
     facts: Facts,
     /// The latest explicit `linked_to_account`.
     linked_account: Latest<String>,
@@ -234,7 +234,16 @@ pub struct FunnelProjection {
     /// The views' aggregates, built by the first build of the views and kept up to date by
     /// every refresh after it, so a build costs what changed (`view/totals.rs`).
     totals: std::sync::OnceLock<Box<totals::Totals>>,
+    /// Where a commit writes facts to and a refresh reads them back from.
+    file: std::sync::Arc<dyn FactFile>,
+    /// How many facts a holder keeps in memory before a commit writes them to `file`.
+    spill_at: usize,
 }
+
+/// How many facts a holder of a projection that stores its state keeps in memory before a
+/// commit writes them to the fact file: at 32 bytes a fact, about a kilobyte per person at
+/// most, and a run read back brings a few dozen facts.
+pub const SPILL_AT: usize = 32;
 
 impl FunnelProjection {
     pub fn new(definition: FunnelDefinition) -> Self {
@@ -259,7 +268,28 @@ impl FunnelProjection {
             symbols: Symbols::default(),
             attributes: AttributeTable::default(),
             totals: std::sync::OnceLock::new(),
+            file: std::sync::Arc::new(state::MemoryFactFile::default()),
+            spill_at: SPILL_AT,
         }
+    }
+
+    /// A projection that writes its facts to `file` at each commit and reads them back from
+    /// it: the projector's, with the file beside the view's entries.
+    pub fn with_fact_file(mut self, file: std::sync::Arc<dyn FactFile>) -> Self {
+        self.file = file;
+        self
+    }
+
+    /// Sets how many facts a holder keeps in memory before a commit writes them to the fact
+    /// file ([`SPILL_AT`] unless set; at least one). Tests set it low to write many runs.
+    pub fn with_spill_at(mut self, facts: usize) -> Self {
+        self.spill_at = facts.max(1);
+        self
+    }
+
+    /// The file the projection's commits write facts to.
+    pub fn fact_file(&self) -> &std::sync::Arc<dyn FactFile> {
+        &self.file
     }
 
     pub fn definition(&self) -> &FunnelDefinition {
@@ -367,7 +397,7 @@ impl FunnelProjection {
             return;
         };
         if let Some(holder) = self.people.get(&person)
-            && self.filters.holds(&holder.facts, target)
+            && self.filters.may_hold(&holder.facts, target)
         {
             self.dirty.insert(person);
             return;
@@ -382,7 +412,7 @@ impl FunnelProjection {
             .find(|anonymous| {
                 self.visitors
                     .get(*anonymous)
-                    .is_some_and(|v| self.filters.holds(&v.facts, target))
+                    .is_some_and(|v| self.filters.may_hold(&v.facts, target))
             })
             .cloned();
         match visitor {
@@ -396,30 +426,47 @@ impl FunnelProjection {
     /// Finds the holders of governance targets the envelopes did not place, in one pass over
     /// every holder's id filter (reading the facts of those that match), and marks their
     /// journeys dirty.
-    fn place_targets(&mut self) {
+    fn place_targets(&mut self) -> Result<(), StateError> {
         if self.unplaced_targets.is_empty() {
-            return;
+            return Ok(());
         }
         // The filters, side by side, turn most holders away without touching them.
         let targets = std::mem::take(&mut self.unplaced_targets);
         let mut people = Vec::new();
         let mut visitors = Vec::new();
+        let everyone = self.refold_all;
+        let file = &*self.file;
         for holder in self.filters.candidates(&targets) {
             match holder {
                 Holder::Person(id) => {
-                    if self
-                        .people
-                        .get(id)
-                        .is_some_and(|person| self.filters.holds_any(&person.facts, &targets))
+                    // Whoever is re-folded anyway needs no search (at the end of a replay,
+                    // everyone).
+                    if everyone || self.dirty.contains(id) {
+                        continue;
+                    }
+                    let Some(person) = self.people.get(id) else {
+                        continue;
+                    };
+                    if self.filters.may_hold_any(&person.facts, &targets)
+                        && self.filters.holds_any(
+                            &person.facts,
+                            &person.facts.all(file, id)?,
+                            &targets,
+                        )
                     {
                         people.push(id.clone());
                     }
                 }
                 Holder::Visitor(id) => {
-                    if self
-                        .visitors
-                        .get(id)
-                        .is_some_and(|visitor| self.filters.holds_any(&visitor.facts, &targets))
+                    let Some(visitor) = self.visitors.get(id) else {
+                        continue;
+                    };
+                    if self.filters.may_hold_any(&visitor.facts, &targets)
+                        && self.filters.holds_any(
+                            &visitor.facts,
+                            &visitor.facts.all(file, id)?,
+                            &targets,
+                        )
                     {
                         visitors.push(id.clone());
                     }
@@ -430,6 +477,7 @@ impl FunnelProjection {
         for anonymous in visitors {
             self.dirty_visitor(&anonymous);
         }
+        Ok(())
     }
 
     /// Applies one event from the log.
@@ -672,10 +720,23 @@ impl FunnelProjection {
     }
 
     /// Re-folds every journey whose facts or traits changed since the last refresh.
+    ///
+    /// # Panics
+    /// When facts cannot be read back from the fact file, which only a projection given one
+    /// on disk ([`with_fact_file`](Self::with_fact_file)) can meet: the projector calls
+    /// [`try_refresh`](Self::try_refresh) instead.
     pub fn refresh(&mut self) {
+        if let Err(error) = self.try_refresh() {
+            panic!("refreshing the projection: {error}");
+        }
+    }
+
+    /// Re-folds every journey whose facts or traits changed since the last refresh, reading
+    /// back from the fact file the facts commits wrote there.
+    pub fn try_refresh(&mut self) -> Result<(), StateError> {
         /// Below this many journeys a refresh stays on one thread.
         const PARALLEL_FROM: usize = 4_096;
-        self.place_targets();
+        self.place_targets()?;
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();
             self.people.keys().cloned().collect()
@@ -685,22 +746,24 @@ impl FunnelProjection {
         let threads = self.refresh_threads.get();
         if threads == 1 || dirty.len() < PARALLEL_FROM {
             for id in dirty {
-                self.store_folded(&id);
+                let folded = self.fold_person(&id)?;
+                self.store(&id, folded);
             }
             self.settle_totals();
-            return;
+            return Ok(());
         }
         // In rounds, so that only a round's new journeys wait beside the old ones.
         for round in dirty.chunks(PARALLEL_FROM * 8) {
             let this = &*self;
-            let folded: Vec<Vec<(&String, Option<Folded>)>> = std::thread::scope(|scope| {
+            type Round<'a> = Result<Vec<(&'a String, Option<Folded>)>, StateError>;
+            let folded: Vec<Round> = std::thread::scope(|scope| {
                 let workers: Vec<_> = round
                     .chunks(round.len().div_ceil(threads))
                     .map(|ids| {
                         scope.spawn(move || {
                             ids.iter()
-                                .map(|id| (id, this.fold_person(id)))
-                                .collect::<Vec<_>>()
+                                .map(|id| Ok((id, this.fold_person(id)?)))
+                                .collect::<Round>()
                         })
                     })
                     .collect();
@@ -712,16 +775,14 @@ impl FunnelProjection {
                     })
                     .collect()
             });
-            for (id, folded) in folded.into_iter().flatten() {
-                self.store(id, folded);
+            for worker in folded {
+                for (id, folded) in worker? {
+                    self.store(id, folded);
+                }
             }
         }
         self.settle_totals();
-    }
-
-    fn store_folded(&mut self, id: &str) {
-        let folded = self.fold_person(id);
-        self.store(id, folded);
+        Ok(())
     }
 
     fn store(&mut self, id: &str, folded: Option<Folded>) {
@@ -792,8 +853,10 @@ impl FunnelProjection {
 
     /// A person's journey and the part of their facts the views read, folded from their
     /// current facts and traits; `None` for someone not (or no longer) a person here.
-    fn fold_person(&self, id: &str) -> Option<Folded> {
-        let person = self.people.get(id)?;
+    fn fold_person(&self, id: &str) -> Result<Option<Folded>, StateError> {
+        let Some(person) = self.people.get(id) else {
+            return Ok(None);
+        };
         let account = person.account().and_then(|a| self.accounts.get(a));
         let traits = Traits {
             account_employees: account.and_then(|a| a.employees.get().copied()),
@@ -804,17 +867,21 @@ impl FunnelProjection {
             person_department: person.department.get().cloned(),
             person_country: person.country.get().cloned(),
         };
-        let facts = self.facts_for(id, person);
+        let facts = self.facts_for(id, person)?;
         let journey = Journey::fold(&self.definition, &facts, &traits);
         let mut part = part::PersonPart::of(&facts, &journey, |fact| self.attributes_of(fact));
         part.account = person.account().cloned();
-        Some((journey, part))
+        Ok(Some((journey, part)))
     }
 
     /// A person's own facts and the facts of the visitors they stood for, without retracted
     /// facts, with corrections applied, in (business time, event id) order. Borrowed when
     /// that is the person's own facts as recorded, as it is for most people.
-    fn facts_for<'a>(&self, id: &str, person: &'a Person) -> std::borrow::Cow<'a, [Fact]> {
+    fn facts_for<'a>(
+        &self,
+        id: &str,
+        person: &'a Person,
+    ) -> Result<std::borrow::Cow<'a, [Fact]>, StateError> {
         let governed = |fact: &Fact| {
             self.retracted.contains(&fact.event_id) || self.corrections.contains_key(&fact.event_id)
         };
@@ -822,28 +889,28 @@ impl FunnelProjection {
             .visitors_of
             .get(id)
             .is_some_and(|visitors| !visitors.is_empty());
+        let own = person.facts.all(&*self.file, id)?;
         // Looked at only without visitors: a person with visitors is gathered anyway.
         let untouched = || {
-            (self.retracted.is_empty() && self.corrections.is_empty())
-                || !person.facts.iter().any(governed)
+            (self.retracted.is_empty() && self.corrections.is_empty()) || !own.iter().any(governed)
         };
         if !stitches && untouched() {
-            return std::borrow::Cow::Borrowed(&person.facts);
+            return Ok(own);
         }
-        let mut facts = self.gathered_facts(id, person);
+        let mut facts = self.gathered_facts(id, &own)?;
         sort_facts(&mut facts);
-        std::borrow::Cow::Owned(facts)
+        Ok(std::borrow::Cow::Owned(facts))
     }
 
-    fn gathered_facts(&self, id: &str, person: &Person) -> Vec<Fact> {
-        let visitors: Vec<&Visitor> = self
+    fn gathered_facts(&self, id: &str, own: &[Fact]) -> Result<Vec<Fact>, StateError> {
+        let visitors: Vec<(&String, &Visitor)> = self
             .visitors_of
             .get(id)
             .into_iter()
             .flatten()
-            .filter_map(|anonymous| self.visitors.get(anonymous))
+            .filter_map(|anonymous| self.visitors.get_key_value(anonymous))
             .collect();
-        let capacity = person.facts.len() + visitors.iter().map(|v| v.facts.len()).sum::<usize>();
+        let capacity = own.len() + visitors.iter().map(|(_, v)| v.facts.len()).sum::<usize>();
         let mut facts = Vec::with_capacity(capacity);
         let governed = !(self.retracted.is_empty() && self.corrections.is_empty());
         let mut take = |fact: &Fact| {
@@ -853,14 +920,15 @@ impl FunnelProjection {
                 facts.push(self.corrected(fact));
             }
         };
-        person.facts.iter().for_each(&mut take);
-        for visitor in visitors {
+        own.iter().for_each(&mut take);
+        for (anonymous, visitor) in visitors {
+            let stitched = visitor.facts.all(&*self.file, anonymous)?;
             // A visitor identified as this person only (the usual case) is theirs at any time.
             if visitor.people().all(|owner| self.canonical(owner) == id) {
-                visitor.facts.iter().for_each(&mut take);
+                stitched.iter().for_each(&mut take);
                 continue;
             }
-            for fact in visitor.facts.iter() {
+            for fact in stitched.iter() {
                 // Stitched by the fact's business time, as corrected.
                 let at = self
                     .corrections
@@ -875,7 +943,7 @@ impl FunnelProjection {
                 }
             }
         }
-        facts
+        Ok(facts)
     }
 
     fn corrected(&self, fact: &Fact) -> Fact {
@@ -945,7 +1013,7 @@ impl FunnelProjection {
 
     /// How every person's deals actually ended, whatever the definition: won when one of
     /// their facts is the counting close of an opportunity (with that revenue), else lost
-    /// when they have a close-lost fact, else open. By person id.
+    /// when they have a close-lost fact, else open. By person id, from refreshed journeys.
     pub fn outcomes(&self) -> Outcomes {
         let counting: HashMap<EventId, crate::event::Money> = self
             .counted_deals()
@@ -955,20 +1023,13 @@ impl FunnelProjection {
         let mut outcomes = HashMap::default();
         for (id, person) in &self.people {
             let mut outcome = PersonOutcome::default();
-            let mut lost = false;
-            for fact in self.facts_for(id, person).iter() {
-                match fact.kind {
-                    Kind::OpportunityClosedWon => {
-                        if let Some(amount) = counting.get(&fact.event_id) {
-                            outcome.won = true;
-                            outcome.revenue.push(amount.clone());
-                        }
-                    }
-                    Kind::OpportunityClosedLost => lost = true,
-                    _ => {}
+            for close in &person.part.closes_won {
+                if let Some(amount) = counting.get(close) {
+                    outcome.won = true;
+                    outcome.revenue.push(amount.clone());
                 }
             }
-            outcome.lost = lost && !outcome.won;
+            outcome.lost = person.part.closed_lost && !outcome.won;
             outcomes.insert(id.clone(), outcome);
         }
         outcomes
@@ -1071,15 +1132,16 @@ impl FunnelProjection {
 
     /// The kinds of a person's facts (stitched, retractions and corrections applied), in
     /// business-time order.
-    pub fn facts_of(&self, person_id: &str) -> Vec<Kind> {
+    pub fn facts_of(&self, person_id: &str) -> Result<Vec<Kind>, StateError> {
         let person_id = self.canonical_owned(person_id);
         let Some(person) = self.people.get(&person_id) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        self.facts_for(&person_id, person)
+        Ok(self
+            .facts_for(&person_id, person)?
             .iter()
             .map(|fact| fact.kind)
-            .collect()
+            .collect())
     }
 }
 

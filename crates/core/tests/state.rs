@@ -1,11 +1,12 @@
-//! The projection's stored state: what a projector commits beside its checkpoint. Restoring
-//! it and carrying on must give exactly what one uninterrupted fold gives, whatever the
-//! batching, and the stored bytes are locked by a golden fixture.
+//! The projection's stored state: what a projector commits beside its checkpoint, and the
+//! fact file its commits write facts to. Restoring it and carrying on must give exactly what
+//! one uninterrupted fold gives, whatever the batching and wherever the facts went, and the
+//! stored bytes are locked by a golden fixture.
 
 use baton_core::example::example_event;
 use baton_core::{
-    Event, EventId, FunnelDefinition, FunnelProjection, Identity, Kind, Money, Payload, StateEntry,
-    Timestamp,
+    Event, EventId, FactFile, FunnelDefinition, FunnelProjection, Identity, Kind, MemoryFactFile,
+    Money, Payload, StateEntry, Timestamp,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -111,7 +112,13 @@ fn history(spec: &[(usize, u8, u8, u8, i64)]) -> Vec<Event> {
 }
 
 fn one_fold(events: &[Event]) -> (Store, FunnelProjection) {
-    let mut projection = FunnelProjection::tracking_changes(FunnelDefinition::default_funnel());
+    one_fold_spilling(events, usize::MAX)
+}
+
+/// One fold, committed once, its holders writing their facts to the fact file from `spill_at`.
+fn one_fold_spilling(events: &[Event], spill_at: usize) -> (Store, FunnelProjection) {
+    let mut projection = FunnelProjection::tracking_changes(FunnelDefinition::default_funnel())
+        .with_spill_at(spill_at);
     for event in events {
         projection.apply(event);
     }
@@ -121,23 +128,48 @@ fn one_fold(events: &[Event]) -> (Store, FunnelProjection) {
     (store, projection)
 }
 
+/// A store with every fact back in its holder's entry: what two stores of the same fold
+/// are compared in, whatever runs their commits wrote.
+fn gathered(store: &Store, file: &dyn FactFile) -> Store {
+    store
+        .iter()
+        .map(|(key, value)| {
+            let value = baton_core::gathered_entry(key, value, file).expect("reads back");
+            (key.clone(), value)
+        })
+        .collect()
+}
+
+/// The bytes appended to a fact file in memory.
+fn file_bytes(file: &dyn FactFile, length: u64) -> Vec<u8> {
+    let mut bytes = vec![0; length as usize];
+    file.read_at(0, &mut bytes).expect("reads");
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Rebuild equals live: folding in any batching, committing after each batch and
-    /// sometimes restarting from what was committed, stores the same bytes and gives the
-    /// same summary as one uninterrupted fold.
+    /// Rebuild equals live: folding in any batching, committing after each batch (each
+    /// holder's facts going to the fact file from a few on), and sometimes restarting from
+    /// what was committed, stores the same facts and values and gives the same summary as
+    /// one uninterrupted fold that kept every fact in its entry.
     #[test]
     fn any_batching_with_restarts_stores_what_one_fold_stores(
         spec in proptest::collection::vec((0usize..64, any::<u8>(), any::<u8>(), any::<u8>(), 0i64..2000), 1..120),
         cuts in proptest::collection::vec((1usize..20, any::<bool>()), 1..30),
+        spill_at in 1usize..6,
     ) {
         let events = history(&spec);
         let (expected, uninterrupted) = one_fold(&events);
 
         let definition = FunnelDefinition::default_funnel();
         let mut store = Store::new();
-        let mut projection = FunnelProjection::tracking_changes(definition.clone());
+        let file: std::sync::Arc<dyn FactFile> = std::sync::Arc::new(MemoryFactFile::default());
+        let mut projection = FunnelProjection::tracking_changes(definition.clone())
+            .with_fact_file(file.clone())
+            .with_spill_at(spill_at);
+        let one = std::num::NonZeroUsize::MIN;
         let mut next = 0;
         let mut cuts = cuts.into_iter().cycle();
         while next < events.len() {
@@ -149,14 +181,26 @@ proptest! {
             next = end;
             commit(&mut store, projection.take_changes().expect("encodes"));
             if restart {
-                projection = FunnelProjection::restore(definition.clone(), store.iter())
-                    .expect("restores what it stored");
+                projection = FunnelProjection::restore_with(definition.clone(), store.iter(), one, file.clone())
+                    .expect("restores what it stored")
+                    .with_spill_at(spill_at);
             }
         }
-        prop_assert_eq!(&store, &expected);
+        // The uninterrupted fold kept every fact in its entry: its file is empty.
+        let nothing_written = MemoryFactFile::default();
+        prop_assert_eq!(gathered(&store, &*file), gathered(&expected, &nothing_written));
         projection.refresh();
         prop_assert_eq!(projection.summary(), uninterrupted.summary());
-        let restored = FunnelProjection::restore(definition, store.iter()).expect("restores");
+        prop_assert_eq!(projection.outcomes(), uninterrupted.outcomes());
+        for person in 0..5 {
+            let person = format!("person-{person}");
+            prop_assert_eq!(
+                projection.facts_of(&person).expect("reads back"),
+                uninterrupted.facts_of(&person).expect("in memory")
+            );
+        }
+        let restored = FunnelProjection::restore_with(definition, store.iter(), one, file)
+            .expect("restores");
         prop_assert_eq!(restored.summary(), uninterrupted.summary());
     }
 }
@@ -230,12 +274,22 @@ fn stored_state_matches_golden_fixture() {
         .map(|k| (k, k as u8, (k % 2) as u8 + 1, k as u8, k as i64 * 5))
         .chain([(11, 1, 0, 0, 100), (0, 0, 0, 0, 101)])
         .collect();
-    let store = one_fold(&history(&spec)).0;
+    // Every holder with two facts or more writes them to the fact file.
+    let (store, projection) = one_fold_spilling(&history(&spec), 2);
     let mut text = format!("# state version {}\n", baton_core::STATE_VERSION);
     for (key, value) in &store {
         text.push_str(&format!("{} {}\n", hex(key), hex(value)));
     }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/state-v2.hex");
+    let file = projection.fact_file();
+    let length = (0u64..)
+        .find(|length| file.read_at(*length, &mut [0]).is_err())
+        .expect("a file in memory ends");
+    assert!(length > 0, "runs were written");
+    text.push_str(&format!(
+        "# fact file\n{}\n",
+        hex(&file_bytes(&**file, length))
+    ));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/state-v3.hex");
     if std::env::var_os("BATON_BLESS").is_some() {
         std::fs::write(path, &text).expect("writes the fixture");
     }

@@ -114,7 +114,7 @@ fn anonymous_touches_join_the_person_once_identified() {
     );
     let projection = history.project();
     assert_eq!(
-        projection.facts_of("p-1"),
+        projection.facts_of("p-1").expect("in memory"),
         [
             Kind::ContentViewed,
             Kind::ContentViewed,
@@ -521,18 +521,18 @@ fn a_shared_device_splits_by_business_time_whatever_the_arrival_order() {
     history.push(150, (Some("anon-1"), None, None), view(3));
     let forward = history.project();
     assert_eq!(
-        forward.facts_of("p-1"),
+        forward.facts_of("p-1").expect("in memory"),
         [Kind::ContentViewed, Kind::Identified, Kind::ContentViewed]
     );
     assert_eq!(
-        forward.facts_of("p-2"),
+        forward.facts_of("p-2").expect("in memory"),
         [Kind::Identified, Kind::ContentViewed]
     );
 
     history.events.reverse();
     let backward = history.project();
-    assert_eq!(backward.facts_of("p-1"), forward.facts_of("p-1"));
-    assert_eq!(backward.facts_of("p-2"), forward.facts_of("p-2"));
+    assert_eq!(backward.facts_of("p-1").expect("in memory"), forward.facts_of("p-1").expect("in memory"));
+    assert_eq!(backward.facts_of("p-2").expect("in memory"), forward.facts_of("p-2").expect("in memory"));
     assert_eq!(backward.journey("p-1"), forward.journey("p-1"));
     assert_eq!(backward.summary(), forward.summary());
 }
@@ -574,7 +574,7 @@ mod arrival_order {
         let (forward, backward) = both_ways(&mut history);
         assert_eq!(forward.people(), 1);
         assert_eq!(backward.people(), 1);
-        assert_eq!(forward.facts_of("p-b"), backward.facts_of("p-b"));
+        assert_eq!(forward.facts_of("p-b").expect("in memory"), backward.facts_of("p-b").expect("in memory"));
         assert_eq!(
             forward.journey("p-a"),
             forward.journey("p-b"),

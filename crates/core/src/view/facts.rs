@@ -1,29 +1,52 @@
 //! A person's or a visitor's facts, and a small filter of their event ids.
 //!
+//! A holder keeps its latest facts in memory, a few dozen at most between commits; a commit
+//! of a projection that stores its state writes a holder's facts to the projection's fact
+//! file once they are that many ([`Facts::spill`]), and the holder keeps only where they went
+//! (a [`Run`] of 16 bytes). A projection's memory then follows its number of people, not its
+//! number of events: a refresh reads a journey's runs back when it re-folds it.
+//!
 //! A retraction or correction that names nobody must find the fact it targets among everyone's
 //! facts. The filter lets that search skip, with a test of two bits, every holder that cannot
 //! hold the target: only the holders whose filter matches have their facts looked at. It is
 //! derived from the facts (rebuilt when they are read back from the store), so the stored form
-//! is the list alone. The filters live in one array ([`Filters`]), and a holder keeps only its
-//! slot there: a hundred thousand people and a few hundred thousand visitors, most of them
-//! with a handful of facts, would otherwise carry 64 bytes each twice.
+//! is the runs and the list alone. The filters live in one array ([`Filters`]), and a holder
+//! keeps only its slot there: a hundred thousand people and a few hundred thousand visitors,
+//! most of them with a handful of facts, would otherwise carry 64 bytes each twice.
 
+use super::state::{FactFile, StateError};
 use super::{fact_order, sort_facts};
 use crate::event::EventId;
 use crate::journey::Fact;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-/// Facts in (business time, event id) order once `refresh` has seen them.
-#[derive(Debug, Default)]
+/// Where a holder's facts sit in the fact file: `bytes` bytes at `offset`, the encoding of
+/// `facts` facts in (business time, event id) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Run {
+    pub(crate) offset: u64,
+    pub(crate) bytes: u32,
+    pub(crate) facts: u32,
+}
+
+/// A holder's facts: the runs in the fact file, then the list in memory. The list is in
+/// (business time, event id) order for a person, in arrival order for a visitor; each run is
+/// in (business time, event id) order, and facts that arrived late may sort before the runs
+/// written earlier.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Facts {
+    runs: Vec<Run>,
     list: Vec<Fact>,
     /// Where [`Filters`] keeps this holder's filter, once the holder has a fact.
+    #[serde(skip)]
     slot: Option<u32>,
 }
 
 impl Facts {
-    /// Adds a fact in (business time, event id) order. Facts mostly arrive in time order, so
-    /// this is nearly always a push. The caller adds its id to the filter ([`Filters::add`]).
+    /// Adds a fact in (business time, event id) order among those in memory. Facts mostly
+    /// arrive in time order, so this is nearly always a push. The caller adds its id to the
+    /// filter ([`Filters::add`]).
     pub(crate) fn insert_in_order(&mut self, fact: Fact) {
         self.make_room();
         if self
@@ -47,11 +70,10 @@ impl Facts {
         self.list.push(fact);
     }
 
-    /// Grows a full list by an eighth instead of doubling it. The lists hold nearly all of a
-    /// projection's memory, and they stop growing wherever a history ends: doubling leaves
-    /// them about a quarter empty, an eighth's growth about a sixteenth. In exchange a fact
-    /// is copied about nine times as its list grows instead of about twice (32 bytes each
-    /// time), fewer where the allocator grows the block in place.
+    /// Grows a full list by an eighth instead of doubling it: the lists of a projection that
+    /// keeps every fact in memory (one that does not store its state) hold nearly all of its
+    /// memory, and they stop growing wherever a history ends. Doubling leaves them about a
+    /// quarter empty, an eighth's growth about a sixteenth.
     fn make_room(&mut self) {
         let length = self.list.len();
         if length == self.list.capacity() {
@@ -59,14 +81,15 @@ impl Facts {
         }
     }
 
-    /// Takes another holder's facts and puts them all in order. The caller moves the other
-    /// holder's filter over ([`Filters::take`], [`Filters::merge`]).
+    /// Takes another holder's facts (runs and list). The caller moves the other holder's
+    /// filter over ([`Filters::take`], [`Filters::merge`]).
     pub(crate) fn absorb(&mut self, other: Facts) {
         self.list.extend(other.list);
         sort_facts(&mut self.list);
+        self.runs.extend(other.runs);
     }
 
-    /// Puts the facts in order (stores written before facts were kept in order).
+    /// Puts the facts in memory in order (stores written before facts were kept in order).
     pub(crate) fn sort_if_needed(&mut self) {
         if !self.list.is_sorted_by(|a, b| fact_order(a, b).is_le()) {
             sort_facts(&mut self.list);
@@ -77,27 +100,66 @@ impl Facts {
     pub(crate) fn slot(&self) -> Option<u32> {
         self.slot
     }
-}
 
-impl std::ops::Deref for Facts {
-    type Target = [Fact];
-
-    fn deref(&self) -> &[Fact] {
-        &self.list
+    /// How many facts the holder has, in memory and in the file.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len() + self.runs.iter().map(|run| run.facts as usize).sum::<usize>()
     }
-}
 
-impl Serialize for Facts {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.list.serialize(serializer)
+    /// Whether every fact is in memory (none was written to the fact file).
+    pub(crate) fn complete(&self) -> bool {
+        self.runs.is_empty()
     }
-}
 
-impl<'de> Deserialize<'de> for Facts {
-    /// The filter is rebuilt by [`Filters::rebuild`] once the holder is in place.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    /// Every fact, the runs read back from `file`: borrowed when all are in memory. In
+    /// (business time, event id) order once any are read back (a person's always are).
+    pub(crate) fn all<'a>(
+        &'a self,
+        file: &dyn FactFile,
+        holder: &str,
+    ) -> Result<Cow<'a, [Fact]>, StateError> {
+        if self.runs.is_empty() {
+            return Ok(Cow::Borrowed(&self.list));
+        }
+        let mut all = Vec::with_capacity(self.len());
+        let mut buffer = Vec::new();
+        for run in &self.runs {
+            super::state::read_run(file, run, &mut buffer, &mut all, holder)?;
+        }
+        all.extend_from_slice(&self.list);
+        // Sorted runs one after another: the sort merges them.
+        sort_facts(&mut all);
+        Ok(Cow::Owned(all))
+    }
+
+    /// Writes the facts in memory to `file` as one run once there are at least `at` of them,
+    /// and lets go of them. `scratch` is a buffer for their encoding.
+    pub(crate) fn spill(
+        &mut self,
+        at: usize,
+        file: &dyn FactFile,
+        scratch: &mut Vec<u8>,
+        holder: &str,
+    ) -> Result<(), StateError> {
+        if self.list.len() < at.max(1) {
+            return Ok(());
+        }
+        // A visitor's list is in arrival order; a run is in fact order.
+        self.sort_if_needed();
+        let run = super::state::write_run(file, &self.list, scratch, holder)?;
+        self.runs.push(run);
+        self.list = Vec::new();
+        Ok(())
+    }
+
+    /// The same facts with all of them in memory, in order: the form two stores are compared
+    /// in, whatever runs their commits happened to write.
+    pub(crate) fn gathered(self, file: &dyn FactFile, holder: &str) -> Result<Facts, StateError> {
+        let mut list = self.all(file, holder)?.into_owned();
+        sort_facts(&mut list);
         Ok(Facts {
-            list: Vec::<Fact>::deserialize(deserializer)?,
+            runs: Vec::new(),
+            list,
             slot: None,
         })
     }
@@ -141,14 +203,16 @@ impl Filters {
         self.filters[slot as usize].insert(id);
     }
 
-    /// Builds a holder's filter from its facts (facts read back from the store).
-    pub(crate) fn rebuild(&mut self, facts: &mut Facts, holder: impl FnOnce() -> Holder) {
+    /// Builds a holder's filter from all its facts, `all` (facts read back from the store).
+    pub(crate) fn rebuild(
+        &mut self,
+        facts: &mut Facts,
+        all: &[Fact],
+        holder: impl FnOnce() -> Holder,
+    ) {
         let slot = self.slot_of(facts, holder);
         let mut filter = IdFilter::default();
-        facts
-            .list
-            .iter()
-            .for_each(|fact| filter.insert(fact.event_id));
+        all.iter().for_each(|fact| filter.insert(fact.event_id));
         self.filters[slot] = filter;
     }
 
@@ -179,18 +243,27 @@ impl Filters {
         facts.slot.map(|slot| &self.filters[slot as usize])
     }
 
-    /// Whether one of the holder's facts has the id.
-    pub(crate) fn holds(&self, facts: &Facts, id: EventId) -> bool {
+    /// Whether one of the holder's facts has the id, or may have: its filter matches and some
+    /// of its facts are in the fact file only. Re-folding a holder that turns out not to hold
+    /// it costs time, never a wrong result.
+    pub(crate) fn may_hold(&self, facts: &Facts, id: EventId) -> bool {
         self.filter_of(facts)
             .is_some_and(|filter| filter.may_hold(id))
-            && facts.list.iter().any(|fact| fact.event_id == id)
+            && (!facts.complete() || facts.list.iter().any(|fact| fact.event_id == id))
     }
 
-    /// Whether one of the holder's facts has one of the ids.
-    pub(crate) fn holds_any(&self, facts: &Facts, ids: &Targets) -> bool {
+    /// Whether one of `all`, the holder's facts, has one of the ids, the filter consulted
+    /// first.
+    pub(crate) fn holds_any(&self, facts: &Facts, all: &[Fact], ids: &Targets) -> bool {
         self.filter_of(facts)
             .is_some_and(|filter| filter.may_hold_any(ids))
-            && facts.list.iter().any(|fact| ids.contains(fact.event_id))
+            && all.iter().any(|fact| ids.contains(fact.event_id))
+    }
+
+    /// Whether the holder's filter may hold one of the ids (before reading its facts).
+    pub(crate) fn may_hold_any(&self, facts: &Facts, ids: &Targets) -> bool {
+        self.filter_of(facts)
+            .is_some_and(|filter| filter.may_hold_any(ids))
     }
 
     /// The holders whose filter may hold one of the targets.
@@ -324,9 +397,47 @@ mod tests {
     }
 
     #[test]
-    fn a_holder_keeps_its_list_and_a_slot_only() {
+    fn a_holder_keeps_its_runs_its_list_and_a_slot_only() {
         // The filter's 64 bytes live in `Filters` alone.
-        assert_eq!(std::mem::size_of::<Facts>(), 32);
+        assert_eq!(std::mem::size_of::<Facts>(), 56);
+    }
+
+    #[test]
+    fn spilled_facts_read_back_in_order_and_move_with_a_merge() {
+        let file = crate::view::state::MemoryFactFile::default();
+        let mut scratch = Vec::new();
+        let mut facts = Facts::default();
+        for n in 0..5u128 {
+            facts.insert_in_order(fact(n, 100 + n as i64));
+        }
+        facts.spill(6, &file, &mut scratch, "p1").expect("spills");
+        assert!(facts.complete(), "five facts stay in memory below six");
+        facts.spill(5, &file, &mut scratch, "p1").expect("spills");
+        assert!(!facts.complete() && facts.list.is_empty() && facts.len() == 5);
+        // A late fact sorts before the run written earlier.
+        facts.insert_in_order(fact(9, 1));
+        facts.insert_in_order(fact(10, 200));
+        let all = facts.all(&file, "p1").expect("reads back");
+        let ids: Vec<_> = all.iter().map(|f| f.event_id).collect();
+        assert_eq!(ids, [9, 0, 1, 2, 3, 4, 10].map(id));
+
+        // A visitor's facts, in arrival order, go out in fact order.
+        let mut visitor = Facts::default();
+        visitor.push(fact(20, 50));
+        visitor.push(fact(21, 10));
+        visitor.spill(1, &file, &mut scratch, "v1").expect("spills");
+        facts.absorb(visitor);
+        assert_eq!(facts.runs.len(), 2);
+        // A run that is not in the file is an error naming the holder and the place.
+        let empty = crate::view::state::MemoryFactFile::default();
+        let error = facts.all(&empty, "p1").expect_err("nothing to read");
+        let text = error.to_string();
+        assert!(text.contains("\"p1\"") && text.contains("at offset 0"), "{text}");
+        let merged = facts.gathered(&file, "p1").expect("reads back");
+        let times: Vec<_> = merged.list.iter().map(|f| f.at.unix_millis()).collect();
+        assert_eq!(times, [1, 10, 50, 100, 101, 102, 103, 104, 200]);
+        assert!(merged.complete());
+
     }
 
     #[test]
@@ -337,11 +448,11 @@ mod tests {
             facts.insert_in_order(fact(n * 7919, 1_000 - n as i64));
             filters.add(&mut facts, id(n * 7919), person(1));
         }
-        assert!(facts.is_sorted_by(|a, b| fact_order(a, b).is_le()));
+        assert!(facts.list.is_sorted_by(|a, b| fact_order(a, b).is_le()));
         for n in 0..40u128 {
-            assert!(filters.holds(&facts, id(n * 7919)), "fact {n} is held");
+            assert!(filters.may_hold(&facts, id(n * 7919)), "fact {n} is held");
         }
-        assert!(!filters.holds(&facts, id(3)));
+        assert!(!filters.may_hold(&facts, id(3)));
         // The filter, not the list, turns most absent ids away: 80 of 512 bits are set at most.
         let filter = filters
             .filter_of(&facts)
@@ -356,7 +467,7 @@ mod tests {
         // A holder without a slot holds nothing, whatever its list.
         let mut unslotted = Facts::default();
         unslotted.push(fact(5, 1));
-        assert!(!filters.holds(&unslotted, id(5)));
+        assert!(!filters.may_hold(&unslotted, id(5)));
     }
 
     #[test]
@@ -371,10 +482,10 @@ mod tests {
         let taken = filters.take(&other);
         one.absorb(other);
         filters.merge(&mut one, taken, person(1));
-        assert_eq!(one.first().map(|f| f.event_id), Some(id(2)));
+        assert_eq!(one.list.first().map(|f| f.event_id), Some(id(2)));
         let mut targets = Targets::default();
         targets.insert(id(2));
-        assert!(filters.holds_any(&one, &targets));
+        assert!(filters.holds_any(&one, &one.list, &targets));
         // The holder merged away is no longer a candidate; the one that took its facts is.
         let candidates: Vec<_> = filters.candidates(&targets).collect();
         assert!(
@@ -384,19 +495,21 @@ mod tests {
 
         let bytes =
             bincode::serde::encode_to_vec(&one, bincode::config::legacy()).expect("facts encode");
-        let list_bytes = bincode::serde::encode_to_vec(&*one.list, bincode::config::legacy())
-            .expect("facts encode");
-        assert_eq!(bytes, list_bytes, "stored as the list alone");
+        let list_bytes =
+            bincode::serde::encode_to_vec((&one.runs, &one.list), bincode::config::legacy())
+                .expect("facts encode");
+        assert_eq!(bytes, list_bytes, "stored as the runs and the list alone");
         let (mut back, _): (Facts, usize) =
             bincode::serde::decode_from_slice(&bytes, bincode::config::legacy())
                 .expect("facts encode");
         let mut restored = Filters::default();
-        restored.rebuild(&mut back, person(1));
+        let back_list = back.list.clone();
+        restored.rebuild(&mut back, &back_list, person(1));
         assert_eq!(restored.filter_of(&back), filters.filter_of(&one));
-        assert!(restored.holds_any(&back, &targets));
+        assert!(restored.holds_any(&back, &back_list, &targets));
         let mut absent = Targets::default();
         absent.insert(id(99));
-        assert!(!restored.holds_any(&back, &absent));
+        assert!(!restored.holds_any(&back, &back_list, &absent));
 
         // Past a few targets they move to a hash set, and are all still found.
         let mut many = Targets::default();
@@ -404,9 +517,9 @@ mod tests {
             many.insert(id(n));
             many.insert(id(n));
         }
-        assert!(!restored.holds_any(&back, &many));
+        assert!(!restored.holds_any(&back, &back_list, &many));
         many.insert(id(1));
-        assert!(restored.holds_any(&back, &many));
+        assert!(restored.holds_any(&back, &back_list, &many));
         assert!((100..200u128).all(|n| many.contains(id(n))));
         assert!(!many.contains(id(99)));
     }

@@ -34,6 +34,11 @@ pub(crate) struct PersonPart {
     /// The person's account when the journey was folded: what the views count them under
     /// until the next fold (a link applied since is not counted until then).
     pub(crate) account: Option<String>,
+    /// The event ids of their closes won, for `FunnelProjection::outcomes` (which close of an
+    /// opportunity counts is decided across people there).
+    pub(crate) closes_won: Vec<crate::event::EventId>,
+    /// Whether they have a close lost.
+    pub(crate) closed_lost: bool,
 }
 
 /// A piece of content or a campaign, as one person touched it.
@@ -72,6 +77,11 @@ impl PersonPart {
     ) -> PersonPart {
         let mut part = PersonPart::default();
         for fact in facts {
+            match fact.kind {
+                Kind::OpportunityClosedWon => part.closes_won.push(fact.event_id),
+                Kind::OpportunityClosedLost => part.closed_lost = true,
+                _ => {}
+            }
             let attributes = attributes_of(fact);
             if attributes.opportunity.is_some() {
                 part.deal_facts.push(Attributed {

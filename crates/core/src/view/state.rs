@@ -3,7 +3,11 @@
 //!
 //! The state is the projection's facts and settled values, one entry per person, visitor,
 //! account, merge, retraction, correction and close, keyed by a one-byte table tag and the
-//! entity's id. Journeys are not stored: they are a pure function of the entries and are
+//! entity's id. A person's or visitor's facts are in their entry while they are few; a commit
+//! moves them, a few dozen at a time, to the projection's fact file ([`FactFile`]), an
+//! append-only file beside the entries that the entry then points into (`view/facts.rs`).
+//! Which runs a commit writes depends on the batching, so two stores of the same fold are
+//! compared in their gathered form ([`gathered_entry`]), every fact back in its entry. Journeys are not stored: they are a pure function of the entries and are
 //! re-folded when a projection is restored. A projection that tracks changes
 //! ([`FunnelProjection::tracking_changes`]) hands out, at each commit, the entries written
 //! or removed since the last one ([`FunnelProjection::take_changes`]).
@@ -21,7 +25,7 @@ use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The version of the stored state this build writes and reads.
-pub const STATE_VERSION: u16 = 2;
+pub const STATE_VERSION: u16 = 3;
 
 /// The largest stored value accepted when reading (a guard against a corrupt length prefix).
 const MAX_VALUE_BYTES: usize = 1 << 30;
@@ -62,6 +66,169 @@ pub enum StateError {
     Corrupt { key: String, reason: String },
     #[error("stored state entry {key:?}: could not be encoded: {reason}")]
     Encode { key: String, reason: String },
+    #[error(
+        "the fact file: cannot {action} the facts of {holder:?} ({bytes} bytes at offset {offset}): {reason}"
+    )]
+    FactFile {
+        action: &'static str,
+        holder: String,
+        offset: u64,
+        bytes: u64,
+        reason: String,
+    },
+}
+
+/// The append-only file a projection that stores its state writes its facts to: runs of
+/// encoded facts, each written once and never changed. The store commits the file's length
+/// with the entries that point into it, so a restart can drop whatever a commit that never
+/// finished appended (see the projector's view store).
+pub trait FactFile: Send + Sync + std::fmt::Debug {
+    /// Appends `bytes` at the end, returning the offset they start at.
+    fn append(&self, bytes: &[u8]) -> std::io::Result<u64>;
+    /// Reads exactly `into.len()` bytes starting at `offset`.
+    fn read_at(&self, offset: u64, into: &mut [u8]) -> std::io::Result<()>;
+}
+
+/// A fact file in memory: a projection's own until it is given one on disk, and the file of
+/// tests.
+#[derive(Debug, Default)]
+pub struct MemoryFactFile {
+    bytes: std::sync::RwLock<Vec<u8>>,
+}
+
+impl MemoryFactFile {
+    /// How many bytes have been appended.
+    pub fn len(&self) -> u64 {
+        self.bytes.read().map_or(0, |bytes| bytes.len() as u64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl FactFile for MemoryFactFile {
+    fn append(&self, bytes: &[u8]) -> std::io::Result<u64> {
+        let mut file = self
+            .bytes
+            .write()
+            .map_err(|_| std::io::Error::other("a writer panicked"))?;
+        let offset = file.len() as u64;
+        file.extend_from_slice(bytes);
+        Ok(offset)
+    }
+
+    fn read_at(&self, offset: u64, into: &mut [u8]) -> std::io::Result<()> {
+        let file = self
+            .bytes
+            .read()
+            .map_err(|_| std::io::Error::other("a writer panicked"))?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let source = start
+            .checked_add(into.len())
+            .and_then(|end| file.get(start..end))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file holds {} bytes", file.len()),
+                )
+            })?;
+        into.copy_from_slice(source);
+        Ok(())
+    }
+}
+
+/// Appends `facts` to `file` as one run.
+pub(crate) fn write_run(
+    file: &dyn FactFile,
+    facts: &[Fact],
+    scratch: &mut Vec<u8>,
+    holder: &str,
+) -> Result<super::facts::Run, StateError> {
+    let failed = |action, offset, bytes, reason: String| StateError::FactFile {
+        action,
+        holder: holder.to_owned(),
+        offset,
+        bytes,
+        reason,
+    };
+    scratch.clear();
+    bincode::serde::encode_into_std_write(facts, scratch, CONFIG)
+        .map_err(|error| failed("encode", 0, 0, error.to_string()))?;
+    let bytes = scratch.len() as u64;
+    let too_big = || failed("write", 0, bytes, "a run holds less than 4 GiB".to_owned());
+    let run_bytes = u32::try_from(bytes).map_err(|_| too_big())?;
+    let count = u32::try_from(facts.len()).map_err(|_| too_big())?;
+    let offset = file
+        .append(scratch)
+        .map_err(|error| failed("write", 0, bytes, error.to_string()))?;
+    Ok(super::facts::Run {
+        offset,
+        bytes: run_bytes,
+        facts: count,
+    })
+}
+
+/// Reads a run back from `file` and appends its facts to `into`.
+pub(crate) fn read_run(
+    file: &dyn FactFile,
+    run: &super::facts::Run,
+    buffer: &mut Vec<u8>,
+    into: &mut Vec<Fact>,
+    holder: &str,
+) -> Result<(), StateError> {
+    let failed = |reason: String| StateError::FactFile {
+        action: "read",
+        holder: holder.to_owned(),
+        offset: run.offset,
+        bytes: u64::from(run.bytes),
+        reason,
+    };
+    buffer.resize(run.bytes as usize, 0);
+    file.read_at(run.offset, buffer)
+        .map_err(|error| failed(error.to_string()))?;
+    let (facts, read): (Vec<Fact>, usize) = bincode::serde::decode_from_slice(buffer, CONFIG)
+        .map_err(|error| failed(format!("corrupt run: {error}")))?;
+    if read != buffer.len() || facts.len() != run.facts as usize {
+        return Err(failed(format!(
+            "corrupt run: {} facts in {read} bytes, where {} facts in {} bytes were written",
+            facts.len(),
+            run.facts,
+            run.bytes
+        )));
+    }
+    into.extend(facts);
+    Ok(())
+}
+
+/// A stored entry in the form two stores of the same fold are compared in: a person's or
+/// visitor's facts all back in their entry, in order, whatever runs the commits wrote to the
+/// fact file. Other entries are as they are.
+pub fn gathered_entry(
+    key: &[u8],
+    value: &[u8],
+    file: &dyn FactFile,
+) -> Result<Vec<u8>, StateError> {
+    match key.first() {
+        Some(&PERSON) => {
+            let mut person: Person = decode(key, value)?;
+            person.facts = person.facts.gathered(file, &printable(key))?;
+            encode(key, &person)
+        }
+        Some(&VISITOR) => {
+            let mut visitor: Visitor = decode(key, value)?;
+            visitor.facts = visitor.facts.gathered(file, &printable(key))?;
+            encode(key, &visitor)
+        }
+        _ => Ok(value.to_vec()),
+    }
+}
+
+fn encode<T: Serialize>(key: &[u8], value: &T) -> Result<Vec<u8>, StateError> {
+    bincode::serde::encode_to_vec(value, CONFIG).map_err(|error| StateError::Encode {
+        key: printable(key),
+        reason: error.to_string(),
+    })
 }
 
 /// The keys changed since the last commit, per table. Removal is not tracked apart: an
@@ -197,10 +364,20 @@ impl FunnelProjection {
             put,
         };
         let entries = &mut sink;
+        // Facts go to the fact file a few dozen at a time: what a holder keeps in memory
+        // between commits stays small, and each run is worth the read that brings it back.
+        let file = self.file.clone();
+        let mut run = Vec::new();
         for id in &unsaved.people {
+            if let Some(person) = self.people.get_mut(id) {
+                person.facts.spill(self.spill_at, &*file, &mut run, id)?;
+            }
             entries.put(key(PERSON, id.as_bytes()), self.people.get(id))?;
         }
         for id in &unsaved.visitors {
+            if let Some(visitor) = self.visitors.get_mut(id) {
+                visitor.facts.spill(self.spill_at, &*file, &mut run, id)?;
+            }
             let value = self.visitors.get(id);
             entries.put(key(VISITOR, id.as_bytes()), value)?;
         }
@@ -285,8 +462,25 @@ impl FunnelProjection {
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let mut projection =
-            FunnelProjection::tracking_changes(definition).with_refresh_threads(threads);
+        let file = std::sync::Arc::new(MemoryFactFile::default());
+        Self::restore_with(definition, entries, threads, file)
+    }
+
+    /// [`restore_on`](Self::restore_on) from entries whose facts were partly written to
+    /// `file`, which the projection goes on writing its facts to.
+    pub fn restore_with<K, V>(
+        definition: FunnelDefinition,
+        entries: impl IntoIterator<Item = (K, V)>,
+        threads: std::num::NonZeroUsize,
+        file: std::sync::Arc<dyn FactFile>,
+    ) -> Result<Self, StateError>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let mut projection = FunnelProjection::tracking_changes(definition)
+            .with_refresh_threads(threads)
+            .with_fact_file(file);
         for (key, value) in entries {
             let (key, value) = (key.as_ref(), value.as_ref());
             let Some(&tag) = key.first() else {
@@ -364,53 +558,47 @@ impl FunnelProjection {
             }
         }
         // Every fact's attributes must be in the table (their entries are written in the same
-        // commit as the facts that first use them).
-        let unknown = |tag: u8, id: &str, facts: &[Fact]| {
-            facts
-                .iter()
-                .find(|fact| !projection.attributes.holds(fact.attributes))
-                .map(|fact| StateError::Corrupt {
-                    key: printable(&key(tag, id.as_bytes())),
-                    reason: format!(
-                        "fact {} refers to attribute set {:?}, and the table holds {}",
-                        fact.event_id,
-                        fact.attributes,
-                        projection.attributes.len()
-                    ),
-                })
-        };
-        let people = projection
-            .people
+        // commit as the facts that first use them). The facts are read back once here, to
+        // check that and to rebuild the id filters.
+        let file = projection.file.clone();
+        let attributes = &projection.attributes;
+        let check = |tag: u8, id: &str, facts: &[Fact]| match facts
             .iter()
-            .map(|(id, p)| (PERSON, id, &p.facts));
-        let visitors = projection
-            .visitors
-            .iter()
-            .map(|(id, v)| (VISITOR, id, &v.facts));
-        if let Some(error) = people
-            .chain(visitors)
-            .find_map(|(tag, id, facts)| unknown(tag, id, facts))
+            .find(|fact| !attributes.holds(fact.attributes))
         {
-            return Err(error);
-        }
-        // Stores written before facts were kept in order hold them as they arrived.
+            Some(fact) => Err(StateError::Corrupt {
+                key: printable(&key(tag, id.as_bytes())),
+                reason: format!(
+                    "fact {} refers to attribute set {:?}, and the table holds {}",
+                    fact.event_id,
+                    fact.attributes,
+                    attributes.len()
+                ),
+            }),
+            None => Ok(()),
+        };
         for (id, person) in &mut projection.people {
+            // Stores written before facts were kept in order hold them as they arrived.
             person.facts.sort_if_needed();
-            if !person.facts.is_empty() {
-                projection
-                    .filters
-                    .rebuild(&mut person.facts, || super::Holder::Person(id.clone()));
+            let all = person.facts.all(&*file, id)?.into_owned();
+            check(PERSON, id, &all)?;
+            if !all.is_empty() {
+                projection.filters.rebuild(&mut person.facts, &all, || {
+                    super::Holder::Person(id.clone())
+                });
             }
         }
         for (id, visitor) in &mut projection.visitors {
-            if !visitor.facts.is_empty() {
-                projection
-                    .filters
-                    .rebuild(&mut visitor.facts, || super::Holder::Visitor(id.clone()));
+            let all = visitor.facts.all(&*file, id)?.into_owned();
+            check(VISITOR, id, &all)?;
+            if !all.is_empty() {
+                projection.filters.rebuild(&mut visitor.facts, &all, || {
+                    super::Holder::Visitor(id.clone())
+                });
             }
         }
         projection.refold_all = true;
-        projection.refresh();
+        projection.try_refresh()?;
         Ok(projection)
     }
 }
