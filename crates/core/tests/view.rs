@@ -531,8 +531,14 @@ fn a_shared_device_splits_by_business_time_whatever_the_arrival_order() {
 
     history.events.reverse();
     let backward = history.project();
-    assert_eq!(backward.facts_of("p-1").expect("in memory"), forward.facts_of("p-1").expect("in memory"));
-    assert_eq!(backward.facts_of("p-2").expect("in memory"), forward.facts_of("p-2").expect("in memory"));
+    assert_eq!(
+        backward.facts_of("p-1").expect("in memory"),
+        forward.facts_of("p-1").expect("in memory")
+    );
+    assert_eq!(
+        backward.facts_of("p-2").expect("in memory"),
+        forward.facts_of("p-2").expect("in memory")
+    );
     assert_eq!(backward.journey("p-1"), forward.journey("p-1"));
     assert_eq!(backward.summary(), forward.summary());
 }
@@ -574,7 +580,10 @@ mod arrival_order {
         let (forward, backward) = both_ways(&mut history);
         assert_eq!(forward.people(), 1);
         assert_eq!(backward.people(), 1);
-        assert_eq!(forward.facts_of("p-b").expect("in memory"), backward.facts_of("p-b").expect("in memory"));
+        assert_eq!(
+            forward.facts_of("p-b").expect("in memory"),
+            backward.facts_of("p-b").expect("in memory")
+        );
         assert_eq!(
             forward.journey("p-a"),
             forward.journey("p-b"),

@@ -6,6 +6,7 @@
 //!   follows the log (the live view) or stops at a bound (a candidate built by replay).
 //! - Candidates are compared with the live view by core's pure `compare`.
 
+mod facts;
 mod fold;
 mod runner;
 mod store;

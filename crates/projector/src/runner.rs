@@ -323,7 +323,7 @@ fn fold_loop(
                         commit(&mut projection, checkpoint)?;
                     }
                     let committed = started.elapsed();
-                    projection.refresh();
+                    projection.try_refresh()?;
                     refreshed = true;
                     let refreshed_after = started.elapsed();
                     on_commit(&projection, checkpoint);
@@ -381,7 +381,7 @@ fn fold_loop(
     if let Some(error) = failure {
         return Err(error.into());
     }
-    projection.refresh();
+    projection.try_refresh()?;
     on_commit(&projection, checkpoint);
     if reached && view.bound()?.is_some() {
         view.mark_complete()?;

@@ -2,12 +2,15 @@
 //! the live one.
 //!
 //! A view's database holds its definition (the TOML text, so it can be restored without the
-//! file), and in one tree its state entries and its checkpoint, always written together by one
-//! atomic `apply_batch`: after a crash, the state on disk is exactly the fold of the log up to
-//! the checkpoint it sits beside. Promoting a view rewrites `LIVE` by write-then-rename, which
+//! file), and in one tree its state entries, the length of its fact file and its checkpoint,
+//! always written together by one atomic `apply_batch`, after the facts the entries point to
+//! are durable in the fact file (`facts.rs`): after a crash, the state on disk is exactly the
+//! fold of the log up to the checkpoint it sits beside, and the fact file is cut back to the
+//! length committed with it. Promoting a view rewrites `LIVE` by write-then-rename, which
 //! is atomic on POSIX file systems. Each view's database is locked by the one process that has
 //! it open (sled's rule); the live projector therefore serves queries itself.
 
+use crate::facts::DiskFactFile;
 use baton_core::{FunnelDefinition, FunnelProjection, STATE_VERSION, Timestamp};
 use baton_log::Position;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,8 @@ use std::path::{Path, PathBuf};
 /// The key of the checkpoint in a view's state tree. State keys start with a lowercase table
 /// tag, so this cannot collide with one.
 const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
+/// The key of the fact file's committed length, beside the checkpoint.
+const FACTS_LENGTH_KEY: &[u8] = b"\0facts";
 const STATE_TREE: &[u8] = b"state";
 const META_DEFINITION: &[u8] = b"definition";
 const META_DEFINITION_FILE: &[u8] = b"definition_file";
@@ -321,6 +326,7 @@ pub struct View {
     dir: PathBuf,
     db: sled::Db,
     state: sled::Tree,
+    facts: std::sync::Arc<DiskFactFile>,
 }
 
 /// sled's page cache per view. The projector holds a view's whole state in memory and reads
@@ -357,11 +363,15 @@ impl View {
         let state = db
             .open_tree(STATE_TREE)
             .map_err(|error| storage(dir, format!("cannot open the state tree: {error}")))?;
+        // Opened once sled holds the directory's lock: one process writes it at a time.
+        let facts = DiskFactFile::open(dir)
+            .map_err(|error| storage(dir, format!("cannot open the fact file: {error}")))?;
         Ok(View {
             name: name.to_owned(),
             dir: dir.to_owned(),
             db,
             state,
+            facts: std::sync::Arc::new(facts),
         })
     }
 
@@ -459,27 +469,61 @@ impl View {
         Ok(())
     }
 
-    /// The stored state as a projection (journeys re-folded), with its checkpoint.
+    /// The fact file's length as of the last commit.
+    fn committed_facts_length(&self) -> Result<u64, StoreError> {
+        let bytes = self.state.get(FACTS_LENGTH_KEY).map_err(|error| {
+            storage(
+                &self.dir,
+                format!("cannot read the fact file's length: {error}"),
+            )
+        })?;
+        let Some(bytes) = bytes else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
+            storage(
+                &self.dir,
+                format!("corrupt fact file length: {} bytes, not 8", bytes.len()),
+            )
+        })?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// The stored state as a projection (journeys re-folded), with its checkpoint. The fact
+    /// file is cut back to the length committed with the checkpoint, and the projection
+    /// goes on writing its facts there.
     pub fn load(&self) -> Result<(FunnelProjection, Position), StoreError> {
         self.check_state_version()?;
         let definition = self.definition()?;
         let checkpoint = self.checkpoint()?;
+        let committed = self.committed_facts_length()?;
+        self.facts.truncate_to(committed).map_err(|error| {
+            storage(
+                self.facts.path(),
+                format!(
+                    "the fact file does not match the view's state: {error}; drop the view and build it again"
+                ),
+            )
+        })?;
         let mut failure = None;
         let entries = self.state.iter().filter_map(|entry| match entry {
-            Ok((key, _)) if key.as_ref() == CHECKPOINT_KEY => None,
+            Ok((key, _)) if key.starts_with(b"\0") => None,
             Ok(pair) => Some(pair),
             Err(error) => {
                 failure.get_or_insert(error);
                 None
             }
         });
-        let projection =
-            FunnelProjection::restore_on(definition, entries, crate::refresh_threads()).map_err(
-                |error| StoreError::State {
-                    name: self.name.clone(),
-                    error,
-                },
-            )?;
+        let projection = FunnelProjection::restore_with(
+            definition,
+            entries,
+            crate::refresh_threads(),
+            self.facts.clone(),
+        )
+        .map_err(|error| StoreError::State {
+            name: self.name.clone(),
+            error,
+        })?;
         if let Some(error) = failure {
             return Err(storage(
                 &self.dir,
@@ -489,14 +533,30 @@ impl View {
         Ok((projection, checkpoint))
     }
 
-    /// Every stored state entry and the checkpoint, in key order: for comparing two views
-    /// byte for byte.
+    /// Every stored state entry and the checkpoint, in key order, with every person's and
+    /// visitor's facts read back from the fact file into their entry: for comparing two
+    /// views byte for byte, whatever runs their commits wrote.
     pub fn dump(&self) -> Result<Vec<StoredEntry>, StoreError> {
-        self.state
-            .iter()
-            .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())))
-            .collect::<Result<_, _>>()
-            .map_err(|error| storage(&self.dir, format!("cannot read the state: {error}")))
+        let mut entries = Vec::new();
+        for entry in self.state.iter() {
+            let (key, value) = entry
+                .map_err(|error| storage(&self.dir, format!("cannot read the state: {error}")))?;
+            if key.as_ref() == FACTS_LENGTH_KEY {
+                continue;
+            }
+            let value = if key.starts_with(b"\0") {
+                value.to_vec()
+            } else {
+                baton_core::gathered_entry(&key, &value, &*self.facts).map_err(|error| {
+                    StoreError::State {
+                        name: self.name.clone(),
+                        error,
+                    }
+                })?
+            };
+            entries.push((key.to_vec(), value));
+        }
+        Ok(entries)
     }
 
     /// Writes what changed in `projection` since its last commit, and the checkpoint it brings
@@ -517,6 +577,14 @@ impl View {
                 name: self.name.clone(),
                 error,
             })?;
+        // The entries may point to facts appended just now: they are durable first.
+        self.facts.sync().map_err(|error| {
+            storage(
+                self.facts.path(),
+                format!("cannot sync the fact file: {error}"),
+            )
+        })?;
+        batch.insert(FACTS_LENGTH_KEY, &self.facts.len().to_be_bytes());
         batch.insert(CHECKPOINT_KEY, &checkpoint.get().to_be_bytes());
         self.state
             .apply_batch(batch)
@@ -541,8 +609,8 @@ impl View {
             position: self.checkpoint()?,
             bound: self.bound()?,
             complete: self.complete()?,
-            entries: self.state.len().saturating_sub(1) as u64,
-            bytes_on_disk: self.db.size_on_disk().unwrap_or(0),
+            entries: (self.state.len() - self.state.scan_prefix(b"\0").count()) as u64,
+            bytes_on_disk: self.db.size_on_disk().unwrap_or(0) + self.facts.len(),
         })
     }
 }

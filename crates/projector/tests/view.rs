@@ -128,7 +128,74 @@ async fn stopping_and_resuming_anywhere_stores_what_one_run_stores() {
     run_to(&log, view, Until::CaughtUp, 500).await;
     let (whole, pieces) = (dump(&store, "whole"), dump(&store, "pieces"));
     assert!(whole.len() > 100, "the state has entries");
+    // Facts went to the fact files, in different runs: compared read back into the entries.
+    let facts = |name: &str| fact_file(&store, name).len();
+    assert!(
+        facts("whole") > 0 && facts("pieces") > 0,
+        "runs were written"
+    );
     assert!(whole == pieces, "the stored bytes differ");
+}
+
+fn fact_file(store: &ViewStore, name: &str) -> std::fs::Metadata {
+    std::fs::metadata(store.dir().join(name).join("facts")).expect("a fact file")
+}
+
+/// A commit that never finished may leave facts appended past the committed length: opening
+/// the view cuts them off, and what is stored is what one run stores. A fact file shorter
+/// than committed lost facts, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_appended_past_the_last_commit_are_cut_off_and_lost_ones_are_named() {
+    let events = history();
+    let (_dir, log) = embedded_with(&events).await;
+    let head = log.stat().await.expect("stat").head.get();
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    run_to(
+        &log,
+        new_view(&store, "whole", None),
+        Until::CaughtUp,
+        1_000_000,
+    )
+    .await;
+    let view = new_view(&store, "torn", None);
+    let bound = Until::Bound(Bound::Position(Position::new(head / 2)));
+    run_to(&log, view, bound, 100).await;
+
+    let path = store.dir().join("torn").join("facts");
+    let committed = std::fs::metadata(&path).expect("fact file").len();
+    assert!(committed > 0, "half the history wrote runs");
+    let mut bytes = std::fs::read(&path).expect("reads");
+    bytes.extend_from_slice(&[0xAB; 4096]);
+    std::fs::write(&path, &bytes).expect("writes a torn tail");
+    let view = store.open_view("torn").expect("open");
+    run_to(&log, view, Until::CaughtUp, 100).await;
+    assert!(
+        dump(&store, "whole") == dump(&store, "torn"),
+        "the stored bytes differ"
+    );
+    let bytes = std::fs::read(&path).expect("reads");
+    assert!(
+        !bytes.windows(64).any(|w| w.iter().all(|b| *b == 0xAB)),
+        "the torn tail was cut off before the next append"
+    );
+
+    let length = bytes.len() as u64;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|file| file.set_len(length - 10))
+        .expect("cuts the file short");
+    let error = store
+        .open_view("torn")
+        .expect("open")
+        .load()
+        .expect_err("facts the entries point to are gone");
+    let text = error.to_string();
+    assert!(
+        text.contains("facts") && text.contains(&format!("recorded {length}")),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,7 +103,12 @@ impl Facts {
 
     /// How many facts the holder has, in memory and in the file.
     pub(crate) fn len(&self) -> usize {
-        self.list.len() + self.runs.iter().map(|run| run.facts as usize).sum::<usize>()
+        self.list.len()
+            + self
+                .runs
+                .iter()
+                .map(|run| run.facts as usize)
+                .sum::<usize>()
     }
 
     /// Whether every fact is in memory (none was written to the fact file).
@@ -432,12 +437,14 @@ mod tests {
         let empty = crate::view::state::MemoryFactFile::default();
         let error = facts.all(&empty, "p1").expect_err("nothing to read");
         let text = error.to_string();
-        assert!(text.contains("\"p1\"") && text.contains("at offset 0"), "{text}");
+        assert!(
+            text.contains("\"p1\"") && text.contains("at offset 0"),
+            "{text}"
+        );
         let merged = facts.gathered(&file, "p1").expect("reads back");
         let times: Vec<_> = merged.list.iter().map(|f| f.at.unix_millis()).collect();
         assert_eq!(times, [1, 10, 50, 100, 101, 102, 103, 104, 200]);
         assert!(merged.complete());
-
     }
 
     #[test]
