@@ -447,13 +447,7 @@ impl FunnelProjection {
                     let Some(person) = self.people.get(id) else {
                         continue;
                     };
-                    if self.filters.may_hold_any(&person.facts, &targets)
-                        && self.filters.holds_any(
-                            &person.facts,
-                            &person.facts.all(file, id)?,
-                            &targets,
-                        )
-                    {
+                    if self.filters.holds_any(&person.facts, &targets, file, id)? {
                         people.push(id.clone());
                     }
                 }
@@ -461,13 +455,7 @@ impl FunnelProjection {
                     let Some(visitor) = self.visitors.get(id) else {
                         continue;
                     };
-                    if self.filters.may_hold_any(&visitor.facts, &targets)
-                        && self.filters.holds_any(
-                            &visitor.facts,
-                            &visitor.facts.all(file, id)?,
-                            &targets,
-                        )
-                    {
+                    if self.filters.holds_any(&visitor.facts, &targets, file, id)? {
                         visitors.push(id.clone());
                     }
                 }

@@ -102,18 +102,7 @@ async fn a_run_commits_what_an_in_memory_fold_computes() {
 /// stores exactly the bytes of one uninterrupted run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_and_resuming_anywhere_stores_what_one_run_stores() {
-    let events = history();
-    let (_dir, log) = embedded_with(&events).await;
-    let head = log.stat().await.expect("stat").head.get();
-    let views = tempfile::tempdir().expect("dir");
-    let store = ViewStore::open(views.path()).expect("store");
-    run_to(
-        &log,
-        new_view(&store, "whole", None),
-        Until::CaughtUp,
-        1_000_000,
-    )
-    .await;
+    let (_dir, log, head, _views, store) = with_a_whole_run().await;
 
     new_view(&store, "pieces", None);
     let stops = [1, 2, 977, 978, 2500, head / 2, head - 1];
@@ -137,6 +126,24 @@ async fn stopping_and_resuming_anywhere_stores_what_one_run_stores() {
     assert!(whole == pieces, "the stored bytes differ");
 }
 
+/// The seeded history in an embedded log, its head, and a view store holding "whole", built
+/// by one uninterrupted run.
+async fn with_a_whole_run() -> (
+    tempfile::TempDir,
+    EmbeddedLog,
+    u64,
+    tempfile::TempDir,
+    ViewStore,
+) {
+    let (dir, log) = embedded_with(&history()).await;
+    let head = log.stat().await.expect("stat").head.get();
+    let views = tempfile::tempdir().expect("dir");
+    let store = ViewStore::open(views.path()).expect("store");
+    let whole = new_view(&store, "whole", None);
+    run_to(&log, whole, Until::CaughtUp, 1_000_000).await;
+    (dir, log, head, views, store)
+}
+
 fn fact_file(store: &ViewStore, name: &str) -> std::fs::Metadata {
     std::fs::metadata(store.dir().join(name).join("facts")).expect("a fact file")
 }
@@ -146,18 +153,7 @@ fn fact_file(store: &ViewStore, name: &str) -> std::fs::Metadata {
 /// than committed lost facts, and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facts_appended_past_the_last_commit_are_cut_off_and_lost_ones_are_named() {
-    let events = history();
-    let (_dir, log) = embedded_with(&events).await;
-    let head = log.stat().await.expect("stat").head.get();
-    let views = tempfile::tempdir().expect("dir");
-    let store = ViewStore::open(views.path()).expect("store");
-    run_to(
-        &log,
-        new_view(&store, "whole", None),
-        Until::CaughtUp,
-        1_000_000,
-    )
-    .await;
+    let (_dir, log, head, _views, store) = with_a_whole_run().await;
     let view = new_view(&store, "torn", None);
     let bound = Until::Bound(Bound::Position(Position::new(head / 2)));
     run_to(&log, view, bound, 100).await;

@@ -257,18 +257,23 @@ impl Filters {
             && (!facts.complete() || facts.list.iter().any(|fact| fact.event_id == id))
     }
 
-    /// Whether one of `all`, the holder's facts, has one of the ids, the filter consulted
-    /// first.
-    pub(crate) fn holds_any(&self, facts: &Facts, all: &[Fact], ids: &Targets) -> bool {
-        self.filter_of(facts)
+    /// Whether one of the holder's facts has one of the ids: the filter first, then the facts,
+    /// read back from `file` when some are there.
+    pub(crate) fn holds_any(
+        &self,
+        facts: &Facts,
+        ids: &Targets,
+        file: &dyn FactFile,
+        holder: &str,
+    ) -> Result<bool, StateError> {
+        if !self
+            .filter_of(facts)
             .is_some_and(|filter| filter.may_hold_any(ids))
-            && all.iter().any(|fact| ids.contains(fact.event_id))
-    }
-
-    /// Whether the holder's filter may hold one of the ids (before reading its facts).
-    pub(crate) fn may_hold_any(&self, facts: &Facts, ids: &Targets) -> bool {
-        self.filter_of(facts)
-            .is_some_and(|filter| filter.may_hold_any(ids))
+        {
+            return Ok(false);
+        }
+        let all = facts.all(file, holder)?;
+        Ok(all.iter().any(|fact| ids.contains(fact.event_id)))
     }
 
     /// The holders whose filter may hold one of the targets.
@@ -479,6 +484,7 @@ mod tests {
 
     #[test]
     fn targets_are_found_after_absorbing_and_reading_back() {
+        let file = crate::view::state::MemoryFactFile::default();
         let mut filters = Filters::default();
         let mut one = Facts::default();
         one.push(fact(1, 5));
@@ -492,7 +498,11 @@ mod tests {
         assert_eq!(one.list.first().map(|f| f.event_id), Some(id(2)));
         let mut targets = Targets::default();
         targets.insert(id(2));
-        assert!(filters.holds_any(&one, &one.list, &targets));
+        assert!(
+            filters
+                .holds_any(&one, &targets, &file, "p1")
+                .expect("in memory")
+        );
         // The holder merged away is no longer a candidate; the one that took its facts is.
         let candidates: Vec<_> = filters.candidates(&targets).collect();
         assert!(
@@ -513,10 +523,18 @@ mod tests {
         let back_list = back.list.clone();
         restored.rebuild(&mut back, &back_list, person(1));
         assert_eq!(restored.filter_of(&back), filters.filter_of(&one));
-        assert!(restored.holds_any(&back, &back_list, &targets));
+        assert!(
+            restored
+                .holds_any(&back, &targets, &file, "p1")
+                .expect("in memory")
+        );
         let mut absent = Targets::default();
         absent.insert(id(99));
-        assert!(!restored.holds_any(&back, &back_list, &absent));
+        assert!(
+            !restored
+                .holds_any(&back, &absent, &file, "p1")
+                .expect("in memory")
+        );
 
         // Past a few targets they move to a hash set, and are all still found.
         let mut many = Targets::default();
@@ -524,9 +542,17 @@ mod tests {
             many.insert(id(n));
             many.insert(id(n));
         }
-        assert!(!restored.holds_any(&back, &back_list, &many));
+        assert!(
+            !restored
+                .holds_any(&back, &many, &file, "p1")
+                .expect("in memory")
+        );
         many.insert(id(1));
-        assert!(restored.holds_any(&back, &back_list, &many));
+        assert!(
+            restored
+                .holds_any(&back, &many, &file, "p1")
+                .expect("in memory")
+        );
         assert!((100..200u128).all(|n| many.contains(id(n))));
         assert!(!many.contains(id(99)));
     }
