@@ -26,7 +26,8 @@ pub struct ProjectArgs {
     pub until_caught_up: bool,
     /// The most events folded between two commits of state and checkpoint. A commit holds
     /// what it replaces in sled until it is applied, so much larger values cost memory: one
-    /// commit of 10M events took 12.8 GB (docs/benchmarks.md).
+    /// commit of 10M events took 12.8 GB (docs/benchmarks.md). A commit also comes sooner,
+    /// once 4,096 stored entries (people, visitors, accounts...) have changed.
     #[arg(long, default_value_t = 100_000)]
     pub commit_every: usize,
     /// Print the outcome as JSON: `{"view":..,"position":..,"events":..,"commits":..}`.
@@ -119,6 +120,7 @@ async fn run_view(
     let options = RunOptions {
         until,
         commit_every: commit_every.max(1),
+        ..RunOptions::default()
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -226,6 +228,7 @@ pub async fn project(log_args: &LogArgs, args: ProjectArgs) -> anyhow::Result<Ex
         let options = RunOptions {
             until: Until::Forever,
             commit_every: args.commit_every.max(1),
+            ..RunOptions::default()
         };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

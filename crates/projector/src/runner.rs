@@ -4,9 +4,9 @@
 //! Reading is async (the log's streams); folding and sled writes run on a thread of their own,
 //! fed chunks of records through a bounded channel, so the runtime never waits on a fold and a
 //! slow fold pushes back on the reader instead of buffering the log in memory. The fold thread
-//! commits when it has folded `commit_every` events, or when it has caught up with the head as
-//! last seen and nothing more is waiting: a replay commits in large batches, a live view
-//! within moments of an append.
+//! commits when it has folded `commit_every` events or changed `commit_entries` stored
+//! entries, or when it has caught up with the head as last seen and nothing more is waiting: a
+//! replay commits in large batches, a live view within moments of an append.
 
 use crate::store::{Bound, StoreError, View};
 use baton_core::FunnelProjection;
@@ -45,13 +45,26 @@ pub struct RunOptions {
     pub until: Until,
     /// The most events folded between two commits.
     pub commit_every: usize,
+    /// The most stored entries (people, visitors, accounts...) one commit writes: it commits
+    /// early, within a chunk of records, once that many have changed. sled keeps every node an
+    /// insert replaces until the whole batch is applied, so what a commit holds grows with the
+    /// entries it writes, and a history that touches many people per event would otherwise
+    /// commit far more at once than one that touches few.
+    pub commit_entries: usize,
 }
+
+/// [`RunOptions::commit_entries`] by default: on 2.8M events over 100k people, commits of
+/// 100,000 events wrote 20,000 entries each and the projector peaked anywhere from 0.75 to
+/// 1.5 GB from run to run; at about 5,000 entries a commit it peaked at 0.6 to 0.7 GB
+/// (docs/benchmarks.md, "Smaller commits").
+pub const COMMIT_ENTRIES: usize = 4_096;
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             until: Until::Forever,
             commit_every: 100_000,
+            commit_entries: COMMIT_ENTRIES,
         }
     }
 }
@@ -167,7 +180,7 @@ pub async fn run<L: EventLog>(
                 view,
                 projection,
                 checkpoint,
-                options.commit_every,
+                options,
                 receiver,
                 fold_status,
                 on_commit,
@@ -283,7 +296,7 @@ fn fold_loop(
     view: View,
     mut projection: FunnelProjection,
     mut checkpoint: Position,
-    commit_every: usize,
+    options: RunOptions,
     mut receiver: tokio::sync::mpsc::Receiver<Result<Chunk, LogError>>,
     status: Arc<Status>,
     mut on_commit: impl OnCommit,
@@ -358,13 +371,15 @@ fn fold_loop(
                 for record in records {
                     projection.apply(&record.event);
                     checkpoint = record.position;
+                    folded_since_commit += 1;
+                    if folded_since_commit >= options.commit_every
+                        || projection.unsaved_entries() >= options.commit_entries
+                    {
+                        commit(&mut projection, checkpoint)?;
+                        folded_since_commit = 0;
+                    }
                 }
                 status.events.fetch_add(count as u64, Ordering::Relaxed);
-                folded_since_commit += count;
-                if folded_since_commit >= commit_every {
-                    commit(&mut projection, checkpoint)?;
-                    folded_since_commit = 0;
-                }
             }
             Some(Err(error)) => {
                 failure = Some(error);

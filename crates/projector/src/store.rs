@@ -568,10 +568,15 @@ impl View {
         checkpoint: Position,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        let (mut entries, mut bytes) = (0usize, 0usize);
         projection
-            .drain_changes(|key, value| match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
+            .drain_changes(|key, value| {
+                entries += 1;
+                bytes += key.len() + value.map_or(0, <[u8]>::len);
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
+                }
             })
             .map_err(|error| StoreError::State {
                 name: self.name.clone(),
@@ -586,9 +591,19 @@ impl View {
         })?;
         batch.insert(FACTS_LENGTH_KEY, &self.facts.len().to_be_bytes());
         batch.insert(CHECKPOINT_KEY, &checkpoint.get().to_be_bytes());
+        let started = std::time::Instant::now();
         self.state
             .apply_batch(batch)
-            .map_err(|error| storage(&self.dir, format!("cannot commit state: {error}")))
+            .map_err(|error| storage(&self.dir, format!("cannot commit state: {error}")))?;
+        tracing::debug!(
+            view = %self.name,
+            checkpoint = checkpoint.get(),
+            entries,
+            bytes,
+            apply_ms = started.elapsed().as_secs_f64() * 1e3,
+            "committed"
+        );
+        Ok(())
     }
 
     /// Makes every commit so far durable.

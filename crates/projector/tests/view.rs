@@ -47,11 +47,16 @@ async fn run_to(
     until: Until,
     commit_every: usize,
 ) -> (Outcome, Arc<Status>) {
-    let status = Arc::new(Status::default());
     let options = RunOptions {
         until,
         commit_every,
+        ..RunOptions::default()
     };
+    run_with(log, view, options).await
+}
+
+async fn run_with(log: &impl EventLog, view: View, options: RunOptions) -> (Outcome, Arc<Status>) {
+    let status = Arc::new(Status::default());
     let outcome = baton_projector::run(
         log,
         view,
@@ -124,6 +129,42 @@ async fn stopping_and_resuming_anywhere_stores_what_one_run_stores() {
         "runs were written"
     );
     assert!(whole == pieces, "the stored bytes differ");
+}
+
+/// A commit comes early once enough stored entries changed, however few events that took,
+/// and what those commits store is what one run stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_comes_once_enough_entries_changed() {
+    let (_dir, log, head, _views, store) = with_a_whole_run().await;
+    // The entries a commit counts: all but the symbol and attribute tables and the globals.
+    let counted = dump(&store, "whole")
+        .iter()
+        .filter(|(key, _)| !matches!(key.first(), Some(b'g' | b's' | b't')))
+        .count();
+    assert!(counted > 200, "{counted} entries");
+
+    new_view(&store, "small", None);
+    let options = RunOptions {
+        until: Until::CaughtUp,
+        commit_every: usize::MAX,
+        commit_entries: 25,
+    };
+    let view = store.open_view("small").expect("open");
+    let (outcome, status) = run_with(&log, view, options).await;
+    assert_eq!(outcome.checkpoint.get(), head);
+    // Without the bound this is one commit. With it, a commit holds 25 entries and what the
+    // event that reached 25 changed besides (a handful at most), and every entry was
+    // written at least once.
+    let fewest = (counted / (25 + 16)) as u64;
+    assert!(
+        status.commits() >= fewest,
+        "{} commits for {counted} entries, expected at least {fewest}",
+        status.commits()
+    );
+    assert!(
+        dump(&store, "whole") == dump(&store, "small"),
+        "the stored bytes differ"
+    );
 }
 
 /// The seeded history in an embedded log, its head, and a view store holding "whole", built
@@ -228,6 +269,7 @@ async fn live_run_follows_appends(commit_every: usize) {
             let options = RunOptions {
                 until: Until::Forever,
                 commit_every,
+                ..RunOptions::default()
             };
             let shutdown = async {
                 let _ = stopped.await;

@@ -347,6 +347,22 @@ impl FunnelProjection {
         projection
     }
 
+    /// How many entries the next [`drain_changes`](Self::drain_changes) will hand over, not
+    /// counting the symbol and attribute tables and the one global entry: what a store that
+    /// writes them in one batch may want to bound. Zero when not tracking changes.
+    pub fn unsaved_entries(&self) -> usize {
+        self.unsaved.as_ref().map_or(0, |unsaved| {
+            unsaved.people.len()
+                + unsaved.visitors.len()
+                + unsaved.visitors_of.len()
+                + unsaved.merged.len()
+                + unsaved.accounts.len()
+                + unsaved.retracted.len()
+                + unsaved.corrections.len()
+                + unsaved.wins.len()
+        })
+    }
+
     /// Hands every stored-state entry written or removed since the last call to `put`: its
     /// key, and its value (`None` to remove it). Each value is encoded into one buffer reused
     /// for all of them, so a store can copy it straight into its own batch. A key marked twice
