@@ -44,7 +44,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Stop at this log position, or at the first event recorded after this time (RFC 3339);
-    /// by default at the head as it is at the start.
+    /// by default at the head as it is at the start. The live definition is then compared
+    /// over the same events, and the MQLs' outcomes read from the whole log.
     #[arg(long)]
     pub until: Option<String>,
     /// Print the comparison as JSON.
@@ -343,11 +344,20 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
         return Ok(ExitCode::FAILURE);
     }
     let live = live_caught_up(log_args, &log).await?;
-    let comparison = baton_core::compare(&live.projection, &candidate.projection);
+    let live_name = store.live()?.unwrap_or_default();
+    let (comparison, outcomes_at) = compare_at_candidate(
+        &log,
+        live.projection,
+        live.checkpoint,
+        &candidate.projection,
+        candidate.checkpoint,
+    )
+    .await?;
     print_comparison(
         &comparison,
-        (&store.live()?.unwrap_or_default(), live.checkpoint),
+        (&live_name, candidate.checkpoint),
         (&name, candidate.checkpoint),
+        outcomes_at,
         args.json,
     );
     if !args.json {
@@ -368,14 +378,58 @@ pub async fn compare(log_args: &LogArgs, args: CompareArgs) -> anyhow::Result<Ex
     };
     let (live, live_position) = load(&live_name)?;
     let (candidate, candidate_position) = load(&args.name)?;
-    let comparison = baton_core::compare(&live, &candidate);
+    let (comparison, outcomes_at) = if live_position == candidate_position {
+        (baton_core::compare(&live, &candidate), live_position)
+    } else {
+        let log = log_args.open().await?;
+        compare_at_candidate(&log, live, live_position, &candidate, candidate_position).await?
+    };
     print_comparison(
         &comparison,
-        (&live_name, live_position),
+        (&live_name, candidate_position),
         (&args.name, candidate_position),
+        outcomes_at,
         args.json,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compares `candidate`, which reflects the log up to `at`, with the live definition over the
+/// same events: the live view itself when it stands at `at`, otherwise the live definition
+/// folded into memory up to `at` (a replay bounded by `--until`, or a live view that moved on
+/// since). How the MQLs ended is read from whichever saw more of the log, and its position is
+/// returned beside the comparison.
+async fn compare_at_candidate(
+    log: &AnyLog,
+    live: FunnelProjection,
+    live_position: Position,
+    candidate: &FunnelProjection,
+    at: Position,
+) -> anyhow::Result<(Comparison, Position)> {
+    if live_position == at {
+        return Ok((baton_core::compare(&live, candidate), at));
+    }
+    let definition = live.definition().clone();
+    // Read before the live projection goes: only the folded one is kept in memory.
+    let ended = (live_position > at).then(|| live.outcomes());
+    drop(live);
+    eprintln!(
+        "folding the log to position {at} under the live definition, to compare at the candidate's position"
+    );
+    let bar = progress_bar("folding");
+    let folded = baton_projector::fold_log_to(log, definition, at, |reached, last| {
+        bar.set_length(last.get());
+        bar.set_position(reached.get());
+    })
+    .await
+    .context("folding the live definition to the candidate's position")?;
+    bar.finish_and_clear();
+    let (outcomes, outcomes_at) = match ended {
+        Some(outcomes) => (outcomes, live_position),
+        None => (folded.projection.outcomes(), folded.position),
+    };
+    let comparison = baton_core::compare_with(&folded.projection, candidate, &outcomes);
+    Ok((comparison, outcomes_at))
 }
 
 pub fn views(log_args: &LogArgs, args: ViewsArgs) -> anyhow::Result<ExitCode> {
@@ -533,10 +587,13 @@ fn load_json(load: &SlaLoad) -> serde_json::Value {
     })
 }
 
+/// Prints a comparison of the two definitions at the candidate's position, with their MQLs'
+/// outcomes as of `outcomes_at`.
 fn print_comparison(
     comparison: &Comparison,
     live: (&str, Position),
     candidate: (&str, Position),
+    outcomes_at: Position,
     json: bool,
 ) {
     if json {
@@ -549,6 +606,7 @@ fn print_comparison(
                 "mql_only_live": group_json(&comparison.mql_only_live),
                 "mql_only_candidate": group_json(&comparison.mql_only_candidate),
                 "sla_load": {"live": load_json(&comparison.live_load), "candidate": load_json(&comparison.candidate_load)},
+                "outcomes_at": outcomes_at.get(),
             })
         );
         return;
@@ -586,7 +644,14 @@ fn print_comparison(
         println!("  {name:<14} {}   {}", cell(ls), cell(cs));
     }
     println!();
-    println!("who becomes an MQL, and how they actually ended:");
+    if outcomes_at == candidate.1 {
+        println!("who becomes an MQL, and how they actually ended:");
+    } else {
+        println!(
+            "who becomes an MQL by position {}, and how they actually ended (as of position {outcomes_at}):",
+            candidate.1
+        );
+    }
     println!(
         "  {:<25} {:>8} {:>7} {:>7} {:>7} {:>9}  revenue",
         "group", "people", "won", "lost", "open", "win rate"

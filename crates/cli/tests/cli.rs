@@ -657,7 +657,46 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(json_of(&output)["candidate"]["summary"]["position"], 500);
+    let early = json_of(&output);
+    assert_eq!(early["candidate"]["summary"]["position"], 500);
+    // Both definitions are compared over the same 500 events, and how their MQLs ended is
+    // read from the whole log.
+    assert_eq!(early["live"]["summary"]["position"], 500);
+    assert_eq!(early["outcomes_at"], head);
+    let again = json_of(&baton(dir.path(), &["compare", "early", "--json"]));
+    assert_eq!(again, early);
+    // The live definition itself, bounded the same way, differs in nothing.
+    std::fs::write(dir.path().join("live.toml"), default).expect("write");
+    let output = baton(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "live.toml",
+            "--name",
+            "same",
+            "--until",
+            "500",
+            "--json",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let same = json_of(&output);
+    assert_eq!(same["mql_only_live"]["people"], 0, "{same}");
+    assert_eq!(same["mql_only_candidate"]["people"], 0, "{same}");
+    assert!(
+        same["mql_both"]["people"].as_u64().expect("n") > 0,
+        "{same}"
+    );
+    assert_eq!(
+        same["live"]["summary"]["stages"],
+        same["candidate"]["summary"]["stages"]
+    );
+    assert_eq!(same["sla_load"]["live"], same["sla_load"]["candidate"]);
     let output = baton(
         dir.path(),
         &[
@@ -699,7 +738,8 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
         String::from_utf8_lossy(&output.stderr)
     );
     let views = json_of(&baton(dir.path(), &["views", "--json"]));
-    assert_eq!(views.as_array().expect("array").len(), 2, "{views}");
+    // "nodemo" (live now), "early" and "same".
+    assert_eq!(views.as_array().expect("array").len(), 3, "{views}");
     // Asking `project` for another definition than the live one says how to adopt it.
     let output = baton(
         dir.path(),

@@ -118,11 +118,21 @@ pub struct Comparison {
     pub candidate_load: SlaLoad,
 }
 
-/// Compares two refreshed projections of the same log. Outcomes are read from the live one
-/// (they are facts, the same under any definition); a candidate bounded earlier than the
-/// live view is compared as it stands.
+/// Compares two refreshed projections of the same log at the same position. Outcomes are
+/// read from the live one (they are facts, the same under any definition).
 pub fn compare(live: &FunnelProjection, candidate: &FunnelProjection) -> Comparison {
-    let outcomes = live.outcomes();
+    compare_with(live, candidate, &live.outcomes())
+}
+
+/// [`compare`] with the outcomes taken from elsewhere: for a candidate bounded before the
+/// head, both definitions are compared on the log up to the bound, and how their MQLs ended
+/// is read from the whole log (`outcomes` of a projection at the head), since what happened
+/// to a person after the bound is what tells whether flagging them was right.
+pub fn compare_with(
+    live: &FunnelProjection,
+    candidate: &FunnelProjection,
+    outcomes: &crate::Outcomes,
+) -> Comparison {
     let live_mqls: BTreeMap<String, Vec<Timestamp>> = live
         .mqls()
         .map(|(id, times)| (id.to_owned(), times))
@@ -138,15 +148,15 @@ pub fn compare(live: &FunnelProjection, candidate: &FunnelProjection) -> Compari
         candidate: candidate.summary(),
         mql_both: OutcomeGroup::of(
             live_people.intersection(&candidate_people).copied(),
-            &outcomes,
+            outcomes,
         ),
         mql_only_live: OutcomeGroup::of(
             live_people.difference(&candidate_people).copied(),
-            &outcomes,
+            outcomes,
         ),
         mql_only_candidate: OutcomeGroup::of(
             candidate_people.difference(&live_people).copied(),
-            &outcomes,
+            outcomes,
         ),
         live_load: SlaLoad::of(live.follow_up_starts()),
         candidate_load: SlaLoad::of(candidate.follow_up_starts()),

@@ -18,26 +18,43 @@ pub struct Folded {
 pub async fn fold_log<L: EventLog>(
     log: &L,
     definition: FunnelDefinition,
-    mut progress: impl FnMut(Position, Position),
+    progress: impl FnMut(Position, Position),
 ) -> Result<Folded, ProjectError> {
     let head = log.stat().await?.head;
+    fold_log_to(log, definition, head, progress).await
+}
+
+/// [`fold_log`] up to `until` (or the head, when that comes first): the log as it stood at a
+/// position, under any definition. `progress` gets (position reached, the last position).
+pub async fn fold_log_to<L: EventLog>(
+    log: &L,
+    definition: FunnelDefinition,
+    until: Position,
+    mut progress: impl FnMut(Position, Position),
+) -> Result<Folded, ProjectError> {
+    let last = log.stat().await?.head.min(until);
     let mut projection =
         FunnelProjection::new(definition).with_refresh_threads(crate::refresh_threads());
-    let mut records = log.read(Position::ZERO).await?;
     let mut reached = Position::ZERO;
-    while let Some(record) = records.next().await {
-        let record = record?;
-        if record.position > head {
-            break;
-        }
-        projection.apply(&record.event);
-        reached = record.position;
-        if reached.get().is_multiple_of(16_384) {
-            progress(reached, head);
+    if last > Position::ZERO {
+        let mut records = log.read(Position::ZERO).await?;
+        while let Some(record) = records.next().await {
+            let record = record?;
+            if record.position > last {
+                break;
+            }
+            projection.apply(&record.event);
+            reached = record.position;
+            if reached.get().is_multiple_of(16_384) {
+                progress(reached, last);
+            }
+            if reached == last {
+                break;
+            }
         }
     }
     projection.refresh();
-    progress(reached, head);
+    progress(reached, last);
     Ok(Folded {
         projection,
         position: reached,

@@ -1,6 +1,7 @@
 //! The projector: reads the log and folds it into the funnel views with core's pure reducers.
 //!
-//! - [`fold_log`] folds the whole log into memory, for a one-off answer under any definition.
+//! - [`fold_log`] folds the whole log into memory, for a one-off answer under any definition
+//!   ([`fold_log_to`]: up to a position).
 //! - [`run`] is the persistent projector: a view's state and checkpoint live in sled
 //!   ([`ViewStore`], [`View`]), committed together; a run resumes from the checkpoint and
 //!   follows the log (the live view) or stops at a bound (a candidate built by replay).
@@ -12,7 +13,7 @@ mod runner;
 mod store;
 
 pub use baton_log::Position;
-pub use fold::{Folded, fold_log};
+pub use fold::{Folded, fold_log, fold_log_to};
 pub use runner::{COMMIT_ENTRIES, OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run};
 pub use store::{
     Bound, StoreError, StoredEntry, View, ViewDetail, ViewInfo, ViewStore, valid_view_name,

@@ -4,7 +4,7 @@
 use baton_core::{Event, FunnelDefinition, FunnelProjection};
 use baton_log::{EmbeddedConfig, EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
 use baton_producer::{History, HistoryConfig};
-use baton_projector::fold_log;
+use baton_projector::{fold_log, fold_log_to};
 use baton_testkit::NatsServer;
 
 fn history() -> Vec<Event> {
@@ -67,6 +67,48 @@ async fn both_backends_fold_to_the_same_summary() {
         .filter(|e| seen.insert(e.event_id))
         .collect();
     assert_eq!(a, fold_in_memory(&unique));
+}
+
+/// Folding to a position folds exactly the events up to it, on both backends, and a bound
+/// past the head stops at the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_to_a_position_is_the_fold_of_the_log_up_to_it() {
+    let mut seen = std::collections::HashSet::new();
+    let events: Vec<Event> = history()
+        .into_iter()
+        .filter(|e| seen.insert(e.event_id))
+        .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let embedded = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("open");
+    embedded.append(events.clone()).await.expect("append");
+    let server = NatsServer::start();
+    let jetstream = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+        .await
+        .expect("connect");
+    jetstream.append(events.clone()).await.expect("append");
+    let definition = FunnelDefinition::default_funnel;
+    for at in [1, 777, events.len() / 2] {
+        let expected = fold_in_memory(&events[..at]);
+        let position = baton_log::Position::new(at as u64);
+        let a = fold_log_to(&embedded, definition(), position, |_, _| ())
+            .await
+            .expect("fold embedded");
+        let b = fold_log_to(&jetstream, definition(), position, |_, _| ())
+            .await
+            .expect("fold jetstream");
+        assert_eq!(a.position, position);
+        assert_eq!(b.position, position);
+        assert_eq!(a.projection.summary(), expected, "at {at}");
+        assert_eq!(b.projection.summary(), expected, "at {at}");
+    }
+    let past = baton_log::Position::new(events.len() as u64 + 50);
+    let whole = fold_log_to(&embedded, definition(), past, |_, _| ())
+        .await
+        .expect("fold");
+    assert_eq!(whole.position.get(), events.len() as u64);
+    assert_eq!(whole.projection.summary(), fold_in_memory(&events));
 }
 
 #[test]
