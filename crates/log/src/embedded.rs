@@ -71,8 +71,9 @@ struct Inner {
     /// in that order while each encodes its batch beforehand (`turn.rs`).
     turn: tokio::sync::Mutex<()>,
     head: watch::Sender<Position>,
-    /// Locked for as long as the log is open; the lock goes with the handle.
-    _lock: std::fs::File,
+    /// Locked for as long as the log is open; the lock goes with the handle. `None` for a
+    /// handle opened only to read ([`EmbeddedLog::open_to_read`]).
+    _lock: Option<std::fs::File>,
 }
 
 /// The event id of the frame at `position`, when it is there and readable.
@@ -140,6 +141,35 @@ impl EmbeddedLog {
             })?
     }
 
+    /// Opens the log in `config.path` to read it as it stands now, beside the process that
+    /// has it open to append (a running `baton serve` or `baton project`), or none: no lock is
+    /// taken and nothing on disk is changed. An append still being written is left out.
+    /// Appending through this handle, or following the log, is an error; the head is the one
+    /// at this call.
+    pub async fn open_to_read(config: EmbeddedConfig) -> Result<Self, LogError> {
+        tokio::task::spawn_blocking(move || Self::open_to_read_blocking(&config))
+            .await
+            .map_err(|error| LogError::Storage {
+                path: String::new(),
+                message: format!("open task failed: {error}"),
+            })?
+    }
+
+    fn open_to_read_blocking(config: &EmbeddedConfig) -> Result<Self, LogError> {
+        let path = config.path.display().to_string();
+        if crate::migrate::needs_migration(&config.path) {
+            return Err(LogError::Storage {
+                path,
+                message: "this log was written by an earlier build and is moved to segment files \
+                          the first time a command that appends opens it (baton project, serve or \
+                          ingest); run one first"
+                    .to_owned(),
+            });
+        }
+        let segments = Segments::open_to_read(&config.path.join(SEGMENTS_DIR))?;
+        Ok(Self::with_segments(config, path, segments, None))
+    }
+
     fn open_blocking(config: &EmbeddedConfig) -> Result<Self, LogError> {
         let path = config.path.display().to_string();
         std::fs::create_dir_all(&config.path).map_err(|error| LogError::Storage {
@@ -150,9 +180,18 @@ impl EmbeddedLog {
         let segments_dir = config.path.join(SEGMENTS_DIR);
         crate::migrate::from_sled_if_there(&config.path, &segments_dir)?;
         let segments = Segments::open(&segments_dir)?;
+        Ok(Self::with_segments(config, path, segments, Some(lock)))
+    }
+
+    fn with_segments(
+        config: &EmbeddedConfig,
+        path: String,
+        segments: Segments,
+        lock: Option<std::fs::File>,
+    ) -> Self {
         let head = segments.head();
         let (head_sender, _) = watch::channel(head);
-        Ok(EmbeddedLog {
+        EmbeddedLog {
             inner: Arc::new(Inner {
                 path,
                 segments,
@@ -166,7 +205,17 @@ impl EmbeddedLog {
                 head: head_sender,
                 _lock: lock,
             }),
-        })
+        }
+    }
+
+    /// An error for a handle opened only to read, which may not append or follow.
+    fn writable(&self) -> Result<(), LogError> {
+        match &self.inner._lock {
+            Some(_) => Ok(()),
+            None => Err(self.storage_error(
+                "opened only to read (another process may be appending): cannot append or follow",
+            )),
+        }
     }
 
     /// The directory the log lives in.
@@ -463,6 +512,7 @@ fn encode_all(events: Vec<Event>) -> Result<Vec<(u128, Vec<u8>)>, LogError> {
 
 impl EventLog for EmbeddedLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<AppendOutcome>, LogError> {
+        self.writable()?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -493,6 +543,7 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn follow(&self, from: Position) -> Result<RecordStream, LogError> {
+        self.writable()?;
         Ok(self.stream(from, None))
     }
 }

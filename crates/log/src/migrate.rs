@@ -28,6 +28,12 @@ fn storage(path: &Path, what: &str, error: impl std::fmt::Display) -> LogError {
 
 /// Migrates `dir/log` into `segments` when there is an old database and no segments yet, and
 /// removes the old database once the segments are in place.
+/// Whether `dir` holds a log of the earlier layout that has not been moved yet (or whose move
+/// was cut short).
+pub(crate) fn needs_migration(dir: &Path) -> bool {
+    dir.join(OLD_DIR).is_dir()
+}
+
 pub(crate) fn from_sled_if_there(dir: &Path, segments: &Path) -> Result<(), LogError> {
     let old = dir.join(OLD_DIR);
     if !old.is_dir() {

@@ -241,11 +241,26 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
 impl Segments {
     /// Opens the segments in `dir` (created when missing), cutting off a torn last append.
     pub(crate) fn open(dir: &Path) -> Result<Segments, LogError> {
-        Self::open_with(dir, SEGMENT_BYTES)
+        Self::open_with(dir, SEGMENT_BYTES, Access::Write)
     }
 
-    fn open_with(dir: &Path, segment_bytes: u64) -> Result<Segments, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| storage(dir, "cannot create directory", e))?;
+    /// Opens the segments in `dir` to read, while another process may be appending: nothing
+    /// is created, cut or written, and an append that has not finished (or not yet reached
+    /// the file whole) is left out. What is read is the log as it stood at this call.
+    pub(crate) fn open_to_read(dir: &Path) -> Result<Segments, LogError> {
+        if !dir.is_dir() {
+            return Err(LogError::Storage {
+                path: dir.display().to_string(),
+                message: "no embedded log here (no segments directory)".to_owned(),
+            });
+        }
+        Self::open_with(dir, SEGMENT_BYTES, Access::Read)
+    }
+
+    fn open_with(dir: &Path, segment_bytes: u64, access: Access) -> Result<Segments, LogError> {
+        if access == Access::Write {
+            std::fs::create_dir_all(dir).map_err(|e| storage(dir, "cannot create directory", e))?;
+        }
         let listed = list_segments(dir)?;
         let mut directory = Directory::default();
         let mut next = 1u64;
@@ -261,11 +276,11 @@ impl Segments {
             }
             let file = OpenOptions::new()
                 .read(true)
-                .write(true)
+                .write(access == Access::Write)
                 .open(&path)
                 .map_err(|e| storage(&path, "cannot open segment", e))?;
             let number = u32::try_from(directory.files.len()).expect("invariant: < 2^32 segments");
-            let scanned = scan_segment(&file, &path, number, first, index == last_index)?;
+            let scanned = scan_segment(&file, &path, number, first, index == last_index, access)?;
             next = scanned.next;
             end = scanned.end;
             directory.blocks.extend(scanned.blocks);
@@ -480,14 +495,23 @@ struct Scanned {
     end: u64,
 }
 
-/// Walks a segment's block headers. In the last segment, a torn last append is cut off; in
-/// any other, a header that does not fit is an error.
+/// Whether segments are opened by the process that appends, or only to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Write,
+    /// Another process may be appending: a torn or unfinished last append is left out, not cut.
+    Read,
+}
+
+/// Walks a segment's block headers. In the last segment, a torn last append is cut off (left
+/// out, when only reading); in any other, a header that does not fit is an error.
 fn scan_segment(
     file: &File,
     path: &Path,
     number: u32,
     first: u64,
     last_segment: bool,
+    access: Access,
 ) -> Result<Scanned, LogError> {
     let length = file
         .metadata()
@@ -594,7 +618,7 @@ fn scan_segment(
         ),
     };
     blocks.truncate(keep);
-    if end < length {
+    if end < length && access == Access::Write {
         let kept = keep_cut_bytes(file, path, end, length)?;
         tracing::warn!(
             segment = %path.display(),
@@ -686,7 +710,7 @@ mod tests {
         let path = dir.path().join("segments");
         let mut next = 1;
         {
-            let segments = Segments::open_with(&path, 4096).expect("open");
+            let segments = Segments::open_with(&path, 4096, Access::Write).expect("open");
             for count in [1, 255, 256, 257, 600, 3, 1000] {
                 segments.append(&frames(next, count)).expect("append");
                 next += count;
@@ -696,7 +720,7 @@ mod tests {
         let files = list_segments(&path).expect("list");
         assert!(files.len() > 3, "rolled into {} segments", files.len());
         assert_eq!(files[0].0, 1);
-        let segments = Segments::open_with(&path, 4096).expect("reopen");
+        let segments = Segments::open_with(&path, 4096, Access::Write).expect("reopen");
         assert_eq!(segments.head().get(), next - 1);
         let whole = read(&segments, 1, next - 1);
         let expected: Vec<_> = (1..next).zip(frames(1, next - 1)).collect();
@@ -725,12 +749,61 @@ mod tests {
         );
     }
 
+    /// A reader beside the appender sees the log as it stood when it opened, leaves out an
+    /// append that has not reached the file whole, and changes nothing on disk.
+    #[test]
+    fn a_reader_leaves_an_unfinished_append_out_and_cuts_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("segments");
+        let writer = Segments::open_with(&path, 1 << 20, Access::Write).expect("open");
+        writer.append(&frames(1, 300)).expect("append");
+        writer.append(&frames(301, 5)).expect("append");
+        let files = list_segments(&path).expect("list");
+        let last = &files.last().expect("a segment").1;
+        let before = std::fs::metadata(last).expect("metadata").len();
+        writer.append(&frames(306, 400)).expect("append");
+        drop(writer);
+        // Half of the third append's bytes, as a reader may find them while it is written.
+        let after = std::fs::metadata(last).expect("metadata").len();
+        let length = before + (after - before) / 2;
+        OpenOptions::new()
+            .write(true)
+            .open(last)
+            .and_then(|file| file.set_len(length))
+            .expect("tear");
+
+        let reader = Segments::open_to_read(&path).expect("open to read");
+        assert_eq!(reader.head().get(), 305);
+        let read_back = read(&reader, 1, 400);
+        assert_eq!(read_back, (1..=305).zip(frames(1, 305)).collect::<Vec<_>>());
+        assert_eq!(
+            std::fs::metadata(last).expect("metadata").len(),
+            length,
+            "the reader cut nothing"
+        );
+        assert!(
+            std::fs::read_dir(&path).expect("list").all(|entry| !entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .contains("cut")),
+            "the reader kept nothing aside"
+        );
+        let error = Segments::open_to_read(&dir.path().join("elsewhere"))
+            .err()
+            .expect("no log there");
+        assert!(
+            error.to_string().contains("no embedded log here"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn a_gap_between_segments_fails_the_open_naming_the_file() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("segments");
         {
-            let segments = Segments::open_with(&path, 1024).expect("open");
+            let segments = Segments::open_with(&path, 1024, Access::Write).expect("open");
             for start in [1, 101, 201] {
                 segments.append(&frames(start, 100)).expect("append");
             }
@@ -738,7 +811,7 @@ mod tests {
         let files = list_segments(&path).expect("list");
         assert_eq!(files.len(), 3);
         std::fs::remove_file(&files[1].1).expect("lose the middle segment");
-        let error = Segments::open_with(&path, 1024)
+        let error = Segments::open_with(&path, 1024, Access::Write)
             .err()
             .expect("the gap is an error");
         let text = error.to_string();

@@ -97,6 +97,49 @@ async fn a_second_opener_is_told_the_log_is_in_use() {
     );
 }
 
+/// A reader beside the process that appends: it reads the log as it stood when it opened,
+/// takes no lock, and may not append or follow.
+#[tokio::test]
+async fn a_log_in_use_can_still_be_opened_to_read() {
+    let dir = tempfile::tempdir().expect("dir");
+    let writer = open(dir.path()).await;
+    append_all_new(&writer, "before", 700).await;
+    let reader = EmbeddedLog::open_to_read(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("open to read while the log is in use");
+    append_all_new(&writer, "after", 30).await;
+    assert_eq!(reader.stat().await.expect("stat").head.get(), 700);
+    let records = read_all(&reader).await;
+    assert_eq!(records.len(), 700);
+    let expected = events("before", 700);
+    for (record, event) in records.iter().zip(&expected) {
+        let record = record.as_ref().expect("record");
+        assert_eq!(record.event.event_id, event.event_id);
+    }
+    let refused = reader
+        .append(events("mine", 1))
+        .await
+        .expect_err("a reader cannot append");
+    assert!(
+        refused.to_string().contains("opened only to read"),
+        "{refused}"
+    );
+    assert!(reader.follow(baton_log::Position::ZERO).await.is_err());
+    // The writer goes on, and a later reader sees its appends.
+    append_all_new(&writer, "later", 5).await;
+    let again = EmbeddedLog::open_to_read(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("open to read");
+    assert_eq!(again.stat().await.expect("stat").head.get(), 735);
+    let missing = EmbeddedLog::open_to_read(EmbeddedConfig::new(dir.path().join("nothing")))
+        .await
+        .expect_err("no log there");
+    assert!(
+        missing.to_string().contains("no embedded log here"),
+        "{missing}"
+    );
+}
+
 /// The segment files of a log, in order.
 fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
