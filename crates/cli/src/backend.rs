@@ -70,6 +70,26 @@ impl LogArgs {
         config
     }
 
+    /// [`open`](Self::open) for a command that only reads the log: the embedded log is opened
+    /// beside a process that may have it open to append (`baton serve`, `baton project`), as
+    /// it stands now.
+    pub async fn open_to_read(&self) -> anyhow::Result<AnyLog> {
+        match &self.nats {
+            Some(_) => self.open().await,
+            None => {
+                let log = EmbeddedLog::open_to_read(EmbeddedConfig::new(&self.data))
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "opening the embedded log in {} to read",
+                            self.data.display()
+                        )
+                    })?;
+                Ok(AnyLog::Embedded(log))
+            }
+        }
+    }
+
     pub async fn open(&self) -> anyhow::Result<AnyLog> {
         match &self.nats {
             Some(url) => {

@@ -275,7 +275,8 @@ fn parse_until(text: &str) -> anyhow::Result<Bound> {
 
 pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (definition, text) = load_definition_text(Some(&args.funnel))?;
-    let log = log_args.open().await?;
+    // Only read: a running `baton serve` or `baton project` may have the log open to append.
+    let log = log_args.open_to_read().await?;
     let store = open_store(log_args)?;
     let head = log.stat().await?.head;
     let bound = match &args.until {
@@ -343,16 +344,23 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
         );
         return Ok(ExitCode::FAILURE);
     }
-    let live = live_caught_up(log_args, &log).await?;
+    let (comparison, outcomes_at) = match live_caught_up(log_args, &log).await {
+        Ok(live) => {
+            compare_at_candidate(
+                &log,
+                live.projection,
+                live.checkpoint,
+                &candidate.projection,
+                candidate.checkpoint,
+            )
+            .await?
+        }
+        Err(error) if in_use(&error) => {
+            live_in_use(&store, &log, &candidate.projection, candidate.checkpoint).await?
+        }
+        Err(error) => return Err(error),
+    };
     let live_name = store.live()?.unwrap_or_default();
-    let (comparison, outcomes_at) = compare_at_candidate(
-        &log,
-        live.projection,
-        live.checkpoint,
-        &candidate.projection,
-        candidate.checkpoint,
-    )
-    .await?;
     print_comparison(
         &comparison,
         (&live_name, candidate.checkpoint),
@@ -376,13 +384,20 @@ pub async fn compare(log_args: &LogArgs, args: CompareArgs) -> anyhow::Result<Ex
         let view = store.open_view(name)?;
         Ok(view.load()?)
     };
-    let (live, live_position) = load(&live_name)?;
     let (candidate, candidate_position) = load(&args.name)?;
-    let (comparison, outcomes_at) = if live_position == candidate_position {
-        (baton_core::compare(&live, &candidate), live_position)
-    } else {
-        let log = log_args.open().await?;
-        compare_at_candidate(&log, live, live_position, &candidate, candidate_position).await?
+    let (comparison, outcomes_at) = match load(&live_name) {
+        Ok((live, live_position)) if live_position == candidate_position => {
+            (baton_core::compare(&live, &candidate), live_position)
+        }
+        Ok((live, live_position)) => {
+            let log = log_args.open_to_read().await?;
+            compare_at_candidate(&log, live, live_position, &candidate, candidate_position).await?
+        }
+        Err(error) if in_use(&error) => {
+            let log = log_args.open_to_read().await?;
+            live_in_use(&store, &log, &candidate, candidate_position).await?
+        }
+        Err(error) => return Err(error),
     };
     print_comparison(
         &comparison,
@@ -411,8 +426,51 @@ async fn compare_at_candidate(
     }
     let definition = live.definition().clone();
     // Read before the live projection goes: only the folded one is kept in memory.
-    let ended = (live_position > at).then(|| live.outcomes());
+    let ended = (live_position > at).then(|| (live.outcomes(), live_position));
     drop(live);
+    fold_and_compare(log, definition, ended, candidate, at).await
+}
+
+/// Whether `error` is a view that another process has open.
+fn in_use(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<baton_projector::StoreError>(),
+        Some(baton_projector::StoreError::InUse { .. })
+    )
+}
+
+/// The comparison when the live view is open in another process (a running `baton serve` or
+/// `baton project`): its definition, read from the copy beside its database, folded from the
+/// log up to the candidate's position. The outcomes are then those at that position.
+async fn live_in_use(
+    store: &ViewStore,
+    log: &AnyLog,
+    candidate: &FunnelProjection,
+    at: Position,
+) -> anyhow::Result<(Comparison, Position)> {
+    let name = store.live()?.unwrap_or_default();
+    let definition = store.definition_of(&name).with_context(|| {
+        format!(
+            "the live view {name:?} is open in another process (a running `baton serve` or \
+             `baton project`) and its definition cannot be read beside it; stop that process \
+             once with this build, or compare later"
+        )
+    })?;
+    eprintln!(
+        "the live view {name:?} is open in another process; comparing with its definition folded from the log"
+    );
+    fold_and_compare(log, definition, None, candidate, at).await
+}
+
+/// Folds the log up to `at` under `definition` and compares `candidate` with it. How the MQLs
+/// ended is read from `ended` (outcomes and their position) when given, else from the fold.
+async fn fold_and_compare(
+    log: &AnyLog,
+    definition: FunnelDefinition,
+    ended: Option<(baton_core::Outcomes, Position)>,
+    candidate: &FunnelProjection,
+    at: Position,
+) -> anyhow::Result<(Comparison, Position)> {
     eprintln!(
         "folding the log to position {at} under the live definition, to compare at the candidate's position"
     );
@@ -425,7 +483,7 @@ async fn compare_at_candidate(
     .context("folding the live definition to the candidate's position")?;
     bar.finish_and_clear();
     let (outcomes, outcomes_at) = match ended {
-        Some(outcomes) => (outcomes, live_position),
+        Some(ended) => ended,
         None => (folded.projection.outcomes(), folded.position),
     };
     let comparison = baton_core::compare_with(&folded.projection, candidate, &outcomes);

@@ -759,6 +759,109 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
     );
 }
 
+/// A replay while `baton serve` has the embedded log and the live view open: it reads the log
+/// beside it, compares with the live definition folded from the log, and serving goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_runs_while_serve_holds_the_log_and_the_live_view() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "3", "150", "history.ndjson");
+    let output = baton(dir.path(), &["ingest", "history.ndjson"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let head = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["head"]
+        .as_u64()
+        .expect("head");
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "http = \"127.0.0.1:0\"\nsql = \"127.0.0.1:0\"\npublish_every_ms = 100\n",
+    )
+    .expect("config");
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let client = reqwest::Client::new();
+    let funnel = |position: u64| {
+        let url = format!("http://{}/v1/funnel?min_position={position}", served.addr);
+        let client = client.clone();
+        async move {
+            let response = client.get(&url).send().await.expect("get");
+            assert_eq!(response.status().as_u16(), 200, "{url}");
+            let text = response.text().await.expect("body");
+            serde_json::from_str::<Value>(&text).expect("json")
+        }
+    };
+    assert_eq!(funnel(head).await["totals"]["events"], head);
+
+    let candidate = baton_core::DEFAULT_FUNNEL_TOML
+        .replace(
+            r#"high_intent = ["demo_requested", "executive_event_attended"]"#,
+            r#"high_intent = ["executive_event_attended"]"#,
+        )
+        .replace(r#"name = "b2b-default""#, r#"name = "no-demo""#);
+    std::fs::write(dir.path().join("candidate.toml"), candidate).expect("write");
+    let replay = |name: &'static str, until: Option<&'static str>| {
+        let mut args = vec![
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--name",
+            name,
+            "--json",
+        ];
+        if let Some(until) = until {
+            args.extend(["--until", until]);
+        }
+        let output = baton(dir.path(), &args);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("open in another process"), "{stderr}");
+        json_of(&output)
+    };
+    let whole = replay("nodemo", None);
+    assert_eq!(whole["live"]["summary"]["definition"], "b2b-default");
+    assert_eq!(whole["live"]["summary"]["position"], head);
+    assert_eq!(whole["candidate"]["summary"]["position"], head);
+    assert_eq!(whole["outcomes_at"], head);
+    assert!(
+        whole["mql_only_live"]["people"].as_u64().expect("n") > 0,
+        "{whole}"
+    );
+    assert_eq!(whole["mql_only_candidate"]["people"], 0, "{whole}");
+    let early = replay("early", Some("500"));
+    assert_eq!(early["live"]["summary"]["position"], 500);
+    assert_eq!(early["outcomes_at"], 500);
+    // `compare` works beside the server too, and gives the same report.
+    let again = json_of(&baton(dir.path(), &["compare", "nodemo", "--json"]));
+    assert_eq!(again, whole);
+
+    // Serving went on: new events are collected, projected and answered.
+    let body = std::fs::read(dir.path().join("history.ndjson")).expect("history");
+    let line = body.split(|b| *b == b'\n').next().expect("a line");
+    let mut event: Value = serde_json::from_slice(line).expect("event");
+    event["event_id"] = Value::String("0191a8d2-7e4c-7c3a-9a51-5f1d0c2e9b77".to_owned());
+    let response = client
+        .post(format!("http://{}/v1/events", served.addr))
+        .header("content-type", "application/x-ndjson")
+        .body(event.to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(funnel(head + 1).await["totals"]["events"], head + 1);
+    assert!(served.terminate().success());
+
+    // With the server stopped, the live view (one event further on) is compared at the
+    // candidate's position, with outcomes from the whole log.
+    let later = json_of(&baton(dir.path(), &["compare", "nodemo", "--json"]));
+    assert_eq!(later["live"]["summary"]["position"], head);
+    assert_eq!(later["outcomes_at"], head + 1);
+    assert_eq!(
+        later["mql_only_live"]["people"],
+        whole["mql_only_live"]["people"]
+    );
+}
+
 /// A `baton serve` child process, killed on drop if the test did not stop it.
 struct Served {
     child: std::process::Child,

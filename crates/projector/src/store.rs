@@ -23,6 +23,10 @@ const FACTS_LENGTH_KEY: &[u8] = b"\0facts";
 const STATE_TREE: &[u8] = b"state";
 const META_DEFINITION: &[u8] = b"definition";
 const META_DEFINITION_FILE: &[u8] = b"definition_file";
+/// A copy of the definition's text beside the view's database, readable while another process
+/// has the view open (sled locks its database): a replay compares a candidate with the live
+/// definition while `baton serve` holds the live view.
+const DEFINITION_COPY: &str = "definition.toml";
 const META_STATE_VERSION: &[u8] = b"state_version";
 const META_BOUND: &[u8] = b"bound";
 const META_COMPLETE: &[u8] = b"complete";
@@ -282,7 +286,33 @@ impl ViewStore {
         // Parsing again checks that what was stored reads back as the same definition.
         let stored = view.definition()?;
         debug_assert_eq!(stored.hash(), definition.hash());
+        view.keep_definition_copy()?;
         Ok(view)
+    }
+
+    /// The definition a view is built under, read from its copy beside the database when there
+    /// is one, so that it can be read while another process has the view open; otherwise
+    /// (a view created by an earlier build, not opened since) from the database.
+    pub fn definition_of(&self, name: &str) -> Result<FunnelDefinition, StoreError> {
+        let dir = self.view_dir(name);
+        if !valid_view_name(name) || !dir.is_dir() {
+            return Err(self.no_such(name));
+        }
+        let copy = dir.join(DEFINITION_COPY);
+        match std::fs::read_to_string(&copy) {
+            Ok(text) => {
+                FunnelDefinition::parse(&copy.display().to_string(), &text).map_err(|errors| {
+                    StoreError::Definition {
+                        name: name.to_owned(),
+                        message: errors.to_string(),
+                    }
+                })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                self.open_view(name)?.definition()
+            }
+            Err(error) => Err(storage(&copy, format!("cannot read: {error}"))),
+        }
     }
 
     /// Opens an existing view. A database left without a definition (its creation was cut
@@ -294,6 +324,7 @@ impl ViewStore {
         }
         let view = View::open(name, &dir)?;
         if view.read_meta(META_DEFINITION)?.is_some() {
+            view.keep_definition_copy()?;
             return Ok(view);
         }
         drop(view);
@@ -394,6 +425,29 @@ impl View {
             name: self.name.clone(),
             message: errors.to_string(),
         })
+    }
+
+    /// Writes the copy of the definition beside the database when it is not there yet (write,
+    /// sync, rename): a reader finds the whole text or none.
+    fn keep_definition_copy(&self) -> Result<(), StoreError> {
+        let copy = self.dir.join(DEFINITION_COPY);
+        if copy.exists() {
+            return Ok(());
+        }
+        let text = self.definition_text()?;
+        let partial = self.dir.join(format!("{DEFINITION_COPY}.partial"));
+        let written = std::fs::File::create(&partial).and_then(|mut file| {
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            file.sync_all()
+        });
+        written
+            .and_then(|()| std::fs::rename(&partial, &copy))
+            .map_err(|error| {
+                storage(
+                    &copy,
+                    format!("cannot write the definition's copy: {error}"),
+                )
+            })
     }
 
     /// The TOML text of the definition.
