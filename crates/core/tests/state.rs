@@ -205,6 +205,62 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The order events arrive in changes no one's results: the log shuffled (events of
+    /// different people interleaved anyhow, and one person's out of order too) gives every
+    /// person the same facts, MQL entries and outcomes, and the same summary, as the log in
+    /// order. Event time drives the funnel; an identification, retraction or correction counts
+    /// wherever it arrives.
+    #[test]
+    fn the_order_events_arrive_in_changes_no_ones_results(
+        spec in proptest::collection::vec((0usize..64, any::<u8>(), any::<u8>(), any::<u8>(), 0i64..2000), 1..120),
+        seed in any::<u64>(),
+    ) {
+        // Without merges: a merge of people the log has not seen yet still depends on when it
+        // arrives (a known gap, the next step of the projections issue).
+        let events: Vec<Event> = history(&spec)
+            .into_iter()
+            .filter(|event| event.kind() != Kind::Merged)
+            .collect();
+        let mut shuffled = events.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            // xorshift64: a shuffle decided by the seed.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let fold = |events: &[Event]| {
+            let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
+            for event in events {
+                projection.apply(event);
+            }
+            projection.refresh();
+            projection
+        };
+        let (in_order, anyhow) = (fold(&events), fold(&shuffled));
+        let mqls = |projection: &FunnelProjection| {
+            projection
+                .mqls()
+                .map(|(id, times)| (id.to_owned(), times))
+                .collect::<BTreeMap<_, _>>()
+        };
+        prop_assert_eq!(mqls(&in_order), mqls(&anyhow));
+        prop_assert_eq!(in_order.outcomes(), anyhow.outcomes());
+        for person in 0..5 {
+            let person = format!("person-{person}");
+            prop_assert_eq!(
+                in_order.facts_of(&person).expect("in memory"),
+                anyhow.facts_of(&person).expect("in memory")
+            );
+        }
+        prop_assert_eq!(in_order.summary(), anyhow.summary());
+    }
+}
+
 #[test]
 fn an_untracked_projection_hands_out_no_changes() {
     let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
