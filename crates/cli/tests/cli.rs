@@ -26,6 +26,17 @@ fn json_of(output: &Output) -> Value {
     })
 }
 
+/// Runs baton, asserting it succeeds, and returns its JSON output.
+fn json_ok(dir: &Path, args: &[&str]) -> Value {
+    let output = baton(dir, args);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json_of(&output)
+}
+
 /// Runs a `baton bench` subcommand with `--json` and returns its figures.
 fn bench_figures(dir: &Path, args: &[&str]) -> Value {
     let mut all = vec!["bench"];
@@ -639,25 +650,13 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
     assert_eq!(names, vec![("b2b-default", true), ("nodemo", false)]);
 
     // Bounded replays: by position, and a bad bound is a clear error.
-    let output = baton(
-        dir.path(),
-        &[
-            "replay",
-            "--funnel",
-            "candidate.toml",
-            "--name",
-            "early",
-            "--until",
-            "500",
-            "--json",
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let early = json_of(&output);
+    let replay_to_500 = |funnel: &str, name: &str| {
+        let args = [
+            "replay", "--funnel", funnel, "--name", name, "--until", "500", "--json",
+        ];
+        json_ok(dir.path(), &args)
+    };
+    let early = replay_to_500("candidate.toml", "early");
     assert_eq!(early["candidate"]["summary"]["position"], 500);
     // Both definitions are compared over the same 500 events, and how their MQLs ended is
     // read from the whole log.
@@ -667,25 +666,7 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
     assert_eq!(again, early);
     // The live definition itself, bounded the same way, differs in nothing.
     std::fs::write(dir.path().join("live.toml"), default).expect("write");
-    let output = baton(
-        dir.path(),
-        &[
-            "replay",
-            "--funnel",
-            "live.toml",
-            "--name",
-            "same",
-            "--until",
-            "500",
-            "--json",
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let same = json_of(&output);
+    let same = replay_to_500("live.toml", "same");
     assert_eq!(same["mql_only_live"]["people"], 0, "{same}");
     assert_eq!(same["mql_only_candidate"]["people"], 0, "{same}");
     assert!(
@@ -765,13 +746,8 @@ fn replay_compares_a_candidate_and_promote_makes_it_live() {
 async fn replay_runs_while_serve_holds_the_log_and_the_live_view() {
     let dir = tempfile::tempdir().expect("dir");
     generate(dir.path(), "3", "150", "history.ndjson");
-    let output = baton(dir.path(), &["ingest", "history.ndjson"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let head = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["head"]
+    json_ok(dir.path(), &["ingest", "history.ndjson", "--json"]);
+    let head = json_ok(dir.path(), &["log", "stat", "--json"])["head"]
         .as_u64()
         .expect("head");
     std::fs::write(

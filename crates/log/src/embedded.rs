@@ -133,7 +133,13 @@ const SNAPSHOT_FILE: &str = "id-index.snapshot";
 impl EmbeddedLog {
     /// Opens (or creates) the log in `config.path`. Only one process may have it open.
     pub async fn open(config: EmbeddedConfig) -> Result<Self, LogError> {
-        tokio::task::spawn_blocking(move || Self::open_blocking(&config))
+        Self::on_the_blocking_pool(move || Self::open_blocking(&config)).await
+    }
+
+    async fn on_the_blocking_pool(
+        open: impl FnOnce() -> Result<Self, LogError> + Send + 'static,
+    ) -> Result<Self, LogError> {
+        tokio::task::spawn_blocking(open)
             .await
             .map_err(|error| LogError::Storage {
                 path: String::new(),
@@ -147,12 +153,7 @@ impl EmbeddedLog {
     /// Appending through this handle, or following the log, is an error; the head is the one
     /// at this call.
     pub async fn open_to_read(config: EmbeddedConfig) -> Result<Self, LogError> {
-        tokio::task::spawn_blocking(move || Self::open_to_read_blocking(&config))
-            .await
-            .map_err(|error| LogError::Storage {
-                path: String::new(),
-                message: format!("open task failed: {error}"),
-            })?
+        Self::on_the_blocking_pool(move || Self::open_to_read_blocking(&config)).await
     }
 
     fn open_to_read_blocking(config: &EmbeddedConfig) -> Result<Self, LogError> {
