@@ -176,6 +176,81 @@ impl Visitor {
     }
 }
 
+/// A `merged` event as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MergeRecord {
+    at: Timestamp,
+    id: EventId,
+    from: String,
+    into: String,
+}
+
+/// The people merges joined into one: every merge that joined them, kept so that who
+/// survives is decided by event time, whatever order the merges arrived in.
+///
+/// Taken in (business time, event id) order, each merge joins the person its `from` stands for
+/// into the person its `into` stands for, unless they are one person already (a merge that
+/// would close a cycle does nothing). The survivor is who is left.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MergeGroup {
+    /// As they arrived.
+    records: Vec<MergeRecord>,
+    /// The latest (business time, event id) among them.
+    latest: Option<(Timestamp, EventId)>,
+}
+
+impl MergeGroup {
+    fn push(&mut self, record: MergeRecord) {
+        self.latest = self.latest.max(Some((record.at, record.id)));
+        self.records.push(record);
+    }
+
+    fn join(&mut self, other: MergeGroup) {
+        let (mut big, small) = if other.records.len() > self.records.len() {
+            (other, std::mem::take(self))
+        } else {
+            (std::mem::take(self), other)
+        };
+        big.latest = big.latest.max(small.latest);
+        big.records.extend(small.records);
+        *self = big;
+    }
+
+    /// Every person id the merges name, each once.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &String> {
+        let mut seen = HashSet::default();
+        self.records
+            .iter()
+            .flat_map(|record| [&record.from, &record.into])
+            .filter(move |id| seen.insert(id.as_str()))
+    }
+
+    /// Who is left when the merges are taken in event-time order.
+    fn survivor(&self) -> &str {
+        let mut order: Vec<&MergeRecord> = self.records.iter().collect();
+        order.sort_by_key(|record| (record.at, record.id));
+        let mut parent: HashMap<&str, &str> = HashMap::default();
+        for record in &order {
+            let from = root(&parent, &record.from);
+            let into = root(&parent, &record.into);
+            if from != into {
+                parent.insert(from, into);
+            }
+        }
+        order
+            .first()
+            .map_or("", |record| root(&parent, &record.from))
+    }
+}
+
+/// Where a chain of joins from `id` ends (joins never close a cycle).
+fn root<'a>(parent: &HashMap<&'a str, &'a str>, mut id: &'a str) -> &'a str {
+    while let Some(next) = parent.get(id) {
+        id = next;
+    }
+    id
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Correction {
     occurred_at: Option<Timestamp>,
@@ -204,8 +279,11 @@ pub struct FunnelProjection {
     visitors: HashMap<String, Visitor>,
     /// The visitors each person was identified from.
     visitors_of: HashMap<String, Vec<String>>,
-    /// Merged person ids: from → into.
+    /// Every person id merged into another → the survivor it stands for now (never a chain:
+    /// a change of survivor re-points the whole group).
     merged_into: HashMap<String, String>,
+    /// The merges of each group of people joined by them, by the group's survivor.
+    merges: HashMap<String, MergeGroup>,
     accounts: ByIdMap<Account>,
     retracted: HashSet<EventId>,
     corrections: HashMap<EventId, Correction>,
@@ -253,6 +331,7 @@ impl FunnelProjection {
             visitors: HashMap::default(),
             visitors_of: HashMap::default(),
             merged_into: HashMap::default(),
+            merges: HashMap::default(),
             accounts: ByIdMap::default(),
             retracted: HashSet::default(),
             corrections: HashMap::default(),
@@ -339,17 +418,10 @@ impl FunnelProjection {
     /// The id a person id stands for now, following merges. Borrows `id` when it was never
     /// merged (nearly always), so folding allocates nothing for it.
     fn canonical<'a>(&self, id: &'a str) -> std::borrow::Cow<'a, str> {
-        let Some(mut current) = self.merged_into.get(id) else {
-            return std::borrow::Cow::Borrowed(id);
-        };
-        // A chain of merges is short; the bound only guards against a cycle in bad data.
-        for _ in 0..64 {
-            match self.merged_into.get(current) {
-                Some(next) => current = next,
-                None => break,
-            }
+        match self.merged_into.get(id) {
+            Some(survivor) => std::borrow::Cow::Owned(survivor.clone()),
+            None => std::borrow::Cow::Borrowed(id),
         }
-        std::borrow::Cow::Owned(current.clone())
     }
 
     fn canonical_owned(&self, id: &str) -> String {
@@ -468,6 +540,96 @@ impl FunnelProjection {
         Ok(())
     }
 
+    /// Joins the people a merge names. A merge later in time than every merge of the groups
+    /// it joins (nearly always) moves `from`'s person into `into`'s; one that arrives after
+    /// later merges of its group decides the survivor again from all of them, and moves
+    /// everyone to whoever that is now.
+    fn merge(&mut self, record: MergeRecord) {
+        if record.from == record.into {
+            return; // Says nothing.
+        }
+        let old_from = self.canonical_owned(&record.from);
+        let old_into = self.canonical_owned(&record.into);
+        let mut group = self.merges.remove(&old_into).unwrap_or_default();
+        // Who stands for whom changes for these ids only.
+        let mut moved: Vec<String> = Vec::new();
+        if old_from != old_into {
+            let absorbed = self.merges.remove(&old_from).unwrap_or_default();
+            moved.extend(absorbed.ids().cloned());
+            moved.push(old_from.clone());
+            group.join(absorbed);
+        }
+        let in_time_order = group
+            .latest
+            .is_none_or(|latest| latest < (record.at, record.id));
+        group.push(record);
+        let survivor = if in_time_order {
+            old_into.clone()
+        } else {
+            let survivor = group.survivor().to_owned();
+            moved = group.ids().cloned().collect();
+            survivor
+        };
+        for old in [&old_from, &old_into] {
+            if *old != survivor {
+                self.rehome(old, &survivor);
+            }
+        }
+        for id in moved {
+            if id == survivor {
+                self.merged_into.remove(&id);
+            } else {
+                self.merged_into.insert(id, survivor.clone());
+            }
+        }
+        if let Some(unsaved) = &mut self.unsaved {
+            Unsaved::mark(&mut unsaved.merged, &old_from);
+            Unsaved::mark(&mut unsaved.merged, &old_into);
+            Unsaved::mark(&mut unsaved.merged, &survivor);
+        }
+        self.merges.insert(survivor, group);
+    }
+
+    /// Moves everything held under a person who no longer survives a merge to the survivor.
+    fn rehome(&mut self, from: &str, into: &str) {
+        if let Some(unsaved) = &mut self.unsaved {
+            // The absorbed person's entries go; the survivor's are rewritten.
+            Unsaved::mark(&mut unsaved.people, from);
+            Unsaved::mark(&mut unsaved.visitors_of, from);
+            Unsaved::mark(&mut unsaved.visitors_of, into);
+        }
+        if let Some(absorbed) = self.people.remove(from) {
+            self.dirty.remove(from);
+            if let Some(totals) = self.totals.get_mut()
+                && absorbed.folded
+            {
+                totals.person(&self.definition, &record_of(from, &absorbed), -1);
+                if let Some(rows) = totals.rows.get_mut() {
+                    rows.remove(from);
+                }
+            }
+            let absorbed_filter = self.filters.take(&absorbed.facts);
+            if let Some(account) = absorbed.account().cloned() {
+                self.note_account_member(&account, into);
+            }
+            self.touch_person(into).absorb(*absorbed);
+            if let Some(holder) = self.people.get_mut(into) {
+                self.filters.merge(&mut holder.facts, absorbed_filter, || {
+                    Holder::Person(into.to_owned())
+                });
+            }
+        }
+        if let Some(visitors) = self.visitors_of.remove(from) {
+            let entry = self.visitors_of.entry(into.to_owned()).or_default();
+            for anonymous in visitors {
+                if !entry.contains(&anonymous) {
+                    entry.push(anonymous);
+                }
+            }
+            self.dirty.insert(into.to_owned());
+        }
+    }
+
     /// Applies one event from the log.
     pub fn apply(&mut self, event: &Event) {
         self.events += 1;
@@ -533,49 +695,12 @@ impl FunnelProjection {
                 from_person_id,
                 into_person_id,
             } => {
-                let from = self.canonical_owned(from_person_id);
-                let into = self.canonical_owned(into_person_id);
-                if from == into {
-                    return; // Already one person (or a merge that would close a cycle).
-                }
-                self.merged_into.insert(from.clone(), into.clone());
-                if let Some(unsaved) = &mut self.unsaved {
-                    Unsaved::mark(&mut unsaved.merged, &from);
-                    // The absorbed person's entries go; the survivor's are rewritten.
-                    Unsaved::mark(&mut unsaved.people, &from);
-                    Unsaved::mark(&mut unsaved.visitors_of, &from);
-                    Unsaved::mark(&mut unsaved.visitors_of, &into);
-                }
-                if let Some(absorbed) = self.people.remove(&from) {
-                    self.dirty.remove(&from);
-                    if let Some(totals) = self.totals.get_mut()
-                        && absorbed.folded
-                    {
-                        totals.person(&self.definition, &record_of(&from, &absorbed), -1);
-                        if let Some(rows) = totals.rows.get_mut() {
-                            rows.remove(&from);
-                        }
-                    }
-                    let absorbed_filter = self.filters.take(&absorbed.facts);
-                    if let Some(account) = absorbed.account().cloned() {
-                        self.note_account_member(&account, &into);
-                    }
-                    self.touch_person(&into).absorb(*absorbed);
-                    if let Some(holder) = self.people.get_mut(&into) {
-                        self.filters.merge(&mut holder.facts, absorbed_filter, || {
-                            Holder::Person(into.clone())
-                        });
-                    }
-                }
-                if let Some(visitors) = self.visitors_of.remove(&from) {
-                    let entry = self.visitors_of.entry(into.clone()).or_default();
-                    for anonymous in visitors {
-                        if !entry.contains(&anonymous) {
-                            entry.push(anonymous);
-                        }
-                    }
-                    self.dirty.insert(into);
-                }
+                self.merge(MergeRecord {
+                    at: event.occurred_at,
+                    id: event.event_id,
+                    from: from_person_id.clone(),
+                    into: into_person_id.clone(),
+                });
                 return;
             }
             Payload::AccountUpdated {

@@ -591,6 +591,103 @@ mod arrival_order {
         );
     }
 
+    fn merge(from: &str, into: &str) -> Payload {
+        Payload::Merged {
+            from_person_id: from.into(),
+            into_person_id: into.into(),
+        }
+    }
+
+    /// Every order of `items`, by Heap's algorithm.
+    fn every_order<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+        fn go<T: Clone>(k: usize, items: &mut Vec<T>, out: &mut Vec<Vec<T>>) {
+            if k <= 1 {
+                out.push(items.clone());
+                return;
+            }
+            for i in 0..k {
+                go(k - 1, items, out);
+                let j = if k.is_multiple_of(2) { i } else { 0 };
+                items.swap(j, k - 1);
+            }
+        }
+        let mut out = Vec::new();
+        go(items.len(), &mut items.to_vec(), &mut out);
+        out
+    }
+
+    /// Who survives merges is decided by their event time, not by the order they arrive in: a
+    /// merge that would close a cycle is the latest in time, and one that arrives late moves
+    /// everyone to whoever survives now. Restoring the stored state half-way changes nothing.
+    #[test]
+    fn merges_in_any_arrival_order_leave_the_same_survivor() {
+        let mut history = History::new();
+        history.push(0, person("p-0"), Payload::DemoRequested { product: None });
+        let view = Payload::ContentViewed {
+            url: "u1".into(),
+            content_type: baton_core::ContentType::Blog,
+            title: None,
+        };
+        history.push(1, person("p-5"), view);
+        // A cycle: p-0 → 1 → 2 → 3 → 4 → 0; the last in time (4 → 0) joins no one.
+        for (hour, (from, into)) in [("p-0", "p-1"), ("p-1", "p-2"), ("p-2", "p-3")]
+            .into_iter()
+            .enumerate()
+        {
+            history.push(10 + hour as i64, (None, None, None), merge(from, into));
+        }
+        history.push(20, (None, None, None), merge("p-3", "p-4"));
+        history.push(30, (None, None, None), merge("p-4", "p-0"));
+        // p-5 merged twice: into p-6 first, so the later merge takes p-6 (and everyone) into p-4.
+        history.push(5, (None, None, None), merge("p-5", "p-6"));
+        history.push(25, (None, None, None), merge("p-5", "p-4"));
+        let in_order = history.project();
+        assert_eq!(in_order.people(), 1);
+        let survivors: Vec<String> = in_order.mqls().map(|(id, _)| id.to_owned()).collect();
+        assert_eq!(survivors, ["p-4"]);
+        let facts = in_order.facts_of("p-4").expect("in memory");
+        assert_eq!(facts, [Kind::DemoRequested, Kind::ContentViewed]);
+
+        let events = history.events.clone();
+        let orders = every_order(&events[2..]);
+        assert_eq!(orders.len(), 5040);
+        for (n, merges) in orders.into_iter().enumerate() {
+            history.events = events[..2].iter().cloned().chain(merges).collect();
+            let anyhow = history.project();
+            let survivors: Vec<String> = anyhow.mqls().map(|(id, _)| id.to_owned()).collect();
+            let arrived: Vec<String> = history.events[2..]
+                .iter()
+                .map(|event| match &event.payload {
+                    Payload::Merged {
+                        from_person_id,
+                        into_person_id,
+                    } => format!("{from_person_id}→{into_person_id}"),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(survivors, ["p-4"], "merges arriving as {arrived:?}");
+            assert_eq!(anyhow.summary(), in_order.summary());
+            for id in ["p-0", "p-3", "p-5", "p-6"] {
+                assert_eq!(anyhow.facts_of(id).expect("in memory"), facts, "{id}");
+            }
+            if n % 97 == 0 {
+                // Stored after some of the merges, restored, and the rest applied.
+                let half = 2 + n % 7;
+                let mut restored = FunnelProjection::restore(
+                    FunnelDefinition::default_funnel(),
+                    history.stored(half),
+                )
+                .expect("restores");
+                for event in &history.events[half..] {
+                    restored.apply(event);
+                }
+                restored.refresh();
+                assert_eq!(restored.summary(), in_order.summary(), "order {n}");
+                assert_eq!(restored.facts_of("p-0").expect("in memory"), facts);
+            }
+        }
+    }
+
     #[test]
     fn the_earliest_unretracted_close_counts_once() {
         let mut history = History::new();

@@ -17,7 +17,7 @@
 //! written under another version is rebuilt from the log, never misread. The golden test in
 //! `tests/state.rs` fails when the bytes change.
 
-use super::{Account, Correction, FunnelProjection, Person, Visitor, Won};
+use super::{Account, Correction, FunnelProjection, MergeGroup, Person, Visitor, Won};
 use crate::event::EventId;
 use crate::funnel::FunnelDefinition;
 use crate::journey::Fact;
@@ -25,7 +25,7 @@ use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The version of the stored state this build writes and reads.
-pub const STATE_VERSION: u16 = 3;
+pub const STATE_VERSION: u16 = 4;
 
 /// The largest stored value accepted when reading (a guard against a corrupt length prefix).
 const MAX_VALUE_BYTES: usize = 1 << 30;
@@ -238,6 +238,7 @@ pub(crate) struct Unsaved {
     pub(crate) people: rustc_hash::FxHashSet<String>,
     pub(crate) visitors: rustc_hash::FxHashSet<String>,
     pub(crate) visitors_of: rustc_hash::FxHashSet<String>,
+    /// Merge groups, by survivor.
     pub(crate) merged: rustc_hash::FxHashSet<String>,
     pub(crate) accounts: rustc_hash::FxHashSet<String>,
     pub(crate) retracted: Vec<EventId>,
@@ -402,7 +403,7 @@ impl FunnelProjection {
             entries.put(key(VISITORS_OF, id.as_bytes()), value)?;
         }
         for id in &unsaved.merged {
-            let value = self.merged_into.get(id);
+            let value = self.merges.get(id);
             entries.put(key(MERGED, id.as_bytes()), value)?;
         }
         for id in &unsaved.accounts {
@@ -519,8 +520,14 @@ impl FunnelProjection {
                     projection.visitors_of.insert(id_text(key)?, visitors);
                 }
                 MERGED => {
-                    let into: String = decode(key, value)?;
-                    projection.merged_into.insert(id_text(key)?, into);
+                    let group: MergeGroup = decode(key, value)?;
+                    let survivor = id_text(key)?;
+                    for id in group.ids() {
+                        if *id != survivor {
+                            projection.merged_into.insert(id.clone(), survivor.clone());
+                        }
+                    }
+                    projection.merges.insert(survivor, group);
                 }
                 ACCOUNT => {
                     let account: Account = decode(key, value)?;
