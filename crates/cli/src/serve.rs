@@ -197,9 +197,18 @@ fn candidate_snapshots(
             Err(baton_projector::StoreError::NoSuchView { .. }) => continue,
             Err(other) => return Err(other.into()),
         };
-        let (projection, position) = view
-            .load()
-            .with_context(|| format!("loading candidate view {name:?}"))?;
+        let (projection, position) = match view.load() {
+            Ok(loaded) => loaded,
+            Err(error @ baton_projector::StoreError::StateVersion { .. }) => {
+                tracing::warn!(view = %name, "{error}; not served over SQL");
+                continue;
+            }
+            Err(other) => {
+                return Err(
+                    anyhow::Error::new(other).context(format!("loading candidate view {name:?}"))
+                );
+            }
+        };
         snapshots.push(Arc::new(baton_query::Snapshot::build(
             &name,
             &projection,

@@ -148,6 +148,14 @@ pub async fn run<L: EventLog>(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<Outcome, ProjectError> {
     let (projection, checkpoint) = tokio::task::spawn_blocking(move || {
+        if let Some(found) = view.clear_if_outdated()? {
+            tracing::warn!(
+                view = view.name(),
+                found,
+                reads = baton_core::STATE_VERSION,
+                "the view's state was written in another format; building it again from the start of the log"
+            );
+        }
         view.load()
             .map(|(projection, checkpoint)| (view, projection, checkpoint))
     })

@@ -59,7 +59,7 @@ pub enum StoreError {
     #[error("view {name:?}: its stored definition does not parse: {message}")]
     Definition { name: String, message: String },
     #[error(
-        "view {name:?} was written with state version {found}, this build reads version {STATE_VERSION}; drop it and build it again (`baton drop {name}`, then `baton project` or `baton replay`)"
+        "view {name:?} was written with state version {found}, this build reads version {STATE_VERSION}: `baton project` builds the live view again from the log; build a candidate again with `baton drop {name}` and `baton replay`"
     )]
     StateVersion { name: String, found: u16 },
     #[error("view {name:?}: {error}")]
@@ -509,11 +509,45 @@ impl View {
         Ok(Position::new(u64::from_be_bytes(bytes)))
     }
 
-    fn check_state_version(&self) -> Result<(), StoreError> {
-        let found = match self.read_meta(META_STATE_VERSION)? {
+    /// The version of the stored state's format the view was written under (0 when unknown).
+    fn state_version(&self) -> Result<u16, StoreError> {
+        Ok(match self.read_meta(META_STATE_VERSION)? {
             Some(bytes) if bytes.len() == 2 => u16::from_le_bytes([bytes[0], bytes[1]]),
             _ => 0,
+        })
+    }
+
+    /// Empties a view whose state a build with another [`STATE_VERSION`] wrote, so that the
+    /// projector builds it again from the start of the log under its definition: such state
+    /// is never misread, and an upgrade needs no step by hand. The definition, and a bounded
+    /// build's bound, stay. Gives the version found when it emptied the view. A crash part-way
+    /// leaves the old version recorded, and the next run empties the view again.
+    pub fn clear_if_outdated(&self) -> Result<Option<u16>, StoreError> {
+        let found = self.state_version()?;
+        if found == STATE_VERSION {
+            return Ok(None);
+        }
+        let write = |what: &str, result: sled::Result<()>| {
+            result.map_err(|error| storage(&self.dir, format!("cannot {what}: {error}")))
         };
+        write("empty the state", self.state.clear())?;
+        write("empty the state", self.state.flush().map(|_| ()))?;
+        self.facts.truncate_to(0).map_err(|error| {
+            storage(
+                self.facts.path(),
+                format!("cannot empty the fact file: {error}"),
+            )
+        })?;
+        let mut batch = sled::Batch::default();
+        batch.remove(META_COMPLETE);
+        batch.insert(META_STATE_VERSION, &STATE_VERSION.to_le_bytes());
+        write("write metadata", self.db.apply_batch(batch))?;
+        write("write metadata", self.db.flush().map(|_| ()))?;
+        Ok(Some(found))
+    }
+
+    fn check_state_version(&self) -> Result<(), StoreError> {
+        let found = self.state_version()?;
         if found != STATE_VERSION {
             return Err(StoreError::StateVersion {
                 name: self.name.clone(),
