@@ -541,9 +541,9 @@ impl FunnelProjection {
     }
 
     /// Joins the people a merge names. A merge later in time than every merge of the groups
-    /// it joins (nearly always) moves `from`'s person into `into`'s; one that arrives after
-    /// later merges of its group decides the survivor again from all of them, and moves
-    /// everyone to whoever that is now.
+    /// it joins (nearly always), or one whose `from` no merge named before, moves `from`'s
+    /// person into `into`'s; one that arrives after later merges of its group decides the
+    /// survivor again from all of them, and moves everyone to whoever that is now.
     fn merge(&mut self, record: MergeRecord) {
         if record.from == record.into {
             return; // Says nothing.
@@ -553,8 +553,14 @@ impl FunnelProjection {
         let mut group = self.merges.remove(&old_into).unwrap_or_default();
         // Who stands for whom changes for these ids only.
         let mut moved: Vec<String> = Vec::new();
+        // Whether `from` is named by no merge yet (an id merged away stands for a survivor,
+        // and a survivor of merges has a group): joined whenever, it is a leaf no later merge
+        // goes through, so it cannot change who survives (a duplicate merged into its record,
+        // the common case, costs the same in any order).
+        let mut fresh_from = false;
         if old_from != old_into {
             let absorbed = self.merges.remove(&old_from).unwrap_or_default();
+            fresh_from = absorbed.records.is_empty();
             moved.extend(absorbed.ids().cloned());
             moved.push(old_from.clone());
             group.join(absorbed);
@@ -563,7 +569,7 @@ impl FunnelProjection {
             .latest
             .is_none_or(|latest| latest < (record.at, record.id));
         group.push(record);
-        let survivor = if in_time_order {
+        let survivor = if in_time_order || fresh_from {
             old_into.clone()
         } else {
             let survivor = group.survivor().to_owned();

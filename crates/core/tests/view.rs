@@ -688,6 +688,51 @@ mod arrival_order {
         }
     }
 
+    proptest::proptest! {
+        /// Random merges among a few people, each with a demo request (so every survivor is
+        /// an MQL, named by `mqls`): any arrival order leaves the survivors, and everyone's
+        /// facts, of the merges taken in time order.
+        #[test]
+        fn random_merges_leave_the_survivors_of_time_order(
+            merges in proptest::collection::vec((0u8..7, 0u8..7, 0i64..40), 1..14),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut history = History::new();
+            for id in 0..7 {
+                history.push(100 + id, person(&format!("p-{id}")), Payload::DemoRequested { product: None });
+            }
+            for (from, into, hour) in &merges {
+                history.push(*hour, (None, None, None), merge(&format!("p-{from}"), &format!("p-{into}")));
+            }
+            let mut in_time = history.events.clone();
+            in_time.sort_by_key(|event| (event.occurred_at, event.event_id));
+            let mut state = seed | 1;
+            for i in (1..history.events.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                history.events.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let anyhow = history.project();
+            history.events = in_time;
+            let in_order = history.project();
+            let survivors = |projection: &FunnelProjection| {
+                let mut ids: Vec<String> = projection.mqls().map(|(id, _)| id.to_owned()).collect();
+                ids.sort();
+                ids
+            };
+            proptest::prop_assert_eq!(survivors(&anyhow), survivors(&in_order));
+            for id in 0..7 {
+                let id = format!("p-{id}");
+                proptest::prop_assert_eq!(
+                    anyhow.facts_of(&id).expect("in memory"),
+                    in_order.facts_of(&id).expect("in memory")
+                );
+            }
+            proptest::prop_assert_eq!(anyhow.summary(), in_order.summary());
+        }
+    }
+
     #[test]
     fn the_earliest_unretracted_close_counts_once() {
         let mut history = History::new();
