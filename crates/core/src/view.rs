@@ -146,7 +146,9 @@ pub(crate) struct Account {
     employees: Latest<u32>,
     industry: Latest<String>,
     region: Latest<String>,
-    /// Everyone ever linked to it (some may have moved on): whom to re-fold when it changes.
+    /// Everyone ever linked to it (some may have moved on), by the person id the events named
+    /// (each stands for its survivor through merges, so the list never changes with them):
+    /// whom to re-fold when it changes.
     people: Vec<String>,
 }
 
@@ -197,6 +199,11 @@ pub(crate) struct MergeGroup {
     records: Vec<MergeRecord>,
     /// The latest (business time, event id) among them.
     latest: Option<(Timestamp, EventId)>,
+    /// Set when a merge arrived after later merges of the group: the survivor it is kept
+    /// under may not be the one the rule gives, until the next refresh or commit settles it.
+    /// Never stored (a commit settles first).
+    #[serde(skip)]
+    unsettled: bool,
 }
 
 impl MergeGroup {
@@ -212,6 +219,7 @@ impl MergeGroup {
             (std::mem::take(self), other)
         };
         big.latest = big.latest.max(small.latest);
+        big.unsettled |= small.unsettled;
         big.records.extend(small.records);
         *self = big;
     }
@@ -277,13 +285,16 @@ pub struct FunnelProjection {
     /// the pages of the bigger table).
     people: ByIdMap<Box<Person>>,
     visitors: HashMap<String, Visitor>,
-    /// The visitors each person was identified from.
+    /// The visitors each person was identified from, sorted (so the list is the same whatever
+    /// path merges took to it).
     visitors_of: HashMap<String, Vec<String>>,
     /// Every person id merged into another → the survivor it stands for now (never a chain:
     /// a change of survivor re-points the whole group).
     merged_into: HashMap<String, String>,
     /// The merges of each group of people joined by them, by the group's survivor.
     merges: HashMap<String, MergeGroup>,
+    /// Groups (by the survivor they are kept under) that may be unsettled; see `settle`.
+    unsettled: Vec<String>,
     accounts: ByIdMap<Account>,
     retracted: HashSet<EventId>,
     corrections: HashMap<EventId, Correction>,
@@ -332,6 +343,7 @@ impl FunnelProjection {
             visitors_of: HashMap::default(),
             merged_into: HashMap::default(),
             merges: HashMap::default(),
+            unsettled: Vec::new(),
             accounts: ByIdMap::default(),
             retracted: HashSet::default(),
             corrections: HashMap::default(),
@@ -540,10 +552,11 @@ impl FunnelProjection {
         Ok(())
     }
 
-    /// Joins the people a merge names. A merge later in time than every merge of the groups
-    /// it joins (nearly always), or one whose `from` no merge named before, moves `from`'s
-    /// person into `into`'s; one that arrives after later merges of its group decides the
-    /// survivor again from all of them, and moves everyone to whoever that is now.
+    /// Joins the people a merge names: moves `from`'s person into `into`'s. That is who the
+    /// rule makes survive when the merge is later in time than every merge of the groups it
+    /// joins (nearly always), or when no merge named its `from` before. Otherwise the group
+    /// is marked unsettled, and `settle` decides the survivor again from all its merges at the
+    /// next refresh or commit: once for however many such merges arrived in between.
     fn merge(&mut self, record: MergeRecord) {
         if record.from == record.into {
             return; // Says nothing.
@@ -569,31 +582,60 @@ impl FunnelProjection {
             .latest
             .is_none_or(|latest| latest < (record.at, record.id));
         group.push(record);
-        let survivor = if in_time_order || fresh_from {
-            old_into.clone()
-        } else {
-            let survivor = group.survivor().to_owned();
-            moved = group.ids().cloned().collect();
-            survivor
-        };
-        for old in [&old_from, &old_into] {
-            if *old != survivor {
-                self.rehome(old, &survivor);
-            }
+        let newly = !(in_time_order || fresh_from) && !group.unsettled;
+        group.unsettled |= newly;
+        if group.unsettled && (newly || old_from != old_into) {
+            // Listed under its key from now on (an unsettled group joined into another is
+            // listed under its old key too, which `settle` then skips).
+            self.unsettled.push(old_into.clone());
         }
-        for id in moved {
-            if id == survivor {
-                self.merged_into.remove(&id);
-            } else {
-                self.merged_into.insert(id, survivor.clone());
-            }
+        if old_from != old_into {
+            self.rehome(&old_from, &old_into);
         }
+        self.point_at(moved, &old_into);
         if let Some(unsaved) = &mut self.unsaved {
             Unsaved::mark(&mut unsaved.merged, &old_from);
             Unsaved::mark(&mut unsaved.merged, &old_into);
-            Unsaved::mark(&mut unsaved.merged, &survivor);
         }
-        self.merges.insert(survivor, group);
+        self.merges.insert(old_into, group);
+    }
+
+    /// Makes every id in `ids` stand for `survivor`.
+    fn point_at(&mut self, ids: Vec<String>, survivor: &str) {
+        for id in ids {
+            if id == survivor {
+                self.merged_into.remove(&id);
+            } else {
+                self.merged_into.insert(id, survivor.to_owned());
+            }
+        }
+    }
+
+    /// Gives each unsettled group the survivor the rule gives, from all its merges taken in
+    /// event-time order, and moves everyone to them.
+    fn settle(&mut self) {
+        for key in std::mem::take(&mut self.unsettled) {
+            let Some(group) = self.merges.get_mut(&key) else {
+                continue; // Joined into another group since: listed under that one's key.
+            };
+            if !group.unsettled {
+                continue;
+            }
+            group.unsettled = false;
+            let survivor = group.survivor().to_owned();
+            if survivor == key {
+                continue;
+            }
+            let group = self.merges.remove(&key).expect("looked up above");
+            let ids: Vec<String> = group.ids().cloned().collect();
+            self.rehome(&key, &survivor);
+            self.point_at(ids, &survivor);
+            if let Some(unsaved) = &mut self.unsaved {
+                Unsaved::mark(&mut unsaved.merged, &key);
+                Unsaved::mark(&mut unsaved.merged, &survivor);
+            }
+            self.merges.insert(survivor, group);
+        }
     }
 
     /// Moves everything held under a person who no longer survives a merge to the survivor.
@@ -615,9 +657,6 @@ impl FunnelProjection {
                 }
             }
             let absorbed_filter = self.filters.take(&absorbed.facts);
-            if let Some(account) = absorbed.account().cloned() {
-                self.note_account_member(&account, into);
-            }
             self.touch_person(into).absorb(*absorbed);
             if let Some(holder) = self.people.get_mut(into) {
                 self.filters.merge(&mut holder.facts, absorbed_filter, || {
@@ -628,8 +667,8 @@ impl FunnelProjection {
         if let Some(visitors) = self.visitors_of.remove(from) {
             let entry = self.visitors_of.entry(into.to_owned()).or_default();
             for anonymous in visitors {
-                if !entry.contains(&anonymous) {
-                    entry.push(anonymous);
+                if let Err(at) = entry.binary_search(&anonymous) {
+                    entry.insert(at, anonymous);
                 }
             }
             self.dirty.insert(into.to_owned());
@@ -643,13 +682,13 @@ impl FunnelProjection {
         if let Some(account) = &event.identity.account_id
             && let Some(person) = &event.identity.person_id
         {
-            let person = self.canonical(person);
-            self.touch_person(&person).seen_account.offer_earliest(
+            let canonical = self.canonical(person);
+            self.touch_person(&canonical).seen_account.offer_earliest(
                 event.occurred_at,
                 event.event_id,
                 account.clone(),
             );
-            self.note_account_member(account, &person);
+            self.note_account_member(account, person);
         }
         match &event.payload {
             Payload::Identified {
@@ -669,9 +708,9 @@ impl FunnelProjection {
                 visitor.identities.insert(at, entry);
                 let person = self.canonical_owned(person_id);
                 let visitors = self.visitors_of.entry(person.clone()).or_default();
-                if !visitors.contains(anonymous_id) {
+                if let Err(at) = visitors.binary_search(anonymous_id) {
                     grow_by_an_eighth(visitors);
-                    visitors.push(anonymous_id.clone());
+                    visitors.insert(at, anonymous_id.clone());
                 }
                 if let Some(unsaved) = &mut self.unsaved {
                     Unsaved::mark(&mut unsaved.visitors, anonymous_id);
@@ -694,7 +733,7 @@ impl FunnelProjection {
                     event.event_id,
                     account_id.clone(),
                 );
-                self.note_account_member(account_id, &person);
+                self.note_account_member(account_id, person_id);
                 return;
             }
             Payload::Merged {
@@ -855,6 +894,7 @@ impl FunnelProjection {
     pub fn try_refresh(&mut self) -> Result<(), StateError> {
         /// Below this many journeys a refresh stays on one thread.
         const PARALLEL_FROM: usize = 4_096;
+        self.settle();
         self.place_targets()?;
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();

@@ -373,6 +373,11 @@ impl FunnelProjection {
         &mut self,
         put: impl FnMut(&[u8], Option<&[u8]>),
     ) -> Result<(), StateError> {
+        if self.unsaved.is_none() {
+            return Ok(());
+        }
+        // Groups are stored under the survivor the rule gives.
+        self.settle();
         let Some(unsaved) = self.unsaved.replace(Unsaved::default()) else {
             return Ok(());
         };
