@@ -582,7 +582,7 @@ impl FunnelProjection {
             .latest
             .is_none_or(|latest| latest < (record.at, record.id));
         group.push(record);
-        let newly = !(in_time_order || fresh_from) && !group.unsettled;
+        let newly = !(in_time_order || fresh_from || group.unsettled);
         group.unsettled |= newly;
         if group.unsettled && (newly || old_from != old_into) {
             // Listed under its key from now on (an unsettled group joined into another is
