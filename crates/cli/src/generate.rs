@@ -58,15 +58,21 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
             object.shift_remove("event_id");
             object.shift_remove("recorded_at");
         }
-        serde_json::to_writer(&mut out, &value).context("writing an event")?;
-        out.write_all(b"\n").context("writing an event")?;
+        serde_json::to_writer(&mut out, &value)
+            .map_err(crate::json_output_error)
+            .context("writing an event")?;
+        out.write_all(b"\n")
+            .map_err(crate::output_error)
+            .context("writing an event")?;
         written += 1;
         if written.is_multiple_of(10_000) {
             progress.set_position(history.accounts_done());
             progress.set_message(format!("{written} events"));
         }
     }
-    out.flush().context("flushing the output")?;
+    out.flush()
+        .map_err(crate::output_error)
+        .context("flushing the output")?;
     progress.finish_and_clear();
     if let Some(path) = to_file {
         eprintln!(

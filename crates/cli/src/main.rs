@@ -114,7 +114,60 @@ enum BenchCommand {
     Query(bench_query::QueryArgs),
 }
 
+/// The exit status of a tool whose reader went away (128 + SIGPIPE), as a shell reports it.
+const CLOSED_STDOUT: u8 = 141;
+
+/// Stdout's reader went away (`baton log read | head`): the command stops, quietly.
+#[derive(Debug)]
+pub(crate) struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// A failed write of a command's output: [`StdoutClosed`] when the reader went away.
+pub(crate) fn output_error(error: std::io::Error) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(error)
+    }
+}
+
+/// [`output_error`] for JSON written straight to the output.
+pub(crate) fn json_output_error(error: serde_json::Error) -> anyhow::Error {
+    if error.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe) {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(error)
+    }
+}
+
+/// Output piped into a reader that stops early (`baton funnel | head`) ends the process
+/// quietly with status 141, as a shell tool killed by SIGPIPE does: `println!` panics when
+/// stdout is closed, and a panic message there is noise, not an error to report.
+fn quiet_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(CLOSED_STDOUT));
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_when_stdout_closes();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -172,6 +225,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(error) if error.chain().any(|cause| cause.is::<StdoutClosed>()) => {
+            ExitCode::from(CLOSED_STDOUT)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

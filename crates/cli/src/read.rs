@@ -43,13 +43,13 @@ pub async fn run(log_args: &LogArgs, args: ReadArgs) -> anyhow::Result<ExitCode>
         if let Some(object) = value.as_object_mut() {
             object.shift_insert(0, "position".into(), record.position.get().into());
         }
-        serde_json::to_writer(&mut out, &value)?;
-        out.write_all(b"\n")?;
+        serde_json::to_writer(&mut out, &value).map_err(crate::json_output_error)?;
+        out.write_all(b"\n").map_err(crate::output_error)?;
         if args.follow {
-            out.flush()?;
+            out.flush().map_err(crate::output_error)?;
         }
         printed += 1;
     }
-    out.flush()?;
+    out.flush().map_err(crate::output_error)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -33,6 +33,8 @@ fn cell(value: &Value) -> String {
         Value::Null => "-".to_owned(),
         Value::Text(text) => text.clone(),
         Value::Int(int) => int.to_string(),
+        // Not "-0.00" for a small negative (a fit of -0.001).
+        Value::Float(float) if float.abs() < 0.005 => "0.00".to_owned(),
         Value::Float(float) => format!("{float:.2}"),
         Value::Bool(flag) => flag.to_string(),
         Value::Time(time) => time.to_rfc3339()[..16].replace('T', " "),
@@ -141,4 +143,17 @@ pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_negative_prints_as_zero_not_minus_zero() {
+        assert_eq!(cell(&Value::Float(-0.001)), "0.00");
+        assert_eq!(cell(&Value::Float(0.004)), "0.00");
+        assert_eq!(cell(&Value::Float(-1.234)), "-1.23");
+        assert_eq!(cell(&Value::Float(0.005)), "0.01");
+    }
 }

@@ -172,6 +172,41 @@ fn ingest_on_jetstream() {
     );
 }
 
+/// Output piped into a reader that stops early (`baton funnel | head`) ends quietly, with the
+/// status a shell gives a tool killed by SIGPIPE, not with a panic or an error message.
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "3", "20", "history.ndjson");
+    let ingested = baton(dir.path(), &["ingest", "history.ndjson"]);
+    assert!(ingested.status.success());
+    for args in [
+        &["funnel"][..],
+        &["report", "marketing"],
+        &["log", "read"],
+        &["gen", "--seed", "3", "--accounts", "20"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("BATON_NATS")
+            .env_remove("BATON_DATA")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("baton runs");
+        // The reader goes away before baton writes anything.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("baton ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("error"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn missing_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");
