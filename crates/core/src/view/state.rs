@@ -527,6 +527,8 @@ impl FunnelProjection {
                 MERGED => {
                     let group: MergeGroup = decode(key, value)?;
                     let survivor = id_text(key)?;
+                    // A commit settles every group before storing it.
+                    debug_assert_eq!(group.survivor(), survivor, "a stored group is settled");
                     for id in group.ids() {
                         if *id != survivor {
                             projection.merged_into.insert(id.clone(), survivor.clone());
