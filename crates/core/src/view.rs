@@ -589,26 +589,33 @@ impl FunnelProjection {
             // listed under its old key too, which `settle` then skips).
             self.unsettled.push(old_into.clone());
         }
-        if old_from != old_into {
-            self.rehome(&old_from, &old_into);
-        }
-        self.point_at(moved, &old_into);
-        if let Some(unsaved) = &mut self.unsaved {
-            Unsaved::mark(&mut unsaved.merged, &old_from);
-            Unsaved::mark(&mut unsaved.merged, &old_into);
-        }
-        self.merges.insert(old_into, group);
+        self.keep_group(&old_from, old_into, group, moved);
     }
 
-    /// Makes every id in `ids` stand for `survivor`.
-    fn point_at(&mut self, ids: Vec<String>, survivor: &str) {
+    /// Keeps `group` under `survivor`: moves what `absorbed` held there (when it is someone
+    /// else), and makes every id in `ids` stand for `survivor`.
+    fn keep_group(
+        &mut self,
+        absorbed: &str,
+        survivor: String,
+        group: MergeGroup,
+        ids: Vec<String>,
+    ) {
+        if absorbed != survivor {
+            self.rehome(absorbed, &survivor);
+        }
         for id in ids {
             if id == survivor {
                 self.merged_into.remove(&id);
             } else {
-                self.merged_into.insert(id, survivor.to_owned());
+                self.merged_into.insert(id, survivor.clone());
             }
         }
+        if let Some(unsaved) = &mut self.unsaved {
+            Unsaved::mark(&mut unsaved.merged, absorbed);
+            Unsaved::mark(&mut unsaved.merged, &survivor);
+        }
+        self.merges.insert(survivor, group);
     }
 
     /// Gives each unsettled group the survivor the rule gives, from all its merges taken in
@@ -628,13 +635,7 @@ impl FunnelProjection {
             }
             let group = self.merges.remove(&key).expect("looked up above");
             let ids: Vec<String> = group.ids().cloned().collect();
-            self.rehome(&key, &survivor);
-            self.point_at(ids, &survivor);
-            if let Some(unsaved) = &mut self.unsaved {
-                Unsaved::mark(&mut unsaved.merged, &key);
-                Unsaved::mark(&mut unsaved.merged, &survivor);
-            }
-            self.merges.insert(survivor, group);
+            self.keep_group(&key, survivor, group, ids);
         }
     }
 
