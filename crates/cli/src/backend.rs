@@ -51,6 +51,18 @@ pub struct LogArgs {
     /// CA certificate for the NATS server's TLS certificate; requires TLS.
     #[arg(long, global = true, env = "BATON_NATS_CA")]
     pub nats_ca: Option<PathBuf>,
+    /// Seconds a command waits for a log that is briefly unavailable (a NATS server
+    /// restarting, a JetStream cluster electing a leader), retrying with backoff and saying
+    /// what it waits for, before it gives up. `baton serve` and `baton project` wait as long
+    /// as it takes once they run.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_WAIT_FOR_LOG",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub wait_for_log: u64,
 }
 
 impl LogArgs {
@@ -90,10 +102,18 @@ impl LogArgs {
         }
     }
 
+    /// How long a command waits out a transient failure of the log.
+    pub fn patience(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.wait_for_log)
+    }
+
     pub async fn open(&self) -> anyhow::Result<AnyLog> {
         match &self.nats {
             Some(url) => {
-                let log = JetStreamLog::connect(self.jetstream_config(url))
+                let log =
+                    baton_log::retry_transient("connecting to JetStream", self.patience(), || {
+                        JetStreamLog::connect(self.jetstream_config(url))
+                    })
                     .await
                     .with_context(|| format!("opening the JetStream log at {url}"))?;
                 Ok(AnyLog::JetStream(log))

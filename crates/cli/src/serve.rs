@@ -157,24 +157,95 @@ pub async fn add_services(
     }
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
-    let mut shutdown = services.shutdown.clone();
-    services.tasks.spawn(async move {
-        let options = baton_projector::RunOptions {
-            until: baton_projector::Until::Forever,
-            ..baton_projector::RunOptions::default()
-        };
-        let on_commit = move |projection: &baton_core::FunnelProjection, position| {
-            publisher.committed(projection, position);
-        };
-        let stopping = async move {
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
-        };
-        baton_projector::run(&log, view, options, status, on_commit, stopping)
-            .await
-            .with_context(|| format!("the projector of view {name:?}"))?;
-        Ok(())
-    });
+    let shutdown = services.shutdown.clone();
+    services.tasks.spawn(supervise_projector(
+        log, store, view, status, publisher, shutdown,
+    ));
     Ok(())
+}
+
+/// Runs the projector of the live view until shutdown. A failure it cannot wait out inside
+/// the run (the views' disk full, a write that failed) does not stop the service: queries keep
+/// answering from the last published snapshot, `/readyz` and `/metrics` report the fault, and
+/// the view is opened again from its last commit after a backoff, as often as it takes.
+async fn supervise_projector(
+    log: AnyLog,
+    store: baton_projector::ViewStore,
+    view: baton_projector::View,
+    status: Arc<baton_projector::Status>,
+    publisher: baton_query::SnapshotPublisher,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let name = view.name().to_owned();
+    let publisher = Arc::new(std::sync::Mutex::new(publisher));
+    let mut view = Some(view);
+    // Opening a view again reads its whole state: wait longer between tries than a read does.
+    let mut backoff = baton_log::Backoff::between(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        let opened = match view.take() {
+            Some(view) => Ok(view),
+            None => {
+                let store = store.clone();
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || store.open_view(&name))
+                    .await
+                    .context("opening the live view")?
+            }
+        };
+        let failure = match opened {
+            Ok(view) => {
+                let options = baton_projector::RunOptions {
+                    until: baton_projector::Until::Forever,
+                    ..baton_projector::RunOptions::default()
+                };
+                let publisher = publisher.clone();
+                let on_commit = move |projection: &baton_core::FunnelProjection, position| {
+                    publisher
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .committed(projection, position);
+                };
+                let mut stopping = shutdown.clone();
+                let stopping = async move {
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                };
+                let commits_before = status.commits();
+                match baton_projector::run(&log, view, options, status.clone(), on_commit, stopping)
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(error) => {
+                        if status.commits() > commits_before {
+                            backoff.reset();
+                        }
+                        anyhow::Error::new(error)
+                    }
+                }
+            }
+            Err(error) => anyhow::Error::new(error),
+        };
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let wait = backoff.next_wait();
+        let failure = format!("{failure:#}");
+        tracing::error!(
+            view = %name,
+            error = %failure,
+            retry_in_ms = wait.as_millis() as u64,
+            "the projector stopped; queries answer from the last published views, and it starts again from the last commit"
+        );
+        let _ = status.set_fault(
+            baton_projector::FaultSide::Storing,
+            format!(
+                "the projector of view {name:?} stopped and starts again from its last commit: {failure}"
+            ),
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return Ok(()),
+        }
+    }
 }
 
 /// Snapshots of every candidate view, built once at start so SQL can join them with the live

@@ -1,6 +1,7 @@
 //! `baton log stat`: head position and event count.
 
 use crate::backend::LogArgs;
+use anyhow::Context;
 use baton_log::EventLog;
 use std::process::ExitCode;
 
@@ -12,8 +13,12 @@ pub struct StatArgs {
 }
 
 pub async fn run(log_args: &LogArgs, args: StatArgs) -> anyhow::Result<ExitCode> {
-    let log = log_args.open().await?;
-    let stat = log.stat().await?;
+    // Beside a running `baton serve` or `baton project` on the embedded log, too.
+    let log = log_args.open_to_read().await?;
+    let stat =
+        baton_log::retry_transient("reading the log's head", log_args.patience(), || log.stat())
+            .await
+            .with_context(|| format!("reading the head of {}", log.describe()))?;
     if args.json {
         println!(
             "{}",

@@ -1,41 +1,14 @@
 //! The `baton` binary end to end: gen, ingest, log stat and bench, on the embedded log and on
 //! a real nats-server.
 
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+
 use baton_testkit::NatsServer;
+use common::{Served, baton, generate, json_of, json_ok};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn baton(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BATON_NATS")
-        .env_remove("BATON_DATA")
-        .output()
-        .expect("baton runs")
-}
-
-fn json_of(output: &Output) -> Value {
-    let text = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {text}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
-/// Runs baton, asserting it succeeds, and returns its JSON output.
-fn json_ok(dir: &Path, args: &[&str]) -> Value {
-    let output = baton(dir, args);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    json_of(&output)
-}
 
 /// Runs a `baton bench` subcommand with `--json` and returns its figures.
 fn bench_figures(dir: &Path, args: &[&str]) -> Value {
@@ -49,19 +22,6 @@ fn bench_figures(dir: &Path, args: &[&str]) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     json_of(&output)
-}
-
-fn generate(dir: &Path, seed: &str, accounts: &str, file: &str) -> Vec<u8> {
-    let output = baton(
-        dir,
-        &["gen", "--seed", seed, "--accounts", accounts, "--out", file],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::read(dir.join(file)).expect("generated file")
 }
 
 #[test]
@@ -871,78 +831,6 @@ async fn replay_runs_while_serve_holds_the_log_and_the_live_view() {
         later["mql_only_live"]["people"],
         whole["mql_only_live"]["people"]
     );
-}
-
-/// A `baton serve` child process, killed on drop if the test did not stop it.
-struct Served {
-    child: std::process::Child,
-    addr: String,
-    /// The SQL endpoint's port, when it serves one.
-    sql_port: Option<u16>,
-}
-
-impl Served {
-    fn start(dir: &Path, args: &[&str]) -> Served {
-        let mut all = vec!["serve"];
-        all.extend_from_slice(args);
-        Served::run(dir, &all)
-    }
-
-    /// Any command that ends up serving (`serve`, `demo`).
-    fn run(dir: &Path, args: &[&str]) -> Served {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(args)
-            .current_dir(dir)
-            .env_remove("BATON_NATS")
-            .env_remove("BATON_DATA")
-            .env_remove("BATON_CONFIG")
-            .env_remove("BATON_WRITE_KEYS")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("baton serve starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        // The SQL line (when SQL is on) comes before the HTTP address.
-        let mut sql_port = None;
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("baton serve prints its address before anything else ends")
-                .expect("stderr line");
-            if line.contains("SQL:")
-                && let Some((_, port)) = line.split_once(" -p ")
-            {
-                sql_port = port.split_whitespace().next().and_then(|p| p.parse().ok());
-            }
-            if let Some((_, addr)) = line.split_once("http://") {
-                break addr.trim().to_owned();
-            }
-        };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Served {
-            child,
-            addr,
-            sql_port,
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        self.child.wait().expect("baton serve exits")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

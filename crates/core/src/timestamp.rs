@@ -11,11 +11,16 @@ use time::format_description::well_known::Rfc3339;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(i64);
 
-/// A timestamp that could not be parsed, with the text that was given.
+/// A timestamp that could not be taken, with what was given and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an RFC 3339 timestamp: {text:?}")]
-pub struct TimestampError {
-    text: String,
+pub enum TimestampError {
+    #[error("not an RFC 3339 timestamp: {text:?}")]
+    NotRfc3339 { text: String },
+    /// A well-formed time outside what Baton keeps.
+    #[error(
+        "{given} is out of range: Baton accepts times from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z"
+    )]
+    OutOfRange { given: String },
 }
 
 /// Earliest accepted timestamp: 1970-01-01. Years before it are almost always a zero or a bug.
@@ -37,20 +42,44 @@ impl Timestamp {
         }
     }
 
+    /// Milliseconds since the epoch from an input, refused (not clamped) when outside the
+    /// range Baton keeps: a SendGrid `timestamp` of -1e15 is a mistake to report, not 1970.
+    pub fn try_from_unix_millis(millis: i64) -> Result<Self, TimestampError> {
+        if (MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
+            Ok(Timestamp(millis))
+        } else {
+            Err(TimestampError::OutOfRange {
+                given: format!("{millis} ms since the Unix epoch"),
+            })
+        }
+    }
+
+    /// [`Self::try_from_unix_millis`] for whole seconds.
+    pub fn try_from_unix_seconds(seconds: i64) -> Result<Self, TimestampError> {
+        let out_of_range = || TimestampError::OutOfRange {
+            given: format!("{seconds} s since the Unix epoch"),
+        };
+        let millis = seconds.checked_mul(1000).ok_or_else(out_of_range)?;
+        Timestamp::try_from_unix_millis(millis).map_err(|_| out_of_range())
+    }
+
     pub const fn unix_millis(self) -> i64 {
         self.0
     }
 
     /// Parses `2026-03-01T12:00:00Z`, `2026-03-01T12:00:00.250+02:00` and the like.
     pub fn parse_rfc3339(text: &str) -> Result<Self, TimestampError> {
-        let error = || TimestampError {
-            text: text.to_owned(),
+        let parsed =
+            OffsetDateTime::parse(text, &Rfc3339).map_err(|_| TimestampError::NotRfc3339 {
+                text: text.to_owned(),
+            })?;
+        let out_of_range = || TimestampError::OutOfRange {
+            given: format!("{text:?}"),
         };
-        let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| error())?;
         let millis = parsed.unix_timestamp_nanos() / 1_000_000;
-        let millis = i64::try_from(millis).map_err(|_| error())?;
+        let millis = i64::try_from(millis).map_err(|_| out_of_range())?;
         if !(MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
-            return Err(error());
+            return Err(out_of_range());
         }
         Ok(Timestamp(millis))
     }

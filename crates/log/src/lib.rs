@@ -9,6 +9,7 @@ mod id_index;
 mod jetstream;
 mod migrate;
 mod port;
+mod retry;
 mod segment;
 mod turn;
 
@@ -17,3 +18,4 @@ pub use embedded::{EmbeddedConfig, EmbeddedLog};
 pub use error::{ErrorKind, LogError};
 pub use jetstream::{JetStreamConfig, JetStreamLog};
 pub use port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
+pub use retry::{Backoff, Patience, retry_transient};

@@ -14,7 +14,9 @@ mod store;
 
 pub use baton_log::Position;
 pub use fold::{Folded, fold_log, fold_log_to};
-pub use runner::{COMMIT_ENTRIES, OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run};
+pub use runner::{
+    COMMIT_ENTRIES, FaultSide, OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run,
+};
 pub use store::{
     Bound, StoreError, StoredEntry, View, ViewDetail, ViewInfo, ViewStore, valid_view_name,
 };

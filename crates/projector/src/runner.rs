@@ -10,7 +10,7 @@
 
 use crate::store::{Bound, StoreError, View};
 use baton_core::FunnelProjection;
-use baton_log::{EventLog, LogError, Position, Record};
+use baton_log::{ErrorKind, EventLog, LogError, LogStat, Position, Record};
 use futures::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +76,10 @@ pub struct Status {
     head: AtomicU64,
     events: AtomicU64,
     commits: AtomicU64,
+    /// What keeps the projector from reading or from storing while it waits to try again
+    /// (the log unreachable, the views' disk full); empty while it runs.
+    fault: std::sync::Mutex<Faults>,
+    faults: AtomicU64,
 }
 
 impl Status {
@@ -104,8 +108,74 @@ impl Status {
         self.head().get().saturating_sub(self.checkpoint().get())
     }
 
+    /// What keeps the projector from folding, while it waits to try again.
+    pub fn fault(&self) -> Option<String> {
+        let faults = self.faults_now();
+        match (&faults.reading, &faults.storing) {
+            (None, None) => None,
+            (Some(one), None) | (None, Some(one)) => Some(one.clone()),
+            (Some(reading), Some(storing)) => Some(format!("{reading}; {storing}")),
+        }
+    }
+
+    /// Times the projector met a fault it waited out (counted when one begins).
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// Records that the projector is waiting on `what`; a fault that goes on is counted once.
+    /// True when this fault begins (nothing was recorded on that side).
+    pub fn set_fault(&self, side: FaultSide, what: String) -> bool {
+        let mut faults = self.faults_now();
+        let slot = faults.slot(side);
+        let begins = slot.is_none();
+        if begins {
+            self.faults.fetch_add(1, Ordering::Relaxed);
+        }
+        *slot = Some(what);
+        begins
+    }
+
+    /// Records that the projector reads (or stores) again.
+    pub fn clear_fault(&self, side: FaultSide) {
+        let mut faults = self.faults_now();
+        if faults.slot(side).take().is_some() {
+            tracing::info!(?side, "the projector runs again");
+        }
+    }
+
+    fn faults_now(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn see_head(&self, head: Position) {
         self.head.fetch_max(head.get(), Ordering::AcqRel);
+    }
+}
+
+/// Which side of the projector a fault stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultSide {
+    /// Reading the log (a NATS server restarting, a cluster electing a leader).
+    Reading,
+    /// Storing the views (a full disk, a failed write).
+    Storing,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    reading: Option<String>,
+    storing: Option<String>,
+}
+
+impl Faults {
+    fn slot(&mut self, side: FaultSide) -> &mut Option<String> {
+        match side {
+            FaultSide::Reading => &mut self.reading,
+            FaultSide::Storing => &mut self.storing,
+        }
     }
 }
 
@@ -164,7 +234,14 @@ pub async fn run<L: EventLog>(
     .map(|(view, projection, checkpoint)| ((view, projection), checkpoint))?;
     let (view, projection) = projection;
     status.checkpoint.store(checkpoint.get(), Ordering::Release);
-    let head = log.stat().await?.head;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let head = tokio::select! {
+        stat = stat_waiting(log, &status) => stat?.head,
+        () = &mut shutdown => {
+            // Shut down while waiting for the log: nothing was folded, nothing to commit.
+            return Ok(Outcome { projection, checkpoint, reached: false });
+        }
+    };
     status.see_head(head);
 
     // Where the reader stops, if anywhere.
@@ -202,60 +279,86 @@ pub async fn run<L: EventLog>(
             let _ = sender.send(Ok(Chunk::Reached)).await;
             return;
         }
-        let records = match stop_at {
-            Some(_) => log.read(checkpoint.next()).await,
-            None => log.follow(checkpoint.next()).await,
-        };
-        let mut records = match records {
-            Ok(records) => records,
-            Err(error) => {
-                let _ = sender.send(Err(error)).await;
-                return;
-            }
-        };
-        loop {
-            let Some(first) = records.next().await else {
-                // A bounded read ended: the head at the start of the read was reached.
-                let _ = sender.send(Ok(Chunk::Reached)).await;
-                return;
+        // Where to read from after a transient failure: the log is read again from there,
+        // however long it stays away, so nothing is skipped or folded twice.
+        let mut next = checkpoint.next();
+        let mut backoff = baton_log::Backoff::default();
+        'open: loop {
+            let records = match stop_at {
+                Some(_) => log.read(next).await,
+                None => log.follow(next).await,
             };
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let mut next = Some(first);
-            let mut reached = false;
-            while let Some(item) = next.take() {
-                let record = match item {
-                    Ok(record) => record,
-                    Err(error) => {
-                        if !chunk.is_empty() {
-                            let _ = sender.send(Ok(Chunk::Records(chunk))).await;
+            let mut records = match records {
+                Ok(records) => records,
+                Err(error) if error.kind() == ErrorKind::Transient => {
+                    wait_out(&status, &mut backoff, next, &error).await;
+                    continue 'open;
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
+                    return;
+                }
+            };
+            loop {
+                let Some(first) = records.next().await else {
+                    // A bounded read ended: the head at the start of the read was reached.
+                    let _ = sender.send(Ok(Chunk::Reached)).await;
+                    return;
+                };
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let mut item = Some(first);
+                let mut reached = false;
+                let mut failed = None;
+                while let Some(taken) = item.take() {
+                    let record = match taken {
+                        Ok(record) => record,
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
                         }
+                    };
+                    if stop_at.is_some_and(|stop| record.position > stop)
+                        || recorded_by.is_some_and(|time| record.event.recorded_at > time)
+                    {
+                        reached = true;
+                        break;
+                    }
+                    status.see_head(record.position);
+                    let at_stop = stop_at == Some(record.position);
+                    next = record.position.next();
+                    chunk.push(record);
+                    if at_stop {
+                        reached = true;
+                        break;
+                    }
+                    if chunk.len() < CHUNK {
+                        item = records.next().now_or_never().flatten();
+                    }
+                }
+                if !chunk.is_empty() {
+                    if backoff.failures() > 0 {
+                        backoff.reset();
+                        status.clear_fault(FaultSide::Reading);
+                    }
+                    if sender.send(Ok(Chunk::Records(chunk))).await.is_err() {
+                        return; // The fold thread stopped; it reports why.
+                    }
+                }
+                match failed {
+                    Some(error) if error.kind() == ErrorKind::Transient => {
+                        wait_out(&status, &mut backoff, next, &error).await;
+                        continue 'open;
+                    }
+                    Some(error) => {
                         let _ = sender.send(Err(error)).await;
                         return;
                     }
-                };
-                if stop_at.is_some_and(|stop| record.position > stop)
-                    || recorded_by.is_some_and(|time| record.event.recorded_at > time)
-                {
-                    reached = true;
-                    break;
+                    None => {}
                 }
-                status.see_head(record.position);
-                let at_stop = stop_at == Some(record.position);
-                chunk.push(record);
-                if at_stop {
-                    reached = true;
-                    break;
+                if reached {
+                    let _ = sender.send(Ok(Chunk::Reached)).await;
+                    return;
                 }
-                if chunk.len() < CHUNK {
-                    next = records.next().now_or_never().flatten();
-                }
-            }
-            if !chunk.is_empty() && sender.send(Ok(Chunk::Records(chunk))).await.is_err() {
-                return; // The fold thread stopped; it reports why.
-            }
-            if reached {
-                let _ = sender.send(Ok(Chunk::Reached)).await;
-                return;
             }
         }
     };
@@ -270,10 +373,24 @@ pub async fn run<L: EventLog>(
         // more than the publisher's own pace; the head is read once a second.
         for tick in 0u64.. {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            if tick % 10 == 0
-                && let Ok(stat) = log.stat().await
-            {
-                head_status.see_head(stat.head);
+            if tick % 10 == 0 {
+                // A follow whose server went away may wait in silence while its client tries
+                // to reconnect; the head request is what notices the outage, and its end.
+                match log.stat().await {
+                    Ok(stat) => {
+                        head_status.see_head(stat.head);
+                        head_status.clear_fault(FaultSide::Reading);
+                    }
+                    Err(error) => {
+                        let what = format!("waiting for the log (cannot read its head): {error}");
+                        if head_status.set_fault(FaultSide::Reading, what) {
+                            tracing::warn!(
+                                %error,
+                                "the log is unavailable; the projector waits for it and reads on from its checkpoint when it is back"
+                            );
+                        }
+                    }
+                }
             }
             if ticks.send(Ok(Chunk::Tick)).await.is_err() {
                 return;
@@ -282,7 +399,7 @@ pub async fn run<L: EventLog>(
     };
     tokio::select! {
         () = read => {}
-        () = shutdown => {}
+        () = &mut shutdown => {}
         () = watch_head => {}
     }
     // Dropping the sender tells the fold thread to commit what it has and stop.
@@ -298,6 +415,48 @@ pub async fn run<L: EventLog>(
                 .unwrap_or_else(|| "without a message".to_owned());
             ProjectError::Thread(format!("it panicked: {message}"))
         })?
+}
+
+/// The log's head, waiting out transient failures (a NATS server restarting).
+async fn stat_waiting<L: EventLog>(log: &L, status: &Status) -> Result<LogStat, LogError> {
+    let mut backoff = baton_log::Backoff::default();
+    loop {
+        match log.stat().await {
+            Ok(stat) => {
+                if backoff.failures() > 0 {
+                    status.clear_fault(FaultSide::Reading);
+                }
+                return Ok(stat);
+            }
+            Err(error) if error.kind() == ErrorKind::Transient => {
+                wait_out(status, &mut backoff, status.checkpoint().next(), &error).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Records a transient read failure as the projector's fault, says what it waits for, and
+/// waits before the log is read again from `next`.
+async fn wait_out(
+    status: &Status,
+    backoff: &mut baton_log::Backoff,
+    next: Position,
+    error: &LogError,
+) {
+    let wait = backoff.next_wait();
+    tracing::warn!(
+        %error,
+        from = next.get(),
+        retry_in_ms = wait.as_millis() as u64,
+        failures = backoff.failures(),
+        "the projector cannot read the log; waiting for it, then reading again from the position it needs"
+    );
+    status.set_fault(
+        FaultSide::Reading,
+        format!("waiting for the log (read again from position {next}): {error}"),
+    );
+    tokio::time::sleep(wait).await;
 }
 
 fn fold_loop(
@@ -317,6 +476,9 @@ fn fold_loop(
     on_commit(&projection, checkpoint);
     let mut reached = false;
     let mut failure = None;
+    // The state loaded: a fault that stopped an earlier run's storing (a full disk) is over
+    // until a commit fails again.
+    status.clear_fault(FaultSide::Storing);
     let commit = |projection: &mut FunnelProjection, checkpoint: Position| {
         view.commit_changes(projection, checkpoint)?;
         status.checkpoint.store(checkpoint.get(), Ordering::Release);

@@ -560,6 +560,18 @@ async fn person(
 async fn readyz(State(state): State<QueryState>) -> Response {
     let published = state.snapshots.borrow().as_ref().map(|s| s.position);
     let head = state.status.head();
+    if let Some(fault) = state.status.fault() {
+        let serving = published.map_or_else(
+            || "no views yet".to_owned(),
+            |position| format!("queries answer from the views at position {position}"),
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            format!("not ready: {fault}; {serving}, log head {head}\n"),
+        )
+            .into_response();
+    }
     match published {
         Some(position) if position >= head => (
             StatusCode::OK,
@@ -603,6 +615,12 @@ async fn metrics(State(state): State<QueryState>) -> Response {
          # HELP baton_projector_commits_total Commits of state and checkpoint since start.\n\
          # TYPE baton_projector_commits_total counter\n\
          baton_projector_commits_total {}\n\
+         # HELP baton_projector_faulted 1 while the projector waits out a fault (log unreachable, views' disk full).\n\
+         # TYPE baton_projector_faulted gauge\n\
+         baton_projector_faulted {}\n\
+         # HELP baton_projector_faults_total Faults the projector has waited out since start.\n\
+         # TYPE baton_projector_faults_total counter\n\
+         baton_projector_faults_total {}\n\
          # HELP baton_query_published_position Log position of the views queries see.\n\
          # TYPE baton_query_published_position gauge\n\
          baton_query_published_position {published}\n\
@@ -623,6 +641,8 @@ async fn metrics(State(state): State<QueryState>) -> Response {
         status.lag(),
         status.events(),
         status.commits(),
+        u8::from(status.fault().is_some()),
+        status.faults(),
         metrics.requests.load(Ordering::Relaxed),
         metrics.errors.load(Ordering::Relaxed),
         metrics.micros.load(Ordering::Relaxed) as f64 / 1e6,

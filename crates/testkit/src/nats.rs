@@ -64,6 +64,17 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// Stops the server cleanly (SIGTERM, as a service manager does for an upgrade) and waits
+    /// for it to exit; `start_again` brings it back.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the server with SIGKILL; `start_again` brings it back.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

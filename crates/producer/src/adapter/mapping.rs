@@ -288,7 +288,7 @@ fn format_time(path: &str, value: &Value, format: TimeFormat) -> Result<Value, P
             format!("expected a {format:?} timestamp, got {value}"),
         )
     })?;
-    Ok(Value::String(
-        Timestamp::from_unix_millis(millis).to_rfc3339(),
-    ))
+    let timestamp = Timestamp::try_from_unix_millis(millis)
+        .map_err(|error| Problem::new(field(), error.to_string()))?;
+    Ok(Value::String(timestamp.to_rfc3339()))
 }

@@ -54,15 +54,16 @@ pub(super) fn translate(item: &Value) -> Result<Drafts, Problem> {
         }
     };
     let occurred_at = match event.get("timestamp") {
-        Some(Value::Number(number)) => number
-            .as_i64()
-            .map(|seconds| Timestamp::from_unix_millis(seconds.saturating_mul(1000)))
-            .ok_or_else(|| {
+        Some(Value::Number(number)) => {
+            let seconds = number.as_i64().ok_or_else(|| {
                 Problem::new(
                     "timestamp",
                     format!("expected whole Unix seconds, got {number}"),
                 )
-            })?,
+            })?;
+            Timestamp::try_from_unix_seconds(seconds)
+                .map_err(|error| Problem::new("timestamp", error.to_string()))?
+        }
         Some(other) => {
             return Err(Problem::new(
                 "timestamp",

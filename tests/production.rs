@@ -1,0 +1,246 @@
+//! Staying up in production: end-to-end scenarios across the crates, each against real
+//! processes (`baton serve`, `nats-server`) on loopback. A NATS server restarted under a
+//! running `serve`; the views' disk filled and freed; a runaway SQL query while ingesting.
+
+mod common;
+
+use baton_testkit::NatsServer;
+use common::{Served, baton, generate, json_of};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Posts NDJSON lines to `/v1/events` in requests of `per_request`, retrying a request the
+/// collector answers 503 (it says when, in `Retry-After`); returns how many were accepted,
+/// how many were duplicates (of the history's own retries, or of what a try answered 503
+/// stored after all) and how many 503s were seen.
+async fn post_all(
+    client: &reqwest::Client,
+    addr: &str,
+    lines: &[&[u8]],
+    per_request: usize,
+) -> (u64, u64, u64) {
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    let mut unavailable = 0;
+    for chunk in lines.chunks(per_request) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let response = client
+                .post(format!("http://{addr}/v1/events"))
+                .header("content-type", "application/x-ndjson")
+                .body(chunk.join(&b'\n'))
+                .send()
+                .await
+                .expect("the collector answers");
+            let status = response.status().as_u16();
+            if status == 503 {
+                assert!(
+                    response.headers().contains_key("retry-after"),
+                    "a 503 says when to retry"
+                );
+                unavailable += 1;
+                assert!(
+                    Instant::now() < deadline,
+                    "the collector stayed unavailable for 120 s"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            assert_eq!(status, 200, "{}", response.text().await.unwrap_or_default());
+            let answer: Value =
+                serde_json::from_str(&response.text().await.expect("body")).expect("json");
+            accepted += answer["accepted"].as_u64().expect("accepted");
+            duplicates += answer["duplicates"].as_u64().expect("duplicates");
+            break;
+        }
+    }
+    (accepted, duplicates, unavailable)
+}
+
+/// The distinct events of an NDJSON history: its ids are derived from (source, message id),
+/// and a generated history repeats some on purpose, as sources retry.
+fn distinct_events(lines: &[&[u8]]) -> u64 {
+    let ids: std::collections::HashSet<(String, String)> = lines
+        .iter()
+        .map(|line| {
+            let event: Value = serde_json::from_slice(line).expect("a JSON line");
+            (
+                event["source"]["system"].to_string(),
+                event["message_id"].to_string(),
+            )
+        })
+        .collect();
+    ids.len() as u64
+}
+
+/// Waits until the views reflect `position` (read-your-writes over HTTP) and returns the
+/// funnel there.
+async fn funnel_at(client: &reqwest::Client, addr: &str, position: u64) -> Value {
+    let url = format!("http://{addr}/v1/funnel?min_position={position}&wait_ms=30000");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let response = client.get(&url).send().await.expect("get");
+        if response.status().as_u16() == 200 {
+            return serde_json::from_str(&response.text().await.expect("body")).expect("json");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the views did not reach position {position}: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+}
+
+async fn metric(client: &reqwest::Client, addr: &str, name: &str) -> f64 {
+    let text = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+fn lines_of(body: &[u8]) -> Vec<&[u8]> {
+    body.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn write_config(dir: &Path, extra: &str) {
+    std::fs::write(
+        dir.join("baton.toml"),
+        format!("http = \"127.0.0.1:0\"\npublish_every_ms = 100\n{extra}"),
+    )
+    .expect("config");
+}
+
+/// Issue 24.1: `baton serve --nats` exited about 17 s after every NATS server restart
+/// ("consumer not found"). Now the projector reads again from its checkpoint however long the
+/// outage, the collector answers 503 with `Retry-After` meanwhile, and nothing is lost or
+/// counted twice. Once with a clean stop (an upgrade) and once with SIGKILL (a crash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_rides_through_nats_server_restarts() {
+    let mut server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let body = generate(dir.path(), "3", "30", "history.ndjson");
+    let lines = lines_of(&body);
+    let thirds: Vec<&[&[u8]]> = lines.chunks(lines.len().div_ceil(3)).collect();
+    write_config(dir.path(), "sql = \"off\"\n");
+    let mut served = Served::start(
+        dir.path(),
+        &["--config", "baton.toml", "--nats", server.url()],
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+
+    let (first, _, _) = post_all(&client, &served.addr, thirds[0], 100).await;
+    funnel_at(&client, &served.addr, first).await;
+
+    for (round, crash) in [(1, false), (2, true)] {
+        if crash {
+            server.kill();
+        } else {
+            server.stop();
+        }
+        // While the server is down the collector refuses promptly, and says when to retry.
+        let response = client
+            .post(format!("http://{}/v1/events", served.addr))
+            .header("content-type", "application/x-ndjson")
+            .body(thirds[round][0].to_vec())
+            .send()
+            .await
+            .expect("the collector answers while NATS is down");
+        assert_eq!(response.status().as_u16(), 503, "round {round}");
+        assert!(response.headers().contains_key("retry-after"));
+        // Down for longer than the 17 s after which the projector used to give up.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(
+            served.is_running(),
+            "serve exited while NATS was down:\n{}",
+            served.stderr()
+        );
+        let ready = client
+            .get(format!("http://{}/readyz", served.addr))
+            .send()
+            .await
+            .expect("readyz");
+        // Reads keep answering from the views the projector last published.
+        let funnel = client
+            .get(format!("http://{}/v1/funnel", served.addr))
+            .send()
+            .await
+            .expect("funnel");
+        assert_eq!(funnel.status().as_u16(), 200);
+        // A command started while the server is down waits for it and says so.
+        let stat = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["--nats", server.url(), "log", "stat", "--json"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("baton log stat starts");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        server.start_again();
+        let stat = stat.wait_with_output().expect("baton log stat ends");
+        let waited = String::from_utf8_lossy(&stat.stderr);
+        assert!(stat.status.success(), "round {round}: {waited}");
+        assert!(waited.contains("waiting for it"), "round {round}: {waited}");
+        assert_eq!(json_of(&stat)["events"], first, "round {round}");
+        let status = ready.status().as_u16();
+        let text = ready.text().await.unwrap_or_default();
+        assert_eq!(status, 503, "round {round}: {text}\n{}", served.stderr());
+        assert!(
+            text.contains("waiting for the log"),
+            "round {round}: {text}"
+        );
+    }
+    let (rest, duplicates, unavailable) =
+        post_all(&client, &served.addr, &[thirds[1], thirds[2]].concat(), 100).await;
+    // Every event is stored once: accepted, or found stored by an earlier try (the history's
+    // own retries, or a try answered 503 whose publish the client delivered once the server
+    // was back).
+    let distinct = distinct_events(&lines);
+    let total = first + rest;
+    assert!(total <= distinct, "{total} accepted of {distinct}");
+    assert_eq!(
+        rest + duplicates,
+        (thirds[1].len() + thirds[2].len()) as u64,
+        "every line has one final answer; {unavailable} answers were 503"
+    );
+    let stat = json_of(&baton(
+        dir.path(),
+        &["--nats", server.url(), "log", "stat", "--json"],
+    ));
+    assert_eq!(stat["events"], distinct, "each event stored once");
+    let total = distinct;
+    let funnel = funnel_at(&client, &served.addr, total).await;
+    assert_eq!(funnel["totals"]["events"], total, "each event counted once");
+    assert!(served.is_running(), "{}", served.stderr());
+    assert!(metric(&client, &served.addr, "baton_projector_faults_total").await >= 1.0);
+    assert_eq!(
+        metric(&client, &served.addr, "baton_projector_faulted").await,
+        0.0
+    );
+    assert!(
+        served.stderr().contains("the projector waits for it"),
+        "serve says what it waits for:\n{}",
+        served.stderr()
+    );
+    let status = served.terminate();
+    assert!(status.success(), "{status:?}");
+}
