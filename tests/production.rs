@@ -244,3 +244,115 @@ async fn serve_rides_through_nats_server_restarts() {
     let status = served.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// A cross join that runs for minutes over any history with a few hundred people.
+const RUNAWAY: &str = "select max(a.person || b.person || c.person || d.person) \
+                       from person_scores a, person_scores b, person_scores c, person_scores d";
+
+/// Issue 24.5: a runaway SQL query made `/healthz`, `/v1/funnel` and collector writes time
+/// out for 10–140 s. Now statements run on threads of their own at a lower priority, stop at
+/// the endpoint's time limit (over the PostgreSQL protocol and `POST /v1/sql` alike), and the
+/// rest of the service answers meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_query_starves_neither_ingestion_nor_the_other_routes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let body = generate(dir.path(), "5", "60", "history.ndjson");
+    let lines = lines_of(&body);
+    write_config(
+        dir.path(),
+        "sql = \"127.0.0.1:0\"\nsql_statement_timeout_secs = 8\n",
+    );
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let port = served
+        .sql_port
+        .expect("serve printed its SQL port")
+        .to_string();
+    // Every answer below must come well within this; before, they took 10–140 s.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let (half, _, _) = post_all(&client, &served.addr, &lines[..lines.len() / 2], 100).await;
+    funnel_at(&client, &served.addr, half).await;
+
+    let runaway = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-d",
+            "baton",
+            "-U",
+            "analyst",
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-X", "-c", RUNAWAY])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql starts");
+    // Wait until the query is running: its thread takes the CPU.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut accepted = half;
+    for chunk in lines[lines.len() / 2..].chunks(lines.len() / 6) {
+        let health = client
+            .get(format!("http://{}/healthz", served.addr))
+            .send()
+            .await
+            .expect("/healthz answers while the query runs");
+        assert_eq!(health.status().as_u16(), 200);
+        let funnel = client
+            .get(format!("http://{}/v1/funnel", served.addr))
+            .send()
+            .await
+            .expect("/v1/funnel answers while the query runs");
+        assert_eq!(funnel.status().as_u16(), 200);
+        let (stored, _, unavailable) =
+            post_all(&client, &served.addr, &[chunk].concat(), 500).await;
+        assert_eq!(unavailable, 0);
+        accepted += stored;
+    }
+    let output = runaway.wait_with_output().expect("psql ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the cross join ended by itself: {stderr}"
+    );
+    assert!(stderr.contains("statement timeout"), "{stderr}");
+    // The events written while it ran are in the views.
+    let funnel = funnel_at(&client, &served.addr, accepted).await;
+    assert_eq!(funnel["totals"]["events"], accepted);
+
+    // Over HTTP the same limit holds, answered with PostgreSQL's code.
+    let slow = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
+    let response = slow
+        .post(format!("http://{}/v1/sql", served.addr))
+        .body(RUNAWAY)
+        .send()
+        .await
+        .expect("/v1/sql answers");
+    assert_eq!(response.status().as_u16(), 422);
+    let answer: Value = serde_json::from_str(&response.text().await.expect("body")).expect("json");
+    assert_eq!(answer["sqlstate"], "57014", "{answer}");
+    // Stopped statements give their threads back: a small query answers at once. (Before
+    // joins yielded, the cross join ran on for 100 s after its time limit.)
+    let quick = client
+        .post(format!("http://{}/v1/sql", served.addr))
+        .body("select 41 + 1 as n")
+        .send()
+        .await
+        .expect("a small query answers at once after a stopped one");
+    assert_eq!(quick.status().as_u16(), 200);
+    assert!(
+        client
+            .get(format!("http://{}/healthz", served.addr))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    );
+    let status = served.terminate();
+    assert!(status.success(), "{status:?}");
+}

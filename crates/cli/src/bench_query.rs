@@ -239,6 +239,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             addr: "127.0.0.1:0".parse().expect("invariant: a valid address"),
             read_tokens: Vec::new(),
             tls: None,
+            statement_timeout: baton_query::DEFAULT_STATEMENT_TIMEOUT,
         },
         catalogs,
         async {

@@ -114,6 +114,7 @@ pub async fn add_services(
                 addr,
                 read_tokens: settings.read_tokens.clone(),
                 tls: settings.sql_tls()?,
+                statement_timeout: Duration::from_secs(settings.sql_statement_timeout_secs),
             },
             catalogs,
             async move {
@@ -155,6 +156,7 @@ pub async fn add_services(
     if let Some(catalogs) = sql_catalogs {
         state = state.with_catalogs(catalogs);
     }
+    state = state.with_sql_timeout(Duration::from_secs(settings.sql_statement_timeout_secs));
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
     let shutdown = services.shutdown.clone();

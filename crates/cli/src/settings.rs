@@ -57,6 +57,7 @@ struct SettingsFile {
     sql: Option<String>,
     sql_tls_cert: Option<PathBuf>,
     sql_tls_key: Option<PathBuf>,
+    sql_statement_timeout_secs: Option<u64>,
     sendgrid_verification_key: Option<String>,
 }
 
@@ -85,6 +86,9 @@ pub struct Settings {
     /// The SQL endpoint's certificate chain and private key (PEM); with them, TLS is required.
     pub sql_tls_cert: Option<PathBuf>,
     pub sql_tls_key: Option<PathBuf>,
+    /// The longest a SQL statement may run (over the PostgreSQL protocol and `POST /v1/sql`);
+    /// a session's `statement_timeout` may only lower it.
+    pub sql_statement_timeout_secs: u64,
     /// SendGrid's Signed Event Webhook public key (base64 DER); with it, unsigned or
     /// wrongly signed SendGrid requests are refused.
     pub sendgrid_verification_key: Option<String>,
@@ -161,6 +165,9 @@ impl Settings {
             sql: parsed.sql.unwrap_or_else(|| DEFAULT_SQL.to_owned()),
             sql_tls_cert: parsed.sql_tls_cert,
             sql_tls_key: parsed.sql_tls_key,
+            sql_statement_timeout_secs: parsed
+                .sql_statement_timeout_secs
+                .unwrap_or(baton_query::DEFAULT_STATEMENT_TIMEOUT.as_secs()),
             sendgrid_verification_key: parsed.sendgrid_verification_key,
         };
         if let Some(http) = env_value(lookup, "BATON_HTTP")? {
@@ -223,6 +230,15 @@ impl Settings {
         }
         if let Some(key) = env_value::<String>(lookup, "BATON_SQL_TLS_KEY")? {
             settings.sql_tls_key = Some(PathBuf::from(key));
+        }
+        if let Some(secs) = env_value(lookup, "BATON_SQL_STATEMENT_TIMEOUT_SECS")? {
+            settings.sql_statement_timeout_secs = secs;
+        }
+        if settings.sql_statement_timeout_secs == 0 {
+            anyhow::bail!(
+                "sql_statement_timeout_secs is 0: give the longest a SQL statement may run, in seconds (the default is {})",
+                baton_query::DEFAULT_STATEMENT_TIMEOUT.as_secs()
+            );
         }
         if let Some(key) = env_value::<String>(lookup, "BATON_SENDGRID_VERIFICATION_KEY")? {
             settings.sendgrid_verification_key = Some(key);

@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         addr: ([127, 0, 0, 1], port).into(),
         read_tokens: Vec::new(),
         tls: None,
+        statement_timeout: baton_query::DEFAULT_STATEMENT_TIMEOUT,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

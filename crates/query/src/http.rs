@@ -35,6 +35,11 @@ const MAX_LIMIT: usize = 100_000;
 /// The most rows one `POST /v1/sql` answer holds; a query with more answers with the first
 /// ones and `"truncated": true` (and `Baton-Truncated: true`).
 pub const MAX_SQL_ROWS: usize = 100_000;
+/// The longest a SQL statement may run unless configured ([`QueryState::with_sql_timeout`],
+/// `SqlConfig::statement_timeout`): long enough for any query over the views of a large
+/// history (they answer in milliseconds), short enough that a runaway one gives its thread
+/// back within a minute.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest SQL text `POST /v1/sql` accepts.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
@@ -51,6 +56,8 @@ pub struct QueryState {
     /// The catalogs the SQL endpoint serves (live and candidate views), when published: SQL
     /// over HTTP then sees the candidates too; without them it sees the live view.
     catalogs: Option<watch::Receiver<Arc<crate::Catalog>>>,
+    /// The longest a statement of `POST /v1/sql` may run.
+    sql_timeout: Duration,
     /// The engine of `POST /v1/sql`, set up on its first query (or the reason it cannot be).
     #[cfg(feature = "sql")]
     sql: Arc<std::sync::OnceLock<Result<Arc<crate::sql::SqlEngine>, String>>>,
@@ -80,6 +87,7 @@ impl QueryState {
             wanted,
             metrics: Arc::default(),
             catalogs: None,
+            sql_timeout: DEFAULT_STATEMENT_TIMEOUT,
             #[cfg(feature = "sql")]
             sql: Arc::default(),
         }
@@ -89,6 +97,13 @@ impl QueryState {
     /// [`SnapshotPublisher::with_catalogs`]), so that candidate views are tables there too.
     pub fn with_catalogs(mut self, catalogs: watch::Receiver<Arc<crate::Catalog>>) -> QueryState {
         self.catalogs = Some(catalogs);
+        self
+    }
+
+    /// The longest a statement of `POST /v1/sql` may run (by default
+    /// [`DEFAULT_STATEMENT_TIMEOUT`]).
+    pub fn with_sql_timeout(mut self, limit: Duration) -> QueryState {
+        self.sql_timeout = limit;
         self
     }
 }
@@ -791,7 +806,7 @@ async fn run_sql(
         .clone()
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error))?;
     let answer = engine
-        .run(catalog.clone(), text, MAX_SQL_ROWS)
+        .run_limited(catalog.clone(), text, MAX_SQL_ROWS, state.sql_timeout)
         .await
         .map_err(|error| {
             // The one place where SQL failures become HTTP statuses.

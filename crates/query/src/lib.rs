@@ -17,7 +17,8 @@ pub use catalog::Catalog;
 pub use error::{ErrorKind, QueryError};
 pub use format::{csv, rows_json, tables_json};
 pub use http::{
-    ApiError, MAX_SQL_BYTES, MAX_SQL_ROWS, QueryMetrics, QueryState, SnapshotPublisher, router,
+    ApiError, DEFAULT_STATEMENT_TIMEOUT, MAX_SQL_BYTES, MAX_SQL_ROWS, QueryMetrics, QueryState,
+    SnapshotPublisher, router,
 };
 pub use openapi::document as openapi_document;
 #[cfg(feature = "sql")]

@@ -84,6 +84,21 @@ impl Endpoint {
     }
 
     async fn start_with(addr: &str, read_tokens: &[&str], tls: Option<SqlTls>) -> Endpoint {
+        Endpoint::start_config(
+            addr,
+            read_tokens,
+            tls,
+            baton_query::DEFAULT_STATEMENT_TIMEOUT,
+        )
+        .await
+    }
+
+    async fn start_config(
+        addr: &str,
+        read_tokens: &[&str],
+        tls: Option<SqlTls>,
+        statement_timeout: Duration,
+    ) -> Endpoint {
         let (catalogs, receiver) = watch::channel(catalog(&views().live));
         let (stop, stopped) = oneshot::channel::<()>();
         let config = SqlConfig {
@@ -93,6 +108,7 @@ impl Endpoint {
                 .map(|token| (*token).to_owned())
                 .collect(),
             tls,
+            statement_timeout,
         };
         let server = serve_sql(config, receiver, async move {
             let _ = stopped.await;
@@ -508,6 +524,33 @@ async fn writes_are_refused_as_read_only() {
         .await
         .expect_err("engine settings refused");
     assert_eq!(db_code(&error), SqlState::INSUFFICIENT_PRIVILEGE);
+    // Issue 24.6: quoted, the name was let through and lifted every session's memory guard.
+    for quoted in [
+        r#"set "datafusion.runtime.memory_limit" = '64G'"#,
+        r#"set "datafusion.execution.batch_size" = 1"#,
+    ] {
+        let error = client.simple_query(quoted).await.expect_err("refused");
+        assert_eq!(
+            db_code(&error),
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            "{quoted}"
+        );
+    }
+    // Text built outside the memory pool is bounded before it is built.
+    for sql in [
+        "select length(repeat('x', 1000000000))",
+        "select length(lpad('x', 1000000000, 'y'))",
+        "select length(repeat(campaign, 100000000)) from campaigns",
+    ] {
+        let error = client.simple_query(sql).await.expect_err("refused");
+        assert_eq!(db_code(&error), SqlState::OUT_OF_MEMORY, "{sql}: {error:?}");
+        assert!(format!("{error:?}").contains("would build"), "{error:?}");
+    }
+    let row = client
+        .query_one("select length(repeat('ab', 1000)) as n", &[])
+        .await
+        .expect("a small repeat runs");
+    assert_eq!(row.get::<_, i32>("n"), 2000);
 
     // Nothing changed, and the connection still works.
     let row = client
@@ -949,6 +992,43 @@ async fn a_running_statement_is_cancelled_or_timed_out_and_the_connection_goes_o
     endpoint.stop().await;
 }
 
+/// Issue 24.5: a statement has a time limit even when the session sets none, and a session
+/// may lower it but not lift it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_limits_how_long_a_statement_runs() {
+    let endpoint =
+        Endpoint::start_config("127.0.0.1:0", &[], None, Duration::from_millis(500)).await;
+    let client = endpoint.connect().await;
+    for session in [
+        "",
+        "set statement_timeout = '1h'",
+        "set statement_timeout = 0",
+    ] {
+        if !session.is_empty() {
+            client.simple_query(session).await.expect("set");
+        }
+        let outcome = tokio::time::timeout(Duration::from_secs(120), client.simple_query(ENDLESS))
+            .await
+            .expect("the statement was stopped within two minutes");
+        let error = outcome.expect_err("a statement over the limit is an error");
+        assert_eq!(
+            db_code(&error),
+            SqlState::QUERY_CANCELED,
+            "{session}: {error:?}"
+        );
+        assert!(
+            format!("{error:?}").contains("statement timeout"),
+            "{error:?}"
+        );
+    }
+    let row = client
+        .query_one("select 7 as n", &[])
+        .await
+        .expect("goes on");
+    assert_eq!(row.get::<_, i64>("n"), 7);
+    endpoint.stop().await;
+}
+
 fn tls_fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/tls")
@@ -1056,6 +1136,7 @@ async fn bad_tls_files_are_refused_at_start_naming_the_file() {
             addr: "127.0.0.1:0".parse().expect("address"),
             read_tokens: Vec::new(),
             tls: Some(tls),
+            statement_timeout: baton_query::DEFAULT_STATEMENT_TIMEOUT,
         };
         serve_sql(config, receiver, std::future::pending())
             .await

@@ -72,7 +72,9 @@ pub(super) struct Stop {
 
 impl Stop {
     /// Starts watching for a statement about to run on `client`.
-    pub(super) async fn start(client: &(dyn ClientInfo + Send + Sync)) -> Stop {
+    /// The statement stops after the session's `statement_timeout`, or after `limit` (the
+    /// endpoint's) when the session set none, or a longer one, or 0.
+    pub(super) async fn start(client: &(dyn ClientInfo + Send + Sync), limit: Duration) -> Stop {
         let cancelled = match client.session_extensions().get::<Registered>() {
             Some(registered) => {
                 let receiver = registered.handle.start_query().await;
@@ -92,10 +94,11 @@ impl Stop {
             .get(STATEMENT_TIMEOUT_KEY)
             .and_then(|millis| millis.parse::<u64>().ok())
             .filter(|millis| *millis > 0)
-            .map(Duration::from_millis);
+            .map_or(limit, Duration::from_millis)
+            .min(limit);
         Stop {
             cancelled: cancelled.shared(),
-            deadline: timeout.map(|timeout| Instant::now() + timeout),
+            deadline: Some(Instant::now() + timeout),
         }
     }
 

@@ -127,6 +127,41 @@ impl SqlEngine {
             .map_err(|error| SqlError::engine(SqlFailure::Internal, &error))?
     }
 
+    /// [`Self::run`] on the SQL runtime, stopped after `limit` (`57014`, as PostgreSQL's
+    /// `statement_timeout`) or when the caller stops waiting (an HTTP client gone).
+    pub(crate) async fn run_limited(
+        self: Arc<Self>,
+        catalog: Arc<Catalog>,
+        sql: &str,
+        max_rows: usize,
+        limit: std::time::Duration,
+    ) -> Result<SqlAnswer, SqlError> {
+        let sql = sql.to_owned();
+        let work = async move {
+            tokio::time::timeout(limit, self.run(catalog, &sql, max_rows))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SqlError::new(
+                        SqlFailure::Execution,
+                        "57014",
+                        format!(
+                            "canceling statement due to statement timeout: it ran longer than the SQL endpoint's limit of {} s (sql_statement_timeout_secs)",
+                            limit.as_secs_f64()
+                        ),
+                    ))
+                })
+        };
+        super::runtime::on_sql_runtime(work)
+            .await
+            .map_err(|error| {
+                SqlError::new(
+                    SqlFailure::Internal,
+                    "XX000",
+                    format!("the statement's task failed: {error}"),
+                )
+            })?
+    }
+
     async fn plan_and_collect(
         &self,
         statement: Statement,

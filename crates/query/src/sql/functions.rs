@@ -278,3 +278,109 @@ impl ScalarUDFImpl for CollationIsVisible {
         Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
     }
 }
+
+/// The longest text one value of `repeat`, `lpad` or `rpad` may be.
+const MAX_VALUE_BYTES: i64 = 1 << 20;
+/// The most text one call of them may build over a batch of rows.
+const MAX_BATCH_BYTES: i64 = 64 << 20;
+
+/// Which argument of a text-building function says how long its result is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Builds {
+    /// `repeat(text, count)`: the text's length times the count.
+    Repeat,
+    /// `lpad(text, length [, fill])`, `rpad`: `length` characters, up to 4 bytes each.
+    Pad,
+}
+
+/// DataFusion's `repeat`, `lpad` or `rpad`, refusing (`53200`, out of resources) a result longer than 1 MiB a
+/// value or 64 MiB a call before building it. Their text is built outside the query memory
+/// pool, so `repeat('x', 1e9)` took the process to 4–5 GB (issue 24.6).
+pub(super) fn bounded_text_builder(inner: Arc<ScalarUDF>) -> Option<ScalarUDF> {
+    let builds = match inner.name() {
+        "repeat" => Builds::Repeat,
+        "lpad" | "rpad" => Builds::Pad,
+        _ => return None,
+    };
+    Some(ScalarUDF::from(BoundedText { inner, builds }))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BoundedText {
+    inner: Arc<ScalarUDF>,
+    builds: Builds,
+}
+
+impl BoundedText {
+    /// The bytes each row's result would take, at most, from the arguments.
+    fn sizes(&self, args: &ScalarFunctionArgs) -> Result<Vec<i64>> {
+        let rows = args.number_rows;
+        let count = match args.args.get(1) {
+            Some(count) => cast(&count.to_array(rows)?, &DataType::Int64)?,
+            None => return Ok(Vec::new()),
+        };
+        let count = count.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let text_lengths = match (self.builds, args.args.first()) {
+            (Builds::Repeat, Some(text)) => {
+                let text = cast(&text.to_array(rows)?, &DataType::Utf8)?;
+                let text = text.as_string::<i32>();
+                (0..rows)
+                    .map(|row| {
+                        if text.is_null(row) {
+                            0
+                        } else {
+                            text.value(row).len() as i64
+                        }
+                    })
+                    .collect()
+            }
+            _ => vec![4; rows],
+        };
+        Ok((0..rows)
+            .map(|row| {
+                if count.is_null(row) {
+                    0
+                } else {
+                    count.value(row).max(0).saturating_mul(text_lengths[row])
+                }
+            })
+            .collect())
+    }
+}
+
+impl ScalarUDFImpl for BoundedText {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arguments)
+    }
+
+    fn coerce_types(&self, arguments: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arguments)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let sizes = self.sizes(&args)?;
+        let largest = sizes.iter().copied().max().unwrap_or(0);
+        let total = sizes
+            .iter()
+            .fold(0i64, |sum, size| sum.saturating_add(*size));
+        if largest > MAX_VALUE_BYTES || total > MAX_BATCH_BYTES {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{}() would build {} bytes ({} in one value): the SQL endpoint allows {} bytes a value and {} a call",
+                self.name(),
+                total,
+                largest,
+                MAX_VALUE_BYTES,
+                MAX_BATCH_BYTES
+            )));
+        }
+        self.inner.invoke_with_args(args)
+    }
+}

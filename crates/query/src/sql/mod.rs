@@ -8,10 +8,12 @@ mod cancel;
 mod engine;
 mod functions;
 mod rewrite;
+mod runtime;
 mod session;
 mod sqlstate;
 mod tables;
 mod tls;
+mod yielding;
 
 use std::fmt;
 use std::future::Future;
@@ -46,6 +48,8 @@ pub struct SqlConfig {
     pub read_tokens: Vec<String>,
     /// With a certificate, every connection must use TLS; without, none can.
     pub tls: Option<SqlTls>,
+    /// The longest a statement may run; a session's `statement_timeout` may only lower it.
+    pub statement_timeout: Duration,
 }
 
 impl fmt::Debug for SqlConfig {
@@ -57,6 +61,7 @@ impl fmt::Debug for SqlConfig {
                 &format_args!("[{} redacted]", self.read_tokens.len()),
             )
             .field("tls", &self.tls)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -113,7 +118,7 @@ pub async fn serve_sql(
     let context = session::session_context(source.clone(), session::QUERY_MEMORY_LIMIT)?;
     let connections = Arc::new(ConnectionManager::new());
     let handlers = Arc::new(SqlHandlers {
-        service: Arc::new(SqlService::new(context, source)),
+        service: Arc::new(SqlService::new(context, source, config.statement_timeout)),
         startup: Arc::new(TokenStartupHandler::new(
             config.read_tokens.into(),
             tls.is_some(),
@@ -122,7 +127,19 @@ pub async fn serve_sql(
         cancel: Arc::new(DefaultCancelHandler::new(connections)),
     });
     tracing::info!(%local_addr, local_only, tls = tls.is_some(), "SQL endpoint listening");
-    let task = tokio::spawn(accept(listener, tls, handlers, shutdown));
+    // The listener moves to the SQL runtime, so that connections, and the statements they
+    // run, live on its threads and not on the collector's and the HTTP API's.
+    let listener = listener.into_std().map_err(|source| QueryError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let addr = config.addr;
+    let task = runtime::runtime().spawn(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => accept(listener, tls, handlers, shutdown).await,
+            Err(error) => tracing::error!(%addr, %error, "the SQL endpoint cannot listen"),
+        }
+    });
     Ok(SqlServer { local_addr, task })
 }
 

@@ -79,7 +79,13 @@ pub(super) fn session_context(
         .map_err(|error| QueryError::Engine {
             message: format!("cannot set up the query runtime: {error}"),
         })?;
-    let context = SessionContext::new_with_config_rt(config, runtime);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(super::yielding::YieldingJoins))
+        .build();
+    let context = SessionContext::new_with_state(state);
     context.register_catalog(DATABASE, Arc::new(BatonCatalog::new(source)));
     setup_pg_catalog(&context, DATABASE, EmptyContextProvider).map_err(|error| {
         QueryError::Engine {
@@ -100,6 +106,12 @@ pub(super) fn session_context(
             ))))
         }),
     ));
+    for name in ["repeat", "lpad", "rpad"] {
+        let builtin = context.state().scalar_functions().get(name).cloned();
+        if let Some(bounded) = builtin.and_then(functions::bounded_text_builder) {
+            context.register_udf(bounded);
+        }
+    }
     context.register_udf(functions::current_setting());
     context.register_udf(functions::pg_get_serial_sequence());
     context.register_udf(functions::pg_get_indexdef());
@@ -125,10 +137,16 @@ pub(super) struct SqlService {
     inner: Arc<DfSessionService>,
     parser: Arc<PinningParser>,
     source: Arc<CatalogSource>,
+    /// The longest a statement may run; a session's `statement_timeout` may only lower it.
+    statement_timeout: std::time::Duration,
 }
 
 impl SqlService {
-    pub(super) fn new(context: SessionContext, source: Arc<CatalogSource>) -> SqlService {
+    pub(super) fn new(
+        context: SessionContext,
+        source: Arc<CatalogSource>,
+        statement_timeout: std::time::Duration,
+    ) -> SqlService {
         let inner = Arc::new(DfSessionService::new_with_hooks(
             Arc::new(context),
             query_hooks(),
@@ -141,6 +159,7 @@ impl SqlService {
             inner,
             parser,
             source,
+            statement_timeout,
         }
     }
 }
@@ -159,7 +178,7 @@ impl SimpleQueryHandler for SqlService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         // One snapshot for every statement of the query string.
-        let stop = Stop::start(client).await;
+        let stop = Stop::start(client, self.statement_timeout).await;
         let query = rewrite::rewrite(query);
         let work = SimpleQueryHandler::do_query(&*self.inner, client, &query);
         let responses = stop
@@ -196,7 +215,7 @@ impl ExtendedQueryHandler for SqlService {
     {
         // The plan was made at Parse time; its tables read the snapshot pinned now, so a
         // prepared statement executed again sees the newest snapshot.
-        let stop = Stop::start(client).await;
+        let stop = Stop::start(client, self.statement_timeout).await;
         let work = ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows);
         let response = stop
             .run(self.source.pinned(work))
@@ -327,7 +346,9 @@ fn engine_parameter(statement: &Statement) -> Option<String> {
     };
     names
         .into_iter()
-        .map(|name| name.to_string().to_lowercase())
+        // Quoted, `"datafusion.runtime.memory_limit"` names the same setting (issue 24.6:
+        // it was let through and lifted the memory guard of every session).
+        .map(|name| name.to_string().replace('"', "").to_lowercase())
         .find(|name| name.starts_with("datafusion."))
 }
 
@@ -597,6 +618,18 @@ mod tests {
             engine_parameter(&statements[0]).as_deref(),
             Some("datafusion.execution.target_partitions")
         );
+        for quoted in [
+            r#"set "datafusion.runtime.memory_limit" = '64G'"#,
+            r#"SET "DataFusion"."execution"."batch_size" TO 1"#,
+            r#"set session "datafusion.execution.batch_size" = 1"#,
+        ] {
+            let statements = SqlParser::parse_sql(&PostgreSqlDialect {}, quoted).expect("parses");
+            assert!(
+                engine_parameter(&statements[0])
+                    .is_some_and(|name| name.starts_with("datafusion.")),
+                "{quoted}"
+            );
+        }
         let statements = SqlParser::parse_sql(&PostgreSqlDialect {}, "set application_name = 'x'")
             .expect("parses");
         assert_eq!(engine_parameter(&statements[0]), None);
