@@ -356,3 +356,133 @@ async fn a_runaway_query_starves_neither_ingestion_nor_the_other_routes() {
     let status = served.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// A small tmpfs mounted for one test, unmounted on drop. Mounting needs root, as CI runs.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &Path, megabytes: u32) -> SmallDisk {
+        std::fs::create_dir_all(path).expect("mount point");
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("mount runs");
+        assert!(
+            output.status.success(),
+            "this test fills a small disk: it mounts a tmpfs, which needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        SmallDisk {
+            path: path.to_owned(),
+        }
+    }
+
+    /// Writes a ballast file until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let ballast = self.path.join("ballast");
+        let mut file = std::fs::File::create(&ballast).expect("ballast");
+        let block = vec![0u8; 1 << 16];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Issue 24.3: when the views' disk filled, `serve` exited ("cannot commit state: No space
+/// left on device"). Now it keeps answering reads from the last published views, reports the
+/// fault on `/readyz` and `/metrics`, keeps collecting (the log is on another disk), and
+/// folds what it missed once space returns, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_views_disk_keeps_reads_up_and_folding_resumes_when_space_returns() {
+    let dir = tempfile::tempdir().expect("dir");
+    let body = generate(dir.path(), "6", "40", "history.ndjson");
+    let lines = lines_of(&body);
+    let disk = SmallDisk::mount(&dir.path().join("views"), 48);
+    write_config(dir.path(), "sql = \"off\"\n");
+    let mut served = Served::start(dir.path(), &["--config", "baton.toml", "--views", "views"]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let (half, _, _) = post_all(&client, &served.addr, &lines[..lines.len() / 2], 100).await;
+    let before = funnel_at(&client, &served.addr, half).await;
+
+    let ballast = disk.fill();
+    let (rest, _, unavailable) =
+        post_all(&client, &served.addr, &lines[lines.len() / 2..], 100).await;
+    assert_eq!(
+        unavailable, 0,
+        "the log is on another disk: collecting goes on"
+    );
+    let total = half + rest;
+    // The projector cannot commit: /readyz says why, reads answer from what was published.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let fault = loop {
+        let ready = client
+            .get(format!("http://{}/readyz", served.addr))
+            .send()
+            .await
+            .expect("readyz");
+        let status = ready.status().as_u16();
+        let text = ready.text().await.unwrap_or_default();
+        if status == 503 && text.contains("not ready") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fault reported with the views' disk full: {status} {text}\n{}",
+            served.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(fault.contains("space"), "{fault}");
+    assert!(served.is_running(), "{}", served.stderr());
+    let funnel = client
+        .get(format!("http://{}/v1/funnel", served.addr))
+        .send()
+        .await
+        .expect("funnel");
+    assert_eq!(funnel.status().as_u16(), 200);
+    let funnel: Value = serde_json::from_str(&funnel.text().await.expect("body")).expect("json");
+    assert!(
+        funnel["totals"]["events"].as_u64() >= before["totals"]["events"].as_u64(),
+        "{funnel}"
+    );
+    assert_eq!(
+        metric(&client, &served.addr, "baton_projector_faulted").await,
+        1.0
+    );
+
+    // Space returns: folding resumes without a restart, and every event counts once.
+    std::fs::remove_file(ballast).expect("ballast removed");
+    let funnel = funnel_at(&client, &served.addr, total).await;
+    assert_eq!(funnel["totals"]["events"], total);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&client, &served.addr, "baton_projector_faulted").await != 0.0 {
+        assert!(Instant::now() < deadline, "the fault stays reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served.is_running(), "{}", served.stderr());
+    let status = served.terminate();
+    assert!(status.success(), "{status:?}");
+    // The stored view is the fold of the whole log: what `baton funnel` reads agrees.
+    let stored = json_of(&baton(
+        dir.path(),
+        &["--views", "views", "funnel", "--json"],
+    ));
+    assert_eq!(stored["events"], total);
+    drop(disk);
+}
