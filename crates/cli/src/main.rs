@@ -91,6 +91,9 @@ enum LogCommand {
     Stat(stat::StatArgs),
     /// Print stored events as NDJSON with their positions (`position` first).
     Read(read::ReadArgs),
+    /// Cut off the embedded log's last append when it is torn or damaged (an open refuses a
+    /// damaged one), keeping its bytes beside the segment, and report what was cut.
+    Repair(stat::RepairArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +205,9 @@ fn main() -> ExitCode {
             Command::Log {
                 command: LogCommand::Read(args),
             } => read::run(&cli.log, args).await,
+            Command::Log {
+                command: LogCommand::Repair(args),
+            } => stat::repair(&cli.log, args).await,
             Command::Serve(args) => serve::run(&cli.log, args).await,
             Command::Quarantine {
                 command: QuarantineCommand::List(args),

@@ -1113,3 +1113,66 @@ fn bench_query_prints_latency_idle_and_while_appending() {
     assert!(figures["http_p99_ms"].as_f64() >= figures["http_p50_ms"].as_f64());
     assert!(figures["views_position_after"].as_u64().expect("position") >= 3000);
 }
+
+/// Issue 24.8: `log stat` only reads (it used to cut a damaged last append with exit 0 and
+/// say nothing); `--verify` names damage and exits 1; `log repair` is what cuts, saying what.
+#[test]
+fn log_stat_verifies_and_only_log_repair_cuts() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "2", "6", "first.ndjson");
+    generate(dir.path(), "3", "6", "second.ndjson");
+    json_ok(dir.path(), &["ingest", "first.ndjson", "--json"]);
+    let first = json_ok(dir.path(), &["log", "stat", "--json"])["events"]
+        .as_u64()
+        .expect("events");
+    json_ok(dir.path(), &["ingest", "second.ndjson", "--json"]);
+    let whole = json_ok(dir.path(), &["log", "stat", "--verify", "--json"]);
+    assert_eq!(whole["verified"], true, "{whole}");
+    let total = whole["events"].as_u64().expect("events");
+
+    // One byte flipped near the end: inside the last append's last block.
+    let segment = std::fs::read_dir(dir.path().join("baton-data/segments"))
+        .expect("segments")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x55;
+    std::fs::write(&segment, &bytes).expect("damage it");
+
+    let stat = baton(dir.path(), &["log", "stat", "--verify", "--json"]);
+    assert_eq!(stat.status.code(), Some(1), "damage found exits 1");
+    let found = json_of(&stat);
+    assert_eq!(found["verified"], false);
+    assert!(
+        found["damaged"][0]
+            .as_str()
+            .is_some_and(|what| what.contains("baton log repair")),
+        "{found}"
+    );
+    assert_eq!(
+        std::fs::read(&segment).expect("segment"),
+        bytes,
+        "log stat cut nothing"
+    );
+    // An open to append refuses, naming it.
+    let refused = baton(dir.path(), &["ingest", "second.ndjson"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("does not match its checksums"), "{error}");
+
+    let repaired = json_ok(dir.path(), &["log", "repair", "--json"]);
+    assert_eq!(repaired["cut"]["from_position"], first + 1, "{repaired}");
+    let after = json_ok(dir.path(), &["log", "stat", "--verify", "--json"]);
+    assert_eq!(
+        (after["events"].as_u64(), after["verified"].as_bool()),
+        (Some(first), Some(true))
+    );
+    // Sent again, the cut events are stored again.
+    json_ok(dir.path(), &["ingest", "second.ndjson", "--json"]);
+    assert_eq!(
+        json_ok(dir.path(), &["log", "stat", "--json"])["events"].as_u64(),
+        Some(total)
+    );
+}

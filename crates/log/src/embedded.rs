@@ -171,6 +171,46 @@ impl EmbeddedLog {
         Ok(Self::with_segments(config, path, segments, None))
     }
 
+    /// Opens the log to append (as [`EmbeddedLog::open`]), after cutting off a last append
+    /// that is torn or damaged: the one repair an open refuses to make by itself. Returns
+    /// what was cut, if anything; the bytes cut are kept beside the segment.
+    pub async fn repair(config: EmbeddedConfig) -> Result<Option<crate::segment::Cut>, LogError> {
+        tokio::task::spawn_blocking(move || {
+            let path = config.path.display().to_string();
+            if !config.path.join(SEGMENTS_DIR).is_dir() {
+                return Err(LogError::Storage {
+                    path,
+                    message: "no embedded log here (no segments directory)".to_owned(),
+                });
+            }
+            let _lock = lock(&config.path, &path)?;
+            let segments = Segments::repair(&config.path.join(SEGMENTS_DIR))?;
+            Ok(segments.cut().cloned())
+        })
+        .await
+        .map_err(|error| LogError::Storage {
+            path: String::new(),
+            message: format!("repair task failed: {error}"),
+        })?
+    }
+
+    /// Reads every block of the log and checks its checksum: the blocks read, and each
+    /// damaged block named by its positions, segment and byte.
+    pub async fn verify(&self) -> Result<(u64, Vec<String>), LogError> {
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (blocks, mut damaged) = log.inner.segments.verify()?;
+            if let Some(cut) = log.inner.segments.cut()
+                && log.inner._lock.is_none()
+            {
+                damaged.push(format!("{}: {}", cut.segment.display(), cut.reason));
+            }
+            Ok((blocks, damaged))
+        })
+        .await
+        .map_err(|error| self.storage_error(format!("verify task failed: {error}")))?
+    }
+
     fn open_blocking(config: &EmbeddedConfig) -> Result<Self, LogError> {
         let path = config.path.display().to_string();
         std::fs::create_dir_all(&config.path).map_err(|error| LogError::Storage {

@@ -19,3 +19,4 @@ pub use error::{ErrorKind, LogError};
 pub use jetstream::{JetStreamConfig, JetStreamLog};
 pub use port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
 pub use retry::{Backoff, Patience, retry_transient};
+pub use segment::Cut;

@@ -85,10 +85,27 @@ struct Tail {
 /// writer lock); reads may run alongside and see what the last finished append published.
 pub(crate) struct Segments {
     dir: PathBuf,
+    /// What opening cut off the last segment, if anything.
+    cut: Option<Cut>,
     /// A new segment is started, between appends, once the last one holds this many bytes.
     segment_bytes: u64,
     directory: RwLock<Directory>,
     tail: Mutex<Tail>,
+}
+
+/// An append cut off the end of the log when it was opened: a torn one (a crash during its
+/// write, never acknowledged), or a damaged one that `baton log repair` was asked to cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub segment: PathBuf,
+    /// Where the cut starts in the segment, and how many bytes went.
+    pub from_byte: u64,
+    pub bytes: u64,
+    /// The first position cut (the appends after it, if any, had not been numbered).
+    pub from_position: u64,
+    /// The file beside the segment holding the bytes cut.
+    pub kept_in: PathBuf,
+    pub reason: String,
 }
 
 fn storage(path: &Path, what: &str, error: impl std::fmt::Display) -> LogError {
@@ -240,8 +257,44 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
 
 impl Segments {
     /// Opens the segments in `dir` (created when missing), cutting off a torn last append.
+    /// A last append that is whole but does not match its checksums is damage to an
+    /// acknowledged append: the open fails naming it, and only [`Segments::repair`] cuts it.
     pub(crate) fn open(dir: &Path) -> Result<Segments, LogError> {
         Self::open_with(dir, SEGMENT_BYTES, Access::Write)
+    }
+
+    /// Opens the segments in `dir` to append, cutting off a last append that is torn or
+    /// damaged (kept beside the segment); [`Segments::cut`] says what was cut.
+    pub(crate) fn repair(dir: &Path) -> Result<Segments, LogError> {
+        Self::open_with(dir, SEGMENT_BYTES, Access::Repair)
+    }
+
+    /// What opening cut off the end of the log, if anything.
+    pub(crate) fn cut(&self) -> Option<&Cut> {
+        self.cut.as_ref()
+    }
+
+    /// Reads every block and checks it against its checksum; returns the blocks read and
+    /// what each damaged one is (its positions, segment and byte).
+    pub(crate) fn verify(&self) -> Result<(u64, Vec<String>), LogError> {
+        let (files, blocks) = {
+            let directory = self
+                .directory
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (directory.files.clone(), directory.blocks.clone())
+        };
+        let mut buffer = Vec::new();
+        let mut damaged = Vec::new();
+        for block in &blocks {
+            let (path, file) = &files[block.file as usize];
+            match read_block(file, path, block, &mut buffer) {
+                Ok(()) => {}
+                Err(LogError::CorruptEntry(what)) => damaged.push(what),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok((blocks.len() as u64, damaged))
     }
 
     /// Opens the segments in `dir` to read, while another process may be appending: nothing
@@ -258,13 +311,14 @@ impl Segments {
     }
 
     fn open_with(dir: &Path, segment_bytes: u64, access: Access) -> Result<Segments, LogError> {
-        if access == Access::Write {
+        if access != Access::Read {
             std::fs::create_dir_all(dir).map_err(|e| storage(dir, "cannot create directory", e))?;
         }
         let listed = list_segments(dir)?;
         let mut directory = Directory::default();
         let mut next = 1u64;
         let mut end = 0u64;
+        let mut cut = None;
         let last_index = listed.len().saturating_sub(1);
         for (index, (first, path)) in listed.into_iter().enumerate() {
             if first != next {
@@ -276,18 +330,20 @@ impl Segments {
             }
             let file = OpenOptions::new()
                 .read(true)
-                .write(access == Access::Write)
+                .write(access != Access::Read)
                 .open(&path)
                 .map_err(|e| storage(&path, "cannot open segment", e))?;
             let number = u32::try_from(directory.files.len()).expect("invariant: < 2^32 segments");
             let scanned = scan_segment(&file, &path, number, first, index == last_index, access)?;
             next = scanned.next;
             end = scanned.end;
+            cut = cut.or(scanned.cut);
             directory.blocks.extend(scanned.blocks);
             directory.files.push((path, Arc::new(file)));
         }
         Ok(Segments {
             dir: dir.to_owned(),
+            cut,
             segment_bytes,
             directory: RwLock::new(directory),
             tail: Mutex::new(Tail {
@@ -493,12 +549,15 @@ struct Scanned {
     next: u64,
     /// The segment's length once a torn append is cut off.
     end: u64,
+    cut: Option<Cut>,
 }
 
 /// Whether segments are opened by the process that appends, or only to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Access {
     Write,
+    /// To append, after cutting off a damaged last append too (`baton log repair`).
+    Repair,
     /// Another process may be appending: a torn or unfinished last append is left out, not cut.
     Read,
 }
@@ -568,6 +627,7 @@ fn scan_segment(
                 blocks,
                 next,
                 end: offset,
+                cut: None,
             }),
             None => Err(LogError::CorruptEntry(format!(
                 "{}: ends inside an append (position {next}), and segments follow it",
@@ -596,6 +656,7 @@ fn scan_segment(
     // before that was written, so it was acknowledged, and a mismatch is damage for a read to
     // report.)
     let mut keep = complete;
+    let mut damaged = false;
     if broken.is_none() && complete == blocks.len() {
         let mut buffer = Vec::new();
         for block in &blocks[before_complete..complete] {
@@ -603,6 +664,7 @@ fn scan_segment(
                 Ok(()) => {}
                 Err(LogError::CorruptEntry(_)) => {
                     keep = before_complete;
+                    damaged = true;
                     break;
                 }
                 Err(other) => return Err(other),
@@ -617,21 +679,71 @@ fn scan_segment(
             blocks[k - 1].end(),
         ),
     };
+    // Every block of the last append is whole and it ends the append, yet its bytes do not
+    // match: a crash cuts a write short, it does not change bytes in place. That is damage to
+    // an append that was acknowledged, to be named, not dropped as if torn.
+    if damaged && access == Access::Write {
+        return Err(LogError::CorruptEntry(format!(
+            "{}: the last append (positions {next}..={}, bytes {end}..{length}) is whole but does \
+             not match its checksums: that is damage to acknowledged events, not a write torn by \
+             a crash; `baton log repair` cuts it off (keeping its bytes beside the segment) \
+             after which its events may be sent again",
+            path.display(),
+            complete_next - 1
+        )));
+    }
     blocks.truncate(keep);
-    if end < length && access == Access::Write {
+    let mut cut = None;
+    if end < length && access != Access::Read {
         let kept = keep_cut_bytes(file, path, end, length)?;
+        let reason = match broken {
+            Some(what) => format!("a torn append: {what}"),
+            None if damaged => {
+                "a damaged append: whole, but its blocks do not match their checksums".to_owned()
+            }
+            None => "a torn append: it did not finish".to_owned(),
+        };
         tracing::warn!(
             segment = %path.display(),
             dropped_bytes = length - end,
-            reason = broken.unwrap_or("an append whose blocks do not match their checksums"),
+            %reason,
             kept_in = %kept.display(),
-            "cutting off an append that did not finish before the log last closed"
+            "cutting off the log's last append"
         );
         file.set_len(end)
             .and_then(|()| file.sync_data())
-            .map_err(|e| storage(path, "cannot cut off a torn append", e))?;
+            .map_err(|e| storage(path, "cannot cut off the last append", e))?;
+        cut = Some(Cut {
+            segment: path.to_owned(),
+            from_byte: end,
+            bytes: length - end,
+            from_position: next,
+            kept_in: kept,
+            reason,
+        });
     }
-    Ok(Scanned { blocks, next, end })
+    if damaged && access == Access::Read {
+        // Left out, not cut: it may be an append being written right now.
+        cut = Some(Cut {
+            segment: path.to_owned(),
+            from_byte: end,
+            bytes: length - end,
+            from_position: next,
+            kept_in: PathBuf::new(),
+            reason: format!(
+                "left out: the last append (positions {next}..={}) is whole but does not match its \
+                 checksums: an append being written right now, or damage (then stop the process \
+                 that appends and run `baton log repair`)",
+                complete_next - 1
+            ),
+        });
+    }
+    Ok(Scanned {
+        blocks,
+        next,
+        end,
+        cut,
+    })
 }
 
 /// Whether, somewhere after byte `from`, a block that ends an append and matches its checksum

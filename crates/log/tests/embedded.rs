@@ -207,11 +207,76 @@ async fn an_append_cut_short_by_a_crash_is_dropped_at_open() {
     tear_last_append(|bytes, start| bytes.truncate(start + 10)).await;
 }
 
+/// Issue 24.8: a flipped byte inside the last append made the next open cut the whole append
+/// (acknowledged events) as if it were torn. A crash cuts a write short; it does not change
+/// bytes in place. Now the open refuses, naming the damage, and only a repair cuts it.
 #[tokio::test]
-async fn an_append_whose_blocks_do_not_match_their_checksums_is_dropped_at_open() {
-    // Every byte is there, but one block holds other bytes than were written (a crash kept
-    // some of its pages and not others).
-    tear_last_append(|bytes, start| bytes[start + 200] ^= 0x55).await;
+async fn a_whole_last_append_that_fails_its_checksums_is_refused_until_repaired() {
+    let dir = tempfile::tempdir().expect("dir");
+    let kept = events("kept", 600);
+    let before = {
+        let log = open(dir.path()).await;
+        append_all_new(&log, "kept", 600).await;
+        let before = std::fs::metadata(&segments(dir.path())[0])
+            .expect("segment")
+            .len();
+        append_all_new(&log, "damaged", 300).await;
+        before
+    };
+    let path = segments(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&path).expect("segment");
+    bytes[before as usize + 200] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("damage it");
+
+    let error = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect_err("a damaged acknowledged append is refused");
+    let message = error.to_string();
+    assert_eq!(error.kind(), baton_log::ErrorKind::Corrupt, "{message}");
+    assert!(message.contains("positions 601..=900"), "{message}");
+    assert!(message.contains("baton log repair"), "{message}");
+    assert_eq!(
+        std::fs::read(&path).expect("segment"),
+        bytes,
+        "nothing was cut by the refused open"
+    );
+    // A reader beside it sees the appends before it.
+    let reader = EmbeddedLog::open_to_read(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("open to read");
+    assert_eq!(reader.stat().await.expect("stat").events, 600);
+    drop(reader);
+
+    let cut = EmbeddedLog::repair(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("repair")
+        .expect("the repair cut the damaged append");
+    assert_eq!((cut.from_byte, cut.from_position), (before, 601));
+    assert_eq!(cut.bytes, bytes.len() as u64 - before);
+    assert!(cut.reason.contains("damaged"), "{}", cut.reason);
+    assert_eq!(
+        std::fs::read(&cut.kept_in).expect("kept"),
+        &bytes[before as usize..]
+    );
+    assert_eq!(
+        EmbeddedLog::repair(EmbeddedConfig::new(dir.path()))
+            .await
+            .expect("repair again"),
+        None,
+        "nothing more to cut"
+    );
+    let log = open(dir.path()).await;
+    let read: Vec<_> = read_all(&log)
+        .await
+        .into_iter()
+        .map(|record| record.expect("every kept event reads").event)
+        .collect();
+    assert_eq!(read, kept);
+    let outcomes = append_all_new(&log, "damaged", 300).await;
+    assert_eq!(
+        outcomes.first(),
+        Some(&AppendOutcome::Appended(baton_log::Position::new(601)))
+    );
 }
 
 /// A closed log of two appends of 300 events in one segment, with one byte of the segment
