@@ -22,6 +22,8 @@ pub const DEFAULT_SQL: &str = "127.0.0.1:5433";
 struct LimitsFile {
     max_event_bytes: Option<usize>,
     max_request_bytes: Option<usize>,
+    items_per_second_per_key: Option<u32>,
+    burst_per_key: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +41,7 @@ struct SettingsFile {
     data: Option<PathBuf>,
     nats: Option<String>,
     quarantine_dir: Option<PathBuf>,
+    quarantine_max_bytes: Option<u64>,
     max_future_skew_secs: Option<u64>,
     retry_after_secs: Option<u64>,
     max_batch_events: Option<usize>,
@@ -68,6 +71,10 @@ pub struct Settings {
     pub data: Option<PathBuf>,
     pub nats: Option<String>,
     pub quarantine_dir: Option<PathBuf>,
+    /// The most bytes the quarantine keeps; rejected items beyond are answered, not kept.
+    pub quarantine_max_bytes: u64,
+    /// Items a second each write key may send, and its burst (0: no limit).
+    pub key_rate: baton_producer::KeyRate,
     pub max_future_skew_secs: u64,
     pub retry_after_secs: u64,
     pub max_batch_events: usize,
@@ -134,6 +141,19 @@ impl Settings {
             data: parsed.data,
             nats: parsed.nats,
             quarantine_dir: parsed.quarantine_dir,
+            quarantine_max_bytes: parsed
+                .quarantine_max_bytes
+                .unwrap_or(baton_producer::DEFAULT_QUARANTINE_BYTES),
+            key_rate: baton_producer::KeyRate {
+                items_per_second: parsed
+                    .limits
+                    .items_per_second_per_key
+                    .unwrap_or(baton_producer::KeyRate::default().items_per_second),
+                burst: parsed
+                    .limits
+                    .burst_per_key
+                    .unwrap_or(baton_producer::KeyRate::default().burst),
+            },
             max_future_skew_secs: parsed.max_future_skew_secs.unwrap_or(86_400),
             retry_after_secs: parsed.retry_after_secs.unwrap_or(2),
             max_batch_events: parsed.max_batch_events.unwrap_or(5_000),
@@ -196,6 +216,15 @@ impl Settings {
         }
         if let Some(value) = env_value(lookup, "BATON_LIMITS_MAX_REQUEST_BYTES")? {
             settings.limits.max_request_bytes = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_LIMITS_ITEMS_PER_SECOND_PER_KEY")? {
+            settings.key_rate.items_per_second = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_LIMITS_BURST_PER_KEY")? {
+            settings.key_rate.burst = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_QUARANTINE_MAX_BYTES")? {
+            settings.quarantine_max_bytes = value;
         }
         // The file's keys are replaced, not extended: an environment that sets keys says
         // which keys are valid.
@@ -290,6 +319,8 @@ impl Settings {
             i64::try_from(self.max_future_skew_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         config.max_batch_events = self.max_batch_events.max(1);
         config.retry_after = Duration::from_secs(self.retry_after_secs.max(1));
+        config.quarantine_max_bytes = self.quarantine_max_bytes;
+        config.key_rate = self.key_rate;
         if let Some(key) = &self.sendgrid_verification_key {
             config.sendgrid_key = Some(
                 key.parse()

@@ -31,6 +31,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
@@ -106,6 +107,11 @@ pub struct CollectorConfig {
     pub retry_after: Duration,
     /// With a key, `/v1/webhooks/sendgrid` takes only requests SendGrid signed with it.
     pub sendgrid_key: Option<crate::SendgridKey>,
+    /// The most bytes the quarantine keeps (see [`Quarantine`]).
+    pub quarantine_max_bytes: u64,
+    /// Items a second each write key may send (answered 429 with `Retry-After` beyond);
+    /// loopback clients without keys are not limited.
+    pub key_rate: crate::KeyRate,
 }
 
 impl CollectorConfig {
@@ -122,6 +128,8 @@ impl CollectorConfig {
             max_batch_events: 5_000,
             retry_after: Duration::from_secs(2),
             sendgrid_key: None,
+            quarantine_max_bytes: crate::quarantine::DEFAULT_QUARANTINE_BYTES,
+            key_rate: crate::KeyRate::default(),
         }
     }
 }
@@ -154,6 +162,11 @@ struct Shared {
     appender: AppenderHandle,
     retry_after: Duration,
     sendgrid_key: Option<crate::SendgridKey>,
+    rate: crate::rate::RateLimiter,
+    /// Rejected items answered but not kept, the quarantine being full.
+    quarantine_full: AtomicU64,
+    /// Requests refused for their write key's rate.
+    rate_limited: AtomicU64,
 }
 
 /// The collector's state, for [`router`]. Cheap to clone.
@@ -181,7 +194,8 @@ impl Collector {
             config.mappings.clone(),
             config.max_future_skew_millis,
         )?;
-        let quarantine = Quarantine::open(&config.quarantine_dir)?;
+        let quarantine =
+            Quarantine::open_with_limit(&config.quarantine_dir, config.quarantine_max_bytes)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| CollectorError::Bind {
@@ -214,6 +228,9 @@ impl Collector {
                 appender,
                 retry_after: config.retry_after,
                 sendgrid_key: config.sendgrid_key.clone(),
+                rate: crate::rate::RateLimiter::new(config.key_rate),
+                quarantine_full: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
             }),
         };
         Ok(Collector {
@@ -460,6 +477,27 @@ async fn handle_shape(
         Ok(items) => items,
         Err(error) => return error.into_response(),
     };
+    if let Some(source) = &source
+        && let Err(wait) = shared
+            .rate
+            .take(source, items.len(), std::time::Instant::now())
+    {
+        shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let seconds = wait.as_secs().max(1);
+        let mut response = RequestError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "source {source:?} is over its write key's rate ({} items a second, bursts of {}): nothing in this request was stored; retry in {seconds} s",
+                shared.rate.rate().items_per_second,
+                shared.rate.rate().burst
+            ),
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     ingest(shared, adapter, source.as_deref(), items).await
 }
 
@@ -906,6 +944,7 @@ async fn ingest(
     let mut events = Vec::new();
     let mut event_slots = Vec::new();
     let mut quarantined = Vec::new();
+    let mut quarantined_slots = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         let translated = match item.problem {
             Some(problem) => Err(problem),
@@ -937,6 +976,7 @@ async fn ingest(
                 });
             }
             Err(problem) => {
+                quarantined_slots.push(outcomes.len());
                 outcomes.push(Outcome {
                     field: Some(problem.field.clone()),
                     reason: Some(problem.reason.clone()),
@@ -959,7 +999,29 @@ async fn ingest(
         let quarantine = shared.quarantine.clone();
         let stored = tokio::task::spawn_blocking(move || quarantine.put(&quarantined)).await;
         let failure = match stored {
-            Ok(Ok(())) => None,
+            Ok(Ok(kept)) => {
+                let refused = &quarantined_slots[kept.kept..];
+                if !refused.is_empty() {
+                    tracing::warn!(
+                        refused = refused.len(),
+                        bytes = kept.bytes,
+                        max_bytes = kept.max_bytes,
+                        "the quarantine is full: rejected items answered but not kept"
+                    );
+                    shared
+                        .quarantine_full
+                        .fetch_add(refused.len() as u64, Ordering::Relaxed);
+                }
+                for slot in refused {
+                    let outcome = &mut outcomes[*slot];
+                    let reason = outcome.reason.take().unwrap_or_default();
+                    outcome.reason = Some(format!(
+                        "{reason}; not kept in the quarantine: it is full ({} of {} bytes; `baton quarantine retry` or removing entries makes room)",
+                        kept.bytes, kept.max_bytes
+                    ));
+                }
+                None
+            }
             Ok(Err(error)) => Some(error.to_string()),
             Err(error) => Some(format!("quarantine task failed: {error}")),
         };

@@ -9,6 +9,7 @@ mod collector;
 mod import;
 mod publisher;
 mod quarantine;
+mod rate;
 mod signature;
 mod synthetic;
 
@@ -21,6 +22,9 @@ pub use collector::{
 };
 pub use import::{ImportError, ImportOptions, ImportSummary, Rejection, import_ndjson};
 pub use publisher::{Pending, PublishError, Published, Publisher, PublisherOptions, PublisherTask};
-pub use quarantine::{Quarantine, QuarantineEntry, QuarantineError, RetrySummary};
+pub use quarantine::{
+    DEFAULT_QUARANTINE_BYTES, Kept, Quarantine, QuarantineEntry, QuarantineError, RetrySummary,
+};
+pub use rate::KeyRate;
 pub use signature::{SIGNATURE_HEADER, SendgridKey, TIMESTAMP_HEADER};
 pub use synthetic::{History, HistoryConfig};

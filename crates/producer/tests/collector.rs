@@ -1018,3 +1018,168 @@ async fn screens_anonymous_identifies_and_deflate_bodies() {
     ));
     running.stop().await;
 }
+
+/// Issue 24.7: one 511 KB body of small bad lines made 43,510 files and 173 MB. Now a
+/// request's rejected items are one file of about the body's size plus a line's fields per
+/// item; the quarantine stops keeping at its limit (answering each item, valid ones still
+/// stored); and each write key has a rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quarantine_is_compact_and_bounded_and_keys_are_rate_limited() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut body = Vec::new();
+    while body.len() < 500 * 1024 {
+        body.extend_from_slice(format!("{{\"x\":{}}}\n", body.len()).as_bytes());
+    }
+    let lines = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
+        config.quarantine_max_bytes = 16 << 20;
+    })
+    .await;
+    let (status, answer) = running
+        .post(
+            "/v1/events",
+            body.clone(),
+            &[("content-type", "application/x-ndjson")],
+        )
+        .await;
+    // Nothing in the body was valid: 400, each item answered.
+    assert_eq!(status, 400, "{}", answer["error"]);
+    assert_eq!(answer["rejected"].as_u64(), Some(lines as u64));
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("quarantine"))
+        .expect("quarantine")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let stored = std::fs::metadata(&files[0]).expect("file").len();
+    let per_item = (stored - body.len() as u64) / lines as u64;
+    assert!(
+        per_item < 400,
+        "{stored} bytes for {lines} items of {} bytes",
+        body.len()
+    );
+    assert_eq!(running.quarantine.list().expect("list").len(), lines);
+    running.stop().await;
+
+    // A small limit: what does not fit is answered, not kept, and valid items still go in.
+    let dir = tempfile::tempdir().expect("dir");
+    let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
+        config.quarantine_max_bytes = 64 * 1024;
+    })
+    .await;
+    let half: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(lines / 2)
+        .collect();
+    let lines = half.len();
+    let mut mixed = half.join(&b'\n');
+    mixed.push(b'\n');
+    mixed.extend_from_slice(
+        json!({"message_id":"m-ok","kind":"content_viewed","occurred_at":"2026-03-01T12:00:00Z",
+               "source":{"system":"web"},"anonymous_id":"a-1",
+               "data":{"url":"https://acme.example/pricing","content_type":"pricing"}})
+        .to_string()
+        .as_bytes(),
+    );
+    let (status, answer) = running
+        .post(
+            "/v1/events",
+            mixed,
+            &[("content-type", "application/x-ndjson")],
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "rejected items answer 400: {}",
+        answer["error"]
+    );
+    assert_eq!(
+        answer["accepted"].as_u64(),
+        Some(1),
+        "{}",
+        answer["accepted"]
+    );
+    let items = answer["items"].as_array().expect("items");
+    let not_kept = items
+        .iter()
+        .filter(|item| {
+            item["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("not kept in the quarantine: it is full"))
+        })
+        .count();
+    let kept = running.quarantine.list().expect("list").len();
+    assert!(kept > 0 && not_kept > 0, "{kept} kept, {not_kept} not");
+    assert_eq!(kept + not_kept, lines);
+    assert!(running.quarantine.bytes().expect("bytes") <= 64 * 1024);
+    assert_eq!(running.events().await.len(), 1);
+    running.stop().await;
+
+    // Rates per write key: one key over its rate gets 429 and stores nothing; another writes.
+    let dir = tempfile::tempdir().expect("dir");
+    let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
+        config.write_keys = vec![
+            WriteKey {
+                source: "web".into(),
+                key: "wk_web".into(),
+            },
+            WriteKey {
+                source: "crm".into(),
+                key: "wk_crm".into(),
+            },
+        ];
+        config.key_rate = baton_producer::KeyRate {
+            items_per_second: 1,
+            burst: 5,
+        };
+    })
+    .await;
+    let page = |id: &str| {
+        json!({"messageId":id,"anonymousId":"a-1","properties":{"url":"https://acme.example/"}})
+            .to_string()
+            .into_bytes()
+    };
+    let web = basic("wk_web");
+    let crm = basic("wk_crm");
+    let mut refused = None;
+    let started = Instant::now();
+    for n in 0..100 {
+        let response = running
+            .client
+            .post(running.url("/v1/page"))
+            .header("authorization", web.as_str())
+            .body(page(&format!("w-{n}")))
+            .send()
+            .await
+            .expect("post");
+        if response.status().as_u16() == 429 {
+            refused = Some((n, response));
+            break;
+        }
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    let (sent, response) = refused.expect("the web key was limited");
+    // A burst of 5, and one more a second since (each request waits for a synced write).
+    let refilled = started.elapsed().as_secs();
+    assert!(
+        (5..=6 + refilled).contains(&sent),
+        "{sent} went in over {refilled} s"
+    );
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("web") && text.contains("rate"), "{text}");
+    let (status, _) = running
+        .post("/v1/page", page("c-1"), &[("authorization", crm.as_str())])
+        .await;
+    assert_eq!(status, 200, "another key is not held back");
+    assert_eq!(running.events().await.len() as u64, sent + 1);
+    running.stop().await;
+}
