@@ -4,7 +4,7 @@
 
 mod common;
 
-use baton_testkit::NatsServer;
+use baton_testkit::{NatsCluster, NatsServer};
 use common::{Served, baton, generate, json_of};
 use serde_json::Value;
 use std::path::Path;
@@ -485,4 +485,63 @@ async fn a_full_views_disk_keeps_reads_up_and_folding_resumes_when_space_returns
     ));
     assert_eq!(stored["events"], total);
     drop(disk);
+}
+
+/// Issue 24.2: on a three-node cluster (R3) `serve` rode through a node loss, but `baton log
+/// stat` failed with `request timed out` while the cluster elected a leader. Here a node is
+/// killed under HTTP ingest: nothing is lost or stored twice, a command started meanwhile
+/// waits for the election, and the views count every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_lost_under_http_ingest_loses_and_doubles_nothing() {
+    let mut cluster = NatsCluster::start(3);
+    let urls = cluster.urls();
+    let dir = tempfile::tempdir().expect("dir");
+    let body = generate(dir.path(), "7", "40", "history.ndjson");
+    let lines = lines_of(&body);
+    let distinct = distinct_events(&lines);
+    let thirds: Vec<&[&[u8]]> = lines.chunks(lines.len().div_ceil(3)).collect();
+    write_config(dir.path(), "sql = \"off\"\n");
+    let mut served = Served::start(
+        dir.path(),
+        &["--config", "baton.toml", "--nats", &urls, "--replicas", "3"],
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let (first, _, _) = post_all(&client, &served.addr, thirds[0], 50).await;
+    funnel_at(&client, &served.addr, first).await;
+
+    // A node dies while requests are in flight.
+    let posting = post_all(&client, &served.addr, thirds[1], 50);
+    let killing = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.kill(0);
+    };
+    let ((second, _, _), ()) = tokio::join!(posting, killing);
+    // A command run right after the loss rides through the election.
+    let stat = baton(dir.path(), &["--nats", &urls, "log", "stat", "--json"]);
+    assert!(
+        stat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stat.stderr)
+    );
+    assert!(json_of(&stat)["events"].as_u64() >= Some(first + second));
+    let (rest, _, _) = post_all(&client, &served.addr, thirds[2], 50).await;
+    assert!(first + second + rest <= distinct);
+
+    let stat = json_of(&baton(
+        dir.path(),
+        &["--nats", &urls, "log", "stat", "--json"],
+    ));
+    assert_eq!(stat["events"], distinct, "each event stored once");
+    let funnel = funnel_at(&client, &served.addr, distinct).await;
+    assert_eq!(
+        funnel["totals"]["events"], distinct,
+        "each event counted once"
+    );
+    assert!(served.is_running(), "{}", served.stderr());
+    cluster.start_again(0);
+    let status = served.terminate();
+    assert!(status.success(), "{status:?}");
 }

@@ -367,6 +367,29 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_deployment_config_loads_as_documented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/baton.toml");
+        let none = |_: &str| None;
+        let settings = Settings::load(Some(&path), &none).expect("deploy/baton.toml loads");
+        assert_eq!(settings.sql_statement_timeout_secs, 60);
+        assert_eq!(settings.quarantine_max_bytes, 256 << 20);
+        assert_eq!(settings.key_rate, baton_producer::KeyRate::default());
+        let env =
+            |name: &str| (name == "BATON_LIMITS_ITEMS_PER_SECOND_PER_KEY").then(|| "0".to_owned());
+        let settings = Settings::load(Some(&path), &env).expect("loads");
+        assert_eq!(
+            settings.key_rate.items_per_second, 0,
+            "the environment turns it off"
+        );
+        let env = |name: &str| (name == "BATON_SQL_STATEMENT_TIMEOUT_SECS").then(|| "0".to_owned());
+        let error = Settings::load(Some(&path), &env).expect_err("no limit is refused");
+        assert!(
+            error.to_string().contains("sql_statement_timeout_secs"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn sql_tls_takes_both_files_or_neither() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("baton.toml");

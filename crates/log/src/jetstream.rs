@@ -284,7 +284,28 @@ impl JetStreamLog {
                         ..Default::default()
                     })
                     .await
-                    .map_err(|error| problem(format!("cannot create: {error}")))?;
+                    .map_err(|error| {
+                        // A cluster still electing its leader, or with too few nodes up for the
+                        // replicas yet, answers with a timeout or a 5xx-like JetStream error:
+                        // worth waiting for. A refusal of the stream itself is not.
+                        let refused = matches!(
+                            error.kind(),
+                            jetstream::context::CreateStreamErrorKind::EmptyStreamName
+                                | jetstream::context::CreateStreamErrorKind::InvalidStreamName
+                                | jetstream::context::CreateStreamErrorKind::DomainAndExternalSet
+                        ) || matches!(
+                            error.kind(),
+                            jetstream::context::CreateStreamErrorKind::JetStream(inner)
+                                if inner.code() == 400
+                                    || inner.error_code()
+                                        == jetstream::ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED
+                        );
+                        if refused {
+                            problem(format!("cannot create: {error}"))
+                        } else {
+                            LogError::nats("creating the stream", error)
+                        }
+                    })?;
                 self.set_window(config.duplicate_window);
                 Ok(())
             }

@@ -3,7 +3,7 @@
 
 mod nats;
 
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 
 use baton_core::example::example_event;
 use baton_core::{Event, EventId, Kind};

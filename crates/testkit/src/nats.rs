@@ -198,3 +198,140 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// A three-node (or `n`-node) JetStream cluster on loopback, for tests where clustering is the
+/// point: each node on free ports with its own store, killed on drop.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+struct ClusterNode {
+    child: Option<Child>,
+    port: u16,
+    cluster_port: u16,
+}
+
+/// A port free at the moment of asking (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes routed to each other and waits until each listens.
+    pub fn start(size: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the cluster");
+        let nodes = (0..size)
+            .map(|_| ClusterNode {
+                child: None,
+                port: free_port(),
+                cluster_port: free_port(),
+            })
+            .collect();
+        let mut cluster = NatsCluster { nodes, dir };
+        for index in 0..size {
+            cluster.spawn(index);
+        }
+        cluster
+    }
+
+    /// Every node's URL, comma-separated, as `--nats` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("nats://127.0.0.1:{}", node.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills node `index` (SIGKILL, as a crashed machine).
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again with its store.
+    pub fn start_again(&mut self, index: usize) {
+        assert!(self.nodes[index].child.is_none(), "node {index} is running");
+        self.spawn(index);
+    }
+
+    fn log_path(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{index}.log"))
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let routes = self
+            .nodes
+            .iter()
+            .map(|node| format!("nats://127.0.0.1:{}", node.cluster_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let node = &self.nodes[index];
+        let store = self.dir.path().join(format!("store-{index}"));
+        let child = Command::new(binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &node.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&store)
+            .args(["-n", &format!("node-{index}"), "--cluster_name", "baton"])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", node.cluster_port),
+            ])
+            .args(["--routes", &routes])
+            .arg("-l")
+            .arg(self.log_path(index))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.nodes[index].child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = self.nodes[index].port;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "cluster node {index} did not listen within 20 s:\n{}",
+                self.log_tail(index)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last lines of node `index`'s log.
+    pub fn log_tail(&self, index: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(index)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for index in 0..self.nodes.len() {
+                eprintln!(
+                    "--- cluster node {index} log tail ---\n{}",
+                    self.log_tail(index)
+                );
+            }
+        }
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+    }
+}
