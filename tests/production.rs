@@ -113,6 +113,24 @@ async fn metric(client: &reqwest::Client, addr: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
+/// The value of a labelled metric: the line of `name` whose labels include every one of
+/// `labels` (each `key="value"`), 0 when there is none yet.
+async fn labelled(client: &reqwest::Client, addr: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn lines_of(body: &[u8]) -> Vec<&[u8]> {
     body.split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
@@ -346,6 +364,40 @@ async fn a_runaway_query_starves_neither_ingestion_nor_the_other_routes() {
         .await
         .expect("a small query answers at once after a stopped one");
     assert_eq!(quick.status().as_u16(), 200);
+    // /metrics counts them, and what the collector did, by source and outcome.
+    let addr = &served.addr;
+    for protocol in ["protocol=\"pgwire\"", "protocol=\"http\""] {
+        let stopped = labelled(
+            &client,
+            addr,
+            "baton_sql_statements_total",
+            &[protocol, "outcome=\"timed_out\""],
+        )
+        .await;
+        assert!(stopped >= 1.0, "{protocol}: {stopped}");
+    }
+    let ok = labelled(
+        &client,
+        addr,
+        "baton_sql_statements_total",
+        &["protocol=\"http\"", "outcome=\"ok\""],
+    )
+    .await;
+    assert!(ok >= 1.0);
+    let collected = labelled(
+        &client,
+        addr,
+        "baton_collector_items_total",
+        &["source=\"loopback\"", "outcome=\"accepted\""],
+    )
+    .await;
+    assert_eq!(collected, accepted as f64);
+    assert!(
+        labelled(&client, addr, "baton_collector_append_seconds_count", &[]).await >= 1.0 || {
+            // A histogram without labels has no braces on its lines.
+            metric(&client, addr, "baton_collector_append_seconds_count").await >= 1.0
+        }
+    );
     assert!(
         client
             .get(format!("http://{}/healthz", served.addr))

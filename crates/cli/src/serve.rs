@@ -76,6 +76,7 @@ pub async fn add_services(
     log: &AnyLog,
     log_args: &LogArgs,
     settings: &Settings,
+    collector_metrics: baton_producer::CollectorMetrics,
 ) -> anyhow::Result<()> {
     // The projector: the live view (created under the configured definition when missing),
     // followed until shutdown, publishing snapshots of its tables to the query routes.
@@ -156,7 +157,9 @@ pub async fn add_services(
     if let Some(catalogs) = sql_catalogs {
         state = state.with_catalogs(catalogs);
     }
-    state = state.with_sql_timeout(Duration::from_secs(settings.sql_statement_timeout_secs));
+    state = state
+        .with_sql_timeout(Duration::from_secs(settings.sql_statement_timeout_secs))
+        .with_metrics(|registry| collector_metrics.register(registry));
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
     let shutdown = services.shutdown.clone();
@@ -364,7 +367,14 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
         tasks: JoinSet::new(),
         shutdown: shutdown.clone(),
     };
-    add_services(&mut services, &log, &log_args, &settings).await?;
+    add_services(
+        &mut services,
+        &log,
+        &log_args,
+        &settings,
+        collector.metrics(),
+    )
+    .await?;
     let Services {
         router, mut tasks, ..
     } = services;

@@ -31,7 +31,6 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
@@ -163,10 +162,7 @@ struct Shared {
     retry_after: Duration,
     sendgrid_key: Option<crate::SendgridKey>,
     rate: crate::rate::RateLimiter,
-    /// Rejected items answered but not kept, the quarantine being full.
-    quarantine_full: AtomicU64,
-    /// Requests refused for their write key's rate.
-    rate_limited: AtomicU64,
+    metrics: crate::CollectorMetrics,
 }
 
 /// The collector's state, for [`router`]. Cheap to clone.
@@ -229,8 +225,7 @@ impl Collector {
                 retry_after: config.retry_after,
                 sendgrid_key: config.sendgrid_key.clone(),
                 rate: crate::rate::RateLimiter::new(config.key_rate),
-                quarantine_full: AtomicU64::new(0),
-                rate_limited: AtomicU64::new(0),
+                metrics: crate::CollectorMetrics::default(),
             }),
         };
         Ok(Collector {
@@ -247,6 +242,11 @@ impl Collector {
 
     pub fn state(&self) -> CollectorState {
         self.state.clone()
+    }
+
+    /// The collector's metrics, to register where `/metrics` is served.
+    pub fn metrics(&self) -> crate::CollectorMetrics {
+        self.state.shared.metrics.clone()
     }
 
     /// Serves the collector's routes merged with `extra` (other services of the same process:
@@ -482,7 +482,7 @@ async fn handle_shape(
             .rate
             .take(source, items.len(), std::time::Instant::now())
     {
-        shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.rate_limited.inc();
         let seconds = wait.as_secs().max(1);
         let mut response = RequestError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -1008,10 +1008,13 @@ async fn ingest(
                         max_bytes = kept.max_bytes,
                         "the quarantine is full: rejected items answered but not kept"
                     );
-                    shared
-                        .quarantine_full
-                        .fetch_add(refused.len() as u64, Ordering::Relaxed);
                 }
+                shared
+                    .metrics
+                    .count(source, "quarantined", kept.kept as u64);
+                shared
+                    .metrics
+                    .count(source, "not_kept", refused.len() as u64);
                 for slot in refused {
                     let outcome = &mut outcomes[*slot];
                     let reason = outcome.reason.take().unwrap_or_default();
@@ -1036,7 +1039,13 @@ async fn ingest(
 
     let mut log_failure = None;
     if !events.is_empty() {
-        match shared.appender.append(events).await {
+        let started = std::time::Instant::now();
+        let appended = shared.appender.append(events).await;
+        shared
+            .metrics
+            .append_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match appended {
             Ok(results) => {
                 for (slot, result) in event_slots.iter().zip(results) {
                     let outcome = &mut outcomes[*slot];
@@ -1064,10 +1073,21 @@ async fn ingest(
             }
         }
     }
+    for outcome in [
+        "accepted",
+        "duplicate",
+        "ignored",
+        "rejected",
+        "not_written",
+    ] {
+        let items = outcomes.iter().filter(|o| o.status == outcome).count();
+        shared.metrics.count(source, outcome, items as u64);
+    }
     respond(shared, outcomes, log_failure)
 }
 
 fn unavailable(shared: &Shared, message: String) -> Response {
+    shared.metrics.unavailable.inc();
     let mut response = RequestError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
     insert_retry_after(shared, &mut response);
     response
@@ -1118,6 +1138,7 @@ fn respond(shared: &Shared, outcomes: Vec<Outcome>, log_failure: Option<String>)
     };
     let mut response = (status, axum::Json(answer)).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
+        shared.metrics.unavailable.inc();
         insert_retry_after(shared, &mut response);
     }
     response

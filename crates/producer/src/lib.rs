@@ -7,6 +7,7 @@ mod adapter;
 mod appender;
 mod collector;
 mod import;
+mod metrics;
 mod publisher;
 mod quarantine;
 mod rate;
@@ -21,6 +22,7 @@ pub use collector::{
     Collector, CollectorConfig, CollectorError, CollectorState, Limits, WriteKey, router, serve,
 };
 pub use import::{ImportError, ImportOptions, ImportSummary, Rejection, import_ndjson};
+pub use metrics::CollectorMetrics;
 pub use publisher::{Pending, PublishError, Published, Publisher, PublisherOptions, PublisherTask};
 pub use quarantine::{
     DEFAULT_QUARANTINE_BYTES, Kept, Quarantine, QuarantineEntry, QuarantineError, RetrySummary,

@@ -53,6 +53,8 @@ pub struct QueryState {
     /// as soon as it reaches it, instead of at its usual pace.
     wanted: Arc<AtomicU64>,
     metrics: Arc<QueryMetrics>,
+    /// What `/metrics` encodes: this state's figures, SQL's, and what other services register.
+    registry: Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
     /// The catalogs the SQL endpoint serves (live and candidate views), when published: SQL
     /// over HTTP then sees the candidates too; without them it sees the live view.
     catalogs: Option<watch::Receiver<Arc<crate::Catalog>>>,
@@ -71,6 +73,17 @@ pub struct QueryMetrics {
     micros: AtomicU64,
 }
 
+impl QueryMetrics {
+    /// Requests, errors, and seconds spent finding snapshots.
+    pub(crate) fn figures(&self) -> (u64, u64, f64) {
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            self.micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+}
+
 impl QueryState {
     /// `snapshots` carries what the projector publishes (`None` before the first); `status` is
     /// the projector's; `wanted` is shared with the publisher (see [`SnapshotPublisher`]).
@@ -80,12 +93,15 @@ impl QueryState {
         read_tokens: Vec<String>,
         wanted: Arc<AtomicU64>,
     ) -> QueryState {
+        let metrics = Arc::<QueryMetrics>::default();
+        let registry = crate::metrics::registry(status.clone(), snapshots.clone(), metrics.clone());
         QueryState {
             snapshots,
             status,
             read_tokens: Arc::new(read_tokens),
             wanted,
-            metrics: Arc::default(),
+            metrics,
+            registry: Arc::new(std::sync::Mutex::new(registry)),
             catalogs: None,
             sql_timeout: DEFAULT_STATEMENT_TIMEOUT,
             #[cfg(feature = "sql")]
@@ -97,6 +113,21 @@ impl QueryState {
     /// [`SnapshotPublisher::with_catalogs`]), so that candidate views are tables there too.
     pub fn with_catalogs(mut self, catalogs: watch::Receiver<Arc<crate::Catalog>>) -> QueryState {
         self.catalogs = Some(catalogs);
+        self
+    }
+
+    /// Lets another service of the process register its metrics, served at `/metrics` beside
+    /// these (the collector's).
+    pub fn with_metrics(
+        self,
+        register: impl FnOnce(&mut prometheus_client::registry::Registry),
+    ) -> QueryState {
+        register(
+            &mut self
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         self
     }
 
@@ -607,62 +638,29 @@ async fn readyz(State(state): State<QueryState>) -> Response {
 }
 
 async fn metrics(State(state): State<QueryState>) -> Response {
-    let status = &state.status;
-    let (published, built_in) = state
-        .snapshots
-        .borrow()
-        .as_ref()
-        .map_or((0, 0.0), |s| (s.position.get(), s.built_in.as_secs_f64()));
-    let metrics = &state.metrics;
-    let text = format!(
-        "# HELP baton_projector_checkpoint Log position the stored views reflect.\n\
-         # TYPE baton_projector_checkpoint gauge\n\
-         baton_projector_checkpoint {}\n\
-         # HELP baton_log_head Log head as last seen by the projector.\n\
-         # TYPE baton_log_head gauge\n\
-         baton_log_head {}\n\
-         # HELP baton_projector_lag Events on the log not yet in the stored views.\n\
-         # TYPE baton_projector_lag gauge\n\
-         baton_projector_lag {}\n\
-         # HELP baton_projector_events_total Events folded since the process started.\n\
-         # TYPE baton_projector_events_total counter\n\
-         baton_projector_events_total {}\n\
-         # HELP baton_projector_commits_total Commits of state and checkpoint since start.\n\
-         # TYPE baton_projector_commits_total counter\n\
-         baton_projector_commits_total {}\n\
-         # HELP baton_projector_faulted 1 while the projector waits out a fault (log unreachable, views' disk full).\n\
-         # TYPE baton_projector_faulted gauge\n\
-         baton_projector_faulted {}\n\
-         # HELP baton_projector_faults_total Faults the projector has waited out since start.\n\
-         # TYPE baton_projector_faults_total counter\n\
-         baton_projector_faults_total {}\n\
-         # HELP baton_query_published_position Log position of the views queries see.\n\
-         # TYPE baton_query_published_position gauge\n\
-         baton_query_published_position {published}\n\
-         # HELP baton_query_snapshot_build_seconds How long the views queries see took to compute.\n\
-         # TYPE baton_query_snapshot_build_seconds gauge\n\
-         baton_query_snapshot_build_seconds {built_in}\n\
-         # HELP baton_query_requests_total Read API requests answered or refused (every route but the probes).\n\
-         # TYPE baton_query_requests_total counter\n\
-         baton_query_requests_total {}\n\
-         # HELP baton_query_errors_total Read API requests answered with a 4xx or 5xx status.\n\
-         # TYPE baton_query_errors_total counter\n\
-         baton_query_errors_total {}\n\
-         # HELP baton_query_wait_seconds_total Time spent finding the snapshot to answer from.\n\
-         # TYPE baton_query_wait_seconds_total counter\n\
-         baton_query_wait_seconds_total {}\n",
-        status.checkpoint().get(),
-        status.head().get(),
-        status.lag(),
-        status.events(),
-        status.commits(),
-        u8::from(status.fault().is_some()),
-        status.faults(),
-        metrics.requests.load(Ordering::Relaxed),
-        metrics.errors.load(Ordering::Relaxed),
-        metrics.micros.load(Ordering::Relaxed) as f64 / 1e6,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let mut text = String::new();
+    let encoded = {
+        let registry = state
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+    };
+    if let Err(error) = encoded {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {error}"),
+        )
+        .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// `POST /v1/sql`: one read-only query over the views, answered as JSON or CSV.
@@ -805,29 +803,36 @@ async fn run_sql(
         })
         .clone()
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error))?;
+    let started = std::time::Instant::now();
     let answer = engine
         .run_limited(catalog.clone(), text, MAX_SQL_ROWS, state.sql_timeout)
-        .await
-        .map_err(|error| {
-            // The one place where SQL failures become HTTP statuses.
-            let status = match error.failure {
-                SqlFailure::Syntax | SqlFailure::NotAQuery | SqlFailure::Plan => {
-                    StatusCode::BAD_REQUEST
-                }
-                SqlFailure::Write => StatusCode::FORBIDDEN,
-                SqlFailure::Execution => StatusCode::UNPROCESSABLE_ENTITY,
-                SqlFailure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            let info = *error.info;
-            let mut api = ApiError::new(status, info.message).with("sqlstate", info.code);
-            if let Some(detail) = info.detail {
-                api = api.with("detail", detail);
+        .await;
+    let outcome = match &answer {
+        Ok(_) => "ok",
+        Err(error) if error.info.code == "57014" => "timed_out",
+        Err(_) => "error",
+    };
+    crate::metrics::sql().ended("http", outcome, started.elapsed().as_secs_f64());
+    let answer = answer.map_err(|error| {
+        // The one place where SQL failures become HTTP statuses.
+        let status = match error.failure {
+            SqlFailure::Syntax | SqlFailure::NotAQuery | SqlFailure::Plan => {
+                StatusCode::BAD_REQUEST
             }
-            if let Some(hint) = info.hint {
-                api = api.with("hint", hint);
-            }
-            api
-        })?;
+            SqlFailure::Write => StatusCode::FORBIDDEN,
+            SqlFailure::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            SqlFailure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let info = *error.info;
+        let mut api = ApiError::new(status, info.message).with("sqlstate", info.code);
+        if let Some(detail) = info.detail {
+            api = api.with("detail", detail);
+        }
+        if let Some(hint) = info.hint {
+            api = api.with("hint", hint);
+        }
+        api
+    })?;
     let names: Vec<&str> = answer
         .columns
         .iter()

@@ -8,6 +8,7 @@ mod catalog;
 mod error;
 mod format;
 mod http;
+mod metrics;
 mod openapi;
 #[cfg(feature = "sql")]
 mod sql;

@@ -49,6 +49,13 @@ enum Reason {
 }
 
 impl Reason {
+    fn outcome(self) -> &'static str {
+        match self {
+            Reason::Cancelled => "cancelled",
+            Reason::TimedOut => "timed_out",
+        }
+    }
+
     fn error(self) -> PgWireError {
         let message = match self {
             Reason::Cancelled => "canceling statement due to user request",
@@ -68,6 +75,7 @@ pub(super) struct Stop {
     /// Resolves when a cancel request names this connection while the statement runs.
     cancelled: Shared<BoxFuture<'static, ()>>,
     deadline: Option<Instant>,
+    started: Instant,
 }
 
 impl Stop {
@@ -99,6 +107,7 @@ impl Stop {
         Stop {
             cancelled: cancelled.shared(),
             deadline: Some(Instant::now() + timeout),
+            started: Instant::now(),
         }
     }
 
@@ -115,11 +124,19 @@ impl Stop {
         }
     }
 
+    /// Counts the statement in `/metrics` as ended with `outcome`.
+    pub(super) fn ended(&self, outcome: &'static str) {
+        crate::metrics::sql().ended("pgwire", outcome, self.started.elapsed().as_secs_f64());
+    }
+
     /// Runs planning (or anything before the rows) unless stopped first.
     pub(super) async fn run<T>(&self, work: impl Future<Output = T>) -> PgWireResult<T> {
         tokio::select! {
             biased;
-            reason = self.reason() => Err(reason.error()),
+            reason = self.reason() => {
+                self.ended(reason.outcome());
+                Err(reason.error())
+            }
             done = work => Ok(done),
         }
     }
@@ -145,8 +162,21 @@ fn watched(
         let (mut rows, stop) = state?;
         tokio::select! {
             biased;
-            reason = stop.reason() => Some((Err(reason.error()), None)),
-            next = rows.next() => next.map(|row| (row, Some((rows, stop)))),
+            reason = stop.reason() => {
+                stop.ended(reason.outcome());
+                Some((Err(reason.error()), None))
+            }
+            next = rows.next() => match next {
+                None => {
+                    stop.ended("ok");
+                    None
+                }
+                Some(Err(error)) => {
+                    stop.ended("error");
+                    Some((Err(error), None))
+                }
+                Some(row) => Some((row, Some((rows, stop)))),
+            },
         }
     })
 }
