@@ -471,6 +471,19 @@ async fn a_full_views_disk_keeps_reads_up_and_folding_resumes_when_space_returns
         .expect("client");
     let (half, _, _) = post_all(&client, &served.addr, &lines[..lines.len() / 2], 100).await;
     let before = funnel_at(&client, &served.addr, half).await;
+    // Issue 24.4: an operator inspects the live log beside the running serve.
+    let stat = json_of(&baton(dir.path(), &["log", "stat", "--verify", "--json"]));
+    assert_eq!(
+        (stat["events"].as_u64(), stat["verified"].as_bool()),
+        (Some(half), Some(true))
+    );
+    let read = baton(dir.path(), &["log", "read", "--limit", "3"]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&read.stdout).lines().count(), 3);
 
     let ballast = disk.fill();
     let (rest, _, unavailable) =

@@ -118,6 +118,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_out_of_range_are_refused_saying_so() {
+        assert_eq!(
+            Timestamp::try_from_unix_seconds(1_764_000_000).map(Timestamp::unix_millis),
+            Ok(1_764_000_000_000)
+        );
+        for refused in [
+            Timestamp::try_from_unix_seconds(-1_000_000_000_000_000),
+            Timestamp::try_from_unix_seconds(i64::MAX),
+            Timestamp::try_from_unix_millis(-1),
+            Timestamp::try_from_unix_millis(MAX_MILLIS + 1),
+        ] {
+            let error = refused.expect_err("out of range");
+            assert!(
+                matches!(error, TimestampError::OutOfRange { .. }),
+                "{error}"
+            );
+            assert!(
+                error.to_string().contains("1970-01-01T00:00:00Z"),
+                "{error}"
+            );
+        }
+        let before = Timestamp::parse_rfc3339("1969-12-31T23:59:59Z").expect_err("before 1970");
+        assert!(before.to_string().contains("out of range"), "{before}");
+        let garbled = Timestamp::parse_rfc3339("yesterday").expect_err("not a time");
+        assert!(garbled.to_string().contains("not an RFC 3339"), "{garbled}");
+    }
+
+    #[test]
     fn parses_offsets_into_utc() {
         let a = Timestamp::parse_rfc3339("2026-03-01T12:00:00Z").expect("valid");
         let b = Timestamp::parse_rfc3339("2026-03-01T14:00:00+02:00").expect("valid");

@@ -698,6 +698,25 @@ async fn sendgrid_fixture_maps_email_events_and_ignores_the_rest() {
         &events[4].payload,
         Payload::EmailBounced { hard: true, .. }
     ));
+
+    // Issue 24.9: a `timestamp` of -1e15 was stored as 1970-01-01 (a silent clamp). A time
+    // out of range is refused, and the answer says that the range is the problem.
+    let far = json!([
+        {"email":"a@b.example","timestamp":-1_000_000_000_000_000_i64,"event":"open","sg_event_id":"far-past"},
+        {"email":"a@b.example","timestamp":400_000_000_000_i64,"event":"open","sg_event_id":"far-future"}
+    ]);
+    let (status, answer) = running
+        .post("/v1/webhooks/sendgrid", far.to_string().into_bytes(), &[])
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    for item in answer["items"].as_array().expect("items") {
+        assert_eq!(item["status"], "rejected", "{item}");
+        assert_eq!(item["field"], "timestamp", "{item}");
+        let reason = item["reason"].as_str().expect("reason");
+        assert!(reason.contains("out of range"), "{reason}");
+        assert!(!reason.contains("RFC 3339 timestamp"), "{reason}");
+    }
+    assert_eq!(running.events().await.len(), 6, "nothing more was stored");
     running.stop().await;
 }
 
