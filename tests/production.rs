@@ -93,15 +93,19 @@ async fn funnel_at(client: &reqwest::Client, addr: &str, position: u64) -> Value
     }
 }
 
-async fn metric(client: &reqwest::Client, addr: &str, name: &str) -> f64 {
-    let text = client
+async fn metrics_text(client: &reqwest::Client, addr: &str) -> String {
+    client
         .get(format!("http://{addr}/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("text");
+        .expect("text")
+}
+
+async fn metric(client: &reqwest::Client, addr: &str, name: &str) -> f64 {
+    let text = metrics_text(client, addr).await;
     text.lines()
         .find_map(|line| {
             line.strip_prefix(name)?
@@ -116,15 +120,9 @@ async fn metric(client: &reqwest::Client, addr: &str, name: &str) -> f64 {
 /// The value of a labelled metric: the line of `name` whose labels include every one of
 /// `labels` (each `key="value"`), 0 when there is none yet.
 async fn labelled(client: &reqwest::Client, addr: &str, name: &str, labels: &[&str]) -> f64 {
-    let text = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
+    metrics_text(client, addr)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
+        .lines()
         .filter(|line| line.starts_with(&format!("{name}{{")))
         .filter(|line| labels.iter().all(|label| line.contains(label)))
         .find_map(|line| line.rsplit(' ').next()?.parse().ok())
