@@ -460,14 +460,26 @@ fn bench_replay_prints_both_backends_side_by_side() {
 #[test]
 fn an_unreachable_nats_server_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");
-    // Port 1 on loopback: nothing listens there.
-    let output = baton(dir.path(), &["--nats", "nats://127.0.0.1:1", "log", "stat"]);
+    // Port 1 on loopback: nothing listens there. The command waits for it (a server may be
+    // restarting) as long as it is told, saying so, then names what it could not reach.
+    let output = baton(
+        dir.path(),
+        &[
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--wait-for-log",
+            "2",
+            "log",
+            "stat",
+        ],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("cannot connect to nats://127.0.0.1:1"),
         "{stderr}"
     );
+    assert!(stderr.contains("waiting for it"), "{stderr}");
     let output = baton(dir.path(), &["--nats", "not a url", "log", "stat"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(

@@ -34,6 +34,10 @@ pub enum LogError {
     Storage { path: String, message: String },
     #[error("nats: {0}")]
     Nats(String),
+    /// The NATS settings themselves are wrong (a URL that does not parse, a credentials file
+    /// that cannot be read): waiting will not help.
+    #[error("nats: {0}")]
+    NatsSettings(String),
     #[error("jetstream stream {stream}: {problem}")]
     StreamConfig { stream: String, problem: String },
 }
@@ -41,7 +45,9 @@ pub enum LogError {
 impl LogError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            LogError::Encode { .. } | LogError::StreamConfig { .. } => ErrorKind::InvalidInput,
+            LogError::Encode { .. } | LogError::StreamConfig { .. } | LogError::NatsSettings(_) => {
+                ErrorKind::InvalidInput
+            }
             LogError::Corrupt { .. } | LogError::CorruptEntry(_) => ErrorKind::Corrupt,
             LogError::Storage { .. } | LogError::Nats(_) => ErrorKind::Transient,
         }

@@ -147,7 +147,7 @@ async fn connect_client(
         .max_reconnects(None);
     if let Some(path) = &config.credentials_file {
         options = options.credentials_file(path).await.map_err(|error| {
-            LogError::Nats(format!("credentials file {}: {error}", path.display()))
+            LogError::NatsSettings(format!("credentials file {}: {error}", path.display()))
         })?;
     }
     if let Some(path) = &config.tls_ca_file {
@@ -160,7 +160,9 @@ async fn connect_client(
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| LogError::Nats(format!("invalid NATS URL {:?}: {error}", config.url)))?;
+        .map_err(|error| {
+            LogError::NatsSettings(format!("invalid NATS URL {:?}: {error}", config.url))
+        })?;
     options
         .connect(servers.as_slice())
         .await
