@@ -195,6 +195,21 @@ async fn serve_rides_through_nats_server_restarts() {
             .send()
             .await
             .expect("readyz");
+        // Once the server has been gone longer than a restart takes, a write is refused at
+        // once, saying so, instead of waiting out the append's deadline.
+        let response = client
+            .post(format!("http://{}/v1/events", served.addr))
+            .header("content-type", "application/x-ndjson")
+            .body(thirds[round][0].to_vec())
+            .send()
+            .await
+            .expect("the collector answers while NATS is down");
+        assert_eq!(response.status().as_u16(), 503, "round {round}");
+        let refused = response.text().await.unwrap_or_default();
+        assert!(
+            refused.contains("has been unreachable for"),
+            "round {round}: {refused}"
+        );
         // Reads keep answering from the views the projector last published.
         let funnel = client
             .get(format!("http://{}/v1/funnel", served.addr))

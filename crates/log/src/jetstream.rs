@@ -53,6 +53,10 @@ use uuid::Uuid;
 /// (the client waits for a lost server to come back; an append should fail and be retried).
 const STALL: Duration = Duration::from_secs(10);
 
+/// How long the publishing connection may be lost before appends fail at once instead of
+/// waiting for it: longer than a server restart takes.
+const DISCONNECTED_GRACE: Duration = Duration::from_secs(3);
+
 /// Options for [`JetStreamLog::connect`].
 #[derive(Clone, Debug)]
 pub struct JetStreamConfig {
@@ -103,6 +107,8 @@ impl std::fmt::Debug for JetStreamLog {
 }
 
 struct Inner {
+    /// Since when the publishing connection has been lost, while it is.
+    disconnected: DisconnectedSince,
     config: JetStreamConfig,
     /// `{prefix}.{family}.{kind}` for every kind, indexed like `Kind::ALL`.
     subjects: Vec<async_nats::Subject>,
@@ -137,14 +143,35 @@ struct Inner {
     server_window_millis: std::sync::atomic::AtomicU64,
 }
 
+/// When the connection was last lost, while it is; `None` while connected.
+type DisconnectedSince = Arc<std::sync::Mutex<Option<std::time::Instant>>>;
+
 async fn connect_client(
     config: &JetStreamConfig,
     role: &str,
+    disconnected: Option<DisconnectedSince>,
 ) -> Result<async_nats::Client, LogError> {
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("baton-{role}"))
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None);
+    if let Some(disconnected) = disconnected {
+        options = options.event_callback(move |event| {
+            let disconnected = disconnected.clone();
+            async move {
+                let mut since = disconnected
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match event {
+                    async_nats::Event::Disconnected => {
+                        since.get_or_insert_with(std::time::Instant::now);
+                    }
+                    async_nats::Event::Connected => *since = None,
+                    _ => {}
+                }
+            }
+        });
+    }
     if let Some(path) = &config.credentials_file {
         options = options.credentials_file(path).await.map_err(|error| {
             LogError::NatsSettings(format!("credentials file {}: {error}", path.display()))
@@ -173,8 +200,9 @@ impl JetStreamLog {
     /// Connects (one connection to write, one to read) and creates the stream, or checks
     /// that an existing one keeps every event.
     pub async fn connect(config: JetStreamConfig) -> Result<Self, LogError> {
-        let writer_client = connect_client(&config, "writer").await?;
-        let reader_client = connect_client(&config, "reader").await?;
+        let disconnected = DisconnectedSince::default();
+        let writer_client = connect_client(&config, "writer", Some(disconnected.clone())).await?;
+        let reader_client = connect_client(&config, "reader", None).await?;
         let writer = jetstream::context::ContextBuilder::new()
             .timeout(Duration::from_secs(10))
             .build(writer_client.clone());
@@ -207,6 +235,7 @@ impl JetStreamLog {
                 ack_subscriptions: std::sync::Mutex::new(Vec::new()),
                 next_token: std::sync::atomic::AtomicU64::new(0),
                 server_window_millis: std::sync::atomic::AtomicU64::new(0),
+                disconnected,
             }),
         };
         log.ensure_stream().await?;
@@ -941,6 +970,21 @@ impl EventLog for JetStreamLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<AppendOutcome>, LogError> {
         if events.is_empty() {
             return Ok(Vec::new());
+        }
+        // A server gone for longer than a restart takes: say so at once (the collector answers
+        // 503 with Retry-After) instead of waiting out the batch's deadline. A quick restart
+        // is ridden through: the append waits for the reconnect.
+        let gone_for = self
+            .inner
+            .disconnected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|since| since.elapsed());
+        if let Some(gone_for) = gone_for.filter(|gone_for| *gone_for > DISCONNECTED_GRACE) {
+            return Err(LogError::Nats(format!(
+                "the NATS server has been unreachable for {} s (the client is reconnecting); nothing was written",
+                gone_for.as_secs()
+            )));
         }
         // Every event is encoded before anything is published, so an event that cannot be
         // stored fails the batch whole. Encoding runs on the blocking pool after this append
