@@ -74,6 +74,17 @@ fn distinct_events(lines: &[&[u8]]) -> u64 {
     ids.len() as u64
 }
 
+/// Posts one NDJSON line to `/v1/events` once, as it is answered.
+async fn post_line(client: &reqwest::Client, addr: &str, line: &[u8]) -> reqwest::Response {
+    client
+        .post(format!("http://{addr}/v1/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(line.to_vec())
+        .send()
+        .await
+        .expect("the collector answers")
+}
+
 /// Waits until the views reflect `position` (read-your-writes over HTTP) and returns the
 /// funnel there.
 async fn funnel_at(client: &reqwest::Client, addr: &str, position: u64) -> Value {
@@ -174,13 +185,7 @@ async fn serve_rides_through_nats_server_restarts() {
             server.stop();
         }
         // While the server is down the collector refuses promptly, and says when to retry.
-        let response = client
-            .post(format!("http://{}/v1/events", served.addr))
-            .header("content-type", "application/x-ndjson")
-            .body(thirds[round][0].to_vec())
-            .send()
-            .await
-            .expect("the collector answers while NATS is down");
+        let response = post_line(&client, &served.addr, thirds[round][0]).await;
         assert_eq!(response.status().as_u16(), 503, "round {round}");
         assert!(response.headers().contains_key("retry-after"));
         // Down for longer than the 17 s after which the projector used to give up.
@@ -197,13 +202,7 @@ async fn serve_rides_through_nats_server_restarts() {
             .expect("readyz");
         // Once the server has been gone longer than a restart takes, a write is refused at
         // once, saying so, instead of waiting out the append's deadline.
-        let response = client
-            .post(format!("http://{}/v1/events", served.addr))
-            .header("content-type", "application/x-ndjson")
-            .body(thirds[round][0].to_vec())
-            .send()
-            .await
-            .expect("the collector answers while NATS is down");
+        let response = post_line(&client, &served.addr, thirds[round][0]).await;
         assert_eq!(response.status().as_u16(), 503, "round {round}");
         let refused = response.text().await.unwrap_or_default();
         assert!(
