@@ -417,6 +417,68 @@ async fn a_runaway_query_starves_neither_ingestion_nor_the_other_routes() {
             .await
             .is_ok_and(|r| r.status().is_success())
     );
+
+    // A client that hangs up mid-statement stops it: psql killed, and an HTTP client that
+    // gives up. Without the check the statements would run to their time limit and be
+    // counted as timed out.
+    let mut killed = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-d",
+            "baton",
+            "-U",
+            "analyst",
+        ])
+        .args(["-X", "-c", RUNAWAY])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql starts");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    killed.kill().expect("psql killed");
+    killed.wait().expect("psql reaped");
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let gave_up = impatient
+        .post(format!("http://{}/v1/sql", served.addr))
+        .body(RUNAWAY)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the cross join answered within a second");
+    drop(impatient);
+    for protocol in ["protocol=\"pgwire\"", "protocol=\"http\""] {
+        let labels = [protocol, "outcome=\"disconnected\""];
+        let mut disconnected = 0.0;
+        for _ in 0..60 {
+            disconnected = labelled(&client, addr, "baton_sql_statements_total", &labels).await;
+            if disconnected >= 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(
+            disconnected,
+            1.0,
+            "{protocol}: {}",
+            metrics_text(&client, addr).await
+        );
+        let timed_out = labelled(
+            &client,
+            addr,
+            "baton_sql_statements_total",
+            &[protocol, "outcome=\"timed_out\""],
+        )
+        .await;
+        assert_eq!(
+            timed_out, 1.0,
+            "{protocol}: only the first statement timed out"
+        );
+    }
     let status = served.terminate();
     assert!(status.success(), "{status:?}");
 }

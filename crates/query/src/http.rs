@@ -778,6 +778,20 @@ async fn run_sql(
     ))
 }
 
+/// Counts a `/v1/sql` statement in `/metrics` when it ends, however it ends.
+#[cfg(feature = "sql")]
+struct RunningStatement {
+    started: std::time::Instant,
+    outcome: &'static str,
+}
+
+#[cfg(feature = "sql")]
+impl Drop for RunningStatement {
+    fn drop(&mut self) {
+        crate::metrics::sql().ended("http", self.outcome, self.started.elapsed().as_secs_f64());
+    }
+}
+
 #[cfg(feature = "sql")]
 async fn run_sql(
     state: &QueryState,
@@ -803,16 +817,21 @@ async fn run_sql(
         })
         .clone()
         .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error))?;
-    let started = std::time::Instant::now();
+    // A client that hangs up drops this future, and with it the statement (at its next
+    // yield point); the guard counts it then.
+    let mut running = RunningStatement {
+        started: std::time::Instant::now(),
+        outcome: "disconnected",
+    };
     let answer = engine
         .run_limited(catalog.clone(), text, MAX_SQL_ROWS, state.sql_timeout)
         .await;
-    let outcome = match &answer {
+    running.outcome = match &answer {
         Ok(_) => "ok",
         Err(error) if error.info.code == "57014" => "timed_out",
         Err(_) => "error",
     };
-    crate::metrics::sql().ended("http", outcome, started.elapsed().as_secs_f64());
+    drop(running);
     let answer = answer.map_err(|error| {
         // The one place where SQL failures become HTTP statuses.
         let status = match error.failure {

@@ -24,7 +24,7 @@ use crate::http::QueryMetrics;
 pub(crate) struct StatementLabels {
     /// `pgwire` or `http`
     pub(crate) protocol: &'static str,
-    /// `ok`, `error`, `cancelled` or `timed_out`
+    /// `ok`, `error`, `cancelled`, `timed_out` or `disconnected`
     pub(crate) outcome: &'static str,
 }
 
@@ -66,7 +66,7 @@ impl SqlMetrics {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "baton_sql_statements",
-            "SQL statements ended, by protocol and outcome (ok, error, cancelled, timed_out)",
+            "SQL statements ended, by protocol and outcome (ok, error, cancelled, timed_out, disconnected)",
             self.statements.clone(),
         );
         registry.register(

@@ -4,6 +4,7 @@
 //! DataFusion plans a statement when it is handed over, but runs it while its rows are sent:
 //! the answer is a stream that the protocol layer drains after the handler has returned. So
 //! both planning and that stream are watched, and either ends with `57014`, as in PostgreSQL.
+//! A client that disconnects mid-statement stops it too ([`super::peer`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::SecretKey;
 use tokio::time::Instant;
+
+use super::peer::Peers;
 
 /// Where datafusion-postgres keeps a session's `statement_timeout` (milliseconds), set by
 /// `SET statement_timeout`.
@@ -46,6 +49,8 @@ pub(super) fn register(
 enum Reason {
     Cancelled,
     TimedOut,
+    /// The client closed its connection: nobody is left to read the answer.
+    Disconnected,
 }
 
 impl Reason {
@@ -53,6 +58,7 @@ impl Reason {
         match self {
             Reason::Cancelled => "cancelled",
             Reason::TimedOut => "timed_out",
+            Reason::Disconnected => "disconnected",
         }
     }
 
@@ -60,6 +66,7 @@ impl Reason {
         let message = match self {
             Reason::Cancelled => "canceling statement due to user request",
             Reason::TimedOut => "canceling statement due to statement timeout",
+            Reason::Disconnected => "canceling statement because the client disconnected",
         };
         PgWireError::UserError(Box::new(ErrorInfo::new(
             "ERROR".to_owned(),
@@ -74,6 +81,8 @@ impl Reason {
 pub(super) struct Stop {
     /// Resolves when a cancel request names this connection while the statement runs.
     cancelled: Shared<BoxFuture<'static, ()>>,
+    /// Resolves when the client closes its connection while the statement runs.
+    disconnected: Shared<BoxFuture<'static, ()>>,
     deadline: Option<Instant>,
     started: Instant,
 }
@@ -82,7 +91,11 @@ impl Stop {
     /// Starts watching for a statement about to run on `client`.
     /// The statement stops after the session's `statement_timeout`, or after `limit` (the
     /// endpoint's) when the session set none, or a longer one, or 0.
-    pub(super) async fn start(client: &(dyn ClientInfo + Send + Sync), limit: Duration) -> Stop {
+    pub(super) async fn start(
+        client: &(dyn ClientInfo + Send + Sync),
+        limit: Duration,
+        peers: &Arc<Peers>,
+    ) -> Stop {
         let cancelled = match client.session_extensions().get::<Registered>() {
             Some(registered) => {
                 let receiver = registered.handle.start_query().await;
@@ -104,8 +117,12 @@ impl Stop {
             .filter(|millis| *millis > 0)
             .map_or(limit, Duration::from_millis)
             .min(limit);
+        let peers = peers.clone();
+        let peer = client.socket_addr();
+        let disconnected = async move { peers.gone(peer).await }.boxed();
         Stop {
             cancelled: cancelled.shared(),
+            disconnected: disconnected.shared(),
             deadline: Some(Instant::now() + timeout),
             started: Instant::now(),
         }
@@ -121,6 +138,7 @@ impl Stop {
         tokio::select! {
             () = self.cancelled.clone() => Reason::Cancelled,
             () = deadline => Reason::TimedOut,
+            () = self.disconnected.clone() => Reason::Disconnected,
         }
     }
 

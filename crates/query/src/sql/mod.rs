@@ -7,6 +7,7 @@ mod auth;
 mod cancel;
 mod engine;
 mod functions;
+mod peer;
 mod rewrite;
 mod runtime;
 mod session;
@@ -33,6 +34,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::{Catalog, QueryError};
 use auth::TokenStartupHandler;
 pub(crate) use engine::{SqlEngine, SqlFailure};
+use peer::Peers;
 use session::SqlService;
 use sqlstate::SqlErrorHandler;
 use tables::CatalogSource;
@@ -117,8 +119,14 @@ pub async fn serve_sql(
     })?;
     let context = session::session_context(source.clone(), session::QUERY_MEMORY_LIMIT)?;
     let connections = Arc::new(ConnectionManager::new());
+    let peers = Arc::new(Peers::default());
     let handlers = Arc::new(SqlHandlers {
-        service: Arc::new(SqlService::new(context, source, config.statement_timeout)),
+        service: Arc::new(SqlService::new(
+            context,
+            source,
+            config.statement_timeout,
+            peers.clone(),
+        )),
         startup: Arc::new(TokenStartupHandler::new(
             config.read_tokens.into(),
             tls.is_some(),
@@ -136,7 +144,7 @@ pub async fn serve_sql(
     let addr = config.addr;
     let task = runtime::runtime().spawn(async move {
         match TcpListener::from_std(listener) {
-            Ok(listener) => accept(listener, tls, handlers, shutdown).await,
+            Ok(listener) => accept(listener, tls, handlers, peers, shutdown).await,
             Err(error) => tracing::error!(%addr, %error, "the SQL endpoint cannot listen"),
         }
     });
@@ -147,6 +155,7 @@ async fn accept(
     listener: TcpListener,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     handlers: Arc<SqlHandlers>,
+    peers: Arc<Peers>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut connections = JoinSet::new();
@@ -158,7 +167,9 @@ async fn accept(
                 Ok((socket, peer)) => {
                     let handlers = handlers.clone();
                     let tls = tls.clone();
+                    let watched = peers.watch(peer, &socket);
                     connections.spawn(async move {
+                        let _watched = watched;
                         if let Err(error) = process_socket(socket, tls, handlers).await {
                             tracing::debug!(%peer, %error, "SQL connection ended with an error");
                         }

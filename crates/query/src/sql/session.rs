@@ -31,6 +31,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::cancel::Stop;
+use super::peer::Peers;
 use super::tables::{BatonCatalog, CatalogSource, LIVE_SCHEMA};
 use super::{functions, rewrite};
 use crate::QueryError;
@@ -139,6 +140,8 @@ pub(super) struct SqlService {
     source: Arc<CatalogSource>,
     /// The longest a statement may run; a session's `statement_timeout` may only lower it.
     statement_timeout: std::time::Duration,
+    /// Open connections, watched for a client that leaves mid-statement.
+    peers: Arc<Peers>,
 }
 
 impl SqlService {
@@ -146,6 +149,7 @@ impl SqlService {
         context: SessionContext,
         source: Arc<CatalogSource>,
         statement_timeout: std::time::Duration,
+        peers: Arc<Peers>,
     ) -> SqlService {
         let inner = Arc::new(DfSessionService::new_with_hooks(
             Arc::new(context),
@@ -160,6 +164,7 @@ impl SqlService {
             parser,
             source,
             statement_timeout,
+            peers,
         }
     }
 }
@@ -178,7 +183,7 @@ impl SimpleQueryHandler for SqlService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         // One snapshot for every statement of the query string.
-        let stop = Stop::start(client, self.statement_timeout).await;
+        let stop = Stop::start(client, self.statement_timeout, &self.peers).await;
         let query = rewrite::rewrite(query);
         let work = SimpleQueryHandler::do_query(&*self.inner, client, &query);
         let responses = stop
@@ -215,7 +220,7 @@ impl ExtendedQueryHandler for SqlService {
     {
         // The plan was made at Parse time; its tables read the snapshot pinned now, so a
         // prepared statement executed again sees the newest snapshot.
-        let stop = Stop::start(client, self.statement_timeout).await;
+        let stop = Stop::start(client, self.statement_timeout, &self.peers).await;
         let work = ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows);
         let response = stop
             .run(self.source.pinned(work))
