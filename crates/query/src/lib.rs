@@ -5,6 +5,7 @@
 //! projector's commits.
 
 mod catalog;
+mod describe;
 mod error;
 mod format;
 mod http;
@@ -15,6 +16,7 @@ mod sql;
 mod table;
 
 pub use catalog::Catalog;
+pub use describe::{TableDoc, key_of, table_doc};
 pub use error::{ErrorKind, QueryError};
 pub use format::{csv, rows_json, tables_json};
 pub use http::{
