@@ -1298,7 +1298,15 @@ async fn sqlalchemy_reflects_tables_and_binds_parameters_like_superset() {
             })
             .collect();
         assert_eq!(columns, expected, "{}", table.name);
-        for empty in ["primary_key", "foreign_keys", "indexes", "unique"] {
+        // Each table's key is its primary key (issue 25); its index backs the key, so
+        // SQLAlchemy lists no other index, and no table has foreign keys.
+        assert_eq!(
+            got["primary_key"],
+            serde_json::json!(baton_query::key_of(table.name)),
+            "{} primary_key",
+            table.name
+        );
+        for empty in ["foreign_keys", "indexes", "unique"] {
             assert_eq!(got[empty], serde_json::json!([]), "{} {empty}", table.name);
         }
     }
@@ -1501,4 +1509,109 @@ fn every_table_is_documented_and_its_key_names_one_row() {
             }
         }
     }
+}
+
+/// Issue 25: pgjdbc, the driver of Metabase, Tableau and DBeaver, runs every
+/// `DatabaseMetaData` call a BI tool makes on connect on every table of the live view and
+/// the candidate, then data, a prepared statement and a fetch-size cursor
+/// (`tests/clients/JdbcMetadata.java`, run with Debian's `libpostgresql-jdbc-java`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_reads_every_table_the_way_bi_tools_sync() {
+    let endpoint = Endpoint::start(&["bi-token"]).await;
+    let client = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/JdbcMetadata.java"
+    );
+    let output = tokio::process::Command::new("java")
+        .args(["-cp", "/usr/share/java/postgresql.jar", client])
+        .args([&endpoint.port().to_string(), "bi-token"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("java runs (apt-get install default-jdk-headless libpostgresql-jdbc-java)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAILED")).collect();
+    assert!(
+        output.status.success() && failed.is_empty(),
+        "pgjdbc calls failed:\n{}\n{stderr}",
+        failed.join("\n")
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let has = |line: &str| lines.contains(&line);
+    for (schema, snapshot) in [("public", &views().live), ("strict", &views().strict)] {
+        for (_, table) in snapshot.tables() {
+            let name = format!("{schema}.{}", table.name);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("table {name} TABLE remarks="))
+                        && !l.ends_with("remarks=")),
+                "{name} is listed with its description"
+            );
+            for (at, (column, column_type)) in table.columns.iter().enumerate() {
+                let (type_name, jdbc) = match column_type {
+                    ColumnType::Text => ("text", 12),
+                    ColumnType::Int => ("int8", -5),
+                    ColumnType::Float => ("float8", 8),
+                    ColumnType::Bool => ("bool", -7),
+                    ColumnType::Time => ("timestamptz", 93),
+                };
+                let prefix = format!("column {name}.{column} {type_name} {jdbc} {} ", at + 1);
+                assert!(
+                    lines.iter().any(|l| l.starts_with(&prefix)),
+                    "getColumns: no `{prefix}`"
+                );
+            }
+            let key = baton_query::key_of(table.name);
+            let pk: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("pk {name} ")))
+                .collect();
+            let expected: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(at, column)| format!("{column} {}", at + 1))
+                .collect();
+            assert_eq!(pk, expected, "getPrimaryKeys {name}");
+            for column in key {
+                assert!(
+                    has(&format!(
+                        "index {name} {}_pkey {column} unique=true",
+                        table.name
+                    )),
+                    "getIndexInfo {name} {column}"
+                );
+            }
+            let privileges: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("privilege {name} ")))
+                .collect();
+            assert_eq!(privileges, ["SELECT"], "getTablePrivileges {name}");
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.strip_prefix("types ").and_then(|n| n.parse::<u32>().ok()) > Some(100)),
+        "getTypeInfo lists PostgreSQL's types"
+    );
+    let scores = views().live.table("person_scores").expect("person_scores");
+    let at = scores
+        .columns
+        .iter()
+        .position(|(name, _)| *name == "engagement")
+        .expect("engagement");
+    let engaged = scores
+        .rows
+        .iter()
+        .filter(|row| matches!(row[at], Value::Float(f) if f >= 0.0))
+        .count();
+    assert!(has(&format!("prepared {engaged}")), "the prepared count");
+    let people = scores.rows.len();
+    assert!(
+        has(&format!("cursor {people}")),
+        "the cursor reads every row"
+    );
+    endpoint.stop().await;
 }

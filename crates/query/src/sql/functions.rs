@@ -127,19 +127,6 @@ pub(super) fn pg_get_serial_sequence() -> ScalarUDF {
     })
 }
 
-/// `pg_get_indexdef(index [, column, pretty])`: the definition of an index. The views have no
-/// index, and the catalog's own indexes have no definition here, so always `NULL`. SQLAlchemy's
-/// index reflection (Superset, on adding a dataset) calls it.
-pub(super) fn pg_get_indexdef() -> ScalarUDF {
-    ScalarUDF::from(NullText {
-        name: "pg_get_indexdef",
-        signature: Signature::one_of(
-            vec![TypeSignature::Any(1), TypeSignature::Any(3)],
-            Volatility::Stable,
-        ),
-    })
-}
-
 /// A catalog function whose answer is always a text `NULL` here.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct NullText {

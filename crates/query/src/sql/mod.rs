@@ -5,13 +5,16 @@
 
 mod auth;
 mod cancel;
+mod catalog_functions;
 mod engine;
 mod functions;
+mod information_schema;
 mod peer;
 mod rewrite;
 mod runtime;
 mod session;
 mod sqlstate;
+mod system;
 mod tables;
 mod tls;
 mod yielding;

@@ -27,9 +27,9 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
-    JoinOperator, Query, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
-    visit_expressions, visit_expressions_mut,
+    AccessExpr, BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    Ident, JoinOperator, Query, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut,
+    VisitorMut, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -73,7 +73,10 @@ fn rewritten_tree(sql: &str) -> Option<String> {
     let missing = MISSING_COLUMNS
         .iter()
         .any(|(_, column)| lower.contains(column));
-    if !escapes && !subqueries && !vectors && !missing {
+    let catalog = lower.contains("_pg_expandarray")
+        || lower.contains("regclass")
+        || lower.contains("regproc");
+    if !escapes && !subqueries && !vectors && !missing && !catalog {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
@@ -90,6 +93,9 @@ fn rewritten_tree(sql: &str) -> Option<String> {
         }
         if missing {
             changed |= missing_columns_as_null(statement);
+        }
+        if catalog {
+            changed |= catalog_calls(statement);
         }
     }
     changed.then(|| {
@@ -132,7 +138,7 @@ fn backslash_escapes(statement: &mut Statement) -> bool {
 
 /// The `pg_index` columns that are vectors in PostgreSQL (`int2vector`, `oidvector`) and text
 /// of space-separated numbers in Baton's catalog.
-const VECTOR_COLUMNS: &[&str] = &["indkey", "indclass", "indcollation", "indoption"];
+const VECTOR_COLUMNS: &[&str] = &["indkey", "indclass", "indcollation"];
 
 /// Makes `unnest(v)` and `generate_subscripts(v, 1)` of a vector column of `pg_index` work on
 /// its text: `unnest` of its numbers, and their subscripts from 0 as PostgreSQL numbers a
@@ -174,6 +180,85 @@ fn vectors_as_arrays(statement: &mut Statement) -> bool {
         if let Ok(replacement) = parse_expr(&replacement) {
             *expr = replacement;
             changed = true;
+        }
+        ControlFlow::Continue(())
+    });
+    changed
+}
+
+/// Makes the catalog idioms of pgjdbc and Metabase plannable (`catalog_functions.rs` has
+/// the functions):
+/// - `information_schema._pg_expandarray(v)`, a set-returning function of `(x, n)` records,
+///   becomes `unnest(_pg_expandarray(v))`, so `(... ).n` reads a field of each record;
+/// - `name::regclass` becomes `pg_regclass(name)`, which resolves a (qualified) name that
+///   is not a literal too (`format('%I.%I', schema, table)::regclass`).
+///
+/// Whether it changed anything.
+fn catalog_calls(statement: &mut Statement) -> bool {
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        match expr {
+            Expr::Function(function)
+                if function
+                    .name
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .is_some_and(|name| name.value.eq_ignore_ascii_case("_pg_expandarray")) =>
+            {
+                let FunctionArguments::List(list) = &function.args else {
+                    return ControlFlow::<()>::Continue(());
+                };
+                let args: Vec<String> = list.args.iter().map(ToString::to_string).collect();
+                if let Ok(replacement) =
+                    parse_expr(&format!("unnest(_pg_expandarray({}))", args.join(", ")))
+                {
+                    *expr = replacement;
+                    changed = true;
+                }
+            }
+            // `pg_type.typinput` and the other `regproc` columns hold function names here,
+            // which is how PostgreSQL shows a `regproc`: the name, without its schema.
+            Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } if data_type.to_string().eq_ignore_ascii_case("regproc")
+                && literal_text(inner).is_some() =>
+            {
+                let name = literal_text(inner).unwrap_or_default();
+                let name = name.rsplit('.').next().unwrap_or_default().to_owned();
+                *expr = Expr::value(Value::SingleQuotedString(name));
+                changed = true;
+            }
+            Expr::Cast {
+                expr: inner,
+                data_type,
+                ..
+            } if data_type.to_string().eq_ignore_ascii_case("regclass") => {
+                if let Ok(replacement) = parse_expr(&format!("pg_regclass({inner})")) {
+                    *expr = replacement;
+                    changed = true;
+                }
+            }
+            // `(record).field`: DataFusion reads a struct's field with `get_field`.
+            Expr::CompoundFieldAccess { root, access_chain }
+                if access_chain
+                    .iter()
+                    .all(|access| matches!(access, AccessExpr::Dot(Expr::Identifier(_)))) =>
+            {
+                let mut text = root.to_string();
+                for access in access_chain.iter() {
+                    if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                        text = format!("get_field({text}, '{}')", field.value.to_lowercase());
+                    }
+                }
+                if let Ok(replacement) = parse_expr(&text) {
+                    *expr = replacement;
+                    changed = true;
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     });

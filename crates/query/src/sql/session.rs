@@ -68,7 +68,7 @@ pub(super) fn session_context(
     memory_limit: usize,
 ) -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new()
-        .with_information_schema(true)
+        .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema(DATABASE, LIVE_SCHEMA);
     let runtime = RuntimeEnvBuilder::new()
@@ -87,12 +87,34 @@ pub(super) fn session_context(
         .with_physical_optimizer_rule(Arc::new(super::yielding::YieldingJoins))
         .build();
     let context = SessionContext::new_with_state(state);
-    context.register_catalog(DATABASE, Arc::new(BatonCatalog::new(source)));
+    context.register_catalog(DATABASE, Arc::new(BatonCatalog::new(source.clone())));
     setup_pg_catalog(&context, DATABASE, EmptyContextProvider).map_err(|error| {
         QueryError::Engine {
             message: format!("cannot set up pg_catalog: {error}"),
         }
     })?;
+    // Baton's own system catalog answers for the views' relations (PostgreSQL's types and
+    // oids, keys, descriptions); the rest of pg_catalog is datafusion-pg-catalog's.
+    // `information_schema` is Baton's too (served by the `baton` catalog), in place of
+    // DataFusion's, whose types are Arrow's.
+    if let Some(catalog) = context.catalog(DATABASE)
+        && let Some(fallback) = catalog.schema("pg_catalog")
+    {
+        catalog
+            .register_schema(
+                "pg_catalog",
+                Arc::new(super::system::PgCatalogSchema {
+                    fallback,
+                    source: source.clone(),
+                }),
+            )
+            .map_err(|error| QueryError::Engine {
+                message: format!("cannot set up pg_catalog: {error}"),
+            })?;
+    }
+    for function in super::catalog_functions::functions() {
+        context.register_udf(function);
+    }
     // Registered after pg_catalog so that it replaces DataFusion's own `version()`, which does
     // not look like PostgreSQL's.
     let banner = version_banner();
@@ -115,7 +137,6 @@ pub(super) fn session_context(
     }
     context.register_udf(functions::current_setting());
     context.register_udf(functions::pg_get_serial_sequence());
-    context.register_udf(functions::pg_get_indexdef());
     context.register_udf(functions::json_build_object());
     context.register_udf(functions::pg_collation_is_visible());
     Ok(context)

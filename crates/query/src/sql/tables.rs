@@ -142,6 +142,8 @@ pub(super) struct ServedCatalog {
     /// The schema named after the live view: queries can name it, but catalog listings leave
     /// it out, so that tools do not show (and Metabase does not sync) every table twice.
     unlisted: Option<String>,
+    /// What `pg_catalog` and `information_schema` say of these schemas, built when first read.
+    relations: OnceLock<Arc<super::system::Relations>>,
 }
 
 impl fmt::Debug for ServedCatalog {
@@ -185,7 +187,30 @@ impl ServedCatalog {
             source,
             schemas,
             unlisted,
+            relations: OnceLock::new(),
         })
+    }
+
+    /// Every schema with its tables' names and Arrow schemas, and whether catalog listings
+    /// show it.
+    pub(super) fn schemas_with_tables(
+        &self,
+    ) -> impl Iterator<Item = (&str, Vec<(&str, SchemaRef)>, bool)> {
+        self.schemas.iter().map(|(schema, tables)| {
+            let tables = tables
+                .iter()
+                .map(|(name, table)| (name.as_str(), table.schema.clone()))
+                .collect();
+            let listed = self.unlisted.as_ref() != Some(schema);
+            (schema.as_str(), tables, listed)
+        })
+    }
+
+    /// The relations `pg_catalog` and `information_schema` describe.
+    pub(super) fn relations(&self) -> Arc<super::system::Relations> {
+        self.relations
+            .get_or_init(|| Arc::new(super::system::Relations::of(self)))
+            .clone()
     }
 
     fn table(&self, schema: &str, table: &str) -> Option<&Arc<LazyTable>> {
@@ -448,7 +473,7 @@ impl CatalogSource {
 
     /// The catalog pinned for the running query, else the newest one (for catalog listings
     /// that DataFusion runs outside the query's task).
-    fn pinned_or_current(&self) -> Result<Arc<ServedCatalog>> {
+    pub(super) fn pinned_or_current(&self) -> Result<Arc<ServedCatalog>> {
         match PINNED.try_with(Arc::clone) {
             Ok(pinned) => Ok(pinned),
             Err(_) => self.current(),
@@ -492,6 +517,7 @@ impl CatalogProvider for BatonCatalog {
             ),
             Err(error) => tracing::warn!(%error, "cannot list the views' schemas"),
         }
+        names.push("information_schema".to_owned());
         names
     }
 
@@ -503,6 +529,11 @@ impl CatalogProvider for BatonCatalog {
             .get(name)
         {
             return Some(schema.clone());
+        }
+        if name == "information_schema" {
+            return Some(Arc::new(super::information_schema::InformationSchema {
+                source: self.source.clone(),
+            }));
         }
         let served = self.source.pinned_or_current().ok()?;
         served.schemas.contains_key(name).then(|| {
