@@ -1615,3 +1615,115 @@ async fn pgjdbc_reads_every_table_the_way_bi_tools_sync() {
     );
     endpoint.stop().await;
 }
+
+/// One entry of `fixtures/bi_catalog.sql`.
+#[derive(Debug, Default)]
+struct CatalogCase {
+    client: String,
+    sql: String,
+    rows: Option<Vec<String>>,
+    types: Option<Vec<String>>,
+}
+
+fn catalog_cases() -> Vec<CatalogCase> {
+    let text = include_str!("fixtures/bi_catalog.sql");
+    let mut cases: Vec<CatalogCase> = Vec::new();
+    // What the `-- ` lines after a marker fill.
+    let mut filling_rows = false;
+    for line in text.lines() {
+        if let Some(client) = line.strip_prefix("-- client: ") {
+            cases.push(CatalogCase {
+                client: client.to_owned(),
+                ..CatalogCase::default()
+            });
+            filling_rows = false;
+            continue;
+        }
+        let Some(case) = cases.last_mut() else {
+            continue;
+        };
+        if line == "-- rows:" {
+            case.rows = Some(Vec::new());
+            filling_rows = true;
+        } else if let Some(types) = line.strip_prefix("-- types: ") {
+            case.types = Some(types.split(' ').map(str::to_owned).collect());
+            filling_rows = false;
+        } else if let Some(row) = line.strip_prefix("-- ") {
+            if filling_rows && let Some(rows) = case.rows.as_mut() {
+                rows.push(row.to_owned());
+            }
+        } else if !line.starts_with("--") {
+            filling_rows = false;
+            case.sql.push_str(line);
+            case.sql.push('\n');
+        }
+    }
+    for case in &mut cases {
+        case.sql = case.sql.trim().trim_end_matches(';').to_owned();
+    }
+    cases
+}
+
+/// Issue 25: the catalog queries of Metabase, DBeaver and Grafana answer what PostgreSQL would
+/// for Baton's tables: keys, descriptions, PostgreSQL's type names, SELECT-only privileges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bi_catalog_queries_answer_as_postgresql_would() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let cases = catalog_cases();
+    assert!(cases.len() >= 10, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        match client.simple_query(&case.sql).await {
+            Ok(messages) => {
+                let got: Vec<String> = messages
+                    .iter()
+                    .filter_map(|message| match message {
+                        SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|at| row.get(at).unwrap_or("").to_owned())
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                        ),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(rows) = &case.rows
+                    && &got != rows
+                {
+                    failures.push(format!(
+                        "{} (simple): expected\n{}\ngot\n{}",
+                        case.client,
+                        rows.join("\n"),
+                        got.join("\n")
+                    ));
+                }
+            }
+            Err(error) => failures.push(format!("{} (simple): {error:?}", case.client)),
+        }
+        match client.prepare(&case.sql).await {
+            Ok(statement) => {
+                if let Some(types) = &case.types {
+                    let got: Vec<&str> = statement
+                        .columns()
+                        .iter()
+                        .map(|column| column.type_().name())
+                        .collect();
+                    if &got != types {
+                        failures.push(format!("{}: types {got:?}, not {types:?}", case.client));
+                    }
+                }
+                match client.query(&statement, &[]).await {
+                    Ok(rows) if case.rows.as_ref().is_some_and(|r| r.len() != rows.len()) => {
+                        failures.push(format!("{} (extended): {} rows", case.client, rows.len()))
+                    }
+                    Ok(_) => {}
+                    Err(error) => failures.push(format!("{} (extended): {error:?}", case.client)),
+                }
+            }
+            Err(error) => failures.push(format!("{} (prepare): {error:?}", case.client)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    endpoint.stop().await;
+}

@@ -8,6 +8,7 @@
 //! - `_pg_expandarray(int2vector)`: the positions of a key, as `(x, n)` records; pgjdbc's
 //!   `getPrimaryKeys` and Metabase's index sync read them (`rewrite.rs` turns the call into an
 //!   `unnest`).
+//! - `pg_get_expr(expression, relation)`: NULL for no expression (the views have none).
 //! - `pg_regclass(text)`: `'schema.table'::regclass` for a name that is not a literal.
 //! - `format(pattern, ...)`: `%s`, `%I`, `%L` and `%%`.
 //! - `has_table_privilege` and its kin: SELECT (and USAGE, CONNECT) only: the endpoint is
@@ -218,6 +219,14 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
                     format!("PRIMARY KEY ({})", columns_list(&key.columns))
                 })))
             },
+        ),
+        // The views have no expressions (no defaults, no partial indexes): an expression
+        // column is NULL, and so is its text, as in PostgreSQL.
+        udf(
+            "pg_get_expr",
+            Signature::one_of(vec![any(2), any(3)], Volatility::Stable),
+            DataType::Utf8,
+            |args| Ok(utf8(text(&args[0]))),
         ),
         udf(
             "pg_regclass",
