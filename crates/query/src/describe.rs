@@ -88,8 +88,14 @@ fn parse(doc: &str) -> BTreeMap<String, TableDoc> {
             continue;
         };
         let columns = columns.trim_end_matches('|').trim();
+        let per = plain(per);
+        let description = if per == "the view" {
+            "One row: the totals of the view.".to_owned()
+        } else {
+            format!("One row per {per}.")
+        };
         let mut doc = TableDoc {
-            description: format!("One row per {}.", plain(per)),
+            description,
             columns: BTreeMap::new(),
         };
         for piece in pieces(columns) {

@@ -1219,12 +1219,27 @@ async fn json_build_object_and_reflection_helpers_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlalchemy_reflects_tables_and_binds_parameters_like_superset() {
     let endpoint = Endpoint::start(&["bi-token"]).await;
+    // psycopg 3 (current SQLAlchemy's default PostgreSQL driver, which binds parameters on the
+    // server and streams through DECLARE/FETCH) and psycopg2 (which binds them in the client).
+    for driver in ["psycopg", "psycopg2"] {
+        sqlalchemy_with(&endpoint, driver).await;
+    }
+    endpoint.stop().await;
+}
+
+async fn sqlalchemy_with(endpoint: &Endpoint, driver: &str) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/sqlalchemy_inspect.py"
     );
     let output = tokio::process::Command::new("python3")
-        .args([script, &endpoint.port().to_string(), "bi-token", "strict"])
+        .args([
+            script,
+            &endpoint.port().to_string(),
+            "bi-token",
+            "strict",
+            driver,
+        ])
         .kill_on_drop(true)
         .output()
         .await
@@ -1233,7 +1248,7 @@ async fn sqlalchemy_reflects_tables_and_binds_parameters_like_superset() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "SQLAlchemy failed (needs `python3 -m pip install sqlalchemy psycopg2-binary`):\n{stdout}\n{stderr}"
+        "SQLAlchemy with {driver} failed (needs `python3 -m pip install sqlalchemy pandas psycopg2-binary 'psycopg[binary]'`):\n{stdout}\n{stderr}"
     );
     let answer: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
     assert!(
@@ -1344,7 +1359,23 @@ async fn sqlalchemy_reflects_tables_and_binds_parameters_like_superset() {
         entered(&views().strict),
         "the preview could tell the candidate from the live view"
     );
-    endpoint.stop().await;
+    // pandas read the whole table with its columns; the named cursor streamed every row.
+    let scores = views()
+        .strict
+        .table("person_scores")
+        .expect("person_scores");
+    let columns: Vec<&str> = scores.columns.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        answer["frame"],
+        serde_json::json!([scores.rows.len(), columns]),
+        "{driver}: pandas.read_sql_table"
+    );
+    let live = views().live.table("person_scores").expect("person_scores");
+    assert_eq!(
+        answer["streamed"],
+        serde_json::json!(live.rows.len()),
+        "{driver}: the streamed cursor"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1468,7 +1499,7 @@ fn every_table_is_documented_and_its_key_names_one_row() {
         for (_, table) in snapshot.tables() {
             let doc = baton_query::table_doc(table.name)
                 .unwrap_or_else(|| panic!("{} is not in docs/views.md", table.name));
-            assert!(doc.description.starts_with("One row per"), "{}", table.name);
+            assert!(doc.description.starts_with("One row"), "{}", table.name);
             for column in doc.columns.keys() {
                 assert!(
                     table.columns.iter().any(|(name, _)| name == column),

@@ -10,6 +10,9 @@
 //!   `unnest`).
 //! - `pg_get_expr(expression, relation)`: NULL for no expression (the views have none).
 //! - `pg_regclass(text)`: `'schema.table'::regclass` for a name that is not a literal.
+//! - `like_pattern_with_backslashes(pattern, escape)`: a `LIKE` pattern of a bound parameter
+//!   with another escape character than the backslash, which DataFusion lacks
+//!   (`rewrite.rs` calls it).
 //! - `format(pattern, ...)`: `%s`, `%I`, `%L` and `%%`.
 //! - `has_table_privilege` and its kin: SELECT (and USAGE, CONNECT) only: the endpoint is
 //!   read-only.
@@ -233,6 +236,15 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             Signature::any(1, Volatility::Stable),
             DataType::Int32,
             |args| {
+                // An oid is already a relation's (`attrelid::regclass`).
+                if let Some(oid) = oid(&args[0]).filter(|_| {
+                    !matches!(
+                        args[0],
+                        ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::LargeUtf8(_)
+                    )
+                }) {
+                    return Ok(ScalarValue::Int32(Some(oid)));
+                }
                 let Some(name) = text(&args[0]) else {
                     return Ok(ScalarValue::Int32(None));
                 };
@@ -240,6 +252,31 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
                     Some(oid) => Ok(ScalarValue::Int32(Some(oid))),
                     None => exec_err!("relation \"{name}\" does not exist"),
                 }
+            },
+        ),
+        udf(
+            "like_pattern_with_backslashes",
+            Signature::any(2, Volatility::Immutable),
+            DataType::Utf8,
+            |args| {
+                let (Some(pattern), Some(escape)) = (text(&args[0]), text(&args[1])) else {
+                    return Ok(utf8(None));
+                };
+                let escape = escape.chars().next().unwrap_or('\\');
+                match super::rewrite::with_backslashes(&pattern, escape) {
+                    Some(converted) => Ok(utf8(Some(converted))),
+                    None => exec_err!("LIKE pattern must not end with escape character"),
+                }
+            },
+        ),
+        udf(
+            "to_regtype",
+            Signature::any(1, Volatility::Stable),
+            DataType::Int32,
+            |args| {
+                Ok(ScalarValue::Int32(
+                    text(&args[0]).and_then(|name| type_oid(&name)),
+                ))
             },
         ),
         udf(
@@ -260,6 +297,45 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
         privilege("has_schema_privilege", &["USAGE"]),
         privilege("has_database_privilege", &["CONNECT"]),
     ]
+}
+
+/// The oid of a built-in type by any of its names (`int8`, `bigint`, `pg_catalog.int8`),
+/// as `to_regtype` resolves it; `None` for a type the server does not have (`hstore`, which
+/// psycopg 3 looks up when SQLAlchemy connects).
+fn type_oid(name: &str) -> Option<i32> {
+    let name = name.trim().to_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let (base, array) = match name.strip_suffix("[]") {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    const TYPES: &[(&[&str], i32, i32)] = &[
+        (&["bool", "boolean"], 16, 1000),
+        (&["bytea"], 17, 1001),
+        (&["char", "\"char\""], 18, 1002),
+        (&["name"], 19, 1003),
+        (&["int8", "bigint"], 20, 1016),
+        (&["int2", "smallint"], 21, 1005),
+        (&["int4", "integer", "int"], 23, 1007),
+        (&["text"], 25, 1009),
+        (&["oid"], 26, 1028),
+        (&["json"], 114, 199),
+        (&["float4", "real"], 700, 1021),
+        (&["float8", "double precision"], 701, 1022),
+        (&["varchar", "character varying"], 1043, 1015),
+        (&["date"], 1082, 1182),
+        (&["time", "time without time zone"], 1083, 1183),
+        (&["timestamp", "timestamp without time zone"], 1114, 1115),
+        (&["timestamptz", "timestamp with time zone"], 1184, 1185),
+        (&["interval"], 1186, 1187),
+        (&["numeric", "decimal"], 1700, 1231),
+        (&["uuid"], 2950, 2951),
+        (&["jsonb"], 3802, 3807),
+    ];
+    TYPES
+        .iter()
+        .find(|(names, _, _)| names.contains(&base))
+        .map(|(_, oid, array_oid)| if array { *array_oid } else { *oid })
 }
 
 fn columns_list(columns: &[String]) -> String {
@@ -460,6 +536,14 @@ mod tests {
         .expect("formats");
         assert_eq!(out, t("public.\"My Table\" = 'it''s' (x%)"));
         assert!(format(&[t("%5s"), t("x")]).is_err(), "widths are refused");
+    }
+
+    #[test]
+    fn type_names_resolve_to_postgresql_oids() {
+        assert_eq!(type_oid("bigint"), Some(20));
+        assert_eq!(type_oid("pg_catalog.timestamptz"), Some(1184));
+        assert_eq!(type_oid("text[]"), Some(1009));
+        assert_eq!(type_oid("hstore"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod auth;
 mod cancel;
 mod catalog_functions;
+mod cursor;
 mod engine;
 mod functions;
 mod information_schema;

@@ -82,6 +82,7 @@ fn rewritten_tree(sql: &str) -> Option<String> {
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let mut changed = false;
     for statement in &mut statements {
+        let before = placeholders(statement);
         if escapes {
             changed |= backslash_escapes(statement);
         }
@@ -97,6 +98,7 @@ fn rewritten_tree(sql: &str) -> Option<String> {
         if catalog {
             changed |= catalog_calls(statement);
         }
+        keep_placeholders(statement, before);
     }
     changed.then(|| {
         statements
@@ -105,6 +107,54 @@ fn rewritten_tree(sql: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join("; ")
     })
+}
+
+/// The parameters (`$1`, ...) a statement names.
+fn placeholders(statement: &Statement) -> Vec<String> {
+    let mut found = Vec::new();
+    let _ = visit_expressions(statement, |expr| {
+        if let Expr::Value(value) = expr
+            && let Value::Placeholder(name) = &value.value
+            && !found.contains(name)
+        {
+            found.push(name.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// Names again the parameters a rewrite took out of `statement` (with the subquery or the
+/// argument that held them), in a condition that is always true: parameters are numbered, and
+/// one that disappeared would take the type of another (psycopg 3, which binds on the server,
+/// then had `''` parsed as a number).
+fn keep_placeholders(statement: &mut Statement, before: Vec<String>) {
+    let after = placeholders(statement);
+    let lost: Vec<String> = before
+        .into_iter()
+        .filter(|name| !after.contains(name))
+        .map(|name| format!("({name} IS NULL OR {name} IS NOT NULL)"))
+        .collect();
+    if lost.is_empty() {
+        return;
+    }
+    let Statement::Query(query) = statement else {
+        return;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return;
+    };
+    let Ok(condition) = parse_expr(&lost.join(" AND ")) else {
+        return;
+    };
+    select.selection = Some(match select.selection.take() {
+        Some(existing) => Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(existing))),
+            op: BinaryOperator::And,
+            right: Box::new(condition),
+        },
+        None => condition,
+    });
 }
 
 /// Makes every `LIKE`/`ILIKE` of literal pattern and an escape character other than the
@@ -128,6 +178,28 @@ fn backslash_escapes(statement: &mut Statement) -> bool {
             && let Some(escaped) = with_backslashes(&text, escape)
         {
             **pattern = Expr::value(Value::SingleQuotedString(escaped));
+            *escape_char = Some(Value::SingleQuotedString("\\".to_owned()).with_empty_span());
+            changed = true;
+        } else if let Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+            && let Some(escape) = escape_char.as_ref().and_then(|v| single_char(&v.value))
+            && escape != '\\'
+            && let Ok(converted) = parse_expr(&format!(
+                "like_pattern_with_backslashes({pattern}, {})",
+                Value::SingleQuotedString(escape.to_string())
+            ))
+        {
+            // A pattern that is not a literal (a bound parameter, as psycopg 3 sends
+            // SQLAlchemy's) is converted when the statement runs.
+            **pattern = converted;
             *escape_char = Some(Value::SingleQuotedString("\\".to_owned()).with_empty_span());
             changed = true;
         }
@@ -560,7 +632,7 @@ fn literal_text(expr: &Expr) -> Option<String> {
 
 /// A pattern escaped with `escape` as the same pattern escaped with backslashes; `None` when it
 /// ends with a lone escape character (PostgreSQL refuses that, and so will DataFusion).
-fn with_backslashes(pattern: &str, escape: char) -> Option<String> {
+pub(super) fn with_backslashes(pattern: &str, escape: char) -> Option<String> {
     let mut out = String::with_capacity(pattern.len() + 2);
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
@@ -645,14 +717,20 @@ mod tests {
             Some(r"a\%b\\c\!")
         );
         assert_eq!(with_backslashes("ends with !", '!'), None);
-        // A backslash escape, or a pattern that is not literal, is left to DataFusion.
+        // A backslash escape is left to DataFusion.
         for sql in [
             r"SELECT 1 WHERE 'a' LIKE 'a\_' ESCAPE '\'",
-            "SELECT 1 WHERE 'a' LIKE lower('A') ESCAPE '/'",
             "SELECT 'escape' LIKE 'e%'",
         ] {
             assert!(matches!(rewrite(sql), Cow::Borrowed(_)), "{sql}");
         }
+        // A pattern that is not literal (a parameter bound on the server, as psycopg 3
+        // sends it) is converted when the statement runs.
+        assert_eq!(
+            rewrite("SELECT 1 WHERE 'a' NOT LIKE $1 || '%' ESCAPE '/'"),
+            "SELECT 1 WHERE 'a' NOT LIKE like_pattern_with_backslashes($1 || '%', '/') \
+             ESCAPE '\\'"
+        );
     }
 
     #[test]

@@ -16,7 +16,6 @@ use datafusion::sql::sqlparser::ast::{ObjectName, Query, Set, SetExpr, Statement
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::HookClient;
-use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
@@ -148,7 +147,7 @@ pub(super) fn query_hooks() -> Vec<Arc<dyn QueryHook>> {
     vec![
         Arc::new(ReadOnlyHook),
         Arc::new(ServerFactsHook),
-        Arc::new(CursorStatementHook),
+        Arc::new(super::cursor::CursorHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
     ]
@@ -469,14 +468,17 @@ fn set_expr_writes(body: &SetExpr) -> bool {
 }
 
 /// Answers what datafusion-postgres gets wrong or does not know: the server's version and
-/// settings (`SHOW server_version` must agree with `version()`), and `DISCARD`, which poolers
-/// and Power BI send to reset a connection.
+/// settings (`SHOW server_version` must agree with `version()`), `DISCARD`, which poolers
+/// and Power BI send to reset a connection, and savepoints (`SAVEPOINT`, `RELEASE`,
+/// `ROLLBACK TO`), which psycopg 3 sets inside a transaction when SQLAlchemy connects: a
+/// read-only transaction has nothing to undo, so they only need PostgreSQL's answers.
 #[derive(Debug)]
 struct ServerFactsHook;
 
 enum ServerFact {
     Show { name: String, value: String },
     Discard { tag: String },
+    Savepoint { tag: &'static str },
 }
 
 impl ServerFactsHook {
@@ -510,6 +512,11 @@ impl ServerFactsHook {
             Statement::Discard { object_type } => Some(ServerFact::Discard {
                 tag: format!("DISCARD {object_type}"),
             }),
+            Statement::Savepoint { .. } => Some(ServerFact::Savepoint { tag: "SAVEPOINT" }),
+            Statement::ReleaseSavepoint { .. } => Some(ServerFact::Savepoint { tag: "RELEASE" }),
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } => Some(ServerFact::Savepoint { tag: "ROLLBACK" }),
             _ => None,
         }
     }
@@ -517,6 +524,7 @@ impl ServerFactsHook {
     fn respond(fact: ServerFact) -> PgWireResult<Response> {
         match fact {
             ServerFact::Discard { tag } => Ok(Response::Execution(Tag::new(&tag))),
+            ServerFact::Savepoint { tag } => Ok(Response::Execution(Tag::new(tag))),
             ServerFact::Show { name, value } => {
                 let fields = Arc::new(vec![FieldInfo::new(
                     name,
@@ -536,7 +544,7 @@ impl ServerFactsHook {
 
     fn plan(fact: &ServerFact) -> PgWireResult<LogicalPlan> {
         let fields = match fact {
-            ServerFact::Discard { .. } => vec![],
+            ServerFact::Discard { .. } | ServerFact::Savepoint { .. } => vec![],
             ServerFact::Show { name, .. } => vec![Field::new(name, DataType::Utf8, false)],
         };
         let schema = DFSchema::try_from(Schema::new(fields))

@@ -22,7 +22,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::common::Result;
-use datafusion_postgres::arrow_pg::datatypes::PG_CHAR_KEY;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::oid_field::{kind, oid_field};
 
 use super::tables::{CatalogSource, LIVE_SCHEMA, ServedCatalog};
@@ -354,7 +353,7 @@ pub(super) enum Col {
     /// `oid` (int4 in Arrow, reported as `oid`)
     Oid,
     Text,
-    /// PostgreSQL's one-byte `"char"`
+    /// PostgreSQL's one-byte `"char"` (`relkind`, `contype`), served as text
     Char,
     I16,
     I32,
@@ -417,9 +416,10 @@ pub(super) fn mem_table(columns: &[(&str, Col)], rows: Vec<Vec<Cell>>) -> Result
         .map(|(name, col)| match col {
             Col::Oid => oid_field(*name, kind::OID, true),
             Col::Text => Field::new(*name, DataType::Utf8, true),
-            Col::Char => Field::new(*name, DataType::Utf8, true).with_metadata(
-                std::iter::once((PG_CHAR_KEY.to_owned(), "char".to_owned())).collect(),
-            ),
+            // Text rather than `"char"`: pgwire's layer decodes a `"char"` parameter as a
+            // number, so `attidentity = $1` with a text parameter (SQLAlchemy's reflection
+            // through psycopg 3) would fail.
+            Col::Char => Field::new(*name, DataType::Utf8, true),
             Col::I16 => Field::new(*name, DataType::Int16, true),
             Col::I32 => Field::new(*name, DataType::Int32, true),
             Col::F64 => Field::new(*name, DataType::Float64, true),

@@ -1,20 +1,23 @@
 """What Superset does on connecting to a database and adding a dataset, through the real
-SQLAlchemy with the psycopg2 driver: read the server version, list schemas and tables, reflect
+SQLAlchemy with psycopg 3 (`postgresql+psycopg`, current SQLAlchemy's default PostgreSQL driver)
+or psycopg2: read the server version, list schemas and tables, reflect
 every table of a schema (columns, primary key, foreign keys, indexes, unique constraints, the
 table's comment) as Superset does for a new dataset, preview a reflected table with a `SELECT`
-SQLAlchemy builds itself, and run a query with a bound parameter. Prints one JSON object for the
-Rust test that runs it.
+SQLAlchemy builds itself, and run a query with a bound parameter; then what pandas does with
+`read_sql_table`, and a query streamed through a server-side (named) cursor. Prints one JSON
+object for the Rust test that runs it.
 
-usage: python3 sqlalchemy_inspect.py PORT PASSWORD SCHEMA
+usage: python3 sqlalchemy_inspect.py PORT PASSWORD SCHEMA DRIVER (psycopg or psycopg2)
 """
 
 import json
 import sys
 
+import pandas
 import sqlalchemy as sa
 
-port, password, schema = sys.argv[1], sys.argv[2], sys.argv[3]
-engine = sa.create_engine(f"postgresql+psycopg2://analyst:{password}@127.0.0.1:{port}/baton")
+port, password, schema, driver = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+engine = sa.create_engine(f"postgresql+{driver}://analyst:{password}@127.0.0.1:{port}/baton")
 with engine.connect() as connection:
     inspector = sa.inspect(connection)
     entered = connection.execute(
@@ -41,6 +44,15 @@ with engine.connect() as connection:
     preview = connection.execute(
         sa.select(stages.c.stage, stages.c.entered).order_by(stages.c.stage).limit(100)
     ).fetchall()
+    # pandas reflects the table and reads all of it.
+    frame = pandas.read_sql_table("person_scores", connection, schema=schema)
+    # A server-side cursor (DECLARE ... CURSOR, then FETCH), read in batches of 10.
+    streamed = 0
+    with connection.execution_options(stream_results=True, max_row_buffer=10).execute(
+        sa.text("select person, engagement from person_scores order by person")
+    ) as result:
+        for _ in result:
+            streamed += 1
     print(
         json.dumps(
             {
@@ -50,6 +62,8 @@ with engine.connect() as connection:
                 "stages": [[stage, int(count)] for stage, count in entered],
                 "reflected": reflected,
                 "preview": [[stage, int(count)] for stage, count in preview],
+                "frame": [len(frame), list(frame.columns)],
+                "streamed": streamed,
             }
         )
     )
