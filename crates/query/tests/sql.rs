@@ -1654,6 +1654,8 @@ struct CatalogCase {
     sql: String,
     rows: Option<Vec<String>>,
     types: Option<Vec<String>>,
+    /// The SQLSTATE it must fail with, instead of answering.
+    error: Option<String>,
 }
 
 fn catalog_cases() -> Vec<CatalogCase> {
@@ -1676,6 +1678,9 @@ fn catalog_cases() -> Vec<CatalogCase> {
         if line == "-- rows:" {
             case.rows = Some(Vec::new());
             filling_rows = true;
+        } else if let Some(code) = line.strip_prefix("-- error: ") {
+            case.error = Some(code.to_owned());
+            filling_rows = false;
         } else if let Some(types) = line.strip_prefix("-- types: ") {
             case.types = Some(types.split(' ').map(str::to_owned).collect());
             filling_rows = false;
@@ -1705,6 +1710,21 @@ async fn bi_catalog_queries_answer_as_postgresql_would() {
     assert!(cases.len() >= 10, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
+        if let Some(code) = &case.error {
+            for (protocol, outcome) in [
+                ("simple", client.simple_query(&case.sql).await.map(|_| ())),
+                ("extended", client.query(&case.sql, &[]).await.map(|_| ())),
+            ] {
+                match outcome {
+                    Err(error) if error.code().map(SqlState::code) == Some(code.as_str()) => {}
+                    other => failures.push(format!(
+                        "{} ({protocol}): expected SQLSTATE {code}, got {other:?}",
+                        case.client
+                    )),
+                }
+            }
+            continue;
+        }
         match client.simple_query(&case.sql).await {
             Ok(messages) => {
                 let got: Vec<String> = messages

@@ -7,6 +7,7 @@ mod auth;
 mod cancel;
 mod catalog_functions;
 mod cursor;
+mod datetime;
 mod engine;
 mod functions;
 mod information_schema;

@@ -69,7 +69,10 @@ pub(super) fn session_context(
     let config = SessionConfig::new()
         .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
-        .with_default_catalog_and_schema(DATABASE, LIVE_SCHEMA);
+        .with_default_catalog_and_schema(DATABASE, LIVE_SCHEMA)
+        // `timestamptz` and `timestamp with time zone` carry a zone, as in PostgreSQL; the
+        // server's zone is UTC.
+        .set_str("datafusion.execution.time_zone", "UTC");
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit, 1.0)
         .with_disk_manager_builder(
@@ -114,6 +117,8 @@ pub(super) fn session_context(
     for function in super::catalog_functions::functions() {
         context.register_udf(function);
     }
+    context.register_udf(super::datetime::to_char());
+    context.register_udf(super::datetime::timezone());
     // Registered after pg_catalog so that it replaces DataFusion's own `version()`, which does
     // not look like PostgreSQL's.
     let banner = version_banner();
