@@ -26,17 +26,7 @@ pub fn rows_json(table: &Table) -> serde_json::Value {
 /// Rows as an array of objects, keys in column order: the one JSON shape of every table and
 /// of SQL answers.
 pub(crate) fn json_rows(names: &[&str], rows: &[Vec<Value>]) -> serde_json::Value {
-    let rows = rows
-        .iter()
-        .map(|row| {
-            let object: serde_json::Map<String, serde_json::Value> = names
-                .iter()
-                .zip(row)
-                .map(|(name, value)| ((*name).to_owned(), json_value(value)))
-                .collect();
-            serde_json::Value::Object(object)
-        })
-        .collect();
+    let rows = rows.iter().map(|row| json_row(names, row)).collect();
     serde_json::Value::Array(rows)
 }
 
@@ -76,6 +66,15 @@ pub fn csv(table: &Table) -> String {
 
 /// A header row and rows as CSV: the one CSV shape of every table and of SQL answers.
 pub(crate) fn csv_rows(names: &[&str], rows: &[Vec<Value>]) -> String {
+    let mut out = csv_header(names);
+    for row in rows {
+        csv_row(&mut out, row);
+    }
+    out
+}
+
+/// The header row of a CSV answer.
+pub(crate) fn csv_header(names: &[&str]) -> String {
     let mut out = String::new();
     for (index, name) in names.iter().enumerate() {
         if index > 0 {
@@ -84,24 +83,36 @@ pub(crate) fn csv_rows(names: &[&str], rows: &[Vec<Value>]) -> String {
         csv_field(&mut out, name);
     }
     out.push_str("\r\n");
-    for row in rows {
-        for (index, value) in row.iter().enumerate() {
-            if index > 0 {
-                out.push(',');
-            }
-            match value {
-                Value::Null => {}
-                Value::Text(text) => csv_field(&mut out, text),
-                Value::Int(int) => out.push_str(&int.to_string()),
-                Value::Float(float) if float.is_finite() => out.push_str(&float.to_string()),
-                Value::Float(_) => {}
-                Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
-                Value::Time(time) => out.push_str(&time.to_rfc3339()),
-            }
-        }
-        out.push_str("\r\n");
-    }
     out
+}
+
+/// One row of a CSV answer, appended to `out`.
+pub(crate) fn csv_row(out: &mut String, row: &[Value]) {
+    for (index, value) in row.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        match value {
+            Value::Null => {}
+            Value::Text(text) => csv_field(out, text),
+            Value::Int(int) => out.push_str(&int.to_string()),
+            Value::Float(float) if float.is_finite() => out.push_str(&float.to_string()),
+            Value::Float(_) => {}
+            Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
+            Value::Time(time) => out.push_str(&time.to_rfc3339()),
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// One row as a JSON object, keys in column order.
+pub(crate) fn json_row(names: &[&str], row: &[Value]) -> serde_json::Value {
+    let object: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(row)
+        .map(|(name, value)| ((*name).to_owned(), json_value(value)))
+        .collect();
+    serde_json::Value::Object(object)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! one answer comes from the same log position. Read tokens guard every route but `/healthz`;
 //! with no token configured, only loopback peers are served.
 
-use crate::format::{csv, rows_json};
+use crate::format::rows_json;
 use crate::table::{ColumnType, Snapshot, Table, Value};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -29,8 +29,8 @@ use tokio::sync::watch;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// The wait when a request gives `min_position` without `wait_ms`.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
-/// Rows per page when a request names no `limit`, and the most it may name.
-const DEFAULT_LIMIT: usize = 1_000;
+/// The most rows a page may ask for (`limit`); without `limit` or `offset`, an answer holds
+/// every matching row, streamed.
 const MAX_LIMIT: usize = 100_000;
 /// The most rows one `POST /v1/sql` answer holds; a query with more answers with the first
 /// ones and `"truncated": true` (and `Baton-Truncated: true`).
@@ -403,7 +403,7 @@ fn cell_text(value: &Value) -> Option<String> {
 
 /// Applies column filters (`?column=value`, exact match), the date range (`from`, `to`, RFC
 /// 3339, on the table's first time column) and pagination.
-fn select(table: &Table, params: &BTreeMap<String, String>) -> Result<(Table, usize), ApiError> {
+fn select(table: &Table, params: &BTreeMap<String, String>) -> Result<Selection, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     let mut filters = Vec::new();
     for (name, wanted) in params {
@@ -439,42 +439,140 @@ fn select(table: &Table, params: &BTreeMap<String, String>) -> Result<(Table, us
             table.name
         )));
     }
-    let limit = number(params, "limit")?.map_or(DEFAULT_LIMIT, |n| n as usize);
-    if limit > MAX_LIMIT {
+    // Paging is asked for: without `limit` and `offset`, every matching row.
+    let limit = number(params, "limit")?.map(|n| n as usize);
+    if let Some(limit) = limit
+        && limit > MAX_LIMIT
+    {
         return Err(bad(format!(
             "query parameter `limit`: at most {MAX_LIMIT}, got {limit}"
         )));
     }
-    let offset = number(params, "offset")?.unwrap_or(0) as usize;
-    let matching: Vec<&Vec<Value>> = table
+    let offset = number(params, "offset")?.map(|n| n as usize);
+    let matching: Vec<usize> = table
         .rows
         .iter()
-        .filter(|row| {
+        .enumerate()
+        .filter(|(_, row)| {
             filters
                 .iter()
                 .all(|(index, wanted)| cell_text(&row[*index]).as_deref() == Some(*wanted))
         })
-        .filter(|row| match time_column.map(|index| &row[index]) {
+        .filter(|(_, row)| match time_column.map(|index| &row[index]) {
             Some(Value::Time(at)) => from.is_none_or(|f| *at >= f) && to.is_none_or(|t| *at < t),
             Some(_) => from.is_none() && to.is_none(),
             None => true,
         })
+        .map(|(at, _)| at)
         .collect();
     let total = matching.len();
-    let rows = matching
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .cloned()
-        .collect();
-    Ok((
-        Table {
-            name: table.name,
-            columns: table.columns.clone(),
-            rows,
-        },
+    let paging = (limit.is_some() || offset.is_some()).then(|| {
+        let offset = offset.unwrap_or(0);
+        let limit = limit.unwrap_or(MAX_LIMIT);
+        let end = offset.saturating_add(limit).min(total);
+        Paging {
+            offset,
+            limit,
+            next_offset: (end < total).then_some(end),
+        }
+    });
+    let rows = match &paging {
+        Some(paging) => matching
+            .into_iter()
+            .skip(paging.offset)
+            .take(paging.limit)
+            .collect(),
+        None => matching,
+    };
+    Ok(Selection {
+        rows,
         total,
-    ))
+        paging,
+    })
+}
+
+/// The rows of a table a request selects: their indices in the table, how many matched before
+/// paging, and the page when one was asked for.
+struct Selection {
+    rows: Vec<usize>,
+    total: usize,
+    paging: Option<Paging>,
+}
+
+/// A page: asked for with `limit` or `offset`, and said in the answer.
+#[derive(Clone, Copy)]
+struct Paging {
+    offset: usize,
+    limit: usize,
+    next_offset: Option<usize>,
+}
+
+/// Rows rendered per chunk of a streamed answer.
+const ROWS_PER_CHUNK: usize = 100;
+
+/// The selected rows of a table as CSV or JSON, rendered chunk by chunk while the answer is
+/// sent, so a million rows never sit in memory a second time.
+fn streamed_rows(
+    snapshot: Arc<Snapshot>,
+    owned: Option<Arc<Table>>,
+    name: String,
+    selection: Selection,
+    as_csv: bool,
+) -> axum::body::Body {
+    let Selection {
+        rows,
+        total,
+        paging,
+    } = selection;
+    let names: Vec<&'static str> = owned
+        .as_deref()
+        .or_else(|| snapshot.table(&name))
+        .map(|t| t.columns.iter().map(|(n, _)| *n).collect())
+        .unwrap_or_default();
+    let head = if as_csv {
+        crate::format::csv_header(&names)
+    } else {
+        let mut head = serde_json::Map::new();
+        head.insert("table".into(), name.clone().into());
+        head.insert("view".into(), snapshot.view.clone().into());
+        head.insert("position".into(), snapshot.position.get().into());
+        head.insert("total".into(), total.into());
+        if let Some(paging) = paging {
+            head.insert("offset".into(), paging.offset.into());
+            head.insert("limit".into(), paging.limit.into());
+            head.insert("next_offset".into(), paging.next_offset.into());
+        }
+        let head = serde_json::Value::Object(head).to_string();
+        // `{...}` without its closing brace, then the rows.
+        format!("{},\"rows\":[", &head[..head.len() - 1])
+    };
+    let chunks = rows.len().div_ceil(ROWS_PER_CHUNK);
+    let body = (0..chunks).map(move |chunk| {
+        let mut out = String::new();
+        if let Some(table) = owned.as_deref().or_else(|| snapshot.table(&name)) {
+            let start = chunk * ROWS_PER_CHUNK;
+            let end = (start + ROWS_PER_CHUNK).min(rows.len());
+            for (at, index) in rows[start..end].iter().enumerate() {
+                let row = &table.rows[*index];
+                if as_csv {
+                    crate::format::csv_row(&mut out, row);
+                } else {
+                    if start + at > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&crate::format::json_row(&names, row).to_string());
+                }
+            }
+        }
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(out))
+    });
+    let tail = (!as_csv).then(|| Ok(axum::body::Bytes::from_static(b"]}")));
+    let stream = futures::stream::iter(
+        std::iter::once(Ok(axum::body::Bytes::from(head)))
+            .chain(body)
+            .chain(tail),
+    );
+    axum::body::Body::from_stream(stream)
 }
 
 async fn list_tables(
@@ -526,31 +624,34 @@ async fn table_rows(
             format!("no table {name:?}; the tables: {}", names.join(", ")),
         ));
     };
-    let (page, total) = select(table, &params)?;
-    let response = if as_csv {
-        let mut response = csv(&page).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/csv; charset=utf-8"),
-        );
-        if let Ok(value) =
-            HeaderValue::from_str(&format!("attachment; filename=\"{}.csv\"", page.name))
-        {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_DISPOSITION, value);
-        }
-        response
+    let selection = select(table, &params)?;
+    let total = selection.total;
+    let owned = one_person.clone().map(Arc::new);
+    let table_name = table.name;
+    let body = streamed_rows(
+        snapshot.clone(),
+        owned,
+        table_name.to_owned(),
+        selection,
+        as_csv,
+    );
+    let mut response = Response::new(body);
+    let content_type = if as_csv {
+        "text/csv; charset=utf-8"
     } else {
-        Json(serde_json::json!({
-            "table": page.name,
-            "view": snapshot.view,
-            "position": snapshot.position.get(),
-            "total": total,
-            "rows": rows_json(&page),
-        }))
-        .into_response()
+        "application/json"
     };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if as_csv
+        && let Ok(value) =
+            HeaderValue::from_str(&format!("attachment; filename=\"{table_name}.csv\""))
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
     let mut response = with_position(response, &snapshot);
     if let Ok(value) = HeaderValue::from_str(&total.to_string()) {
         response.headers_mut().insert("baton-total-rows", value);

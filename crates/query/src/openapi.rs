@@ -35,7 +35,7 @@ pub fn document() -> serde_json::Value {
             "schema": {"type": "string", "enum": table_names()}}),
         serde_json::json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]},
             "description": "csv, or send Accept: text/csv; JSON by default."}),
-        serde_json::json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 100000, "default": 1000}}),
+        serde_json::json!({"name": "limit", "in": "query", "description": "Rows of a page; without limit or offset, every matching row.", "schema": {"type": "integer", "minimum": 0, "maximum": 100000}}),
         serde_json::json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}),
         serde_json::json!({"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"},
             "description": "Rows whose time column is at or after this (tables with a time column)."}),

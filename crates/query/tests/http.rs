@@ -130,6 +130,41 @@ async fn tables_come_as_json_and_csv_with_filters_pages_and_positions() {
     assert_eq!(page["total"], summary.people);
     assert_eq!(page["rows"].as_array().expect("rows").len(), 7);
     assert_eq!(page["position"], head.get());
+    // The page says it is one, and where the next starts.
+    assert_eq!(page["offset"], 3);
+    assert_eq!(page["limit"], 7);
+    assert_eq!(page["next_offset"], 10);
+
+    // Without `limit`, the whole table (issue 25: a CSV download stopped at 1,000 rows, with
+    // the total only in a header), streamed, in JSON and in CSV.
+    let people = summary.people as usize;
+    assert!(
+        people > 100,
+        "the answer takes several chunks of 100 rows: {people}"
+    );
+    let all: serde_json::Value = get(&format!("{}/v1/views/person_scores", server.base))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all["rows"].as_array().expect("rows").len(), people);
+    assert_eq!(all["total"], people);
+    assert!(all.get("next_offset").is_none(), "no paging asked for");
+    let csv = get(&format!(
+        "{}/v1/views/person_scores?format=csv",
+        server.base
+    ))
+    .await
+    .text()
+    .await
+    .expect("csv");
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|header| header.starts_with("person,"))
+    );
+    assert_eq!(lines.count(), people, "every person, one line each");
 
     // A filter on a column: one owner's SLA row.
     let sales = projection.sales_view();
