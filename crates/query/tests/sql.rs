@@ -1778,3 +1778,40 @@ async fn bi_catalog_queries_answer_as_postgresql_would() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     endpoint.stop().await;
 }
+
+/// Issue 25: a Grafana time-series panel on each `timestamptz` column of every table. Grafana
+/// expands its macros in the client: `$__timeGroupAlias(col, 1d)` to epoch arithmetic and
+/// `$__timeFilter(col)` to a `BETWEEN` of RFC 3339 texts; the buckets add up to the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_time_series_work_on_every_time_column() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let mut columns = 0;
+    for (_, table) in views().live.tables() {
+        for (at, (column, kind)) in table.columns.iter().enumerate() {
+            if *kind != ColumnType::Time {
+                continue;
+            }
+            columns += 1;
+            let sql = format!(
+                "SELECT floor(extract(epoch from \"{column}\")/86400)*86400 AS \"time\", \
+                 count(*) AS value FROM {} WHERE \"{column}\" BETWEEN \
+                 '2000-01-01T00:00:00Z' AND '2100-01-01T00:00:00Z' GROUP BY 1 ORDER BY 1",
+                table.name
+            );
+            let rows = client
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|error| panic!("{}.{column}: {error:?}", table.name));
+            let counted: i64 = rows.iter().map(|row| row.get::<_, i64>("value")).sum();
+            let expected = table
+                .rows
+                .iter()
+                .filter(|row| row[at] != Value::Null)
+                .count();
+            assert_eq!(counted, expected as i64, "{}.{column}", table.name);
+        }
+    }
+    assert!(columns >= 5, "{columns} time columns");
+    endpoint.stop().await;
+}

@@ -73,10 +73,11 @@ fn rewritten_tree(sql: &str) -> Option<String> {
     let missing = MISSING_COLUMNS
         .iter()
         .any(|(_, column)| lower.contains(column));
+    let unnamed = lower.contains("null, null");
     let catalog = lower.contains("_pg_expandarray")
         || lower.contains("regclass")
         || lower.contains("regproc");
-    if !escapes && !subqueries && !vectors && !missing && !catalog {
+    if !escapes && !subqueries && !vectors && !missing && !catalog && !unnamed {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
@@ -97,6 +98,9 @@ fn rewritten_tree(sql: &str) -> Option<String> {
         }
         if catalog {
             changed |= catalog_calls(statement);
+        }
+        if unnamed {
+            changed |= distinct_column_names(statement);
         }
         keep_placeholders(statement, before);
     }
@@ -334,6 +338,41 @@ fn catalog_calls(statement: &mut Statement) -> bool {
         }
         ControlFlow::Continue(())
     });
+    changed
+}
+
+/// Gives a name of its own to each unnamed select item that would repeat an earlier one's:
+/// PostgreSQL names them all `?column?`, DataFusion wants names to differ (pgjdbc's
+/// `getProcedures` selects `NULL, NULL, NULL`). Whether it changed anything.
+fn distinct_column_names(statement: &mut Statement) -> bool {
+    let Statement::Query(query) = statement else {
+        return false;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return false;
+    };
+    let mut seen = HashSet::new();
+    let mut changed = false;
+    for (at, item) in select.projection.iter_mut().enumerate() {
+        match item {
+            SelectItem::UnnamedExpr(expr) => {
+                let name = expr.to_string().to_lowercase();
+                if !seen.insert(name) {
+                    let alias = Ident::with_quote('"', format!("?column?{}", at + 1));
+                    seen.insert(alias.value.clone());
+                    *item = SelectItem::ExprWithAlias {
+                        expr: expr.clone(),
+                        alias,
+                    };
+                    changed = true;
+                }
+            }
+            SelectItem::ExprWithAlias { alias, .. } => {
+                seen.insert(alias.value.to_lowercase());
+            }
+            _ => {}
+        }
+    }
     changed
 }
 

@@ -12,7 +12,9 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{ColumnarValue, EmptyRelation, LogicalPlan, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::sqlparser::ast::{ObjectName, Query, Set, SetExpr, Statement};
+use datafusion::sql::sqlparser::ast::{
+    Expr, ObjectName, Query, Reset, Set, SetExpr, Statement, Value,
+};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::HookClient;
@@ -486,6 +488,60 @@ enum ServerFact {
     Savepoint { tag: &'static str },
 }
 
+/// What a connection has `SET`, by lower-case name: `SHOW` answers it back, as PostgreSQL
+/// does (`SET extra_float_digits = 3` then `SHOW extra_float_digits` says 3).
+#[derive(Default)]
+struct SessionSettings(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl SessionSettings {
+    fn of(client: &(dyn ClientInfo + Send + Sync)) -> Arc<SessionSettings> {
+        client
+            .session_extensions()
+            .get_or_insert_with(SessionSettings::default)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers a `SET name = value` or forgets on `RESET`; the statement is still answered
+    /// by the hooks after this one.
+    fn remember(statement: &Statement, client: &(dyn ClientInfo + Send + Sync)) {
+        match statement {
+            Statement::Set(Set::SingleAssignment {
+                variable, values, ..
+            }) => {
+                let value = values
+                    .iter()
+                    .map(|value| match value {
+                        Expr::Value(value) => match &value.value {
+                            Value::SingleQuotedString(text) => text.clone(),
+                            other => other.to_string(),
+                        },
+                        Expr::Identifier(ident) => ident.value.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                SessionSettings::of(client)
+                    .lock()
+                    .insert(variable.to_string().to_lowercase(), value);
+            }
+            Statement::Reset(reset) => match &reset.reset {
+                Reset::ALL => SessionSettings::of(client).lock().clear(),
+                Reset::ConfigurationParameter(name) => {
+                    SessionSettings::of(client)
+                        .lock()
+                        .remove(&name.to_string().to_lowercase());
+                }
+            },
+            _ => {}
+        }
+    }
+}
+
 impl ServerFactsHook {
     fn fact(statement: &Statement, client: &(dyn ClientInfo + Send + Sync)) -> Option<ServerFact> {
         match statement {
@@ -495,7 +551,10 @@ impl ServerFactsHook {
                     .map(|part| part.value.to_lowercase())
                     .collect::<Vec<_>>()
                     .join(" ");
+                let set = SessionSettings::of(client).lock().get(&name).cloned();
                 let value = match name.as_str() {
+                    // What the session set, shown back (the time zone has its own answer).
+                    _ if set.is_some() && name != "timezone" => set.unwrap_or_default(),
                     "timezone" => client
                         .metadata()
                         .get("timezone")
@@ -569,6 +628,7 @@ impl QueryHook for ServerFactsHook {
         _context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        SessionSettings::remember(statement, &*client);
         let fact = ServerFactsHook::fact(statement, &*client)?;
         Some(ServerFactsHook::respond(fact))
     }
@@ -591,6 +651,7 @@ impl QueryHook for ServerFactsHook {
         _context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        SessionSettings::remember(statement, &*client);
         let fact = ServerFactsHook::fact(statement, &*client)?;
         Some(ServerFactsHook::respond(fact))
     }
