@@ -3,7 +3,9 @@
 //! DataFusion's `to_char` reads chrono's patterns (`%Y-%m-%d`), so PostgreSQL's `YYYY-MM-DD`
 //! came back as the literal text: a silently wrong answer. Here the PostgreSQL patterns are
 //! computed, and a pattern PostgreSQL knows but this does not compute is refused by name
-//! (`0A000`), never printed as text.
+//! (`0A000`), never printed as text. `to_timestamp(text, pattern)` and `to_date(text,
+//! pattern)` (Metabase's `YYYYMMDDHH24MISS` coercion) read PostgreSQL's patterns too: they
+//! are translated to the chrono patterns DataFusion's functions read.
 
 use std::sync::Arc;
 
@@ -30,6 +32,153 @@ pub(super) fn timezone() -> ScalarUDF {
     ScalarUDF::from(Timezone {
         signature: Signature::any(2, Volatility::Immutable),
     })
+}
+
+/// DataFusion's `to_timestamp` or `to_date` (`inner`), reading PostgreSQL's patterns.
+pub(super) fn with_postgresql_patterns(inner: Arc<ScalarUDF>) -> ScalarUDF {
+    ScalarUDF::from(PgPatterns { inner })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgPatterns {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for PgPatterns {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arguments)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arguments: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arguments)
+    }
+
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // The first argument is the value; every later one a pattern.
+        for pattern in args.args.iter_mut().skip(1) {
+            *pattern = match &*pattern {
+                ColumnarValue::Scalar(value) => match value {
+                    datafusion::common::ScalarValue::Utf8(Some(text))
+                    | datafusion::common::ScalarValue::Utf8View(Some(text))
+                    | datafusion::common::ScalarValue::LargeUtf8(Some(text)) => {
+                        ColumnarValue::Scalar(datafusion::common::ScalarValue::Utf8(Some(
+                            chrono_pattern(text)?,
+                        )))
+                    }
+                    other => ColumnarValue::Scalar(other.clone()),
+                },
+                ColumnarValue::Array(array) => {
+                    let texts = cast(array, &DataType::Utf8)?;
+                    let texts = texts.as_string::<i32>();
+                    let mut out = StringBuilder::new();
+                    for row in 0..texts.len() {
+                        if texts.is_null(row) {
+                            out.append_null();
+                        } else {
+                            out.append_value(chrono_pattern(texts.value(row))?);
+                        }
+                    }
+                    let translated =
+                        cast(&(Arc::new(out.finish()) as ArrayRef), array.data_type())?;
+                    ColumnarValue::Array(translated)
+                }
+            };
+        }
+        self.inner.invoke_with_args(args)
+    }
+}
+
+/// A PostgreSQL `to_timestamp`/`to_date` template as the chrono pattern DataFusion reads.
+/// Patterns without a chrono equivalent are refused by name.
+fn chrono_pattern(pattern: &str) -> Result<String> {
+    const PATTERNS: &[(&str, &str)] = &[
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+        ("AM", "%p"),
+        ("PM", "%p"),
+        ("YYYY", "%Y"),
+        ("YY", "%y"),
+        ("MONTH", "%B"),
+        ("MON", "%b"),
+        ("MM", "%m"),
+        ("DAY", "%A"),
+        ("DY", "%a"),
+        ("DDD", "%j"),
+        ("DD", "%d"),
+    ];
+    const REFUSED: &[&str] = &[
+        "IYYY", "IW", "ID", "WW", "W", "CC", "Q", "J", "D", "TZ", "OF", "SSSS", "RM", "Y,YYY",
+        "YYY", "Y", "FF",
+    ];
+    let mut out = String::new();
+    let mut rest = pattern;
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            out.push_str(&quoted[..end].replace('%', "%%"));
+            rest = quoted.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        let body = match rest.get(..2) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("FM") => &rest[2..],
+            _ => rest,
+        };
+        let upper = body.to_ascii_uppercase();
+        let matched = PATTERNS
+            .iter()
+            .filter(|(name, _)| upper.starts_with(name))
+            .max_by_key(|(name, _)| name.len());
+        let refused = REFUSED
+            .iter()
+            .filter(|name| upper.starts_with(**name))
+            .max_by_key(|name| name.len());
+        if let Some(name) = refused
+            && matched.is_none_or(|(m, _)| name.len() > m.len())
+        {
+            return not_impl_err!(
+                "to_timestamp/to_date: the template pattern \"{}\" is not supported here \
+                 (supported: YYYY YY MM MON MONTH DD DDD DY DAY HH HH12 HH24 MI SS MS US AM PM, \
+                 FM, \"text\")",
+                &body[..name.len()]
+            );
+        }
+        match matched {
+            Some((name, chrono)) => {
+                out.push_str(chrono);
+                rest = &body[name.len()..];
+            }
+            None => {
+                let c = rest.chars().next().unwrap_or_default();
+                if c == '%' {
+                    out.push_str("%%");
+                } else {
+                    out.push(c);
+                }
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -387,6 +536,21 @@ mod tests {
             format(&t, "DDD D ID WW W CC").expect("ok"),
             "068 2 1 10 2 21"
         );
+    }
+
+    #[test]
+    fn postgresql_templates_translate_to_chrono() {
+        assert_eq!(
+            chrono_pattern("YYYYMMDDHH24MISS").expect("ok"),
+            "%Y%m%d%H%M%S"
+        );
+        assert_eq!(chrono_pattern("YYYY-MM-DD").expect("ok"), "%Y-%m-%d");
+        assert_eq!(
+            chrono_pattern("DD Mon YYYY HH12:MI AM").expect("ok"),
+            "%d %b %Y %I:%M %p"
+        );
+        assert_eq!(chrono_pattern("\"at\" HH24%").expect("ok"), "at %H%%");
+        assert!(chrono_pattern("IYYY-IW").is_err());
     }
 
     #[test]

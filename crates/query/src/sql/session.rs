@@ -120,6 +120,11 @@ pub(super) fn session_context(
         context.register_udf(function);
     }
     context.register_udf(super::datetime::to_char());
+    for name in ["to_timestamp", "to_date"] {
+        if let Some(builtin) = context.state().scalar_functions().get(name).cloned() {
+            context.register_udf(super::datetime::with_postgresql_patterns(builtin));
+        }
+    }
     context.register_udf(super::datetime::timezone());
     // Registered after pg_catalog so that it replaces DataFusion's own `version()`, which does
     // not look like PostgreSQL's.
