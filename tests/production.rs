@@ -279,6 +279,26 @@ async fn serve_rides_through_nats_server_restarts() {
 const RUNAWAY: &str = "select max(a.person || b.person || c.person || d.person) \
                        from person_scores a, person_scores b, person_scores c, person_scores d";
 
+/// psql running the runaway query against the SQL endpoint on `port`; its output to `output`.
+fn runaway_psql(port: &str, output: fn() -> std::process::Stdio) -> std::process::Child {
+    std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-d",
+            "baton",
+            "-U",
+            "analyst",
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-X", "-c", RUNAWAY])
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .expect("psql starts")
+}
+
 /// Issue 24.5: a runaway SQL query made `/healthz`, `/v1/funnel` and collector writes time
 /// out for 10–140 s. Now statements run on threads of their own at a lower priority, stop at
 /// the endpoint's time limit (over the PostgreSQL protocol and `POST /v1/sql` alike), and the
@@ -305,22 +325,7 @@ async fn a_runaway_query_starves_neither_ingestion_nor_the_other_routes() {
     let (half, _, _) = post_all(&client, &served.addr, &lines[..lines.len() / 2], 100).await;
     funnel_at(&client, &served.addr, half).await;
 
-    let runaway = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-d",
-            "baton",
-            "-U",
-            "analyst",
-        ])
-        .args(["-v", "ON_ERROR_STOP=1", "-X", "-c", RUNAWAY])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("psql starts");
+    let runaway = runaway_psql(&port, std::process::Stdio::piped);
     // Wait until the query is running: its thread takes the CPU.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut accepted = half;
@@ -421,22 +426,7 @@ async fn a_runaway_query_starves_neither_ingestion_nor_the_other_routes() {
     // A client that hangs up mid-statement stops it: psql killed, and an HTTP client that
     // gives up. Without the check the statements would run to their time limit and be
     // counted as timed out.
-    let mut killed = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-d",
-            "baton",
-            "-U",
-            "analyst",
-        ])
-        .args(["-X", "-c", RUNAWAY])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("psql starts");
+    let mut killed = runaway_psql(&port, std::process::Stdio::null);
     tokio::time::sleep(Duration::from_secs(1)).await;
     killed.kill().expect("psql killed");
     killed.wait().expect("psql reaped");

@@ -748,32 +748,9 @@ async fn the_server_looks_like_postgresql() {
     endpoint.stop().await;
 }
 
-/// One entry of `fixtures/bi_startup.sql`.
-struct Fixture {
-    client: String,
-    sql: String,
-}
-
-fn bi_fixtures() -> Vec<Fixture> {
-    let text = include_str!("fixtures/bi_startup.sql");
-    let mut fixtures: Vec<Fixture> = Vec::new();
-    for line in text.lines() {
-        if let Some(client) = line.strip_prefix("-- client: ") {
-            fixtures.push(Fixture {
-                client: client.to_owned(),
-                sql: String::new(),
-            });
-        } else if let Some(fixture) = fixtures.last_mut()
-            && !line.starts_with("--")
-        {
-            fixture.sql.push_str(line);
-            fixture.sql.push('\n');
-        }
-    }
-    for fixture in &mut fixtures {
-        fixture.sql = fixture.sql.trim().trim_end_matches(';').to_owned();
-    }
-    fixtures
+/// The entries of `fixtures/bi_startup.sql`: statements that must succeed.
+fn bi_fixtures() -> Vec<CatalogCase> {
+    sql_cases(include_str!("fixtures/bi_startup.sql"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1647,7 +1624,7 @@ async fn pgjdbc_reads_every_table_the_way_bi_tools_sync() {
     endpoint.stop().await;
 }
 
-/// One entry of `fixtures/bi_catalog.sql`.
+/// One entry of a SQL test file (`fixtures/bi_startup.sql`, `fixtures/bi_catalog.sql`).
 #[derive(Debug, Default)]
 struct CatalogCase {
     client: String,
@@ -1658,8 +1635,9 @@ struct CatalogCase {
     error: Option<String>,
 }
 
-fn catalog_cases() -> Vec<CatalogCase> {
-    let text = include_str!("fixtures/bi_catalog.sql");
+/// The entries of a SQL test file: each starts with a `-- client:` line, then its statement,
+/// then what it must answer (`-- rows:`, `-- types:`, `-- error:`), if anything.
+fn sql_cases(text: &str) -> Vec<CatalogCase> {
     let mut cases: Vec<CatalogCase> = Vec::new();
     // What the `-- ` lines after a marker fill.
     let mut filling_rows = false;
@@ -1706,7 +1684,7 @@ fn catalog_cases() -> Vec<CatalogCase> {
 async fn bi_catalog_queries_answer_as_postgresql_would() {
     let endpoint = Endpoint::start(&[]).await;
     let client = endpoint.connect().await;
-    let cases = catalog_cases();
+    let cases = sql_cases(include_str!("fixtures/bi_catalog.sql"));
     assert!(cases.len() >= 10, "{} cases", cases.len());
     let mut failures = Vec::new();
     for case in &cases {

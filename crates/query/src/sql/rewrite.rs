@@ -161,8 +161,10 @@ fn keep_placeholders(statement: &mut Statement, before: Vec<String>) {
     });
 }
 
-/// Makes every `LIKE`/`ILIKE` of literal pattern and an escape character other than the
-/// backslash use the backslash instead. Whether it changed anything.
+/// Makes every `LIKE`/`ILIKE` with an escape character other than the backslash use the
+/// backslash instead: a literal pattern is rewritten now, another one (a bound parameter, as
+/// psycopg 3 sends SQLAlchemy's) is converted when the statement runs. Whether it changed
+/// anything.
 fn backslash_escapes(statement: &mut Statement) -> bool {
     let mut changed = false;
     let _ = visit_expressions_mut(statement, |expr| {
@@ -178,34 +180,21 @@ fn backslash_escapes(statement: &mut Statement) -> bool {
         } = expr
             && let Some(escape) = escape_char.as_ref().and_then(|v| single_char(&v.value))
             && escape != '\\'
-            && let Some(text) = literal_text(pattern)
-            && let Some(escaped) = with_backslashes(&text, escape)
         {
-            **pattern = Expr::value(Value::SingleQuotedString(escaped));
-            *escape_char = Some(Value::SingleQuotedString("\\".to_owned()).with_empty_span());
-            changed = true;
-        } else if let Expr::Like {
-            pattern,
-            escape_char,
-            ..
-        }
-        | Expr::ILike {
-            pattern,
-            escape_char,
-            ..
-        } = expr
-            && let Some(escape) = escape_char.as_ref().and_then(|v| single_char(&v.value))
-            && escape != '\\'
-            && let Ok(converted) = parse_expr(&format!(
-                "like_pattern_with_backslashes({pattern}, {})",
-                Value::SingleQuotedString(escape.to_string())
-            ))
-        {
-            // A pattern that is not a literal (a bound parameter, as psycopg 3 sends
-            // SQLAlchemy's) is converted when the statement runs.
-            **pattern = converted;
-            *escape_char = Some(Value::SingleQuotedString("\\".to_owned()).with_empty_span());
-            changed = true;
+            let converted = match literal_text(pattern) {
+                Some(text) => with_backslashes(&text, escape)
+                    .map(|t| Expr::value(Value::SingleQuotedString(t))),
+                None => parse_expr(&format!(
+                    "like_pattern_with_backslashes({pattern}, {})",
+                    Value::SingleQuotedString(escape.to_string())
+                ))
+                .ok(),
+            };
+            if let Some(converted) = converted {
+                **pattern = converted;
+                *escape_char = Some(Value::SingleQuotedString("\\".to_owned()).with_empty_span());
+                changed = true;
+            }
         }
         ControlFlow::<()>::Continue(())
     });
