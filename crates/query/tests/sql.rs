@@ -1547,6 +1547,24 @@ async fn pgjdbc_reads_every_table_the_way_bi_tools_sync() {
     );
     let lines: Vec<&str> = stdout.lines().collect();
     let has = |line: &str| lines.contains(&line);
+    // getFunctions: PostgreSQL's built-in functions, set-returning ones told apart.
+    let functions = |name: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("function pg_catalog.{name} ")))
+            .collect()
+    };
+    assert!(
+        functions("abs").len() >= 6 && functions("abs").iter().all(|t| *t == "type=1"),
+        "getFunctions abs: {:?}",
+        functions("abs")
+    );
+    assert!(
+        !functions("generate_series").is_empty()
+            && functions("generate_series").iter().all(|t| *t == "type=2"),
+        "getFunctions generate_series: {:?}",
+        functions("generate_series")
+    );
     for (schema, snapshot) in [("public", &views().live), ("strict", &views().strict)] {
         for (_, table) in snapshot.tables() {
             let name = format!("{schema}.{}", table.name);

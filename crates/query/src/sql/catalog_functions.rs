@@ -13,6 +13,7 @@
 //! - `like_pattern_with_backslashes(pattern, escape)`: a `LIKE` pattern of a bound parameter
 //!   with another escape character than the backslash, which DataFusion lacks
 //!   (`rewrite.rs` calls it).
+//! - `pg_get_function_result(function oid)`: `integer`, `SETOF record`... (`functions_catalog`).
 //! - `format(pattern, ...)`: `%s`, `%I`, `%L` and `%%`.
 //! - `has_table_privilege` and its kin: SELECT (and USAGE, CONNECT) only: the endpoint is
 //!   read-only.
@@ -284,6 +285,15 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             Signature::any(1, Volatility::Immutable),
             expanded_type(),
             |args| expand(&args[0]),
+        ),
+        udf(
+            "pg_get_function_result",
+            Signature::any(1, Volatility::Stable),
+            DataType::Utf8,
+            |args| match oid(&args[0]) {
+                Some(function) => Ok(utf8(super::functions_catalog::function_result(function)?)),
+                None => Ok(utf8(None)),
+            },
         ),
         udf(
             "format",

@@ -10,6 +10,7 @@ mod cursor;
 mod datetime;
 mod engine;
 mod functions;
+mod functions_catalog;
 mod information_schema;
 mod peer;
 mod rewrite;
