@@ -74,10 +74,11 @@ fn rewritten_tree(sql: &str) -> Option<String> {
         .iter()
         .any(|(_, column)| lower.contains(column));
     let unnamed = lower.contains("null, null");
+    let zones = lower.contains("at time zone");
     let catalog = lower.contains("_pg_expandarray")
         || lower.contains("regclass")
         || lower.contains("regproc");
-    if !escapes && !subqueries && !vectors && !missing && !catalog && !unnamed {
+    if !escapes && !subqueries && !vectors && !missing && !catalog && !unnamed && !zones {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
@@ -102,6 +103,9 @@ fn rewritten_tree(sql: &str) -> Option<String> {
         if unnamed {
             changed |= distinct_column_names(statement);
         }
+        if zones {
+            changed |= at_time_zone_as_timezone(statement);
+        }
         keep_placeholders(statement, before);
     }
     changed.then(|| {
@@ -111,6 +115,27 @@ fn rewritten_tree(sql: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join("; ")
     })
+}
+
+/// `ts AT TIME ZONE zone` is `timezone(zone, ts)` in PostgreSQL: a `timestamptz` becomes the
+/// wall-clock time there (a timestamp without zone), a timestamp without zone is read as that
+/// zone's wall-clock time. DataFusion's own `AT TIME ZONE` only relabels the zone, so a
+/// client reading the value in binary got the instant back, not the wall-clock time.
+fn at_time_zone_as_timezone(statement: &mut Statement) -> bool {
+    let mut changed = false;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } = expr
+            && let Ok(replacement) = parse_expr(&format!("timezone({time_zone}, {timestamp})"))
+        {
+            *expr = replacement;
+            changed = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
 }
 
 /// The parameters (`$1`, ...) a statement names.
