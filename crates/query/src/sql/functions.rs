@@ -371,3 +371,69 @@ impl ScalarUDFImpl for BoundedText {
         self.inner.invoke_with_args(args)
     }
 }
+
+/// `round(double precision)` rounds half to even in PostgreSQL (it is C's `rint`):
+/// `round(2.5::float8)` is 2. DataFusion's `round` rounds half away from zero, right for
+/// `numeric` (which PostgreSQL rounds that way too) but not for floats, where the views'
+/// scores and amounts are. The one-argument float case is computed here; the rest is
+/// DataFusion's.
+pub(super) fn round_floats_half_even(inner: Arc<ScalarUDF>) -> ScalarUDF {
+    ScalarUDF::from(RoundHalfEven { inner })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RoundHalfEven {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for RoundHalfEven {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arguments)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arguments: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arguments)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.len() != 1 {
+            return self.inner.invoke_with_args(args);
+        }
+        match &args.args[0] {
+            ColumnarValue::Scalar(ScalarValue::Float64(value)) => Ok(ColumnarValue::Scalar(
+                ScalarValue::Float64(value.map(f64::round_ties_even)),
+            )),
+            ColumnarValue::Scalar(ScalarValue::Float32(value)) => Ok(ColumnarValue::Scalar(
+                ScalarValue::Float32(value.map(f32::round_ties_even)),
+            )),
+            ColumnarValue::Array(array) if array.data_type() == &DataType::Float64 => {
+                let values = array
+                    .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                    .unary::<_, datafusion::arrow::datatypes::Float64Type>(f64::round_ties_even);
+                Ok(ColumnarValue::Array(Arc::new(values)))
+            }
+            ColumnarValue::Array(array) if array.data_type() == &DataType::Float32 => {
+                let values = array
+                    .as_primitive::<datafusion::arrow::datatypes::Float32Type>()
+                    .unary::<_, datafusion::arrow::datatypes::Float32Type>(f32::round_ties_even);
+                Ok(ColumnarValue::Array(Arc::new(values)))
+            }
+            _ => self.inner.invoke_with_args(args),
+        }
+    }
+}

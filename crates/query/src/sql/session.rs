@@ -74,7 +74,10 @@ pub(super) fn session_context(
         .with_default_catalog_and_schema(DATABASE, LIVE_SCHEMA)
         // `timestamptz` and `timestamp with time zone` carry a zone, as in PostgreSQL; the
         // server's zone is UTC.
-        .set_str("datafusion.execution.time_zone", "UTC");
+        .set_str("datafusion.execution.time_zone", "UTC")
+        // `1.005` is a `numeric` in PostgreSQL, exact: `round(1.005, 2)` is 1.01, where a
+        // float would give 1.0.
+        .set_bool("datafusion.sql_parser.parse_float_as_decimal", true);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit, 1.0)
         .with_disk_manager_builder(
@@ -140,6 +143,9 @@ pub(super) fn session_context(
             ))))
         }),
     ));
+    if let Some(builtin) = context.state().scalar_functions().get("round").cloned() {
+        context.register_udf(functions::round_floats_half_even(builtin));
+    }
     for name in ["repeat", "lpad", "rpad"] {
         let builtin = context.state().scalar_functions().get(name).cloned();
         if let Some(bounded) = builtin.and_then(functions::bounded_text_builder) {
