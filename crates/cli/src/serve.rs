@@ -343,7 +343,8 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
     if let Some(http) = args.http {
         settings.http = http;
     }
-    if !args.write_keys.is_empty() {
+    let keys_from_flags = !args.write_keys.is_empty();
+    if keys_from_flags {
         settings.write_keys = args.write_keys;
     }
     if let Some(sql) = args.sql {
@@ -360,6 +361,14 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
         .await
         .context("starting the collector")?;
     let addr = collector.local_addr()?;
+    #[cfg(unix)]
+    if let Some(file) = args.config.clone() {
+        tokio::spawn(reload_keys_on_hangup(
+            file,
+            collector.state(),
+            keys_from_flags,
+        ));
+    }
 
     let (stop, shutdown) = watch::channel(false);
     let mut services = Services {
@@ -418,6 +427,51 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
     result?;
     eprintln!("baton serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// On SIGHUP (`systemctl reload baton`), reads the write keys of the config file (and
+/// `BATON_WRITE_KEYS`) again and puts them in force: a key is rotated by adding the new one,
+/// reloading, moving the clients, then removing the old one and reloading again. A file that
+/// does not load keeps the keys in force and says why.
+#[cfg(unix)]
+async fn reload_keys_on_hangup(
+    file: PathBuf,
+    collector: baton_producer::CollectorState,
+    keys_from_flags: bool,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP: write keys reload only on restart");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        if keys_from_flags {
+            eprintln!(
+                "baton serve: SIGHUP: write keys were given with --write-key, so they stay as they are"
+            );
+            continue;
+        }
+        let environment = |name: &str| std::env::var(name).ok();
+        match Settings::load(Some(&file), &environment) {
+            Ok(settings) => {
+                let count = settings.write_keys.len();
+                collector.replace_write_keys(settings.write_keys);
+                eprintln!(
+                    "baton serve: SIGHUP: {count} write keys from {} are in force",
+                    file.display()
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: the config file does not load; the write keys in force stay");
+                eprintln!(
+                    "baton serve: SIGHUP: {error:#}; the write keys in force stay as they were"
+                );
+            }
+        }
+    }
 }
 
 fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

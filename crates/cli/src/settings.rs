@@ -24,6 +24,8 @@ struct LimitsFile {
     max_request_bytes: Option<usize>,
     items_per_second_per_key: Option<u32>,
     burst_per_key: Option<u32>,
+    bytes_per_second_per_key: Option<u64>,
+    burst_bytes_per_key: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +33,83 @@ struct LimitsFile {
 struct WriteKeyFile {
     source: String,
     key: String,
+    /// What its rate and metrics go by (the source when unset).
+    name: Option<String>,
+    /// Kinds and families it may write; every kind when unset.
+    kinds: Option<Vec<String>>,
+    /// Routes it may use; every route when unset.
+    routes: Option<Vec<String>>,
+    /// Browser origins that may use it.
+    #[serde(default)]
+    origins: Vec<String>,
+    /// Its own rate, over `[limits]`.
+    rate: Option<RateFile>,
+    /// Each client address's rate; a key with origins gets one visitor's by default.
+    per_address: Option<RateFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateFile {
+    items_per_second: Option<u32>,
+    burst: Option<u32>,
+    bytes_per_second: Option<u64>,
+    burst_bytes: Option<u64>,
+}
+
+impl RateFile {
+    fn over(&self, base: baton_producer::KeyRate) -> baton_producer::KeyRate {
+        baton_producer::KeyRate {
+            items_per_second: self.items_per_second.unwrap_or(base.items_per_second),
+            burst: self.burst.unwrap_or(base.burst),
+            bytes_per_second: self.bytes_per_second.unwrap_or(base.bytes_per_second),
+            burst_bytes: self.burst_bytes.unwrap_or(base.burst_bytes),
+        }
+    }
+}
+
+impl WriteKeyFile {
+    /// The key with its scope; `at` names it in errors (`write_keys[2]`).
+    fn into_key(self, at: &str) -> anyhow::Result<WriteKey> {
+        let mut key = WriteKey::new(self.source.trim(), self.key);
+        if key.source.is_empty() || key.key.is_empty() {
+            bail!("{at}: source and key must not be empty");
+        }
+        key.scope.name = self.name;
+        if let Some(kinds) = &self.kinds {
+            key.scope.kinds = Some(
+                baton_producer::KeyScope::parse_kinds(kinds)
+                    .map_err(|error| anyhow::anyhow!("{at}.kinds: {error}"))?,
+            );
+        }
+        if let Some(routes) = &self.routes {
+            key.scope.routes = Some(
+                routes
+                    .iter()
+                    .map(|route| route.parse::<baton_producer::Route>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|error| anyhow::anyhow!("{at}.routes: {error}"))?,
+            );
+        }
+        for origin in &self.origins {
+            if origin != "*" && !baton_producer::valid_origin(origin) {
+                bail!(
+                    "{at}.origins: {origin:?} is not an origin; write scheme://host[:port] as the browser sends it, e.g. https://www.example.com"
+                );
+            }
+        }
+        key.scope.origins = self.origins;
+        key.scope.rate = self
+            .rate
+            .as_ref()
+            .map(|rate| rate.over(baton_producer::KeyRate::default()));
+        key.scope.per_address = match &self.per_address {
+            Some(rate) => Some(rate.over(baton_producer::KeyRate::PER_VISITOR)),
+            None if !key.scope.origins.is_empty() => Some(baton_producer::KeyRate::PER_VISITOR),
+            None => None,
+        };
+        Ok(key)
+    }
 }
 
 /// The file's shape; every field optional.
@@ -62,6 +141,8 @@ struct SettingsFile {
     sql_tls_key: Option<PathBuf>,
     sql_statement_timeout_secs: Option<u64>,
     sendgrid_verification_key: Option<String>,
+    trust_forwarded_for: Option<bool>,
+    browser_library: Option<PathBuf>,
 }
 
 /// Settings after file and environment, before flags.
@@ -99,6 +180,11 @@ pub struct Settings {
     /// SendGrid's Signed Event Webhook public key (base64 DER); with it, unsigned or
     /// wrongly signed SendGrid requests are refused.
     pub sendgrid_verification_key: Option<String>,
+    /// Whether a client's address (for a browser key's rate per visitor) is the last one of
+    /// `X-Forwarded-For`, as the load balancer in front appends it.
+    pub trust_forwarded_for: bool,
+    /// The `dist/umd` directory of `@segment/analytics-next`, served to web pages.
+    pub browser_library: Option<PathBuf>,
 }
 
 /// Reads an environment variable; `lookup` is the environment (a parameter so tests and
@@ -153,6 +239,14 @@ impl Settings {
                     .limits
                     .burst_per_key
                     .unwrap_or(baton_producer::KeyRate::default().burst),
+                bytes_per_second: parsed
+                    .limits
+                    .bytes_per_second_per_key
+                    .unwrap_or(baton_producer::KeyRate::default().bytes_per_second),
+                burst_bytes: parsed
+                    .limits
+                    .burst_bytes_per_key
+                    .unwrap_or(baton_producer::KeyRate::default().burst_bytes),
             },
             max_future_skew_secs: parsed.max_future_skew_secs.unwrap_or(86_400),
             retry_after_secs: parsed.retry_after_secs.unwrap_or(2),
@@ -170,11 +264,9 @@ impl Settings {
             write_keys: parsed
                 .write_keys
                 .into_iter()
-                .map(|key| WriteKey {
-                    source: key.source,
-                    key: key.key,
-                })
-                .collect(),
+                .enumerate()
+                .map(|(at, key)| key.into_key(&format!("write_keys[{at}]")))
+                .collect::<anyhow::Result<_>>()?,
             track: parsed.track,
             mappings: parsed.mappings,
             read_tokens: parsed.read_tokens,
@@ -189,6 +281,8 @@ impl Settings {
                 .sql_statement_timeout_secs
                 .unwrap_or(baton_query::DEFAULT_STATEMENT_TIMEOUT.as_secs()),
             sendgrid_verification_key: parsed.sendgrid_verification_key,
+            trust_forwarded_for: parsed.trust_forwarded_for.unwrap_or(false),
+            browser_library: parsed.browser_library,
         };
         if let Some(http) = env_value(lookup, "BATON_HTTP")? {
             settings.http = http;
@@ -222,6 +316,18 @@ impl Settings {
         }
         if let Some(value) = env_value(lookup, "BATON_LIMITS_BURST_PER_KEY")? {
             settings.key_rate.burst = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_LIMITS_BYTES_PER_SECOND_PER_KEY")? {
+            settings.key_rate.bytes_per_second = value;
+        }
+        if let Some(value) = env_value(lookup, "BATON_LIMITS_BURST_BYTES_PER_KEY")? {
+            settings.key_rate.burst_bytes = value;
+        }
+        if let Some(dir) = env_value::<String>(lookup, "BATON_BROWSER_LIBRARY")? {
+            settings.browser_library = Some(PathBuf::from(dir));
+        }
+        if let Some(value) = env_value(lookup, "BATON_TRUST_FORWARDED_FOR")? {
+            settings.trust_forwarded_for = value;
         }
         if let Some(value) = env_value(lookup, "BATON_QUARANTINE_MAX_BYTES")? {
             settings.quarantine_max_bytes = value;
@@ -321,6 +427,16 @@ impl Settings {
         config.retry_after = Duration::from_secs(self.retry_after_secs.max(1));
         config.quarantine_max_bytes = self.quarantine_max_bytes;
         config.key_rate = self.key_rate;
+        config.trust_forwarded_for = self.trust_forwarded_for;
+        if let Some(dir) = &self.browser_library
+            && !dir.join("standalone.js").is_file()
+        {
+            bail!(
+                "browser_library {}: no standalone.js there; point it at the dist/umd directory of @segment/analytics-next (npm install @segment/analytics-next)",
+                dir.display()
+            );
+        }
+        config.browser_library.clone_from(&self.browser_library);
         if let Some(key) = &self.sendgrid_verification_key {
             config.sendgrid_key = Some(
                 key.parse()

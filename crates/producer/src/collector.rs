@@ -20,7 +20,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use baton_core::{ParseContext, Timestamp};
 use baton_log::{AppendOutcome, EventLog};
 use serde_json::value::RawValue;
@@ -32,40 +32,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 
-/// A write key and the source it belongs to.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WriteKey {
-    pub source: String,
-    pub key: String,
-}
-
-impl std::fmt::Debug for WriteKey {
-    // Keys are secrets; they never reach a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteKey")
-            .field("source", &self.source)
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
-
-impl std::str::FromStr for WriteKey {
-    type Err = String;
-
-    /// `SOURCE:KEY`, as `--write-key` takes it.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.split_once(':') {
-            Some((source, key)) if !source.trim().is_empty() && !key.is_empty() => Ok(WriteKey {
-                source: source.trim().to_owned(),
-                key: key.to_owned(),
-            }),
-            _ => Err("a write key is written SOURCE:KEY, e.g. web:wk_live_1234".into()),
-        }
-    }
-}
+use crate::keys::{KeySet, WriteKey};
 
 /// Size limits, Segment's by default: 32 KB per event, 500 KB per request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,8 +60,14 @@ pub struct CollectorConfig {
     /// Where to listen; port 0 picks a free port (see [`Collector::local_addr`]).
     pub listen: SocketAddr,
     pub limits: Limits,
-    /// Without any, only loopback clients may write.
+    /// Without any, only loopback clients may write (and no browser page).
     pub write_keys: Vec<WriteKey>,
+    /// Whether the client address (each visitor's rate of a browser key) is the last one in
+    /// `X-Forwarded-For`, as a load balancer in front appends it, rather than the peer's.
+    pub trust_forwarded_for: bool,
+    /// The `dist/umd` directory of `@segment/analytics-next`, to serve the browser library
+    /// from this collector (see `browser.rs`).
+    pub browser_library: Option<PathBuf>,
     /// Segment track event names to kinds, over the defaults.
     pub track_rules: BTreeMap<String, TrackRule>,
     /// Declarative webhook mappings by source name, over the shipped ones.
@@ -108,8 +83,9 @@ pub struct CollectorConfig {
     pub sendgrid_key: Option<crate::SendgridKey>,
     /// The most bytes the quarantine keeps (see [`Quarantine`]).
     pub quarantine_max_bytes: u64,
-    /// Items a second each write key may send (answered 429 with `Retry-After` beyond);
-    /// loopback clients without keys are not limited.
+    /// Items and bytes a second each write key may send, unless its scope says otherwise
+    /// (answered 429 with `Retry-After` beyond); loopback clients without keys are not
+    /// limited.
     pub key_rate: crate::KeyRate,
 }
 
@@ -120,6 +96,8 @@ impl CollectorConfig {
             listen,
             limits: Limits::default(),
             write_keys: Vec::new(),
+            trust_forwarded_for: false,
+            browser_library: None,
             track_rules: BTreeMap::new(),
             mappings: BTreeMap::new(),
             quarantine_dir: quarantine_dir.into(),
@@ -155,7 +133,10 @@ pub enum CollectorError {
 #[derive(Debug)]
 struct Shared {
     adapters: Adapters,
-    write_keys: Vec<WriteKey>,
+    keys: std::sync::RwLock<Arc<KeySet>>,
+    key_rate: crate::KeyRate,
+    trust_forwarded_for: bool,
+    browser_library: Option<PathBuf>,
     limits: Limits,
     quarantine: Quarantine,
     appender: AppenderHandle,
@@ -169,6 +150,52 @@ struct Shared {
 #[derive(Clone, Debug)]
 pub struct CollectorState {
     shared: Arc<Shared>,
+}
+
+impl CollectorState {
+    /// Puts `keys` in force in place of the ones before, for every request that starts after
+    /// (`baton serve` calls it when its configuration is reloaded). A rotation adds the new
+    /// key next to the old one, then removes the old one.
+    pub fn replace_write_keys(&self, keys: Vec<WriteKey>) {
+        let keys = Arc::new(KeySet::new(keys));
+        tracing::info!(keys = keys.len(), "write keys replaced");
+        *self
+            .shared
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    /// A browser key (one with origins) by its text; keys of other characters than letters,
+    /// digits, `_` and `-` are never written into a script.
+    pub(crate) fn browser_key(&self, key: &str) -> Option<WriteKey> {
+        let plain = key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let keys = self.shared.keys();
+        keys.find(key)
+            .filter(|found| plain && !found.scope.origins.is_empty())
+            .cloned()
+    }
+
+    pub(crate) fn browser_library(&self) -> Option<PathBuf> {
+        self.shared.browser_library.clone()
+    }
+
+    pub(crate) fn trusts_forwarded_for(&self) -> bool {
+        self.shared.trust_forwarded_for
+    }
+}
+
+impl Shared {
+    fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(
+            &self
+                .keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 /// A bound collector: the listener, the state and the appender task it owns.
@@ -218,13 +245,16 @@ impl Collector {
         let state = CollectorState {
             shared: Arc::new(Shared {
                 adapters,
-                write_keys: config.write_keys,
+                keys: std::sync::RwLock::new(Arc::new(KeySet::new(config.write_keys))),
+                key_rate: config.key_rate,
+                trust_forwarded_for: config.trust_forwarded_for,
+                browser_library: config.browser_library,
                 limits: config.limits,
                 quarantine,
                 appender,
                 retry_after: config.retry_after,
                 sendgrid_key: config.sendgrid_key.clone(),
-                rate: crate::rate::RateLimiter::new(config.key_rate),
+                rate: crate::rate::RateLimiter::new(),
                 metrics: crate::CollectorMetrics::default(),
             }),
         };
@@ -295,19 +325,41 @@ pub async fn serve<L: EventLog + 'static>(
 /// `into_make_service_with_connect_info::<SocketAddr>()` (as [`Collector::serve`] does): without
 /// the peer address, writes are accepted only with a write key, never as "from loopback".
 pub fn router(state: CollectorState) -> Router {
+    // Every write route answers a CORS preflight; the Segment calls have their short paths
+    // too (`/v1/t`, `/v1/p`...), which Segment's browser library posts to.
+    fn segment<H, T>(handler: H) -> MethodRouter<CollectorState>
+    where
+        H: axum::handler::Handler<T, CollectorState>,
+        T: 'static,
+    {
+        post(handler).options(preflight_segment)
+    }
     Router::new()
         .route("/v1/health", get(|| async { "ok\n" }))
-        .route("/v1/events", post(native))
-        .route("/v1/track", post(segment_track))
-        .route("/v1/page", post(segment_page))
-        .route("/v1/screen", post(segment_screen))
-        .route("/v1/identify", post(segment_identify))
-        .route("/v1/group", post(segment_group))
-        .route("/v1/alias", post(segment_alias))
-        .route("/v1/batch", post(segment_batch))
-        .route("/v1/b", post(segment_batch))
-        .route("/v1/webhooks/sendgrid", post(sendgrid))
-        .route("/v1/webhooks/{source}", post(mapped))
+        .route("/v1/events", post(native).options(preflight_native))
+        .route("/v1/track", segment(segment_track))
+        .route("/v1/t", segment(segment_track))
+        .route("/v1/page", segment(segment_page))
+        .route("/v1/p", segment(segment_page))
+        .route("/v1/screen", segment(segment_screen))
+        .route("/v1/s", segment(segment_screen))
+        .route("/v1/identify", segment(segment_identify))
+        .route("/v1/i", segment(segment_identify))
+        .route("/v1/group", segment(segment_group))
+        .route("/v1/g", segment(segment_group))
+        .route("/v1/alias", segment(segment_alias))
+        .route("/v1/a", segment(segment_alias))
+        .route("/v1/batch", segment(segment_batch))
+        .route("/v1/b", segment(segment_batch))
+        .route(
+            "/v1/webhooks/sendgrid",
+            post(sendgrid).options(preflight_sendgrid),
+        )
+        .route(
+            "/v1/webhooks/{source}",
+            post(mapped).options(preflight_mapped),
+        )
+        .merge(crate::browser::routes())
         .with_state(state)
 }
 
@@ -443,17 +495,120 @@ async fn handle_shape(
     adapter: Adapter,
     shape: BodyShape<'_>,
 ) -> Response {
-    let shared = &state.shared;
     let (parts, body) = request.into_parts();
+    let origin = match request_origin(&parts.headers) {
+        Ok(origin) => origin,
+        Err(error) => return error.into_response(),
+    };
+    let mut let_in = false;
+    let mut response = write(
+        state,
+        parts,
+        body,
+        adapter,
+        shape,
+        origin.as_deref(),
+        &mut let_in,
+    )
+    .await;
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    // A page may read the answer only when its origin was let in by the key.
+    if let Some(origin) = origin
+        && let_in
+        && let Ok(value) = HeaderValue::from_str(&origin)
+    {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
+    }
+    response
+}
+
+async fn write(
+    state: &CollectorState,
+    parts: axum::http::request::Parts,
+    body: Body,
+    adapter: Adapter,
+    shape: BodyShape<'_>,
+    origin: Option<&str>,
+    let_in: &mut bool,
+) -> Response {
+    let shared = &state.shared;
     let headers = parts.headers;
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|connect| connect.0);
-    let source = match authorize(shared, &headers, peer) {
-        Ok(source) => source,
-        Err(error) => return error.into_response(),
+    let keys = shared.keys();
+    let mut body = Some(body);
+    // A key in a header is checked before the body is read; Segment's browser library puts
+    // it in the body (`writeKey`) so that a page can post without a CORS preflight.
+    let mut read = None;
+    let key = if keys.is_empty() {
+        match authorize_loopback(peer, origin) {
+            Ok(()) => None,
+            Err(error) => return error.into_response(),
+        }
+    } else {
+        let in_header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(key_of_authorization);
+        let presented = match in_header {
+            Some(presented) => presented,
+            None if matches!(adapter, Adapter::Segment) => {
+                let body = body.take().unwrap_or_default();
+                let bytes = match read_body(&headers, body, &shared.limits).await {
+                    Ok(bytes) => bytes,
+                    Err(error) => return error.into_response(),
+                };
+                let presented = write_key_in_body(&bytes);
+                read = Some(bytes);
+                match presented {
+                    Some(presented) => presented,
+                    None => return missing_key().into_response(),
+                }
+            }
+            None => return missing_key().into_response(),
+        };
+        match keys.find(&presented) {
+            Some(key) => Some(key.clone()),
+            None => {
+                return RequestError::new(StatusCode::UNAUTHORIZED, "unknown write key")
+                    .into_response();
+            }
+        }
     };
+    if let Some(key) = &key {
+        if let Some(origin) = origin
+            && !key.allows_origin(origin)
+        {
+            return RequestError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "pages from {origin} may not use this write key: its origins are {}",
+                    origins_text(&key.scope.origins)
+                ),
+            )
+            .into_response();
+        }
+        *let_in = origin.is_some();
+        if !key.allows_route(&adapter) {
+            return RequestError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this write key may not use {}: its routes are {}",
+                    parts.uri.path(),
+                    routes_text(key)
+                ),
+            )
+            .into_response();
+        }
+    }
     // Checked after the key, so an unauthenticated client cannot probe which sources exist.
     if let (BodyShape::Unmapped, Adapter::Mapping(name)) = (shape, &adapter) {
         return RequestError::new(
@@ -464,12 +619,15 @@ async fn handle_shape(
         )
         .into_response();
     }
-    let bytes = match read_body(&headers, body, &shared.limits).await {
-        Ok(bytes) => bytes,
-        Err(error) => return error.into_response(),
+    let bytes = match read {
+        Some(bytes) => bytes,
+        None => match read_body(&headers, body.take().unwrap_or_default(), &shared.limits).await {
+            Ok(bytes) => bytes,
+            Err(error) => return error.into_response(),
+        },
     };
-    if let (Adapter::Sendgrid, Some(key)) = (&adapter, &shared.sendgrid_key)
-        && let Err(error) = check_signature(key, &headers, &bytes)
+    if let (Adapter::Sendgrid, Some(sendgrid_key)) = (&adapter, &shared.sendgrid_key)
+        && let Err(error) = check_signature(sendgrid_key, &headers, &bytes)
     {
         return error.into_response();
     }
@@ -477,28 +635,240 @@ async fn handle_shape(
         Ok(items) => items,
         Err(error) => return error.into_response(),
     };
-    if let Some(source) = &source
-        && let Err(wait) = shared
-            .rate
-            .take(source, items.len(), std::time::Instant::now())
-    {
-        shared.metrics.rate_limited.inc();
-        let seconds = wait.as_secs().max(1);
-        let mut response = RequestError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+    if let Some(key) = &key {
+        let client = client_address(&headers, peer, shared.trust_forwarded_for);
+        if let Err(response) = take_rate(shared, key, client, items.len(), bytes.len()) {
+            return *response;
+        }
+    }
+    ingest(shared, adapter, key.as_ref(), items).await
+}
+
+fn missing_key() -> RequestError {
+    RequestError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing write key: send it as the HTTP Basic user name, as `Authorization: Bearer KEY`, \
+         or (Segment's calls) as `writeKey` in the body",
+    )
+}
+
+/// Without keys, only loopback clients write, and no browser page: a page on any site could
+/// otherwise post to a collector on its visitor's own machine.
+fn authorize_loopback(peer: Option<SocketAddr>, origin: Option<&str>) -> Result<(), RequestError> {
+    if let Some(origin) = origin {
+        return Err(RequestError::new(
+            StatusCode::FORBIDDEN,
             format!(
-                "source {source:?} is over its write key's rate ({} items a second, bursts of {}): nothing in this request was stored; retry in {seconds} s",
-                shared.rate.rate().items_per_second,
-                shared.rate.rate().burst
+                "pages from {origin} may not write: no write keys are configured, and a browser \
+                 page writes only with a key that lists its origin (docs/ingest.md, browsers)"
             ),
+        ));
+    }
+    match peer {
+        Some(peer) if peer.ip().is_loopback() => Ok(()),
+        _ => Err(RequestError::new(
+            StatusCode::FORBIDDEN,
+            "no write keys are configured, so only loopback clients may write \
+             (configure write keys: docs/configuration.md)",
+        )),
+    }
+}
+
+/// The request's `Origin`: none from servers, the page's from browsers. `null` (a sandboxed
+/// or file page) is refused: no key can name it.
+fn request_origin(headers: &HeaderMap) -> Result<Option<String>, RequestError> {
+    let Some(value) = headers.get(header::ORIGIN) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(origin) if crate::keys::valid_origin(origin) => Ok(Some(origin.to_owned())),
+        _ => Err(RequestError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Origin {:?} cannot be allowed: write from a page served over http or https",
+                String::from_utf8_lossy(value.as_bytes())
+            ),
+        )),
+    }
+}
+
+fn origins_text(origins: &[String]) -> String {
+    if origins.is_empty() {
+        "none (it is not for browser pages)".into()
+    } else {
+        origins.join(", ")
+    }
+}
+
+fn routes_text(key: &WriteKey) -> String {
+    match &key.scope.routes {
+        None => "all".into(),
+        Some(routes) => routes
+            .iter()
+            .map(|route| match route {
+                crate::keys::Route::Native => "native (/v1/events)".to_owned(),
+                crate::keys::Route::Segment => "segment (/v1/track, /v1/t, /v1/batch...)".into(),
+                crate::keys::Route::Sendgrid => "sendgrid (/v1/webhooks/sendgrid)".into(),
+                crate::keys::Route::Webhooks => "webhooks (/v1/webhooks/...)".into(),
+                crate::keys::Route::Mapping(name) => {
+                    format!("mapping:{name} (/v1/webhooks/{name})")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `writeKey` at the top of a Segment call or batch, as Segment's browser library sends it.
+fn write_key_in_body(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Keyed {
+        #[serde(rename = "writeKey")]
+        write_key: Option<String>,
+    }
+    serde_json::from_slice::<Keyed>(bytes)
+        .ok()
+        .and_then(|keyed| keyed.write_key)
+        .filter(|key| !key.is_empty())
+}
+
+/// The client's address: the peer's, or with `trust_forwarded_for`, the last address of
+/// `X-Forwarded-For` (the one the load balancer in front appended; earlier ones are the
+/// client's word).
+fn client_address(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trust_forwarded_for: bool,
+) -> Option<std::net::IpAddr> {
+    if trust_forwarded_for
+        && let Some(forwarded) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .rfind(|part| !part.is_empty())
+        && let Ok(address) = forwarded.parse()
+    {
+        return Some(address);
+    }
+    peer.map(|peer| peer.ip())
+}
+
+/// Takes a request's items and bytes from its key's budget and its client's, or answers 429.
+fn take_rate(
+    shared: &Shared,
+    key: &WriteKey,
+    client: Option<std::net::IpAddr>,
+    items: usize,
+    bytes: usize,
+) -> Result<(), Box<Response>> {
+    let now = std::time::Instant::now();
+    let name = key.rate_name();
+    let rate = key.scope.rate.unwrap_or(shared.key_rate);
+    let mut over = shared
+        .rate
+        .take(name, rate, items, bytes, now)
+        .err()
+        .map(|wait| {
+            (
+                wait,
+                format!("write key {name:?} is over its rate ({})", rate.describe()),
+            )
+        });
+    if over.is_none()
+        && let (Some(per_address), Some(client)) = (key.scope.per_address, client)
+    {
+        over = shared
+            .rate
+            .take(&format!("{name}@{client}"), per_address, items, bytes, now)
+            .err()
+            .map(|wait| {
+                (
+                    wait,
+                    format!(
+                        "client {client} is over write key {name:?}'s rate for each client ({})",
+                        per_address.describe()
+                    ),
+                )
+            });
+    }
+    let Some((wait, message)) = over else {
+        return Ok(());
+    };
+    shared.metrics.rate_limited.inc();
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = RequestError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("{message}: nothing in this request was stored; retry in {seconds} s"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Err(Box::new(response))
+}
+
+/// Answers a CORS preflight: the page's origin may post to this route when some key lets it.
+/// A preflight carries no key, so the request itself is checked against its own key.
+fn preflight(state: &CollectorState, headers: &HeaderMap, adapter: &Adapter) -> Response {
+    let origin = match request_origin(headers) {
+        Ok(Some(origin)) => origin,
+        Ok(None) => {
+            return RequestError::new(
+                StatusCode::BAD_REQUEST,
+                "a CORS preflight without an Origin header",
+            )
+            .into_response();
+        }
+        Err(error) => return error.into_response(),
+    };
+    if !state.shared.keys().any_allows(&origin, adapter) {
+        return RequestError::new(
+            StatusCode::FORBIDDEN,
+            format!("no write key lets pages from {origin} post here (docs/ingest.md, browsers)"),
         )
         .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
     }
-    ingest(shared, adapter, source.as_deref(), items).await
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let out = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, Content-Encoding, X-Retry-Count"),
+    );
+    out.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    out.insert(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+async fn preflight_native(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
+    preflight(&state, &headers, &Adapter::Native)
+}
+
+async fn preflight_segment(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
+    preflight(&state, &headers, &Adapter::Segment)
+}
+
+async fn preflight_sendgrid(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
+    preflight(&state, &headers, &Adapter::Sendgrid)
+}
+
+async fn preflight_mapped(
+    State(state): State<CollectorState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    preflight(&state, &headers, &Adapter::Mapping(source))
 }
 
 /// SendGrid's signature over the timestamp header and the body, when a key is configured.
@@ -525,45 +895,6 @@ fn check_signature(
     let timestamp = header(crate::TIMESTAMP_HEADER)?;
     key.verify(timestamp, body, signature)
         .map_err(|problem| RequestError::new(StatusCode::UNAUTHORIZED, problem))
-}
-
-/// Finds the source of the request's write key. Keys come as HTTP Basic user name (Segment's
-/// convention; the password is ignored) or as a Bearer token, and are compared in constant time.
-fn authorize(
-    shared: &Shared,
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-) -> Result<Option<String>, RequestError> {
-    if shared.write_keys.is_empty() {
-        return match peer {
-            Some(peer) if peer.ip().is_loopback() => Ok(None),
-            _ => Err(RequestError::new(
-                StatusCode::FORBIDDEN,
-                "no write keys are configured, so only loopback clients may write \
-                 (configure write keys: docs/configuration.md)",
-            )),
-        };
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(key_of_authorization)
-        .ok_or_else(|| {
-            RequestError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing write key: send it as the HTTP Basic user name or as `Authorization: Bearer KEY`",
-            )
-        })?;
-    // Every key is compared, so the time taken does not say which one nearly matched.
-    let mut found = None;
-    for write_key in &shared.write_keys {
-        if bool::from(write_key.key.as_bytes().ct_eq(presented.as_bytes())) {
-            found = Some(write_key.source.clone());
-        }
-    }
-    found
-        .map(Some)
-        .ok_or_else(|| RequestError::new(StatusCode::UNAUTHORIZED, "unknown write key"))
 }
 
 fn key_of_authorization(value: &str) -> Option<String> {
@@ -770,6 +1101,10 @@ fn split<'a>(
                 return Err(single_too_large());
             }
             let mut value = parse_json(bytes)?;
+            if let Value::Object(object) = &mut value {
+                // The browser library's key travels in the body; it is not a fact.
+                object.remove("writeKey");
+            }
             let problem = match &mut value {
                 Value::Object(object) => match object.get("type") {
                     None => {
@@ -816,6 +1151,7 @@ fn split<'a>(
                 .into_iter()
                 .map(|mut call| {
                     if let Value::Object(object) = &mut call {
+                        object.remove("writeKey");
                         if let Some(sent_at) = &sent_at {
                             object.entry("sentAt").or_insert_with(|| sent_at.clone());
                         }
@@ -936,9 +1272,10 @@ impl Outcome {
 async fn ingest(
     shared: &Shared,
     adapter: Adapter,
-    source: Option<&str>,
+    key: Option<&WriteKey>,
     items: Vec<Item<'_>>,
 ) -> Response {
+    let source = key.map(|key| key.source.as_str());
     let received_at = now();
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
     let mut events = Vec::new();
@@ -960,6 +1297,18 @@ async fn ingest(
         match translated {
             Ok(Translation::Events(produced)) => {
                 for event in produced {
+                    // Outside the key's scope: answered, never stored, not quarantined (it is
+                    // not a fact to repair but a write the key may not make).
+                    if let Some((field, reason)) = key.and_then(|key| key.refusal(&event)) {
+                        outcomes.push(Outcome {
+                            event_id: Some(event.event_id.to_string()),
+                            kind: Some(event.kind().name()),
+                            field: Some(field.to_owned()),
+                            reason: Some(reason),
+                            ..Outcome::new(index, "refused")
+                        });
+                        continue;
+                    }
                     event_slots.push(outcomes.len());
                     outcomes.push(Outcome {
                         event_id: Some(event.event_id.to_string()),
@@ -1078,6 +1427,7 @@ async fn ingest(
         "duplicate",
         "ignored",
         "rejected",
+        "refused",
         "not_written",
     ] {
         let items = outcomes.iter().filter(|o| o.status == outcome).count();
@@ -1107,10 +1457,17 @@ struct Answer {
     duplicates: u64,
     ignored: u64,
     rejected: u64,
+    /// Items outside the write key's scope (another source, a kind it may not write).
+    #[serde(skip_serializing_if = "is_zero")]
+    refused: u64,
     not_written: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     items: Vec<Outcome>,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 fn respond(shared: &Shared, outcomes: Vec<Outcome>, log_failure: Option<String>) -> Response {
@@ -1120,6 +1477,7 @@ fn respond(shared: &Shared, outcomes: Vec<Outcome>, log_failure: Option<String>)
         duplicates: count("duplicate"),
         ignored: count("ignored"),
         rejected: count("rejected"),
+        refused: count("refused"),
         not_written: count("not_written"),
         error: log_failure.map(|reason| {
             format!(
@@ -1133,6 +1491,8 @@ fn respond(shared: &Shared, outcomes: Vec<Outcome>, log_failure: Option<String>)
         StatusCode::SERVICE_UNAVAILABLE
     } else if answer.rejected > 0 {
         StatusCode::BAD_REQUEST
+    } else if answer.refused > 0 {
+        StatusCode::FORBIDDEN
     } else {
         StatusCode::OK
     };
@@ -1155,14 +1515,5 @@ mod tests {
         assert_eq!(key_of_authorization("Bearer wk_2"), Some("wk_2".into()));
         assert_eq!(key_of_authorization("Basic !!!"), None);
         assert_eq!(key_of_authorization("Digest x"), None);
-    }
-
-    #[test]
-    fn write_keys_parse_from_source_colon_key() {
-        let key: WriteKey = "web:wk:with:colons".parse().expect("valid");
-        assert_eq!(key.source, "web");
-        assert_eq!(key.key, "wk:with:colons");
-        assert!("nokey".parse::<WriteKey>().is_err());
-        assert!(!format!("{key:?}").contains("wk:with"));
     }
 }

@@ -5,8 +5,10 @@
 
 mod adapter;
 mod appender;
+mod browser;
 mod collector;
 mod import;
+mod keys;
 mod metrics;
 mod publisher;
 mod quarantine;
@@ -19,9 +21,10 @@ pub use adapter::{
     SkipRule, TimeFormat, TrackRule, Translation, default_track_rules,
 };
 pub use collector::{
-    Collector, CollectorConfig, CollectorError, CollectorState, Limits, WriteKey, router, serve,
+    Collector, CollectorConfig, CollectorError, CollectorState, Limits, router, serve,
 };
 pub use import::{ImportError, ImportOptions, ImportSummary, Rejection, import_ndjson};
+pub use keys::{KeyScope, Route, WriteKey, valid_origin};
 pub use metrics::CollectorMetrics;
 pub use publisher::{Pending, PublishError, Published, Publisher, PublisherOptions, PublisherTask};
 pub use quarantine::{

@@ -487,10 +487,7 @@ async fn segment_single_calls_and_their_errors() {
 async fn write_keys_are_required_when_configured() {
     let dir = tempfile::tempdir().expect("dir");
     let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
-        config.write_keys = vec![WriteKey {
-            source: "web".into(),
-            key: "wk_right".into(),
-        }];
+        config.write_keys = vec![WriteKey::new("web", "wk_right")];
     })
     .await;
     let page =
@@ -1141,18 +1138,13 @@ async fn the_quarantine_is_compact_and_bounded_and_keys_are_rate_limited() {
     let dir = tempfile::tempdir().expect("dir");
     let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
         config.write_keys = vec![
-            WriteKey {
-                source: "web".into(),
-                key: "wk_web".into(),
-            },
-            WriteKey {
-                source: "crm".into(),
-                key: "wk_crm".into(),
-            },
+            WriteKey::new("web", "wk_web"),
+            WriteKey::new("crm", "wk_crm"),
         ];
         config.key_rate = baton_producer::KeyRate {
             items_per_second: 1,
             burst: 5,
+            ..baton_producer::KeyRate::UNLIMITED
         };
     })
     .await;
