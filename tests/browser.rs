@@ -422,3 +422,314 @@ serve: {stderr}",
     assert!(!script.contains("\"__WRITE_KEY__\""));
     drop(served);
 }
+
+/// A request to `baton serve`: status, headers, body as JSON (or `null`).
+async fn send(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = request.send().await.expect("baton answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+fn closed_won(message_id: &str, source: &str) -> String {
+    json!({
+        "message_id": message_id, "kind": "opportunity_closed_won",
+        "occurred_at": "2026-03-03T17:30:00.000Z", "source": source,
+        "account_id": "acct-acme", "opportunity_id": "opp-forged",
+        "data": {"amount": "9999999", "currency": "USD"}
+    })
+    .to_string()
+}
+
+fn kinds_stored(dir: &Path, kind: &str) -> usize {
+    events(dir).iter().filter(|e| e["kind"] == kind).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_key_writes_only_what_its_scope_allows() {
+    let dir = tempfile::tempdir().expect("dir");
+    let origin = "https://www.acme.example";
+    // A second key of the web team, for servers: every route, touches and identity only.
+    // A mapped webhook that says it is the CRM. The browser key's rate is tiny.
+    let extra = r#"
+[[write_keys]]
+source = "web"
+key = "wk_web_server"
+kinds = ["touch", "identity"]
+
+[mappings.crmhook]
+system = "salesforce"
+message_id = "/id"
+occurred_at = "/at"
+account_id = "/account"
+opportunity_id = "/opportunity"
+kind = { constant = "opportunity_closed_won" }
+[mappings.crmhook.data.opportunity_closed_won]
+amount = "/amount"
+currency = { constant = "USD" }
+"#;
+    let config_path = config(dir.path(), origin, extra);
+    let rated = std::fs::read_to_string(&config_path)
+        .expect("config")
+        .replace(
+            "origins = [\"https://www.acme.example\"]",
+            "origins = [\"https://www.acme.example\"]\nrate = { items_per_second = 1, burst = 4 }",
+        );
+    std::fs::write(&config_path, &rated).expect("config");
+    let served = Served::start(
+        dir.path(),
+        &["--config", config_path.to_str().expect("utf-8")],
+    );
+    let base = format!("http://{}", served.addr);
+    let client = reqwest::Client::new();
+    let webhook = json!({"id": "hook-1", "at": "2026-03-03T17:30:00Z", "account": "acct-acme",
+        "opportunity": "opp-forged", "amount": "9999999"})
+    .to_string();
+
+    // The browser key on routes it does not have: refused whole, naming its routes.
+    for (path, body) in [
+        ("/v1/events", closed_won("forged-1", "web")),
+        ("/v1/webhooks/crmhook", webhook.clone()),
+    ] {
+        let (status, _, answer) = send(
+            client
+                .post(format!("{base}{path}"))
+                .header("authorization", bearer(BROWSER_KEY))
+                .body(body),
+        )
+        .await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains("its routes are segment"), "{path}: {error}");
+    }
+
+    // A key with every route but only touches and identity: the CRM fact is refused per item,
+    // by source first (it claims salesforce), then by kind.
+    let (status, _, answer) = send(
+        client
+            .post(format!("{base}/v1/events"))
+            .header("authorization", bearer("wk_web_server"))
+            .body(format!(
+                "[{}, {}]",
+                closed_won("forged-2", "salesforce"),
+                closed_won("forged-3", "web")
+            )),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["refused"], 2, "{answer}");
+    assert_eq!(answer["items"][0]["status"], "refused");
+    assert_eq!(answer["items"][0]["field"], "source.system");
+    assert_eq!(answer["items"][1]["field"], "kind");
+    assert!(
+        answer["items"][1]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("opportunity_closed_won is outside this write key's scope"),
+        "{answer}"
+    );
+    let (status, _, answer) = send(
+        client
+            .post(format!("{base}/v1/webhooks/crmhook"))
+            .header("authorization", bearer("wk_web_server"))
+            .body(webhook.clone()),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["items"][0]["field"], "source.system", "{answer}");
+
+    // Through Segment's paths the events are the key's own source: it cannot claim another.
+    let (status, _, answer) = send(
+        client
+            .post(format!("{base}/v1/t"))
+            .header("content-type", "text/plain")
+            .header("origin", origin)
+            .body(
+                json!({"type": "track", "event": "Demo Requested", "messageId": "seg-1",
+                    "anonymousId": "anon-1", "writeKey": BROWSER_KEY,
+                    "context": {"library": {"name": "salesforce"}}})
+                .to_string(),
+            ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let stored = events(dir.path());
+    let demo = stored
+        .iter()
+        .find(|e| e["message_id"] == "seg-1")
+        .expect("the Segment call is stored");
+    assert_eq!(demo["source"]["system"], "web");
+
+    // The CRM's own key writes the CRM fact.
+    let (status, _, answer) = send(
+        client
+            .post(format!("{base}/v1/events"))
+            .header("authorization", bearer(CRM_KEY))
+            .body(closed_won("crm-1", "salesforce")),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        kinds_stored(dir.path(), "opportunity_closed_won"),
+        1,
+        "only the CRM's closed-won is stored"
+    );
+
+    // CORS: a preflight from the key's origin is answered; from another, refused, and a post
+    // from another origin stores nothing even without a preflight.
+    let (status, headers, _) = send(
+        client
+            .request(reqwest::Method::OPTIONS, format!("{base}/v1/t"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            ),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(headers["access-control-allow-origin"], origin);
+    assert!(
+        headers["access-control-allow-headers"]
+            .to_str()
+            .expect("text")
+            .contains("Authorization")
+    );
+    for path in ["/v1/t", "/v1/events"] {
+        let (status, headers, _) = send(
+            client
+                .request(reqwest::Method::OPTIONS, format!("{base}{path}"))
+                .header("origin", "https://evil.example")
+                .header("access-control-request-method", "POST"),
+        )
+        .await;
+        assert_eq!(status, 403, "{path}");
+        assert!(!headers.contains_key("access-control-allow-origin"));
+    }
+    let (status, headers, answer) = send(
+        client
+            .post(format!("{base}/v1/t"))
+            .header("content-type", "text/plain")
+            .header("origin", "https://evil.example")
+            .body(
+                json!({"type": "track", "event": "Demo Requested", "messageId": "evil-1",
+                    "anonymousId": "anon-2", "writeKey": BROWSER_KEY})
+                .to_string(),
+            ),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(!headers.contains_key("access-control-allow-origin"));
+    assert!(
+        !events(dir.path())
+            .iter()
+            .any(|e| e["message_id"] == "evil-1")
+    );
+
+    // The browser key's rate (1 a second, bursts of 4): 429 with Retry-After, nothing of that
+    // request stored; the CRM key goes on.
+    let mut limited = None;
+    for n in 0..10 {
+        let (status, headers, answer) = send(
+            client
+                .post(format!("{base}/v1/t"))
+                .header("content-type", "text/plain")
+                .header("origin", origin)
+                .body(
+                    json!({"type": "track", "event": "Demo Requested",
+                        "messageId": format!("burst-{n}"), "anonymousId": "anon-3",
+                        "writeKey": BROWSER_KEY})
+                    .to_string(),
+                ),
+        )
+        .await;
+        if status == 429 {
+            assert!(headers.contains_key("retry-after"), "{answer}");
+            assert_eq!(
+                headers["access-control-allow-origin"], origin,
+                "the page can read it"
+            );
+            limited = Some(n);
+            break;
+        }
+        assert_eq!(status, 200, "{answer}");
+    }
+    let limited = limited.expect("the browser key was limited");
+    assert!((3..=6).contains(&limited), "limited at request {limited}");
+    assert!(
+        !events(dir.path())
+            .iter()
+            .any(|e| e["message_id"] == format!("burst-{limited}"))
+    );
+    let (status, _, answer) = send(
+        client
+            .post(format!("{base}/v1/events"))
+            .header("authorization", bearer(CRM_KEY))
+            .body(closed_won("crm-2", "salesforce")),
+    )
+    .await;
+    assert_eq!(status, 200, "other keys go on: {answer}");
+
+    // Rotation without a restart: the new key added and reloaded (SIGHUP), both work; the old
+    // one removed and reloaded, it is refused.
+    let hangup = |served: &Served| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &served.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    let appended = format!(
+        "{rated}\n[[write_keys]]\nsource = \"salesforce\"\nkey = \"wk_crm_next\"\nkinds = [\"crm\", \"action\", \"identity\"]\n"
+    );
+    std::fs::write(&config_path, &appended).expect("config");
+    hangup(&served);
+    let reloaded = |count: usize| {
+        served
+            .stderr()
+            .contains(&format!("SIGHUP: {count} write keys from"))
+    };
+    wait_for("the first reload", || reloaded(4), || served.stderr()).await;
+    for (key, id) in [(CRM_KEY, "rot-1"), ("wk_crm_next", "rot-2")] {
+        let (status, _, answer) = send(
+            client
+                .post(format!("{base}/v1/events"))
+                .header("authorization", bearer(key))
+                .body(closed_won(id, "salesforce")),
+        )
+        .await;
+        assert_eq!(status, 200, "{key} during the rotation: {answer}");
+    }
+    let without_old = appended.replace(
+        &format!("[[write_keys]]\nsource = \"salesforce\"\nkey = \"{CRM_KEY}\"\nkinds = [\"crm\", \"action\", \"identity\"]\n"),
+        "",
+    );
+    assert_ne!(without_old, appended, "the old key's table was found");
+    std::fs::write(&config_path, &without_old).expect("config");
+    hangup(&served);
+    wait_for("the second reload", || reloaded(3), || served.stderr()).await;
+    let (status, _, _) = send(
+        client
+            .post(format!("{base}/v1/events"))
+            .header("authorization", bearer(CRM_KEY))
+            .body(closed_won("rot-3", "salesforce")),
+    )
+    .await;
+    assert_eq!(status, 401, "the old key is gone");
+    let (status, _, answer) = send(
+        client
+            .post(format!("{base}/v1/events"))
+            .header("authorization", bearer("wk_crm_next"))
+            .body(closed_won("rot-4", "salesforce")),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    drop(served);
+}
