@@ -490,6 +490,20 @@ mod tests {
         assert_eq!(settings.sql_statement_timeout_secs, 60);
         assert_eq!(settings.quarantine_max_bytes, 256 << 20);
         assert_eq!(settings.key_rate, baton_producer::KeyRate::default());
+        // The website's key: public, so scoped; a rate per visitor by default.
+        let web = &settings.write_keys[0];
+        assert_eq!(web.source, "web");
+        assert_eq!(web.scope.origins.len(), 2);
+        assert_eq!(
+            web.scope.per_address,
+            Some(baton_producer::KeyRate::PER_VISITOR)
+        );
+        let kinds = web.scope.kinds.as_ref().expect("kinds");
+        assert!(kinds.contains(&baton_core::Kind::ContentViewed));
+        assert!(!kinds.contains(&baton_core::Kind::OpportunityClosedWon));
+        assert!(web.allows_route(&baton_producer::Adapter::Segment));
+        assert!(!web.allows_route(&baton_producer::Adapter::Native));
+        assert!(settings.write_keys[1].scope.per_address.is_none());
         let env =
             |name: &str| (name == "BATON_LIMITS_ITEMS_PER_SECOND_PER_KEY").then(|| "0".to_owned());
         let settings = Settings::load(Some(&path), &env).expect("loads");
@@ -503,6 +517,38 @@ mod tests {
             error.to_string().contains("sql_statement_timeout_secs"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_mistaken_scope_stops_start_up_naming_the_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let none = |_: &str| None;
+        for (scope, expected) in [
+            (
+                "kinds = [\"touches\"]",
+                "write_keys[1].kinds: unknown kind or family \"touches\"",
+            ),
+            (
+                "routes = [\"graphql\"]",
+                "write_keys[1].routes: unknown route \"graphql\"",
+            ),
+            (
+                "origins = [\"https://www.example.com/\"]",
+                "write_keys[1].origins: \"https://www.example.com/\" is not an origin",
+            ),
+        ] {
+            let path = dir.path().join("baton.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[[write_keys]]\nsource = \"crm\"\nkey = \"k0\"\n\n\
+                     [[write_keys]]\nsource = \"web\"\nkey = \"k1\"\n{scope}\n"
+                ),
+            )
+            .expect("write");
+            let error = Settings::load(Some(&path), &none).expect_err("refused");
+            assert!(format!("{error:#}").contains(expected), "{error:#}");
+        }
     }
 
     #[test]
