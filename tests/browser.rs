@@ -259,6 +259,39 @@ fn expected(run: &str) -> HashMap<String, Vec<String>> {
     expected
 }
 
+/// The ids and properties the page gave are the events': the person, the account, the page's
+/// URL, the product, the webinar; every event is the browser key's source.
+fn check_what_was_said(dir: &Path, run: &str) {
+    let all = events(dir);
+    let event = |id: &str| {
+        all.iter()
+            .find(|e| e["message_id"] == format!("{run}-{id}"))
+            .unwrap_or_else(|| panic!("{run}-{id} is stored"))
+    };
+    assert_eq!(
+        event("page")["data"]["url"],
+        format!("https://acme.example/pricing?run={run}")
+    );
+    assert_eq!(event("page")["data"]["title"], "Pricing");
+    assert_eq!(event("track")["data"]["product"], "baton");
+    assert_eq!(event("identify")["person_id"], format!("person-{run}"));
+    let anonymous = event("identify")["anonymous_id"].clone();
+    assert!(
+        anonymous.is_string(),
+        "identify links the browser's anonymous id"
+    );
+    assert_eq!(event("page")["anonymous_id"], anonymous, "one browser");
+    assert_eq!(event("group")["account_id"], format!("account-{run}"));
+    assert_eq!(event("beacon")["data"]["webinar_id"], format!("w-{run}"));
+    for e in all.iter().filter(|e| {
+        e["message_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&format!("{run}-")))
+    }) {
+        assert_eq!(e["source"]["system"], "web", "{e}");
+    }
+}
+
 async fn load(
     page_port: u16,
     host_name: &str,
@@ -324,6 +357,7 @@ serve: {stderr}",
         "{}",
         served.stderr()
     );
+    check_what_was_said(dir.path(), "std");
 
     // 2. Batching delivery: one /v1/b request, flushed when the page is left.
     let browser = load(page_port, "127.0.0.1", &baton_url, &api, "batch", true).await;
@@ -334,6 +368,7 @@ serve: {stderr}",
     )
     .await;
     browser.close().await;
+    check_what_was_said(dir.path(), "batch");
 
     // 3. The standard page again, same messageIds: nothing more is stored.
     let before = events(dir.path()).len();

@@ -1194,3 +1194,119 @@ async fn the_quarantine_is_compact_and_bounded_and_keys_are_rate_limited() {
     assert_eq!(running.events().await.len() as u64, sent + 1);
     running.stop().await;
 }
+
+/// A browser key's rate per visitor: one client address (as the load balancer says it, in
+/// `X-Forwarded-For`) over it gets 429 while another visitor of the same key goes on; and
+/// body bytes are limited as items are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_visitor_and_each_keys_bytes_have_a_rate() {
+    let dir = tempfile::tempdir().expect("dir");
+    let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
+        let mut browser = WriteKey::new("web", "wk_browser");
+        browser.scope.origins = vec!["https://www.acme.example".into()];
+        browser.scope.per_address = Some(baton_producer::KeyRate {
+            items_per_second: 1,
+            burst: 3,
+            ..baton_producer::KeyRate::UNLIMITED
+        });
+        let mut bulky = WriteKey::new("crm", "wk_crm");
+        bulky.scope.rate = Some(baton_producer::KeyRate {
+            bytes_per_second: 100,
+            burst_bytes: 1_000,
+            ..baton_producer::KeyRate::UNLIMITED
+        });
+        config.write_keys = vec![browser, bulky];
+        config.trust_forwarded_for = true;
+    })
+    .await;
+    let page = |id: &str| {
+        json!({"messageId":id,"anonymousId":"a-1","properties":{"url":"https://acme.example/"},
+            "writeKey":"wk_browser"})
+        .to_string()
+        .into_bytes()
+    };
+    // The load balancer appends the visitor's address last; what the client put first is its
+    // own word and is not used.
+    let visitor = |address: &str| format!("203.0.113.99, {address}");
+    let mut limited = None;
+    for n in 0..10 {
+        let forwarded = visitor("198.51.100.1");
+        let (status, body) = running
+            .post(
+                "/v1/p",
+                page(&format!("v1-{n}")),
+                &[
+                    ("content-type", "text/plain"),
+                    ("x-forwarded-for", forwarded.as_str()),
+                ],
+            )
+            .await;
+        if status == 429 {
+            let error = body["error"].as_str().unwrap_or_default().to_owned();
+            assert!(error.contains("client 198.51.100.1"), "{error}");
+            limited = Some(n);
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    // A burst of 3, and what refilled at 1 a second while they were stored.
+    let limited = limited.expect("the visitor was limited");
+    assert!((3..=4).contains(&limited), "limited at request {limited}");
+    let other = visitor("198.51.100.2");
+    let (status, body) = running
+        .post(
+            "/v1/p",
+            page("v2-0"),
+            &[
+                ("content-type", "text/plain"),
+                ("x-forwarded-for", other.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "another visitor goes on: {body}");
+    assert_eq!(running.events().await.len(), limited + 1);
+
+    // 1,000 bytes at once for the CRM key, 100 a second.
+    let event = |id: &str| {
+        json!({"message_id": id, "kind": "opportunity_created", "source": "crm",
+            "occurred_at": "2026-03-03T14:30:00Z", "account_id": "acct-acme",
+            "opportunity_id": format!("opp-{id}"), "person_id": "p-1",
+            "data": {"amount": "50000.00", "currency": "USD", "stage": "discovery"}})
+    };
+    let body = |ids: &[&str]| {
+        serde_json::to_vec(&ids.iter().map(|id| event(id)).collect::<Vec<_>>()).expect("json")
+    };
+    let crm = basic("wk_crm");
+    let first = body(&["b-1", "b-2", "b-3"]);
+    assert!((600..1_000).contains(&first.len()), "{}", first.len());
+    let (status, answer) = running
+        .post("/v1/events", first, &[("authorization", crm.as_str())])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    // The bucket still held about 300 bytes, so the next body goes in too (below zero); the
+    // one after waits for the refill at 100 bytes a second.
+    let (status, answer) = running
+        .post(
+            "/v1/events",
+            body(&["b-4", "b-5", "b-6"]),
+            &[("authorization", crm.as_str())],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = running
+        .post(
+            "/v1/events",
+            body(&["b-7", "b-8", "b-9"]),
+            &[("authorization", crm.as_str())],
+        )
+        .await;
+    assert_eq!(status, 429, "over its bytes: {answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bytes a second"),
+        "{answer}"
+    );
+    running.stop().await;
+}
