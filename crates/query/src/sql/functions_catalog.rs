@@ -159,19 +159,22 @@ mod tests {
     #[test]
     fn results_are_written_as_postgresql_writes_them() {
         // abs(integer), abs(double precision), generate_series(int4, int4), pg_get_keywords()
-        assert_eq!(function_result(1397).unwrap().as_deref(), Some("integer"));
         assert_eq!(
-            function_result(1395).unwrap().as_deref(),
+            function_result(1397).expect("pg_proc reads").as_deref(),
+            Some("integer")
+        );
+        assert_eq!(
+            function_result(1395).expect("pg_proc reads").as_deref(),
             Some("double precision")
         );
         assert_eq!(
-            function_result(1066).unwrap().as_deref(),
+            function_result(1066).expect("pg_proc reads").as_deref(),
             Some("SETOF integer")
         );
         assert_eq!(
-            function_result(1686).unwrap().as_deref(),
+            function_result(1686).expect("pg_proc reads").as_deref(),
             Some("SETOF record")
         );
-        assert_eq!(function_result(-5).unwrap(), None);
+        assert_eq!(function_result(-5).expect("pg_proc reads"), None);
     }
 }
