@@ -365,7 +365,7 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
     if let Some(file) = args.config.clone() {
         tokio::spawn(reload_keys_on_hangup(
             file,
-            collector.state(),
+            collector.state().write_keys(),
             keys_from_flags,
         ));
     }
@@ -436,7 +436,7 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
 #[cfg(unix)]
 async fn reload_keys_on_hangup(
     file: PathBuf,
-    collector: baton_producer::CollectorState,
+    keys: baton_producer::WriteKeys,
     keys_from_flags: bool,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -458,7 +458,7 @@ async fn reload_keys_on_hangup(
         match Settings::load(Some(&file), &environment) {
             Ok(settings) => {
                 let count = settings.write_keys.len();
-                collector.replace_write_keys(settings.write_keys);
+                keys.replace(settings.write_keys);
                 eprintln!(
                     "baton serve: SIGHUP: {count} write keys from {} are in force",
                     file.display()

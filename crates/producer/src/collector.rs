@@ -133,7 +133,7 @@ pub enum CollectorError {
 #[derive(Debug)]
 struct Shared {
     adapters: Adapters,
-    keys: std::sync::RwLock<Arc<KeySet>>,
+    keys: WriteKeys,
     key_rate: crate::KeyRate,
     trust_forwarded_for: bool,
     browser_library: Option<PathBuf>,
@@ -153,17 +153,11 @@ pub struct CollectorState {
 }
 
 impl CollectorState {
-    /// Puts `keys` in force in place of the ones before, for every request that starts after
-    /// (`baton serve` calls it when its configuration is reloaded). A rotation adds the new
-    /// key next to the old one, then removes the old one.
-    pub fn replace_write_keys(&self, keys: Vec<WriteKey>) {
-        let keys = Arc::new(KeySet::new(keys));
-        tracing::info!(keys = keys.len(), "write keys replaced");
-        *self
-            .shared
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    /// The keys in force, to replace them while the collector runs (`baton serve` does on
+    /// `SIGHUP`). The handle holds the keys only, not the collector: keeping it does not keep
+    /// the collector (and its appender) from shutting down.
+    pub fn write_keys(&self) -> WriteKeys {
+        self.shared.keys.clone()
     }
 
     /// A browser key (one with origins) by its text; keys of other characters than letters,
@@ -187,14 +181,35 @@ impl CollectorState {
     }
 }
 
-impl Shared {
-    fn keys(&self) -> Arc<KeySet> {
+/// The write keys in force, shared by the collector and whoever may replace them.
+#[derive(Clone, Debug)]
+pub struct WriteKeys(Arc<std::sync::RwLock<Arc<KeySet>>>);
+
+impl WriteKeys {
+    /// Puts `keys` in force in place of the ones before, for every request that starts after.
+    /// A rotation adds the new key next to the old one, then removes the old one.
+    pub fn replace(&self, keys: Vec<WriteKey>) {
+        let keys = Arc::new(KeySet::new(keys));
+        tracing::info!(keys = keys.len(), "write keys replaced");
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    fn current(&self) -> Arc<KeySet> {
         Arc::clone(
             &self
-                .keys
+                .0
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+}
+
+impl Shared {
+    fn keys(&self) -> Arc<KeySet> {
+        self.keys.current()
     }
 }
 
@@ -245,7 +260,9 @@ impl Collector {
         let state = CollectorState {
             shared: Arc::new(Shared {
                 adapters,
-                keys: std::sync::RwLock::new(Arc::new(KeySet::new(config.write_keys))),
+                keys: WriteKeys(Arc::new(std::sync::RwLock::new(Arc::new(KeySet::new(
+                    config.write_keys,
+                ))))),
                 key_rate: config.key_rate,
                 trust_forwarded_for: config.trust_forwarded_for,
                 browser_library: config.browser_library,
@@ -637,7 +654,9 @@ async fn write(
     };
     if let Some(key) = &key {
         let client = client_address(&headers, peer, shared.trust_forwarded_for);
-        if let Err(response) = take_rate(shared, key, client, items.len(), bytes.len()) {
+        // A request counts as one item at least, so empty requests are bounded too.
+        let counted = items.len().max(1);
+        if let Err(response) = take_rate(shared, key, client, counted, bytes.len()) {
             return *response;
         }
     }

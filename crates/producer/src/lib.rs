@@ -21,7 +21,7 @@ pub use adapter::{
     SkipRule, TimeFormat, TrackRule, Translation, default_track_rules,
 };
 pub use collector::{
-    Collector, CollectorConfig, CollectorError, CollectorState, Limits, router, serve,
+    Collector, CollectorConfig, CollectorError, CollectorState, Limits, WriteKeys, router, serve,
 };
 pub use import::{ImportError, ImportOptions, ImportSummary, Rejection, import_ndjson};
 pub use keys::{KeyScope, Route, WriteKey, valid_origin};
