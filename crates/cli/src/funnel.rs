@@ -99,22 +99,21 @@ pub fn amounts_json(amounts: &[(String, i64)]) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// One stage of a summary, as `funnel --json` and the comparison write it.
+pub fn stage_json(stage: &baton_core::StageSummary) -> serde_json::Value {
+    serde_json::json!({
+        "name": stage.name,
+        "owner": stage.owner.as_str(),
+        "entered": stage.entered,
+        "current": stage.current,
+        "converted": stage.converted,
+        "conversion_rate": stage.conversion_rate(),
+        "median_days_in_stage": stage.median_days_in_stage,
+    })
+}
+
 pub fn summary_json(summary: &FunnelSummary, position: u64) -> serde_json::Value {
-    let stages: Vec<serde_json::Value> = summary
-        .stages
-        .iter()
-        .map(|stage| {
-            serde_json::json!({
-                "name": stage.name,
-                "owner": stage.owner.as_str(),
-                "entered": stage.entered,
-                "current": stage.current,
-                "converted": stage.converted,
-                "conversion_rate": stage.conversion_rate(),
-                "median_days_in_stage": stage.median_days_in_stage,
-            })
-        })
-        .collect();
+    let stages: Vec<serde_json::Value> = summary.stages.iter().map(stage_json).collect();
     let revenue = amounts_json(&summary.revenue_minor_units);
     serde_json::json!({
         "definition": summary.definition,

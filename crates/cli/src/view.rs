@@ -3,7 +3,7 @@
 //! `baton promote` and `baton drop` manage them.
 
 use crate::backend::LogArgs;
-use crate::funnel::{load_definition_text, money, print_summary, summary_json};
+use crate::funnel::{load_definition_text, money, print_summary, stage_json, summary_json};
 use anyhow::Context;
 use baton_core::{
     Comparison, FunnelDefinition, FunnelProjection, OutcomeGroup, SlaLoad, Timestamp,
@@ -660,6 +660,11 @@ fn print_comparison(
             serde_json::json!({
                 "live": {"view": live.0, "summary": summary_json(&comparison.live, live.1.get())},
                 "candidate": {"view": candidate.0, "summary": summary_json(&comparison.candidate, candidate.1.get())},
+                "stages": comparison.stage_pairs().iter().map(|pair| serde_json::json!({
+                    "name": pair.name,
+                    "live": pair.live.map(stage_json),
+                    "candidate": pair.candidate.map(stage_json),
+                })).collect::<Vec<_>>(),
                 "mql_both": group_json(&comparison.mql_both),
                 "mql_only_live": group_json(&comparison.mql_only_live),
                 "mql_only_candidate": group_json(&comparison.mql_only_candidate),
@@ -686,10 +691,7 @@ fn print_comparison(
         "stage", "entered", "current", "conversion", "entered", "current", "conversion"
     );
     let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0));
-    let stages = l.stages.len().max(c.stages.len());
-    for index in 0..stages {
-        let (ls, cs) = (l.stages.get(index), c.stages.get(index));
-        let name = ls.or(cs).map_or("", |s| s.name.as_str());
+    for pair in comparison.stage_pairs() {
         let cell = |s: Option<&baton_core::StageSummary>| match s {
             Some(s) => format!(
                 "{:>9} {:>9} {:>10}",
@@ -699,7 +701,17 @@ fn print_comparison(
             ),
             None => format!("{:>9} {:>9} {:>10}", "-", "-", "-"),
         };
-        println!("  {name:<14} {}   {}", cell(ls), cell(cs));
+        let only = match (pair.live, pair.candidate) {
+            (Some(_), None) => "   (live only)",
+            (None, Some(_)) => "   (candidate only)",
+            _ => "",
+        };
+        println!(
+            "  {:<14} {}   {}{only}",
+            pair.name,
+            cell(pair.live),
+            cell(pair.candidate)
+        );
     }
     println!();
     if outcomes_at == candidate.1 {

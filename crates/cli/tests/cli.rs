@@ -581,6 +581,101 @@ fn a_projector_killed_anywhere_resumes_to_the_state_of_a_clean_rebuild() {
 }
 
 /// Replay a candidate, list, compare, promote and drop, as a user would.
+/// A candidate whose stages differ from the live ones (one more at the start, one more before
+/// `won`, `sal` gone) is set beside the live definition stage by stage name, in the text and
+/// JSON forms, with the stages of one definition only marked as such.
+#[test]
+fn replay_sets_stages_side_by_side_by_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "5", "60", "history.ndjson");
+    let output = baton(dir.path(), &["ingest", "history.ndjson"]);
+    assert!(output.status.success());
+    let candidate = baton_core::DEFAULT_FUNNEL_TOML
+        .replacen(
+            "[[stage]]\nname = \"inquiry\"",
+            "[[stage]]\nname = \"visitor\"\nowner = \"marketing\"\nenter_on = [\"content_viewed\"]\n\n[[stage]]\nname = \"inquiry\"",
+            1,
+        )
+        .replacen(
+            "[[stage]]\nname = \"won\"",
+            "[[stage]]\nname = \"negotiation\"\nowner = \"sales\"\nenter_on = [\"opportunity_amount_changed\"]\n\n[[stage]]\nname = \"won\"",
+            1,
+        )
+        .replacen(
+            "[[stage]]\nname = \"sal\"\nowner = \"sales\"\nenter_on = [\"lead_accepted\", \"sales_activity\"]\n\n",
+            "",
+            1,
+        )
+        .replace(r#"name = "b2b-default""#, r#"name = "more-stages""#);
+    std::fs::write(dir.path().join("candidate.toml"), candidate).expect("write");
+    let report = json_ok(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--name",
+            "more",
+            "--json",
+        ],
+    );
+    let stage_of = |side: &str, name: &str| -> Value {
+        report[side]["summary"]["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let pairs = report["stages"].as_array().expect("stages side by side");
+    let names: Vec<&str> = pairs
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "visitor",
+            "inquiry",
+            "engaged",
+            "mql",
+            "sal",
+            "sql",
+            "opportunity",
+            "proposal",
+            "negotiation",
+            "won",
+            "lost"
+        ]
+    );
+    for pair in pairs {
+        let name = pair["name"].as_str().expect("name");
+        assert_eq!(pair["live"], stage_of("live", name), "{name}");
+        assert_eq!(pair["candidate"], stage_of("candidate", name), "{name}");
+    }
+    assert!(pairs[0]["live"].is_null() && pairs[4]["candidate"].is_null());
+
+    let output = baton(dir.path(), &["compare", "more"]);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let row = |name: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+            .to_owned()
+    };
+    assert!(row("visitor").ends_with("(candidate only)"), "{text}");
+    assert!(row("negotiation").ends_with("(candidate only)"), "{text}");
+    assert!(row("sal").ends_with("(live only)"), "{text}");
+    // The `won` row holds each definition's own `won` count.
+    let won_entered = |side: &str| stage_of(side, "won")["entered"].as_u64().expect("n");
+    let won_row = row("won");
+    let cells: Vec<&str> = won_row.split_whitespace().collect();
+    assert_eq!(cells[1], won_entered("live").to_string(), "{text}");
+    assert_eq!(cells[4], won_entered("candidate").to_string(), "{text}");
+}
+
 #[test]
 fn replay_compares_a_candidate_and_promote_makes_it_live() {
     let dir = tempfile::tempdir().expect("dir");

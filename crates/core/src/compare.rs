@@ -4,7 +4,7 @@
 //! sales. This is how a team judges whether a new definition's MQL predicts revenue better.
 
 use crate::timestamp::Timestamp;
-use crate::view::{FunnelProjection, FunnelSummary, PersonOutcome};
+use crate::view::{FunnelProjection, FunnelSummary, PersonOutcome, StageSummary};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The ids listed per group in a comparison; the counts cover everyone.
@@ -118,6 +118,47 @@ pub struct Comparison {
     pub candidate_load: SlaLoad,
 }
 
+/// A stage of either definition, set beside the stage of the same name in the other.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StagePair<'a> {
+    pub name: &'a str,
+    /// `None`: the live definition has no stage of this name.
+    pub live: Option<&'a StageSummary>,
+    /// `None`: the candidate has no stage of this name.
+    pub candidate: Option<&'a StageSummary>,
+}
+
+impl Comparison {
+    /// Both definitions' stages, matched by name (never by position, which would set a
+    /// candidate's `visitor` beside the live `inquiry`). In the live definition's order; a
+    /// stage only the candidate has comes right after the candidate's stage before it.
+    pub fn stage_pairs(&self) -> Vec<StagePair<'_>> {
+        let mut names: Vec<&str> = self.live.stages.iter().map(|s| s.name.as_str()).collect();
+        let mut after: Option<usize> = None;
+        for stage in &self.candidate.stages {
+            match names.iter().position(|name| *name == stage.name) {
+                Some(at) => after = Some(at),
+                None => {
+                    let at = after.map_or(0, |at| at + 1);
+                    names.insert(at, &stage.name);
+                    after = Some(at);
+                }
+            }
+        }
+        let find = |stages: &'_ [StageSummary], name: &str| -> Option<usize> {
+            stages.iter().position(|s| s.name == name)
+        };
+        names
+            .into_iter()
+            .map(|name| StagePair {
+                name,
+                live: find(&self.live.stages, name).map(|at| &self.live.stages[at]),
+                candidate: find(&self.candidate.stages, name).map(|at| &self.candidate.stages[at]),
+            })
+            .collect()
+    }
+}
+
 /// Compares two refreshed projections of the same log at the same position. Outcomes are
 /// read from the live one (they are facts, the same under any definition).
 pub fn compare(live: &FunnelProjection, candidate: &FunnelProjection) -> Comparison {
@@ -160,5 +201,69 @@ pub fn compare_with(
         ),
         live_load: SlaLoad::of(live.follow_up_starts()),
         candidate_load: SlaLoad::of(candidate.follow_up_starts()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::funnel::{DEFAULT_FUNNEL_TOML, FunnelDefinition};
+
+    fn projection(text: &str) -> FunnelProjection {
+        let definition = FunnelDefinition::parse("test.toml", text).expect("a definition");
+        let mut projection = FunnelProjection::new(definition);
+        projection.refresh();
+        projection
+    }
+
+    /// A candidate with a stage before the first (`visitor`), one before `won`
+    /// (`negotiation`) and without `sal`: every row is its own stage on both sides, and the
+    /// stages of one definition only are shown as such.
+    #[test]
+    fn stages_are_set_side_by_side_by_name() {
+        let candidate = DEFAULT_FUNNEL_TOML
+            .replacen(
+                "[[stage]]\nname = \"inquiry\"",
+                "[[stage]]\nname = \"visitor\"\nowner = \"marketing\"\nenter_on = [\"content_viewed\"]\n\n[[stage]]\nname = \"inquiry\"",
+                1,
+            )
+            .replacen(
+                "[[stage]]\nname = \"won\"",
+                "[[stage]]\nname = \"negotiation\"\nowner = \"sales\"\nenter_on = [\"opportunity_amount_changed\"]\n\n[[stage]]\nname = \"won\"",
+                1,
+            )
+            .replacen(
+                "[[stage]]\nname = \"sal\"\nowner = \"sales\"\nenter_on = [\"lead_accepted\", \"sales_activity\"]\n\n",
+                "",
+                1,
+            );
+        assert_ne!(candidate, DEFAULT_FUNNEL_TOML);
+        let comparison = compare(&projection(DEFAULT_FUNNEL_TOML), &projection(&candidate));
+        let pairs = comparison.stage_pairs();
+        let rows: Vec<(&str, bool, bool)> = pairs
+            .iter()
+            .map(|pair| (pair.name, pair.live.is_some(), pair.candidate.is_some()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("visitor", false, true),
+                ("inquiry", true, true),
+                ("engaged", true, true),
+                ("mql", true, true),
+                ("sal", true, false),
+                ("sql", true, true),
+                ("opportunity", true, true),
+                ("proposal", true, true),
+                ("negotiation", false, true),
+                ("won", true, true),
+                ("lost", true, true),
+            ]
+        );
+        for pair in &pairs {
+            for stage in [pair.live, pair.candidate].into_iter().flatten() {
+                assert_eq!(stage.name, pair.name);
+            }
+        }
     }
 }

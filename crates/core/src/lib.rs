@@ -19,7 +19,9 @@ pub use codec::{
     CodecError, MAX_FRAME_BYTES, SCHEMA_VERSION, decode, encode, encode_into, event_id_of,
     schema_version,
 };
-pub use compare::{Comparison, OutcomeGroup, SAMPLE_PEOPLE, SlaLoad, compare, compare_with};
+pub use compare::{
+    Comparison, OutcomeGroup, SAMPLE_PEOPLE, SlaLoad, StagePair, compare, compare_with,
+};
 pub use currency::{decimal_amount, major_units, minor_unit_exponent};
 pub use event::{
     ActivityKind, Campaign, ContentType, Event, EventId, Family, FormKind, Identity, Kind, Money,

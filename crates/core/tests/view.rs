@@ -1149,3 +1149,43 @@ fn a_correction_changes_what_the_views_read_of_its_fact() {
     restored.refresh();
     assert_eq!(row(&restored), corrected, "restored, then corrected");
 }
+
+/// `account_scores.engagement_max` is the highest engagement of the account's people, so an
+/// account whose people all score below zero (one careers-page view: -5 under the default
+/// definition) has a negative maximum, not 0.
+#[test]
+fn an_accounts_highest_engagement_may_be_negative() {
+    let careers = || Payload::ContentViewed {
+        url: "https://example.com/careers".into(),
+        content_type: baton_core::ContentType::Careers,
+        title: None,
+    };
+    let mut history = History::new();
+    history.push(0, (None, Some("p-job-1"), Some("acct-jobs")), careers());
+    history.push(1, (None, Some("p-job-2"), Some("acct-jobs")), careers());
+    history.push(1, (None, Some("p-job-2"), Some("acct-jobs")), careers());
+    history.push(0, (None, Some("p-mixed-1"), Some("acct-mixed")), careers());
+    history.push(
+        0,
+        (None, Some("p-mixed-2"), Some("acct-mixed")),
+        example_payload(Kind::ContentViewed),
+    );
+    let projection = history.project();
+    let accounts = projection.marketing_view().accounts;
+    let account = |id: &str| {
+        accounts
+            .iter()
+            .find(|row| row.account == id)
+            .expect("an account row")
+            .clone()
+    };
+    let jobs = account("acct-jobs");
+    assert!(jobs.engagement_max < 0.0, "{jobs:?}");
+    assert!(
+        jobs.engagement_max > jobs.engagement_total,
+        "the better of two negative people: {jobs:?}"
+    );
+    assert_eq!(jobs.engaged_people, 0);
+    let mixed = account("acct-mixed");
+    assert!(mixed.engagement_max > 0.0, "{mixed:?}");
+}

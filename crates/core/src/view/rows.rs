@@ -315,7 +315,9 @@ impl PersonRows {
                     engaged_people: 0,
                     mql_people: 0,
                     engagement_total: 0.0,
-                    engagement_max: 0.0,
+                    // Every account row has a person, so this becomes theirs: the highest of
+                    // negative engagements is negative.
+                    engagement_max: f64::NEG_INFINITY,
                     fit_max: f64::NEG_INFINITY,
                     furthest_stage: None,
                 };
