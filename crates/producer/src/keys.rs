@@ -299,7 +299,10 @@ mod tests {
     #[test]
     fn routes_and_origins_are_matched_exactly() {
         let mut key = WriteKey::new("web", "k");
-        key.scope.routes = Some(vec![Route::Segment, "mapping:linkedin".parse().expect("a route")]);
+        key.scope.routes = Some(vec![
+            Route::Segment,
+            "mapping:linkedin".parse().expect("a route"),
+        ]);
         key.scope.origins = vec!["https://www.example.com".into()];
         assert!(key.allows_route(&Adapter::Segment));
         assert!(key.allows_route(&Adapter::Mapping("linkedin".into())));
