@@ -629,7 +629,7 @@ fn group_json(group: &OutcomeGroup) -> serde_json::Value {
         "won": group.won,
         "lost": group.lost,
         "open": group.open,
-        "win_rate": group.win_rate(),
+        "won_share": group.won_share(),
         "revenue": revenue,
         "sample": group.sample,
     })
@@ -724,7 +724,7 @@ fn print_comparison(
     }
     println!(
         "  {:<25} {:>8} {:>7} {:>7} {:>7} {:>9}  revenue",
-        "group", "people", "won", "lost", "open", "win rate"
+        "group", "people", "won", "lost", "open", "won share"
     );
     for (label, group) in [
         ("MQL under both", &comparison.mql_both),
@@ -737,7 +737,7 @@ fn print_comparison(
             group.won,
             group.lost,
             group.open,
-            rate(group.win_rate()),
+            rate(group.won_share()),
             revenue_text(group)
         );
     }

@@ -50,8 +50,9 @@ impl OutcomeGroup {
         group
     }
 
-    /// Won people as a share of the group; `None` for an empty group.
-    pub fn win_rate(&self) -> Option<f64> {
+    /// Won people as a share of the group's people (not of its closed deals, which is
+    /// `sales_totals.win_rate`); `None` for an empty group.
+    pub fn won_share(&self) -> Option<f64> {
         (self.people > 0).then(|| self.won as f64 / self.people as f64)
     }
 }

@@ -428,6 +428,11 @@ mod tests {
 
     #[test]
     fn message_ids_map_to_stable_distinct_ids() {
+        // The worked example of docs/events.md, computed there with Python's uuid5.
+        assert_eq!(
+            EventId::from_source_message("web", "example-0").to_string(),
+            "2fdf6883-dd68-5039-b944-1a60f80f8f67"
+        );
         let a = EventId::from_source_message("web", "m-1");
         assert_eq!(a, EventId::from_source_message("web", "m-1"));
         assert_ne!(a, EventId::from_source_message("email", "m-1"));
