@@ -296,7 +296,11 @@ pub struct FunnelProjection {
     /// Groups (by the survivor they are kept under) that may be unsettled; see `settle`.
     unsettled: Vec<String>,
     accounts: ByIdMap<Account>,
+    /// The events that do not count: targets of retractions in effect.
     retracted: HashSet<EventId>,
+    /// Every retraction's target, by the retraction's id: a retraction that is itself
+    /// retracted stops taking effect, and its target counts again.
+    retractions: HashMap<EventId, EventId>,
     corrections: HashMap<EventId, Correction>,
     /// Every `opportunity_closed_won`, by event id. Revenue counts each opportunity once, by
     /// its earliest close (business time, then id) that is not retracted, with corrections
@@ -346,6 +350,7 @@ impl FunnelProjection {
             unsettled: Vec::new(),
             accounts: ByIdMap::default(),
             retracted: HashSet::default(),
+            retractions: HashMap::default(),
             corrections: HashMap::default(),
             wins: HashMap::default(),
             dirty: HashSet::default(),
@@ -504,6 +509,48 @@ impl FunnelProjection {
             None => {
                 self.unplaced_targets.insert(target);
             }
+        }
+    }
+
+    /// Makes `target` stop counting. When it is a retraction, that retraction stops taking
+    /// effect: its own target counts again (unless another retraction in effect holds it).
+    /// The target's holder is marked dirty by the caller for the direct target, here for the
+    /// ones further down a chain.
+    fn retract(&mut self, target: EventId, depth: usize) {
+        if depth > MAX_RETRACTION_CHAIN || !self.retracted.insert(target) {
+            return;
+        }
+        if let Some(unsaved) = &mut self.unsaved {
+            unsaved.retracted.push(target);
+        }
+        if depth > 0 {
+            self.unplaced_targets.insert(target);
+        }
+        if let Some(&undone) = self.retractions.get(&target) {
+            self.unretract(undone, depth + 1);
+        }
+    }
+
+    /// Makes `target` count again, unless a retraction still in effect holds it; when it is a
+    /// retraction, its own target stops counting again.
+    fn unretract(&mut self, target: EventId, depth: usize) {
+        if depth > MAX_RETRACTION_CHAIN || !self.retracted.contains(&target) {
+            return;
+        }
+        let held = self
+            .retractions
+            .iter()
+            .any(|(retraction, held)| *held == target && !self.retracted.contains(retraction));
+        if held {
+            return;
+        }
+        self.retracted.remove(&target);
+        if let Some(unsaved) = &mut self.unsaved {
+            unsaved.retracted.push(target);
+        }
+        self.unplaced_targets.insert(target);
+        if let Some(&resumed) = self.retractions.get(&target) {
+            self.retract(resumed, depth + 1);
         }
     }
 
@@ -801,11 +848,16 @@ impl FunnelProjection {
                 return;
             }
             Payload::Retracted { target, .. } => {
-                self.retracted.insert(*target);
+                self.retractions.insert(event.event_id, *target);
                 if let Some(unsaved) = &mut self.unsaved {
-                    unsaved.retracted.push(*target);
+                    unsaved.retractions.push(event.event_id);
                 }
-                self.dirty_target(event, *target);
+                // A retraction already retracted (its own retraction came first) takes no
+                // effect; otherwise its target stops counting.
+                if !self.retracted.contains(&event.event_id) && !self.retracted.contains(target) {
+                    self.dirty_target(event, *target);
+                    self.retract(*target, 0);
+                }
                 return;
             }
             Payload::Corrected {
@@ -1344,6 +1396,10 @@ pub struct PersonOutcome {
     /// The revenue of the deals they closed won.
     pub revenue: Vec<crate::event::Money>,
 }
+
+/// How far a chain of retractions of retractions is followed (a retraction retracting a
+/// retraction retracting ...); beyond, the rest of the chain is ignored.
+const MAX_RETRACTION_CHAIN: usize = 64;
 
 /// One stage's line in the shared-funnel summary.
 #[derive(Clone, Debug, PartialEq)]

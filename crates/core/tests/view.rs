@@ -1189,3 +1189,64 @@ fn an_accounts_highest_engagement_may_be_negative() {
     let mixed = account("acct-mixed");
     assert!(mixed.engagement_max > 0.0, "{mixed:?}");
 }
+
+/// A retraction that is itself retracted stops taking effect: its target counts again, and
+/// retracting that second retraction brings the first back. The same whatever order the
+/// retractions arrive in, and kept views equal a fresh fold.
+#[test]
+fn retracting_a_retraction_brings_its_target_back() {
+    let mut history = History::new();
+    history.push(0, person("p-1"), Payload::DemoRequested { product: None });
+    let close = history.push(100, person("p-1"), won(4_800_000));
+    let revenue = |history: &History| history.project().summary().revenue_minor_units;
+    let all = vec![("USD".to_owned(), 4_800_000)];
+    let retract = |target: EventId| Payload::Retracted {
+        target,
+        reason: "test".into(),
+    };
+    let first = history.push(200, person("p-1"), retract(close));
+    assert_eq!(revenue(&history), vec![], "the close is retracted");
+    let second = history.push(300, person("p-1"), retract(first));
+    assert_eq!(revenue(&history), all, "the retraction is undone");
+    assert_eq!(history.project().summary().won_deals, 1);
+    history.push(400, person("p-1"), retract(second));
+    assert_eq!(revenue(&history), vec![], "the undoing is undone");
+
+    // Arriving in the reverse order (the last retraction first), the same holds.
+    let mut reversed = History::new();
+    reversed.events = history.events.clone();
+    let n = reversed.events.len();
+    reversed.events[n - 3..].reverse();
+    assert_eq!(revenue(&reversed), vec![]);
+    let mut without_last = History::new();
+    without_last.events = history.events[..n - 1].to_vec();
+    without_last.events[n - 3..].reverse();
+    assert_eq!(revenue(&without_last), all);
+
+    // Another retraction of the close still holds it when one is undone.
+    let mut twice = History::new();
+    twice.events = history.events[..3].to_vec();
+    twice.next = history.next + 10;
+    twice.push(250, person("p-1"), retract(close));
+    twice.push(300, person("p-1"), retract(first));
+    assert_eq!(
+        revenue(&twice),
+        vec![],
+        "a second retraction still holds it"
+    );
+
+    // What a projection kept up to date stores equals a fresh fold's, after every event.
+    for events in 1..=history.events.len() {
+        let mut kept = FunnelProjection::tracking_changes(FunnelDefinition::default_funnel());
+        for event in &history.events[..events] {
+            kept.apply(event);
+            kept.refresh();
+        }
+        let mut fresh = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for event in &history.events[..events] {
+            fresh.apply(event);
+        }
+        fresh.refresh();
+        assert_eq!(kept.summary(), fresh.summary(), "after {events} events");
+    }
+}

@@ -25,7 +25,7 @@ use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The version of the stored state this build writes and reads.
-pub const STATE_VERSION: u16 = 4;
+pub const STATE_VERSION: u16 = 5;
 
 /// The largest stored value accepted when reading (a guard against a corrupt length prefix).
 const MAX_VALUE_BYTES: usize = 1 << 30;
@@ -44,6 +44,8 @@ const VISITORS_OF: u8 = b'o';
 const MERGED: u8 = b'm';
 const ACCOUNT: u8 = b'a';
 const RETRACTED: u8 = b'r';
+/// A retraction's target, by the retraction's id: what undoing it brings back.
+const RETRACTION: u8 = b'x';
 const CORRECTION: u8 = b'c';
 const WON: u8 = b'w';
 const GLOBALS: u8 = b'g';
@@ -242,6 +244,7 @@ pub(crate) struct Unsaved {
     pub(crate) merged: rustc_hash::FxHashSet<String>,
     pub(crate) accounts: rustc_hash::FxHashSet<String>,
     pub(crate) retracted: Vec<EventId>,
+    pub(crate) retractions: Vec<EventId>,
     pub(crate) corrections: Vec<EventId>,
     pub(crate) wins: Vec<EventId>,
 }
@@ -359,6 +362,7 @@ impl FunnelProjection {
                 + unsaved.merged.len()
                 + unsaved.accounts.len()
                 + unsaved.retracted.len()
+                + unsaved.retractions.len()
                 + unsaved.corrections.len()
                 + unsaved.wins.len()
         })
@@ -418,6 +422,10 @@ impl FunnelProjection {
         for id in &unsaved.retracted {
             let value = self.retracted.contains(id).then_some(&());
             entries.put(key(RETRACTED, id.as_uuid().as_bytes()), value)?;
+        }
+        for id in &unsaved.retractions {
+            let value = self.retractions.get(id);
+            entries.put(key(RETRACTION, id.as_uuid().as_bytes()), value)?;
         }
         for id in &unsaved.corrections {
             let value = self.corrections.get(id);
@@ -543,6 +551,10 @@ impl FunnelProjection {
                 RETRACTED => {
                     decode::<()>(key, value)?;
                     projection.retracted.insert(event_id(key)?);
+                }
+                RETRACTION => {
+                    let target: EventId = decode(key, value)?;
+                    projection.retractions.insert(event_id(key)?, target);
                 }
                 CORRECTION => {
                     let correction: Correction = decode(key, value)?;
