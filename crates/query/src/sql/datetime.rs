@@ -36,39 +36,14 @@ pub(super) fn timezone() -> ScalarUDF {
 
 /// DataFusion's `to_timestamp` or `to_date` (`inner`), reading PostgreSQL's patterns.
 pub(super) fn with_postgresql_patterns(inner: Arc<ScalarUDF>) -> ScalarUDF {
-    ScalarUDF::from(PgPatterns { inner })
+    super::functions::overridden(inner, PgPatterns)
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct PgPatterns {
-    inner: Arc<ScalarUDF>,
-}
+struct PgPatterns;
 
-impl ScalarUDFImpl for PgPatterns {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arguments)
-    }
-
-    fn return_field_from_args(
-        &self,
-        args: datafusion::logical_expr::ReturnFieldArgs,
-    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
-        self.inner.return_field_from_args(args)
-    }
-
-    fn coerce_types(&self, arguments: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arguments)
-    }
-
-    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+impl super::functions::Override for PgPatterns {
+    fn invoke(&self, builtin: &ScalarUDF, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         // The first argument is the value; every later one a pattern.
         for pattern in args.args.iter_mut().skip(1) {
             *pattern = match &*pattern {
@@ -99,7 +74,7 @@ impl ScalarUDFImpl for PgPatterns {
                 }
             };
         }
-        self.inner.invoke_with_args(args)
+        builtin.invoke_with_args(args)
     }
 }
 

@@ -13,6 +13,56 @@ use datafusion::logical_expr::{
 
 use super::session::{SERVER_VERSION, SERVER_VERSION_NUM};
 
+/// What a built-in function does differently here; everything else about it (name,
+/// signature, return type, coercion) stays the built-in's. See [`overridden`].
+pub(super) trait Override:
+    std::fmt::Debug + PartialEq + Eq + std::hash::Hash + Send + Sync + 'static
+{
+    fn invoke(&self, builtin: &ScalarUDF, args: ScalarFunctionArgs) -> Result<ColumnarValue>;
+}
+
+/// `builtin` with its evaluation replaced by `with`: one mechanism for the functions that
+/// answer as PostgreSQL where DataFusion's do not (`to_timestamp`'s patterns, `round` of
+/// floats, bounded `repeat`/`lpad`/`rpad`).
+pub(super) fn overridden(builtin: Arc<ScalarUDF>, with: impl Override) -> ScalarUDF {
+    ScalarUDF::from(Overridden { builtin, with })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Overridden<T> {
+    builtin: Arc<ScalarUDF>,
+    with: T,
+}
+
+impl<T: Override> ScalarUDFImpl for Overridden<T> {
+    fn name(&self) -> &str {
+        self.builtin.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.builtin.signature()
+    }
+
+    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
+        self.builtin.return_type(arguments)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        self.builtin.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arguments: &[DataType]) -> Result<Vec<DataType>> {
+        self.builtin.coerce_types(arguments)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.with.invoke(&self.builtin, args)
+    }
+}
+
 /// Server settings as `SHOW` and `current_setting()` report them. The endpoint has no
 /// per-server configuration, so these are constants; per-connection settings (`SET
 /// search_path`, `SET TIME ZONE`) live in the connection and are answered by `SHOW`.
@@ -289,12 +339,11 @@ pub(super) fn bounded_text_builder(inner: Arc<ScalarUDF>) -> Option<ScalarUDF> {
         "lpad" | "rpad" => Builds::Pad,
         _ => return None,
     };
-    Some(ScalarUDF::from(BoundedText { inner, builds }))
+    Some(overridden(inner, BoundedText { builds }))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct BoundedText {
-    inner: Arc<ScalarUDF>,
     builds: Builds,
 }
 
@@ -335,24 +384,8 @@ impl BoundedText {
     }
 }
 
-impl ScalarUDFImpl for BoundedText {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arguments)
-    }
-
-    fn coerce_types(&self, arguments: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arguments)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+impl Override for BoundedText {
+    fn invoke(&self, builtin: &ScalarUDF, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let sizes = self.sizes(&args)?;
         let largest = sizes.iter().copied().max().unwrap_or(0);
         let total = sizes
@@ -361,14 +394,14 @@ impl ScalarUDFImpl for BoundedText {
         if largest > MAX_VALUE_BYTES || total > MAX_BATCH_BYTES {
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "{}() would build {} bytes ({} in one value): the SQL endpoint allows {} bytes a value and {} a call",
-                self.name(),
+                builtin.name(),
                 total,
                 largest,
                 MAX_VALUE_BYTES,
                 MAX_BATCH_BYTES
             )));
         }
-        self.inner.invoke_with_args(args)
+        builtin.invoke_with_args(args)
     }
 }
 
@@ -378,41 +411,16 @@ impl ScalarUDFImpl for BoundedText {
 /// scores and amounts are. The one-argument float case is computed here; the rest is
 /// DataFusion's.
 pub(super) fn round_floats_half_even(inner: Arc<ScalarUDF>) -> ScalarUDF {
-    ScalarUDF::from(RoundHalfEven { inner })
+    overridden(inner, RoundHalfEven)
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct RoundHalfEven {
-    inner: Arc<ScalarUDF>,
-}
+struct RoundHalfEven;
 
-impl ScalarUDFImpl for RoundHalfEven {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arguments: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arguments)
-    }
-
-    fn return_field_from_args(
-        &self,
-        args: datafusion::logical_expr::ReturnFieldArgs,
-    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
-        self.inner.return_field_from_args(args)
-    }
-
-    fn coerce_types(&self, arguments: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arguments)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+impl Override for RoundHalfEven {
+    fn invoke(&self, builtin: &ScalarUDF, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         if args.args.len() != 1 {
-            return self.inner.invoke_with_args(args);
+            return builtin.invoke_with_args(args);
         }
         match &args.args[0] {
             ColumnarValue::Scalar(ScalarValue::Float64(value)) => Ok(ColumnarValue::Scalar(
@@ -433,7 +441,7 @@ impl ScalarUDFImpl for RoundHalfEven {
                     .unary::<_, datafusion::arrow::datatypes::Float32Type>(f32::round_ties_even);
                 Ok(ColumnarValue::Array(Arc::new(values)))
             }
-            _ => self.inner.invoke_with_args(args),
+            _ => builtin.invoke_with_args(args),
         }
     }
 }
