@@ -590,23 +590,11 @@ fn replay_sets_stages_side_by_side_by_name() {
     generate(dir.path(), "5", "60", "history.ndjson");
     let output = baton(dir.path(), &["ingest", "history.ndjson"]);
     assert!(output.status.success());
-    let candidate = baton_core::DEFAULT_FUNNEL_TOML
-        .replacen(
-            "[[stage]]\nname = \"inquiry\"",
-            "[[stage]]\nname = \"visitor\"\nowner = \"marketing\"\nenter_on = [\"content_viewed\"]\n\n[[stage]]\nname = \"inquiry\"",
-            1,
-        )
-        .replacen(
-            "[[stage]]\nname = \"won\"",
-            "[[stage]]\nname = \"negotiation\"\nowner = \"sales\"\nenter_on = [\"opportunity_amount_changed\"]\n\n[[stage]]\nname = \"won\"",
-            1,
-        )
-        .replacen(
-            "[[stage]]\nname = \"sal\"\nowner = \"sales\"\nenter_on = [\"lead_accepted\", \"sales_activity\"]\n\n",
-            "",
-            1,
-        )
-        .replace(r#"name = "b2b-default""#, r#"name = "more-stages""#);
+    let candidate = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../core/tests/fixtures/more_stages.toml"
+    ))
+    .expect("the fixture");
     std::fs::write(dir.path().join("candidate.toml"), candidate).expect("write");
     let report = json_ok(
         dir.path(),

@@ -222,24 +222,9 @@ mod tests {
     /// stages of one definition only are shown as such.
     #[test]
     fn stages_are_set_side_by_side_by_name() {
-        let candidate = DEFAULT_FUNNEL_TOML
-            .replacen(
-                "[[stage]]\nname = \"inquiry\"",
-                "[[stage]]\nname = \"visitor\"\nowner = \"marketing\"\nenter_on = [\"content_viewed\"]\n\n[[stage]]\nname = \"inquiry\"",
-                1,
-            )
-            .replacen(
-                "[[stage]]\nname = \"won\"",
-                "[[stage]]\nname = \"negotiation\"\nowner = \"sales\"\nenter_on = [\"opportunity_amount_changed\"]\n\n[[stage]]\nname = \"won\"",
-                1,
-            )
-            .replacen(
-                "[[stage]]\nname = \"sal\"\nowner = \"sales\"\nenter_on = [\"lead_accepted\", \"sales_activity\"]\n\n",
-                "",
-                1,
-            );
+        let candidate = include_str!("../tests/fixtures/more_stages.toml");
         assert_ne!(candidate, DEFAULT_FUNNEL_TOML);
-        let comparison = compare(&projection(DEFAULT_FUNNEL_TOML), &projection(&candidate));
+        let comparison = compare(&projection(DEFAULT_FUNNEL_TOML), &projection(candidate));
         let pairs = comparison.stage_pairs();
         let rows: Vec<(&str, bool, bool)> = pairs
             .iter()
