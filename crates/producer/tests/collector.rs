@@ -1310,3 +1310,91 @@ async fn each_visitor_and_each_keys_bytes_have_a_rate() {
     );
     running.stop().await;
 }
+
+/// Every Segment call type on its long and its short path (what the browser library posts
+/// to), `text/plain` with the key in the body; a call on another type's path is rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_calls_take_their_long_and_short_paths() {
+    let dir = tempfile::tempdir().expect("dir");
+    let running = Running::start(embedded(dir.path()).await, dir.path(), |config| {
+        config.write_keys = vec![WriteKey::new("web", "wk_web")];
+    })
+    .await;
+    let plain = [("content-type", "text/plain")];
+    let calls = [
+        (
+            "track",
+            "t",
+            json!({"event": "Demo Requested", "userId": "p-1"}),
+            "demo_requested",
+        ),
+        (
+            "page",
+            "p",
+            json!({"anonymousId": "a-1", "properties": {"url": "https://acme.example/"}}),
+            "content_viewed",
+        ),
+        (
+            "screen",
+            "s",
+            json!({"anonymousId": "a-1", "name": "Home", "properties": {"url": "app://home"}}),
+            "content_viewed",
+        ),
+        (
+            "identify",
+            "i",
+            json!({"anonymousId": "a-1", "userId": "p-1"}),
+            "identified",
+        ),
+        (
+            "group",
+            "g",
+            json!({"userId": "p-1", "groupId": "acct-1"}),
+            "linked_to_account",
+        ),
+        (
+            "alias",
+            "a",
+            json!({"previousId": "a-1", "userId": "p-1"}),
+            "",
+        ),
+    ];
+    for (long, short, call, kind) in calls {
+        for path in [long, short] {
+            let mut body = call.clone();
+            body["messageId"] = json!(format!("{path}-1"));
+            body["writeKey"] = json!("wk_web");
+            let (status, answer) = running
+                .post(
+                    &format!("/v1/{path}"),
+                    body.to_string().into_bytes(),
+                    &plain,
+                )
+                .await;
+            assert_eq!(status, 200, "/v1/{path}: {answer}");
+            if !kind.is_empty() {
+                assert_eq!(answer["items"][0]["kind"], kind, "/v1/{path}: {answer}");
+            }
+        }
+    }
+    let mut wrong = json!({"type": "track", "event": "Demo Requested", "userId": "p-1",
+        "messageId": "wrong-1", "writeKey": "wk_web"});
+    let (status, answer) = running
+        .post("/v1/p", wrong.to_string().into_bytes(), &plain)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["items"][0]["field"], "type");
+    wrong["writeKey"] = json!("wk_other");
+    let (status, _) = running
+        .post("/v1/t", wrong.to_string().into_bytes(), &plain)
+        .await;
+    assert_eq!(status, 401, "an unknown key in the body");
+    // The key in the body is not stored with the event.
+    let events = running.events().await;
+    assert!(!events.is_empty());
+    assert!(
+        !format!("{events:?}").contains("wk_web"),
+        "the write key is not a fact"
+    );
+    running.stop().await;
+}
