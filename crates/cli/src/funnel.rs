@@ -109,6 +109,7 @@ pub fn stage_json(stage: &baton_core::StageSummary) -> serde_json::Value {
         "converted": stage.converted,
         "conversion_rate": stage.conversion_rate(),
         "median_days_in_stage": stage.median_days_in_stage,
+        "returned": stage.returned,
     })
 }
 
@@ -143,8 +144,15 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
         summary.definition, summary.definition_hash, summary.events, position, summary.people
     );
     println!(
-        "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12}",
-        "stage", "owner", "entered", "current", "converted", "conversion", "median days"
+        "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12} {:>9}",
+        "stage",
+        "owner",
+        "entered",
+        "current",
+        "converted",
+        "conversion",
+        "median days",
+        "returned"
     );
     for stage in &summary.stages {
         let rate = stage
@@ -154,14 +162,15 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
             .median_days_in_stage
             .map_or_else(|| "-".to_owned(), |days| format!("{days:.1}"));
         println!(
-            "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12}",
+            "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12} {:>9}",
             stage.name,
             stage.owner.as_str(),
             stage.entered,
             stage.current,
             stage.converted,
             rate,
-            days
+            days,
+            stage.returned
         );
     }
     let revenue: Vec<String> = summary

@@ -352,6 +352,7 @@ fn funnel_summaries_agree_across_backends_and_follow_the_definition() {
         "converted",
         "conversion_rate",
         "median_days_in_stage",
+        "returned",
     ] {
         assert!(stages[0].get(key).is_some(), "{key}");
     }

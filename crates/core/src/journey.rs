@@ -207,6 +207,24 @@ pub struct Transition {
     pub skipped: Vec<usize>,
 }
 
+impl Transition {
+    /// Whether the move is a detour's return to its `back_to` stage: the person is nurtured
+    /// there again, but did not enter it by its rule (a return is not an entry, a conversion
+    /// or an MQL; the `stages` table counts returns apart).
+    pub fn is_return(&self) -> bool {
+        matches!((self.from, self.to), (Place::Detour(_), Place::Stage(_)))
+    }
+
+    /// The stage the move entered by that stage's rule: a forward move's target, not a
+    /// detour's return.
+    pub fn entered_stage(&self) -> Option<usize> {
+        match self.to {
+            Place::Stage(index) if !self.is_return() => Some(index),
+            _ => None,
+        }
+    }
+}
+
 /// Which way a hand-off went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {

@@ -1256,7 +1256,7 @@ impl FunnelProjection {
                 .journey
                 .transitions
                 .iter()
-                .filter(|t| t.to == mql)
+                .filter(|t| t.to == mql && !t.is_return())
                 .map(|t| t.at)
                 .collect();
             (!times.is_empty()).then_some((id.as_str(), times))
@@ -1322,6 +1322,7 @@ impl FunnelProjection {
                         entered: count(totals.entered),
                         current: count(totals.current),
                         converted: count(totals.converted),
+                        returned: count(totals.returned),
                         outcome: definition.outcome.is_some(),
                         median_days_in_stage: median_days(&totals.stays),
                     }
@@ -1412,6 +1413,9 @@ pub struct StageSummary {
     pub current: u64,
     /// Of those who entered, people who later entered a stage further along.
     pub converted: u64,
+    /// People a detour's `back_to` returned to the stage at least once (a return is not an
+    /// entry: the recycled path, counted apart).
+    pub returned: u64,
     /// Whether the stage ends a deal (won, lost): nothing converts from it.
     pub outcome: bool,
     /// Median time between entering the stage and the next move, over completed stays.

@@ -460,7 +460,12 @@ fn the_summary_counts_entries_conversions_and_stays() {
     assert_eq!((mql.entered, mql.current, mql.converted), (2, 1, 1));
     // Stays in mql: p-1 3 h, p-3 4 h (the second stay is still open).
     assert_eq!(mql.median_days_in_stage, Some(3.5 / 24.0));
-    assert_eq!(by_name("engaged").entered, 1, "p-3 came back to engaged");
+    let engaged = by_name("engaged");
+    assert_eq!(
+        (engaged.entered, engaged.returned),
+        (0, 1),
+        "p-3 was returned to engaged by a detour, not entered by its rule"
+    );
     assert_eq!(
         (
             summary.handoffs,
@@ -1249,4 +1254,80 @@ fn retracting_a_retraction_brings_its_target_back() {
         fresh.refresh();
         assert_eq!(kept.summary(), fresh.summary(), "after {events} events");
     }
+}
+
+/// A detour's `back_to` return puts the person in the stage without entering it by its rule:
+/// no entry, conversion, cohort reach or MQL comes of it; the `returned` count shows the
+/// recycled path.
+#[test]
+fn a_detours_return_is_not_an_entry() {
+    let mut history = History::new();
+    let form = || Payload::FormSubmitted {
+        form_id: "f".into(),
+        form_kind: baton_core::FormKind::ContactUs,
+    };
+    // p-1: inquiry, then rejected for timing: recycled and returned to engaged (never entered
+    // by its rule, 15 points or a nurture enrolment).
+    history.push(0, person("p-1"), form());
+    history.push(
+        2,
+        person("p-1"),
+        Payload::LeadRejected {
+            owner: None,
+            reason: "timing".into(),
+        },
+    );
+    // p-2: inquiry, then enrolled in nurture: engaged by its rule.
+    history.push(0, person("p-2"), form());
+    history.push(
+        3,
+        person("p-2"),
+        Payload::NurtureEnrolled {
+            track_id: "n".into(),
+        },
+    );
+    let projection = history.project();
+    let summary = projection.summary();
+    let stage = |name: &str| {
+        summary
+            .stages
+            .iter()
+            .find(|s| s.name == name)
+            .expect("stage")
+            .clone()
+    };
+    let (inquiry, engaged) = (stage("inquiry"), stage("engaged"));
+    assert_eq!(
+        (inquiry.entered, inquiry.converted),
+        (2, 1),
+        "only p-2 converted"
+    );
+    assert_eq!(
+        (engaged.entered, engaged.current, engaged.returned),
+        (1, 2, 1),
+        "both are in engaged now; p-2 entered it, p-1 was returned to it"
+    );
+    assert_eq!(inquiry.returned, 0);
+    let journey = projection.journey("p-1").expect("p-1");
+    let path: Vec<bool> = journey.transitions.iter().map(|t| t.is_return()).collect();
+    assert_eq!(
+        path,
+        [false, false, true],
+        "inquiry, recycled, back to engaged"
+    );
+
+    // Cohorts: p-1 reached inquiry only (and dropped from it); p-2 reached engaged.
+    let cohorts = projection.shared_view().cohorts;
+    let row = |stage: &str| {
+        cohorts
+            .iter()
+            .find(|row| row.stage == stage)
+            .map(|row| (row.reached, row.converted, row.in_flight, row.dropped))
+    };
+    assert_eq!(row("inquiry"), Some((2, 1, 0, 1)));
+    assert_eq!(row("engaged"), Some((1, 0, 1, 0)));
+
+    // Marketing: the recycle is counted, and nobody became an MQL.
+    let view = projection.marketing_view();
+    assert_eq!((view.mqls, view.mql_people, view.recycled), (0, 0, 1));
 }

@@ -379,6 +379,7 @@ pub fn stages_table(summary: &FunnelSummary) -> Table {
             ("converted", Int),
             ("conversion_rate", Float),
             ("median_days_in_stage", Float),
+            ("returned", Int),
         ],
     );
     for stage in &summary.stages {
@@ -390,6 +391,7 @@ pub fn stages_table(summary: &FunnelSummary) -> Table {
             stage.converted.into(),
             stage.conversion_rate().into(),
             stage.median_days_in_stage.into(),
+            stage.returned.into(),
         ]);
     }
     stages

@@ -284,8 +284,8 @@ impl FunnelProjection {
         let furthest = journey
             .transitions
             .iter()
-            .filter_map(|t| match t.to {
-                Place::Stage(index)
+            .filter_map(|t| match t.entered_stage() {
+                Some(index)
                     if definition.stages()[index].outcome != Some(crate::funnel::Outcome::Lost) =>
                 {
                     Some(index)
@@ -305,7 +305,7 @@ impl FunnelProjection {
             mqls: journey
                 .transitions
                 .iter()
-                .filter(|t| t.to == mql_stage)
+                .filter(|t| t.to == mql_stage && !t.is_return())
                 .count() as u64,
             furthest,
             handoffs: super::shared::handoff_rows_of(person),

@@ -16,7 +16,7 @@
 use super::report::{Opportunity, PersonRecord};
 use super::{HashMap, HashSet};
 use crate::funnel::{FunnelDefinition, Outcome, Owner};
-use crate::journey::{Direction, Place, owner_of};
+use crate::journey::{Direction, Place, Transition, owner_of};
 use crate::symbol::Symbol;
 use crate::timestamp::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -275,6 +275,8 @@ pub(crate) struct StageTotals {
     pub(crate) entered: i64,
     pub(crate) current: i64,
     pub(crate) converted: i64,
+    /// People a detour returned to the stage at least once.
+    pub(crate) returned: i64,
     /// Time from entering the stage to the next move, of moves that happened.
     pub(crate) stays: Multiset<i64>,
 }
@@ -421,7 +423,7 @@ impl Totals {
         let (mqls, last_mql) = journey
             .transitions
             .iter()
-            .filter(|t| t.to == mql_stage)
+            .filter(|t| t.to == mql_stage && !t.is_return())
             .fold((0i64, None), |(n, last), t| (n + 1, last.max(Some(t.at))));
         self.mqls += sign * mqls;
         self.mql_people += sign * i64::from(mqls > 0);
@@ -525,16 +527,12 @@ impl Totals {
         };
         // The furthest stage reached. A move into a lost outcome reaches nothing: losing is
         // not converting.
-        let reaches = |to: Place| match to {
-            Place::Stage(index) if stages[index].outcome != Some(Outcome::Lost) => Some(index),
+        // A detour's return reaches nothing either: it is not an entry.
+        let reaches = |t: &Transition| match t.entered_stage() {
+            Some(index) if stages[index].outcome != Some(Outcome::Lost) => Some(index),
             _ => None,
         };
-        let Some(furthest) = journey
-            .transitions
-            .iter()
-            .filter_map(|t| reaches(t.to))
-            .max()
-        else {
+        let Some(furthest) = journey.transitions.iter().filter_map(reaches).max() else {
             return;
         };
         // When the furthest stage was last entered, by its rule or passed over.
@@ -543,8 +541,7 @@ impl Totals {
             .iter()
             .rev()
             .find(|t| {
-                reaches(t.to)
-                    .is_some_and(|index| index == furthest || t.skipped.contains(&furthest))
+                reaches(t).is_some_and(|index| index == furthest || t.skipped.contains(&furthest))
             })
             .map(|t| t.at);
         let day = first.at.unix_millis().div_euclid(Timestamp::MILLIS_PER_DAY);
@@ -602,16 +599,23 @@ impl Totals {
         }
         let mut entered_here = vec![false; stages.len()];
         let mut converted_here = vec![false; stages.len()];
+        let mut returned_here = vec![false; stages.len()];
         for (index, transition) in journey.transitions.iter().enumerate() {
             let Place::Stage(stage) = transition.to else {
                 continue;
             };
-            entered_here[stage] = true;
-            // Losing the deal is not converting to a stage further along.
-            let lost = stages[stage].outcome == Some(Outcome::Lost);
-            for (earlier, was_entered) in entered_here.iter().enumerate().take(stage) {
-                if *was_entered && !lost {
-                    converted_here[earlier] = true;
+            // A detour's return puts the person back in the stage (a stay begins) without
+            // entering it: it is counted apart, and converts nothing.
+            if transition.is_return() {
+                returned_here[stage] = true;
+            } else {
+                entered_here[stage] = true;
+                // Losing the deal is not converting to a stage further along.
+                let lost = stages[stage].outcome == Some(Outcome::Lost);
+                for (earlier, was_entered) in entered_here.iter().enumerate().take(stage) {
+                    if *was_entered && !lost {
+                        converted_here[earlier] = true;
+                    }
                 }
             }
             if let Some(next) = journey.transitions.get(index + 1) {
@@ -623,6 +627,7 @@ impl Totals {
         for (stage, totals) in self.stages.iter_mut().enumerate() {
             totals.entered += sign * i64::from(entered_here[stage]);
             totals.converted += sign * i64::from(converted_here[stage]);
+            totals.returned += sign * i64::from(returned_here[stage]);
         }
         if let Place::Stage(stage) = journey.current() {
             self.stages[stage].current += sign;
