@@ -35,25 +35,19 @@ type HashSet<K> = rustc_hash::FxHashSet<K>;
 /// (the standard map needs a lookup and then an insert or a second lookup).
 type ByIdMap<V> = hashbrown::HashMap<String, V, rustc_hash::FxBuildHasher>;
 
-/// The value with the latest (business time, event id): traits and links are settled by
-/// when they were true, not by when they arrived.
+/// The value of the earliest (business time, event id) offered: settled by when it was true,
+/// not by when it arrived.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Latest<T>(Option<(Timestamp, EventId, T)>);
+pub(crate) struct Earliest<T>(Option<(Timestamp, EventId, T)>);
 
-impl<T> Default for Latest<T> {
+impl<T> Default for Earliest<T> {
     fn default() -> Self {
-        Latest(None)
+        Earliest(None)
     }
 }
 
-impl<T> Latest<T> {
-    fn offer(&mut self, at: Timestamp, id: EventId, value: T) {
-        if self.0.as_ref().is_none_or(|(a, i, _)| (at, id) > (*a, *i)) {
-            self.0 = Some((at, id, value));
-        }
-    }
-
-    /// Like `offer`, but the earliest wins.
+impl<T> Earliest<T> {
+    /// Keeps the value with the earliest (business time, event id).
     fn offer_earliest(&mut self, at: Timestamp, id: EventId, value: T) {
         if self.0.as_ref().is_none_or(|(a, i, _)| (at, id) < (*a, *i)) {
             self.0 = Some((at, id, value));
@@ -63,11 +57,50 @@ impl<T> Latest<T> {
     fn get(&self) -> Option<&T> {
         self.0.as_ref().map(|(_, _, value)| value)
     }
+}
 
-    fn absorb(&mut self, other: Latest<T>) {
-        if let Some((at, id, value)) = other.0 {
+/// Every value the events offered for one trait or link, in (business time, event id) order:
+/// the value in effect is the latest whose event is not retracted, so retracting the event
+/// that set a trait brings back the one before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Offers<T>(Vec<(Timestamp, EventId, T)>);
+
+impl<T> Default for Offers<T> {
+    fn default() -> Self {
+        Offers(Vec::new())
+    }
+}
+
+impl<T> Offers<T> {
+    fn offer(&mut self, at: Timestamp, id: EventId, value: T) {
+        let place = self.0.partition_point(|(a, i, _)| (*a, *i) < (at, id));
+        if self
+            .0
+            .get(place)
+            .is_some_and(|(a, i, _)| (*a, *i) == (at, id))
+        {
+            return; // The same event again (a merge of two ids it named).
+        }
+        self.0.insert(place, (at, id, value));
+    }
+
+    /// The value in effect: the latest offer whose event counts.
+    fn current(&self, retracted: &HashSet<EventId>) -> Option<&T> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(_, id, _)| !retracted.contains(id))
+            .map(|(_, _, value)| value)
+    }
+
+    fn absorb(&mut self, other: Offers<T>) {
+        for (at, id, value) in other.0 {
             self.offer(at, id, value);
         }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = EventId> + '_ {
+        self.0.iter().map(|(_, id, _)| *id)
     }
 }
 
@@ -76,14 +109,18 @@ pub(crate) struct Person {
     /// In (business time, event id) order, as recorded (before retractions and corrections),
     /// the latest in memory and the rest in the fact file (`view/facts.rs`).
     facts: Facts,
-    /// The latest explicit `linked_to_account`.
-    linked_account: Latest<String>,
-    /// Without an explicit link: the account on the person's earliest event that names one.
-    seen_account: Latest<String>,
-    title: Latest<String>,
-    seniority: Latest<String>,
-    department: Latest<String>,
-    country: Latest<String>,
+    /// Every explicit `linked_to_account`: the latest that counts is the person's account.
+    linked_account: Offers<String>,
+    /// Without an explicit link: the account on the person's earliest event that names one
+    /// (retracted or not: a retraction takes a fact out, not where the person was seen).
+    seen_account: Earliest<String>,
+    title: Offers<String>,
+    seniority: Offers<String>,
+    department: Offers<String>,
+    country: Offers<String>,
+    /// The `person_updated` and `linked_to_account` events that named the person: while one
+    /// of them counts, the person is in the views even without a fact.
+    named_by: Vec<EventId>,
     /// Derived from the rest by `refresh`; not stored.
     #[serde(skip)]
     journey: Journey,
@@ -101,8 +138,15 @@ pub(crate) struct Person {
 }
 
 impl Person {
-    fn account(&self) -> Option<&String> {
-        self.linked_account.get().or(self.seen_account.get())
+    fn account(&self, retracted: &HashSet<EventId>) -> Option<&String> {
+        self.linked_account
+            .current(retracted)
+            .or(self.seen_account.get())
+    }
+
+    /// Whether an event that is not a fact still names the person (see `named_by`).
+    fn named(&self, retracted: &HashSet<EventId>) -> bool {
+        self.named_by.iter().any(|id| !retracted.contains(id))
     }
 
     /// Adds a fact in (business time, event id) order. Facts mostly arrive in time order, so
@@ -122,6 +166,11 @@ impl Person {
         self.seniority.absorb(other.seniority);
         self.department.absorb(other.department);
         self.country.absorb(other.country);
+        for id in other.named_by {
+            if !self.named_by.contains(&id) {
+                self.named_by.push(id);
+            }
+        }
     }
 }
 
@@ -143,9 +192,9 @@ pub(crate) fn sort_facts(facts: &mut [Fact]) {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Account {
-    employees: Latest<u32>,
-    industry: Latest<String>,
-    region: Latest<String>,
+    employees: Offers<u32>,
+    industry: Offers<String>,
+    region: Offers<String>,
     /// Everyone ever linked to it (some may have moved on), by the person id the events named
     /// (each stands for its survivor through merges, so the list never changes with them):
     /// whom to re-fold when it changes.
@@ -165,16 +214,31 @@ pub(crate) struct Visitor {
 }
 
 impl Visitor {
-    fn owner_at(&self, at: Timestamp) -> Option<&str> {
+    /// Who the visitor stood for at `at`, by the identifications that count (a retracted
+    /// `identified` stitches nothing).
+    fn owner_at(&self, at: Timestamp, retracted: &HashSet<EventId>) -> Option<&str> {
+        let counts = |identity: &&(Timestamp, EventId, String)| !retracted.contains(&identity.1);
         let later = self.identities.partition_point(|(time, _, _)| *time <= at);
-        let index = later.saturating_sub(1);
-        self.identities
-            .get(index)
+        self.identities[..later]
+            .iter()
+            .rev()
+            .find(counts)
+            .or_else(|| self.identities[later..].iter().find(counts))
             .map(|(_, _, person)| person.as_str())
     }
 
+    /// Everyone the visitor was ever identified as, retracted or not: whom a change to the
+    /// visitor may concern.
     fn people(&self) -> impl Iterator<Item = &String> {
         self.identities.iter().map(|(_, _, person)| person)
+    }
+
+    /// The people the identifications that count name.
+    fn owners<'a>(&'a self, retracted: &'a HashSet<EventId>) -> impl Iterator<Item = &'a String> {
+        self.identities
+            .iter()
+            .filter(|(_, id, _)| !retracted.contains(id))
+            .map(|(_, _, person)| person)
     }
 }
 
@@ -276,6 +340,26 @@ pub(crate) struct Won {
 /// A person's journey and what the views read of their facts, folded together.
 type Folded = (Journey, part::PersonPart);
 
+/// What a refresh makes of one person id.
+// Nearly every refold is `Folded`: boxing it would allocate once per journey folded.
+#[allow(clippy::large_enum_variant)]
+enum Refold {
+    /// Not a person here (merged into another since it was marked).
+    Missing,
+    /// Nothing that names them counts (every such event retracted): in no view.
+    Hidden,
+    Folded(Folded),
+}
+
+/// Whom an event that sets a trait or a link concerns.
+#[derive(Debug, Clone, PartialEq)]
+enum Shaped {
+    /// A `person_updated` or `linked_to_account`, by the person id it named.
+    Person(String),
+    /// An `account_updated`.
+    Account(String),
+}
+
 /// Every journey under one definition, built from the log.
 #[derive(Debug)]
 pub struct FunnelProjection {
@@ -302,6 +386,13 @@ pub struct FunnelProjection {
     /// retracted stops taking effect, and its target counts again.
     retractions: HashMap<EventId, EventId>,
     corrections: HashMap<EventId, Correction>,
+    /// The events that set a trait or a link, by id, with whom they concern: whose journeys
+    /// to re-fold when one is retracted or counts again. Not stored: a restore rebuilds it
+    /// from the people and accounts.
+    shapers: HashMap<EventId, Shaped>,
+    /// Targets whose retraction took effect or was undone since the last refresh: an
+    /// `identified` among them changes whose facts its visitor's are.
+    reidentify: Targets,
     /// Every `opportunity_closed_won`, by event id. Revenue counts each opportunity once, by
     /// its earliest close (business time, then id) that is not retracted, with corrections
     /// applied: the same whatever order the closes, retractions and corrections arrived in.
@@ -352,6 +443,8 @@ impl FunnelProjection {
             retracted: HashSet::default(),
             retractions: HashMap::default(),
             corrections: HashMap::default(),
+            shapers: HashMap::default(),
+            reidentify: Targets::default(),
             wins: HashMap::default(),
             dirty: HashSet::default(),
             refold_all: false,
@@ -464,7 +557,7 @@ impl FunnelProjection {
         let anonymous = event.identity.anonymous_id.as_ref()?;
         self.visitors
             .get(anonymous)?
-            .owner_at(event.occurred_at)
+            .owner_at(event.occurred_at, &self.retracted)
             .map(|person| self.canonical_owned(person))
     }
 
@@ -526,6 +619,7 @@ impl FunnelProjection {
         if depth > 0 {
             self.unplaced_targets.insert(target);
         }
+        self.reshape(target);
         if let Some(&undone) = self.retractions.get(&target) {
             self.unretract(undone, depth + 1);
         }
@@ -549,8 +643,82 @@ impl FunnelProjection {
             unsaved.retracted.push(target);
         }
         self.unplaced_targets.insert(target);
+        self.reshape(target);
         if let Some(&resumed) = self.retractions.get(&target) {
             self.retract(resumed, depth + 1);
+        }
+    }
+
+    /// The map of events that set traits and links, from the people and accounts (a restore).
+    fn rebuild_shapers(&mut self) {
+        for (id, person) in &self.people {
+            for event in &person.named_by {
+                self.shapers.insert(*event, Shaped::Person(id.clone()));
+            }
+        }
+        for (id, account) in &self.accounts {
+            let events = account
+                .employees
+                .ids()
+                .chain(account.industry.ids())
+                .chain(account.region.ids());
+            for event in events {
+                self.shapers.insert(event, Shaped::Account(id.clone()));
+            }
+        }
+    }
+
+    /// Marks dirty whom a target that stopped counting, or counts again, concerns beyond the
+    /// holder of its fact: the person or account a trait or link set, and (at the next
+    /// refresh, see `place_identities`) everyone a visitor an `identified` stitched stands for.
+    fn reshape(&mut self, target: EventId) {
+        self.reidentify.insert(target);
+        match self.shapers.get(&target) {
+            Some(Shaped::Person(person)) => {
+                let person = self.canonical_owned(person);
+                self.dirty.insert(person);
+            }
+            Some(Shaped::Account(account)) => {
+                let people: Vec<String> = self
+                    .accounts
+                    .get(account)
+                    .into_iter()
+                    .flat_map(|account| &account.people)
+                    .map(|person| self.canonical_owned(person))
+                    .collect();
+                self.dirty.extend(people);
+            }
+            None => {}
+        }
+    }
+
+    /// Marks dirty everyone a visitor stands for when one of its identifications stopped
+    /// counting or counts again: the visitor's facts move between people. The `identified`
+    /// fact is held by the person it named, so only the visitors of the people whose id
+    /// filters may hold a target are looked at.
+    fn place_identities(&mut self) {
+        if self.reidentify.is_empty() {
+            return;
+        }
+        let targets = std::mem::take(&mut self.reidentify);
+        let mut visitors = Vec::new();
+        for holder in self.filters.candidates(&targets) {
+            let Holder::Person(id) = holder else {
+                continue;
+            };
+            for anonymous in self.visitors_of.get(id).into_iter().flatten() {
+                if self.visitors.get(anonymous).is_some_and(|visitor| {
+                    visitor
+                        .identities
+                        .iter()
+                        .any(|(_, event, _)| targets.contains(*event))
+                }) {
+                    visitors.push(anonymous.clone());
+                }
+            }
+        }
+        for anonymous in visitors {
+            self.dirty_visitor(&anonymous);
         }
     }
 
@@ -776,11 +944,13 @@ impl FunnelProjection {
                 account_id,
             } => {
                 let person = self.canonical_owned(person_id);
-                self.touch_person(&person).linked_account.offer(
-                    event.occurred_at,
-                    event.event_id,
-                    account_id.clone(),
-                );
+                let holder = self.touch_person(&person);
+                holder
+                    .linked_account
+                    .offer(event.occurred_at, event.event_id, account_id.clone());
+                holder.named_by.push(event.event_id);
+                self.shapers
+                    .insert(event.event_id, Shaped::Person(person_id.clone()));
                 self.note_account_member(account_id, person_id);
                 return;
             }
@@ -807,6 +977,9 @@ impl FunnelProjection {
                     if let Some(unsaved) = &mut self.unsaved {
                         Unsaved::mark(&mut unsaved.accounts, account_id);
                     }
+                    if employees.is_some() || industry.is_some() || region.is_some() {
+                        self.shapers.insert(id, Shaped::Account(account_id.clone()));
+                    }
                     let account = self.accounts.entry(account_id.clone()).or_default();
                     if let Some(employees) = employees {
                         account.employees.offer(at, id, *employees);
@@ -832,8 +1005,10 @@ impl FunnelProjection {
             } => {
                 if let Some(person_id) = &event.identity.person_id {
                     let (at, id) = (event.occurred_at, event.event_id);
+                    self.shapers.insert(id, Shaped::Person(person_id.clone()));
                     let person_id = self.canonical_owned(person_id);
                     let person = self.touch_person(&person_id);
+                    person.named_by.push(id);
                     for (slot, value) in [
                         (&mut person.title, title),
                         (&mut person.seniority, seniority),
@@ -948,6 +1123,7 @@ impl FunnelProjection {
         /// Below this many journeys a refresh stays on one thread.
         const PARALLEL_FROM: usize = 4_096;
         self.settle();
+        self.place_identities();
         self.place_targets()?;
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();
@@ -958,8 +1134,8 @@ impl FunnelProjection {
         let threads = self.refresh_threads.get();
         if threads == 1 || dirty.len() < PARALLEL_FROM {
             for id in dirty {
-                let folded = self.fold_person(&id)?;
-                self.store(&id, folded);
+                let refold = self.fold_person(&id)?;
+                self.store(&id, refold);
             }
             self.settle_totals();
             return Ok(());
@@ -967,7 +1143,7 @@ impl FunnelProjection {
         // In rounds, so that only a round's new journeys wait beside the old ones.
         for round in dirty.chunks(PARALLEL_FROM * 8) {
             let this = &*self;
-            type Round<'a> = Result<Vec<(&'a String, Option<Folded>)>, StateError>;
+            type Round<'a> = Result<Vec<(&'a String, Refold)>, StateError>;
             let folded: Vec<Round> = std::thread::scope(|scope| {
                 let workers: Vec<_> = round
                     .chunks(round.len().div_ceil(threads))
@@ -988,8 +1164,8 @@ impl FunnelProjection {
                     .collect()
             });
             for worker in folded {
-                for (id, folded) in worker? {
-                    self.store(id, folded);
+                for (id, refold) in worker? {
+                    self.store(id, refold);
                 }
             }
         }
@@ -997,9 +1173,11 @@ impl FunnelProjection {
         Ok(())
     }
 
-    fn store(&mut self, id: &str, folded: Option<Folded>) {
-        let Some((journey, part)) = folded else {
-            return;
+    fn store(&mut self, id: &str, refold: Refold) {
+        let (journey, part) = match refold {
+            Refold::Missing => return,
+            Refold::Hidden => return self.hide(id),
+            Refold::Folded(folded) => folded,
         };
         // The row as folded, worked out before the person is borrowed to store it.
         let keeps_rows = self
@@ -1035,6 +1213,25 @@ impl FunnelProjection {
         }
     }
 
+    /// Takes out of the views a person nothing of whom counts any more.
+    fn hide(&mut self, id: &str) {
+        let Some((id, person)) = self.people.get_key_value_mut(id) else {
+            return;
+        };
+        if person.folded
+            && let Some(totals) = self.totals.get_mut()
+        {
+            totals.person(&self.definition, &record_of(id, person), -1);
+            if let Some(rows) = totals.rows.get_mut() {
+                rows.remove(id);
+            }
+        }
+        person.journey = Journey::default();
+        person.part = part::PersonPart::default();
+        person.dirty = false;
+        person.folded = false;
+    }
+
     /// Puts together again the opportunities whose people changed, when the totals are kept.
     fn settle_totals(&mut self) {
         if let Some(totals) = self.totals.get_mut() {
@@ -1064,26 +1261,31 @@ impl FunnelProjection {
     }
 
     /// A person's journey and the part of their facts the views read, folded from their
-    /// current facts and traits; `None` for someone not (or no longer) a person here.
-    fn fold_person(&self, id: &str) -> Result<Option<Folded>, StateError> {
+    /// current facts and traits; `Hidden` when no fact of theirs counts and no event that
+    /// counts names them, `Missing` for someone no longer a person here.
+    fn fold_person(&self, id: &str) -> Result<Refold, StateError> {
         let Some(person) = self.people.get(id) else {
-            return Ok(None);
+            return Ok(Refold::Missing);
         };
-        let account = person.account().and_then(|a| self.accounts.get(a));
-        let traits = Traits {
-            account_employees: account.and_then(|a| a.employees.get().copied()),
-            account_industry: account.and_then(|a| a.industry.get().cloned()),
-            account_region: account.and_then(|a| a.region.get().cloned()),
-            person_title: person.title.get().cloned(),
-            person_seniority: person.seniority.get().cloned(),
-            person_department: person.department.get().cloned(),
-            person_country: person.country.get().cloned(),
-        };
+        let retracted = &self.retracted;
         let facts = self.facts_for(id, person)?;
+        if facts.is_empty() && !person.named(retracted) {
+            return Ok(Refold::Hidden);
+        }
+        let account = person.account(retracted).and_then(|a| self.accounts.get(a));
+        let traits = Traits {
+            account_employees: account.and_then(|a| a.employees.current(retracted).copied()),
+            account_industry: account.and_then(|a| a.industry.current(retracted).cloned()),
+            account_region: account.and_then(|a| a.region.current(retracted).cloned()),
+            person_title: person.title.current(retracted).cloned(),
+            person_seniority: person.seniority.current(retracted).cloned(),
+            person_department: person.department.current(retracted).cloned(),
+            person_country: person.country.current(retracted).cloned(),
+        };
         let journey = Journey::fold(&self.definition, &facts, &traits);
         let mut part = part::PersonPart::of(&facts, &journey, |fact| self.attributes_of(fact));
-        part.account = person.account().cloned();
-        Ok(Some((journey, part)))
+        part.account = person.account(retracted).cloned();
+        Ok(Refold::Folded((journey, part)))
     }
 
     /// A person's own facts and the facts of the visitors they stood for, without retracted
@@ -1135,8 +1337,11 @@ impl FunnelProjection {
         own.iter().for_each(&mut take);
         for (anonymous, visitor) in visitors {
             let stitched = visitor.facts.all(&*self.file, anonymous)?;
-            // A visitor identified as this person only (the usual case) is theirs at any time.
-            if visitor.people().all(|owner| self.canonical(owner) == id) {
+            // A visitor identified as this person only (the usual case) is theirs at any time;
+            // one whose identifications are all retracted is nobody's.
+            let mut owners = visitor.owners(&self.retracted).peekable();
+            let only_this = owners.peek().is_some() && owners.all(|o| self.canonical(o) == id);
+            if only_this {
                 stitched.iter().for_each(&mut take);
                 continue;
             }
@@ -1148,7 +1353,7 @@ impl FunnelProjection {
                     .and_then(|c| c.occurred_at)
                     .unwrap_or(fact.at);
                 if visitor
-                    .owner_at(at)
+                    .owner_at(at, &self.retracted)
                     .is_some_and(|owner| self.canonical(owner) == id)
                 {
                     take(fact);
@@ -1186,16 +1391,18 @@ impl FunnelProjection {
         attributes
     }
 
-    /// A refreshed person's journey.
+    /// A refreshed person's journey; `None` for someone in no view.
     pub fn journey(&self, person_id: &str) -> Option<&Journey> {
         self.people
             .get(&self.canonical_owned(person_id))
+            .filter(|p| p.folded)
             .map(|p| &p.journey)
     }
 
-    /// People with a journey (identified, with at least one fact or trait).
+    /// People in the views: named by an event that counts (a fact of theirs, stitched or
+    /// their own, a `person_updated` or a `linked_to_account`), as of the last refresh.
     pub fn people(&self) -> usize {
-        self.people.len()
+        self.people.values().filter(|p| p.folded).count()
     }
 
     /// The counting close of each opportunity: its earliest close by (business time, id)
@@ -1233,7 +1440,7 @@ impl FunnelProjection {
             .map(|(_, id, amount)| (id, amount))
             .collect();
         let mut outcomes = HashMap::default();
-        for (id, person) in &self.people {
+        for (id, person) in self.people.iter().filter(|(_, p)| p.folded) {
             let mut outcome = PersonOutcome::default();
             for close in &person.part.closes_won {
                 if let Some(amount) = counting.get(close) {
@@ -1310,7 +1517,7 @@ impl FunnelProjection {
             definition: self.definition.name().to_owned(),
             definition_hash: self.definition.hash().to_owned(),
             events: self.events,
-            people: self.people.len() as u64,
+            people: count(totals.people),
             stages: stages
                 .iter()
                 .enumerate()

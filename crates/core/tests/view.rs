@@ -1331,3 +1331,215 @@ fn a_detours_return_is_not_an_entry() {
     let view = projection.marketing_view();
     assert_eq!((view.mqls, view.mql_people, view.recycled), (0, 0, 1));
 }
+
+/// The views of a projection kept up to date event by event equal a fresh fold's after every
+/// event, and so do those of the events in reverse arrival order (the views depend on
+/// business time, not arrival).
+fn assert_kept_equals_fresh(history: &History) -> FunnelProjection {
+    let fresh = |events: &[Event]| {
+        let mut fresh = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for event in events {
+            fresh.apply(event);
+        }
+        fresh.refresh();
+        fresh
+    };
+    let mut kept = FunnelProjection::new(FunnelDefinition::default_funnel());
+    for (index, event) in history.events.iter().enumerate() {
+        kept.apply(event);
+        kept.refresh();
+        let fresh = fresh(&history.events[..=index]);
+        assert_eq!(kept.views(), fresh.views(), "after event {index}");
+    }
+    let mut reversed = history.events.clone();
+    reversed.reverse();
+    assert_eq!(fresh(&reversed).views(), kept.views(), "in reverse order");
+    kept
+}
+
+fn person_ids(projection: &FunnelProjection) -> Vec<String> {
+    let mut ids: Vec<String> = projection
+        .marketing_view()
+        .people
+        .into_iter()
+        .map(|row| row.person)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn retract(target: EventId) -> Payload {
+    Payload::Retracted {
+        target,
+        reason: "test".into(),
+    }
+}
+
+fn visitor(id: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
+    (Some(id), None, None)
+}
+
+fn nobody() -> (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+) {
+    (None, None, None)
+}
+
+fn identified(anonymous: &str, person: &str) -> Payload {
+    Payload::Identified {
+        anonymous_id: anonymous.into(),
+        person_id: person.into(),
+    }
+}
+
+/// A retracted `identified` unlinks the visitor from the person in every view, as if it had
+/// never been made: the visitor's facts go to whoever else it was identified as (by the rule
+/// of the identifications that count), or to nobody.
+#[test]
+fn a_retracted_identification_stitches_nothing() {
+    let mut history = History::new();
+    let view = || example_payload(Kind::ContentViewed);
+    history.push(0, visitor("v-1"), view());
+    history.push(1, visitor("v-1"), Payload::DemoRequested { product: None });
+    let wrong = history.push(2, visitor("v-1"), identified("v-1", "p-1"));
+    history.push(3, person("p-1"), example_payload(Kind::EmailOpened));
+    history.push(4, visitor("v-2"), view());
+    let shared = history.push(5, visitor("v-2"), identified("v-2", "p-2"));
+    history.push(6, visitor("v-2"), identified("v-2", "p-3"));
+    history.push(7, visitor("v-2"), view());
+    let before = history.project();
+    assert_eq!(
+        before.facts_of("p-1").expect("reads"),
+        [
+            Kind::ContentViewed,
+            Kind::DemoRequested,
+            Kind::Identified,
+            Kind::EmailOpened
+        ]
+    );
+    assert_eq!(
+        before.marketing_view().mql_people,
+        1,
+        "p-1 by the demo request"
+    );
+
+    // The identification of v-1 as p-1 was wrong: p-1 keeps their own email only, and the
+    // demo request made nobody an MQL.
+    history.push(8, nobody(), retract(wrong));
+    // v-2 stood for p-2, then p-3; without the first, all of it is p-3's.
+    history.push(9, person("p-2"), retract(shared));
+    let after = assert_kept_equals_fresh(&history);
+    assert_eq!(after.facts_of("p-1").expect("reads"), [Kind::EmailOpened]);
+    assert_eq!(after.marketing_view().mql_people, 0);
+    assert_eq!(
+        after.facts_of("p-3").expect("reads"),
+        [Kind::ContentViewed, Kind::Identified, Kind::ContentViewed]
+    );
+    assert!(
+        after.journey("p-2").is_none(),
+        "p-2 was named by nothing else"
+    );
+    assert_eq!(person_ids(&after), ["p-1", "p-3"]);
+
+    // As if never made: the same views as the history without the identification (save
+    // `as_of` and the count of events, which count every event on the log).
+    let mut without = History::new();
+    without.events = history
+        .events
+        .iter()
+        .filter(|e| ![wrong, shared].contains(&e.event_id) && e.kind() != Kind::Retracted)
+        .cloned()
+        .collect();
+    let without = without.project();
+    assert_eq!(after.marketing_view().people, {
+        let mut rows = without.marketing_view().people;
+        for row in &mut rows {
+            row.engagement = after
+                .marketing_view()
+                .people
+                .iter()
+                .find(|r| r.person == row.person)
+                .map_or(f64::NAN, |r| r.engagement);
+        }
+        rows
+    });
+    assert_eq!(after.summary().stages, without.summary().stages);
+
+    // Undoing the retraction stitches v-1 to p-1 again.
+    let undo = history.events[history.events.len() - 2].event_id;
+    history.push(10, nobody(), retract(undo));
+    let again = assert_kept_equals_fresh(&history);
+    assert_eq!(again.facts_of("p-1").expect("reads").len(), 4);
+}
+
+/// A person named only by events that were all retracted is in no view; a trait or link
+/// whose event is retracted stops counting, and the one before it counts again.
+#[test]
+fn a_person_whose_events_are_all_retracted_is_gone() {
+    let mut history = History::new();
+    let touch = history.push(0, person("p-1"), example_payload(Kind::ContentViewed));
+    let traits = history.push(
+        1,
+        person("p-1"),
+        Payload::PersonUpdated {
+            title: None,
+            seniority: Some("vp".into()),
+            department: None,
+            country: None,
+        },
+    );
+    history.push(0, person("p-2"), example_payload(Kind::ContentViewed));
+    history.push(
+        1,
+        person("p-2"),
+        Payload::PersonUpdated {
+            title: None,
+            seniority: Some("vp".into()),
+            department: None,
+            country: None,
+        },
+    );
+    let demoted = history.push(
+        2,
+        person("p-2"),
+        Payload::PersonUpdated {
+            title: None,
+            seniority: Some("individual".into()),
+            department: None,
+            country: None,
+        },
+    );
+    let before = history.project();
+    assert_eq!(person_ids(&before), ["p-1", "p-2"]);
+    let fit =
+        |projection: &FunnelProjection, id: &str| projection.journey(id).map(|journey| journey.fit);
+    assert_eq!(fit(&before, "p-2"), Some(-10.0));
+
+    history.push(3, nobody(), retract(touch));
+    let touch_gone = assert_kept_equals_fresh(&history);
+    assert_eq!(
+        person_ids(&touch_gone),
+        ["p-1", "p-2"],
+        "p-1's person_updated still names them (outside)"
+    );
+    assert_eq!(touch_gone.facts_of("p-1").expect("reads"), []);
+
+    history.push(4, nobody(), retract(traits));
+    history.push(5, nobody(), retract(demoted));
+    let after = assert_kept_equals_fresh(&history);
+    assert_eq!(person_ids(&after), ["p-2"], "nothing names p-1 any more");
+    assert_eq!(after.summary().people, 1);
+    assert_eq!(after.people(), 1);
+    assert!(after.journey("p-1").is_none());
+    let attributed: u64 = after
+        .marketing_view()
+        .attribution
+        .iter()
+        .filter(|row| row.dimension == "source")
+        .map(|row| row.people)
+        .sum();
+    assert_eq!(attributed, 1, "attribution credits p-2 only");
+    assert_eq!(fit(&after, "p-2"), Some(30.0), "back to vp");
+}

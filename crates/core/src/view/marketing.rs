@@ -195,9 +195,9 @@ impl FunnelProjection {
             return Segment::default();
         };
         Segment {
-            industry: account.industry.get().cloned(),
-            region: account.region.get().cloned(),
-            employees: account.employees.get().copied(),
+            industry: account.industry.current(&self.retracted).cloned(),
+            region: account.region.current(&self.retracted).cloned(),
+            employees: account.employees.current(&self.retracted).copied(),
         }
     }
 

@@ -344,6 +344,8 @@ pub(crate) struct Totals {
     pub(crate) month_names: Vec<String>,
     months: HashMap<i64, usize>,
     pub(crate) stages: Vec<StageTotals>,
+    /// People in the views.
+    pub(crate) people: i64,
     pub(crate) clocks: Clocks,
     pub(crate) to_sales: i64,
     pub(crate) handbacks: i64,
@@ -594,6 +596,7 @@ impl Totals {
             self.stages.resize_with(stages.len(), StageTotals::default);
         }
         let journey = person.journey;
+        self.people += sign;
         for clock in &journey.follow_ups {
             self.clocks.change(clock, sign);
         }
