@@ -86,57 +86,7 @@ pub fn money(minor_units: i64, currency: &str) -> String {
     format!("{sign}{digits}{grouped}{fraction}")
 }
 
-/// Amounts per currency as `{"USD": "1234.50", "JPY": "5000", ...}`: decimal strings, exact,
-/// with each currency's decimal places.
-pub fn amounts_json(amounts: &[(String, i64)]) -> serde_json::Value {
-    let map: serde_json::Map<String, serde_json::Value> = amounts
-        .iter()
-        .map(|(currency, minor)| {
-            let text = baton_core::decimal_amount(*minor, currency);
-            (currency.clone(), serde_json::Value::String(text))
-        })
-        .collect();
-    serde_json::Value::Object(map)
-}
-
-/// One stage of a summary, as `funnel --json` and the comparison write it.
-pub fn stage_json(stage: &baton_core::StageSummary) -> serde_json::Value {
-    serde_json::json!({
-        "name": stage.name,
-        "owner": stage.owner.as_str(),
-        "entered": stage.entered,
-        "current": stage.current,
-        "converted": stage.converted,
-        "conversion_rate": stage.conversion_rate(),
-        "median_days_in_stage": stage.median_days_in_stage,
-        "returned": stage.returned,
-    })
-}
-
-pub fn summary_json(summary: &FunnelSummary, position: u64) -> serde_json::Value {
-    let stages: Vec<serde_json::Value> = summary.stages.iter().map(stage_json).collect();
-    let revenue = amounts_json(&summary.revenue_minor_units);
-    serde_json::json!({
-        "definition": summary.definition,
-        "definition_hash": summary.definition_hash,
-        "position": position,
-        "events": summary.events,
-        "people": summary.people,
-        "stages": stages,
-        "won": {"deals": summary.won_deals, "revenue": revenue},
-        "handoffs": summary.handoffs,
-        "handbacks": summary.handbacks,
-        "ping_pong_journeys": summary.ping_pong_journeys,
-        "follow_up": {
-            "mqls": summary.follow_up.mqls,
-            "breached": summary.follow_up.breached,
-            "untouched": summary.follow_up.untouched,
-            "median_hours_to_first_action": summary.follow_up.median_hours_to_first_action,
-            "p90_hours_to_first_action": summary.follow_up.p90_hours_to_first_action,
-            "as_of": summary.follow_up.as_of.map(|t| t.to_rfc3339()),
-        },
-    })
-}
+pub use baton_query::comparison::summary_json;
 
 pub fn print_summary(summary: &FunnelSummary, position: u64) {
     println!(
@@ -238,7 +188,10 @@ mod tests {
     fn money_has_the_currency_s_decimal_places() {
         assert_eq!(super::money(5_000, "JPY"), "5,000");
         assert_eq!(super::money(-1_234_567, "KWD"), "-1,234.567");
-        let json = super::amounts_json(&[("JPY".to_owned(), 5_000), ("KWD".to_owned(), 1_234_567)]);
+        let json = baton_query::comparison::amounts_json(&[
+            ("JPY".to_owned(), 5_000),
+            ("KWD".to_owned(), 1_234_567),
+        ]);
         assert_eq!(json, serde_json::json!({"JPY": "5000", "KWD": "1234.567"}));
     }
 }

@@ -100,13 +100,14 @@ pub async fn add_services(
         // Until the projector publishes the live view (moments after start), SQL sees its
         // tables empty, at position 0.
         let definition = view.definition()?;
+        let definition_hash = &definition.hash().to_owned();
         let empty = baton_core::FunnelProjection::new(definition);
         let initial = Arc::new(baton_query::Snapshot::build(
             &name,
             &empty,
             baton_projector::Position::ZERO,
         ));
-        let candidates = candidate_snapshots(&store, &name)?;
+        let candidates = candidate_snapshots(&store, &name, definition_hash)?;
         let catalogs = publisher.with_catalogs(initial, candidates);
         sql_catalogs = Some(catalogs.clone());
         let mut stopping = services.shutdown.clone();
@@ -254,10 +255,12 @@ async fn supervise_projector(
 }
 
 /// Snapshots of every candidate view, built once at start so SQL can join them with the live
-/// view. A candidate open in another process (a replay running) is left out, with a warning.
+/// view, each with its kept comparison with the live definition when there is one. A
+/// candidate open in another process (a replay running) is left out, with a warning.
 fn candidate_snapshots(
     store: &baton_projector::ViewStore,
     live: &str,
+    live_hash: &str,
 ) -> anyhow::Result<Vec<Arc<baton_query::Snapshot>>> {
     let mut snapshots = Vec::new();
     for name in store.names()? {
@@ -285,13 +288,47 @@ fn candidate_snapshots(
                 );
             }
         };
-        snapshots.push(Arc::new(baton_query::Snapshot::build(
-            &name,
-            &projection,
-            position,
-        )));
+        let mut snapshot = baton_query::Snapshot::build(&name, &projection, position);
+        if let Some(comparison) = kept_comparison(store, &name, live_hash) {
+            snapshot = snapshot.with_comparison(comparison);
+        }
+        snapshots.push(Arc::new(snapshot));
     }
     Ok(snapshots)
+}
+
+/// A candidate's kept comparison, when there is one and it was made against the live
+/// definition as it is now (one made before another view was promoted compares with a
+/// definition no longer live: left out, with a warning saying how to make a new one).
+fn kept_comparison(
+    store: &baton_projector::ViewStore,
+    name: &str,
+    live_hash: &str,
+) -> Option<serde_json::Value> {
+    let text = match store.comparison_of(name) {
+        Ok(text) => text?,
+        Err(error) => {
+            tracing::warn!(view = %name, "{error}; its comparison is not served");
+            return None;
+        }
+    };
+    let report: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(report) => report,
+        Err(error) => {
+            tracing::warn!(view = %name, "its kept comparison is not JSON ({error}); run `baton compare {name}`");
+            return None;
+        }
+    };
+    let compared_with = report["live"]["summary"]["definition_hash"].as_str();
+    if compared_with != Some(live_hash) {
+        tracing::warn!(
+            view = %name,
+            "its kept comparison is with another live definition ({}); run `baton compare {name}` to compare it with the live one",
+            compared_with.unwrap_or("none named")
+        );
+        return None;
+    }
+    Some(report)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

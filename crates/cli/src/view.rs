@@ -3,7 +3,7 @@
 //! `baton promote` and `baton drop` manage them.
 
 use crate::backend::LogArgs;
-use crate::funnel::{load_definition_text, money, print_summary, stage_json, summary_json};
+use crate::funnel::{load_definition_text, money, print_summary, summary_json};
 use anyhow::Context;
 use baton_core::{
     Comparison, FunnelDefinition, FunnelProjection, OutcomeGroup, SlaLoad, Timestamp,
@@ -361,13 +361,12 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
         Err(error) => return Err(error),
     };
     let live_name = store.live()?.unwrap_or_default();
-    print_comparison(
-        &comparison,
-        (&live_name, candidate.checkpoint),
-        (&name, candidate.checkpoint),
-        outcomes_at,
-        args.json,
+    let sides = (
+        (live_name.as_str(), candidate.checkpoint),
+        (name.as_str(), candidate.checkpoint),
     );
+    keep_comparison(&store, &comparison, sides, outcomes_at);
+    print_comparison(&comparison, sides.0, sides.1, outcomes_at, args.json);
     if !args.json {
         println!();
         println!("adopt it: `baton promote {name}`; discard it: `baton drop {name}`");
@@ -399,13 +398,12 @@ pub async fn compare(log_args: &LogArgs, args: CompareArgs) -> anyhow::Result<Ex
         }
         Err(error) => return Err(error),
     };
-    print_comparison(
-        &comparison,
-        (&live_name, candidate_position),
-        (&args.name, candidate_position),
-        outcomes_at,
-        args.json,
+    let sides = (
+        (live_name.as_str(), candidate_position),
+        (args.name.as_str(), candidate_position),
     );
+    keep_comparison(&store, &comparison, sides, outcomes_at);
+    print_comparison(&comparison, sides.0, sides.1, outcomes_at, args.json);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -622,27 +620,18 @@ fn revenue_text(group: &OutcomeGroup) -> String {
         .join(", ")
 }
 
-fn group_json(group: &OutcomeGroup) -> serde_json::Value {
-    let revenue = crate::funnel::amounts_json(&group.revenue_minor_units);
-    serde_json::json!({
-        "people": group.people,
-        "won": group.won,
-        "lost": group.lost,
-        "open": group.open,
-        "won_share": group.won_share(),
-        "revenue": revenue,
-        "sample": group.sample,
-    })
-}
-
-fn load_json(load: &SlaLoad) -> serde_json::Value {
-    serde_json::json!({
-        "mqls": load.mqls,
-        "weeks": load.weeks,
-        "mean_per_week": load.mean_per_week,
-        "peak_week": load.peak_week.map(|(week, _)| week.to_rfc3339()),
-        "peak_week_mqls": load.peak_week.map(|(_, count)| count),
-    })
+/// Keeps the comparison beside the candidate, for `baton serve` to serve over HTTP and SQL.
+/// Failing to is a warning: the comparison is printed all the same.
+fn keep_comparison(
+    store: &ViewStore,
+    comparison: &Comparison,
+    (live, candidate): ((&str, Position), (&str, Position)),
+    outcomes_at: Position,
+) {
+    let report = baton_query::comparison::comparison_json(comparison, live, candidate, outcomes_at);
+    if let Err(error) = store.save_comparison(candidate.0, &report.to_string()) {
+        eprintln!("warning: the comparison is not kept for `baton serve`: {error}");
+    }
 }
 
 /// Prints a comparison of the two definitions at the candidate's position, with their MQLs'
@@ -657,20 +646,7 @@ fn print_comparison(
     if json {
         println!(
             "{}",
-            serde_json::json!({
-                "live": {"view": live.0, "summary": summary_json(&comparison.live, live.1.get())},
-                "candidate": {"view": candidate.0, "summary": summary_json(&comparison.candidate, candidate.1.get())},
-                "stages": comparison.stage_pairs().iter().map(|pair| serde_json::json!({
-                    "name": pair.name,
-                    "live": pair.live.map(stage_json),
-                    "candidate": pair.candidate.map(stage_json),
-                })).collect::<Vec<_>>(),
-                "mql_both": group_json(&comparison.mql_both),
-                "mql_only_live": group_json(&comparison.mql_only_live),
-                "mql_only_candidate": group_json(&comparison.mql_only_candidate),
-                "sla_load": {"live": load_json(&comparison.live_load), "candidate": load_json(&comparison.candidate_load)},
-                "outcomes_at": outcomes_at.get(),
-            })
+            baton_query::comparison::comparison_json(comparison, live, candidate, outcomes_at)
         );
         return;
     }

@@ -27,6 +27,9 @@ const META_DEFINITION_FILE: &[u8] = b"definition_file";
 /// has the view open (sled locks its database): a replay compares a candidate with the live
 /// definition while `baton serve` holds the live view.
 const DEFINITION_COPY: &str = "definition.toml";
+/// A candidate's latest comparison with the live definition (`baton replay`, `baton compare`),
+/// as `baton compare --json` prints it, beside the view's database: `baton serve` serves it.
+const COMPARISON: &str = "comparison.json";
 const META_STATE_VERSION: &[u8] = b"state_version";
 const META_BOUND: &[u8] = b"bound";
 const META_COMPLETE: &[u8] = b"complete";
@@ -312,6 +315,39 @@ impl ViewStore {
                 self.open_view(name)?.definition()
             }
             Err(error) => Err(storage(&copy, format!("cannot read: {error}"))),
+        }
+    }
+
+    /// Keeps `text`, a candidate's comparison with the live definition, beside the view's
+    /// database (write, sync, rename: a reader finds the whole text or the one before).
+    pub fn save_comparison(&self, name: &str, text: &str) -> Result<(), StoreError> {
+        let dir = self.view_dir(name);
+        if !valid_view_name(name) || !dir.is_dir() {
+            return Err(self.no_such(name));
+        }
+        let path = dir.join(COMPARISON);
+        let partial = dir.join(format!("{COMPARISON}.partial"));
+        let written = std::fs::File::create(&partial).and_then(|mut file| {
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            file.sync_all()
+        });
+        written
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|error| storage(&path, format!("cannot write the comparison: {error}")))
+    }
+
+    /// The comparison kept beside a view by [`save_comparison`](Self::save_comparison), if
+    /// any. Readable while another process has the view open.
+    pub fn comparison_of(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let dir = self.view_dir(name);
+        if !valid_view_name(name) || !dir.is_dir() {
+            return Err(self.no_such(name));
+        }
+        let path = dir.join(COMPARISON);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(storage(&path, format!("cannot read: {error}"))),
         }
     }
 

@@ -27,6 +27,8 @@ const KEYS: &[(&str, &[&str])] = &[
     ("account_scores", &["account"]),
     ("handoffs", &["person", "sequence"]),
     ("snapshots", &["view"]),
+    ("comparison_stages", &["candidate", "stage"]),
+    ("comparison_mqls", &["candidate", "mql_under"]),
 ];
 
 /// The key of `table`, in order; empty when it has none.

@@ -188,6 +188,8 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/views/{table}", get(table_rows))
         .route("/v1/funnel", get(funnel))
         .route("/v1/people/{person}", get(person))
+        .route("/v1/comparisons", get(comparisons))
+        .route("/v1/comparisons/{candidate}", get(comparison))
         .route(
             "/v1/sql",
             post(sql).layer(DefaultBodyLimit::max(MAX_SQL_BYTES)),
@@ -675,6 +677,66 @@ async fn funnel(
         "stages": one("stages"),
     });
     Ok(with_position(Json(body).into_response(), &snapshot))
+}
+
+/// The candidates served (the SQL endpoint's catalog), each with whether a comparison is
+/// kept for it.
+fn served_candidates(state: &QueryState) -> Vec<Arc<Snapshot>> {
+    state
+        .catalogs
+        .as_ref()
+        .map(|catalogs| catalogs.borrow().candidates.clone())
+        .unwrap_or_default()
+}
+
+/// Every candidate served, with its definition, position and whether a comparison is kept.
+async fn comparisons(State(state): State<QueryState>) -> Response {
+    let candidates: Vec<serde_json::Value> = served_candidates(&state)
+        .iter()
+        .map(|candidate| {
+            serde_json::json!({
+                "candidate": candidate.view,
+                "definition": candidate.definition,
+                "definition_hash": candidate.definition_hash,
+                "position": candidate.position.get(),
+                "comparison": candidate.comparison().is_some(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "candidates": candidates })).into_response()
+}
+
+/// A candidate's kept comparison with the live definition, as `baton compare --json` prints it.
+async fn comparison(
+    State(state): State<QueryState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let candidates = served_candidates(&state);
+    let Some(candidate) = candidates.iter().find(|c| c.view == name) else {
+        let served: Vec<&str> = candidates.iter().map(|c| c.view.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no candidate view {name:?} is served (served: {}); `baton replay` builds one, \
+                 and `baton serve` loads candidates when it starts",
+                if served.is_empty() {
+                    "none".to_owned()
+                } else {
+                    served.join(", ")
+                }
+            ),
+        ));
+    };
+    let Some(report) = candidate.comparison() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no comparison is kept for candidate {name:?}: run `baton compare {name}` \
+                 (then restart `baton serve`)"
+            ),
+        ));
+    };
+    Ok(Json(report.clone()).into_response())
 }
 
 async fn person(

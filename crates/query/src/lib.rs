@@ -5,6 +5,7 @@
 //! projector's commits.
 
 mod catalog;
+pub mod comparison;
 mod describe;
 mod error;
 mod format;

@@ -85,6 +85,15 @@ pub fn document() -> serde_json::Value {
                 "parameters": wait,
                 "responses": {"200": {"description": "{view, position, totals, stages}", "headers": position_header}, "401": error, "503": error}
             }},
+            "/v1/comparisons": {"get": {
+                "summary": "The candidate views served, each with whether a comparison with the live definition is kept.",
+                "responses": {"200": {"description": "{candidates: [{candidate, definition, definition_hash, position, comparison}]}"}, "401": error}
+            }},
+            "/v1/comparisons/{candidate}": {"get": {
+                "summary": "A candidate's kept comparison with the live definition, as `baton compare --json` prints it: stages matched by name, who becomes an MQL under which definition and how they ended, the follow-up load.",
+                "parameters": [{"name": "candidate", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "{live, candidate, stages, mql_both, mql_only_live, mql_only_candidate, sla_load, outcomes_at}"}, "401": error, "404": error}
+            }},
             "/v1/people/{person}": {"get": {
                 "summary": "One person: scores and place, hand-offs, opportunities.",
                 "parameters": [{"name": "person", "in": "path", "required": true, "schema": {"type": "string"}}],

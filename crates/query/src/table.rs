@@ -672,6 +672,9 @@ pub struct Snapshot {
     lazy: Arc<[OnceLock<Table>; 4]>,
     /// How long building the snapshot took: what freshness costs (`/metrics`, `bench query`).
     pub built_in: std::time::Duration,
+    /// A candidate's comparison with the live definition, as `baton compare --json` writes
+    /// it, when one was kept beside the view (`crate::comparison`).
+    comparison: Option<Arc<serde_json::Value>>,
 }
 
 /// The tables a person lookup answers from, each with a `person` column.
@@ -711,7 +714,19 @@ impl Snapshot {
             rows,
             lazy: Arc::new(Default::default()),
             built_in: started.elapsed(),
+            comparison: None,
         }
+    }
+
+    /// The snapshot with a candidate's comparison with the live definition.
+    pub fn with_comparison(mut self, comparison: serde_json::Value) -> Snapshot {
+        self.comparison = Some(Arc::new(comparison));
+        self
+    }
+
+    /// The candidate's comparison with the live definition, when one was kept.
+    pub fn comparison(&self) -> Option<&serde_json::Value> {
+        self.comparison.as_deref()
     }
 
     /// A snapshot of these tables alone, for tests of what serves them.
@@ -726,6 +741,7 @@ impl Snapshot {
             rows: PersonRows::default(),
             lazy: Arc::new(Default::default()),
             built_in: std::time::Duration::ZERO,
+            comparison: None,
         }
     }
 

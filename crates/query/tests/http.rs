@@ -866,3 +866,100 @@ mod sql {
         assert_ne!(body["rows"][0]["live"], body["rows"][0]["candidate"]);
     }
 }
+
+/// A candidate's kept comparison over HTTP: stages matched by name (a candidate with more
+/// stages, one of them renamed), each side's counts those of its own definition's stage of
+/// that name; a candidate without one, and one not served, are 404s saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidates_comparison_is_served_with_stages_matched_by_name() {
+    let events = history();
+    let live = project(&events);
+    let more = FunnelDefinition::parse(
+        "more_stages.toml",
+        include_str!("../../core/tests/fixtures/more_stages.toml"),
+    )
+    .expect("the fixture parses");
+    let mut candidate = FunnelProjection::new(more);
+    for event in &events {
+        candidate.apply(event);
+    }
+    candidate.refresh();
+    let head = Position::new(events.len() as u64);
+    let comparison = baton_core::compare(&live, &candidate);
+    let report =
+        baton_query::comparison::comparison_json(&comparison, ("live", head), ("more", head), head);
+    let with = Arc::new(Snapshot::build("more", &candidate, head).with_comparison(report));
+    let without = Arc::new(Snapshot::build("bare", &candidate, head));
+    let mut server = serve_views(&[], Some(vec![with, without])).await;
+    server.publisher.committed(&live, head);
+
+    let listing: serde_json::Value = get(&format!("{}/v1/comparisons", server.base))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let listed: Vec<(&str, bool)> = listing["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| {
+            (
+                c["candidate"].as_str().expect("name"),
+                c["comparison"].as_bool().expect("flag"),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("more", true), ("bare", false)]);
+
+    let response = get(&format!("{}/v1/comparisons/more", server.base)).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let report: serde_json::Value = response.json().await.expect("json");
+    let summary_stage = |side: &str, summary: &baton_core::FunnelSummary, name: &str| {
+        summary
+            .stages
+            .iter()
+            .find(|stage| stage.name == name)
+            .map(|stage| serde_json::json!(stage.entered))
+            .unwrap_or_else(|| panic!("{side} has no stage {name}"))
+    };
+    let (live_summary, candidate_summary) = (live.summary(), candidate.summary());
+    let mut only = (Vec::new(), Vec::new());
+    for pair in report["stages"].as_array().expect("stages") {
+        let name = pair["name"].as_str().expect("name");
+        match (pair["live"].is_null(), pair["candidate"].is_null()) {
+            (false, false) => {
+                assert_eq!(
+                    pair["live"]["entered"],
+                    summary_stage("live", &live_summary, name)
+                );
+                assert_eq!(
+                    pair["candidate"]["entered"],
+                    summary_stage("candidate", &candidate_summary, name)
+                );
+            }
+            (false, true) => only.0.push(name.to_owned()),
+            (true, false) => only.1.push(name.to_owned()),
+            (true, true) => panic!("{name} is in neither"),
+        }
+    }
+    let live_names: Vec<&str> = live_summary
+        .stages
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        only.0
+            .iter()
+            .all(|name| live_names.contains(&name.as_str()))
+    );
+    assert!(!only.0.is_empty() && !only.1.is_empty(), "{only:?}");
+
+    let response = get(&format!("{}/v1/comparisons/bare", server.base)).await;
+    assert_eq!(response.status().as_u16(), 404);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("baton compare bare"), "{text}");
+    let response = get(&format!("{}/v1/comparisons/nope", server.base)).await;
+    assert_eq!(response.status().as_u16(), 404);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("more, bare"), "{text}");
+}

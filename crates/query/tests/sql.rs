@@ -1811,3 +1811,119 @@ async fn grafana_time_series_work_on_every_time_column() {
     assert!(columns >= 5, "{columns} time columns");
     endpoint.stop().await;
 }
+
+/// The kept comparisons of the candidates served, as SQL tables in `public`: stages matched by
+/// name (each side's counts equal its own view's `stages` row of that name, checked by a join),
+/// a stage of one definition only marked so, and the MQL groups adding up.
+#[tokio::test]
+async fn a_candidates_comparison_is_a_table_matched_by_stage_name() {
+    let endpoint = Endpoint::start(&[]).await;
+    let more = FunnelDefinition::parse(
+        "more_stages.toml",
+        include_str!("../../core/tests/fixtures/more_stages.toml"),
+    )
+    .expect("the fixture parses");
+    let (live, position) = project(FunnelDefinition::default_funnel(), 40);
+    let (candidate, _) = project(more, 40);
+    let comparison = baton_core::compare(&live, &candidate);
+    let report = baton_query::comparison::comparison_json(
+        &comparison,
+        ("main", position),
+        ("more", position),
+        position,
+    );
+    let more = Arc::new(Snapshot::build("more", &candidate, position).with_comparison(report));
+    endpoint.catalogs.send_replace(Arc::new(
+        Catalog::new(views().live.clone())
+            .with_candidate(views().strict.clone())
+            .with_candidate(more),
+    ));
+    let client = endpoint.connect().await;
+    let rows = client
+        .query(
+            "select stage, present_in from comparison_stages \
+             where candidate = 'more' order by ordinal",
+            &[],
+        )
+        .await
+        .expect("comparison_stages");
+    let listed: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected: Vec<(String, String)> = comparison
+        .stage_pairs()
+        .iter()
+        .map(|pair| {
+            let present = match (pair.live.is_some(), pair.candidate.is_some()) {
+                (true, true) => "both",
+                (true, false) => "live only",
+                _ => "candidate only",
+            };
+            (pair.name.to_owned(), present.to_owned())
+        })
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(listed.iter().any(|(_, p)| p == "live only"));
+    assert!(listed.iter().any(|(_, p)| p == "candidate only"));
+
+    // Each side's figures are its own view's row of the same stage name.
+    let mismatches = client
+        .query(
+            "select c.stage from comparison_stages c \
+             left join public.stages l on l.stage = c.stage \
+             left join more.stages m on m.stage = c.stage \
+             where c.candidate = 'more' and ( \
+               l.entered is distinct from c.live_entered \
+               or l.converted is distinct from c.live_converted \
+               or l.returned is distinct from c.live_returned \
+               or m.entered is distinct from c.candidate_entered \
+               or m.current is distinct from c.candidate_current \
+               or m.conversion_rate is distinct from c.candidate_conversion_rate)",
+            &[],
+        )
+        .await
+        .expect("join");
+    let mismatched: Vec<String> = mismatches.iter().map(|r| r.get(0)).collect();
+    assert!(mismatched.is_empty(), "{mismatched:?}");
+
+    let rows = client
+        .query(
+            "select mql_under, people, won + lost + open from comparison_mqls \
+             where candidate = 'more' order by mql_under",
+            &[],
+        )
+        .await
+        .expect("comparison_mqls");
+    let groups: Vec<(String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (
+                "both".to_owned(),
+                comparison.mql_both.people as i64,
+                comparison.mql_both.people as i64
+            ),
+            (
+                "candidate only".to_owned(),
+                comparison.mql_only_candidate.people as i64,
+                comparison.mql_only_candidate.people as i64
+            ),
+            (
+                "live only".to_owned(),
+                comparison.mql_only_live.people as i64,
+                comparison.mql_only_live.people as i64
+            ),
+        ]
+    );
+    // A candidate without a kept comparison has no rows.
+    let strict = client
+        .query(
+            "select count(*) from comparison_stages where candidate = 'strict'",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(strict[0].get::<_, i64>(0), 0);
+    endpoint.stop().await;
+}

@@ -165,6 +165,9 @@ impl ServedCatalog {
             SNAPSHOTS_TABLE.to_owned(),
             LazyTable::ready(snapshots_table(&source)?),
         );
+        for table in comparison_tables(&source)? {
+            public.insert(table.name.to_owned(), LazyTable::ready(mem_table(&table)?));
+        }
         schemas.insert(LIVE_SCHEMA.to_owned(), public);
         let mut unlisted = None;
         if !RESERVED_SCHEMAS.contains(&source.live.view.as_str()) {
@@ -265,6 +268,25 @@ fn snapshots_table(catalog: &Catalog) -> Result<ServedTable> {
         ]);
     }
     mem_table(&table)
+}
+
+/// `public.comparison_stages` and `public.comparison_mqls`: the kept comparison of every
+/// candidate served that has one. A comparison that cannot be read leaves its candidate out
+/// of them, with a warning naming what is wrong.
+fn comparison_tables(catalog: &Catalog) -> Result<[Table; 2]> {
+    let mut comparisons = Vec::new();
+    for candidate in &catalog.candidates {
+        let Some(report) = candidate.comparison() else {
+            continue;
+        };
+        let one = [(candidate.view.as_str(), report)];
+        match crate::comparison::comparison_tables(&one) {
+            Ok(_) => comparisons.push(one[0]),
+            Err(error) => tracing::warn!(view = %candidate.view, "{error}; not served"),
+        }
+    }
+    crate::comparison::comparison_tables(&comparisons)
+        .map_err(|error| DataFusionError::Execution(error.to_string()))
 }
 
 fn arrow_type(column: ColumnType) -> DataType {
