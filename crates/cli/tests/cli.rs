@@ -663,6 +663,65 @@ fn replay_sets_stages_side_by_side_by_name() {
     let cells: Vec<&str> = won_row.split_whitespace().collect();
     assert_eq!(cells[1], won_entered("live").to_string(), "{text}");
     assert_eq!(cells[4], won_entered("candidate").to_string(), "{text}");
+
+    // The comparison is kept beside the candidate, and `serve` serves it over HTTP as printed
+    // and over SQL, stages matched by name.
+    let kept: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("baton-data/views/more/comparison.json"))
+            .expect("kept beside the candidate"),
+    )
+    .expect("json");
+    assert_eq!(kept["stages"], report["stages"]);
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "http = \"127.0.0.1:0\"\nsql = \"127.0.0.1:0\"\n",
+    )
+    .expect("config");
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (served_report, rows) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let report: Value = client
+            .get(format!("http://{}/v1/comparisons/more", served.addr))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let rows: Value = client
+            .post(format!("http://{}/v1/sql", served.addr))
+            .header("content-type", "application/sql")
+            .body(
+                "select stage, present_in, live_entered, candidate_entered \
+                 from comparison_stages where candidate = 'more' order by ordinal",
+            )
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        (report, rows)
+    });
+    served.terminate();
+    assert_eq!(served_report["stages"], report["stages"]);
+    let rows = rows["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), pairs.len());
+    for (row, pair) in rows.iter().zip(pairs) {
+        assert_eq!(row["stage"], pair["name"]);
+        let present = match (pair["live"].is_null(), pair["candidate"].is_null()) {
+            (false, false) => "both",
+            (false, true) => "live only",
+            _ => "candidate only",
+        };
+        assert_eq!(row["present_in"], present, "{row}");
+        assert_eq!(row["live_entered"], pair["live"]["entered"], "{row}");
+        assert_eq!(
+            row["candidate_entered"], pair["candidate"]["entered"],
+            "{row}"
+        );
+    }
 }
 
 #[test]

@@ -807,7 +807,7 @@ async fn bi_tool_startup_queries_succeed() {
         .live
         .table_names()
         .map(|(_, name)| name.to_owned())
-        .chain(["snapshots".to_owned()])
+        .chain(["snapshots", "comparison_stages", "comparison_mqls"].map(str::to_owned))
         .collect();
     expected.sort();
     let listed: Vec<String> = tables.iter().map(|row| row.get(0)).collect();

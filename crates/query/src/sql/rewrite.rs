@@ -32,7 +32,9 @@ use datafusion::sql::sqlparser::ast::{
     VisitorMut, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 /// Grafana's search-path subquery, as sent by its PostgreSQL data source.
 const GRAFANA_SEARCH_PATH: &str = r#"SELECT
@@ -50,6 +52,9 @@ const SEARCH_PATH_SCHEMAS: &str = "SELECT 'public'";
 pub(super) fn rewrite(sql: &str) -> Cow<'_, str> {
     let pattern = normalized(GRAFANA_SEARCH_PATH);
     let mut rewritten = Cow::Borrowed(sql);
+    if let Some(text) = distinct_from_operands_parenthesized(sql) {
+        rewritten = Cow::Owned(text);
+    }
     while let Some((start, end)) = find_ignoring_space_and_case(&rewritten, &pattern) {
         let mut text = String::with_capacity(rewritten.len());
         text.push_str(&rewritten[..start]);
@@ -60,6 +65,360 @@ pub(super) fn rewrite(sql: &str) -> Cow<'_, str> {
     match rewritten_tree(&rewritten) {
         Some(text) => Cow::Owned(text),
         None => rewritten,
+    }
+}
+
+/// `sql` with every `a IS [NOT] DISTINCT FROM b` in parentheses; `None` when it has none (or
+/// does not tokenize).
+///
+/// The SQL parser reads the right operand of `IS [NOT] DISTINCT FROM` as a whole expression,
+/// so `a IS DISTINCT FROM b OR c` was `a IS DISTINCT FROM (b OR c)`, a different answer from
+/// PostgreSQL's `(a IS DISTINCT FROM b) OR c` with no error (parentheses around `b` alone do
+/// not help: the parser goes on past them). In PostgreSQL both operands bind tighter than
+/// `IS`: outside parentheses, the right one ends at `AND` (but `BETWEEN`'s own), `OR`, `IS`, a
+/// `NOT` that does not start `NOT IN`/`LIKE`/`ILIKE`/`BETWEEN`/`SIMILAR`, a comma, a closing
+/// parenthesis, a keyword that ends an expression (`THEN`, `FROM`, `AS`, ...) or an alias; the
+/// left one starts after the same kind of boundary (`IS` is left-associative, so an earlier
+/// `IS ...` belongs to it). The parentheses are written into the text as sent, so everything
+/// else (literals, comments, parameters) stays byte for byte.
+fn distinct_from_operands_parenthesized(sql: &str) -> Option<String> {
+    if !sql.to_ascii_lowercase().contains("distinct") {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let tokens: Vec<&TokenWithSpan> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    let keyword = |index: usize, wanted: Keyword| {
+        tokens
+            .get(index)
+            .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.keyword == wanted && w.quote_style.is_none()))
+    };
+    let offsets = LineOffsets::of(sql);
+    let mut inserts: Vec<(usize, char)> = Vec::new();
+    for index in 0..tokens.len() {
+        if !keyword(index, Keyword::IS) {
+            continue;
+        }
+        let mut start = index + 1;
+        if keyword(start, Keyword::NOT) {
+            start += 1;
+        }
+        if !(keyword(start, Keyword::DISTINCT) && keyword(start + 1, Keyword::FROM)) {
+            continue;
+        }
+        start += 2;
+        let end = operand_end(&tokens, start);
+        let first = operand_start(&tokens, index);
+        if end == start || first == index {
+            continue; // An operand is missing: the parser reports the error itself.
+        }
+        inserts.push((offsets.byte(&tokens[first].span.start), '('));
+        inserts.push((offsets.byte(&tokens[end - 1].span.end), ')'));
+    }
+    if inserts.is_empty() {
+        return None;
+    }
+    // Applied from the end, so earlier offsets stay right; at one offset a `)` goes before a
+    // `(` (`b) OR (c` never happens, but `(b)` of one operand may end where another starts).
+    inserts.sort_by_key(|(at, mark)| (*at, *mark == '('));
+    let mut text = sql.to_owned();
+    for (at, mark) in inserts.into_iter().rev() {
+        text.insert(at, mark);
+    }
+    Some(text)
+}
+
+/// Whether `token` is the unquoted keyword `keyword`.
+fn is_keyword(token: Option<&&TokenWithSpan>, keyword: Keyword) -> bool {
+    token.is_some_and(
+        |t| matches!(&t.token, Token::Word(w) if w.keyword == keyword && w.quote_style.is_none()),
+    )
+}
+
+/// The index of the first token of the left operand of the `IS` at `is`.
+fn operand_start(tokens: &[&TokenWithSpan], is: usize) -> usize {
+    // Keywords an expression follows: where a left operand starts, going left.
+    const STARTS: &[Keyword] = &[
+        Keyword::OR,
+        Keyword::SELECT,
+        Keyword::WHERE,
+        Keyword::WHEN,
+        Keyword::THEN,
+        Keyword::ELSE,
+        Keyword::CASE,
+        Keyword::HAVING,
+        Keyword::ON,
+        Keyword::BY,
+        Keyword::RETURNING,
+        Keyword::ALL,
+        Keyword::SET,
+        Keyword::LIMIT,
+        Keyword::OFFSET,
+        Keyword::USING,
+    ];
+    let joins_not = |index: usize| {
+        [
+            Keyword::IN,
+            Keyword::LIKE,
+            Keyword::ILIKE,
+            Keyword::BETWEEN,
+            Keyword::SIMILAR,
+        ]
+        .into_iter()
+        .any(|keyword| is_keyword(tokens.get(index + 1), keyword))
+    };
+    // Whether the `AND` at `and` is a `BETWEEN`'s: a `BETWEEN` comes before it, with nothing
+    // that ends an operand in between.
+    let betweens_and = |and: usize| {
+        let mut depth = 0usize;
+        for index in (0..and).rev() {
+            match &tokens[index].token {
+                Token::RParen | Token::RBracket => depth += 1,
+                Token::LParen | Token::LBracket if depth == 0 => return false,
+                Token::LParen | Token::LBracket => depth -= 1,
+                Token::Comma if depth == 0 => return false,
+                Token::Word(w) if depth == 0 && w.quote_style.is_none() => {
+                    if w.keyword == Keyword::BETWEEN {
+                        return true;
+                    }
+                    if [Keyword::AND, Keyword::OR].contains(&w.keyword)
+                        || STARTS.contains(&w.keyword)
+                    {
+                        return false;
+                    }
+                }
+                _ => {}
+            }
+        }
+        false
+    };
+    let mut depth = 0usize;
+    let mut index = is;
+    while index > 0 {
+        let at = index - 1;
+        let token = tokens[at];
+        match &token.token {
+            Token::RParen | Token::RBracket => depth += 1,
+            Token::LParen | Token::LBracket => {
+                if depth == 0 {
+                    return index;
+                }
+                depth -= 1;
+            }
+            Token::Comma | Token::SemiColon if depth == 0 => return index,
+            Token::Word(word) if word.quote_style.is_none() && word.keyword == Keyword::END => {
+                depth += 1;
+            }
+            Token::Word(word)
+                if word.quote_style.is_none() && word.keyword == Keyword::CASE && depth > 0 =>
+            {
+                depth -= 1;
+            }
+            Token::Word(word)
+                if depth == 0
+                    && word.quote_style.is_none()
+                    && !matches!(
+                        at.checked_sub(1).map(|i| &tokens[i].token),
+                        Some(Token::Period)
+                    ) =>
+            {
+                let keyword = word.keyword;
+                // An earlier `IS [NOT] DISTINCT FROM` belongs to this operand.
+                let part_of_distinct_from = (keyword == Keyword::FROM
+                    && is_keyword(tokens.get(at.wrapping_sub(1)), Keyword::DISTINCT))
+                    || (keyword == Keyword::DISTINCT
+                        && is_keyword(tokens.get(at + 1), Keyword::FROM));
+                if part_of_distinct_from {
+                    // Goes on.
+                } else if keyword == Keyword::AND {
+                    if !betweens_and(at) {
+                        return index;
+                    }
+                } else if keyword == Keyword::NOT {
+                    if !joins_not(at) {
+                        return index;
+                    }
+                } else if STARTS.contains(&keyword) || keyword == Keyword::DISTINCT {
+                    return index;
+                }
+            }
+            _ => {}
+        }
+        index = at;
+    }
+    0
+}
+
+/// The index just past the right operand of `IS [NOT] DISTINCT FROM` starting at `start`.
+fn operand_end(tokens: &[&TokenWithSpan], start: usize) -> usize {
+    // Keywords that end an expression where they stand.
+    const ENDS: &[Keyword] = &[
+        Keyword::OR,
+        Keyword::IS,
+        Keyword::THEN,
+        Keyword::WHEN,
+        Keyword::ELSE,
+        Keyword::FROM,
+        Keyword::WHERE,
+        Keyword::GROUP,
+        Keyword::HAVING,
+        Keyword::ORDER,
+        Keyword::LIMIT,
+        Keyword::OFFSET,
+        Keyword::UNION,
+        Keyword::EXCEPT,
+        Keyword::INTERSECT,
+        Keyword::AS,
+        Keyword::ASC,
+        Keyword::DESC,
+        Keyword::NULLS,
+        Keyword::ON,
+        Keyword::USING,
+        Keyword::JOIN,
+        Keyword::INNER,
+        Keyword::LEFT,
+        Keyword::RIGHT,
+        Keyword::FULL,
+        Keyword::CROSS,
+        Keyword::WINDOW,
+        Keyword::FETCH,
+        Keyword::FOR,
+        Keyword::RETURNING,
+        Keyword::ROWS,
+        Keyword::RANGE,
+        Keyword::INTO,
+    ];
+    // Keywords that go on an operand (operators and their parts), not aliases.
+    const CONTINUES: &[Keyword] = &[
+        Keyword::IN,
+        Keyword::LIKE,
+        Keyword::ILIKE,
+        Keyword::SIMILAR,
+        Keyword::TO,
+        Keyword::BETWEEN,
+        Keyword::ESCAPE,
+        Keyword::COLLATE,
+        Keyword::AT,
+        Keyword::TIME,
+        Keyword::ZONE,
+        Keyword::OVER,
+        Keyword::FILTER,
+        Keyword::WITHIN,
+        Keyword::SYMMETRIC,
+    ];
+    let mut depth = 0usize;
+    let mut betweens = 0usize;
+    // Whether the token before was the end of an operand: a word after one is an alias.
+    let mut after_operand = false;
+    let mut index = start;
+    while let Some(token) = tokens.get(index) {
+        match &token.token {
+            Token::LParen | Token::LBracket => {
+                depth += 1;
+                after_operand = false;
+            }
+            Token::RParen | Token::RBracket => {
+                if depth == 0 {
+                    return index;
+                }
+                depth -= 1;
+                after_operand = true;
+            }
+            Token::Comma | Token::SemiColon if depth == 0 => return index,
+            Token::Word(word) if word.quote_style.is_none() && word.keyword == Keyword::CASE => {
+                depth += 1;
+                after_operand = false;
+            }
+            Token::Word(word) if word.quote_style.is_none() && word.keyword == Keyword::END => {
+                if depth == 0 {
+                    return index;
+                }
+                depth -= 1;
+                after_operand = true;
+            }
+            // A name after a `.` is a name, whatever word it is (`t.range`).
+            Token::Word(word)
+                if depth == 0
+                    && word.quote_style.is_none()
+                    && !matches!(
+                        index.checked_sub(1).map(|i| &tokens[i].token),
+                        Some(Token::Period)
+                    ) =>
+            {
+                let keyword = word.keyword;
+                if keyword == Keyword::AND {
+                    if betweens == 0 {
+                        return index;
+                    }
+                    betweens -= 1;
+                    after_operand = false;
+                } else if keyword == Keyword::NOT {
+                    let next = tokens.get(index + 1).map(|t| &t.token);
+                    let joins = matches!(next, Some(Token::Word(w)) if [
+                        Keyword::IN,
+                        Keyword::LIKE,
+                        Keyword::ILIKE,
+                        Keyword::BETWEEN,
+                        Keyword::SIMILAR,
+                    ]
+                    .contains(&w.keyword));
+                    if !joins {
+                        return index;
+                    }
+                    after_operand = false;
+                } else if ENDS.contains(&keyword) {
+                    return index;
+                } else if CONTINUES.contains(&keyword) {
+                    betweens += usize::from(keyword == Keyword::BETWEEN);
+                    after_operand = false;
+                } else if after_operand {
+                    return index; // An alias.
+                } else {
+                    after_operand = true;
+                }
+            }
+            Token::Word(_) | Token::Number(..) | Token::Placeholder(_) => after_operand = true,
+            Token::SingleQuotedString(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::DollarQuotedString(_)
+            | Token::HexStringLiteral(_) => after_operand = true,
+            _ => after_operand = false,
+        }
+        index += 1;
+    }
+    index
+}
+
+/// Byte offsets of the tokenizer's (line, column) locations, columns counted in characters.
+struct LineOffsets<'a> {
+    sql: &'a str,
+    /// The byte offset each line starts at.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineOffsets<'a> {
+    fn of(sql: &'a str) -> LineOffsets<'a> {
+        let starts = std::iter::once(0)
+            .chain(sql.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        LineOffsets { sql, starts }
+    }
+
+    fn byte(&self, location: &datafusion::sql::sqlparser::tokenizer::Location) -> usize {
+        let line = usize::try_from(location.line.saturating_sub(1)).unwrap_or(usize::MAX);
+        let Some(&start) = self.starts.get(line) else {
+            return self.sql.len();
+        };
+        let column = usize::try_from(location.column.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.sql[start..]
+            .char_indices()
+            .nth(column)
+            .map_or(self.sql.len(), |(at, _)| start + at)
     }
 }
 
@@ -737,6 +1096,55 @@ fn find_ignoring_space_and_case(sql: &str, pattern: &[char]) -> Option<(usize, u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_from_takes_only_its_own_operand() {
+        let cases = [
+            (
+                "select a is distinct from b or c",
+                "select (a is distinct from b) or c",
+            ),
+            (
+                "select * from t where x = 1 and y IS NOT DISTINCT FROM $1 AND z = 2",
+                "select * from t where x = 1 and (y IS NOT DISTINCT FROM $1) AND z = 2",
+            ),
+            (
+                "select a is distinct from b and c idf, x + 1 is distinct from f(x, y) + 1 as z from t",
+                "select (a is distinct from b) and c idf, (x + 1 is distinct from f(x, y) + 1) as z from t",
+            ),
+            (
+                "select x between 1 and 2 is distinct from b between 1 and 2 and c",
+                "select (x between 1 and 2 is distinct from b between 1 and 2) and c",
+            ),
+            (
+                "select not a not in (1) is distinct from b not in (1, 2) or not c",
+                "select not (a not in (1) is distinct from b not in (1, 2)) or not c",
+            ),
+            (
+                "select case when a is distinct from 'it''s' then 1 end x, t.range is distinct from t.rows from t",
+                "select case when (a is distinct from 'it''s') then 1 end x, (t.range is distinct from t.rows) from t",
+            ),
+            (
+                "select f(a) is distinct from (b or c) -- a comment\n, 2",
+                "select (f(a) is distinct from (b or c)) -- a comment\n, 2",
+            ),
+            (
+                "select 'é' is null is distinct from\n  b is distinct from c x",
+                "select (('é' is null is distinct from\n  b) is distinct from c) x",
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(
+                distinct_from_operands_parenthesized(sql).as_deref(),
+                Some(expected),
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            distinct_from_operands_parenthesized("select distinct a from t"),
+            None
+        );
+    }
 
     #[test]
     fn grafanas_search_path_subquery_becomes_public() {
