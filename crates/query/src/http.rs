@@ -7,6 +7,7 @@
 //! one answer comes from the same log position. Read tokens guard every route but `/healthz`;
 //! with no token configured, only loopback peers are served.
 
+use crate::dashboard;
 use crate::format::rows_json;
 use crate::table::{ColumnType, Snapshot, Table, Value};
 use axum::body::Bytes;
@@ -188,6 +189,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/views/{table}", get(table_rows))
         .route("/v1/funnel", get(funnel))
         .route("/v1/people/{person}", get(person))
+        .route("/v1/dashboard", get(dashboard))
         .route("/v1/comparisons", get(comparisons))
         .route("/v1/comparisons/{candidate}", get(comparison))
         .route(
@@ -209,7 +211,23 @@ pub fn router(state: QueryState) -> Router {
             state.clone(),
             authorize,
         ));
+    // The dashboard's page and files hold no data (it asks `/v1/dashboard`, under the read
+    // tokens), so they are served to anyone: the page is where a token is typed.
+    let page = Router::new()
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", dashboard::PAGE) }),
+        )
+        .route(
+            "/dashboard/dashboard.js",
+            get(|| async { asset("text/javascript; charset=utf-8", dashboard::SCRIPT) }),
+        )
+        .route(
+            "/dashboard/dashboard.css",
+            get(|| async { asset("text/css; charset=utf-8", dashboard::STYLE) }),
+        );
     Router::new()
+        .merge(page)
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(reads)
         .merge(probes)
@@ -676,6 +694,58 @@ async fn funnel(
         "totals": totals,
         "stages": one("stages"),
     });
+    Ok(with_position(Json(body).into_response(), &snapshot))
+}
+
+/// One of the dashboard's files: revalidated on every load (`no-cache`), so a new build's
+/// page is never mixed with an old script.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Everything the dashboard shows, from one snapshot (`crate::dashboard`).
+async fn dashboard(
+    State(state): State<QueryState>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let time = |name: &str| -> Result<Option<baton_core::Timestamp>, ApiError> {
+        param(&params, name)
+            .map(|text| {
+                baton_core::Timestamp::parse_rfc3339(text)
+                    .map_err(|error| bad(format!("query parameter `{name}`: {error}")))
+            })
+            .transpose()
+    };
+    let text = |name: &str| param(&params, name).map(str::to_owned);
+    let filters = dashboard::Filters {
+        from: time("from")?,
+        to: time("to")?,
+        industry: text("industry"),
+        region: text("region"),
+        size: text("size"),
+    };
+    let snapshot = snapshot(&state, &params).await?;
+    let candidates = served_candidates(&state);
+    // Building it reads every row-level table once: off the async workers.
+    let snapshot_for_build = snapshot.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        dashboard::dashboard(&snapshot_for_build, &candidates, &filters)
+    })
+    .await
+    .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
     Ok(with_position(Json(body).into_response(), &snapshot))
 }
 

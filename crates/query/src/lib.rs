@@ -6,6 +6,7 @@
 
 mod catalog;
 pub mod comparison;
+pub mod dashboard;
 mod describe;
 mod error;
 mod format;
