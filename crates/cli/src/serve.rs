@@ -427,7 +427,8 @@ pub async fn run(log_args: &LogArgs, args: ServeArgs) -> anyhow::Result<ExitCode
 
     eprintln!("baton serve: {} on http://{addr}", log.describe());
     eprintln!(
-        "  views:   http://{addr}/v1/views (tables; /v1/views/TABLE?format=csv for CSV)\n  \
+        "  dashboard: http://{addr}/ (open it in a browser)\n  \
+         views:   http://{addr}/v1/views (tables; /v1/views/TABLE?format=csv for CSV)\n  \
          funnel:  http://{addr}/v1/funnel\n  API:     http://{addr}/openapi.json\n  \
          collect: POST http://{addr}/v1/events (docs/ingest.md)\n  Ctrl-C stops."
     );

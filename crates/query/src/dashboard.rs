@@ -308,7 +308,7 @@ fn draw(shape: Shape, labels: &[String], series: &[Series]) -> Option<String> {
         "height": height.min(1600.0),
         "theme": "light",
         "font_family": "Roboto",
-        "margin": {"left": 8, "top": 8, "right": 24, "bottom": 8},
+        "margin": {"left": 8, "top": 8, "right": 56, "bottom": 8},
         "legend_show": series.len() > 1,
         "series_colors": series.iter().map(|s| s.color).collect::<Vec<_>>(),
         "series_list": series_list,

@@ -85,6 +85,11 @@ pub fn document() -> serde_json::Value {
                 "parameters": wait,
                 "responses": {"200": {"description": "{view, position, totals, stages}", "headers": position_header}, "401": error, "503": error}
             }},
+            "/v1/dashboard": {"get": {
+                "summary": "Every panel of the dashboard from one snapshot: KPIs, charts (SVG) and the table behind each. `from`/`to` (RFC 3339) and `industry`/`region`/`size` filter the tables that carry them.",
+                "parameters": wait,
+                "responses": {"200": {"description": "{view, definition, definition_hash, position, as_of, filters, segments, panels}", "headers": position_header}, "400": error, "401": error, "503": error}
+            }},
             "/v1/comparisons": {"get": {
                 "summary": "The candidate views served, each with whether a comparison with the live definition is kept.",
                 "responses": {"200": {"description": "{candidates: [{candidate, definition, definition_hash, position, comparison}]}"}, "401": error}
