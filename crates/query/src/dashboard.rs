@@ -40,6 +40,57 @@ const LOST: &str = PALETTE[3];
 /// Bars shown at most in a ranking chart (the table behind it has every row).
 const TOP: usize = 10;
 
+/// The dashboards built lately, by [`tag`]: pages that follow the log ask every few seconds,
+/// and all of those at one position and filters share one build.
+#[derive(Debug, Default)]
+pub(crate) struct Built {
+    kept: std::sync::Mutex<std::collections::VecDeque<(String, Arc<Json>)>>,
+}
+
+/// How many built dashboards are kept (positions × filters in use).
+const KEPT: usize = 8;
+
+impl Built {
+    pub(crate) fn get(&self, tag: &str) -> Option<Arc<Json>> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter()
+            .find(|(kept, _)| kept == tag)
+            .map(|(_, body)| body.clone())
+    }
+
+    pub(crate) fn keep(&self, tag: String, body: Arc<Json>) {
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.iter().any(|(known, _)| *known == tag) {
+            return;
+        }
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((tag, body));
+    }
+}
+
+/// What a built dashboard depends on: the view and position, the candidates served and
+/// whether each has a comparison, and the filters. Used as the answer's ETag.
+pub(crate) fn tag(snapshot: &Snapshot, candidates: &[Arc<Snapshot>], filters: &Filters) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    snapshot.view.hash(&mut hasher);
+    for candidate in candidates {
+        candidate.view.hash(&mut hasher);
+        candidate.position.get().hash(&mut hasher);
+        candidate.comparison().is_some().hash(&mut hasher);
+    }
+    format!("{filters:?}").hash(&mut hasher);
+    format!("{}-{:016x}", snapshot.position.get(), hasher.finish())
+}
+
 /// What the dashboard is filtered by.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filters {
@@ -671,7 +722,7 @@ fn ranking<'a>(
     name: &str,
     key: &str,
     columns: [(&str, &str, &'static str); 2],
-) -> Option<(Vec<String>, Vec<Series>, &'a Table)> {
+) -> Option<(Vec<String>, Vec<Series>, Table)> {
     let rows = Rows::of(snapshot, name)?;
     let key = rows.column(key);
     let indexes = columns.map(|(column, _, _)| rows.column(column));
@@ -683,6 +734,11 @@ fn ranking<'a>(
             .then_with(|| text(&a[key]).cmp(&text(&b[key])))
     });
     ranked.truncate(TOP);
+    let shown = derived(
+        rows.table.name,
+        &rows.table.columns,
+        ranked.iter().map(|row| (*row).clone()).collect(),
+    );
     let labels = ranked
         .iter()
         .map(|row| text(&row[key]).unwrap_or("(none)").to_owned())
@@ -698,7 +754,7 @@ fn ranking<'a>(
             )
         })
         .collect();
-    Some((labels, series, rows.table))
+    Some((labels, series, shown))
 }
 
 fn marketing_panel(snapshot: &Snapshot, filters: &Filters) -> Json {
@@ -744,8 +800,8 @@ fn marketing_panel(snapshot: &Snapshot, filters: &Filters) -> Json {
                 id,
                 title,
                 draw(Shape::Bars, &labels, &series),
-                rows,
-                &format!("/v1/views/{table}"),
+                &rows,
+                &format!("/v1/views/{table} (the {TOP} with the most influenced pipeline)"),
                 false,
             ));
         }

@@ -64,6 +64,8 @@ pub struct QueryState {
     /// The engine of `POST /v1/sql`, set up on its first query (or the reason it cannot be).
     #[cfg(feature = "sql")]
     sql: Arc<std::sync::OnceLock<Result<Arc<crate::sql::SqlEngine>, String>>>,
+    /// The dashboards built lately, so that every open page at a position shares one build.
+    dashboards: Arc<dashboard::Built>,
 }
 
 /// Counters for `/metrics`.
@@ -107,6 +109,7 @@ impl QueryState {
             sql_timeout: DEFAULT_STATEMENT_TIMEOUT,
             #[cfg(feature = "sql")]
             sql: Arc::default(),
+            dashboards: Arc::default(),
         }
     }
 
@@ -715,10 +718,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Everything the dashboard shows, from one snapshot (`crate::dashboard`).
+/// Everything the dashboard shows, from one snapshot (`crate::dashboard`). The answer's ETag
+/// is its position, filters and candidates: a page asking again with `If-None-Match` while
+/// nothing moved gets a 304 without a build, and pages at the same position share one build.
 async fn dashboard(
     State(state): State<QueryState>,
     Query(params): Query<BTreeMap<String, String>>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
     let time = |name: &str| -> Result<Option<baton_core::Timestamp>, ApiError> {
@@ -739,14 +745,41 @@ async fn dashboard(
     };
     let snapshot = snapshot(&state, &params).await?;
     let candidates = served_candidates(&state);
-    // Building it reads every row-level table once: off the async workers.
-    let snapshot_for_build = snapshot.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        dashboard::dashboard(&snapshot_for_build, &candidates, &filters)
-    })
-    .await
-    .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
-    Ok(with_position(Json(body).into_response(), &snapshot))
+    let tag = dashboard::tag(&snapshot, &candidates, &filters);
+    let etag = HeaderValue::from_str(&format!("\"{tag}\"")).ok();
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .zip(etag.as_ref())
+        .is_some_and(|(asked, current)| asked == current);
+    if unchanged {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(etag) = etag {
+            response.headers_mut().insert(header::ETAG, etag);
+        }
+        return Ok(with_position(response, &snapshot));
+    }
+    let body = match state.dashboards.get(&tag) {
+        Some(body) => body,
+        None => {
+            // Building it reads every row-level table once: off the async workers.
+            let built = snapshot.clone();
+            let body = tokio::task::spawn_blocking(move || {
+                Arc::new(dashboard::dashboard(&built, &candidates, &filters))
+            })
+            .await
+            .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+            state.dashboards.keep(tag, body.clone());
+            body
+        }
+    };
+    let mut response = Json(&*body).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(with_position(response, &snapshot))
 }
 
 /// The candidates served (the SQL endpoint's catalog), each with whether a comparison is

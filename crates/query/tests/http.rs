@@ -963,3 +963,102 @@ async fn a_candidates_comparison_is_served_with_stages_matched_by_name() {
     let text = response.text().await.expect("body");
     assert!(text.contains("more, bare"), "{text}");
 }
+
+/// The dashboard's page is served to anyone (it holds no data); its data only with a token.
+/// Asking again while nothing moved is a 304 that builds nothing; a new position is a new
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_page_is_open_and_its_data_behind_the_tokens() {
+    let events = history();
+    let mut server = serve(&["tok"]).await;
+    let half = events.len() / 2;
+    server
+        .publisher
+        .committed(&project(&events[..half]), Position::new(half as u64));
+    let client = reqwest::Client::new();
+    let page = client
+        .get(format!("{}/", server.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    assert!(
+        page.text()
+            .await
+            .expect("body")
+            .contains("/dashboard/dashboard.js")
+    );
+    for file in ["/dashboard/dashboard.js", "/dashboard/dashboard.css"] {
+        let response = client
+            .get(format!("{}{file}", server.base))
+            .send()
+            .await
+            .expect("file");
+        assert_eq!(response.status().as_u16(), 200, "{file}");
+    }
+    let response = client
+        .get(format!("{}/v1/dashboard", server.base))
+        .send()
+        .await
+        .expect("data");
+    assert_eq!(response.status().as_u16(), 401);
+
+    let ask = |etag: Option<String>| {
+        let mut request = client
+            .get(format!("{}/v1/dashboard", server.base))
+            .bearer_auth("tok");
+        if let Some(etag) = etag {
+            request = request.header("if-none-match", etag);
+        }
+        request.send()
+    };
+    let first = ask(None).await.expect("dashboard");
+    assert_eq!(first.status().as_u16(), 200);
+    let etag = first.headers()["etag"].to_str().expect("ascii").to_owned();
+    let body: serde_json::Value = first.json().await.expect("json");
+    assert_eq!(body["position"], serde_json::json!(half));
+    let panels: Vec<&str> = body["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        panels,
+        [
+            "funnel",
+            "cohorts",
+            "handoffs",
+            "marketing",
+            "sales",
+            "definitions"
+        ]
+    );
+    let again = ask(Some(etag.clone())).await.expect("again");
+    assert_eq!(again.status().as_u16(), 304, "nothing moved");
+
+    let head = events.len() as u64;
+    server
+        .publisher
+        .committed(&project(&events), Position::new(head));
+    let moved = ask(Some(etag.clone())).await.expect("moved");
+    assert_eq!(moved.status().as_u16(), 200, "a new position");
+    assert_ne!(moved.headers()["etag"].to_str().expect("ascii"), etag);
+    let body: serde_json::Value = moved.json().await.expect("json");
+    assert_eq!(body["position"], serde_json::json!(head));
+
+    let response = client
+        .get(format!("{}/v1/dashboard?from=yesterday", server.base))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .expect("bad filter");
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.expect("body").contains("`from`"));
+}
