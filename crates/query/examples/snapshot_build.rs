@@ -1,7 +1,8 @@
 //! Times what freshness costs: computing the views and building a served snapshot of a seeded
 //! synthetic history, first for the whole history, then after each of a few small batches of
 //! new events (what the live publisher does every quarter second while ingesting). A snapshot
-//! builds its row-level tables when first read; the last figure per batch is that read.
+//! builds its row-level tables when first read; the figure after it per batch is that read,
+//! then what the dashboard's answer costs at that position (unfiltered, then filtered).
 //! `cargo run --release -p baton-query --example snapshot_build -- [ACCOUNTS] [BATCHES]`;
 //! 16,667 accounts is about a million events.
 
@@ -68,14 +69,36 @@ fn main() -> anyhow::Result<()> {
         // What a reader of every row-level table pays, once per snapshot.
         let started = Instant::now();
         let rows: usize = snapshot.tables().map(|(_, table)| table.rows.len()).sum();
+        let read = started.elapsed();
+        // What the dashboard's answer costs at a new position (built once, then shared by
+        // every page that follows the log), unfiltered and with a segment filter.
+        let started = Instant::now();
+        let dashboard = baton_query::dashboard::dashboard(
+            &snapshot,
+            &[],
+            &baton_query::dashboard::Filters::default(),
+        );
+        let dashboard_took = started.elapsed();
+        let bytes = dashboard.to_string().len();
+        let filters = baton_query::dashboard::Filters {
+            industry: Some("software".to_owned()),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        drop(baton_query::dashboard::dashboard(&snapshot, &[], &filters));
+        let filtered_took = started.elapsed();
         println!(
             "batch of {}: fold {:.1} ms, views {:.1} ms, snapshot {:.1} ms, \
-             reading all {rows} rows {:.1} ms",
+             reading all {rows} rows {:.1} ms, dashboard {:.1} ms ({} KB), \
+             filtered {:.1} ms",
             batch.len(),
             folded.as_secs_f64() * 1e3,
             views_took.as_secs_f64() * 1e3,
             built.as_secs_f64() * 1e3,
-            started.elapsed().as_secs_f64() * 1e3,
+            read.as_secs_f64() * 1e3,
+            dashboard_took.as_secs_f64() * 1e3,
+            bytes / 1024,
+            filtered_took.as_secs_f64() * 1e3,
         );
         drop(snapshot);
     }
