@@ -717,8 +717,8 @@ fn handoff_panel(
 }
 
 /// The top rows of a table by a money column (then by name), as a ranking chart.
-fn ranking<'a>(
-    snapshot: &'a Snapshot,
+fn ranking(
+    snapshot: &Snapshot,
     name: &str,
     key: &str,
     columns: [(&str, &str, &'static str); 2],
