@@ -151,6 +151,20 @@ value_enum!(
     }
 );
 
+value_enum!(
+    /// How a subscription grew: more of the same product (upsell) or another one (cross-sell).
+    ExpansionMotion {
+        Upsell => "upsell", CrossSell => "cross_sell",
+    }
+);
+value_enum!(
+    /// What a customer did for the vendor in public or with a prospect.
+    AdvocacyAct {
+        ReferenceCall => "reference_call", CaseStudy => "case_study", Review => "review",
+        Referral => "referral",
+    }
+);
+
 /// What happened. Each variant is one event kind; see `docs/events.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
@@ -316,9 +330,49 @@ pub enum Payload {
         occurred_at: Option<Timestamp>,
         replacement: Option<Box<Payload>>,
     },
+    // Customer: the account's contract after the sale, and what its people do for the vendor.
+    // (Added after the governance kinds: the log's encoding numbers variants in order.)
+    /// A subscription (contract) begins: `amount` is its value per term of `term_months`.
+    SubscriptionStarted {
+        subscription_id: String,
+        amount: Money,
+        term_months: u32,
+        plan: Option<String>,
+    },
+    /// A subscription begins a new term, at `amount` per term of `term_months`.
+    SubscriptionRenewed {
+        subscription_id: String,
+        amount: Money,
+        term_months: u32,
+    },
+    /// A subscription grows: `amount` is its value per term after the change.
+    SubscriptionExpanded {
+        subscription_id: String,
+        amount: Money,
+        motion: ExpansionMotion,
+        plan: Option<String>,
+    },
+    /// A subscription shrinks: `amount` is its value per term after the change.
+    SubscriptionContracted {
+        subscription_id: String,
+        amount: Money,
+        reason: Option<String>,
+    },
+    /// A subscription ends and is not renewed.
+    SubscriptionChurned {
+        subscription_id: String,
+        reason: String,
+    },
+    /// A person acts for the vendor: a reference call, a case study, a review, a referral
+    /// (naming the account referred, when known).
+    Advocated {
+        act: AdvocacyAct,
+        referred_account_id: Option<String>,
+        channel: Option<String>,
+    },
 }
 
-/// The five families of event kinds.
+/// The six families of event kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     Touch,
@@ -326,6 +380,7 @@ pub enum Family {
     Crm,
     Identity,
     Governance,
+    Customer,
 }
 
 impl Family {
@@ -336,6 +391,7 @@ impl Family {
             Family::Crm => "crm",
             Family::Identity => "identity",
             Family::Governance => "governance",
+            Family::Customer => "customer",
         }
     }
 }
@@ -414,6 +470,12 @@ kinds! {
     PersonUpdated => "person_updated", Identity;
     Retracted => "retracted", Governance;
     Corrected => "corrected", Governance;
+    SubscriptionStarted => "subscription_started", Customer;
+    SubscriptionRenewed => "subscription_renewed", Customer;
+    SubscriptionExpanded => "subscription_expanded", Customer;
+    SubscriptionContracted => "subscription_contracted", Customer;
+    SubscriptionChurned => "subscription_churned", Customer;
+    Advocated => "advocated", Customer;
 }
 
 impl fmt::Display for Kind {

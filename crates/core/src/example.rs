@@ -2,8 +2,8 @@
 //! tests across the workspace. Deterministic: the same values every time.
 
 use crate::event::{
-    ActivityKind, Campaign, ContentType, Event, EventId, FormKind, Identity, Kind, Money, Payload,
-    SocialAction, Source,
+    ActivityKind, AdvocacyAct, Campaign, ContentType, Event, EventId, ExpansionMotion, FormKind,
+    Identity, Kind, Money, Payload, SocialAction, Source,
 };
 use crate::timestamp::Timestamp;
 use uuid::Uuid;
@@ -174,6 +174,37 @@ pub fn example_payload(kind: Kind) -> Payload {
             target: EventId::from_uuid(Uuid::from_u128(0x0195_5a3c_0000_7000_8000_0000_0000_0001)),
             reason: text("bot"),
         },
+        Kind::SubscriptionStarted => Payload::SubscriptionStarted {
+            subscription_id: text("sub-acme-1"),
+            amount: usd(48_000),
+            term_months: 12,
+            plan: Some(text("business")),
+        },
+        Kind::SubscriptionRenewed => Payload::SubscriptionRenewed {
+            subscription_id: text("sub-acme-1"),
+            amount: usd(52_000),
+            term_months: 12,
+        },
+        Kind::SubscriptionExpanded => Payload::SubscriptionExpanded {
+            subscription_id: text("sub-acme-1"),
+            amount: usd(64_000),
+            motion: ExpansionMotion::Upsell,
+            plan: Some(text("enterprise")),
+        },
+        Kind::SubscriptionContracted => Payload::SubscriptionContracted {
+            subscription_id: text("sub-acme-1"),
+            amount: usd(40_000),
+            reason: Some(text("fewer_seats")),
+        },
+        Kind::SubscriptionChurned => Payload::SubscriptionChurned {
+            subscription_id: text("sub-acme-1"),
+            reason: text("budget_cut"),
+        },
+        Kind::Advocated => Payload::Advocated {
+            act: AdvocacyAct::Referral,
+            referred_account_id: Some(text("acct-globex")),
+            channel: None,
+        },
         Kind::Corrected => Payload::Corrected {
             target: EventId::from_uuid(Uuid::from_u128(0x0195_5a3c_0000_7000_8000_0000_0000_0002)),
             reason: text("wrong amount keyed in CRM"),
@@ -196,6 +227,8 @@ pub fn example_event(kind: Kind, index: usize) -> Event {
         crate::event::Family::Crm => ("salesforce", "cdc"),
         crate::event::Family::Identity => ("segment", "identify"),
         crate::event::Family::Governance => ("baton", "admin"),
+        crate::event::Family::Customer if kind == Kind::Advocated => ("hubspot", "webhook"),
+        crate::event::Family::Customer => ("chargebee", "webhook"),
     };
     let touch = family == crate::event::Family::Touch;
     Event {
@@ -209,7 +242,9 @@ pub fn example_event(kind: Kind, index: usize) -> Event {
         },
         identity: Identity {
             anonymous_id: touch.then(|| text("anon-5f2c")),
-            person_id: Some(text("p-ada")),
+            // A contract is the account's: billing systems name the customer account only.
+            person_id: (family != crate::event::Family::Customer || kind == Kind::Advocated)
+                .then(|| text("p-ada")),
             account_id: Some(text("acct-acme")),
         },
         opportunity_id: matches!(family, crate::event::Family::Crm)

@@ -80,6 +80,10 @@ impl Fact {
             // events shape journeys without being facts in them.
             Family::Identity => kind == Kind::Identified,
             Family::Governance => false,
+            // Post-sale facts are on the journey of the person they name (the customer stages
+            // of a definition are entered by them); one that names only an account is on
+            // none, as an account-only touch.
+            Family::Customer => true,
         }
     }
 
@@ -547,6 +551,14 @@ fn payload_fields(payload: &Payload) -> (Option<&str>, Option<&str>, Option<&Mon
         | Payload::OpportunityClosedWon { amount } => (None, None, Some(amount)),
         Payload::OpportunityCreated { amount, stage } => (None, stage.as_deref(), amount.as_ref()),
         Payload::OpportunityStageChanged { to, .. } => (None, Some(to), None),
+        Payload::SubscriptionStarted { amount, .. }
+        | Payload::SubscriptionRenewed { amount, .. }
+        | Payload::SubscriptionExpanded { amount, .. } => (None, None, Some(amount)),
+        Payload::SubscriptionContracted { amount, reason, .. } => {
+            (None, reason.as_deref(), Some(amount))
+        }
+        Payload::SubscriptionChurned { reason, .. } => (None, Some(reason), None),
+        Payload::Advocated { act, .. } => (None, Some(act.as_str()), None),
         _ => (None, None, None),
     }
 }

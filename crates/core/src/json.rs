@@ -5,8 +5,8 @@
 
 use crate::currency;
 use crate::event::{
-    ActivityKind, Campaign, ContentType, Event, EventId, FormKind, Identity, Kind, Money, Payload,
-    SocialAction, Source,
+    ActivityKind, AdvocacyAct, Campaign, ContentType, Event, EventId, ExpansionMotion, FormKind,
+    Identity, Kind, Money, Payload, SocialAction, Source,
 };
 use crate::timestamp::Timestamp;
 use serde_json::{Map, Value, json};
@@ -219,6 +219,19 @@ fn check_identity(
                 "required for `account_updated` events, but missing".into(),
             ))
         }
+        // The account is the unit of a contract; people carry advocacy.
+        Family::Customer if kind != Kind::Advocated && identity.account_id.is_none() => Err(object
+            .problem(
+                "account_id",
+                format!(
+                    "required for `{kind}` events (a subscription is an account's), but missing"
+                ),
+            )),
+        Family::Customer if kind == Kind::Advocated && identity.person_id.is_none() => Err(object
+            .problem(
+                "person_id",
+                "required for `advocated` events (a person advocates), but missing".into(),
+            )),
         Family::Identity if kind == Kind::PersonUpdated && identity.person_id.is_none() => {
             Err(object.problem(
                 "person_id",
@@ -514,6 +527,80 @@ fn parse_payload(kind: Kind, data: &Fields<'_>) -> Result<Payload> {
                 reason: data.required_str("reason")?,
             }
         }
+        Kind::SubscriptionStarted => {
+            data.only(&[
+                "subscription_id",
+                "amount",
+                "currency",
+                "term_months",
+                "plan",
+            ])?;
+            Payload::SubscriptionStarted {
+                subscription_id: data.required_str("subscription_id")?,
+                amount: data.required_money()?,
+                term_months: term_months(data)?,
+                plan: data.optional_str("plan")?,
+            }
+        }
+        Kind::SubscriptionRenewed => {
+            data.only(&["subscription_id", "amount", "currency", "term_months"])?;
+            Payload::SubscriptionRenewed {
+                subscription_id: data.required_str("subscription_id")?,
+                amount: data.required_money()?,
+                term_months: term_months(data)?,
+            }
+        }
+        Kind::SubscriptionExpanded => {
+            data.only(&["subscription_id", "amount", "currency", "motion", "plan"])?;
+            Payload::SubscriptionExpanded {
+                subscription_id: data.required_str("subscription_id")?,
+                amount: data.required_money()?,
+                motion: data.required_enum(
+                    "motion",
+                    ExpansionMotion::from_name,
+                    names(ExpansionMotion::ALL, |v| v.as_str()),
+                )?,
+                plan: data.optional_str("plan")?,
+            }
+        }
+        Kind::SubscriptionContracted => {
+            data.only(&["subscription_id", "amount", "currency", "reason"])?;
+            Payload::SubscriptionContracted {
+                subscription_id: data.required_str("subscription_id")?,
+                amount: data.required_money()?,
+                reason: data.optional_str("reason")?,
+            }
+        }
+        Kind::SubscriptionChurned => {
+            data.only(&["subscription_id", "reason"])?;
+            Payload::SubscriptionChurned {
+                subscription_id: data.required_str("subscription_id")?,
+                reason: data.required_str("reason")?,
+            }
+        }
+        Kind::Advocated => {
+            data.only(&["act", "referred_account_id", "channel"])?;
+            let act = data.required_enum(
+                "act",
+                AdvocacyAct::from_name,
+                names(AdvocacyAct::ALL, |v| v.as_str()),
+            )?;
+            let referred_account_id = data.optional_str("referred_account_id")?;
+            if referred_account_id.is_some() && act != AdvocacyAct::Referral {
+                return Err(data.problem(
+                    "referred_account_id",
+                    format!(
+                        "only a referral names a referred account, and this act is {}",
+                        act.as_str()
+                    ),
+                ));
+            }
+            Payload::Advocated {
+                act,
+                referred_account_id,
+                channel: data.optional_str("channel")?,
+            }
+        }
         Kind::Corrected => {
             data.only(&["target", "reason", "occurred_at", "replacement"])?;
             let replacement = match data.get("replacement") {
@@ -560,6 +647,18 @@ fn email_id(data: &Fields<'_>) -> Result<String> {
 
 fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
     all.iter().map(|value| name(*value)).collect()
+}
+
+/// A subscription's term: whole months, 1 to 120.
+fn term_months(data: &Fields<'_>) -> Result<u32> {
+    let months = data.required_u32("term_months")?;
+    if !(1..=120).contains(&months) {
+        return Err(data.problem(
+            "term_months",
+            format!("must be between 1 and 120 (months), got {months}"),
+        ));
+    }
+    Ok(months)
 }
 
 fn describe(value: &Json<'_>) -> String {
@@ -1022,6 +1121,62 @@ fn payload_to_json(payload: &Payload) -> Value {
                     json!({"kind": replacement.kind().name(), "data": payload_to_json(replacement)}),
                 );
             }
+        }
+        Payload::SubscriptionStarted {
+            subscription_id,
+            amount,
+            term_months,
+            plan,
+        } => {
+            put("subscription_id", json!(subscription_id));
+            money("amount", amount, &mut put);
+            put("term_months", json!(term_months));
+            put("plan", json!(plan));
+        }
+        Payload::SubscriptionRenewed {
+            subscription_id,
+            amount,
+            term_months,
+        } => {
+            put("subscription_id", json!(subscription_id));
+            money("amount", amount, &mut put);
+            put("term_months", json!(term_months));
+        }
+        Payload::SubscriptionExpanded {
+            subscription_id,
+            amount,
+            motion,
+            plan,
+        } => {
+            put("subscription_id", json!(subscription_id));
+            money("amount", amount, &mut put);
+            put("motion", json!(motion.as_str()));
+            put("plan", json!(plan));
+        }
+        Payload::SubscriptionContracted {
+            subscription_id,
+            amount,
+            reason,
+        } => {
+            put("subscription_id", json!(subscription_id));
+            money("amount", amount, &mut put);
+            put("reason", json!(reason));
+        }
+        Payload::SubscriptionChurned {
+            subscription_id,
+            reason,
+        } => {
+            put("subscription_id", json!(subscription_id));
+            put("reason", json!(reason));
+        }
+        Payload::Advocated {
+            act,
+            referred_account_id,
+            channel,
+        } => {
+            put("act", json!(act.as_str()));
+            put("referred_account_id", json!(referred_account_id));
+            put("channel", json!(channel));
         }
     }
     Value::Object(data)

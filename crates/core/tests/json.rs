@@ -252,3 +252,86 @@ fn docs_examples_parse_and_cover_every_kind() {
         );
     }
 }
+
+/// The post-sale kinds: a subscription is an account's, advocacy a person's; a term is whole
+/// months; only a referral names a referred account. Each refusal names its field.
+#[test]
+fn post_sale_facts_are_checked_field_by_field() {
+    let subscription = || {
+        json!({
+            "kind": "subscription_started", "occurred_at": "2026-05-01T10:00:00Z",
+            "source": "chargebee", "account_id": "acct-1",
+            "data": {"subscription_id": "sub-1", "amount": "1200.00", "currency": "EUR", "term_months": 12}
+        })
+    };
+    let event = event_from_json(&subscription(), &context()).expect("valid");
+    assert_eq!(
+        event.payload,
+        Payload::SubscriptionStarted {
+            subscription_id: "sub-1".into(),
+            amount: baton_core::Money {
+                minor_units: 120_000,
+                currency: "EUR".into()
+            },
+            term_months: 12,
+            plan: None,
+        }
+    );
+    let refused = |value: serde_json::Value, field: &str, fragment: &str| {
+        let error = event_from_json(&value, &context()).expect_err("refused");
+        let text = error.to_string();
+        assert!(text.contains(field) && text.contains(fragment), "{text}");
+    };
+    let mut no_account = subscription();
+    no_account
+        .as_object_mut()
+        .expect("object")
+        .remove("account_id");
+    refused(no_account, "account_id", "a subscription is an account's");
+    let mut long = subscription();
+    long["data"]["term_months"] = json!(121);
+    refused(long, "data.term_months", "between 1 and 120");
+    let mut zero = subscription();
+    zero["data"]["term_months"] = json!(0);
+    refused(zero, "data.term_months", "got 0");
+    let churned = json!({
+        "kind": "subscription_churned", "occurred_at": "2026-05-01T10:00:00Z",
+        "source": "stripe", "account_id": "acct-1", "data": {"subscription_id": "sub-1"}
+    });
+    refused(churned, "data.reason", "");
+    let expanded = json!({
+        "kind": "subscription_expanded", "occurred_at": "2026-05-01T10:00:00Z",
+        "source": "chargebee", "account_id": "acct-1",
+        "data": {"subscription_id": "sub-1", "amount": "1500", "currency": "EUR", "motion": "downsell"}
+    });
+    refused(expanded, "data.motion", "upsell");
+    let review = |data: serde_json::Value, person: bool| {
+        let mut value = json!({
+            "kind": "advocated", "occurred_at": "2026-05-01T10:00:00Z",
+            "source": "hubspot", "account_id": "acct-1", "data": data
+        });
+        if person {
+            value["person_id"] = json!("p-1");
+        }
+        value
+    };
+    let event = event_from_json(
+        &review(json!({"act": "review", "channel": "g2"}), true),
+        &context(),
+    )
+    .expect("valid");
+    assert_eq!(event.kind(), Kind::Advocated);
+    refused(
+        review(json!({"act": "review"}), false),
+        "person_id",
+        "a person advocates",
+    );
+    refused(
+        review(
+            json!({"act": "review", "referred_account_id": "acct-2"}),
+            true,
+        ),
+        "data.referred_account_id",
+        "only a referral",
+    );
+}
