@@ -1,7 +1,7 @@
 //! The JetStream log: one NATS JetStream stream, file storage, no limits, in production
 //! clustered with replicas.
 //!
-//! Subjects are `{prefix}.{family}.{kind}` (39 subjects at most): low cardinality, so a
+//! Subjects are `{prefix}.{family}.{kind}` (47 subjects at most): low cardinality, so a
 //! consumer that filters by family stays cheap. Each message carries the codec frame (which
 //! holds the schema version) as its payload and the event id as `Nats-Msg-Id`, its only header.
 //!
