@@ -611,6 +611,58 @@ async fn the_dashboard_shows_what_the_api_serves_and_follows_the_log() {
         json!(true)
     );
 
+    // The funnel chart's CSV, downloaded by its button, is the stages table at this position
+    // (the API's own CSV, cell for cell).
+    let downloads = tempfile::tempdir().expect("downloads");
+    browser
+        .call(
+            "Browser.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": downloads.path().display().to_string()}),
+        )
+        .await;
+    browser
+        .eval("document.querySelector('[data-chart=funnel-stages] .actions button').click(); true")
+        .await;
+    let file = downloads.path().join(format!("stages-at-{head}.csv"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !file.is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "no CSV downloaded to {}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let downloaded = std::fs::read_to_string(&file).expect("csv");
+    let api_csv = client
+        .get(format!(
+            "http://{addr}/v1/views/stages?format=csv&min_position={head}"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("body");
+    let cells = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|line| line.split(',').map(str::to_owned).collect())
+            .collect()
+    };
+    let (downloaded, api_csv) = (cells(&downloaded), cells(&api_csv));
+    assert_eq!(downloaded.len(), api_csv.len(), "CSV rows");
+    for (got, want) in downloaded.iter().zip(&api_csv) {
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(want) {
+            let numbers = a.parse::<f64>().ok().zip(b.parse::<f64>().ok());
+            match numbers {
+                Some((x, y)) => assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{a} vs {b}"),
+                None => assert_eq!(a, b),
+            }
+        }
+    }
+
     // Screenshots of every panel at a laptop's width, and the page at a phone's.
     for panel in [
         "funnel",
