@@ -559,6 +559,12 @@ fn payload_fields(payload: &Payload) -> (Option<&str>, Option<&str>, Option<&Mon
         }
         Payload::SubscriptionChurned { reason, .. } => (None, Some(reason), None),
         Payload::Advocated { act, .. } => (None, Some(act.as_str()), None),
+        // The score, as text: corrections lay a replacement's score over it like any field.
+        Payload::NpsResponded { score, .. } => (
+            None,
+            crate::view::customer::SCORES.get(usize::from(*score)).copied(),
+            None,
+        ),
         _ => (None, None, None),
     }
 }

@@ -42,6 +42,7 @@ pub use view::marketing::{
     AccountScoreRow, AttributionRow, CampaignRow, ContentRow, MarketingView, NurtureRow,
     PersonScoreRow, Segment,
 };
+pub use view::customer::{CustomerView, NpsRow};
 pub use view::report::{Amounts, DealStatus, NONE_LABEL};
 pub use view::rows::{PersonRow, PersonRows};
 pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use state::{FactFile, StateError, Unsaved};
 use std::collections::BTreeMap;
 
+pub(crate) mod customer;
 mod facts;
 pub(crate) mod marketing;
 pub(crate) mod part;
@@ -1285,6 +1286,13 @@ impl FunnelProjection {
         let journey = Journey::fold(&self.definition, &facts, &traits);
         let mut part = part::PersonPart::of(&facts, &journey, |fact| self.attributes_of(fact));
         part.account = person.account(retracted).cloned();
+        let score_of = |fact: &Fact| {
+            let detail = self.symbols.name(self.attributes_of(fact).detail)?;
+            let score = customer::SCORES.iter().position(|score| *score == detail)?;
+            u8::try_from(score).ok()
+        };
+        let segment = self.segment(part.account.as_deref());
+        part.customer = customer::CustomerPart::of(&facts, score_of, segment);
         Ok(Refold::Folded((journey, part)))
     }
 

@@ -342,7 +342,7 @@ fn stored_state_matches_golden_fixture() {
         "# fact file\n{}\n",
         hex(&file_bytes(&**file, length))
     ));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/state-v6.hex");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/state-v7.hex");
     if std::env::var_os("BATON_BLESS").is_some() {
         std::fs::write(path, &text).expect("writes the fixture");
     }

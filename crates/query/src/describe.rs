@@ -26,6 +26,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("person_scores", &["person"]),
     ("account_scores", &["account"]),
     ("handoffs", &["person", "sequence"]),
+    ("nps", &["basis", "dimension", "value"]),
     ("snapshots", &["view"]),
     ("comparison_stages", &["candidate", "stage"]),
     ("comparison_mqls", &["candidate", "mql_under"]),

@@ -625,16 +625,23 @@ pub enum ViewKind {
     Marketing,
     Sales,
     Funnel,
+    Customer,
 }
 
 impl ViewKind {
-    pub const ALL: [ViewKind; 3] = [ViewKind::Marketing, ViewKind::Sales, ViewKind::Funnel];
+    pub const ALL: [ViewKind; 4] = [
+        ViewKind::Marketing,
+        ViewKind::Sales,
+        ViewKind::Funnel,
+        ViewKind::Customer,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             ViewKind::Marketing => "marketing",
             ViewKind::Sales => "sales",
             ViewKind::Funnel => "funnel",
+            ViewKind::Customer => "customer",
         }
     }
 
@@ -703,6 +710,11 @@ impl Snapshot {
                 shared_tables(shared)
                     .into_iter()
                     .map(|t| (ViewKind::Funnel, t)),
+            )
+            .chain(
+                customer_tables(projection.customer_view())
+                    .into_iter()
+                    .map(|t| (ViewKind::Customer, t)),
             )
             .collect();
         Snapshot {
@@ -829,7 +841,38 @@ pub fn tables(projection: &FunnelProjection, kind: ViewKind) -> Vec<Table> {
         ViewKind::Marketing => marketing_tables(projection.marketing_view()),
         ViewKind::Sales => sales_tables(projection.sales_view()),
         ViewKind::Funnel => shared_tables(projection.shared_view()),
+        ViewKind::Customer => customer_tables(projection.customer_view()),
     }
+}
+
+/// The customer view's tables (`docs/views.md`, *Customer*).
+pub fn customer_tables(view: baton_core::CustomerView) -> Vec<Table> {
+    let mut nps = Table::new(
+        "nps",
+        &[
+            ("basis", Text),
+            ("dimension", Text),
+            ("value", Text),
+            ("responses", Int),
+            ("promoters", Int),
+            ("passives", Int),
+            ("detractors", Int),
+            ("nps", Float),
+        ],
+    );
+    for row in &view.nps {
+        nps.push(vec![
+            row.basis.into(),
+            row.dimension.into(),
+            row.value.as_str().into(),
+            row.responses.into(),
+            row.promoters.into(),
+            row.passives.into(),
+            row.detractors.into(),
+            row.nps.into(),
+        ]);
+    }
+    vec![nps]
 }
 
 #[cfg(test)]

@@ -190,7 +190,7 @@ pub(crate) fn amounts(projection: &FunnelProjection, sums: &Sums) -> Amounts {
 
 impl FunnelProjection {
     /// An account's segment (all `None` without an account or traits).
-    fn segment(&self, account: Option<&str>) -> Segment {
+    pub(crate) fn segment(&self, account: Option<&str>) -> Segment {
         let Some(account) = account.and_then(|a| self.accounts.get(a)) else {
             return Segment::default();
         };

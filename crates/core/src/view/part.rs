@@ -39,6 +39,8 @@ pub(crate) struct PersonPart {
     pub(crate) closes_won: Vec<crate::event::EventId>,
     /// Whether they have a close lost.
     pub(crate) closed_lost: bool,
+    /// What the customer view reads (`view/customer.rs`).
+    pub(crate) customer: super::customer::CustomerPart,
 }
 
 /// A piece of content or a campaign, as one person touched it.

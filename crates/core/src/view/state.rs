@@ -25,7 +25,7 @@ use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The version of the stored state this build writes and reads.
-pub const STATE_VERSION: u16 = 6;
+pub const STATE_VERSION: u16 = 7;
 
 /// The largest stored value accepted when reading (a guard against a corrupt length prefix).
 const MAX_VALUE_BYTES: usize = 1 << 30;

@@ -344,6 +344,8 @@ pub(crate) struct Totals {
     pub(crate) month_names: Vec<String>,
     months: HashMap<i64, usize>,
     pub(crate) stages: Vec<StageTotals>,
+    /// The customer view's (`view/customer.rs`).
+    pub(crate) customer: super::customer::CustomerTotals,
     /// People in the views.
     pub(crate) people: i64,
     pub(crate) clocks: Clocks,
@@ -383,7 +385,7 @@ pub(crate) fn first_touch_symbols(
 }
 
 /// The month an entry time falls in, `YYYY-MM`.
-fn month(at: Timestamp) -> String {
+pub(crate) fn month(at: Timestamp) -> String {
     at.to_rfc3339()[..7].to_owned()
 }
 
@@ -400,6 +402,7 @@ impl Totals {
         self.sales_person(person, sign);
         self.cohort_person(definition, person, sign);
         self.summary_person(definition, person, sign);
+        self.customer.person(person, sign);
         for id in person.part.opportunities() {
             let carriers = self.carriers.entry(id).or_default();
             if sign > 0 {
