@@ -562,7 +562,9 @@ fn payload_fields(payload: &Payload) -> (Option<&str>, Option<&str>, Option<&Mon
         // The score, as text: corrections lay a replacement's score over it like any field.
         Payload::NpsResponded { score, .. } => (
             None,
-            crate::view::customer::SCORES.get(usize::from(*score)).copied(),
+            crate::view::customer::SCORES
+                .get(usize::from(*score))
+                .copied(),
             None,
         ),
         _ => (None, None, None),

@@ -38,11 +38,11 @@ pub use journey::{
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use symbol::{AttributeTable, AttributesId, Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
+pub use view::customer::{CustomerView, NpsRow};
 pub use view::marketing::{
     AccountScoreRow, AttributionRow, CampaignRow, ContentRow, MarketingView, NurtureRow,
     PersonScoreRow, Segment,
 };
-pub use view::customer::{CustomerView, NpsRow};
 pub use view::report::{Amounts, DealStatus, NONE_LABEL};
 pub use view::rows::{PersonRow, PersonRows};
 pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};

@@ -107,15 +107,26 @@ fn nps_counts_every_answer_and_each_latest_with_governance_applied() {
     assert!((latest.nps - (-200.0 / 3.0)).abs() < 1e-9);
     assert_eq!(counts(row(rows, "all", "account", "acct-1")), (3, 1, 0, 2));
     assert_eq!(counts(row(rows, "all", "account", "acct-2")), (1, 0, 1, 0));
-    assert_eq!(counts(row(rows, "latest", "account", "acct-1")), (2, 0, 0, 2));
-    assert_eq!(counts(row(rows, "all", "industry", "software")), (3, 1, 0, 2));
+    assert_eq!(
+        counts(row(rows, "latest", "account", "acct-1")),
+        (2, 0, 0, 2)
+    );
+    assert_eq!(
+        counts(row(rows, "all", "industry", "software")),
+        (3, 1, 0, 2)
+    );
     assert_eq!(counts(row(rows, "all", "region", "emea")), (3, 1, 0, 2));
     assert_eq!(counts(row(rows, "all", "size", "200-999")), (3, 1, 0, 2));
     assert_eq!(counts(row(rows, "all", "month", "2026-01")), (1, 1, 0, 0));
     assert_eq!(counts(row(rows, "all", "month", "2026-02")), (3, 0, 1, 2));
-    assert_eq!(counts(row(rows, "latest", "month", "2026-02")), (3, 0, 1, 2));
+    assert_eq!(
+        counts(row(rows, "latest", "month", "2026-02")),
+        (3, 0, 1, 2)
+    );
     assert!(
-        !rows.iter().any(|r| r.dimension == "month" && r.value == "2026-03"),
+        !rows
+            .iter()
+            .any(|r| r.dimension == "month" && r.value == "2026-03"),
         "a correction does not move the answer"
     );
 
