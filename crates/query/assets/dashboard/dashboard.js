@@ -105,6 +105,7 @@ function tableOf(table) {
 }
 
 function figure(chart, position) {
+  chart.tableOnly = chart.tableOnly || chart.table_only;
   const caption = element("figcaption", { id: "caption-" + chart.id }, chart.title);
   if (chart.filtered) caption.append(element("span", { class: "badge" }, "filtered"));
   const picture = chart.svg
