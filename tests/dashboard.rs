@@ -588,6 +588,43 @@ async fn the_dashboard_shows_what_the_api_serves_and_follows_the_log() {
             "loss reason {wanted}"
         );
     }
+    // Customers: NPS as the customer view's `nps` table has it.
+    let nps = rows(&client, &addr, "nps", head).await;
+    let whole = |basis: &str| {
+        nps.iter()
+            .find(|row| row["basis"] == basis && row["dimension"] == "all")
+            .unwrap_or_else(|| panic!("no whole-view NPS row for {basis}"))
+            .clone()
+    };
+    assert!(same(&kpis["customer"]["nps_all"], &whole("all")["nps"]));
+    assert!(same(
+        &kpis["customer"]["nps_latest"],
+        &whole("latest")["nps"]
+    ));
+    assert!(same(
+        &kpis["customer"]["nps_people"],
+        &whole("latest")["responses"]
+    ));
+    let monthly: Vec<Value> = nps
+        .iter()
+        .filter(|row| row["basis"] == "all" && row["dimension"] == "month")
+        .cloned()
+        .collect();
+    assert!(!monthly.is_empty(), "the history has NPS answers");
+    assert_rows(
+        "nps-monthly",
+        &tables["nps-monthly"],
+        &monthly,
+        &[
+            "value",
+            "responses",
+            "promoters",
+            "passives",
+            "detractors",
+            "nps",
+        ],
+    );
+
     // Definitions: the candidate beside the live definition, stages matched by name.
     let comparison = api(&client, &addr, "/v1/comparisons/more").await;
     let pairs = comparison["stages"].as_array().expect("stages");
@@ -670,6 +707,7 @@ async fn the_dashboard_shows_what_the_api_serves_and_follows_the_log() {
         "handoffs",
         "marketing",
         "sales",
+        "customer",
         "definitions",
     ] {
         browser

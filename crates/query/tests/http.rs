@@ -1037,6 +1037,7 @@ async fn the_dashboard_page_is_open_and_its_data_behind_the_tokens() {
             "handoffs",
             "marketing",
             "sales",
+            "customer",
             "definitions"
         ]
     );
