@@ -24,8 +24,8 @@ pub use compare::{
 };
 pub use currency::{decimal_amount, major_units, minor_unit_exponent};
 pub use event::{
-    ActivityKind, Campaign, ContentType, Event, EventId, Family, FormKind, Identity, Kind, Money,
-    Payload, SocialAction, Source,
+    ActivityKind, AdvocacyAct, Campaign, ContentType, Event, EventId, ExpansionMotion, Family,
+    FormKind, Identity, Kind, Money, Payload, SocialAction, Source,
 };
 pub use funnel::{
     DEFAULT_FUNNEL_TOML, DefinitionError, DefinitionErrors, Detour, EngagementRule, FitCondition,
@@ -38,7 +38,7 @@ pub use journey::{
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use symbol::{AttributeTable, AttributesId, Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
-pub use view::customer::{CustomerView, NpsRow};
+pub use view::customer::{AdvocacyRow, CustomerView, NpsRow};
 pub use view::marketing::{
     AccountScoreRow, AttributionRow, CampaignRow, ContentRow, MarketingView, NurtureRow,
     PersonScoreRow, Segment,

@@ -1292,7 +1292,11 @@ impl FunnelProjection {
             u8::try_from(score).ok()
         };
         let segment = self.segment(part.account.as_deref());
-        part.customer = customer::CustomerPart::of(&facts, score_of, segment);
+        let act_of = |fact: &Fact| {
+            let detail = self.symbols.name(self.attributes_of(fact).detail)?;
+            crate::event::AdvocacyAct::from_name(detail)
+        };
+        part.customer = customer::CustomerPart::of(&facts, score_of, act_of, segment);
         Ok(Refold::Folded((journey, part)))
     }
 

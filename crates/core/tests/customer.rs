@@ -95,7 +95,60 @@ fn nps_counts_every_answer_and_each_latest_with_governance_applied() {
             reason: "test".into(),
         },
     );
+    let advocated = |act: baton_core::AdvocacyAct, referred: Option<&str>| Payload::Advocated {
+        act,
+        referred_account_id: referred.map(str::to_owned),
+        channel: None,
+    };
+    use baton_core::AdvocacyAct::{Referral, Review};
+    history.push(
+        "2026-03-03T00:00:00Z",
+        Some("p-1"),
+        "acct-1",
+        advocated(Review, None),
+    );
+    history.push(
+        "2026-03-04T00:00:00Z",
+        Some("p-1"),
+        "acct-1",
+        advocated(Referral, Some("acct-9")),
+    );
+    history.push(
+        "2026-03-05T00:00:00Z",
+        Some("p-2"),
+        "acct-2",
+        advocated(Referral, None),
+    );
+    let dropped = history.push(
+        "2026-03-06T00:00:00Z",
+        Some("p-3"),
+        "acct-1",
+        advocated(Review, None),
+    );
+    history.push(
+        "2026-03-07T00:00:00Z",
+        None,
+        "acct-1",
+        Payload::Retracted {
+            target: dropped,
+            reason: "duplicate".into(),
+        },
+    );
     let view = fold(&history.events).customer_view();
+    let acts: Vec<(&str, u64, u64)> = view
+        .advocacy
+        .iter()
+        .map(|row| (row.act, row.acts, row.people))
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            ("reference_call", 0, 0),
+            ("case_study", 0, 0),
+            ("review", 1, 1),
+            ("referral", 2, 2)
+        ]
+    );
     let rows = &view.nps;
     // Every answer: 10, 6, 8, 3 (9 corrected to 3; p-4's retracted).
     let all = row(rows, "all", "all", "all");

@@ -27,6 +27,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("account_scores", &["account"]),
     ("handoffs", &["person", "sequence"]),
     ("nps", &["basis", "dimension", "value"]),
+    ("advocacy", &["act"]),
     ("snapshots", &["view"]),
     ("comparison_stages", &["candidate", "stage"]),
     ("comparison_mqls", &["candidate", "mql_under"]),

@@ -872,7 +872,11 @@ pub fn customer_tables(view: baton_core::CustomerView) -> Vec<Table> {
             row.nps.into(),
         ]);
     }
-    vec![nps]
+    let mut advocacy = Table::new("advocacy", &[("act", Text), ("acts", Int), ("people", Int)]);
+    for row in &view.advocacy {
+        advocacy.push(vec![row.act.into(), row.acts.into(), row.people.into()]);
+    }
+    vec![nps, advocacy]
 }
 
 #[cfg(test)]

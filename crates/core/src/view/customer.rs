@@ -7,13 +7,16 @@
 //! 8 a passive's, 0 to 6 a detractor's; the score is (promoters − detractors) ÷ answers × 100.
 //! Counted over every answer (`all`) and over each person's latest answer only (`latest`), for
 //! the whole view, by account, by the account's segment and by the answer's UTC month.
+//!
+//! Advocacy: per act (reference call, case study, review, referral), the `advocated` facts that
+//! count and the people who made them.
 
 use std::collections::BTreeMap;
 
 use super::FunnelProjection;
 use super::marketing::Segment;
 use super::report::PersonRecord;
-use crate::event::Kind;
+use crate::event::{AdvocacyAct, Kind};
 use crate::journey::Fact;
 use crate::timestamp::Timestamp;
 
@@ -29,6 +32,8 @@ pub(crate) struct CustomerPart {
     /// Their account's segment when the journey was folded (what the totals count them
     /// under until the next fold).
     segment: Segment,
+    /// Their `advocated` facts, by act (in `AdvocacyAct::ALL` order).
+    acts: [u32; 4],
 }
 
 impl CustomerPart {
@@ -37,6 +42,7 @@ impl CustomerPart {
     pub(crate) fn of(
         facts: &[Fact],
         score_of: impl Fn(&Fact) -> Option<u8>,
+        act_of: impl Fn(&Fact) -> Option<AdvocacyAct>,
         segment: Segment,
     ) -> CustomerPart {
         let answers = facts
@@ -44,7 +50,21 @@ impl CustomerPart {
             .filter(|fact| fact.kind == Kind::NpsResponded)
             .filter_map(|fact| Some((fact.at, score_of(fact)?)))
             .collect();
-        CustomerPart { answers, segment }
+        let mut acts = [0u32; 4];
+        for act in facts
+            .iter()
+            .filter(|fact| fact.kind == Kind::Advocated)
+            .filter_map(act_of)
+        {
+            if let Some(index) = AdvocacyAct::ALL.iter().position(|known| *known == act) {
+                acts[index] = acts[index].saturating_add(1);
+            }
+        }
+        CustomerPart {
+            answers,
+            segment,
+            acts,
+        }
     }
 }
 
@@ -73,12 +93,18 @@ type Counts = [i64; 3];
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CustomerTotals {
     nps: BTreeMap<(Basis, &'static str, String), Counts>,
+    /// Per act: facts, and people with at least one.
+    acts: [(i64, i64); 4],
 }
 
 impl CustomerTotals {
     /// Adds (`sign` 1) or takes back (-1) a person's contribution.
     pub(crate) fn person(&mut self, person: &PersonRecord<'_>, sign: i64) {
         let part = &person.part.customer;
+        for (totals, made) in self.acts.iter_mut().zip(part.acts) {
+            totals.0 += sign * i64::from(made);
+            totals.1 += sign * i64::from(made > 0);
+        }
         let latest = part.answers.last().copied();
         let answers = part.answers.iter().map(|answer| (Basis::All, *answer));
         for (basis, (at, score)) in answers.chain(latest.map(|answer| (Basis::Latest, answer))) {
@@ -125,11 +151,23 @@ pub struct NpsRow {
     pub nps: f64,
 }
 
+/// One row of the `advocacy` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdvocacyRow {
+    /// `reference_call`, `case_study`, `review` or `referral`.
+    pub act: &'static str,
+    /// `advocated` facts of this act that count.
+    pub acts: u64,
+    /// People with at least one.
+    pub people: u64,
+}
+
 /// The customer view.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CustomerView {
     pub as_of: Option<Timestamp>,
     pub nps: Vec<NpsRow>,
+    pub advocacy: Vec<AdvocacyRow>,
 }
 
 impl FunnelProjection {
@@ -157,9 +195,19 @@ impl FunnelProjection {
                     }
                 })
                 .collect();
+            let advocacy = AdvocacyAct::ALL
+                .iter()
+                .zip(totals.customer.acts)
+                .map(|(act, (acts, people))| AdvocacyRow {
+                    act: act.as_str(),
+                    acts: count(acts),
+                    people: count(people),
+                })
+                .collect();
             CustomerView {
                 as_of: self.latest,
                 nps,
+                advocacy,
             }
         })
     }
