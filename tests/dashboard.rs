@@ -625,6 +625,14 @@ async fn the_dashboard_shows_what_the_api_serves_and_follows_the_log() {
         ],
     );
 
+    let advocacy = rows(&client, &addr, "advocacy", head).await;
+    assert_rows(
+        "advocacy",
+        &tables["advocacy"],
+        &advocacy,
+        &["act", "acts", "people"],
+    );
+
     // Definitions: the candidate beside the live definition, stages matched by name.
     let comparison = api(&client, &addr, "/v1/comparisons/more").await;
     let pairs = comparison["stages"].as_array().expect("stages");

@@ -1129,6 +1129,33 @@ fn customer_panel(snapshot: &Snapshot) -> Json {
             charts.push(one);
         }
     }
+    if let Some(rows) = Rows::of(snapshot, "advocacy") {
+        let [act, acts, people] = ["act", "acts", "people"].map(|c| rows.column(c));
+        let labels: Vec<String> = rows
+            .iter()
+            .map(|row| text(&row[act]).unwrap_or_default().to_owned())
+            .collect();
+        let of = |column: usize| {
+            rows.iter()
+                .map(|row| Some(int(&row[column]) as f64))
+                .collect()
+        };
+        charts.push(chart(
+            "advocacy",
+            "Advocacy: acts and the people who made them",
+            draw(
+                Shape::Bars,
+                &labels,
+                &[
+                    Series::new("acts", of(acts), WON),
+                    Series::new("people", of(people), MARKETING),
+                ],
+            ),
+            rows.table,
+            "/v1/views/advocacy",
+            false,
+        ));
+    }
     json!({"id": "customer", "title": "Customers", "kpis": kpis, "charts": charts})
 }
 
