@@ -1291,12 +1291,19 @@ impl FunnelProjection {
             let score = customer::SCORES.iter().position(|score| *score == detail)?;
             u8::try_from(score).ok()
         };
-        let segment = self.segment(part.account.as_deref());
         let act_of = |fact: &Fact| {
             let detail = self.symbols.name(self.attributes_of(fact).detail)?;
             crate::event::AdvocacyAct::from_name(detail)
         };
-        part.customer = customer::CustomerPart::of(&facts, score_of, act_of, segment);
+        // Most people never answer NPS or advocate: their customer part is empty, and working
+        // out their account's segment (strings cloned) would be paid on every re-fold.
+        if facts
+            .iter()
+            .any(|fact| customer::CustomerPart::reads(fact.kind))
+        {
+            let segment = self.segment(part.account.as_deref());
+            part.customer = customer::CustomerPart::of(&facts, score_of, act_of, segment);
+        }
         Ok(Refold::Folded((journey, part)))
     }
 

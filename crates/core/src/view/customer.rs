@@ -37,6 +37,11 @@ pub(crate) struct CustomerPart {
 }
 
 impl CustomerPart {
+    /// Whether the customer part reads facts of this kind.
+    pub(crate) fn reads(kind: Kind) -> bool {
+        matches!(kind, Kind::NpsResponded | Kind::Advocated)
+    }
+
     /// The part of a person with these facts (stitched, governed, in order); `score_of`
     /// reads an answer's score as the views read it (a correction applied).
     pub(crate) fn of(
