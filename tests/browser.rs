@@ -8,7 +8,7 @@ mod common;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use common::{Served, baton};
+use common::{Served, baton, chromium};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,19 +31,6 @@ fn library_dir() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-fn chromium() -> &'static str {
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        let found = std::process::Command::new(candidate)
-            .arg("--version")
-            .output()
-            .is_ok_and(|output| output.status.success());
-        if found {
-            return candidate;
-        }
-    }
-    panic!("no Chromium found: apt-get install chromium (.ci/run does)");
 }
 
 /// The config of a `baton serve` with a browser key for `origin` and a CRM key.

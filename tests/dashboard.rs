@@ -9,7 +9,7 @@
 mod common;
 
 use base64::Engine;
-use common::{Served, baton, generate};
+use common::{Served, baton, chromium, generate};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -18,19 +18,6 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "dashboard-test-token";
-
-fn chromium() -> &'static str {
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        let found = std::process::Command::new(candidate)
-            .arg("--version")
-            .output()
-            .is_ok_and(|output| output.status.success());
-        if found {
-            return candidate;
-        }
-    }
-    panic!("no Chromium found: apt-get install chromium (.ci/run does)");
-}
 
 fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard");

@@ -146,3 +146,17 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// The Chromium binary the browser tests drive (Debian's package; `.ci/run` installs it).
+pub fn chromium() -> &'static str {
+    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
+        let found = std::process::Command::new(candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if found {
+            return candidate;
+        }
+    }
+    panic!("no Chromium found: apt-get install chromium (.ci/run does)");
+}

@@ -301,6 +301,23 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 /// Query parameters every view route takes.
+/// An RFC 3339 query parameter, if given; a 400 naming it when it is not one.
+fn time_param(
+    params: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<baton_core::Timestamp>, ApiError> {
+    param(params, name)
+        .map(|text| {
+            baton_core::Timestamp::parse_rfc3339(text).map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("query parameter `{name}`: {error}"),
+                )
+            })
+        })
+        .transpose()
+}
+
 fn param<'a>(params: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
     params.get(name).map(String::as_str)
 }
@@ -443,15 +460,7 @@ fn select(table: &Table, params: &BTreeMap<String, String>) -> Result<Selection,
         };
         filters.push((index, wanted.as_str()));
     }
-    let time = |name: &str| -> Result<Option<baton_core::Timestamp>, ApiError> {
-        param(params, name)
-            .map(|text| {
-                baton_core::Timestamp::parse_rfc3339(text)
-                    .map_err(|error| bad(format!("query parameter `{name}`: {error}")))
-            })
-            .transpose()
-    };
-    let (from, to) = (time("from")?, time("to")?);
+    let (from, to) = (time_param(params, "from")?, time_param(params, "to")?);
     let time_column = table
         .columns
         .iter()
@@ -726,19 +735,10 @@ async fn dashboard(
     Query(params): Query<BTreeMap<String, String>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
-    let time = |name: &str| -> Result<Option<baton_core::Timestamp>, ApiError> {
-        param(&params, name)
-            .map(|text| {
-                baton_core::Timestamp::parse_rfc3339(text)
-                    .map_err(|error| bad(format!("query parameter `{name}`: {error}")))
-            })
-            .transpose()
-    };
     let text = |name: &str| param(&params, name).map(str::to_owned);
     let filters = dashboard::Filters {
-        from: time("from")?,
-        to: time("to")?,
+        from: time_param(&params, "from")?,
+        to: time_param(&params, "to")?,
         industry: text("industry"),
         region: text("region"),
         size: text("size"),
