@@ -39,6 +39,10 @@ pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, par
 pub use symbol::{AttributeTable, AttributesId, Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
 pub use view::customer::{AdvocacyRow, CustomerView, NpsRow};
+pub use view::customer_accounts::{
+    AdvocateRow, ConcentrationRow, CustomerAccountRow, CustomerTables, LoyaltyRow, MovementRow,
+    ReferralRow, RetentionRow, advocacy_acts,
+};
 pub use view::marketing::{
     AccountScoreRow, AttributionRow, CampaignRow, ContentRow, MarketingView, NurtureRow,
     PersonScoreRow, Segment,

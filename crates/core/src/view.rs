@@ -17,7 +17,9 @@ use state::{FactFile, StateError, Unsaved};
 use std::collections::BTreeMap;
 
 pub(crate) mod customer;
+pub(crate) mod customer_accounts;
 mod facts;
+pub(crate) mod ledger;
 pub(crate) mod marketing;
 pub(crate) mod part;
 pub(crate) mod report;
@@ -359,6 +361,8 @@ enum Shaped {
     Person(String),
     /// An `account_updated`.
     Account(String),
+    /// An event of this account's ledger (`view/ledger.rs`).
+    Ledger(String),
 }
 
 /// Every journey under one definition, built from the log.
@@ -381,6 +385,14 @@ pub struct FunnelProjection {
     /// Groups (by the survivor they are kept under) that may be unsettled; see `settle`.
     unsettled: Vec<String>,
     accounts: ByIdMap<Account>,
+    /// Each account's subscription events, usage summaries and the referrals naming it
+    /// (`view/ledger.rs`).
+    ledgers: ByIdMap<ledger::AccountLedger>,
+    /// Ledgers whose part is to be worked out again at the next refresh.
+    dirty_ledgers: HashSet<String>,
+    /// Accounts whose ledger holds a referral: the person it names may come to stand for
+    /// another through a merge. Not stored: a restore rebuilds it from the ledgers.
+    referred_accounts: HashSet<String>,
     /// The events that do not count: targets of retractions in effect.
     retracted: HashSet<EventId>,
     /// Every retraction's target, by the retraction's id: a retraction that is itself
@@ -441,6 +453,9 @@ impl FunnelProjection {
             merges: HashMap::default(),
             unsettled: Vec::new(),
             accounts: ByIdMap::default(),
+            ledgers: ByIdMap::default(),
+            dirty_ledgers: HashSet::default(),
+            referred_accounts: HashSet::default(),
             retracted: HashSet::default(),
             retractions: HashMap::default(),
             corrections: HashMap::default(),
@@ -667,6 +682,18 @@ impl FunnelProjection {
                 self.shapers.insert(event, Shaped::Account(id.clone()));
             }
         }
+        for (id, ledger) in &self.ledgers {
+            for event in ledger.ids() {
+                self.shapers.insert(event, Shaped::Ledger(id.clone()));
+            }
+            if ledger
+                .events
+                .iter()
+                .any(|event| matches!(event.payload, Payload::Advocated { .. }))
+            {
+                self.referred_accounts.insert(id.clone());
+            }
+        }
     }
 
     /// Marks dirty whom a target that stopped counting, or counts again, concerns beyond the
@@ -688,6 +715,12 @@ impl FunnelProjection {
                     .map(|person| self.canonical_owned(person))
                     .collect();
                 self.dirty.extend(people);
+                if self.ledgers.contains_key(account) {
+                    self.dirty_ledgers.insert(account.clone());
+                }
+            }
+            Some(Shaped::Ledger(account)) => {
+                self.dirty_ledgers.insert(account.clone());
             }
             None => {}
         }
@@ -777,6 +810,9 @@ impl FunnelProjection {
         if record.from == record.into {
             return; // Says nothing.
         }
+        // A referral names its person as the event did: who that stands for may change.
+        self.dirty_ledgers
+            .extend(self.referred_accounts.iter().cloned());
         let old_from = self.canonical_owned(&record.from);
         let old_into = self.canonical_owned(&record.into);
         let mut group = self.merges.remove(&old_into).unwrap_or_default();
@@ -907,6 +943,28 @@ impl FunnelProjection {
             );
             self.note_account_member(account, person);
         }
+        if let Some(account) =
+            ledger::AccountLedger::account_of(&event.payload, event.identity.account_id.as_ref())
+        {
+            self.ledgers
+                .entry_ref(account.as_str())
+                .or_default()
+                .insert(ledger::LedgerEvent {
+                    at: event.occurred_at,
+                    id: event.event_id,
+                    person: event.identity.person_id.clone(),
+                    payload: event.payload.clone(),
+                });
+            self.shapers
+                .insert(event.event_id, Shaped::Ledger(account.clone()));
+            if matches!(event.payload, Payload::Advocated { .. }) {
+                self.referred_accounts.insert(account.clone());
+            }
+            if let Some(unsaved) = &mut self.unsaved {
+                Unsaved::mark(&mut unsaved.ledgers, account);
+            }
+            self.dirty_ledgers.insert(account.clone());
+        }
         match &event.payload {
             Payload::Identified {
                 anonymous_id,
@@ -995,6 +1053,9 @@ impl FunnelProjection {
                     let people: Vec<String> =
                         people.iter().map(|p| self.canonical_owned(p)).collect();
                     self.dirty.extend(people);
+                    if self.ledgers.contains_key(account_id) {
+                        self.dirty_ledgers.insert(account_id.clone());
+                    }
                 }
                 return;
             }
@@ -1054,6 +1115,9 @@ impl FunnelProjection {
                 );
                 if let Some(unsaved) = &mut self.unsaved {
                     unsaved.corrections.push(*target);
+                }
+                if let Some(Shaped::Ledger(account)) = self.shapers.get(target) {
+                    self.dirty_ledgers.insert(account.clone());
                 }
                 self.dirty_target(event, *target);
                 return;
@@ -1126,6 +1190,9 @@ impl FunnelProjection {
         self.settle();
         self.place_identities();
         self.place_targets()?;
+        if self.refold_all {
+            self.dirty_ledgers.extend(self.ledgers.keys().cloned());
+        }
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();
             self.people.keys().cloned().collect()
@@ -1233,8 +1300,27 @@ impl FunnelProjection {
         person.folded = false;
     }
 
-    /// Puts together again the opportunities whose people changed, when the totals are kept.
+    /// Puts together again the opportunities whose people changed, and works out again the
+    /// parts of the ledgers that changed, when the totals are kept.
     fn settle_totals(&mut self) {
+        let dirty_ledgers = std::mem::take(&mut self.dirty_ledgers);
+        if self.totals.get().is_some() && !dirty_ledgers.is_empty() {
+            let parts: Vec<Result<ledger::LedgerPart, String>> = dirty_ledgers
+                .into_iter()
+                .map(|account| match self.ledgers.get(&account) {
+                    Some(ledger) => Ok(self.ledger_part(&account, ledger)),
+                    None => Err(account),
+                })
+                .collect();
+            if let Some(totals) = self.totals.get_mut() {
+                for part in parts {
+                    match part {
+                        Ok(part) => totals.ledger_rows.upsert(part),
+                        Err(account) => totals.ledger_rows.remove(account.as_str()),
+                    }
+                }
+            }
+        }
         if let Some(totals) = self.totals.get_mut() {
             let (people, symbols) = (&self.people, &self.symbols);
             totals.settle(
@@ -1256,9 +1342,31 @@ impl FunnelProjection {
                 totals.person(&self.definition, &record, 1);
             }
             totals.settle(|id| self.record(id), |symbol| self.label(symbol));
+            let mut accounts: Vec<&String> = self.ledgers.keys().collect();
+            accounts.sort_unstable();
+            totals.ledger_rows = rows::RowChunks::from_sorted(
+                accounts
+                    .into_iter()
+                    .map(|account| self.ledger_part(account, &self.ledgers[account])),
+            );
             totals
         });
         view(totals)
+    }
+
+    /// What the customer tables read of an account's ledger, as it stands.
+    fn ledger_part(&self, account: &str, ledger: &ledger::AccountLedger) -> ledger::LedgerPart {
+        let mut part = ledger::LedgerPart::of(
+            account,
+            ledger,
+            self.segment(Some(account)),
+            &self.retracted,
+            &self.corrections,
+        );
+        if let Some((_, person)) = &mut part.referral {
+            *person = self.canonical_owned(person);
+        }
+        part
     }
 
     /// A person's journey and the part of their facts the views read, folded from their

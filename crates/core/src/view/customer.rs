@@ -37,6 +37,16 @@ pub(crate) struct CustomerPart {
 }
 
 impl CustomerPart {
+    /// The score of their latest answer.
+    pub(crate) fn latest_score(&self) -> Option<u8> {
+        self.answers.last().map(|(_, score)| *score)
+    }
+
+    /// Their advocacy acts, by act.
+    pub(crate) fn acts(&self) -> [u32; 4] {
+        self.acts
+    }
+
     /// Whether the customer part reads facts of this kind.
     pub(crate) fn reads(kind: Kind) -> bool {
         matches!(kind, Kind::NpsResponded | Kind::Advocated)

@@ -310,6 +310,8 @@ impl FunnelProjection {
             furthest,
             handoffs: super::shared::handoff_rows_of(person),
             deals: person.part.opportunities(),
+            latest_nps: person.part.customer.latest_score(),
+            acts: person.part.customer.acts(),
         }
     }
 

@@ -41,6 +41,9 @@ pub(crate) struct PersonPart {
     pub(crate) closed_lost: bool,
     /// What the customer view reads (`view/customer.rs`).
     pub(crate) customer: super::customer::CustomerPart,
+    /// Who the facts name as owner, from when: a new entry at each fact naming another
+    /// owner than the one before.
+    pub(crate) owners: Vec<(Timestamp, Symbol)>,
 }
 
 /// A piece of content or a campaign, as one person touched it.
@@ -57,6 +60,14 @@ pub(crate) struct Touched {
 }
 
 impl PersonPart {
+    /// The owner named by the latest fact with an owner at or before `at`.
+    pub(crate) fn owner_at(&self, at: Timestamp) -> Symbol {
+        let named = self.owners.partition_point(|(from, _)| *from <= at);
+        named
+            .checked_sub(1)
+            .map_or(Symbol::NONE, |index| self.owners[index].1)
+    }
+
     /// The opportunities the facts name, each once, in symbol order.
     pub(crate) fn opportunities(&self) -> Vec<Symbol> {
         let mut named: Vec<Symbol> = self
@@ -85,6 +96,14 @@ impl PersonPart {
                 _ => {}
             }
             let attributes = attributes_of(fact);
+            if attributes.owner.is_some()
+                && part
+                    .owners
+                    .last()
+                    .is_none_or(|(_, owner)| *owner != attributes.owner)
+            {
+                part.owners.push((fact.at, attributes.owner));
+            }
             if attributes.opportunity.is_some() {
                 part.deal_facts.push(Attributed {
                     fact: *fact,
@@ -160,6 +179,7 @@ impl PersonPart {
         // Kept until the person's next fold: without the room left by growing them.
         part.touched.shrink_to_fit();
         part.deal_facts.shrink_to_fit();
+        part.owners.shrink_to_fit();
         part
     }
 }

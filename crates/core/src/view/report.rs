@@ -69,6 +69,11 @@ pub(crate) struct Opportunity {
     pub(crate) proposals: u64,
     /// The first-touch fact of `person`, for attribution.
     pub(crate) first_touch: Option<Attributed>,
+    /// The latest proposal's amount (by business time) and currency.
+    pub(crate) proposal: Option<(Timestamp, i64, Symbol)>,
+    /// The owner named by the latest fact with an owner of the person whose close won
+    /// counts, at or before that close.
+    pub(crate) owner: Symbol,
 }
 
 impl Opportunity {
@@ -86,6 +91,8 @@ impl Opportunity {
             loss_reason: Symbol::NONE,
             proposals: 0,
             first_touch: person.first_touch().copied(),
+            proposal: None,
+            owner: Symbol::NONE,
         }
     }
 
@@ -119,11 +126,19 @@ impl Opportunity {
             self.stage = Some((fact.at, attributes.detail));
         }
         match fact.kind {
-            Kind::ProposalSent => self.proposals += 1,
+            Kind::ProposalSent => {
+                self.proposals += 1;
+                if attributes.currency.is_some()
+                    && self.proposal.is_none_or(|(at, _, _)| fact.at >= at)
+                {
+                    self.proposal = Some((fact.at, attributes.amount_minor, attributes.currency));
+                }
+            }
             Kind::OpportunityClosedWon => {
                 // Won is final; the earliest close counts (as for revenue in the summary).
                 if self.status != DealStatus::Won || self.closed_at.is_some_and(|c| fact.at < c) {
                     self.closed_at = Some(fact.at);
+                    self.owner = person.part.owner_at(fact.at);
                 }
                 self.status = DealStatus::Won;
             }

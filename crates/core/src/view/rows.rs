@@ -38,6 +38,10 @@ pub struct PersonRow {
     /// The opportunities the person's facts name (one of them carries each: see
     /// `PersonRows::opportunities_of`).
     pub(crate) deals: Vec<Symbol>,
+    /// Their latest NPS answer's score, and their advocacy acts by act (`AdvocacyAct::ALL`
+    /// order).
+    pub latest_nps: Option<u8>,
+    pub acts: [u32; 4],
 }
 
 /// Rows per chunk: a refresh that changes a row copies its chunk's list of row pointers once
@@ -188,6 +192,8 @@ impl<T: Keyed> RowChunks<T> {
 pub struct PersonRows {
     rows: RowChunks<PersonRow>,
     opportunities: RowChunks<OpportunityEntry>,
+    /// Every account ledger's part, by account.
+    pub(crate) ledgers: RowChunks<super::ledger::LedgerPart>,
     now: Timestamp,
     half_life_days: f64,
     stage_names: Arc<[String]>,
@@ -197,6 +203,7 @@ impl Default for PersonRows {
     /// No rows.
     fn default() -> Self {
         PersonRows::new(
+            RowChunks::default(),
             RowChunks::default(),
             RowChunks::default(),
             Timestamp::from_unix_millis(0),
@@ -210,6 +217,7 @@ impl PersonRows {
     pub(crate) fn new(
         rows: RowChunks<PersonRow>,
         opportunities: RowChunks<OpportunityEntry>,
+        ledgers: RowChunks<super::ledger::LedgerPart>,
         now: Timestamp,
         half_life_days: f64,
         stage_names: Arc<[String]>,
@@ -217,10 +225,16 @@ impl PersonRows {
         PersonRows {
             rows,
             opportunities,
+            ledgers,
             now,
             half_life_days,
             stage_names,
         }
+    }
+
+    /// "Now": the latest business time of the snapshot.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.now
     }
 
     /// How many people.
@@ -374,6 +388,8 @@ mod tests {
             furthest: None,
             handoffs: Vec::new(),
             deals: Vec::new(),
+            latest_nps: None,
+            acts: [0; 4],
         }
     }
 

@@ -45,6 +45,14 @@ pub struct OpportunityRow {
     pub currency: Option<String>,
     pub proposals: u64,
     pub loss_reason: Option<String>,
+    /// The latest proposal's amount, when in the opportunity's currency.
+    pub proposal_amount_minor: Option<i64>,
+    /// Who won it: the owner named by the latest fact with an owner of the person whose close
+    /// counts, at or before the close.
+    pub owner: Option<String>,
+    /// The first touch of its person: channel and campaign.
+    pub first_touch_channel: Option<String>,
+    pub first_touch_campaign: Option<String>,
 }
 
 /// The sales view.
@@ -230,5 +238,21 @@ pub(crate) fn opportunity_row(
             .loss_reason
             .is_some()
             .then(|| label(opportunity.loss_reason)),
+        proposal_amount_minor: opportunity
+            .proposal
+            .filter(|(_, _, currency)| value.is_some_and(|(_, c)| c == *currency))
+            .map(|(_, minor, _)| minor),
+        owner: opportunity
+            .owner
+            .is_some()
+            .then(|| label(opportunity.owner)),
+        first_touch_channel: opportunity
+            .first_touch
+            .filter(|first| first.attributes.channel.is_some())
+            .map(|first| label(first.attributes.channel)),
+        first_touch_campaign: opportunity
+            .first_touch
+            .filter(|first| first.attributes.campaign.is_some())
+            .map(|first| label(first.attributes.campaign)),
     }
 }

@@ -159,6 +159,7 @@ impl FunnelProjection {
                     })
                     .clone(),
                 totals.opportunity_rows.clone(),
+                totals.ledger_rows.clone(),
                 self.now(),
                 self.definition.half_life_days(),
                 stage_names,

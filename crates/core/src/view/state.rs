@@ -25,7 +25,7 @@ use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The version of the stored state this build writes and reads.
-pub const STATE_VERSION: u16 = 7;
+pub const STATE_VERSION: u16 = 8;
 
 /// The largest stored value accepted when reading (a guard against a corrupt length prefix).
 const MAX_VALUE_BYTES: usize = 1 << 30;
@@ -43,6 +43,8 @@ const VISITOR: u8 = b'v';
 const VISITORS_OF: u8 = b'o';
 const MERGED: u8 = b'm';
 const ACCOUNT: u8 = b'a';
+/// An account's ledger (`view/ledger.rs`).
+const LEDGER: u8 = b'l';
 const RETRACTED: u8 = b'r';
 /// A retraction's target, by the retraction's id: what undoing it brings back.
 const RETRACTION: u8 = b'x';
@@ -243,6 +245,7 @@ pub(crate) struct Unsaved {
     /// Merge groups, by survivor.
     pub(crate) merged: rustc_hash::FxHashSet<String>,
     pub(crate) accounts: rustc_hash::FxHashSet<String>,
+    pub(crate) ledgers: rustc_hash::FxHashSet<String>,
     pub(crate) retracted: Vec<EventId>,
     pub(crate) retractions: Vec<EventId>,
     pub(crate) corrections: Vec<EventId>,
@@ -361,6 +364,7 @@ impl FunnelProjection {
                 + unsaved.visitors_of.len()
                 + unsaved.merged.len()
                 + unsaved.accounts.len()
+                + unsaved.ledgers.len()
                 + unsaved.retracted.len()
                 + unsaved.retractions.len()
                 + unsaved.corrections.len()
@@ -418,6 +422,10 @@ impl FunnelProjection {
         for id in &unsaved.accounts {
             let value = self.accounts.get(id);
             entries.put(key(ACCOUNT, id.as_bytes()), value)?;
+        }
+        for id in &unsaved.ledgers {
+            let value = self.ledgers.get(id);
+            entries.put(key(LEDGER, id.as_bytes()), value)?;
         }
         for id in &unsaved.retracted {
             let value = self.retracted.contains(id).then_some(&());
@@ -547,6 +555,10 @@ impl FunnelProjection {
                 ACCOUNT => {
                     let account: Account = decode(key, value)?;
                     projection.accounts.insert(id_text(key)?, account);
+                }
+                LEDGER => {
+                    let ledger: super::ledger::AccountLedger = decode(key, value)?;
+                    projection.ledgers.insert(id_text(key)?, ledger);
                 }
                 RETRACTED => {
                     decode::<()>(key, value)?;

@@ -363,6 +363,8 @@ pub(crate) struct Totals {
     pub(crate) rows: std::sync::OnceLock<super::rows::RowChunks<super::rows::PersonRow>>,
     /// Every opportunity's row.
     pub(crate) opportunity_rows: super::rows::RowChunks<super::rows::OpportunityEntry>,
+    /// Every account ledger's part (`view/ledger.rs`).
+    pub(crate) ledger_rows: super::rows::RowChunks<super::ledger::LedgerPart>,
 }
 
 /// A non-negative total as shown.
