@@ -1,15 +1,18 @@
 //! A deterministic synthetic B2B history: accounts with firmographics, several people each,
 //! touches across every family, marketing→sales hand-offs and hand-backs, recycled and
 //! rejected leads, meetings with and without a declared need, opportunities, proposals, wins
-//! and losses; plus the dirt real feeds carry: retried (duplicate) deliveries, late and
+//! and losses; after a win, the customer's life: a subscription, monthly usage, NPS answers,
+//! expansions, contractions, renewals or churn with reasons, and advocacy by promoters, all
+//! more likely to go well when the deal was sold well (little discount, a short cycle, no
+//! hand-backs, a referral or search as first touch); plus the dirt real feeds carry: retried (duplicate) deliveries, late and
 //! out-of-order arrivals, retractions and corrections.
 //!
 //! Same seed and account count, same events, in the same order. Accounts are generated in
 //! small chunks and streamed, so memory stays flat however long the history.
 
 use baton_core::{
-    ActivityKind, Campaign, ContentType, Event, EventId, FormKind, Identity, Money, Payload,
-    SocialAction, Source, Timestamp,
+    ActivityKind, AdvocacyAct, Campaign, ContentType, Event, EventId, ExpansionMotion, FormKind,
+    Identity, Money, Payload, SocialAction, Source, Timestamp,
 };
 use std::collections::VecDeque;
 
@@ -140,6 +143,15 @@ const CHANNELS: &[(&str, &str)] = &[
     ("referral", "partner-referrals"),
     ("direct", "direct"),
 ];
+const CHURN_REASONS: &[&str] = &[
+    "budget_cut",
+    "competitor",
+    "low_adoption",
+    "acquired",
+    "missing_feature",
+];
+const CONTRACTION_REASONS: &[&str] = &["fewer_seats", "budget_cut", "downgrade"];
+const PLANS: &[&str] = &["team", "business", "enterprise"];
 const SDRS: &[&str] = &["sdr.maya", "sdr.omar", "sdr.lena", "sdr.raj"];
 const AES: &[&str] = &["ae.jon", "ae.sofia", "ae.kenji"];
 const REJECT_REASONS: &[&str] = &["timing", "no_budget", "not_icp", "bad_data", "competitor"];
@@ -250,6 +262,19 @@ struct AccountJourney<'a> {
     events: Vec<Event>,
     opportunity: Option<Opportunity>,
     opportunities: u32,
+    /// Hand-backs to marketing in the account so far: a deal sold after several goes worse.
+    handbacks: u32,
+    subscriptions: u32,
+}
+
+/// How a won deal was sold, which the customer's life after it depends on.
+struct Sale {
+    at: Timestamp,
+    amount: i64,
+    discounted: bool,
+    cycle_days: i64,
+    handbacks: u32,
+    channel: Option<String>,
 }
 
 struct Opportunity {
@@ -270,6 +295,8 @@ impl<'a> AccountJourney<'a> {
             events: Vec::new(),
             opportunity: None,
             opportunities: 0,
+            handbacks: 0,
+            subscriptions: 0,
         };
         journey.run(span);
         journey.events
@@ -484,7 +511,10 @@ impl<'a> AccountJourney<'a> {
             }
             handoffs += 1;
             match self.sales_follow_up(&mut at, &person, &campaign) {
-                FollowUp::HandedBack if handoffs < 4 => continue,
+                FollowUp::HandedBack if handoffs < 4 => {
+                    self.handbacks += 1;
+                    continue;
+                }
                 _ => return,
             }
         }
@@ -924,6 +954,7 @@ impl<'a> AccountJourney<'a> {
         self.opportunities += 1;
         let amount = 100 * self.rng.between(80, 2_000) * 100; // $8k–$200k, whole hundreds
         *at = self.later(*at, 1, 72);
+        let created_at = *at;
         self.opportunity = Some(Opportunity {
             id: format!("opp-{:06}-{}", self.index, self.opportunities),
             closed: false,
@@ -1028,33 +1059,192 @@ impl<'a> AccountJourney<'a> {
                     },
                 );
             }
-            let later = self.later(*at, 24 * 30, 24 * 90);
-            let score = u8::try_from(self.rng.between(5, 10)).unwrap_or(8);
-            self.emit(
-                later,
-                Some(person),
-                ("delighted", "webhook"),
-                Campaign::default(),
-                Payload::NpsResponded {
-                    score,
-                    comment: None,
-                },
-            );
-            let active_users = u32::try_from(self.rng.between(3, 200)).unwrap_or(3);
-            self.emit(
-                later,
-                Some(person),
-                ("product", "usage"),
-                Campaign::default(),
-                Payload::ProductUsageSummarized {
-                    period_days: 30,
-                    active_users,
-                },
-            );
+            let sale = Sale {
+                at: *at,
+                amount: quoted,
+                discounted: quoted < amount * 95 / 100,
+                cycle_days: (at.unix_millis() - created_at.unix_millis()) / DAY,
+                handbacks: self.handbacks,
+                channel: campaign.channel.clone(),
+            };
+            self.customer_life(&sale, person);
         } else if self.rng.chance(0.75) {
             self.close_lost(at, person);
         }
         // Otherwise the deal is still open when the history ends.
+    }
+
+    /// After a win: the subscription and what becomes of it, month by month, until the
+    /// history ends or the customer churns.
+    fn customer_life(&mut self, sale: &Sale, person: &Person) {
+        let billing = ("chargebee", "webhook");
+        // How well the deal was sold sets how likely the customer is to stay and to grow.
+        let mut risk: f64 = 0.12;
+        if sale.discounted {
+            risk += 0.12;
+        }
+        if sale.cycle_days > 90 {
+            risk += 0.08;
+        }
+        risk += 0.08 * f64::from(sale.handbacks.min(3));
+        match sale.channel.as_deref() {
+            Some("referral") | Some("organic_search") => risk -= 0.07,
+            Some("paid_social") => risk += 0.04,
+            _ => {}
+        }
+        let risk = risk.clamp(0.02, 0.8);
+        self.subscriptions += 1;
+        let subscription_id = format!("sub-{:06}-{}", self.index, self.subscriptions);
+        let mut at = self.later(sale.at, 24, 24 * 14);
+        let mut amount = sale.amount;
+        let plan = (*self.rng.pick(PLANS)).to_owned();
+        self.emit(
+            at,
+            None,
+            billing,
+            Campaign::default(),
+            Payload::SubscriptionStarted {
+                subscription_id: subscription_id.clone(),
+                amount: Self::usd(amount),
+                term_months: 12,
+                plan: Some(plan),
+            },
+        );
+        let mut users = u32::try_from(self.rng.between(3, 60)).unwrap_or(3);
+        for month in 1..=36 {
+            at = at.add_millis(30 * DAY);
+            if at > self.end {
+                return;
+            }
+            // Usage drifts up for a healthy customer and down for one at risk.
+            let drift = if self.rng.chance(1.0 - risk) { 11 } else { 8 };
+            users = (users * drift / 10).clamp(1, 5_000);
+            self.emit(
+                at,
+                None,
+                ("product", "usage"),
+                Campaign::default(),
+                Payload::ProductUsageSummarized {
+                    period_days: 30,
+                    active_users: users,
+                },
+            );
+            if month % 4 == 2 {
+                let score = self.nps_score(risk);
+                self.emit(
+                    at.add_millis(HOUR),
+                    Some(person),
+                    ("delighted", "webhook"),
+                    Campaign::default(),
+                    Payload::NpsResponded {
+                        score,
+                        comment: None,
+                    },
+                );
+                if score >= 9 {
+                    self.advocate(at.add_millis(2 * HOUR), person);
+                }
+            }
+            if month % 12 == 0 {
+                if self.rng.chance(risk) {
+                    let reason = (*self.rng.pick(CHURN_REASONS)).to_owned();
+                    self.emit(
+                        at,
+                        None,
+                        billing,
+                        Campaign::default(),
+                        Payload::SubscriptionChurned {
+                            subscription_id,
+                            reason,
+                        },
+                    );
+                    return;
+                }
+                amount = amount * self.rng.between(100, 112) / 100 / 100 * 100;
+                self.emit(
+                    at,
+                    None,
+                    billing,
+                    Campaign::default(),
+                    Payload::SubscriptionRenewed {
+                        subscription_id: subscription_id.clone(),
+                        amount: Self::usd(amount),
+                        term_months: 12,
+                    },
+                );
+            } else if self.rng.chance((1.0 - risk) * 0.06) {
+                amount = amount * self.rng.between(110, 150) / 100 / 100 * 100;
+                let motion = *self
+                    .rng
+                    .pick(&[ExpansionMotion::Upsell, ExpansionMotion::CrossSell]);
+                self.emit(
+                    at,
+                    None,
+                    billing,
+                    Campaign::default(),
+                    Payload::SubscriptionExpanded {
+                        subscription_id: subscription_id.clone(),
+                        amount: Self::usd(amount),
+                        motion,
+                        plan: None,
+                    },
+                );
+            } else if self.rng.chance(risk * 0.05) {
+                amount = (amount * self.rng.between(60, 90) / 100 / 100 * 100).max(100);
+                let reason = (*self.rng.pick(CONTRACTION_REASONS)).to_owned();
+                self.emit(
+                    at,
+                    None,
+                    billing,
+                    Campaign::default(),
+                    Payload::SubscriptionContracted {
+                        subscription_id: subscription_id.clone(),
+                        amount: Self::usd(amount),
+                        reason: Some(reason),
+                    },
+                );
+            }
+        }
+    }
+
+    /// An NPS answer: promoters are likelier the lower the risk.
+    fn nps_score(&mut self, risk: f64) -> u8 {
+        let roll = self.rng.next_u64() as f64 / u64::MAX as f64;
+        let score = if roll < 0.7 - 1.5 * risk {
+            self.rng.between(9, 10)
+        } else if roll < 0.95 - 1.2 * risk {
+            self.rng.between(7, 8)
+        } else {
+            self.rng.between(0, 6)
+        };
+        u8::try_from(score).unwrap_or(7)
+    }
+
+    /// A promoter sometimes gives a reference call, a review, a case study or a referral (of
+    /// another account of the history).
+    fn advocate(&mut self, at: Timestamp, person: &Person) {
+        let act = match self.rng.below(100) {
+            0..=14 => AdvocacyAct::ReferenceCall,
+            15..=26 => AdvocacyAct::Review,
+            27..=30 => AdvocacyAct::CaseStudy,
+            31..=40 => AdvocacyAct::Referral,
+            _ => return,
+        };
+        let referred_account_id = (act == AdvocacyAct::Referral).then(|| {
+            let other = (self.index + 1 + self.rng.below(CHUNK_ACCOUNTS)) % self.config.accounts;
+            format!("acct-{other:06}")
+        });
+        self.emit(
+            at,
+            Some(person),
+            ("hubspot", "webhook"),
+            Campaign::default(),
+            Payload::Advocated {
+                act,
+                referred_account_id,
+                channel: None,
+            },
+        );
     }
 
     fn close_lost(&mut self, at: &mut Timestamp, person: &Person) {
@@ -1170,6 +1360,14 @@ mod tests {
             "demo_requested",
             "webinar_attended",
             "social_interaction",
+            "subscription_started",
+            "subscription_renewed",
+            "subscription_expanded",
+            "subscription_contracted",
+            "subscription_churned",
+            "nps_responded",
+            "product_usage_summarized",
+            "advocated",
         ] {
             assert!(
                 kinds.iter().any(|k| k.name() == kind),
@@ -1218,5 +1416,52 @@ mod tests {
                 baton_core::parse_event(&json, &context).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(parsed.event_id, event.event_id);
         }
+    }
+
+    #[test]
+    fn a_customer_s_life_depends_on_how_the_deal_was_sold() {
+        let config = HistoryConfig {
+            span_days: 1_095,
+            ..HistoryConfig::new(5, 2_000)
+        };
+        let events: Vec<Event> = History::new(config).stored().collect();
+        // NPS depends on how the deal was sold, as churn does: customers who churned answered
+        // lower on average than those who renewed.
+        let mut scores: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut churned = HashSet::new();
+        let mut renewed = HashSet::new();
+        for event in &events {
+            let account = event.identity.account_id.clone().unwrap_or_default();
+            match &event.payload {
+                Payload::NpsResponded { score, .. } => {
+                    scores.entry(account).or_default().push(*score)
+                }
+                Payload::SubscriptionChurned { .. } => {
+                    churned.insert(account);
+                }
+                Payload::SubscriptionRenewed { .. } => {
+                    renewed.insert(account);
+                }
+                _ => {}
+            }
+        }
+        let mean = |accounts: &HashSet<String>| {
+            let all: Vec<f64> = accounts
+                .iter()
+                .filter(|a| !(churned.contains(*a) && renewed.contains(*a)))
+                .flat_map(|a| scores.get(a).into_iter().flatten())
+                .map(|s| f64::from(*s))
+                .collect();
+            all.iter().sum::<f64>() / all.len().max(1) as f64
+        };
+        let (churned_mean, renewed_mean) = (mean(&churned), mean(&renewed));
+        assert!(
+            churned.len() > 20 && renewed.len() > 20,
+            "{churned:?} {renewed:?}"
+        );
+        assert!(
+            churned_mean + 0.3 < renewed_mean,
+            "mean NPS of churned {churned_mean:.2}, of renewed {renewed_mean:.2}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 mod catalog;
 pub mod comparison;
+mod customer;
 pub mod dashboard;
 mod describe;
 mod error;
@@ -18,6 +19,7 @@ mod sql;
 mod table;
 
 pub use catalog::Catalog;
+pub use customer::customer_tables;
 pub use describe::{TableDoc, key_of, table_doc};
 pub use error::{ErrorKind, QueryError};
 pub use format::{csv, rows_json, tables_json};

@@ -81,7 +81,7 @@ pub struct Table {
 }
 
 impl Table {
-    fn new(name: &'static str, columns: &[(&'static str, ColumnType)]) -> Table {
+    pub(crate) fn new(name: &'static str, columns: &[(&'static str, ColumnType)]) -> Table {
         Table {
             name,
             columns: columns.to_vec(),
@@ -89,7 +89,7 @@ impl Table {
         }
     }
 
-    fn push(&mut self, row: Vec<Value>) {
+    pub(crate) fn push(&mut self, row: Vec<Value>) {
         debug_assert_eq!(row.len(), self.columns.len(), "table {}", self.name);
         self.rows.push(row);
     }
@@ -100,7 +100,7 @@ use ColumnType::{Float, Int, Text, Time};
 /// A money column: the amount in major units when it is in one currency (`NULL` when there
 /// is none or several), with the currency's own decimal places (ISO 4217: none for JPY,
 /// three for KWD), and the currency (`mixed` when several).
-fn money(amounts: &Amounts) -> [Value; 2] {
+pub(crate) fn money(amounts: &Amounts) -> [Value; 2] {
     match amounts.as_slice() {
         [] => [Value::Null, Value::Null],
         [(currency, minor)] => [
@@ -113,7 +113,7 @@ fn money(amounts: &Amounts) -> [Value; 2] {
 
 /// A second money column sharing another's currency column: `NULL` unless it is in that
 /// currency (or there is none).
-fn money_in(amounts: &Amounts, currency: &Value) -> Value {
+pub(crate) fn money_in(amounts: &Amounts, currency: &Value) -> Value {
     match (money(amounts), currency) {
         ([amount, Value::Text(mine)], Value::Text(theirs)) if mine == *theirs => amount,
         ([_, Value::Null], _) => Value::Float(0.0),
@@ -560,9 +560,19 @@ pub fn opportunities_table(rows: Vec<OpportunityRow>) -> Table {
             ("currency", Text),
             ("proposals", Int),
             ("loss_reason", Text),
+            ("proposal_amount", Float),
+            ("owner", Text),
+            ("first_touch_channel", Text),
+            ("first_touch_campaign", Text),
         ],
     );
     for row in rows {
+        let proposal = match (row.proposal_amount_minor, &row.currency) {
+            (Some(minor), Some(currency)) => {
+                Value::Float(baton_core::major_units(minor as f64, currency))
+            }
+            _ => Value::Null,
+        };
         opportunities.push(vec![
             row.opportunity.into(),
             row.person.into(),
@@ -582,6 +592,10 @@ pub fn opportunities_table(rows: Vec<OpportunityRow>) -> Table {
             row.currency.into(),
             row.proposals.into(),
             row.loss_reason.into(),
+            proposal,
+            row.owner.into(),
+            row.first_touch_channel.into(),
+            row.first_touch_campaign.into(),
         ]);
     }
     opportunities
@@ -677,6 +691,9 @@ pub struct Snapshot {
     rows: PersonRows,
     /// The tables of `ROW_TABLES`, each built from `rows` when first read (shared by clones).
     lazy: Arc<[OnceLock<Table>; 4]>,
+    /// The customer view's account-level tables (`customer::ACCOUNT_TABLES`), all built from
+    /// `rows` when one is first read (shared by clones).
+    customer: Arc<OnceLock<Vec<Table>>>,
     /// How long building the snapshot took: what freshness costs (`/metrics`, `bench query`).
     pub built_in: std::time::Duration,
     /// A candidate's comparison with the live definition, as `baton compare --json` writes
@@ -712,8 +729,9 @@ impl Snapshot {
                     .map(|t| (ViewKind::Funnel, t)),
             )
             .chain(
-                customer_tables(projection.customer_view())
+                crate::customer::customer_tables(projection.customer_view())
                     .into_iter()
+                    .chain(crate::customer::account_tables(&Default::default()))
                     .map(|t| (ViewKind::Customer, t)),
             )
             .collect();
@@ -725,6 +743,7 @@ impl Snapshot {
             tables,
             rows,
             lazy: Arc::new(Default::default()),
+            customer: Arc::new(OnceLock::new()),
             built_in: started.elapsed(),
             comparison: None,
         }
@@ -752,6 +771,7 @@ impl Snapshot {
             tables,
             rows: PersonRows::default(),
             lazy: Arc::new(Default::default()),
+            customer: Arc::new(OnceLock::new()),
             built_in: std::time::Duration::ZERO,
             comparison: None,
         }
@@ -761,6 +781,13 @@ impl Snapshot {
     pub fn table(&self, name: &str) -> Option<&Table> {
         if let Some(which) = ROW_TABLES.iter().position(|(table, _)| *table == name) {
             return Some(self.lazy[which].get_or_init(|| self.row_table(which)));
+        }
+        if crate::customer::ACCOUNT_TABLES.contains(&name) {
+            return self
+                .customer
+                .get_or_init(|| crate::customer::account_tables(&self.rows.customer_tables()))
+                .iter()
+                .find(|table| table.name == name);
         }
         self.tables
             .iter()
@@ -841,42 +868,14 @@ pub fn tables(projection: &FunnelProjection, kind: ViewKind) -> Vec<Table> {
         ViewKind::Marketing => marketing_tables(projection.marketing_view()),
         ViewKind::Sales => sales_tables(projection.sales_view()),
         ViewKind::Funnel => shared_tables(projection.shared_view()),
-        ViewKind::Customer => customer_tables(projection.customer_view()),
+        ViewKind::Customer => {
+            let mut tables = crate::customer::customer_tables(projection.customer_view());
+            tables.extend(crate::customer::account_tables(
+                &projection.person_rows().customer_tables(),
+            ));
+            tables
+        }
     }
-}
-
-/// The customer view's tables (`docs/views.md`, *Customer*).
-pub fn customer_tables(view: baton_core::CustomerView) -> Vec<Table> {
-    let mut nps = Table::new(
-        "nps",
-        &[
-            ("basis", Text),
-            ("dimension", Text),
-            ("value", Text),
-            ("responses", Int),
-            ("promoters", Int),
-            ("passives", Int),
-            ("detractors", Int),
-            ("nps", Float),
-        ],
-    );
-    for row in &view.nps {
-        nps.push(vec![
-            row.basis.into(),
-            row.dimension.into(),
-            row.value.as_str().into(),
-            row.responses.into(),
-            row.promoters.into(),
-            row.passives.into(),
-            row.detractors.into(),
-            row.nps.into(),
-        ]);
-    }
-    let mut advocacy = Table::new("advocacy", &[("act", Text), ("acts", Int), ("people", Int)]);
-    for row in &view.advocacy {
-        advocacy.push(vec![row.act.into(), row.acts.into(), row.people.into()]);
-    }
-    vec![nps, advocacy]
 }
 
 #[cfg(test)]
