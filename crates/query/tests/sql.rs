@@ -1927,3 +1927,101 @@ async fn a_candidates_comparison_is_a_table_matched_by_stage_name() {
     assert_eq!(strict[0].get::<_, i64>(0), 0);
     endpoint.stop().await;
 }
+
+/// Issue 28: the customer view's account tables, read over SQL, agree with each other on a
+/// generated history: the latest month of each cohort in `retention` counts the cohort's
+/// accounts and its active ones as `customer_accounts` has them, every movement of revenue
+/// adds up to the revenue now, and the deciles and the loyalty breakdowns each cover every
+/// customer once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_tables_agree_with_each_other_over_sql() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get::<_, i64>(0)
+        }
+    };
+    let customers = count(
+        "select count(*) from customer_accounts where cohort is not null and currency = 'USD'",
+    )
+    .await;
+    assert!(customers >= 3, "the history has customers: {customers}");
+    let active = count("select count(*) from customer_accounts where status = 'active'").await;
+    assert!(active > 0, "some customers are active");
+
+    let by_cohort = client
+        .query(
+            "select a.cohort, count(*) as accounts, \
+                    count(*) filter (where a.status = 'active') as active, \
+                    r.accounts as retention_accounts, r.retained \
+             from customer_accounts a \
+             join (select cohort, max(months_since) as latest from retention group by cohort) m \
+               on m.cohort = a.cohort \
+             join retention r on r.cohort = m.cohort and r.months_since = m.latest \
+             group by a.cohort, r.accounts, r.retained \
+             order by a.cohort",
+            &[],
+        )
+        .await
+        .expect("retention joined to the accounts");
+    assert!(!by_cohort.is_empty());
+    for row in &by_cohort {
+        let cohort: String = row.get(0);
+        assert_eq!(row.get::<_, i64>(1), row.get::<_, i64>(3), "accounts of {cohort}");
+        assert_eq!(row.get::<_, i64>(2), row.get::<_, i64>(4), "retained of {cohort}");
+    }
+
+    // Revenue starts at nothing and every change of it is a movement.
+    let row = client
+        .query_one(
+            "select (select sum(arr_change) from revenue_movements where currency = 'USD'), \
+                    (select sum(arr) from customer_accounts where currency = 'USD')",
+            &[],
+        )
+        .await
+        .expect("sums");
+    let (moved, now): (f64, f64) = (row.get(0), row.get(1));
+    assert!((moved - now).abs() < 0.005, "movements {moved}, revenue now {now}");
+
+    let ranked = count("select sum(accounts) from concentration where ranking = 'revenue'").await;
+    assert_eq!(ranked, active);
+    let row = client
+        .query_one(
+            "select sum(share), max(cumulative_share) from concentration where ranking = 'revenue'",
+            &[],
+        )
+        .await
+        .expect("shares");
+    assert!((row.get::<_, f64>(0) - 1.0).abs() < 1e-9);
+    assert!((row.get::<_, f64>(1) - 1.0).abs() < 1e-9);
+
+    let loyalty = client
+        .query(
+            "select dimension, sum(accounts) from loyalty group by dimension order by dimension",
+            &[],
+        )
+        .await
+        .expect("loyalty");
+    let dimensions: Vec<String> = loyalty.iter().map(|row| row.get(0)).collect();
+    assert_eq!(
+        dimensions,
+        [
+            "cycle",
+            "discount",
+            "first_touch_campaign",
+            "first_touch_channel",
+            "handbacks",
+            "sales_owner"
+        ]
+    );
+    for row in &loyalty {
+        assert_eq!(row.get::<_, i64>(1), customers, "{}", row.get::<_, String>(0));
+    }
+    endpoint.stop().await;
+}
