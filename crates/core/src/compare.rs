@@ -218,7 +218,7 @@ mod tests {
     }
 
     /// A candidate with a stage before the first (`visitor`), one before `won`
-    /// (`negotiation`) and without `sal`: every row is its own stage on both sides, and the
+    /// (`negotiation`), without `sal` and without customer stages: every row is its own stage on both sides, and the
     /// stages of one definition only are shown as such.
     #[test]
     fn stages_are_set_side_by_side_by_name() {
@@ -244,6 +244,13 @@ mod tests {
                 ("negotiation", false, true),
                 ("won", true, true),
                 ("lost", true, true),
+                // The default's customer stages; the candidate stops at the sale.
+                ("onboarding", true, false),
+                ("adopted", true, false),
+                ("renewed", true, false),
+                ("expanded", true, false),
+                ("advocate", true, false),
+                ("churned", true, false),
             ]
         );
         for pair in &pairs {

@@ -58,14 +58,32 @@ impl fmt::Display for DefinitionErrors {
 pub enum Owner {
     Marketing,
     Sales,
+    /// Customer stages only (after the sale): marketing to customers.
+    CustomerMarketing,
+    /// Customer stages only: onboarding, adoption, renewals.
+    CustomerSuccess,
 }
 
 impl Owner {
+    pub const ALL: [Owner; 4] = [
+        Owner::Marketing,
+        Owner::Sales,
+        Owner::CustomerMarketing,
+        Owner::CustomerSuccess,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Owner::Marketing => "marketing",
             Owner::Sales => "sales",
+            Owner::CustomerMarketing => "customer_marketing",
+            Owner::CustomerSuccess => "customer_success",
         }
+    }
+
+    /// Whether the team owns only customer stages.
+    pub const fn is_customer(self) -> bool {
+        matches!(self, Owner::CustomerMarketing | Owner::CustomerSuccess)
     }
 }
 
@@ -74,6 +92,15 @@ impl Owner {
 pub enum Outcome {
     Won,
     Lost,
+    /// A customer stage: the customer left.
+    Churned,
+}
+
+impl Outcome {
+    /// Whether reaching it is a loss (lost, churned): not a conversion, not further along.
+    pub const fn is_loss(self) -> bool {
+        matches!(self, Outcome::Lost | Outcome::Churned)
+    }
 }
 
 /// An event that moves a person into a stage or detour.
@@ -295,6 +322,30 @@ impl FunnelDefinition {
     pub fn detours(&self) -> &[Detour] {
         &self.detours
     }
+    /// The index of the first customer stage (the bow tie past the sale: the stages after
+    /// every `won` and `lost` outcome), when the definition has any.
+    pub fn customer_from(&self) -> Option<usize> {
+        let end = self
+            .stages
+            .iter()
+            .rposition(|stage| matches!(stage.outcome, Some(Outcome::Won | Outcome::Lost)))?
+            + 1;
+        (end < self.stages.len()).then_some(end)
+    }
+
+    /// Whether a stage is a customer stage.
+    pub fn is_customer_stage(&self, index: usize) -> bool {
+        self.customer_from().is_some_and(|from| index >= from)
+    }
+
+    /// Whether a detour is a customer one: it returns to a customer stage, and only customers
+    /// take it.
+    pub fn is_customer_detour(&self, detour: &Detour) -> bool {
+        detour
+            .back_to
+            .is_some_and(|stage| self.is_customer_stage(stage))
+    }
+
     /// The index of the stage entered by the MQL rule.
     pub fn mql_stage(&self) -> usize {
         self.stages
@@ -668,14 +719,17 @@ impl Checker<'_> {
             let stage = stage.get_ref();
             let name = self.name(&stage.name, "stage", &mut seen);
             let context = format!("stage `{name}`");
-            let owner = match stage.owner.get_ref().as_str() {
-                "marketing" => Owner::Marketing,
-                "sales" => Owner::Sales,
-                other => {
+            let owner = match Owner::ALL
+                .into_iter()
+                .find(|owner| owner.as_str() == stage.owner.get_ref().as_str())
+            {
+                Some(owner) => owner,
+                None => {
                     self.error(
                         stage.owner.span(),
                         format!(
-                            "{context}: owner must be \"marketing\" or \"sales\", got {other:?}"
+                            "{context}: owner must be \"marketing\", \"sales\", \"customer_marketing\" or \"customer_success\", got {:?}",
+                            stage.owner.get_ref()
                         ),
                     );
                     Owner::Marketing
@@ -690,10 +744,11 @@ impl Checker<'_> {
                 None => None,
                 Some(("won", _)) => Some(Outcome::Won),
                 Some(("lost", _)) => Some(Outcome::Lost),
+                Some(("churned", _)) => Some(Outcome::Churned),
                 Some((other, span)) => {
                     self.error(
                         span,
-                        format!("{context}: outcome must be \"won\" or \"lost\", got {other:?}"),
+                        format!("{context}: outcome must be \"won\", \"lost\" or \"churned\", got {other:?}"),
                     );
                     None
                 }
@@ -705,7 +760,7 @@ impl Checker<'_> {
             if stage.mql && (owner != Owner::Marketing) {
                 self.error(span.clone(), format!("{context}: the MQL stage is where marketing hands off, so its owner must be marketing"));
             }
-            if outcome.is_some() && owner != Owner::Sales {
+            if matches!(outcome, Some(Outcome::Won | Outcome::Lost)) && owner != Owner::Sales {
                 self.error(
                     span.clone(),
                     format!("{context}: a stage that ends a deal must be owned by sales"),
@@ -742,9 +797,41 @@ impl Checker<'_> {
             ),
             _ => {}
         }
+        // The acquisition line ends with its won and lost outcomes; the stages after them are
+        // the customer's (the bow tie), entered only after the sale.
+        let customer_from = stages
+            .iter()
+            .rposition(|s| matches!(s.outcome, Some(Outcome::Won | Outcome::Lost)))
+            .map_or(stages.len(), |last| last + 1);
+        for (index, stage) in stages.iter().enumerate() {
+            let customer = index >= customer_from;
+            if !customer && stage.owner.is_customer() {
+                self.error(stage_spans[index].clone(), format!("stage `{}`: {} owns customer stages, which come after the won and lost outcomes", stage.name, stage.owner.as_str()));
+            }
+            if !customer && stage.outcome == Some(Outcome::Churned) {
+                self.error(stage_spans[index].clone(), format!("stage `{}`: a churned outcome ends a customer's life and comes after the won and lost outcomes, with the customer stages", stage.name));
+            }
+            if customer && stage.owner == Owner::Marketing {
+                self.error(stage_spans[index].clone(), format!("stage `{}`: a customer stage (after the won and lost outcomes) is owned by customer_marketing, customer_success or sales", stage.name));
+            }
+            if customer && (stage.by_mql || stage.min_engagement.is_some()) {
+                self.error(stage_spans[index].clone(), format!("stage `{}`: a customer stage is entered by `enter_on` only (no `mql` or `min_engagement`)", stage.name));
+            }
+        }
+        let first_churned = stages
+            .iter()
+            .position(|s| s.outcome == Some(Outcome::Churned));
+        if let Some(first_churned) = first_churned {
+            for (index, stage) in stages.iter().enumerate().skip(first_churned) {
+                if stage.outcome != Some(Outcome::Churned) {
+                    self.error(stage_spans[index].clone(), format!("stage `{}` comes after a churned outcome; churned stages come last", stage.name));
+                }
+            }
+        }
+        let stages_acquired = &stages[..customer_from.min(stages.len())];
         // Marketing stages come first, then sales: the hand-off is one step, never a loop.
-        if let Some(first_sales) = stages.iter().position(|s| s.owner == Owner::Sales) {
-            for (index, stage) in stages.iter().enumerate().skip(first_sales) {
+        if let Some(first_sales) = stages_acquired.iter().position(|s| s.owner == Owner::Sales) {
+            for (index, stage) in stages_acquired.iter().enumerate().skip(first_sales) {
                 if stage.owner == Owner::Marketing {
                     self.error(stage_spans[index].clone(), format!("stage `{}`: marketing stages must all come before the first sales stage (`{}`); hand-backs are detours", stage.name, stages[first_sales].name));
                 }
@@ -755,9 +842,9 @@ impl Checker<'_> {
                 "no stage is owned by sales: a funnel hands off to sales somewhere".into(),
             );
         }
-        let first_outcome = stages.iter().position(|s| s.outcome.is_some());
+        let first_outcome = stages_acquired.iter().position(|s| s.outcome.is_some());
         if let Some(first_outcome) = first_outcome {
-            for (index, stage) in stages.iter().enumerate().skip(first_outcome) {
+            for (index, stage) in stages_acquired.iter().enumerate().skip(first_outcome) {
                 if stage.outcome.is_none() {
                     self.error(stage_spans[index].clone(), format!("stage `{}` comes after an outcome stage; outcome stages (won, lost) come last", stage.name));
                 }
@@ -791,9 +878,14 @@ impl Checker<'_> {
                     {
                         Some(index)
                     }
+                    // A customer detour: back to a customer stage (a customer at risk returns
+                    // to onboarding, say).
+                    Some(index) if index >= customer_from && stages[index].outcome.is_none() => {
+                        Some(index)
+                    }
                     Some(_) => {
                         // Going back to a sales stage or to MQL itself would loop without nurture.
-                        self.error(target.span(), format!("{context}: back_to must name a marketing stage before the MQL stage, got {:?}", target.get_ref()));
+                        self.error(target.span(), format!("{context}: back_to must name a marketing stage before the MQL stage, or a customer stage, got {:?}", target.get_ref()));
                         None
                     }
                     None => {

@@ -360,22 +360,27 @@ impl Folder<'_> {
         self.follow_up(fact);
         let stages = self.definition.stages();
         let current = self.journey.current();
-
-        // A won journey is over; a lost or disqualified one moves again only through a detour.
-        let ended = match current {
-            Place::Stage(index) => stages[index].outcome == Some(Outcome::Won),
+        // Past the sale (won, or a customer stage): only customer stages and customer detours
+        // move the journey, and only when the definition has them.
+        let customer_from = self.definition.customer_from();
+        let customer = match current {
+            Place::Stage(index) => {
+                stages[index].outcome == Some(Outcome::Won)
+                    || customer_from.is_some_and(|from| index >= from)
+            }
             _ => false,
         };
-        if ended {
+        // A won journey without customer stages is over; a lost, churned or disqualified one
+        // moves again only through a detour.
+        if customer && customer_from.is_none() {
             return;
         }
 
-        if let Some((detour_index, detour)) = self
-            .definition
-            .detours()
-            .iter()
-            .enumerate()
-            .find(|(_, detour)| detour.enter_on.iter().any(|t| fact.matches(*t)))
+        if let Some((detour_index, detour)) =
+            self.definition.detours().iter().enumerate().find(|(_, detour)| {
+                self.definition.is_customer_detour(detour) == customer
+                    && detour.enter_on.iter().any(|t| fact.matches(*t))
+            })
         {
             if current == Place::Outside || current == Place::Detour(detour_index) {
                 return; // Nothing to detour from.
@@ -388,7 +393,7 @@ impl Folder<'_> {
                     Place::Stage(back_to),
                     Vec::new(),
                 );
-                if self.with_sales() {
+                if !customer && self.with_sales() {
                     self.journey.handoffs.push(Handoff {
                         at: fact.at,
                         direction: Direction::ToMarketing,
@@ -399,14 +404,19 @@ impl Folder<'_> {
             return;
         }
         if matches!(current, Place::Detour(index) if self.definition.detours()[index].back_to.is_none())
-            || matches!(current, Place::Stage(index) if stages[index].outcome.is_some())
+            || matches!(current, Place::Stage(index) if stages[index].outcome.is_some_and(Outcome::is_loss))
         {
-            return; // Ended: disqualified or lost, until a detour (above) brings it back.
+            return; // Ended: disqualified, lost or churned, until a detour (above) brings it back.
         }
 
         let score = self.journey.engagement;
         let mut target: Option<usize> = None;
-        for (index, stage) in stages.iter().enumerate() {
+        // The customer stages are entered only past the sale; the others only before it.
+        let line = match (customer, customer_from) {
+            (true, Some(from)) => from..stages.len(),
+            (_, from) => 0..from.unwrap_or(stages.len()),
+        };
+        for (index, stage) in stages.iter().enumerate().take(line.end).skip(line.start) {
             let by_trigger = stage.enter_on.iter().any(|t| fact.matches(*t));
             let by_score = stage.min_engagement.is_some_and(|min| score >= min);
             let by_mql = stage.by_mql && self.qualifies(fact, score);

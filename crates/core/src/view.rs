@@ -665,6 +665,22 @@ impl FunnelProjection {
         }
     }
 
+    /// Marks an account's ledger to be read again, and, when the definition has customer
+    /// stages, the journeys of the account's people, which its events may move.
+    fn dirty_ledger(&mut self, account: &str) {
+        self.dirty_ledgers.insert(account.to_owned());
+        if self.definition.customer_from().is_some()
+            && let Some(entry) = self.accounts.get(account)
+        {
+            let people: Vec<String> = entry
+                .people
+                .iter()
+                .map(|person| self.canonical_owned(person))
+                .collect();
+            self.dirty.extend(people);
+        }
+    }
+
     /// The map of events that set traits and links, from the people and accounts (a restore).
     fn rebuild_shapers(&mut self) {
         for (id, person) in &self.people {
@@ -720,7 +736,8 @@ impl FunnelProjection {
                 }
             }
             Some(Shaped::Ledger(account)) => {
-                self.dirty_ledgers.insert(account.clone());
+                let account = account.clone();
+                self.dirty_ledger(&account);
             }
             None => {}
         }
@@ -963,7 +980,7 @@ impl FunnelProjection {
             if let Some(unsaved) = &mut self.unsaved {
                 Unsaved::mark(&mut unsaved.ledgers, account);
             }
-            self.dirty_ledgers.insert(account.clone());
+            self.dirty_ledger(account);
         }
         match &event.payload {
             Payload::Identified {
@@ -1117,7 +1134,8 @@ impl FunnelProjection {
                     unsaved.corrections.push(*target);
                 }
                 if let Some(Shaped::Ledger(account)) = self.shapers.get(target) {
-                    self.dirty_ledgers.insert(account.clone());
+                    let account = account.clone();
+                    self.dirty_ledger(&account);
                 }
                 self.dirty_target(event, *target);
                 return;
@@ -1354,6 +1372,20 @@ impl FunnelProjection {
         view(totals)
     }
 
+    /// When the journey first entered a won stage, when the definition has customer stages.
+    fn customer_since(&self, journey: &Journey) -> Option<Timestamp> {
+        self.definition.customer_from()?;
+        let stages = self.definition.stages();
+        journey
+            .transitions
+            .iter()
+            .find(|t| {
+                matches!(t.to, Place::Stage(index)
+                    if stages[index].outcome == Some(crate::funnel::Outcome::Won))
+            })
+            .map(|t| t.at)
+    }
+
     /// What the customer tables read of an account's ledger, as it stands.
     fn ledger_part(&self, account: &str, ledger: &ledger::AccountLedger) -> ledger::LedgerPart {
         let mut part = ledger::LedgerPart::of(
@@ -1391,7 +1423,22 @@ impl FunnelProjection {
             person_department: person.department.current(retracted).cloned(),
             person_country: person.country.current(retracted).cloned(),
         };
-        let journey = Journey::fold(&self.definition, &facts, &traits);
+        let mut journey = Journey::fold(&self.definition, &facts, &traits);
+        // Past the sale, the customer stages also read the account's contract and usage.
+        if let Some(won_at) = self.customer_since(&journey)
+            && let Some(ledger) = person
+                .account(retracted)
+                .and_then(|account| self.ledgers.get(account))
+        {
+            let extra = ledger.customer_facts(won_at, retracted, &self.corrections);
+            if !extra.is_empty() {
+                let mut all = facts.to_vec();
+                all.extend(extra);
+                all.sort_by_key(|fact| (fact.at, fact.event_id));
+                all.dedup_by_key(|fact| fact.event_id);
+                journey = Journey::fold(&self.definition, &all, &traits);
+            }
+        }
         let mut part = part::PersonPart::of(&facts, &journey, |fact| self.attributes_of(fact));
         part.account = person.account(retracted).cloned();
         let score_of = |fact: &Fact| {

@@ -22,13 +22,28 @@ fn the_default_funnel_is_valid_and_shaped_as_designed() {
             "opportunity",
             "proposal",
             "won",
-            "lost"
+            "lost",
+            "onboarding",
+            "adopted",
+            "renewed",
+            "expanded",
+            "advocate",
+            "churned"
         ]
     );
     assert_eq!(definition.mql_stage(), 2);
     let owners: Vec<Owner> = definition.stages().iter().map(|s| s.owner).collect();
     assert_eq!(owners.iter().filter(|o| **o == Owner::Marketing).count(), 3);
     assert_eq!(definition.stages()[7].outcome, Some(Outcome::Won));
+    // The bow tie: customer stages after won and lost, churned last.
+    assert_eq!(definition.customer_from(), Some(9));
+    assert_eq!(definition.stages()[9].owner, Owner::CustomerSuccess);
+    assert_eq!(definition.stages()[13].owner, Owner::CustomerMarketing);
+    assert_eq!(definition.stages()[14].outcome, Some(Outcome::Churned));
+    let at_risk = &definition.detours()[2];
+    assert_eq!(at_risk.back_to, Some(9), "at_risk goes back to onboarding");
+    assert!(definition.is_customer_detour(at_risk));
+    assert!(!definition.is_customer_detour(&definition.detours()[0]));
     assert!(
         definition.stages()[4]
             .enter_on
@@ -215,7 +230,59 @@ fn structural_rules_are_enforced() {
 
     let message = errors_after("outcome = \"won\"", "outcome = \"victory\"");
     assert!(
-        message.contains("outcome must be \"won\" or \"lost\""),
+        message.contains("outcome must be \"won\", \"lost\" or \"churned\""),
+        "{message}"
+    );
+
+    // Customer stages come after won and lost, are not marketing's, and churned ends them.
+    let message = errors_after(
+        "name = \"sal\"\nowner = \"sales\"",
+        "name = \"sal\"\nowner = \"customer_success\"",
+    );
+    assert!(
+        message.contains("stage `sal`: customer_success owns customer stages, which come after the won and lost outcomes"),
+        "{message}"
+    );
+    let message = errors_after(
+        "name = \"adopted\"\nowner = \"customer_success\"",
+        "name = \"adopted\"\nowner = \"marketing\"",
+    );
+    assert!(
+        message.contains("stage `adopted`: a customer stage (after the won and lost outcomes) is owned by customer_marketing, customer_success or sales"),
+        "{message}"
+    );
+    let message = errors_after(
+        "name = \"lost\"\nowner = \"sales\"\noutcome = \"lost\"",
+        "name = \"lost\"\nowner = \"sales\"\noutcome = \"churned\"",
+    );
+    assert!(
+        message.contains("stage `onboarding` comes after a churned outcome; churned stages come last"),
+        "{message}"
+    );
+    let message = errors_after(
+        "name = \"opportunity\"\nowner = \"sales\"",
+        "name = \"opportunity\"\nowner = \"sales\"\noutcome = \"churned\"",
+    );
+    assert!(
+        message.contains("stage `opportunity`: a churned outcome ends a customer's life and comes after the won and lost outcomes"),
+        "{message}"
+    );
+    let message = errors_after(
+        "name = \"advocate\"\nowner = \"customer_marketing\"\nenter_on = [\"advocated\"]",
+        "name = \"advocate\"\nowner = \"customer_marketing\"\nmin_engagement = 50",
+    );
+    assert!(
+        message.contains("stage `advocate`: a customer stage is entered by `enter_on` only"),
+        "{message}"
+    );
+    let message = errors_after("back_to = \"onboarding\"", "back_to = \"won\"");
+    assert!(
+        message.contains("back_to must name a marketing stage before the MQL stage, or a customer stage, got \"won\""),
+        "{message}"
+    );
+    let message = errors_after("owner = \"customer_marketing\"", "owner = \"customer_care\"");
+    assert!(
+        message.contains("owner must be \"marketing\", \"sales\", \"customer_marketing\" or \"customer_success\", got \"customer_care\""),
         "{message}"
     );
 

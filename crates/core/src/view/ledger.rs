@@ -108,6 +108,33 @@ impl AccountLedger {
     }
 }
 
+impl AccountLedger {
+    /// The ledger's subscription events and usage summaries at or after `since`, as facts of
+    /// the journey of a person of the account past the sale (what the customer stages of a
+    /// definition are entered by), governed as above.
+    pub(crate) fn customer_facts(
+        &self,
+        since: Timestamp,
+        retracted: &HashSet<EventId>,
+        corrections: &HashMap<EventId, Correction>,
+    ) -> Vec<crate::journey::Fact> {
+        self.governed(retracted, corrections)
+            .into_iter()
+            .filter(|(at, _, _, payload)| {
+                *at >= since && !matches!(payload, Payload::Advocated { .. })
+            })
+            .map(|(at, id, _, payload)| crate::journey::Fact {
+                at,
+                event_id: id,
+                kind: payload.kind(),
+                content_type: None,
+                need_declared: None,
+                attributes: crate::symbol::AttributesId::NONE,
+            })
+            .collect()
+    }
+}
+
 /// How an event moved an account's recurring revenue in one currency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Movement {

@@ -286,7 +286,7 @@ impl FunnelProjection {
             .iter()
             .filter_map(|t| match t.entered_stage() {
                 Some(index)
-                    if definition.stages()[index].outcome != Some(crate::funnel::Outcome::Lost) =>
+                    if !definition.stages()[index].outcome.is_some_and(crate::funnel::Outcome::is_loss) =>
                 {
                     Some(index)
                 }

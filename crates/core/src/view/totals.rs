@@ -536,7 +536,7 @@ impl Totals {
         // not converting.
         // A detour's return reaches nothing either: it is not an entry.
         let reaches = |t: &Transition| match t.entered_stage() {
-            Some(index) if stages[index].outcome != Some(Outcome::Lost) => Some(index),
+            Some(index) if !stages[index].outcome.is_some_and(Outcome::is_loss) => Some(index),
             _ => None,
         };
         let Some(furthest) = journey.transitions.iter().filter_map(reaches).max() else {
@@ -619,7 +619,7 @@ impl Totals {
             } else {
                 entered_here[stage] = true;
                 // Losing the deal is not converting to a stage further along.
-                let lost = stages[stage].outcome == Some(Outcome::Lost);
+                let lost = stages[stage].outcome.is_some_and(Outcome::is_loss);
                 for (earlier, was_entered) in entered_here.iter().enumerate().take(stage) {
                     if *was_entered && !lost {
                         converted_here[earlier] = true;
