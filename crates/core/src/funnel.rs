@@ -824,7 +824,13 @@ impl Checker<'_> {
         if let Some(first_churned) = first_churned {
             for (index, stage) in stages.iter().enumerate().skip(first_churned) {
                 if stage.outcome != Some(Outcome::Churned) {
-                    self.error(stage_spans[index].clone(), format!("stage `{}` comes after a churned outcome; churned stages come last", stage.name));
+                    self.error(
+                        stage_spans[index].clone(),
+                        format!(
+                            "stage `{}` comes after a churned outcome; churned stages come last",
+                            stage.name
+                        ),
+                    );
                 }
             }
         }

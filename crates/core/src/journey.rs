@@ -377,10 +377,14 @@ impl Folder<'_> {
         }
 
         if let Some((detour_index, detour)) =
-            self.definition.detours().iter().enumerate().find(|(_, detour)| {
-                self.definition.is_customer_detour(detour) == customer
-                    && detour.enter_on.iter().any(|t| fact.matches(*t))
-            })
+            self.definition
+                .detours()
+                .iter()
+                .enumerate()
+                .find(|(_, detour)| {
+                    self.definition.is_customer_detour(detour) == customer
+                        && detour.enter_on.iter().any(|t| fact.matches(*t))
+                })
         {
             if current == Place::Outside || current == Place::Detour(detour_index) {
                 return; // Nothing to detour from.

@@ -171,7 +171,12 @@ fn the_winner_moves_through_the_customer_stages() {
     assert_eq!(path, expected);
     let journey = projection.journey("p-1").expect("p-1");
     // Hand-offs are marketing's and sales': the customer detour hands nothing back.
-    assert!(journey.handoffs.iter().all(|h| h.at < ts("2026-01-11T00:00:00Z")));
+    assert!(
+        journey
+            .handoffs
+            .iter()
+            .all(|h| h.at < ts("2026-01-11T00:00:00Z"))
+    );
     // p-2 never won: the account's contract moves nobody else.
     assert_eq!(path_of_p2(&projection), ["inquiry"]);
     let summary = projection.summary();
@@ -182,7 +187,10 @@ fn the_winner_moves_through_the_customer_stages() {
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no stage {name}"))
     };
-    assert_eq!((stage("onboarding").entered, stage("onboarding").returned), (1, 1));
+    assert_eq!(
+        (stage("onboarding").entered, stage("onboarding").returned),
+        (1, 1)
+    );
     assert_eq!(stage("won").converted, 1, "won converts to onboarding");
     assert_eq!(stage("advocate").current, 1);
 }
@@ -238,14 +246,19 @@ fn without_customer_stages_a_won_journey_is_over() {
     let text = baton_core::DEFAULT_FUNNEL_TOML;
     let cut = text.find("# The customer's life").expect("customer stages");
     let detours = text.find("[[detour]]").expect("detours");
-    let at_risk = text.find("[[detour]]\nname = \"at_risk\"").expect("at_risk");
+    let at_risk = text
+        .find("[[detour]]\nname = \"at_risk\"")
+        .expect("at_risk");
     let without = format!("{}{}", &text[..cut], &text[detours..at_risk]);
     let definition = FunnelDefinition::parse("acquisition.toml", &without).expect("valid");
     assert_eq!(definition.customer_from(), None);
     let projection = fold(definition, &history().events);
     let journey = projection.journey("p-1").expect("p-1");
     assert_eq!(projection.place_name(journey.current()), "won");
-    assert_eq!(journey.transitions.last().map(|t| t.to), Some(Place::Stage(7)));
+    assert_eq!(
+        journey.transitions.last().map(|t| t.to),
+        Some(Place::Stage(7))
+    );
 }
 
 #[test]
@@ -259,7 +272,11 @@ fn kept_journeys_equal_a_fresh_fold_in_any_order() {
             projection.refresh();
         }
         for person in ["p-1", "p-2"] {
-            assert_eq!(projection.journey(person), expected.journey(person), "{person}");
+            assert_eq!(
+                projection.journey(person),
+                expected.journey(person),
+                "{person}"
+            );
         }
         assert_eq!(projection.summary(), expected.summary());
     }

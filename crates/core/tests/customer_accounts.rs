@@ -412,7 +412,9 @@ fn retention_follows_each_cohort_month_by_month() {
 #[test]
 fn movements_carry_their_reasons() {
     let tables = tables(&history().events);
-    let movements: Vec<(&str, &str, Option<&str>, &str, u64, i64)> = tables
+    /// Month, movement, reason, currency, events, ARR change.
+    type Moved<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, u64, i64);
+    let movements: Vec<Moved> = tables
         .movements
         .iter()
         .map(|m| {

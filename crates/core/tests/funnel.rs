@@ -256,7 +256,8 @@ fn structural_rules_are_enforced() {
         "name = \"lost\"\nowner = \"sales\"\noutcome = \"churned\"",
     );
     assert!(
-        message.contains("stage `onboarding` comes after a churned outcome; churned stages come last"),
+        message
+            .contains("stage `onboarding` comes after a churned outcome; churned stages come last"),
         "{message}"
     );
     let message = errors_after(
@@ -280,7 +281,10 @@ fn structural_rules_are_enforced() {
         message.contains("back_to must name a marketing stage before the MQL stage, or a customer stage, got \"won\""),
         "{message}"
     );
-    let message = errors_after("owner = \"customer_marketing\"", "owner = \"customer_care\"");
+    let message = errors_after(
+        "owner = \"customer_marketing\"",
+        "owner = \"customer_care\"",
+    );
     assert!(
         message.contains("owner must be \"marketing\", \"sales\", \"customer_marketing\" or \"customer_success\", got \"customer_care\""),
         "{message}"

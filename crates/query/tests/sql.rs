@@ -1973,8 +1973,16 @@ async fn the_customer_tables_agree_with_each_other_over_sql() {
     assert!(!by_cohort.is_empty());
     for row in &by_cohort {
         let cohort: String = row.get(0);
-        assert_eq!(row.get::<_, i64>(1), row.get::<_, i64>(3), "accounts of {cohort}");
-        assert_eq!(row.get::<_, i64>(2), row.get::<_, i64>(4), "retained of {cohort}");
+        assert_eq!(
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(3),
+            "accounts of {cohort}"
+        );
+        assert_eq!(
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(4),
+            "retained of {cohort}"
+        );
     }
 
     // Revenue starts at nothing and every change of it is a movement.
@@ -1987,7 +1995,10 @@ async fn the_customer_tables_agree_with_each_other_over_sql() {
         .await
         .expect("sums");
     let (moved, now): (f64, f64) = (row.get(0), row.get(1));
-    assert!((moved - now).abs() < 0.005, "movements {moved}, revenue now {now}");
+    assert!(
+        (moved - now).abs() < 0.005,
+        "movements {moved}, revenue now {now}"
+    );
 
     let ranked = count("select sum(accounts) from concentration where ranking = 'revenue'").await;
     assert_eq!(ranked, active);
@@ -2021,7 +2032,12 @@ async fn the_customer_tables_agree_with_each_other_over_sql() {
         ]
     );
     for row in &loyalty {
-        assert_eq!(row.get::<_, i64>(1), customers, "{}", row.get::<_, String>(0));
+        assert_eq!(
+            row.get::<_, i64>(1),
+            customers,
+            "{}",
+            row.get::<_, String>(0)
+        );
     }
     endpoint.stop().await;
 }

@@ -245,8 +245,8 @@ impl<'a> Customer<'a> {
         self.part
             .changes
             .iter()
-            .filter(|change| change.currency == currency && change.at < at)
-            .last()
+            .rev()
+            .find(|change| change.currency == currency && change.at < at)
             .map_or(0, |change| change.after)
     }
 }

@@ -286,7 +286,9 @@ impl FunnelProjection {
             .iter()
             .filter_map(|t| match t.entered_stage() {
                 Some(index)
-                    if !definition.stages()[index].outcome.is_some_and(crate::funnel::Outcome::is_loss) =>
+                    if !definition.stages()[index]
+                        .outcome
+                        .is_some_and(crate::funnel::Outcome::is_loss) =>
                 {
                     Some(index)
                 }
