@@ -343,7 +343,8 @@ fn funnel_summaries_agree_across_backends_and_follow_the_definition() {
         json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
     );
     let stages = embedded["stages"].as_array().expect("stages");
-    assert_eq!(stages.len(), 9);
+    // The default's acquisition stages and its customer stages past won.
+    assert_eq!(stages.len(), 15);
     for key in [
         "name",
         "owner",
@@ -635,7 +636,13 @@ fn replay_sets_stages_side_by_side_by_name() {
             "proposal",
             "negotiation",
             "won",
-            "lost"
+            "lost",
+            "onboarding",
+            "adopted",
+            "renewed",
+            "expanded",
+            "advocate",
+            "churned"
         ]
     );
     for pair in pairs {
@@ -657,6 +664,14 @@ fn replay_sets_stages_side_by_side_by_name() {
     assert!(row("visitor").ends_with("(candidate only)"), "{text}");
     assert!(row("negotiation").ends_with("(candidate only)"), "{text}");
     assert!(row("sal").ends_with("(live only)"), "{text}");
+    // The customer stages are the live default's: customers of the history went through them.
+    assert!(row("onboarding").ends_with("(live only)"), "{text}");
+    assert!(
+        stage_of("live", "onboarding")["entered"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{report}"
+    );
     // The `won` row holds each definition's own `won` count.
     let won_entered = |side: &str| stage_of(side, "won")["entered"].as_u64().expect("n");
     let won_row = row("won");
