@@ -609,11 +609,14 @@ pub async fn live_summary(log_args: &LogArgs, json: bool) -> anyhow::Result<Exit
 }
 
 fn revenue_text(group: &OutcomeGroup) -> String {
-    if group.revenue_minor_units.is_empty() {
+    amounts_text(&group.revenue_minor_units)
+}
+
+fn amounts_text(amounts: &[(String, i64)]) -> String {
+    if amounts.is_empty() {
         return "0".to_owned();
     }
-    group
-        .revenue_minor_units
+    amounts
         .iter()
         .map(|(currency, minor)| format!("{currency} {}", money(*minor, currency)))
         .collect::<Vec<_>>()
@@ -715,6 +718,29 @@ fn print_comparison(
             group.open,
             rate(group.won_share()),
             revenue_text(group)
+        );
+    }
+    println!();
+    println!("how their customers stayed (accounts that became customers, as of the outcomes):");
+    println!(
+        "  {:<25} {:>9} {:>8} {:>9} {:>9} {:>9}  arr now",
+        "group", "customers", "retained", "logo ret", "net ret", "NPS"
+    );
+    for (label, group) in [
+        ("MQL under both", &comparison.mql_both),
+        ("MQL under live only", &comparison.mql_only_live),
+        ("MQL under candidate only", &comparison.mql_only_candidate),
+    ] {
+        println!(
+            "  {label:<25} {:>9} {:>8} {:>9} {:>9} {:>9}  {}",
+            group.customers,
+            group.retained,
+            rate(group.logo_retention()),
+            rate(group.net_retention()),
+            group
+                .nps()
+                .map_or_else(|| "-".to_owned(), |nps| format!("{nps:.0}")),
+            amounts_text(&group.arr_minor_units)
         );
     }
     println!();

@@ -694,7 +694,7 @@ fn replay_sets_stages_side_by_side_by_name() {
     .expect("config");
     let served = Served::start(dir.path(), &["--config", "baton.toml"]);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (served_report, rows) = runtime.block_on(async {
+    let (served_report, rows, groups) = runtime.block_on(async {
         let client = reqwest::Client::new();
         let report = client
             .get(format!("http://{}/v1/comparisons/more", served.addr))
@@ -717,11 +717,52 @@ fn replay_sets_stages_side_by_side_by_name() {
             .text()
             .await
             .expect("body");
+        let groups = client
+            .post(format!("http://{}/v1/sql", served.addr))
+            .header("content-type", "application/sql")
+            .body(
+                "select mql_under, people, customers, retained, logo_retention, nps_responses                  from comparison_mqls where candidate = 'more'",
+            )
+            .send()
+            .await
+            .expect("post")
+            .text()
+            .await
+            .expect("body");
         let json = |text: &str| serde_json::from_str::<Value>(text).expect("json");
-        (json(&report), json(&rows))
+        (json(&report), json(&rows), json(&groups))
     });
     served.terminate();
     assert_eq!(served_report["stages"], report["stages"]);
+    // How each MQL group's customers stayed, as the report has it.
+    let groups = groups["rows"].as_array().expect("rows");
+    let mut customers = 0;
+    for (row, key) in groups
+        .iter()
+        .zip(["mql_both", "mql_only_live", "mql_only_candidate"])
+    {
+        let group = &report[key];
+        for column in ["people", "customers", "retained", "nps_responses"] {
+            assert_eq!(row[column], group[column], "{key}.{column}: {row}");
+        }
+        let (n, kept) = (
+            group["customers"].as_u64().expect("n"),
+            group["retained"].as_u64().expect("n"),
+        );
+        assert!(
+            kept <= n && n <= group["people"].as_u64().expect("n"),
+            "{group}"
+        );
+        if n > 0 {
+            let share = row["logo_retention"].as_f64().expect("a share");
+            assert!((share - kept as f64 / n as f64).abs() < 1e-12, "{row}");
+        }
+        customers += n;
+    }
+    assert!(
+        customers > 0,
+        "some MQLs' accounts became customers: {report}"
+    );
     let rows = rows["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), pairs.len());
     for (row, pair) in rows.iter().zip(pairs) {

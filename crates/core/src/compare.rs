@@ -19,6 +19,17 @@ pub struct OutcomeGroup {
     pub open: u64,
     /// Revenue of their won deals per currency, in minor units.
     pub revenue_minor_units: Vec<(String, i64)>,
+    /// The distinct accounts of the group's people that became customers (a first close),
+    /// those with recurring revenue now, and their ARR at the end of their first month and
+    /// now, per currency, in minor units.
+    pub customers: u64,
+    pub retained: u64,
+    pub starting_arr_minor_units: Vec<(String, i64)>,
+    pub arr_minor_units: Vec<(String, i64)>,
+    /// The group's people's latest NPS answers.
+    pub nps_responses: u64,
+    pub promoters: u64,
+    pub detractors: u64,
     /// The first few ids, sorted.
     pub sample: Vec<String>,
 }
@@ -30,12 +41,21 @@ impl OutcomeGroup {
     ) -> OutcomeGroup {
         let mut group = OutcomeGroup::default();
         let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
+        let mut customers: BTreeMap<String, crate::view::AccountRevenue> = BTreeMap::new();
         for id in people {
             group.people += 1;
             if group.sample.len() < SAMPLE_PEOPLE {
                 group.sample.push(id.clone());
             }
             let outcome = outcomes.get(id).cloned().unwrap_or_default();
+            if let Some(customer) = &outcome.customer {
+                customers.insert(customer.account.clone(), customer.clone());
+            }
+            if let Some(score) = outcome.latest_nps {
+                group.nps_responses += 1;
+                group.promoters += u64::from(score >= 9);
+                group.detractors += u64::from(score <= 6);
+            }
             match outcome {
                 PersonOutcome { won: true, .. } => group.won += 1,
                 PersonOutcome { lost: true, .. } => group.lost += 1,
@@ -47,7 +67,45 @@ impl OutcomeGroup {
             }
         }
         group.revenue_minor_units = revenue.into_iter().collect();
+        let mut starting: BTreeMap<String, i64> = BTreeMap::new();
+        let mut now: BTreeMap<String, i64> = BTreeMap::new();
+        for customer in customers.values() {
+            group.customers += 1;
+            group.retained += u64::from(customer.arr > 0);
+            let sum = starting.entry(customer.currency.clone()).or_default();
+            *sum = sum.saturating_add(customer.starting_arr);
+            let sum = now.entry(customer.currency.clone()).or_default();
+            *sum = sum.saturating_add(customer.arr);
+        }
+        group.starting_arr_minor_units = starting.into_iter().collect();
+        group.arr_minor_units = now.into_iter().collect();
         group
+    }
+
+    /// Customers with recurring revenue now as a share of customers; `None` without any.
+    pub fn logo_retention(&self) -> Option<f64> {
+        (self.customers > 0).then(|| self.retained as f64 / self.customers as f64)
+    }
+
+    /// ARR now ÷ ARR at the end of the first month, when all of it is in one currency and
+    /// the start is not zero.
+    pub fn net_retention(&self) -> Option<f64> {
+        match (
+            self.starting_arr_minor_units.as_slice(),
+            self.arr_minor_units.as_slice(),
+        ) {
+            ([(a, start)], [(b, now)]) if a == b && *start != 0 => {
+                Some(*now as f64 / *start as f64)
+            }
+            _ => None,
+        }
+    }
+
+    /// (promoters − detractors) ÷ answers × 100 over the latest answers; `None` without any.
+    pub fn nps(&self) -> Option<f64> {
+        (self.nps_responses > 0).then(|| {
+            (self.promoters as f64 - self.detractors as f64) / self.nps_responses as f64 * 100.0
+        })
     }
 
     /// Won people as a share of the group's people (not of its closed deals, which is

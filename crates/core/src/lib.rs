@@ -55,5 +55,6 @@ pub use view::state::{
     FactFile, MemoryFactFile, STATE_VERSION, StateEntry, StateError, gathered_entry,
 };
 pub use view::{
-    FollowUpSummary, FunnelProjection, FunnelSummary, Outcomes, PersonOutcome, StageSummary,
+    AccountRevenue, FollowUpSummary, FunnelProjection, FunnelSummary, Outcomes, PersonOutcome,
+    StageSummary,
 };

@@ -1613,9 +1613,28 @@ impl FunnelProjection {
             .into_values()
             .map(|(_, id, amount)| (id, amount))
             .collect();
+        let now = self.now();
+        let revenue: HashMap<&str, AccountRevenue> = self
+            .ledgers
+            .iter()
+            .filter_map(|(account, ledger)| {
+                let part = self.ledger_part(account, ledger);
+                let revenue = customer_accounts::account_revenue(&part, now)?;
+                Some((account.as_str(), revenue))
+            })
+            .collect();
         let mut outcomes = HashMap::default();
         for (id, person) in self.people.iter().filter(|(_, p)| p.folded) {
-            let mut outcome = PersonOutcome::default();
+            let mut outcome = PersonOutcome {
+                customer: person
+                    .part
+                    .account
+                    .as_deref()
+                    .and_then(|account| revenue.get(account))
+                    .cloned(),
+                latest_nps: person.part.customer.latest_score(),
+                ..PersonOutcome::default()
+            };
             for close in &person.part.closes_won {
                 if let Some(amount) = counting.get(close) {
                     outcome.won = true;
@@ -1777,6 +1796,20 @@ pub struct PersonOutcome {
     pub lost: bool,
     /// The revenue of the deals they closed won.
     pub revenue: Vec<crate::event::Money>,
+    /// Their account's recurring revenue, when it became a customer (a first close).
+    pub customer: Option<AccountRevenue>,
+    /// Their latest NPS answer's score.
+    pub latest_nps: Option<u8>,
+}
+
+/// A customer account's recurring revenue in its currency (`docs/views.md`, *Customer*).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountRevenue {
+    pub account: String,
+    pub currency: String,
+    /// ARR at the end of its first month, and now, in minor units.
+    pub starting_arr: i64,
+    pub arr: i64,
 }
 
 /// How far a chain of retractions of retractions is followed (a retraction retracting a

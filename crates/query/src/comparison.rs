@@ -76,6 +76,14 @@ fn group_json(group: &OutcomeGroup) -> Json {
         "open": group.open,
         "won_share": group.won_share(),
         "revenue": amounts_json(&group.revenue_minor_units),
+        "customers": group.customers,
+        "retained": group.retained,
+        "logo_retention": group.logo_retention(),
+        "starting_arr": amounts_json(&group.starting_arr_minor_units),
+        "arr": amounts_json(&group.arr_minor_units),
+        "net_retention": group.net_retention(),
+        "nps_responses": group.nps_responses,
+        "nps": group.nps(),
         "sample": group.sample,
     })
 }
@@ -173,12 +181,31 @@ fn rate(value: &Json, at: &str) -> Result<Value, ComparisonError> {
 /// units and its currency; `NULL` and `mixed` with several currencies; 0 and `NULL` with none
 /// (nothing won is 0).
 fn revenue(group: &Json, at: &str) -> Result<[Value; 2], ComparisonError> {
-    let amounts = field(group, "revenue")?
-        .as_object()
-        .ok_or_else(|| ComparisonError {
-            at: format!("{at}.revenue"),
-            reason: "is not an object of amounts".to_owned(),
-        })?;
+    amount(group, "revenue", at)
+}
+
+/// A column a comparison kept before it was written has nothing in it: `NULL`.
+fn later(
+    read: impl Fn(&Json, &str) -> Result<Value, ComparisonError>,
+    group: &Json,
+    key: &str,
+) -> Result<Value, ComparisonError> {
+    match group.get(key) {
+        None => Ok(Value::Null),
+        Some(_) => read(group, key),
+    }
+}
+
+/// An object of amounts by currency as a money column and its currency (`NULL` when the
+/// comparison was kept before the field was written).
+fn amount(group: &Json, key: &str, at: &str) -> Result<[Value; 2], ComparisonError> {
+    let Some(amounts) = group.get(key) else {
+        return Ok([Value::Null, Value::Null]);
+    };
+    let amounts = amounts.as_object().ok_or_else(|| ComparisonError {
+        at: format!("{at}.{key}"),
+        reason: "is not an object of amounts".to_owned(),
+    })?;
     let mut amounts = amounts.iter();
     match (amounts.next(), amounts.next()) {
         (None, _) => Ok([Value::Float(0.0), Value::Null]),
@@ -187,7 +214,7 @@ fn revenue(group: &Json, at: &str) -> Result<[Value; 2], ComparisonError> {
                 .as_str()
                 .and_then(|text| text.parse::<f64>().ok())
                 .ok_or_else(|| ComparisonError {
-                    at: format!("{at}.revenue.{currency}"),
+                    at: format!("{at}.{key}.{currency}"),
                     reason: format!("is {amount}, not a decimal string"),
                 })?;
             Ok([Value::Float(major), Value::Text(currency.clone())])
@@ -261,6 +288,15 @@ pub fn comparison_tables(comparisons: &[(&str, &Json)]) -> Result<[Table; 2], Co
             ("won_share", ColumnType::Float),
             ("revenue", ColumnType::Float),
             ("currency", ColumnType::Text),
+            ("customers", ColumnType::Int),
+            ("retained", ColumnType::Int),
+            ("logo_retention", ColumnType::Float),
+            ("starting_arr", ColumnType::Float),
+            ("arr", ColumnType::Float),
+            ("arr_currency", ColumnType::Text),
+            ("net_retention", ColumnType::Float),
+            ("nps_responses", ColumnType::Int),
+            ("nps", ColumnType::Float),
             ("position", ColumnType::Int),
             ("outcomes_at", ColumnType::Int),
         ],
@@ -340,6 +376,17 @@ pub fn comparison_tables(comparisons: &[(&str, &Json)]) -> Result<[Table; 2], Co
         ] {
             let values = field(report, group).map_err(named)?;
             let [amount, currency] = revenue(values, group).map_err(named)?;
+            let [starting, _] = self::amount(values, "starting_arr", group).map_err(named)?;
+            let [arr, arr_currency] = self::amount(values, "arr", group).map_err(named)?;
+            let at = |key: &str| format!("{group}.{key}");
+            let cell = |read: fn(&Json, &str) -> Result<Value, ComparisonError>, key: &str| {
+                later(read, values, key).map_err(|error| {
+                    named(ComparisonError {
+                        at: at(key),
+                        reason: error.reason,
+                    })
+                })
+            };
             mqls.rows.push(vec![
                 (*candidate).into(),
                 under.into(),
@@ -350,6 +397,15 @@ pub fn comparison_tables(comparisons: &[(&str, &Json)]) -> Result<[Table; 2], Co
                 rate(values, "won_share").map_err(named)?,
                 amount,
                 currency,
+                cell(count, "customers")?,
+                cell(count, "retained")?,
+                cell(rate, "logo_retention")?,
+                starting,
+                arr,
+                arr_currency,
+                cell(rate, "net_retention")?,
+                cell(count, "nps_responses")?,
+                cell(rate, "nps")?,
                 position.clone(),
                 outcomes_at.clone(),
             ]);

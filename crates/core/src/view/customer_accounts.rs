@@ -192,6 +192,27 @@ fn month_end(index: i64) -> Timestamp {
     Timestamp::parse_rfc3339(&text).unwrap_or(Timestamp::from_unix_millis(i64::MAX / 2))
 }
 
+/// An account's revenue in its currency: `None` before its first close.
+pub(crate) fn account_revenue(part: &LedgerPart, now: Timestamp) -> Option<super::AccountRevenue> {
+    let first = part
+        .changes
+        .iter()
+        .find(|change| change.movement == Movement::New)?;
+    let arr_at = |at: Timestamp| {
+        part.changes
+            .iter()
+            .rev()
+            .find(|change| change.currency == first.currency && change.at < at)
+            .map_or(0, |change| change.after)
+    };
+    Some(super::AccountRevenue {
+        account: part.account.clone(),
+        currency: first.currency.clone(),
+        starting_arr: arr_at(month_end(month_index(first.at))),
+        arr: arr_at(now.add_millis(1)),
+    })
+}
+
 /// What one account's part says, read once.
 struct Customer<'a> {
     part: &'a LedgerPart,
@@ -337,10 +358,9 @@ impl PersonRows {
                         .copied()
                         .unwrap_or_default(),
                 };
-                if let Some((at, currency)) = first {
-                    customer.arr = customer.arr_at(currency, now.add_millis(1));
-                    customer.starting_arr =
-                        Some(customer.arr_at(currency, month_end(month_index(at))));
+                if let Some(revenue) = account_revenue(part, now) {
+                    customer.arr = revenue.arr;
+                    customer.starting_arr = Some(revenue.starting_arr);
                 }
                 customer.acquisition = by_account
                     .get(part.account.as_str())
