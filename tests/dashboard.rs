@@ -612,6 +612,83 @@ async fn the_dashboard_shows_what_the_api_serves_and_follows_the_log() {
         ],
     );
 
+    // Customers: recurring revenue, retention, churn reasons and loyalty, as the account
+    // tables have them (the history's customers pay in USD).
+    let accounts = rows(&client, &addr, "customer_accounts", head).await;
+    let usd: Vec<&Value> = accounts
+        .iter()
+        .filter(|row| row["currency"] == "USD")
+        .collect();
+    assert!(!usd.is_empty(), "the history has customers");
+    let arr: f64 = usd
+        .iter()
+        .map(|row| row["arr"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(
+        same(&kpis["customer"]["arr"], &json!(arr)),
+        "{}",
+        kpis["customer"]
+    );
+    let active = usd.iter().filter(|row| row["status"] == "active").count();
+    assert!(same(&kpis["customer"]["customers_active"], &json!(active)));
+    let mut latest: std::collections::BTreeMap<String, Value> = Default::default();
+    for row in rows(&client, &addr, "retention", head).await {
+        if row["currency"] == "USD" {
+            latest.insert(row["cohort"].as_str().expect("cohort").to_owned(), row);
+        }
+    }
+    let latest: Vec<Value> = latest.into_values().collect();
+    assert_rows(
+        "retention",
+        &tables["retention"],
+        &latest,
+        &[
+            "cohort",
+            "months_since",
+            "accounts",
+            "retained",
+            "logo_retention",
+            "gross_retention",
+            "net_retention",
+        ],
+    );
+    let mut reasons: std::collections::BTreeMap<String, (i64, f64)> = Default::default();
+    for row in rows(&client, &addr, "revenue_movements", head).await {
+        if row["currency"] == "USD" && row["movement"] == "churn" {
+            let entry = reasons
+                .entry(row["reason"].as_str().expect("reason").to_owned())
+                .or_default();
+            entry.0 += row["accounts"].as_i64().expect("accounts");
+            entry.1 -= row["arr_change"].as_f64().expect("change");
+        }
+    }
+    let mut reasons: Vec<(String, (i64, f64))> = reasons.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.1.total_cmp(&a.1.1).then(a.0.cmp(&b.0)));
+    let reasons: Vec<Value> = reasons
+        .into_iter()
+        .map(|(reason, (accounts, lost))| {
+            json!({"reason": reason, "accounts": accounts, "arr_lost": lost})
+        })
+        .collect();
+    assert_rows(
+        "churn-reasons",
+        &tables["churn-reasons"],
+        &reasons,
+        &["reason", "accounts", "arr_lost"],
+    );
+    let loyalty: Vec<Value> = rows(&client, &addr, "loyalty", head)
+        .await
+        .into_iter()
+        .filter(|row| row["dimension"] == "first_touch_channel" && row["currency"] == "USD")
+        .collect();
+    assert!(!loyalty.is_empty(), "customers by first-touch channel");
+    assert_rows(
+        "loyalty-channel",
+        &tables["loyalty-channel"],
+        &loyalty,
+        &["value", "accounts", "churn_rate", "net_retention", "nps"],
+    );
+
     let advocacy = rows(&client, &addr, "advocacy", head).await;
     assert_rows(
         "advocacy",

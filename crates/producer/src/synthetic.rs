@@ -1027,13 +1027,19 @@ impl<'a> AccountJourney<'a> {
         }
         *at = self.later(*at, 24 * 5, 24 * 45);
         if self.rng.chance(0.38) {
+            // A third of the deals close below the proposal: a discount to get the signature.
+            let signed = if self.rng.chance(0.33) {
+                quoted * self.rng.between(70, 95) / 100 / 100 * 100
+            } else {
+                quoted
+            };
             let won_id = self.emit(
                 *at,
                 Some(person),
                 crm,
                 Campaign::default(),
                 Payload::OpportunityClosedWon {
-                    amount: Self::usd(quoted),
+                    amount: Self::usd(signed),
                 },
             );
             if let Some(opportunity) = self.opportunity.as_mut() {
@@ -1042,7 +1048,7 @@ impl<'a> AccountJourney<'a> {
             if let Some(target) = won_id
                 && self.rng.chance(0.02)
             {
-                let corrected = quoted - quoted / 10 / 100 * 100;
+                let corrected = signed - signed / 10 / 100 * 100;
                 let when = self.later(*at, 24, 24 * 10);
                 self.emit(
                     when,
@@ -1061,8 +1067,8 @@ impl<'a> AccountJourney<'a> {
             }
             let sale = Sale {
                 at: *at,
-                amount: quoted,
-                discounted: quoted < amount * 95 / 100,
+                amount: signed,
+                discounted: signed < quoted * 95 / 100,
                 cycle_days: (at.unix_millis() - created_at.unix_millis()) / DAY,
                 handbacks: self.handbacks,
                 channel: campaign.channel.clone(),
@@ -1425,43 +1431,70 @@ mod tests {
             ..HistoryConfig::new(5, 2_000)
         };
         let events: Vec<Event> = History::new(config).stored().collect();
-        // NPS depends on how the deal was sold, as churn does: customers who churned answered
-        // lower on average than those who renewed.
+        // How each customer was sold: at a discount (won at under 95% of the proposal) or not.
+        let mut proposed: HashMap<String, i64> = HashMap::new();
+        let mut discounted: HashMap<String, bool> = HashMap::new();
         let mut scores: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut started = HashSet::new();
         let mut churned = HashSet::new();
-        let mut renewed = HashSet::new();
         for event in &events {
             let account = event.identity.account_id.clone().unwrap_or_default();
             match &event.payload {
+                Payload::ProposalSent { amount, .. } => {
+                    proposed.insert(account, amount.minor_units);
+                }
+                Payload::OpportunityClosedWon { amount } => {
+                    let quoted = proposed
+                        .get(&account)
+                        .copied()
+                        .unwrap_or(amount.minor_units);
+                    discounted.insert(account, amount.minor_units * 100 < quoted * 95);
+                }
                 Payload::NpsResponded { score, .. } => {
                     scores.entry(account).or_default().push(*score)
+                }
+                Payload::SubscriptionStarted { .. } => {
+                    started.insert(account);
                 }
                 Payload::SubscriptionChurned { .. } => {
                     churned.insert(account);
                 }
-                Payload::SubscriptionRenewed { .. } => {
-                    renewed.insert(account);
-                }
                 _ => {}
             }
         }
-        let mean = |accounts: &HashSet<String>| {
+        let group = |wanted: bool| -> Vec<&String> {
+            started
+                .iter()
+                .filter(|a| discounted.get(*a) == Some(&wanted))
+                .collect()
+        };
+        let (cut, full) = (group(true), group(false));
+        assert!(
+            cut.len() > 50 && full.len() > 50,
+            "{} {}",
+            cut.len(),
+            full.len()
+        );
+        let mean_nps = |accounts: &[&String]| {
             let all: Vec<f64> = accounts
                 .iter()
-                .filter(|a| !(churned.contains(*a) && renewed.contains(*a)))
-                .flat_map(|a| scores.get(a).into_iter().flatten())
+                .flat_map(|a| scores.get(*a).into_iter().flatten())
                 .map(|s| f64::from(*s))
                 .collect();
             all.iter().sum::<f64>() / all.len().max(1) as f64
         };
-        let (churned_mean, renewed_mean) = (mean(&churned), mean(&renewed));
+        let churn = |accounts: &[&String]| {
+            accounts.iter().filter(|a| churned.contains(**a)).count() as f64 / accounts.len() as f64
+        };
+        let (nps_cut, nps_full) = (mean_nps(&cut), mean_nps(&full));
         assert!(
-            churned.len() > 20 && renewed.len() > 20,
-            "{churned:?} {renewed:?}"
+            nps_cut + 0.3 < nps_full,
+            "mean NPS sold at a discount {nps_cut:.2}, at full price {nps_full:.2}"
         );
+        let (churn_cut, churn_full) = (churn(&cut), churn(&full));
         assert!(
-            churned_mean + 0.3 < renewed_mean,
-            "mean NPS of churned {churned_mean:.2}, of renewed {renewed_mean:.2}"
+            churn_cut > churn_full * 1.2,
+            "churned sold at a discount {churn_cut:.3}, at full price {churn_full:.3}"
         );
     }
 }

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use baton_core::Timestamp;
 use serde_json::{Value as Json, json};
 
+mod customer;
+
 use crate::format::rows_json;
 use crate::table::{ColumnType, Snapshot, Table, Value};
 
@@ -445,7 +447,7 @@ pub fn dashboard(snapshot: &Snapshot, candidates: &[Arc<Snapshot>], filters: &Fi
             handoff_panel(snapshot, filters, &segments, &funnel_totals),
             marketing_panel(snapshot, filters),
             sales_panel(snapshot, filters, &segments),
-            customer_panel(snapshot),
+            customer::panel(snapshot),
             definitions_panel(snapshot, candidates),
         ],
     })
@@ -1012,151 +1014,6 @@ fn sales_panel(
         ],
         "charts": charts,
     })
-}
-
-/// The customer half: Net Promoter Score, from the customer view's `nps` table.
-fn customer_panel(snapshot: &Snapshot) -> Json {
-    let mut kpis = Vec::new();
-    let mut charts = Vec::new();
-    if let Some(rows) = Rows::of(snapshot, "nps") {
-        let [
-            basis,
-            dimension,
-            value,
-            responses,
-            promoters,
-            passives,
-            detractors,
-            nps,
-        ] = [
-            "basis",
-            "dimension",
-            "value",
-            "responses",
-            "promoters",
-            "passives",
-            "detractors",
-            "nps",
-        ]
-        .map(|c| rows.column(c));
-        let of = |wanted_basis: &str, wanted_dimension: &str| -> Vec<Vec<Value>> {
-            rows.iter()
-                .filter(|row| {
-                    text(&row[basis]) == Some(wanted_basis)
-                        && text(&row[dimension]) == Some(wanted_dimension)
-                })
-                .cloned()
-                .collect()
-        };
-        for (id, label, wanted) in [
-            ("nps_all", "NPS, every answer", "all"),
-            ("nps_latest", "NPS, latest answer per person", "latest"),
-        ] {
-            let whole = of(wanted, "all");
-            kpis.push(kpi(
-                id,
-                label,
-                whole
-                    .first()
-                    .map_or(Json::Null, |row| number_json(&row[nps])),
-            ));
-            if wanted == "latest" {
-                kpis.push(kpi(
-                    "nps_people",
-                    "People who answered",
-                    whole
-                        .first()
-                        .map_or(json!(0), |row| number_json(&row[responses])),
-                ));
-            }
-        }
-        let months = of("all", "month");
-        let labels: Vec<String> = months
-            .iter()
-            .map(|row| text(&row[value]).unwrap_or_default().to_owned())
-            .collect();
-        let series = |column: usize, name: &str, color: &'static str| {
-            Series::new(
-                name,
-                months
-                    .iter()
-                    .map(|row| Some(int(&row[column]) as f64))
-                    .collect(),
-                color,
-            )
-            .stacked()
-        };
-        let table = derived("nps", &rows.table.columns, months.clone());
-        charts.push(chart(
-            "nps-monthly",
-            "NPS answers per month: promoters, passives, detractors (every answer)",
-            draw(
-                Shape::Columns,
-                &labels,
-                &[
-                    series(promoters, "promoters", WON),
-                    series(passives, "passives", PALETTE[6]),
-                    series(detractors, "detractors", LOST),
-                ],
-            ),
-            &table,
-            "/v1/views/nps?basis=all&dimension=month",
-            false,
-        ));
-        for (id, dimension, title) in [
-            (
-                "nps-industry",
-                "industry",
-                "NPS by industry (latest answer per person)",
-            ),
-            (
-                "nps-size",
-                "size",
-                "NPS by company size (latest answer per person)",
-            ),
-        ] {
-            let kept = of("latest", dimension);
-            let table = derived("nps", &rows.table.columns, kept);
-            let mut one = chart(
-                id,
-                title,
-                None,
-                &table,
-                &format!("/v1/views/nps?basis=latest&dimension={dimension}"),
-                false,
-            );
-            one["table_only"] = json!(true);
-            charts.push(one);
-        }
-    }
-    if let Some(rows) = Rows::of(snapshot, "advocacy") {
-        let [act, acts, people] = ["act", "acts", "people"].map(|c| rows.column(c));
-        let labels: Vec<String> = rows
-            .iter()
-            .map(|row| text(&row[act]).unwrap_or_default().to_owned())
-            .collect();
-        let of = |column: usize| {
-            rows.iter()
-                .map(|row| Some(int(&row[column]) as f64))
-                .collect()
-        };
-        charts.push(chart(
-            "advocacy",
-            "Advocacy: acts and the people who made them",
-            draw(
-                Shape::Bars,
-                &labels,
-                &[
-                    Series::new("acts", of(acts), WON),
-                    Series::new("people", of(people), MARKETING),
-                ],
-            ),
-            rows.table,
-            "/v1/views/advocacy",
-            false,
-        ));
-    }
-    json!({"id": "customer", "title": "Customers", "kpis": kpis, "charts": charts})
 }
 
 fn definitions_panel(snapshot: &Snapshot, candidates: &[Arc<Snapshot>]) -> Json {
