@@ -176,6 +176,9 @@ pub enum Trait {
     PersonSeniority,
     PersonDepartment,
     PersonCountry,
+    /// `yes` when the account's industry and size are those of one of the best current
+    /// customers (`docs/funnels.md`, *Fit against the best customers*), else `no`.
+    AccountLookalike,
 }
 
 impl Trait {
@@ -187,6 +190,7 @@ impl Trait {
         ("person.seniority", Trait::PersonSeniority),
         ("person.department", Trait::PersonDepartment),
         ("person.country", Trait::PersonCountry),
+        ("account.lookalike", Trait::AccountLookalike),
     ];
 
     pub fn name(self) -> &'static str {
@@ -307,6 +311,14 @@ impl FunnelDefinition {
     pub fn engagement_rules(&self) -> &[EngagementRule] {
         &self.engagement
     }
+    /// Whether a fit rule reads `account.lookalike`: journeys then depend on who the best
+    /// customers are.
+    pub fn reads_lookalike(&self) -> bool {
+        self.fit
+            .iter()
+            .any(|rule| rule.on == Trait::AccountLookalike)
+    }
+
     pub fn fit_rules(&self) -> &[FitRule] {
         &self.fit
     }
@@ -634,6 +646,13 @@ impl Checker<'_> {
                 continue;
             };
             let condition = match (rule.any_of, rule.at_least, rule.at_most) {
+                (Some(values), None, None)
+                    if on == Trait::AccountLookalike
+                        && values.iter().any(|v| !matches!(v.as_str(), "yes" | "no")) =>
+                {
+                    self.error(span, format!("fit.points: account.lookalike is `yes` or `no`, got any_of = {values:?}"));
+                    continue;
+                }
                 (Some(values), None, None) if !on.is_numeric() => {
                     FitCondition::AnyOf(values.into_iter().map(|v| v.to_lowercase()).collect())
                 }

@@ -154,6 +154,9 @@ pub struct Traits {
     pub person_seniority: Option<String>,
     pub person_department: Option<String>,
     pub person_country: Option<String>,
+    /// `yes` or `no` (see `Trait::AccountLookalike`); `None` without an account, or an account
+    /// whose industry or size is unknown.
+    pub account_lookalike: Option<&'static str>,
 }
 
 impl Traits {
@@ -166,6 +169,7 @@ impl Traits {
             Trait::PersonSeniority => self.person_seniority.as_deref(),
             Trait::PersonDepartment => self.person_department.as_deref(),
             Trait::PersonCountry => self.person_country.as_deref(),
+            Trait::AccountLookalike => self.account_lookalike,
         }
     }
 }

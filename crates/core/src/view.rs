@@ -20,6 +20,7 @@ pub(crate) mod customer;
 pub(crate) mod customer_accounts;
 mod facts;
 pub(crate) mod ledger;
+pub(crate) mod lookalike;
 pub(crate) mod marketing;
 pub(crate) mod part;
 pub(crate) mod report;
@@ -390,6 +391,9 @@ pub struct FunnelProjection {
     ledgers: ByIdMap<ledger::AccountLedger>,
     /// Ledgers whose part is to be worked out again at the next refresh.
     dirty_ledgers: HashSet<String>,
+    /// The best customers' profile, kept for a definition whose fit reads it
+    /// (`view/lookalike.rs`). Not stored: a restore reads every ledger again.
+    lookalike: lookalike::Lookalike,
     /// Accounts whose ledger holds a referral: the person it names may come to stand for
     /// another through a merge. Not stored: a restore rebuilds it from the ledgers.
     referred_accounts: HashSet<String>,
@@ -456,6 +460,7 @@ impl FunnelProjection {
             ledgers: ByIdMap::default(),
             dirty_ledgers: HashSet::default(),
             referred_accounts: HashSet::default(),
+            lookalike: lookalike::Lookalike::default(),
             retracted: HashSet::default(),
             retractions: HashMap::default(),
             corrections: HashMap::default(),
@@ -1211,6 +1216,9 @@ impl FunnelProjection {
         if self.refold_all {
             self.dirty_ledgers.extend(self.ledgers.keys().cloned());
         }
+        if self.definition.reads_lookalike() {
+            self.settle_lookalike();
+        }
         let dirty: Vec<String> = if std::mem::take(&mut self.refold_all) {
             self.dirty.clear();
             self.people.keys().cloned().collect()
@@ -1372,6 +1380,48 @@ impl FunnelProjection {
         view(totals)
     }
 
+    /// Reads the revenue of the accounts whose ledgers changed, works the best customers'
+    /// profile out again, and marks dirty the people of the accounts whose (industry, size)
+    /// came into it or left it.
+    fn settle_lookalike(&mut self) {
+        if self.dirty_ledgers.is_empty() {
+            return;
+        }
+        let mut dirty: Vec<&String> = self.dirty_ledgers.iter().collect();
+        dirty.sort_unstable();
+        let parts: Vec<(String, Option<ledger::LedgerPart>)> = dirty
+            .into_iter()
+            .map(|account| {
+                let part = self
+                    .ledgers
+                    .get(account)
+                    .map(|ledger| self.ledger_part(account, ledger));
+                (account.clone(), part)
+            })
+            .collect();
+        for (account, part) in &parts {
+            self.lookalike.update(account, part.as_ref());
+        }
+        let mut lookalike = std::mem::take(&mut self.lookalike);
+        let changed = lookalike.settle(|account| self.segment(Some(account)));
+        self.lookalike = lookalike;
+        if changed.is_empty() {
+            return;
+        }
+        let mut people = Vec::new();
+        for account in self.accounts.values() {
+            let segment = marketing::Segment {
+                industry: account.industry.current(&self.retracted).cloned(),
+                region: None,
+                employees: account.employees.current(&self.retracted).copied(),
+            };
+            if lookalike::pair_of(&segment).is_some_and(|pair| changed.contains(&pair)) {
+                people.extend(account.people.iter().map(|p| self.canonical_owned(p)));
+            }
+        }
+        self.dirty.extend(people);
+    }
+
     /// When the journey first entered a won stage, when the definition has customer stages.
     fn customer_since(&self, journey: &Journey) -> Option<Timestamp> {
         self.definition.customer_from()?;
@@ -1422,6 +1472,15 @@ impl FunnelProjection {
             person_seniority: person.seniority.current(retracted).cloned(),
             person_department: person.department.current(retracted).cloned(),
             person_country: person.country.current(retracted).cloned(),
+            account_lookalike: account
+                .filter(|_| self.definition.reads_lookalike())
+                .and_then(|account| {
+                    self.lookalike.of(&marketing::Segment {
+                        industry: account.industry.current(retracted).cloned(),
+                        region: None,
+                        employees: account.employees.current(retracted).copied(),
+                    })
+                }),
         };
         let mut journey = Journey::fold(&self.definition, &facts, &traits);
         // Past the sale, the customer stages also read the account's contract and usage.

@@ -281,3 +281,179 @@ fn kept_journeys_equal_a_fresh_fold_in_any_order() {
         assert_eq!(projection.summary(), expected.summary());
     }
 }
+
+/// Fit against the best customers: `account.lookalike` is `yes` for an account with the
+/// industry and size of one of the top tenth of customers by ARR, and a prospect's fit
+/// follows when the best customers change.
+#[test]
+fn fit_can_read_whether_an_account_looks_like_the_best_customers() {
+    let text = baton_core::DEFAULT_FUNNEL_TOML.replacen(
+        "# MQL:",
+        "[[fit.points]]\ntrait = \"account.lookalike\"\nany_of = [\"yes\"]\npoints = 50\n\n# MQL:",
+        1,
+    );
+    let definition = FunnelDefinition::parse("lookalike.toml", &text).expect("valid");
+    assert!(definition.reads_lookalike());
+    let mut events: Vec<Event> = Vec::new();
+    let push = |events: &mut Vec<Event>,
+                at: &str,
+                person: Option<&str>,
+                account: &str,
+                payload: Payload| {
+        let mut event = example_event(payload.kind(), 0);
+        event.event_id = EventId::from_uuid(uuid::Uuid::from_u128(events.len() as u128 + 1));
+        event.occurred_at = Timestamp::parse_rfc3339(at).expect("time");
+        event.identity = Identity {
+            anonymous_id: None,
+            person_id: person.map(str::to_owned),
+            account_id: Some(account.to_owned()),
+        };
+        event.opportunity_id = None;
+        event.payload = payload;
+        events.push(event);
+    };
+    let traits = |industry: &str, employees: u32| Payload::AccountUpdated {
+        name: None,
+        domain: None,
+        industry: Some(industry.into()),
+        employees: Some(employees),
+        region: None,
+    };
+    let start = |id: &str, major: i64| Payload::SubscriptionStarted {
+        subscription_id: id.into(),
+        amount: usd(major),
+        term_months: 12,
+        plan: None,
+    };
+    let form = || Payload::FormSubmitted {
+        form_id: "f".into(),
+        form_kind: baton_core::FormKind::ContactUs,
+    };
+    push(
+        &mut events,
+        "2026-01-01T00:00:00Z",
+        None,
+        "acct-big",
+        traits("software", 500),
+    );
+    push(
+        &mut events,
+        "2026-01-01T00:00:00Z",
+        None,
+        "acct-small",
+        traits("retail", 20),
+    );
+    push(
+        &mut events,
+        "2026-01-01T00:00:00Z",
+        None,
+        "acct-p1",
+        traits("software", 300),
+    );
+    push(
+        &mut events,
+        "2026-01-01T00:00:00Z",
+        None,
+        "acct-p2",
+        traits("retail", 30),
+    );
+    push(
+        &mut events,
+        "2026-02-01T00:00:00Z",
+        None,
+        "acct-big",
+        start("s-big", 100_000),
+    );
+    push(
+        &mut events,
+        "2026-02-01T00:00:00Z",
+        None,
+        "acct-small",
+        start("s-small", 1_000),
+    );
+    push(
+        &mut events,
+        "2026-03-01T00:00:00Z",
+        Some("p-x"),
+        "acct-p1",
+        form(),
+    );
+    push(
+        &mut events,
+        "2026-03-01T00:00:00Z",
+        Some("p-y"),
+        "acct-p2",
+        form(),
+    );
+    let before = events.clone();
+    // The small customer grows past the big one: it is the best customer now.
+    push(
+        &mut events,
+        "2026-04-01T00:00:00Z",
+        None,
+        "acct-small",
+        Payload::SubscriptionExpanded {
+            subscription_id: "s-small".into(),
+            amount: usd(200_000),
+            motion: ExpansionMotion::Upsell,
+            plan: None,
+        },
+    );
+    let fit = |projection: &FunnelProjection, person: &str| {
+        projection.journey(person).expect("a journey").fit
+    };
+    let base = fold(FunnelDefinition::default_funnel(), &events);
+    let projection = fold(definition.clone(), &before);
+    assert_eq!(
+        fit(&projection, "p-x"),
+        fit(&base, "p-x") + 50.0,
+        "like acct-big"
+    );
+    assert_eq!(
+        fit(&projection, "p-y"),
+        fit(&base, "p-y"),
+        "like nobody's best"
+    );
+    let projection = fold(definition.clone(), &events);
+    assert_eq!(fit(&projection, "p-x"), fit(&base, "p-x"));
+    assert_eq!(
+        fit(&projection, "p-y"),
+        fit(&base, "p-y") + 50.0,
+        "like acct-small"
+    );
+    // Kept up to date event by event, in either order, as folded at once.
+    for order in [events.clone(), events.iter().rev().cloned().collect()] {
+        let mut kept = FunnelProjection::new(definition.clone());
+        for event in &order {
+            kept.apply(event);
+            kept.refresh();
+        }
+        for person in ["p-x", "p-y"] {
+            assert_eq!(kept.journey(person), projection.journey(person), "{person}");
+        }
+    }
+    // Stored and restored: the profile is read again from the ledgers.
+    let mut stored = FunnelProjection::tracking_changes(definition.clone());
+    for event in &events {
+        stored.apply(event);
+    }
+    stored.refresh();
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = stored
+        .take_changes()
+        .expect("entries")
+        .into_iter()
+        .filter_map(|entry| Some((entry.key, entry.value?)))
+        .collect();
+    let restored = FunnelProjection::restore(definition.clone(), entries).expect("restores");
+    for person in ["p-x", "p-y"] {
+        assert_eq!(restored.journey(person), projection.journey(person), "{person}");
+    }
+    let wrong = text.replacen("any_of = [\"yes\"]", "any_of = [\"maybe\"]", 1);
+    let message = FunnelDefinition::parse("lookalike.toml", &wrong)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        message.contains("account.lookalike is `yes` or `no`, got any_of = [\"maybe\"]"),
+        "{message}"
+    );
+}
