@@ -193,6 +193,36 @@ fn the_views_add_up_to_the_summary_and_to_each_other() {
             "{dimension}"
         );
     }
+    // Customers: every change of recurring revenue is a movement, so the movements in the
+    // customers' currencies add up to their revenue now; the deciles cover every active one.
+    let customers = projection.person_rows().customer_tables();
+    assert!(
+        customers.accounts.iter().any(|a| a.status == "active"),
+        "the history has customers"
+    );
+    let mut moved: std::collections::BTreeMap<&str, i64> = Default::default();
+    for movement in &customers.movements {
+        *moved.entry(&movement.currency).or_default() += movement.arr_change;
+    }
+    let mut now: std::collections::BTreeMap<&str, i64> = Default::default();
+    for account in &customers.accounts {
+        if let Some(currency) = &account.currency {
+            *now.entry(currency).or_default() += account.arr;
+        }
+    }
+    assert_eq!(moved, now);
+    let ranked: u64 = customers
+        .concentration
+        .iter()
+        .filter(|r| r.ranking == "revenue")
+        .map(|r| r.accounts)
+        .sum();
+    let active = customers
+        .accounts
+        .iter()
+        .filter(|a| a.status == "active")
+        .count() as u64;
+    assert_eq!(ranked, active);
     // MQL entries: the marketing count is the MQL stage's entries in the summary.
     let mql_stage = &summary.stages[FunnelDefinition::default_funnel().mql_stage()];
     assert_eq!(marketing.mql_people, mql_stage.entered);
@@ -285,6 +315,11 @@ fn the_views_do_not_depend_on_arrival_order() {
     assert_eq!(a.marketing_view(), b.marketing_view());
     assert_eq!(a.sales_view(), b.sales_view());
     assert_eq!(a.shared_view(), b.shared_view());
+    assert_eq!(a.customer_view(), b.customer_view());
+    assert_eq!(
+        a.person_rows().customer_tables(),
+        b.person_rows().customer_tables()
+    );
 }
 
 /// What a refresh works out per person is kept until that person changes: refreshing after
@@ -304,6 +339,12 @@ fn refreshing_as_events_arrive_gives_the_views_of_one_refresh() {
         assert_eq!(
             live.views(),
             whole.views(),
+            "refreshed every {batch} events"
+        );
+        assert_eq!(live.customer_view(), whole.customer_view());
+        assert_eq!(
+            live.person_rows().customer_tables(),
+            whole.person_rows().customer_tables(),
             "refreshed every {batch} events"
         );
     }
@@ -334,6 +375,16 @@ fn views_kept_up_to_date_by_refreshes_equal_the_views_of_one_fold() {
                 assert_eq!(
                     kept,
                     fresh.views(),
+                    "batches of {batch}, after {seen} events"
+                );
+                assert_eq!(
+                    live.customer_view(),
+                    fresh.customer_view(),
+                    "batches of {batch}, after {seen} events"
+                );
+                assert_eq!(
+                    live.person_rows().customer_tables(),
+                    fresh.person_rows().customer_tables(),
                     "batches of {batch}, after {seen} events"
                 );
             }
