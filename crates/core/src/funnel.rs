@@ -253,6 +253,11 @@ pub struct FunnelDefinition {
     sla: Sla,
     stages: Vec<Stage>,
     detours: Vec<Detour>,
+    /// The first customer stage (see `customer_from`), worked out once: the fold asks for
+    /// every fact.
+    customer_from: Option<usize>,
+    /// Which detours are customer detours, by index.
+    customer_detours: Vec<bool>,
 }
 
 impl FunnelDefinition {
@@ -337,12 +342,7 @@ impl FunnelDefinition {
     /// The index of the first customer stage (the bow tie past the sale: the stages after
     /// every `won` and `lost` outcome), when the definition has any.
     pub fn customer_from(&self) -> Option<usize> {
-        let end = self
-            .stages
-            .iter()
-            .rposition(|stage| matches!(stage.outcome, Some(Outcome::Won | Outcome::Lost)))?
-            + 1;
-        (end < self.stages.len()).then_some(end)
+        self.customer_from
     }
 
     /// Whether a stage is a customer stage.
@@ -356,6 +356,11 @@ impl FunnelDefinition {
         detour
             .back_to
             .is_some_and(|stage| self.is_customer_stage(stage))
+    }
+
+    /// Whether the detour at `index` is a customer detour.
+    pub fn is_customer_detour_at(&self, index: usize) -> bool {
+        self.customer_detours.get(index).copied().unwrap_or(false)
     }
 
     /// The index of the stage entered by the MQL rule.
@@ -932,7 +937,22 @@ impl Checker<'_> {
             });
         }
 
+        let customer_from = stages
+            .iter()
+            .rposition(|stage| matches!(stage.outcome, Some(Outcome::Won | Outcome::Lost)))
+            .map(|last| last + 1)
+            .filter(|end| *end < stages.len());
+        let customer_detours = detours
+            .iter()
+            .map(|detour: &Detour| {
+                detour
+                    .back_to
+                    .is_some_and(|stage| customer_from.is_some_and(|from| stage >= from))
+            })
+            .collect();
         FunnelDefinition {
+            customer_from,
+            customer_detours,
             name,
             description: raw.funnel.description,
             conversion_window_days,

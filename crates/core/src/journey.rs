@@ -385,8 +385,8 @@ impl Folder<'_> {
                 .detours()
                 .iter()
                 .enumerate()
-                .find(|(_, detour)| {
-                    self.definition.is_customer_detour(detour) == customer
+                .find(|(index, detour)| {
+                    self.definition.is_customer_detour_at(*index) == customer
                         && detour.enter_on.iter().any(|t| fact.matches(*t))
                 })
         {

@@ -446,7 +446,11 @@ fn fit_can_read_whether_an_account_looks_like_the_best_customers() {
         .collect();
     let restored = FunnelProjection::restore(definition.clone(), entries).expect("restores");
     for person in ["p-x", "p-y"] {
-        assert_eq!(restored.journey(person), projection.journey(person), "{person}");
+        assert_eq!(
+            restored.journey(person),
+            projection.journey(person),
+            "{person}"
+        );
     }
     let wrong = text.replacen("any_of = [\"yes\"]", "any_of = [\"maybe\"]", 1);
     let message = FunnelDefinition::parse("lookalike.toml", &wrong)
