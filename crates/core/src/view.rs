@@ -677,10 +677,17 @@ impl FunnelProjection {
         if self.definition.customer_from().is_some()
             && let Some(entry) = self.accounts.get(account)
         {
+            // Only a journey past the sale reads the ledger; one that gets there later reads
+            // it when it is folded then.
             let people: Vec<String> = entry
                 .people
                 .iter()
                 .map(|person| self.canonical_owned(person))
+                .filter(|person| {
+                    self.people
+                        .get(person)
+                        .is_some_and(|held| self.customer_since(&held.journey).is_some())
+                })
                 .collect();
             self.dirty.extend(people);
         }
