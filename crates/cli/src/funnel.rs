@@ -16,6 +16,57 @@ pub struct FunnelArgs {
     /// Print the summary as JSON (keys in docs/funnels.md).
     #[arg(long)]
     pub json: bool,
+    /// The summary as the log was known at this time (RFC 3339): only the events recorded by
+    /// then count, under the live definition (or --funnel). Folded in memory from the log.
+    #[arg(long, value_name = "TIME")]
+    pub as_known_at: Option<String>,
+}
+
+/// `--as-known-at`: an RFC 3339 time.
+pub fn parse_known_at(text: &str) -> anyhow::Result<baton_core::Timestamp> {
+    baton_core::Timestamp::parse_rfc3339(text)
+        .map_err(|error| anyhow::anyhow!("--as-known-at {text:?} is not an RFC 3339 time: {error}"))
+}
+
+/// The log folded as it was known at `at` under `definition` (the live view's when `None`,
+/// the shipped default without a live view), with a progress bar on a terminal: the folded
+/// projection and how many events were recorded later and left out.
+pub async fn fold_known_at(
+    log_args: &LogArgs,
+    definition: Option<FunnelDefinition>,
+    at: baton_core::Timestamp,
+) -> anyhow::Result<(baton_projector::Folded, u64)> {
+    let definition = match definition {
+        Some(definition) => definition,
+        None => {
+            crate::view::live_definition(log_args)?.unwrap_or_else(FunnelDefinition::default_funnel)
+        }
+    };
+    let log = log_args.open().await?;
+    let bar = progress_bar();
+    let folded = baton_projector::fold_log_known_at(&log, definition, at, |reached, head| {
+        bar.set_length(head.get());
+        bar.set_position(reached.get());
+    })
+    .await
+    .with_context(|| format!("folding {} as known at {}", log.describe(), at.to_rfc3339()))?;
+    bar.finish_and_clear();
+    Ok(folded)
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} folding [{bar:30}] {pos}/{len} events  {per_sec}  ETA {eta}",
+        )
+        .expect("invariant: valid template")
+        .progress_chars("=> "),
+    );
+    bar
 }
 
 /// Reads and validates a definition file, or the default.
@@ -43,19 +94,7 @@ pub async fn summarize(
     log: &AnyLog,
     definition: FunnelDefinition,
 ) -> anyhow::Result<(FunnelSummary, u64)> {
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} folding [{bar:30}] {pos}/{len} events  {per_sec}  ETA {eta}",
-            )
-            .expect("invariant: valid template")
-            .progress_chars("=> "),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar();
     let folded = baton_projector::fold_log(log, definition, |reached, head| {
         bar.set_length(head.get());
         bar.set_position(reached.get());
@@ -154,6 +193,30 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
 }
 
 pub async fn run(log_args: &LogArgs, args: FunnelArgs) -> anyhow::Result<ExitCode> {
+    if let Some(text) = &args.as_known_at {
+        let at = parse_known_at(text)?;
+        let definition = args
+            .funnel
+            .as_ref()
+            .map(|path| load_definition(Some(path)))
+            .transpose()?;
+        let (folded, later) = fold_known_at(log_args, definition, at).await?;
+        let summary = folded.projection.summary();
+        let position = folded.position.get();
+        if args.json {
+            let mut json = summary_json(&summary, position);
+            json["as_known_at"] = serde_json::json!(at.to_rfc3339());
+            json["recorded_later"] = serde_json::json!(later);
+            println!("{json}");
+        } else {
+            println!(
+                "as known at {}: {later} events recorded since are left out",
+                at.to_rfc3339()
+            );
+            print_summary(&summary, position);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(path) = args.funnel.as_ref() else {
         return crate::view::live_summary(log_args, args.json).await;
     };

@@ -26,6 +26,10 @@ pub struct ReportArgs {
     /// Print one table (--table) as CSV.
     #[arg(long, requires = "table")]
     pub csv: bool,
+    /// The view as the log was known at this time (RFC 3339): only the events recorded by
+    /// then count, under the live definition. Folded in memory from the log.
+    #[arg(long, value_name = "TIME", conflicts_with = "view_name")]
+    pub as_known_at: Option<String>,
 }
 
 fn cell(value: &Value) -> String {
@@ -93,8 +97,18 @@ fn print_table(table: &Table, limit: usize) {
 
 pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let kind = ViewKind::from_name(&args.view).expect("invariant: clap checked the name");
-    let (projection, position, name) = match &args.view_name {
-        Some(name) => {
+    let known_at = args
+        .as_known_at
+        .as_deref()
+        .map(crate::funnel::parse_known_at)
+        .transpose()?;
+    let (projection, position, name) = match (&args.view_name, known_at) {
+        (_, Some(at)) => {
+            let (folded, _) = crate::funnel::fold_known_at(log_args, None, at).await?;
+            let name = format!("as known at {}", at.to_rfc3339());
+            (folded.projection, folded.position, name)
+        }
+        (Some(name), None) => {
             let store = baton_projector::ViewStore::open(log_args.views_dir())?;
             let (projection, position) = store
                 .open_view(name)?
@@ -102,7 +116,7 @@ pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCod
                 .with_context(|| format!("loading view {name:?}"))?;
             (projection, position, name.clone())
         }
-        None => {
+        (None, None) => {
             let log = log_args.open().await?;
             let outcome = crate::view::live_caught_up(log_args, &log).await?;
             let store = baton_projector::ViewStore::open(log_args.views_dir())?;
@@ -129,10 +143,11 @@ pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCod
             (Some(_), [table]) => baton_query::rows_json(table),
             _ => baton_query::tables_json(&tables),
         };
-        println!(
-            "{}",
-            serde_json::json!({"view": name, "position": position.get(), "tables": body})
-        );
+        let mut out = serde_json::json!({"view": name, "position": position.get(), "tables": body});
+        if let Some(at) = known_at {
+            out["as_known_at"] = serde_json::json!(at.to_rfc3339());
+        }
+        println!("{out}");
     } else {
         println!(
             "{} view of {name:?} at log position {position}\n",

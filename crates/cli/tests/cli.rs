@@ -1388,3 +1388,78 @@ fn log_stat_verifies_and_only_log_repair_cuts() {
         Some(total)
     );
 }
+
+/// Issue 29: the summary and a report as the log was known at a time. The first half of a
+/// history is ingested, the time noted, then the rest (late events for earlier months,
+/// retractions, corrections): `--as-known-at` that time gives exactly what a log holding only
+/// the first half gives, under the same definition, and says how many events came later.
+#[test]
+fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "4", "60", "history.ndjson");
+    let text = std::fs::read_to_string(dir.path().join("history.ndjson")).expect("history");
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    std::fs::write(dir.path().join("first.ndjson"), first.join("\n") + "\n").expect("write");
+    std::fs::write(dir.path().join("rest.ndjson"), rest.join("\n") + "\n").expect("write");
+    assert!(baton(dir.path(), &["ingest", "first.ndjson"]).status.success());
+    let stored_first = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
+        .as_u64()
+        .expect("events");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let at = baton_core::Timestamp::from_unix_millis(millis).to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(baton(dir.path(), &["ingest", "rest.ndjson"]).status.success());
+    let stored = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
+        .as_u64()
+        .expect("events");
+    assert!(stored > stored_first);
+
+    // The log as it stood: only the first half.
+    let then = tempfile::tempdir().expect("dir");
+    std::fs::copy(
+        dir.path().join("first.ndjson"),
+        then.path().join("first.ndjson"),
+    )
+    .expect("copy");
+    assert!(baton(then.path(), &["ingest", "first.ndjson"]).status.success());
+
+    let known = json_of(&baton(
+        dir.path(),
+        &["funnel", "--json", "--as-known-at", &at],
+    ));
+    assert_eq!(known["as_known_at"], at.as_str());
+    assert_eq!(known["recorded_later"], stored - stored_first);
+    let as_it_stood = json_of(&baton(then.path(), &["funnel", "--json"]));
+    let figures = |mut value: Value| {
+        let object = value.as_object_mut().expect("object");
+        for key in ["position", "as_known_at", "recorded_later"] {
+            object.remove(key);
+        }
+        value
+    };
+    assert_eq!(figures(known.clone()), figures(as_it_stood.clone()));
+    let now = json_of(&baton(dir.path(), &["funnel", "--json"]));
+    assert_ne!(figures(now), figures(known), "the rest of the history counts now");
+
+    for view in ["sales", "customer"] {
+        let known = json_of(&baton(
+            dir.path(),
+            &["report", view, "--json", "--as-known-at", &at],
+        ));
+        let as_it_stood = json_of(&baton(then.path(), &["report", view, "--json"]));
+        assert_eq!(known["tables"], as_it_stood["tables"], "{view}");
+    }
+
+    let output = baton(dir.path(), &["funnel", "--as-known-at", "last tuesday"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--as-known-at \"last tuesday\" is not an RFC 3339 time"),
+        "{stderr}"
+    );
+}

@@ -24,6 +24,53 @@ pub async fn fold_log<L: EventLog>(
     fold_log_to(log, definition, head, progress).await
 }
 
+/// [`fold_log`] as the log was known at `known_at`: only the events recorded (appended, by
+/// their `recorded_at`) at or before it count, wherever they are on the log, so a month-end
+/// figure can be reproduced exactly later. Reads the whole log to its head; `progress` as for
+/// [`fold_log_to`]. The position is the head read; `skipped` the events recorded later.
+pub async fn fold_log_known_at<L: EventLog>(
+    log: &L,
+    definition: FunnelDefinition,
+    known_at: baton_core::Timestamp,
+    mut progress: impl FnMut(Position, Position),
+) -> Result<(Folded, u64), ProjectError> {
+    let last = log.stat().await?.head;
+    let mut projection =
+        FunnelProjection::new(definition).with_refresh_threads(crate::refresh_threads());
+    let mut reached = Position::ZERO;
+    let mut skipped = 0u64;
+    if last > Position::ZERO {
+        let mut records = log.read(Position::ZERO).await?;
+        while let Some(record) = records.next().await {
+            let record = record?;
+            if record.position > last {
+                break;
+            }
+            if record.event.recorded_at <= known_at {
+                projection.apply(&record.event);
+            } else {
+                skipped += 1;
+            }
+            reached = record.position;
+            if reached.get().is_multiple_of(16_384) {
+                progress(reached, last);
+            }
+            if reached == last {
+                break;
+            }
+        }
+    }
+    projection.refresh();
+    progress(reached, last);
+    Ok((
+        Folded {
+            projection,
+            position: reached,
+        },
+        skipped,
+    ))
+}
+
 /// [`fold_log`] up to `until` (or the head, when that comes first): the log as it stood at a
 /// position, under any definition. `progress` gets (position reached, the last position).
 pub async fn fold_log_to<L: EventLog>(
