@@ -1402,7 +1402,11 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
     let (first, rest) = lines.split_at(lines.len() / 2);
     std::fs::write(dir.path().join("first.ndjson"), first.join("\n") + "\n").expect("write");
     std::fs::write(dir.path().join("rest.ndjson"), rest.join("\n") + "\n").expect("write");
-    assert!(baton(dir.path(), &["ingest", "first.ndjson"]).status.success());
+    assert!(
+        baton(dir.path(), &["ingest", "first.ndjson"])
+            .status
+            .success()
+    );
     let stored_first = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
         .as_u64()
         .expect("events");
@@ -1413,7 +1417,11 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
         .as_millis() as i64;
     let at = baton_core::Timestamp::from_unix_millis(millis).to_rfc3339();
     std::thread::sleep(std::time::Duration::from_millis(50));
-    assert!(baton(dir.path(), &["ingest", "rest.ndjson"]).status.success());
+    assert!(
+        baton(dir.path(), &["ingest", "rest.ndjson"])
+            .status
+            .success()
+    );
     let stored = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
         .as_u64()
         .expect("events");
@@ -1426,7 +1434,11 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
         then.path().join("first.ndjson"),
     )
     .expect("copy");
-    assert!(baton(then.path(), &["ingest", "first.ndjson"]).status.success());
+    assert!(
+        baton(then.path(), &["ingest", "first.ndjson"])
+            .status
+            .success()
+    );
 
     let known = json_of(&baton(
         dir.path(),
@@ -1444,7 +1456,11 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
     };
     assert_eq!(figures(known.clone()), figures(as_it_stood.clone()));
     let now = json_of(&baton(dir.path(), &["funnel", "--json"]));
-    assert_ne!(figures(now), figures(known), "the rest of the history counts now");
+    assert_ne!(
+        figures(now),
+        figures(known),
+        "the rest of the history counts now"
+    );
 
     for view in ["sales", "customer"] {
         let known = json_of(&baton(

@@ -314,9 +314,8 @@ impl PersonRows {
     pub fn customer_tables(&self) -> CustomerTables {
         let now = self.now();
         let now_month = month_index(now);
-        let opportunities = self.opportunity_rows();
         let mut by_account: HashMap<&str, Vec<&OpportunityRow>> = HashMap::new();
-        for row in &opportunities {
+        for row in self.opportunities() {
             if let Some(account) = &row.account {
                 by_account.entry(account.as_str()).or_default().push(row);
             }

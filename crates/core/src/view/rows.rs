@@ -256,6 +256,11 @@ impl PersonRows {
         self.rows.get(person)
     }
 
+    /// Every opportunity's row, in no particular order, without copying them.
+    pub(crate) fn opportunities(&self) -> impl Iterator<Item = &OpportunityRow> {
+        self.opportunities.iter().map(|entry| &entry.row)
+    }
+
     /// Every opportunity's row, by creation time, then id.
     pub fn opportunity_rows(&self) -> Vec<OpportunityRow> {
         let mut rows: Vec<OpportunityRow> = self
