@@ -13,6 +13,7 @@ mod ingest;
 mod quarantine;
 mod read;
 mod report;
+mod restate;
 mod serve;
 mod settings;
 mod stat;
@@ -56,6 +57,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Run the projector: keep the live view (state in sled) up to date with the log.
     Project(view::ProjectArgs),
+    /// Why the figures changed between two knowledge times, by cause, with the events behind.
+    Restate(restate::RestateArgs),
     /// Build a candidate view under another funnel definition and compare it with the live one.
     Replay(view::ReplayArgs),
     /// Compare a candidate view with the live one again.
@@ -194,6 +197,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => ingest::run(&cli.log, args).await,
             Command::Report(args) => report::run(&cli.log, args).await,
             Command::Project(args) => view::project(&cli.log, args).await,
+            Command::Restate(args) => restate::run(&cli.log, args).await,
             Command::Replay(args) => view::replay(&cli.log, args).await,
             Command::Compare(args) => view::compare(&cli.log, args).await,
             Command::Views(args) => view::views(&cli.log, args),

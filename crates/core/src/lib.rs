@@ -11,6 +11,7 @@ pub mod example;
 mod funnel;
 mod journey;
 mod json;
+pub mod restate;
 mod symbol;
 mod timestamp;
 mod view;

@@ -71,6 +71,47 @@ pub async fn fold_log_known_at<L: EventLog>(
     ))
 }
 
+/// The log as it was known at `from` (as [`fold_log_known_at`]), and the events recorded
+/// after `from` up to `to`, in log order: what a restatement applies cause by cause.
+pub async fn fold_log_between<L: EventLog>(
+    log: &L,
+    definition: FunnelDefinition,
+    from: baton_core::Timestamp,
+    to: baton_core::Timestamp,
+) -> Result<(Folded, Vec<baton_core::Event>), ProjectError> {
+    let last = log.stat().await?.head;
+    let mut projection =
+        FunnelProjection::new(definition).with_refresh_threads(crate::refresh_threads());
+    let mut reached = Position::ZERO;
+    let mut later = Vec::new();
+    if last > Position::ZERO {
+        let mut records = log.read(Position::ZERO).await?;
+        while let Some(record) = records.next().await {
+            let record = record?;
+            if record.position > last {
+                break;
+            }
+            reached = record.position;
+            if record.event.recorded_at <= from {
+                projection.apply(&record.event);
+            } else if record.event.recorded_at <= to {
+                later.push(record.event);
+            }
+            if reached == last {
+                break;
+            }
+        }
+    }
+    projection.refresh();
+    Ok((
+        Folded {
+            projection,
+            position: reached,
+        },
+        later,
+    ))
+}
+
 /// [`fold_log`] up to `until` (or the head, when that comes first): the log as it stood at a
 /// position, under any definition. `progress` gets (position reached, the last position).
 pub async fn fold_log_to<L: EventLog>(
