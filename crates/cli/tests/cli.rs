@@ -666,6 +666,27 @@ fn replay_sets_stages_side_by_side_by_name() {
     assert!(row("sal").ends_with("(live only)"), "{text}");
     // The customer stages are the live default's: customers of the history went through them.
     assert!(row("onboarding").ends_with("(live only)"), "{text}");
+    // How each MQL group's customers stayed: its customers and retained accounts, as the
+    // JSON report counts them.
+    let stayed = text
+        .split("how their customers stayed")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no customer block:\n{text}"));
+    for (label, key) in [
+        ("MQL under both", "mql_both"),
+        ("MQL under live only", "mql_only_live"),
+        ("MQL under candidate only", "mql_only_candidate"),
+    ] {
+        let line = stayed
+            .lines()
+            .find(|line| line.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row:\n{stayed}"));
+        let cells: Vec<&str> = line[line.find(label).expect("label") + label.len()..]
+            .split_whitespace()
+            .collect();
+        assert_eq!(cells[0], report[key]["customers"].to_string(), "{line}");
+        assert_eq!(cells[1], report[key]["retained"].to_string(), "{line}");
+    }
     assert!(
         stage_of("live", "onboarding")["entered"]
             .as_u64()
