@@ -22,10 +22,10 @@ pub struct FunnelArgs {
     pub as_known_at: Option<String>,
 }
 
-/// `--as-known-at`: an RFC 3339 time.
-pub fn parse_known_at(text: &str) -> anyhow::Result<baton_core::Timestamp> {
+/// A knowledge time given to `flag` (`--as-known-at`, `--from`, `--to`): an RFC 3339 time.
+pub fn parse_known_at(flag: &str, text: &str) -> anyhow::Result<baton_core::Timestamp> {
     baton_core::Timestamp::parse_rfc3339(text)
-        .map_err(|error| anyhow::anyhow!("--as-known-at {text:?} is not an RFC 3339 time: {error}"))
+        .map_err(|error| anyhow::anyhow!("{flag} {text:?} is not an RFC 3339 time: {error}"))
 }
 
 /// The log folded as it was known at `at` under `definition` (the live view's when `None`,
@@ -194,7 +194,7 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
 
 pub async fn run(log_args: &LogArgs, args: FunnelArgs) -> anyhow::Result<ExitCode> {
     if let Some(text) = &args.as_known_at {
-        let at = parse_known_at(text)?;
+        let at = parse_known_at("--as-known-at", text)?;
         let definition = args
             .funnel
             .as_ref()

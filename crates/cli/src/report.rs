@@ -100,7 +100,7 @@ pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCod
     let known_at = args
         .as_known_at
         .as_deref()
-        .map(crate::funnel::parse_known_at)
+        .map(|text| crate::funnel::parse_known_at("--as-known-at", text))
         .transpose()?;
     let (projection, position, name) = match (&args.view_name, known_at) {
         (_, Some(at)) => {

@@ -30,9 +30,9 @@ pub struct RestateArgs {
 }
 
 pub async fn run(log_args: &LogArgs, args: RestateArgs) -> anyhow::Result<ExitCode> {
-    let from = parse_known_at(&args.from)?;
+    let from = parse_known_at("--from", &args.from)?;
     let to = match &args.to {
-        Some(text) => parse_known_at(text)?,
+        Some(text) => parse_known_at("--to", text)?,
         None => Timestamp::from_unix_millis(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -135,6 +135,7 @@ fn print(restatement: &Restatement, limit: usize) {
     );
     if restatement.figures.is_empty() {
         println!("  nothing changed");
+        return;
     }
     let name_of = |row: &baton_core::restate::Restated| match &row.figure.currency {
         Some(currency) => format!("{} ({currency})", row.figure.name),

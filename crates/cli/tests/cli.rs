@@ -1535,6 +1535,13 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
         assert_eq!(known["tables"], as_it_stood["tables"], "{view}");
     }
 
+    let output = baton(dir.path(), &["restate", "--from", "last month"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--from \"last month\" is not an RFC 3339 time"),
+        "{stderr}"
+    );
     let output = baton(dir.path(), &["funnel", "--as-known-at", "last tuesday"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

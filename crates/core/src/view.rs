@@ -1406,8 +1406,9 @@ impl FunnelProjection {
                 (account.clone(), part)
             })
             .collect();
+        let now = self.now();
         for (account, part) in &parts {
-            self.lookalike.update(account, part.as_ref());
+            self.lookalike.update(account, part.as_ref(), now);
         }
         let mut lookalike = std::mem::take(&mut self.lookalike);
         let changed = lookalike.settle(|account| self.segment(Some(account)));

@@ -24,20 +24,31 @@ pub async fn fold_log<L: EventLog>(
     fold_log_to(log, definition, head, progress).await
 }
 
-/// [`fold_log`] as the log was known at `known_at`: only the events recorded (appended, by
-/// their `recorded_at`) at or before it count, wherever they are on the log, so a month-end
-/// figure can be reproduced exactly later. Reads the whole log to its head; `progress` as for
-/// [`fold_log_to`]. The position is the head read; `skipped` the events recorded later.
-pub async fn fold_log_known_at<L: EventLog>(
+/// What a fold does with one event it reads.
+enum Take {
+    /// Fold it.
+    Apply,
+    /// Leave it out.
+    Skip,
+    /// Leave it out of the fold and hand it back (a restatement's later events).
+    Keep,
+}
+
+/// Reads the log to `until` (or its head), folding into a projection under `definition` the
+/// events `take` says to apply: the one loop every in-memory fold shares. Returns the fold,
+/// the events kept, and how many were skipped.
+async fn fold_where<L: EventLog>(
     log: &L,
     definition: FunnelDefinition,
-    known_at: baton_core::Timestamp,
+    until: Position,
+    mut take: impl FnMut(&baton_core::Event) -> Take,
     mut progress: impl FnMut(Position, Position),
-) -> Result<(Folded, u64), ProjectError> {
-    let last = log.stat().await?.head;
+) -> Result<(Folded, Vec<baton_core::Event>, u64), ProjectError> {
+    let last = log.stat().await?.head.min(until);
     let mut projection =
         FunnelProjection::new(definition).with_refresh_threads(crate::refresh_threads());
     let mut reached = Position::ZERO;
+    let mut kept = Vec::new();
     let mut skipped = 0u64;
     if last > Position::ZERO {
         let mut records = log.read(Position::ZERO).await?;
@@ -46,12 +57,12 @@ pub async fn fold_log_known_at<L: EventLog>(
             if record.position > last {
                 break;
             }
-            if record.event.recorded_at <= known_at {
-                projection.apply(&record.event);
-            } else {
-                skipped += 1;
-            }
             reached = record.position;
+            match take(&record.event) {
+                Take::Apply => projection.apply(&record.event),
+                Take::Skip => skipped += 1,
+                Take::Keep => kept.push(record.event),
+            }
             if reached.get().is_multiple_of(16_384) {
                 progress(reached, last);
             }
@@ -62,13 +73,33 @@ pub async fn fold_log_known_at<L: EventLog>(
     }
     projection.refresh();
     progress(reached, last);
-    Ok((
-        Folded {
-            projection,
-            position: reached,
-        },
-        skipped,
-    ))
+    let folded = Folded {
+        projection,
+        position: reached,
+    };
+    Ok((folded, kept, skipped))
+}
+
+/// [`fold_log`] as the log was known at `known_at`: only the events recorded (appended, by
+/// their `recorded_at`) at or before it count, wherever they are on the log, so a month-end
+/// figure can be reproduced exactly later. Reads the whole log to its head; `progress` as for
+/// [`fold_log_to`]. Also returns how many events were recorded later and left out.
+pub async fn fold_log_known_at<L: EventLog>(
+    log: &L,
+    definition: FunnelDefinition,
+    known_at: baton_core::Timestamp,
+    progress: impl FnMut(Position, Position),
+) -> Result<(Folded, u64), ProjectError> {
+    let take = |event: &baton_core::Event| {
+        if event.recorded_at <= known_at {
+            Take::Apply
+        } else {
+            Take::Skip
+        }
+    };
+    let (folded, _, skipped) =
+        fold_where(log, definition, Position::new(u64::MAX), take, progress).await?;
+    Ok((folded, skipped))
 }
 
 /// The log as it was known at `from` (as [`fold_log_known_at`]), and the events recorded
@@ -79,37 +110,14 @@ pub async fn fold_log_between<L: EventLog>(
     from: baton_core::Timestamp,
     to: baton_core::Timestamp,
 ) -> Result<(Folded, Vec<baton_core::Event>), ProjectError> {
-    let last = log.stat().await?.head;
-    let mut projection =
-        FunnelProjection::new(definition).with_refresh_threads(crate::refresh_threads());
-    let mut reached = Position::ZERO;
-    let mut later = Vec::new();
-    if last > Position::ZERO {
-        let mut records = log.read(Position::ZERO).await?;
-        while let Some(record) = records.next().await {
-            let record = record?;
-            if record.position > last {
-                break;
-            }
-            reached = record.position;
-            if record.event.recorded_at <= from {
-                projection.apply(&record.event);
-            } else if record.event.recorded_at <= to {
-                later.push(record.event);
-            }
-            if reached == last {
-                break;
-            }
-        }
-    }
-    projection.refresh();
-    Ok((
-        Folded {
-            projection,
-            position: reached,
-        },
-        later,
-    ))
+    let take = |event: &baton_core::Event| match event.recorded_at {
+        at if at <= from => Take::Apply,
+        at if at <= to => Take::Keep,
+        _ => Take::Skip,
+    };
+    let (folded, later, _) =
+        fold_where(log, definition, Position::new(u64::MAX), take, |_, _| ()).await?;
+    Ok((folded, later))
 }
 
 /// [`fold_log`] up to `until` (or the head, when that comes first): the log as it stood at a
@@ -118,33 +126,8 @@ pub async fn fold_log_to<L: EventLog>(
     log: &L,
     definition: FunnelDefinition,
     until: Position,
-    mut progress: impl FnMut(Position, Position),
+    progress: impl FnMut(Position, Position),
 ) -> Result<Folded, ProjectError> {
-    let last = log.stat().await?.head.min(until);
-    let mut projection =
-        FunnelProjection::new(definition).with_refresh_threads(crate::refresh_threads());
-    let mut reached = Position::ZERO;
-    if last > Position::ZERO {
-        let mut records = log.read(Position::ZERO).await?;
-        while let Some(record) = records.next().await {
-            let record = record?;
-            if record.position > last {
-                break;
-            }
-            projection.apply(&record.event);
-            reached = record.position;
-            if reached.get().is_multiple_of(16_384) {
-                progress(reached, last);
-            }
-            if reached == last {
-                break;
-            }
-        }
-    }
-    projection.refresh();
-    progress(reached, last);
-    Ok(Folded {
-        projection,
-        position: reached,
-    })
+    let (folded, _, _) = fold_where(log, definition, until, |_| Take::Apply, progress).await?;
+    Ok(folded)
 }

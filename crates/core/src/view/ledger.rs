@@ -210,6 +210,16 @@ struct Subscription {
 }
 
 impl Subscription {
+    /// Active at `amount` per term of `term_months` (a start or a renewal).
+    fn new(amount: &crate::event::Money, term_months: u32) -> Subscription {
+        Subscription {
+            currency: amount.currency.clone(),
+            amount: amount.minor_units,
+            term_months,
+            active: true,
+        }
+    }
+
     /// Annual recurring revenue in minor units, rounded toward zero.
     fn arr(&self) -> i64 {
         if !self.active {
@@ -231,12 +241,9 @@ fn set_amount<'a>(
     id: &'a str,
     amount: &crate::event::Money,
 ) {
-    let subscription = subscriptions.entry(id).or_insert(Subscription {
-        currency: amount.currency.clone(),
-        amount: 0,
-        term_months: DEFAULT_TERM_MONTHS,
-        active: true,
-    });
+    let subscription = subscriptions
+        .entry(id)
+        .or_insert_with(|| Subscription::new(amount, DEFAULT_TERM_MONTHS));
     subscription.currency = amount.currency.clone();
     subscription.amount = amount.minor_units;
     subscription.active = true;
@@ -296,15 +303,7 @@ impl LedgerPart {
                     let beside = subscriptions
                         .iter()
                         .any(|(id, s)| *id != subscription_id.as_str() && s.active);
-                    subscriptions.insert(
-                        subscription_id,
-                        Subscription {
-                            currency: amount.currency.clone(),
-                            amount: amount.minor_units,
-                            term_months: *term_months,
-                            active: true,
-                        },
-                    );
+                    subscriptions.insert(subscription_id, Subscription::new(amount, *term_months));
                     beside.then(|| "new_subscription".to_owned())
                 }
                 Payload::SubscriptionRenewed {
@@ -312,15 +311,7 @@ impl LedgerPart {
                     amount,
                     term_months,
                 } => {
-                    subscriptions.insert(
-                        subscription_id,
-                        Subscription {
-                            currency: amount.currency.clone(),
-                            amount: amount.minor_units,
-                            term_months: *term_months,
-                            active: true,
-                        },
-                    );
+                    subscriptions.insert(subscription_id, Subscription::new(amount, *term_months));
                     Some("renewal".to_owned())
                 }
                 Payload::SubscriptionExpanded {

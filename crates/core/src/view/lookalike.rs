@@ -11,6 +11,7 @@
 
 use super::ledger::LedgerPart;
 use super::marketing::Segment;
+use crate::timestamp::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// An (industry, size) pair.
@@ -24,24 +25,15 @@ pub(crate) struct Lookalike {
 }
 
 impl Lookalike {
-    /// Reads an account's revenue from its ledger part (`None`: no part any more).
-    pub(crate) fn update(&mut self, account: &str, part: Option<&LedgerPart>) {
-        let now = part.and_then(|part| {
-            let first = part
-                .changes
-                .iter()
-                .find(|change| change.movement == super::ledger::Movement::New)?;
-            let arr = part
-                .changes
-                .iter()
-                .rev()
-                .find(|change| change.currency == first.currency)
-                .map_or(0, |change| change.after);
-            (arr > 0).then(|| (first.currency.clone(), arr))
-        });
-        match now {
-            Some(now) => {
-                self.revenue.insert(account.to_owned(), now);
+    /// Reads an account's revenue now from its ledger part (`None`: no part any more).
+    pub(crate) fn update(&mut self, account: &str, part: Option<&LedgerPart>, now: Timestamp) {
+        let revenue = part
+            .and_then(|part| super::customer_accounts::account_revenue(part, now))
+            .filter(|revenue| revenue.arr > 0);
+        match revenue {
+            Some(revenue) => {
+                self.revenue
+                    .insert(account.to_owned(), (revenue.currency, revenue.arr));
             }
             None => {
                 self.revenue.remove(account);
