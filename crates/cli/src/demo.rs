@@ -86,7 +86,9 @@ pub async fn run(log_args: &LogArgs, args: DemoArgs) -> anyhow::Result<ExitCode>
     println!(
         "      `baton replay --funnel my.toml` builds the history under your own definition and compares it (docs/funnels.md);"
     );
-    println!("      `baton report marketing|sales|funnel` the views as tables (docs/views.md).");
+    println!(
+        "      `baton report marketing|sales|funnel|customer` the views as tables (docs/views.md)."
+    );
     if args.no_serve {
         return Ok(ExitCode::SUCCESS);
     }

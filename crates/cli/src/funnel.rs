@@ -133,7 +133,7 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
         summary.definition, summary.definition_hash, summary.events, position, summary.people
     );
     println!(
-        "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12} {:>9}",
+        "  {:<14} {:<18} {:>9} {:>9} {:>10} {:>11} {:>12} {:>9}",
         "stage",
         "owner",
         "entered",
@@ -151,7 +151,7 @@ pub fn print_summary(summary: &FunnelSummary, position: u64) {
             .median_days_in_stage
             .map_or_else(|| "-".to_owned(), |days| format!("{days:.1}"));
         println!(
-            "  {:<14} {:<9} {:>9} {:>9} {:>10} {:>11} {:>12} {:>9}",
+            "  {:<14} {:<18} {:>9} {:>9} {:>10} {:>11} {:>12} {:>9}",
             stage.name,
             stage.owner.as_str(),
             stage.entered,
