@@ -224,20 +224,70 @@ fn free_port() -> u16 {
 
 impl NatsCluster {
     /// Starts `size` nodes routed to each other and waits until each listens.
+    /// A port is free when asked for and bound by the node a moment later: another process
+    /// can take it in between, and the node then stops at once (`address already in use`). Such
+    /// a start is tried again, whole, on fresh ports.
     pub fn start(size: usize) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir for the cluster");
-        let nodes = (0..size)
-            .map(|_| ClusterNode {
-                child: None,
-                port: free_port(),
-                cluster_port: free_port(),
-            })
-            .collect();
-        let mut cluster = NatsCluster { nodes, dir };
-        for index in 0..size {
-            cluster.spawn(index);
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let dir = tempfile::tempdir().expect("temp dir for the cluster");
+            let nodes = (0..size)
+                .map(|_| ClusterNode {
+                    child: None,
+                    port: free_port(),
+                    cluster_port: free_port(),
+                })
+                .collect();
+            let mut cluster = NatsCluster { nodes, dir };
+            for index in 0..size {
+                cluster.spawn(index);
+            }
+            let stopped: Vec<usize> = (0..size).filter(|index| !cluster.running(*index)).collect();
+            if stopped.is_empty() {
+                return cluster;
+            }
+            let tails: Vec<String> = stopped
+                .iter()
+                .map(|index| format!("node {index}:\n{}", cluster.log_tail(*index)))
+                .collect();
+            assert!(
+                attempt < ATTEMPTS,
+                "cluster nodes {stopped:?} stopped on start {ATTEMPTS} times:\n{}",
+                tails.join("\n")
+            );
+            eprintln!(
+                "cluster nodes {stopped:?} stopped on start; starting again on fresh ports:\n{}",
+                tails.join("\n")
+            );
         }
-        cluster
+        unreachable!("the loop returns or asserts")
+    }
+
+    /// Whether node `index` listens on its route port (its log says so; a connection could
+    /// reach whoever took the port) and still runs. Waits up to 10 s for the one or the other.
+    fn running(&mut self, index: usize) -> bool {
+        let listening = format!(
+            "Listening for route connections on 127.0.0.1:{}",
+            self.nodes[index].cluster_port
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let exited = self.nodes[index]
+                .child
+                .as_mut()
+                .is_none_or(|child| !matches!(child.try_wait(), Ok(None)));
+            if exited {
+                return false;
+            }
+            let log = std::fs::read_to_string(self.log_path(index)).unwrap_or_default();
+            if log.contains(&listening) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Every node's URL, comma-separated, as `--nats` takes them.
