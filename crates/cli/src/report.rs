@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// Which view: marketing, sales or funnel.
-    #[arg(value_parser = ["marketing", "sales", "funnel", "customer"])]
+    /// Which view: marketing, sales, funnel, customer or attribution.
+    #[arg(value_parser = ["marketing", "sales", "funnel", "customer", "attribution"])]
     pub view: String,
     /// Only this table (e.g. `campaigns`, `sla_by_owner`, `cohorts`; docs/views.md lists them).
     #[arg(long)]

@@ -258,6 +258,8 @@ pub struct FunnelDefinition {
     customer_from: Option<usize>,
     /// Which detours are customer detours, by index.
     customer_detours: Vec<bool>,
+    /// Attribution models and whose touches they credit (`[attribution]`).
+    attribution: crate::attribution::Attribution,
 }
 
 impl FunnelDefinition {
@@ -363,6 +365,12 @@ impl FunnelDefinition {
         self.customer_detours.get(index).copied().unwrap_or(false)
     }
 
+    /// The attribution models and the touches they credit; no models without
+    /// `[attribution]`.
+    pub fn attribution(&self) -> &crate::attribution::Attribution {
+        &self.attribution
+    }
+
     /// The index of the stage entered by the MQL rule.
     pub fn mql_stage(&self) -> usize {
         self.stages
@@ -397,6 +405,7 @@ struct RawDefinition {
     stages: Vec<Spanned<RawStage>>,
     #[serde(rename = "detour", default)]
     detours: Vec<Spanned<RawDetour>>,
+    attribution: Option<crate::attribution::RawAttribution>,
 }
 
 #[derive(Deserialize)]
@@ -950,7 +959,14 @@ impl Checker<'_> {
                     .is_some_and(|stage| customer_from.is_some_and(|from| stage >= from))
             })
             .collect();
+        let attribution = match raw.attribution {
+            None => crate::attribution::Attribution::default(),
+            Some(raw) => crate::attribution::check(raw, &mut |span, message| {
+                self.error(span, message);
+            }),
+        };
         FunnelDefinition {
+            attribution,
             customer_from,
             customer_detours,
             name,

@@ -3,6 +3,7 @@
 //! Pure by rule: no IO, no async, no clock, no randomness. Time and fresh ids come in as
 //! values (see [`ParseContext`]). A workspace test fails if an IO crate becomes a dependency.
 
+pub mod attribution;
 mod codec;
 mod compare;
 pub mod currency;
@@ -39,6 +40,10 @@ pub use journey::{
 pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
 pub use symbol::{AttributeTable, AttributesId, Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
+pub use view::attribution::{
+    AttributionCreditRow, AttributionModelRow, AttributionView, DIMENSIONS, LedgerRow,
+    UNATTRIBUTED_LABEL,
+};
 pub use view::customer::{AdvocacyRow, CustomerView, NpsRow};
 pub use view::customer_accounts::{
     AdvocateRow, ConcentrationRow, CustomerAccountRow, CustomerTables, LoyaltyRow, MovementRow,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use state::{FactFile, StateError, Unsaved};
 use std::collections::BTreeMap;
 
+pub(crate) mod attribution;
 pub(crate) mod customer;
 pub(crate) mod customer_accounts;
 mod facts;
@@ -1357,6 +1358,7 @@ impl FunnelProjection {
         if let Some(totals) = self.totals.get_mut() {
             let (people, symbols) = (&self.people, &self.symbols);
             totals.settle(
+                &self.definition,
                 |id| {
                     let (id, person) = people.get_key_value(id)?;
                     person.folded.then(|| record_of(id, person))
@@ -1374,7 +1376,11 @@ impl FunnelProjection {
             for record in self.person_records() {
                 totals.person(&self.definition, &record, 1);
             }
-            totals.settle(|id| self.record(id), |symbol| self.label(symbol));
+            totals.settle(
+                &self.definition,
+                |id| self.record(id),
+                |symbol| self.label(symbol),
+            );
             let mut accounts: Vec<&String> = self.ledgers.keys().collect();
             accounts.sort_unstable();
             totals.ledger_rows = rows::RowChunks::from_sorted(
@@ -1508,6 +1514,10 @@ impl FunnelProjection {
         }
         let mut part = part::PersonPart::of(&facts, &journey, |fact| self.attributes_of(fact));
         part.account = person.account(retracted).cloned();
+        part.attribution =
+            attribution::AttributionPart::of(&self.definition, &facts, &journey, |fact| {
+                self.attributes_of(fact)
+            });
         let score_of = |fact: &Fact| {
             let detail = self.symbols.name(self.attributes_of(fact).detail)?;
             let score = customer::SCORES.iter().position(|score| *score == detail)?;

@@ -320,6 +320,11 @@ fn the_views_do_not_depend_on_arrival_order() {
         a.person_rows().customer_tables(),
         b.person_rows().customer_tables()
     );
+    assert_eq!(a.attribution_view(), b.attribution_view());
+    assert_eq!(
+        a.person_rows().attribution_ledger(None),
+        b.person_rows().attribution_ledger(None)
+    );
 }
 
 /// What a refresh works out per person is kept until that person changes: refreshing after
@@ -345,6 +350,12 @@ fn refreshing_as_events_arrive_gives_the_views_of_one_refresh() {
         assert_eq!(
             live.person_rows().customer_tables(),
             whole.person_rows().customer_tables(),
+            "refreshed every {batch} events"
+        );
+        assert_eq!(live.attribution_view(), whole.attribution_view());
+        assert_eq!(
+            live.person_rows().attribution_ledger(None),
+            whole.person_rows().attribution_ledger(None),
             "refreshed every {batch} events"
         );
     }
@@ -385,6 +396,16 @@ fn views_kept_up_to_date_by_refreshes_equal_the_views_of_one_fold() {
                 assert_eq!(
                     live.person_rows().customer_tables(),
                     fresh.person_rows().customer_tables(),
+                    "batches of {batch}, after {seen} events"
+                );
+                assert_eq!(
+                    live.attribution_view(),
+                    fresh.attribution_view(),
+                    "batches of {batch}, after {seen} events"
+                );
+                assert_eq!(
+                    live.person_rows().attribution_ledger(None),
+                    fresh.person_rows().attribution_ledger(None),
                     "batches of {batch}, after {seen} events"
                 );
             }

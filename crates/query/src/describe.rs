@@ -38,6 +38,12 @@ const KEYS: &[(&str, &[&str])] = &[
     ("loyalty", &["dimension", "value", "currency"]),
     ("referrals", &["account"]),
     ("advocates", &["person"]),
+    ("attribution_models", &["model", "currency"]),
+    (
+        "attribution_credit",
+        &["model", "dimension", "value", "currency"],
+    ),
+    ("attribution_ledger", &["model", "opportunity", "position"]),
     ("snapshots", &["view"]),
     ("comparison_stages", &["candidate", "stage"]),
     ("comparison_mqls", &["candidate", "mql_under"]),

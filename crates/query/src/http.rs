@@ -613,17 +613,19 @@ async fn list_tables(
 ) -> Result<Response, ApiError> {
     let snapshot = snapshot(&state, &params).await?;
     let tables: Vec<serde_json::Value> = snapshot
-        .tables()
-        .map(|(kind, table)| {
+        .table_names()
+        .map(|(kind, name)| {
+            let columns = snapshot.columns(name).unwrap_or_default();
             serde_json::json!({
-                "table": table.name,
+                "table": name,
                 "view": kind.as_str(),
-                "rows": table.rows.len(),
-                "columns": table.columns.iter().map(|(name, kind)| serde_json::json!({
+                // The whole attribution ledger is worked out only when read.
+                "rows": snapshot.rows_if_built(name),
+                "columns": columns.iter().map(|(name, kind)| serde_json::json!({
                     "name": name,
                     "type": format!("{kind:?}").to_lowercase(),
                 })).collect::<Vec<_>>(),
-                "href": format!("/v1/views/{}", table.name),
+                "href": format!("/v1/views/{name}"),
             })
         })
         .collect();
@@ -647,9 +649,20 @@ async fn table_rows(
     let snapshot = snapshot(&state, &params).await?;
     // `?person=` on a table with a row per person, hand-off or deal reads that person's rows
     // alone, without building the whole table for this snapshot.
-    let one_person =
-        param(&params, "person").and_then(|person| snapshot.person_table(&name, person));
-    let Some(table) = one_person.as_ref().or_else(|| snapshot.table(&name)) else {
+    let one_person = param(&params, "person")
+        .and_then(|person| snapshot.person_table(&name, person))
+        .or_else(|| {
+            // `?opportunity=` on the attribution ledger: that opportunity's rows alone.
+            param(&params, "opportunity")
+                .and_then(|opportunity| snapshot.opportunity_table(&name, opportunity))
+        });
+    let whole = match &one_person {
+        Some(_) => None,
+        None => snapshot
+            .checked_table(&name)
+            .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message))?,
+    };
+    let Some(table) = one_person.as_ref().or(whole) else {
         let names: Vec<&str> = snapshot.table_names().map(|(_, name)| name).collect();
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -4,6 +4,7 @@
 //! ([`serve_sql`]), all inside the projector's process, fed by a [`SnapshotPublisher`] on the
 //! projector's commits.
 
+mod attribution;
 mod catalog;
 pub mod comparison;
 mod customer;
@@ -18,6 +19,7 @@ mod openapi;
 mod sql;
 mod table;
 
+pub use attribution::{LEDGER_ROWS_LIMIT, attribution_tables, ledger_table};
 pub use catalog::Catalog;
 pub use customer::customer_tables;
 pub use describe::{TableDoc, key_of, table_doc};

@@ -640,14 +640,16 @@ pub enum ViewKind {
     Sales,
     Funnel,
     Customer,
+    Attribution,
 }
 
 impl ViewKind {
-    pub const ALL: [ViewKind; 4] = [
+    pub const ALL: [ViewKind; 5] = [
         ViewKind::Marketing,
         ViewKind::Sales,
         ViewKind::Funnel,
         ViewKind::Customer,
+        ViewKind::Attribution,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -656,6 +658,7 @@ impl ViewKind {
             ViewKind::Sales => "sales",
             ViewKind::Funnel => "funnel",
             ViewKind::Customer => "customer",
+            ViewKind::Attribution => "attribution",
         }
     }
 
@@ -694,6 +697,9 @@ pub struct Snapshot {
     /// The customer view's account-level tables (`customer::ACCOUNT_TABLES`), all built from
     /// `rows` when one is first read (shared by clones).
     customer: Arc<OnceLock<Vec<Table>>>,
+    /// The whole attribution ledger, built from `rows` when first read (or refused when too
+    /// large, see `attribution::ledger`).
+    ledger: Arc<OnceLock<Result<Table, String>>>,
     /// How long building the snapshot took: what freshness costs (`/metrics`, `bench query`).
     pub built_in: std::time::Duration,
     /// A candidate's comparison with the live definition, as `baton compare --json` writes
@@ -734,6 +740,11 @@ impl Snapshot {
                     .chain(crate::customer::account_tables(&Default::default()))
                     .map(|t| (ViewKind::Customer, t)),
             )
+            .chain(
+                crate::attribution::attribution_tables(projection.attribution_view())
+                    .into_iter()
+                    .map(|t| (ViewKind::Attribution, t)),
+            )
             .collect();
         Snapshot {
             view: view.to_owned(),
@@ -744,6 +755,7 @@ impl Snapshot {
             rows,
             lazy: Arc::new(Default::default()),
             customer: Arc::new(OnceLock::new()),
+            ledger: Arc::new(OnceLock::new()),
             built_in: started.elapsed(),
             comparison: None,
         }
@@ -772,13 +784,43 @@ impl Snapshot {
             rows: PersonRows::default(),
             lazy: Arc::new(Default::default()),
             customer: Arc::new(OnceLock::new()),
+            ledger: Arc::new(OnceLock::new()),
             built_in: std::time::Duration::ZERO,
             comparison: None,
         }
     }
 
-    /// A table by name, built now if it is a row-level table not read before.
+    /// A table by name, built now if it is a row-level table not read before; an error for
+    /// a whole attribution ledger too large to serve (`attribution::ledger`).
+    pub fn checked_table(&self, name: &str) -> Result<Option<&Table>, String> {
+        if name == crate::attribution::LEDGER {
+            return self
+                .ledger
+                .get_or_init(|| crate::attribution::ledger(&self.rows, None))
+                .as_ref()
+                .map(Some)
+                .map_err(Clone::clone);
+        }
+        Ok(self.table(name))
+    }
+
+    /// One opportunity's rows of the attribution ledger, without building the whole ledger;
+    /// `None` for another table.
+    pub fn opportunity_table(&self, name: &str, opportunity: &str) -> Option<Table> {
+        (name == crate::attribution::LEDGER).then(|| {
+            crate::attribution::ledger_table(self.rows.attribution_ledger(Some(opportunity)))
+        })
+    }
+
+    /// A table by name, built now if it is a row-level table not read before. The whole
+    /// attribution ledger, when too large to serve, is its columns alone here:
+    /// [`checked_table`](Self::checked_table) says why.
     pub fn table(&self, name: &str) -> Option<&Table> {
+        if name == crate::attribution::LEDGER
+            && let Ok(Some(table)) = self.checked_table(name)
+        {
+            return Some(table);
+        }
         if let Some(which) = ROW_TABLES.iter().position(|(table, _)| *table == name) {
             return Some(self.lazy[which].get_or_init(|| self.row_table(which)));
         }
@@ -820,6 +862,19 @@ impl Snapshot {
             columns: self.columns(name)?.to_vec(),
             rows: self.rows_of(person, which),
         })
+    }
+
+    /// The rows of a table if it is built already or cheap to build: `None` for the
+    /// attribution ledger not read before (worked out per request, see `attribution::ledger`).
+    pub fn rows_if_built(&self, name: &str) -> Option<usize> {
+        if name == crate::attribution::LEDGER {
+            return self
+                .ledger
+                .get()
+                .and_then(|built| built.as_ref().ok())
+                .map(|table| table.rows.len());
+        }
+        self.table(name).map(|table| table.rows.len())
     }
 
     /// Every table's name and view, without building any.
@@ -868,6 +923,18 @@ pub fn tables(projection: &FunnelProjection, kind: ViewKind) -> Vec<Table> {
         ViewKind::Marketing => marketing_tables(projection.marketing_view()),
         ViewKind::Sales => sales_tables(projection.sales_view()),
         ViewKind::Funnel => shared_tables(projection.shared_view()),
+        ViewKind::Attribution => {
+            let mut tables = crate::attribution::attribution_tables(projection.attribution_view());
+            tables.pop();
+            match crate::attribution::ledger(&projection.person_rows(), None) {
+                Ok(ledger) => tables.push(ledger),
+                Err(message) => {
+                    tracing::warn!("{message}");
+                    tables.push(crate::attribution::ledger_table(Vec::new()));
+                }
+            }
+            tables
+        }
         ViewKind::Customer => {
             let mut tables = crate::customer::customer_tables(projection.customer_view());
             tables.extend(crate::customer::account_tables(

@@ -314,6 +314,7 @@ impl FunnelProjection {
             deals: person.part.opportunities(),
             latest_nps: person.part.customer.latest_score(),
             acts: person.part.customer.acts(),
+            attribution: person.part.attribution.clone(),
         }
     }
 

@@ -41,6 +41,8 @@ pub(crate) struct PersonPart {
     pub(crate) closed_lost: bool,
     /// What the customer view reads (`view/customer.rs`).
     pub(crate) customer: super::customer::CustomerPart,
+    /// What the attribution view reads (`view/attribution.rs`).
+    pub(crate) attribution: super::attribution::AttributionPart,
     /// Who the facts name as owner, from when: a new entry at each fact naming another
     /// owner than the one before.
     pub(crate) owners: Vec<(Timestamp, Symbol)>,

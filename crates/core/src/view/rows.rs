@@ -42,6 +42,8 @@ pub struct PersonRow {
     /// order).
     pub latest_nps: Option<u8>,
     pub acts: [u32; 4],
+    /// Their touches that attribution counts, and when they became a lead and an MQL.
+    pub(crate) attribution: super::attribution::AttributionPart,
 }
 
 /// Rows per chunk: a refresh that changes a row copies its chunk's list of row pointers once
@@ -197,6 +199,9 @@ pub struct PersonRows {
     now: Timestamp,
     half_life_days: f64,
     stage_names: Arc<[String]>,
+    /// The definition's attribution models, and the text of the symbols the ledger shows.
+    attribution: Arc<crate::attribution::Attribution>,
+    attribution_labels: Arc<HashMap<Symbol, String>>,
 }
 
 impl Default for PersonRows {
@@ -210,6 +215,7 @@ impl Default for PersonRows {
             1.0,
             [].into(),
         )
+        .with_attribution(Arc::default(), Arc::default())
     }
 }
 
@@ -229,7 +235,35 @@ impl PersonRows {
             now,
             half_life_days,
             stage_names,
+            attribution: Arc::default(),
+            attribution_labels: Arc::default(),
         }
+    }
+
+    /// The rows with the definition's attribution and the labels of its symbols.
+    pub(crate) fn with_attribution(
+        mut self,
+        settings: Arc<crate::attribution::Attribution>,
+        labels: Arc<HashMap<Symbol, String>>,
+    ) -> PersonRows {
+        self.attribution = settings;
+        self.attribution_labels = labels;
+        self
+    }
+
+    pub(crate) fn attribution_settings(&self) -> &crate::attribution::Attribution {
+        &self.attribution
+    }
+
+    pub(crate) fn attribution_labels(&self) -> &HashMap<Symbol, String> {
+        &self.attribution_labels
+    }
+
+    /// Every opportunity's symbol and row, in no particular order.
+    pub(crate) fn opportunity_entries(&self) -> impl Iterator<Item = (Symbol, &OpportunityRow)> {
+        self.opportunities
+            .iter()
+            .map(|entry| (entry.id, &entry.row))
     }
 
     /// "Now": the latest business time of the snapshot.
@@ -395,6 +429,7 @@ mod tests {
             deals: Vec::new(),
             latest_nps: None,
             acts: [0; 4],
+            attribution: Default::default(),
         }
     }
 

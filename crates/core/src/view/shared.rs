@@ -164,6 +164,10 @@ impl FunnelProjection {
                 self.definition.half_life_days(),
                 stage_names,
             )
+            .with_attribution(
+                std::sync::Arc::new(self.definition.attribution().clone()),
+                totals.attribution.labels.clone(),
+            )
         })
     }
 }

@@ -346,6 +346,8 @@ pub(crate) struct Totals {
     pub(crate) stages: Vec<StageTotals>,
     /// The customer view's (`view/customer.rs`).
     pub(crate) customer: super::customer::CustomerTotals,
+    /// The attribution view's (`view/attribution.rs`).
+    pub(crate) attribution: super::attribution::AttributionTotals,
     /// People in the views.
     pub(crate) people: i64,
     pub(crate) clocks: Clocks,
@@ -405,6 +407,7 @@ impl Totals {
         self.cohort_person(definition, person, sign);
         self.summary_person(definition, person, sign);
         self.customer.person(person, sign);
+        self.attribution.person(person, sign);
         for id in person.part.opportunities() {
             let carriers = self.carriers.entry(id).or_default();
             if sign > 0 {
@@ -725,12 +728,13 @@ impl Totals {
     /// views read them, `label` a symbol's text.
     pub(crate) fn settle<'a>(
         &mut self,
+        definition: &FunnelDefinition,
         record: impl Fn(&str) -> Option<PersonRecord<'a>>,
         label: impl Fn(Symbol) -> String,
     ) {
         let mut stale: Vec<Symbol> = self.stale.drain().collect();
         stale.sort_unstable();
-        for id in stale {
+        for &id in &stale {
             if let Some(old) = self.opportunities.remove(&id) {
                 self.opportunity(&old, -1);
                 self.opportunity_rows.remove(&id);
@@ -776,5 +780,13 @@ impl Totals {
             });
             self.opportunities.insert(id, deal);
         }
+        self.attribution.settle(
+            definition.attribution(),
+            &stale,
+            &self.opportunities,
+            &self.carriers,
+            &record,
+            &label,
+        );
     }
 }

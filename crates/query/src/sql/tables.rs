@@ -84,12 +84,12 @@ impl LazyTable {
             } => converted
                 .get_or_init(|| {
                     let table = snapshot
-                        .table(name)
+                        .checked_table(name)?
                         .ok_or_else(|| format!("table {name} is not in the snapshot"))?;
                     mem_table(table).map_err(|error| error.to_string())
                 })
                 .clone()
-                .map_err(DataFusionError::Internal),
+                .map_err(DataFusionError::Plan),
         }
     }
 
@@ -103,10 +103,25 @@ impl LazyTable {
             .person_table(name, person)
             .map(|table| mem_table(&table))
     }
+
+    /// Only the rows of `opportunity`, when this is the attribution ledger.
+    fn opportunity(&self, opportunity: &str) -> Option<Result<ServedTable>> {
+        let TableRows::Snapshot { snapshot, name, .. } = &self.rows else {
+            return None;
+        };
+        snapshot
+            .opportunity_table(name, opportunity)
+            .map(|table| mem_table(&table))
+    }
 }
 
 /// The text `person = '…'` (either way round) asks for, if `filter` is that.
 fn person_wanted(filter: &Expr) -> Option<&str> {
+    text_wanted(filter, "person")
+}
+
+/// The text `column = '…'` (either way round) asks for, if `filter` is that.
+fn text_wanted<'a>(filter: &'a Expr, wanted: &str) -> Option<&'a str> {
     use datafusion::common::ScalarValue;
     use datafusion::logical_expr::{BinaryExpr, Operator};
     let Expr::BinaryExpr(BinaryExpr {
@@ -128,9 +143,9 @@ fn person_wanted(filter: &Expr) -> Option<&str> {
             _ => None,
         }
     }
-    let is_person = |expr: &Expr| matches!(expr, Expr::Column(column) if column.name == "person");
+    let is_wanted = |expr: &Expr| matches!(expr, Expr::Column(column) if column.name == wanted);
     match (left.as_ref(), right.as_ref()) {
-        (column, value) | (value, column) if is_person(column) => text(value),
+        (column, value) | (value, column) if is_wanted(column) => text(value),
         _ => None,
     }
 }
@@ -649,10 +664,13 @@ impl TableProvider for ViewTable {
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         let person_table = crate::table::PERSON_TABLES.contains(&self.table_name.as_str());
+        let ledger = self.table_name == crate::attribution::LEDGER;
         Ok(filters
             .iter()
             .map(|filter| {
-                if person_table && person_wanted(filter).is_some() {
+                if (person_table && person_wanted(filter).is_some())
+                    || (ledger && text_wanted(filter, "opportunity").is_some())
+                {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -678,7 +696,13 @@ impl TableProvider for ViewTable {
             );
         };
         let person = filters.iter().find_map(person_wanted);
-        let rows = match person.and_then(|person| table.person(person)) {
+        let opportunity = filters
+            .iter()
+            .find_map(|filter| text_wanted(filter, "opportunity"));
+        let one = person
+            .and_then(|person| table.person(person))
+            .or_else(|| opportunity.and_then(|opportunity| table.opportunity(opportunity)));
+        let rows = match one {
             Some(rows) => rows?,
             None => table.served()?,
         };

@@ -1,0 +1,850 @@
+//! The attribution view: which touches earned each opportunity's amount, under every model
+//! the definition declares (`docs/views.md`, *Attribution*; the models themselves are in
+//! `crate::attribution`).
+//!
+//! Its own part of each person (their touches that count, and when they became a lead and
+//! an MQL; read from their facts when their journey is folded), its own contributions (per
+//! opportunity: what each model credits each channel, campaign and content, and what sourced
+//! it; taken back and added again whenever the opportunity or its people change) and its own
+//! rows (the ledger: one row per model, opportunity and credited touch, worked out from a
+//! snapshot's rows when read, so that it is never kept whole in memory).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::report::{DealStatus, PersonRecord};
+use super::totals::Deal;
+use super::{HashMap, HashSet};
+use crate::attribution::{Attribution, Credit, MILESTONES, Scope, allocate};
+use crate::event::{EventId, Kind};
+use crate::funnel::FunnelDefinition;
+use crate::journey::{Attributes, Fact, Journey, Place};
+use crate::symbol::Symbol;
+use crate::timestamp::Timestamp;
+
+/// A touch as attribution reads it: 40 bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Touch {
+    pub(crate) at: Timestamp,
+    pub(crate) event_id: EventId,
+    pub(crate) kind: Kind,
+    pub(crate) channel: Symbol,
+    pub(crate) campaign: Symbol,
+    pub(crate) content: Symbol,
+}
+
+impl Touch {
+    /// The touch's value in each dimension, in [`DIMENSIONS`] order.
+    fn values(&self) -> [Symbol; 3] {
+        [self.channel, self.campaign, self.content]
+    }
+}
+
+/// The dimensions credits roll up by.
+pub const DIMENSIONS: [&str; 3] = ["channel", "campaign", "content"];
+
+/// What attribution reads of one person's facts, when their journey is folded.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct AttributionPart {
+    /// Their touches that count (`attribution.touches`), in (business time, event id) order;
+    /// shared with their row, so a snapshot's ledger reads them without a copy.
+    pub(crate) touches: Arc<[Touch]>,
+    /// Their earliest `form_submitted` or `identified`: when they became a known lead.
+    pub(crate) lead_at: Option<Timestamp>,
+    /// When their journey first entered the MQL stage by its rule.
+    pub(crate) mql_at: Option<Timestamp>,
+}
+
+impl Default for AttributionPart {
+    fn default() -> Self {
+        AttributionPart {
+            touches: Arc::from([]),
+            lead_at: None,
+            mql_at: None,
+        }
+    }
+}
+
+impl AttributionPart {
+    /// The part of a person with these facts (stitched, governed, in order) and this
+    /// journey; empty when the definition declares no model.
+    pub(crate) fn of(
+        definition: &FunnelDefinition,
+        facts: &[Fact],
+        journey: &Journey,
+        attributes_of: impl Fn(&Fact) -> Attributes,
+    ) -> AttributionPart {
+        let settings = definition.attribution();
+        if settings.models.is_empty() {
+            return AttributionPart::default();
+        }
+        let touches: Vec<Touch> = facts
+            .iter()
+            .filter(|fact| settings.counts(fact.kind))
+            .map(|fact| {
+                let attributes = attributes_of(fact);
+                Touch {
+                    at: fact.at,
+                    event_id: fact.event_id,
+                    kind: fact.kind,
+                    channel: attributes.channel,
+                    campaign: attributes.campaign,
+                    content: attributes.content,
+                }
+            })
+            .collect();
+        let lead_at = facts
+            .iter()
+            .find(|fact| matches!(fact.kind, Kind::FormSubmitted | Kind::Identified))
+            .map(|fact| fact.at);
+        let mql = Place::Stage(definition.mql_stage());
+        let mql_at = journey
+            .transitions
+            .iter()
+            .find(|t| t.to == mql && !t.is_return())
+            .map(|t| t.at);
+        AttributionPart {
+            touches: touches.into(),
+            lead_at,
+            mql_at,
+        }
+    }
+}
+
+/// What an opportunity's set is cut and placed by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DealTimes {
+    pub(crate) created_at: Timestamp,
+    pub(crate) status: DealStatus,
+    pub(crate) closed_at: Option<Timestamp>,
+}
+
+/// The touches of an opportunity's people that count for it, with its milestones.
+#[derive(Debug, Default)]
+pub(crate) struct TouchSet {
+    /// (index of the person among those given, touch), in (business time, event id) order.
+    pub(crate) touches: Vec<(usize, Touch)>,
+    /// The milestone touches, in `COMPONENTS` order.
+    pub(crate) milestones: [Option<usize>; MILESTONES],
+    /// The first touch, when it came at or before the opportunity was created.
+    pub(crate) source: Option<usize>,
+}
+
+impl TouchSet {
+    /// The set of an opportunity with these times, from its people's parts.
+    pub(crate) fn of(deal: DealTimes, people: &[&AttributionPart]) -> TouchSet {
+        // Touches after a close never count; an open opportunity's count up to now.
+        let until = match deal.status {
+            DealStatus::Open => None,
+            _ => deal.closed_at,
+        };
+        let within = |at: Timestamp| until.is_none_or(|until| at <= until);
+        let mut touches: Vec<(usize, Touch)> = people
+            .iter()
+            .enumerate()
+            .flat_map(|(index, part)| {
+                part.touches
+                    .iter()
+                    .take_while(|touch| within(touch.at))
+                    .map(move |touch| (index, *touch))
+            })
+            .collect();
+        touches.sort_by_key(|(_, touch)| (touch.at, touch.event_id));
+        // The last touch at or before a milestone that happened by the cut.
+        let before = |at: Option<Timestamp>| {
+            let at = at.filter(|at| within(*at))?;
+            touches
+                .partition_point(|(_, touch)| touch.at <= at)
+                .checked_sub(1)
+        };
+        let earliest = |of: fn(&AttributionPart) -> Option<Timestamp>| {
+            people.iter().filter_map(|part| of(part)).min()
+        };
+        let first = (!touches.is_empty()).then_some(0);
+        let close = match deal.status {
+            DealStatus::Won => before(deal.closed_at),
+            _ => None,
+        };
+        let milestones = [
+            first,
+            before(earliest(|part| part.lead_at)),
+            before(earliest(|part| part.mql_at)),
+            before(Some(deal.created_at)),
+            close,
+        ];
+        let source = first.filter(|_| touches[0].1.at <= deal.created_at);
+        TouchSet {
+            touches,
+            milestones,
+            source,
+        }
+    }
+
+    /// How `model` credits the set for `amount` minor units; `None` when unattributed.
+    pub(crate) fn credits(
+        &self,
+        model: &crate::attribution::Model,
+        amount: i64,
+    ) -> Option<Vec<Credit>> {
+        let touches: Vec<(Timestamp, Kind)> = self
+            .touches
+            .iter()
+            .map(|(_, touch)| (touch.at, touch.kind))
+            .collect();
+        allocate(model, &touches, &self.milestones, amount)
+    }
+
+    /// The milestones a touch holds, by name, comma-separated; `None` for none.
+    pub(crate) fn milestones_of(&self, index: usize) -> Option<String> {
+        let names: Vec<&str> = crate::attribution::COMPONENTS[..MILESTONES]
+            .iter()
+            .zip(self.milestones)
+            .filter(|(_, held)| *held == Some(index))
+            .map(|(name, _)| *name)
+            .collect();
+        (!names.is_empty()).then(|| names.join(","))
+    }
+}
+
+/// One opportunity's credit in one dimension's value under one model.
+#[derive(Clone, Debug)]
+struct CreditEntry {
+    model: u16,
+    dimension: u8,
+    /// `None`: the amount no touch earned (unattributed).
+    value: Option<Symbol>,
+    touches: u32,
+    credited: i64,
+}
+
+/// What one opportunity adds to the roll-ups, kept to take it back.
+#[derive(Clone, Debug)]
+struct OppCredit {
+    /// The account it is kept under for re-crediting when the account's people change.
+    account: Option<String>,
+    won: bool,
+    currency: Symbol,
+    amount: i64,
+    /// Its source touch's values, `None` without one.
+    source: Option<[Symbol; 3]>,
+    /// Per model, whether it was unattributed.
+    unattributed: Vec<bool>,
+    entries: Vec<CreditEntry>,
+}
+
+/// One model's credit in one dimension's value and currency, over every opportunity.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct RollUp {
+    pub(crate) sourced: i64,
+    pub(crate) sourced_won: i64,
+    pub(crate) sourced_revenue: i128,
+    pub(crate) sourced_pipeline: i128,
+    pub(crate) influenced: i64,
+    pub(crate) influenced_won: i64,
+    pub(crate) touches: i64,
+    pub(crate) credited_revenue: i128,
+    pub(crate) credited_pipeline: i128,
+}
+
+/// One model's totals in one currency.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ModelTotals {
+    pub(crate) won: i64,
+    pub(crate) revenue: i128,
+    pub(crate) unattributed_revenue: i128,
+    pub(crate) open: i64,
+    pub(crate) pipeline: i128,
+    pub(crate) unattributed_pipeline: i128,
+}
+
+/// (model, dimension, value (`None`: unattributed), currency).
+pub(crate) type RollUpKey = (u16, u8, Option<Symbol>, Symbol);
+
+/// The attribution view's totals, kept up to date with the others (`totals.rs`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AttributionTotals {
+    /// Each account's people as of their last fold.
+    members: HashMap<String, BTreeSet<String>>,
+    /// Accounts whose people were folded again since the last settle.
+    dirty_accounts: HashSet<String>,
+    /// The opportunities credited from each account's touches.
+    by_account: HashMap<String, BTreeSet<Symbol>>,
+    credited: HashMap<Symbol, OppCredit>,
+    pub(crate) rollups: BTreeMap<RollUpKey, RollUp>,
+    pub(crate) models: BTreeMap<(u16, Symbol), ModelTotals>,
+    /// The text of every symbol the roll-ups ever held, for the ledger of a snapshot (which
+    /// has no symbol table). Only grows; shared with snapshots.
+    pub(crate) labels: Arc<HashMap<Symbol, String>>,
+}
+
+impl AttributionTotals {
+    /// Adds or takes back a person: their account's opportunities are credited again at the
+    /// next settle.
+    pub(crate) fn person(&mut self, person: &PersonRecord<'_>, sign: i64) {
+        let Some(account) = person.account else {
+            return;
+        };
+        let members = self.members.entry(account.to_owned()).or_default();
+        if sign > 0 {
+            members.insert(person.id.to_owned());
+        } else {
+            members.remove(person.id);
+            if members.is_empty() {
+                self.members.remove(account);
+            }
+        }
+        self.dirty_accounts.insert(account.to_owned());
+    }
+
+    /// Credits again the opportunities put together again (`changed`) and those of the
+    /// accounts whose people changed. `record` gives a person as the views read them.
+    pub(crate) fn settle<'a>(
+        &mut self,
+        settings: &Attribution,
+        changed: &[Symbol],
+        opportunities: &BTreeMap<Symbol, Deal>,
+        carriers: &HashMap<Symbol, BTreeSet<String>>,
+        record: &impl Fn(&str) -> Option<PersonRecord<'a>>,
+        label: &impl Fn(Symbol) -> String,
+    ) {
+        let mut dirty: BTreeSet<Symbol> = changed.iter().copied().collect();
+        for account in std::mem::take(&mut self.dirty_accounts) {
+            if let Some(ids) = self.by_account.get(&account) {
+                dirty.extend(ids.iter().copied());
+            }
+        }
+        for id in dirty {
+            if let Some(old) = self.credited.remove(&id) {
+                self.apply(&old, -1);
+                if let Some(account) = &old.account
+                    && let Some(ids) = self.by_account.get_mut(account)
+                {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_account.remove(account);
+                    }
+                }
+            }
+            if settings.models.is_empty() {
+                continue;
+            }
+            let Some(deal) = opportunities.get(&id) else {
+                continue;
+            };
+            let opportunity = &deal.opportunity;
+            // Lost ones earn nothing; without an amount there is nothing to credit.
+            let Some((amount, currency)) = opportunity.value() else {
+                continue;
+            };
+            if opportunity.status == DealStatus::Lost {
+                continue;
+            }
+            let account = match (settings.scope, &opportunity.account) {
+                (Scope::Account, Some(account)) => Some(account.clone()),
+                _ => None,
+            };
+            let people: Vec<&String> = match &account {
+                Some(account) => self.members.get(account).into_iter().flatten().collect(),
+                None => carriers.get(&id).into_iter().flatten().collect(),
+            };
+            let records: Vec<PersonRecord<'a>> =
+                people.into_iter().filter_map(|p| record(p)).collect();
+            let parts: Vec<&AttributionPart> =
+                records.iter().map(|r| &r.part.attribution).collect();
+            let set = TouchSet::of(
+                DealTimes {
+                    created_at: opportunity.created_at,
+                    status: opportunity.status,
+                    closed_at: opportunity.closed_at,
+                },
+                &parts,
+            );
+            let credit = OppCredit::of(
+                settings,
+                &set,
+                account,
+                opportunity.status,
+                amount,
+                currency,
+            );
+            self.remember_labels(&credit, label);
+            self.apply(&credit, 1);
+            if let Some(account) = &credit.account {
+                self.by_account
+                    .entry(account.clone())
+                    .or_default()
+                    .insert(id);
+            }
+            self.credited.insert(id, credit);
+        }
+    }
+
+    fn remember_labels(&mut self, credit: &OppCredit, label: &impl Fn(Symbol) -> String) {
+        let symbols = credit
+            .entries
+            .iter()
+            .filter_map(|entry| entry.value)
+            .chain(credit.source.into_iter().flatten())
+            .chain([credit.currency]);
+        let new: Vec<Symbol> = symbols
+            .filter(|symbol| !self.labels.contains_key(symbol))
+            .collect();
+        if !new.is_empty() {
+            let labels = Arc::make_mut(&mut self.labels);
+            for symbol in new {
+                labels.insert(symbol, label(symbol));
+            }
+        }
+    }
+
+    fn apply(&mut self, credit: &OppCredit, sign: i64) {
+        let amount = i128::from(sign) * i128::from(credit.amount);
+        let models = credit.unattributed.len();
+        for (model, unattributed) in credit.unattributed.iter().enumerate() {
+            let model = u16::try_from(model).expect("invariant: fewer than 65536 models");
+            let totals = self.models.entry((model, credit.currency)).or_default();
+            if credit.won {
+                totals.won += sign;
+                totals.revenue += amount;
+                if *unattributed {
+                    totals.unattributed_revenue += amount;
+                }
+            } else {
+                totals.open += sign;
+                totals.pipeline += amount;
+                if *unattributed {
+                    totals.unattributed_pipeline += amount;
+                }
+            }
+            if totals.won == 0 && totals.open == 0 {
+                debug_assert_eq!(totals, &ModelTotals::default());
+                self.models.remove(&(model, credit.currency));
+            }
+        }
+        let mut touched: Vec<RollUpKey> = Vec::new();
+        for model in 0..models {
+            let model = u16::try_from(model).expect("invariant: fewer than 65536 models");
+            for dimension in 0..3_u8 {
+                let value = credit.source.map(|values| values[usize::from(dimension)]);
+                let key = (model, dimension, value, credit.currency);
+                let rollup = self.rollups.entry(key).or_default();
+                rollup.sourced += sign;
+                if credit.won {
+                    rollup.sourced_won += sign;
+                    rollup.sourced_revenue += amount;
+                } else {
+                    rollup.sourced_pipeline += amount;
+                }
+                touched.push(key);
+            }
+        }
+        for entry in &credit.entries {
+            let key = (entry.model, entry.dimension, entry.value, credit.currency);
+            let rollup = self.rollups.entry(key).or_default();
+            let credited = i128::from(sign) * i128::from(entry.credited);
+            rollup.influenced += sign;
+            rollup.touches += sign * i64::from(entry.touches);
+            if credit.won {
+                rollup.influenced_won += sign;
+                rollup.credited_revenue += credited;
+            } else {
+                rollup.credited_pipeline += credited;
+            }
+            touched.push(key);
+        }
+        for key in touched {
+            if self
+                .rollups
+                .get(&key)
+                .is_some_and(|rollup| rollup.sourced == 0 && rollup.influenced == 0)
+            {
+                self.rollups.remove(&key);
+            }
+        }
+    }
+}
+
+impl OppCredit {
+    fn of(
+        settings: &Attribution,
+        set: &TouchSet,
+        account: Option<String>,
+        status: DealStatus,
+        amount: i64,
+        currency: Symbol,
+    ) -> OppCredit {
+        let mut entries = Vec::new();
+        let mut unattributed = Vec::with_capacity(settings.models.len());
+        for (index, model) in settings.models.iter().enumerate() {
+            let index = u16::try_from(index).expect("invariant: fewer than 65536 models");
+            let Some(credits) = set.credits(model, amount) else {
+                unattributed.push(true);
+                for dimension in 0..3 {
+                    entries.push(CreditEntry {
+                        model: index,
+                        dimension,
+                        value: None,
+                        touches: 0,
+                        credited: amount,
+                    });
+                }
+                continue;
+            };
+            unattributed.push(false);
+            let mut by_value: BTreeMap<(u8, Symbol), (u32, i64)> = BTreeMap::new();
+            for ((_, touch), credit) in set.touches.iter().zip(&credits) {
+                if credit.share <= 0.0 {
+                    continue;
+                }
+                for (dimension, value) in (0..3_u8).zip(touch.values()) {
+                    let sum = by_value.entry((dimension, value)).or_default();
+                    sum.0 += 1;
+                    sum.1 += credit.credited;
+                }
+            }
+            entries.extend(by_value.into_iter().map(
+                |((dimension, value), (touches, credited))| CreditEntry {
+                    model: index,
+                    dimension,
+                    value: Some(value),
+                    touches,
+                    credited,
+                },
+            ));
+        }
+        entries.shrink_to_fit();
+        OppCredit {
+            account,
+            won: status == DealStatus::Won,
+            currency,
+            amount,
+            source: set.source.map(|index| set.touches[index].1.values()),
+            unattributed,
+            entries,
+        }
+    }
+}
+
+/// The label of a roll-up's value: `(unattributed)` for the amount no touch earned.
+pub const UNATTRIBUTED_LABEL: &str = "(unattributed)";
+
+/// One model's totals in one currency (`attribution_models`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttributionModelRow {
+    pub model: String,
+    pub kind: &'static str,
+    /// The model's weights as text (`first 0.4, lead 0.4, middle 0.2`).
+    pub weights: String,
+    pub currency: Option<String>,
+    pub won: u64,
+    pub revenue_minor: i64,
+    pub credited_revenue_minor: i64,
+    pub unattributed_revenue_minor: i64,
+    pub open: u64,
+    pub pipeline_minor: i64,
+    pub credited_pipeline_minor: i64,
+    pub unattributed_pipeline_minor: i64,
+}
+
+/// One model's credit to one channel, campaign or content in one currency
+/// (`attribution_credit`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttributionCreditRow {
+    pub model: String,
+    pub dimension: &'static str,
+    pub value: String,
+    pub currency: Option<String>,
+    pub sourced_opportunities: u64,
+    pub sourced_won: u64,
+    pub sourced_revenue_minor: i64,
+    pub sourced_pipeline_minor: i64,
+    pub influenced_opportunities: u64,
+    pub influenced_won: u64,
+    pub credited_touches: u64,
+    pub credited_revenue_minor: i64,
+    pub credited_pipeline_minor: i64,
+}
+
+/// The attribution view's aggregate tables.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AttributionView {
+    pub models: Vec<AttributionModelRow>,
+    pub credit: Vec<AttributionCreditRow>,
+}
+
+/// One model's credit to one touch of one opportunity (`attribution_ledger`); the touch
+/// fields are `None` on the row of an unattributed amount.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LedgerRow {
+    pub model: String,
+    pub opportunity: String,
+    pub account: Option<String>,
+    pub status: DealStatus,
+    pub touch: Option<String>,
+    pub occurred_at: Option<Timestamp>,
+    pub person: Option<String>,
+    pub kind: Option<&'static str>,
+    pub channel: Option<String>,
+    pub campaign: Option<String>,
+    pub content: Option<String>,
+    /// 1-based, in the opportunity's set; 0 on an unattributed amount's row.
+    pub position: Option<u64>,
+    /// How many touches the set holds.
+    pub touches: u64,
+    pub milestones: Option<String>,
+    pub weight: f64,
+    pub credited_minor: i64,
+    pub currency: Option<String>,
+}
+
+impl super::FunnelProjection {
+    /// The attribution view's aggregate tables (the ledger is read from a snapshot's rows,
+    /// [`super::rows::PersonRows::attribution_ledger`]).
+    pub fn attribution_view(&self) -> AttributionView {
+        self.with_totals(|totals| {
+            let models = &self.definition().attribution().models;
+            let totals = &totals.attribution;
+            let currency = |symbol: Symbol| symbol.is_some().then(|| self.label(symbol));
+            let clamp = super::totals::clamp;
+            let count = super::totals::count;
+            let order = |name: &str| models.iter().position(|m| m.name == name);
+            let mut model_rows: Vec<AttributionModelRow> = totals
+                .models
+                .iter()
+                .filter_map(|((model, symbol), t)| {
+                    let declared = models.get(usize::from(*model))?;
+                    Some(AttributionModelRow {
+                        model: declared.name.clone(),
+                        kind: declared.kind.as_str(),
+                        weights: declared.describe(),
+                        currency: currency(*symbol),
+                        won: count(t.won),
+                        revenue_minor: clamp(t.revenue),
+                        credited_revenue_minor: clamp(t.revenue - t.unattributed_revenue),
+                        unattributed_revenue_minor: clamp(t.unattributed_revenue),
+                        open: count(t.open),
+                        pipeline_minor: clamp(t.pipeline),
+                        credited_pipeline_minor: clamp(t.pipeline - t.unattributed_pipeline),
+                        unattributed_pipeline_minor: clamp(t.unattributed_pipeline),
+                    })
+                })
+                .collect();
+            // Symbols are numbered in order of arrival: rows go by text.
+            model_rows.sort_by(|a, b| {
+                (order(&a.model), &a.currency).cmp(&(order(&b.model), &b.currency))
+            });
+            let mut credit: Vec<AttributionCreditRow> = totals
+                .rollups
+                .iter()
+                .filter_map(|((model, dimension, value, symbol), r)| {
+                    let declared = models.get(usize::from(*model))?;
+                    Some(AttributionCreditRow {
+                        model: declared.name.clone(),
+                        dimension: DIMENSIONS[usize::from(*dimension)],
+                        value: value
+                            .map_or_else(|| UNATTRIBUTED_LABEL.to_owned(), |v| self.label(v)),
+                        currency: currency(*symbol),
+                        sourced_opportunities: count(r.sourced),
+                        sourced_won: count(r.sourced_won),
+                        sourced_revenue_minor: clamp(r.sourced_revenue),
+                        sourced_pipeline_minor: clamp(r.sourced_pipeline),
+                        influenced_opportunities: count(r.influenced),
+                        influenced_won: count(r.influenced_won),
+                        credited_touches: count(r.touches),
+                        credited_revenue_minor: clamp(r.credited_revenue),
+                        credited_pipeline_minor: clamp(r.credited_pipeline),
+                    })
+                })
+                .collect();
+            credit.sort_by(|a, b| {
+                let key = |row: &AttributionCreditRow| {
+                    let dimension = DIMENSIONS.iter().position(|d| *d == row.dimension);
+                    (
+                        order(&row.model),
+                        dimension,
+                        row.value.clone(),
+                        row.currency.clone(),
+                    )
+                };
+                key(a).cmp(&key(b))
+            });
+            AttributionView {
+                models: model_rows,
+                credit,
+            }
+        })
+    }
+}
+
+impl super::rows::PersonRows {
+    /// The opportunities the ledger credits (won and open), by creation time and id; only
+    /// `opportunity` when given.
+    fn credited_deals(
+        &self,
+        opportunity: Option<&str>,
+    ) -> Vec<(Symbol, &super::sales::OpportunityRow)> {
+        let mut deals: Vec<(Symbol, &super::sales::OpportunityRow)> = self
+            .opportunity_entries()
+            .filter(|(_, row)| row.status != DealStatus::Lost && row.amount_minor.is_some())
+            .filter(|(_, row)| opportunity.is_none_or(|wanted| row.opportunity == wanted))
+            .collect();
+        deals.sort_by(|a, b| {
+            (a.1.created_at, &a.1.opportunity).cmp(&(b.1.created_at, &b.1.opportunity))
+        });
+        deals
+    }
+
+    /// The people of the accounts of `deals`, and the people named on each of them.
+    #[allow(clippy::type_complexity)]
+    fn people_of(
+        &self,
+        deals: &[(Symbol, &super::sales::OpportunityRow)],
+    ) -> (
+        HashMap<&str, Vec<&super::rows::PersonRow>>,
+        HashMap<Symbol, Vec<&super::rows::PersonRow>>,
+    ) {
+        let wanted: HashSet<Symbol> = deals.iter().map(|(id, _)| *id).collect();
+        let accounts: HashSet<&str> = deals
+            .iter()
+            .filter_map(|(_, row)| row.account.as_deref())
+            .collect();
+        let mut members: HashMap<&str, Vec<&super::rows::PersonRow>> = HashMap::default();
+        let mut carriers: HashMap<Symbol, Vec<&super::rows::PersonRow>> = HashMap::default();
+        for person in self.iter() {
+            if let Some(account) = person.account.as_deref()
+                && accounts.contains(account)
+            {
+                members.entry(account).or_default().push(person);
+            }
+            for deal in &person.deals {
+                if wanted.contains(deal) {
+                    carriers.entry(*deal).or_default().push(person);
+                }
+            }
+        }
+        (members, carriers)
+    }
+
+    /// At most how many rows the whole ledger has: per model, every touch of every credited
+    /// opportunity's set (or its one unattributed row). Counted without working out a credit.
+    pub fn attribution_ledger_bound(&self) -> u64 {
+        let settings = self.attribution_settings();
+        let deals = self.credited_deals(None);
+        if settings.models.is_empty() || deals.is_empty() {
+            return 0;
+        }
+        let (members, carriers) = self.people_of(&deals);
+        let mut rows = 0_u64;
+        for (id, row) in &deals {
+            let people: &[&super::rows::PersonRow] = match (settings.scope, row.account.as_deref())
+            {
+                (Scope::Account, Some(account)) => members.get(account).map_or(&[], Vec::as_slice),
+                _ => carriers.get(id).map_or(&[], Vec::as_slice),
+            };
+            let cut = match row.status {
+                DealStatus::Open => None,
+                _ => row.closed_at,
+            };
+            let touches: usize = people
+                .iter()
+                .map(|p| {
+                    let touches = &p.attribution.touches;
+                    cut.map_or(touches.len(), |cut| {
+                        touches.partition_point(|t| t.at <= cut)
+                    })
+                })
+                .sum();
+            rows += touches.max(1) as u64;
+        }
+        rows * settings.models.len() as u64
+    }
+
+    /// The attribution ledger of this snapshot (`attribution_ledger`): one row per model,
+    /// opportunity (won or open) and touch the model gives a share, or one row for an
+    /// amount the model left unattributed; by model in declaration order, then opportunity by
+    /// creation time and id, then touch. Only `opportunity`'s rows when given.
+    pub fn attribution_ledger(&self, opportunity: Option<&str>) -> Vec<LedgerRow> {
+        let settings = self.attribution_settings();
+        let deals = self.credited_deals(opportunity);
+        if settings.models.is_empty() || deals.is_empty() {
+            return Vec::new();
+        }
+        let (members, carriers) = self.people_of(&deals);
+        let labels = self.attribution_labels();
+        let text = |symbol: Symbol| {
+            labels
+                .get(&symbol)
+                .cloned()
+                .unwrap_or_else(|| super::report::NONE_LABEL.to_owned())
+        };
+        let mut sets = Vec::with_capacity(deals.len());
+        for (id, row) in &deals {
+            let people: &[&super::rows::PersonRow] = match (settings.scope, row.account.as_deref())
+            {
+                (Scope::Account, Some(account)) => members.get(account).map_or(&[], Vec::as_slice),
+                _ => carriers.get(id).map_or(&[], Vec::as_slice),
+            };
+            let parts: Vec<&AttributionPart> = people.iter().map(|p| &p.attribution).collect();
+            let set = TouchSet::of(
+                DealTimes {
+                    created_at: row.created_at,
+                    status: row.status,
+                    closed_at: row.closed_at,
+                },
+                &parts,
+            );
+            sets.push((people, set));
+        }
+        let mut rows = Vec::new();
+        for model in &settings.models {
+            for ((_, deal), (people, set)) in deals.iter().zip(&sets) {
+                let amount = deal.amount_minor.unwrap_or(0);
+                let base = LedgerRow {
+                    model: model.name.clone(),
+                    opportunity: deal.opportunity.clone(),
+                    account: deal.account.clone(),
+                    status: deal.status,
+                    touch: None,
+                    occurred_at: None,
+                    person: None,
+                    kind: None,
+                    channel: None,
+                    campaign: None,
+                    content: None,
+                    position: Some(0),
+                    touches: set.touches.len() as u64,
+                    milestones: None,
+                    weight: 1.0,
+                    credited_minor: amount,
+                    currency: deal.currency.clone(),
+                };
+                let Some(credits) = set.credits(model, amount) else {
+                    rows.push(base);
+                    continue;
+                };
+                for (index, ((person, touch), credit)) in
+                    set.touches.iter().zip(credits).enumerate()
+                {
+                    if credit.share <= 0.0 {
+                        continue;
+                    }
+                    rows.push(LedgerRow {
+                        touch: Some(touch.event_id.to_string()),
+                        occurred_at: Some(touch.at),
+                        person: Some(people[*person].person.clone()),
+                        kind: Some(touch.kind.name()),
+                        channel: Some(text(touch.channel)),
+                        campaign: Some(text(touch.campaign)),
+                        content: Some(text(touch.content)),
+                        position: Some(index as u64 + 1),
+                        milestones: set.milestones_of(index),
+                        weight: credit.share,
+                        credited_minor: credit.credited,
+                        ..base.clone()
+                    });
+                }
+            }
+        }
+        rows
+    }
+}
