@@ -760,6 +760,35 @@ fn print_comparison(
     println!("follow-up load on sales:");
     println!("  live       {}", load(&comparison.live_load));
     println!("  candidate  {}", load(&comparison.candidate_load));
+    if comparison.attribution.is_empty() {
+        return;
+    }
+    println!();
+    println!("credited revenue by channel, per attribution model (docs/views.md, Attribution):");
+    println!(
+        "  {:<14} {:<18} {:>16} {:>16} {:>16}",
+        "model", "channel", "live", "candidate", "change"
+    );
+    for row in &comparison.attribution {
+        let currency = row.currency.as_deref().unwrap_or("");
+        let money = |minor: Option<i64>| {
+            minor.map_or_else(
+                || "-".to_owned(),
+                |minor| format!("{} {currency}", baton_core::decimal_amount(minor, currency)),
+            )
+        };
+        let live = row.live.map(|(revenue, _)| revenue);
+        let candidate = row.candidate.map(|(revenue, _)| revenue);
+        let change = live.zip(candidate).map(|(l, c)| c.saturating_sub(l));
+        println!(
+            "  {:<14} {:<18} {:>16} {:>16} {:>16}",
+            row.model,
+            row.channel,
+            money(live),
+            money(candidate),
+            money(change)
+        );
+    }
 }
 
 /// Used by `baton funnel --funnel FILE`: whether FILE is the live view's definition.

@@ -175,6 +175,87 @@ pub struct Comparison {
     pub mql_only_candidate: OutcomeGroup,
     pub live_load: SlaLoad,
     pub candidate_load: SlaLoad,
+    /// Credited revenue and pipeline by channel under each attribution model, models and
+    /// channels matched by name (`docs/views.md`, *Attribution*).
+    pub attribution: Vec<ChannelCredit>,
+}
+
+/// One model's credit to one channel in one currency, on each side; `None` on a side
+/// without the model, zero on a side with the model and no credit for the channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelCredit {
+    pub model: String,
+    pub channel: String,
+    pub currency: Option<String>,
+    /// (credited revenue, credited pipeline) in minor units.
+    pub live: Option<(i64, i64)>,
+    pub candidate: Option<(i64, i64)>,
+}
+
+/// Both sides' credit by channel, per model, in the live definition's model order (then the
+/// candidate's own models), then channel and currency.
+fn channel_credits(live: &FunnelProjection, candidate: &FunnelProjection) -> Vec<ChannelCredit> {
+    type Side = BTreeMap<(String, String, Option<String>), (i64, i64)>;
+    let side = |projection: &FunnelProjection| -> (Vec<String>, Side) {
+        let view = projection.attribution_view();
+        let models = projection
+            .definition()
+            .attribution()
+            .models
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        let credits = view
+            .credit
+            .into_iter()
+            .filter(|row| row.dimension == "channel")
+            .map(|row| {
+                (
+                    (row.model, row.value, row.currency),
+                    (row.credited_revenue_minor, row.credited_pipeline_minor),
+                )
+            })
+            .collect();
+        (models, credits)
+    };
+    let (live_models, live_credits) = side(live);
+    let (candidate_models, candidate_credits) = side(candidate);
+    let mut models = live_models.clone();
+    models.extend(
+        candidate_models
+            .iter()
+            .filter(|m| !live_models.contains(m))
+            .cloned(),
+    );
+    let keys: BTreeSet<&(String, String, Option<String>)> = live_credits
+        .keys()
+        .chain(candidate_credits.keys())
+        .collect();
+    let mut rows: Vec<ChannelCredit> = keys
+        .into_iter()
+        .map(|key| {
+            let of = |models: &[String], credits: &Side| {
+                models
+                    .contains(&key.0)
+                    .then(|| credits.get(key).copied().unwrap_or((0, 0)))
+            };
+            ChannelCredit {
+                model: key.0.clone(),
+                channel: key.1.clone(),
+                currency: key.2.clone(),
+                live: of(&live_models, &live_credits),
+                candidate: of(&candidate_models, &candidate_credits),
+            }
+        })
+        .collect();
+    rows.sort_by_key(|row| {
+        (
+            models.iter().position(|m| *m == row.model),
+            row.channel.clone(),
+            row.currency.clone(),
+        )
+    });
+    rows
 }
 
 /// A stage of either definition, set beside the stage of the same name in the other.
@@ -260,6 +341,7 @@ pub fn compare_with(
         ),
         live_load: SlaLoad::of(live.follow_up_starts()),
         candidate_load: SlaLoad::of(candidate.follow_up_starts()),
+        attribution: channel_credits(live, candidate),
     }
 }
 

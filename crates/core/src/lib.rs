@@ -22,7 +22,8 @@ pub use codec::{
     schema_version,
 };
 pub use compare::{
-    Comparison, OutcomeGroup, SAMPLE_PEOPLE, SlaLoad, StagePair, compare, compare_with,
+    ChannelCredit, Comparison, OutcomeGroup, SAMPLE_PEOPLE, SlaLoad, StagePair, compare,
+    compare_with,
 };
 pub use currency::{decimal_amount, major_units, minor_unit_exponent};
 pub use event::{

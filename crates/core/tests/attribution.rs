@@ -487,3 +487,40 @@ fn validation_names_each_mistake_with_its_line() {
         "{errors}"
     );
 }
+
+/// A replay sets each model's credit by channel beside the live one's, models matched by
+/// name: a model of one side only has nothing on the other.
+#[test]
+fn a_comparison_sets_credits_by_channel_side_by_side_by_model() {
+    let (h, _) = history();
+    let live = fold(&definition("account"), &h.0);
+    let candidate_text = FUNNEL.replace("SCOPE", "people").replace(
+        "name = \"u_shaped\"\nkind = \"u_shaped\"",
+        "name = \"decayed\"\nkind = \"time_decay\"\nhalf_life_days = 7",
+    );
+    let candidate = fold(
+        &FunnelDefinition::parse("candidate.toml", &candidate_text).expect("valid"),
+        &h.0,
+    );
+    let comparison = baton_core::compare(&live, &candidate);
+    let row = |model: &str, channel: &str| {
+        comparison
+            .attribution
+            .iter()
+            .find(|row| row.model == model && row.channel == channel)
+            .unwrap_or_else(|| panic!("{model} {channel}"))
+            .clone()
+    };
+    // Linear over five touches live (events: the webinar, 200,000), over p-1's two on the
+    // candidate (events: none).
+    assert_eq!(row("linear", "events").live, Some((200_000, 0)));
+    assert_eq!(row("linear", "events").candidate, Some((0, 0)));
+    assert_eq!(row("linear", "paid_social").candidate, Some((500_001, 0)));
+    assert_eq!(row("u_shaped", "paid_social").candidate, None);
+    assert_eq!(row("decayed", "paid_social").live, None);
+    assert!(row("decayed", "paid_social").candidate.is_some());
+    // Live models first, in their order, then the candidate's own.
+    let models: Vec<&str> = comparison.attribution.iter().map(|r| r.model.as_str()).collect();
+    let first_decayed = models.iter().position(|m| *m == "decayed").expect("decayed");
+    assert!(models[first_decayed..].iter().all(|m| *m == "decayed"), "{models:?}");
+}

@@ -132,6 +132,22 @@ pub fn comparison_json(
             "candidate": load_json(&comparison.candidate_load),
         },
         "outcomes_at": outcomes_at.get(),
+        "attribution": comparison.attribution.iter().map(|row| {
+            let side = |credit: Option<(i64, i64)>| credit.map(|(revenue, pipeline)| {
+                let currency = row.currency.as_deref().unwrap_or("");
+                json!({
+                    "credited_revenue": baton_core::decimal_amount(revenue, currency),
+                    "credited_pipeline": baton_core::decimal_amount(pipeline, currency),
+                })
+            });
+            json!({
+                "model": row.model,
+                "channel": row.channel,
+                "currency": row.currency,
+                "live": side(row.live),
+                "candidate": side(row.candidate),
+            })
+        }).collect::<Vec<_>>(),
     })
 }
 
