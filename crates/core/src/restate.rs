@@ -77,7 +77,8 @@ pub struct Figure {
 }
 
 /// Every figure of a projection: people, each stage's entered, current and converted, won
-/// deals, won revenue, open pipeline, and revenue by first-touch channel.
+/// deals, won revenue, open pipeline, revenue by first-touch channel, and each attribution
+/// model's credited revenue and pipeline by channel.
 pub fn figures(projection: &FunnelProjection) -> BTreeMap<Figure, i64> {
     let mut figures = BTreeMap::new();
     let count = |name: String| Figure {
@@ -129,6 +130,26 @@ pub fn figures(projection: &FunnelProjection) -> BTreeMap<Figure, i64> {
                 format!("revenue by first-touch channel {}", row.value),
                 currency,
                 *minor,
+            );
+        }
+    }
+    for row in projection
+        .attribution_view()
+        .credit
+        .iter()
+        .filter(|row| row.dimension == "channel")
+    {
+        let Some(currency) = &row.currency else {
+            continue;
+        };
+        for (what, minor) in [
+            ("revenue", row.credited_revenue_minor),
+            ("pipeline", row.credited_pipeline_minor),
+        ] {
+            amount(
+                format!("credited {what} {} channel {}", row.model, row.value),
+                currency,
+                minor,
             );
         }
     }

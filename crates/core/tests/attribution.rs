@@ -520,7 +520,51 @@ fn a_comparison_sets_credits_by_channel_side_by_side_by_model() {
     assert_eq!(row("decayed", "paid_social").live, None);
     assert!(row("decayed", "paid_social").candidate.is_some());
     // Live models first, in their order, then the candidate's own.
-    let models: Vec<&str> = comparison.attribution.iter().map(|r| r.model.as_str()).collect();
-    let first_decayed = models.iter().position(|m| *m == "decayed").expect("decayed");
-    assert!(models[first_decayed..].iter().all(|m| *m == "decayed"), "{models:?}");
+    let models: Vec<&str> = comparison
+        .attribution
+        .iter()
+        .map(|r| r.model.as_str())
+        .collect();
+    let first_decayed = models
+        .iter()
+        .position(|m| *m == "decayed")
+        .expect("decayed");
+    assert!(
+        models[first_decayed..].iter().all(|m| *m == "decayed"),
+        "{models:?}"
+    );
+}
+
+/// A restatement lists each model's credited revenue by channel, and the cause that moved it:
+/// the ad retracted after the month's end takes W-shaped's 300,001 from paid social and gives
+/// it to organic search (the page became the first touch).
+#[test]
+fn a_restatement_explains_credited_revenue_by_cause() {
+    let (h, ad) = history();
+    let definition = definition("account");
+    let from = Timestamp::parse_rfc3339("2026-03-31T23:59:59Z").expect("time");
+    let to = Timestamp::parse_rfc3339("2026-04-30T23:59:59Z").expect("time");
+    let mut retraction = example_event(baton_core::Kind::Retracted, 0);
+    retraction.event_id = EventId::from_uuid(uuid::Uuid::from_u128(1000));
+    retraction.occurred_at = Timestamp::parse_rfc3339("2026-04-02T00:00:00Z").expect("time");
+    retraction.payload = Payload::Retracted {
+        target: ad,
+        reason: "bot".into(),
+    };
+    let restatement =
+        baton_core::restate::restate(fold(&definition, &h.0), &[retraction], from, to, None);
+    let moved = |name: &str| {
+        restatement
+            .figures
+            .iter()
+            .find(|f| f.figure.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    let paid = moved("credited revenue w_shaped channel paid_social");
+    assert_eq!((paid.from, paid.to), (300_001, 0));
+    assert_eq!(paid.moved[1], -300_001, "all of it by the retraction");
+    let organic = moved("credited revenue w_shaped channel organic_search");
+    assert_eq!((organic.from, organic.to), (350_000, 600_001));
+    assert_eq!(organic.figure.currency.as_deref(), Some("USD"));
 }
