@@ -240,6 +240,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             read_tokens: Vec::new(),
             tls: None,
             statement_timeout: baton_query::DEFAULT_STATEMENT_TIMEOUT,
+            known_at: None,
         },
         catalogs,
         async {

@@ -88,6 +88,8 @@ pub async fn add_services(
         &name,
         Duration::from_millis(settings.publish_every_ms),
     );
+    // The views as known at a time, for the HTTP routes and SQL sessions alike.
+    let known_at = known_at(log, &name, view.definition()?);
     // The SQL endpoint's catalogs, which `POST /v1/sql` also reads when the endpoint runs.
     let mut sql_catalogs = None;
     if settings.sql != "off" {
@@ -117,6 +119,7 @@ pub async fn add_services(
                 read_tokens: settings.read_tokens.clone(),
                 tls: settings.sql_tls()?,
                 statement_timeout: Duration::from_secs(settings.sql_statement_timeout_secs),
+                known_at: Some(known_at.clone()),
             },
             catalogs,
             async move {
@@ -160,7 +163,8 @@ pub async fn add_services(
     }
     state = state
         .with_sql_timeout(Duration::from_secs(settings.sql_statement_timeout_secs))
-        .with_metrics(|registry| collector_metrics.register(registry));
+        .with_metrics(|registry| collector_metrics.register(registry))
+        .with_known_at(known_at);
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
     let shutdown = services.shutdown.clone();
@@ -168,6 +172,38 @@ pub async fn add_services(
         log, store, view, status, publisher, shutdown,
     ));
     Ok(())
+}
+
+/// The views as known at a time (`as_known_at` on the query routes): the live definition
+/// folded in memory from the events recorded by then, on a blocking thread so the fold's
+/// work never holds up the server's.
+fn known_at(
+    log: &AnyLog,
+    view: &str,
+    definition: baton_core::FunnelDefinition,
+) -> Arc<baton_query::KnownAt> {
+    let (log, view) = (log.clone(), view.to_owned());
+    let fold: baton_query::FoldKnownAt = Arc::new(move |at| {
+        let (log, view, definition) = (log.clone(), view.clone(), definition.clone());
+        Box::pin(async move {
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(async {
+                    let (folded, _) =
+                        baton_projector::fold_log_known_at(&log, definition, at, |_, _| ())
+                            .await
+                            .map_err(|error| error.to_string())?;
+                    Ok(
+                        baton_query::Snapshot::build(&view, &folded.projection, folded.position)
+                            .known_at(at),
+                    )
+                })
+            })
+            .await
+            .map_err(|error| format!("the fold stopped: {error}"))?
+        })
+    });
+    Arc::new(baton_query::KnownAt::new(fold))
 }
 
 /// Runs the projector of the live view until shutdown. A failure it cannot wait out inside

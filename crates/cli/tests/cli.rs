@@ -1526,7 +1526,7 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
         "{text}"
     );
 
-    for view in ["sales", "customer"] {
+    for view in ["sales", "customer", "attribution"] {
         let known = json_of(&baton(
             dir.path(),
             &["report", view, "--json", "--as-known-at", &at],
@@ -1549,4 +1549,153 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
         stderr.contains("--as-known-at \"last tuesday\" is not an RFC 3339 time"),
         "{stderr}"
     );
+}
+
+/// Issue 29: the views as known at a time over HTTP (`as_known_at` on the routes) and over
+/// SQL (`SET baton.as_known_at`) from a running `baton serve`: the same tables as a log
+/// holding only what was recorded by then, while the current views count everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_as_known_at_a_time_over_http_and_sql() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "4", "40", "history.ndjson");
+    let text = std::fs::read_to_string(dir.path().join("history.ndjson")).expect("history");
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    std::fs::write(dir.path().join("first.ndjson"), first.join("\n") + "\n").expect("write");
+    std::fs::write(dir.path().join("rest.ndjson"), rest.join("\n") + "\n").expect("write");
+    assert!(
+        baton(dir.path(), &["ingest", "first.ndjson"])
+            .status
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let at = baton_core::Timestamp::from_unix_millis(millis).to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        baton(dir.path(), &["ingest", "rest.ndjson"])
+            .status
+            .success()
+    );
+    // The log as it stood.
+    let then = tempfile::tempdir().expect("dir");
+    std::fs::copy(
+        dir.path().join("first.ndjson"),
+        then.path().join("first.ndjson"),
+    )
+    .expect("copy");
+    assert!(
+        baton(then.path(), &["ingest", "first.ndjson"])
+            .status
+            .success()
+    );
+    let as_it_stood = json_of(&baton(then.path(), &["report", "attribution", "--json"]));
+    let now = json_of(&baton(dir.path(), &["report", "attribution", "--json"]));
+    let credit = |report: &Value| report["tables"]["attribution_credit"].clone();
+    assert_ne!(
+        credit(&now),
+        credit(&as_it_stood),
+        "the rest of the history counts now"
+    );
+
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "http = \"127.0.0.1:0\"\nsql = \"127.0.0.1:0\"\npublish_every_ms = 200\n",
+    )
+    .expect("config");
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let client = reqwest::Client::new();
+    let rows = |table: &str, query: &str| {
+        let url = format!("http://{}/v1/views/{table}?{query}", served.addr);
+        let client = client.clone();
+        async move {
+            let response = client.get(&url).send().await.expect("get");
+            let status = response.status().as_u16();
+            let header = response
+                .headers()
+                .get("baton-as-known-at")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            let body: Value =
+                serde_json::from_str(&response.text().await.expect("body")).expect("json");
+            (status, header, body)
+        }
+    };
+    let (status, header, body) = rows("attribution_credit", &format!("as_known_at={at}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header.as_deref(), Some(at.as_str()));
+    assert_eq!(body["rows"], credit(&as_it_stood));
+    // Another table of the same time comes from the same fold.
+    let (status, _, body) = rows("opportunities", &format!("as_known_at={at}")).await;
+    assert_eq!(status, 200);
+    let sales = json_of(&baton(then.path(), &["report", "sales", "--json"]));
+    assert_eq!(body["rows"], sales["tables"]["opportunities"]);
+    let (status, _, body) = rows("attribution_credit", "as_known_at=yesterday").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("as_known_at \"yesterday\" is not an RFC 3339 time")),
+        "{body}"
+    );
+
+    // Over SQL, a session setting.
+    let port = served.sql_port.expect("serve printed its SQL port");
+    let (sql, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} dbname=baton user=analyst"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect over SQL");
+    tokio::spawn(connection);
+    let linear = "select coalesce(sum(credited_revenue), 0)::float8, count(*) from attribution_credit \
+                  where model = 'linear' and dimension = 'channel'";
+    let expected = |report: &Value| {
+        let rows = credit(report);
+        let rows: Vec<&Value> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter(|r| r["model"] == "linear" && r["dimension"] == "channel")
+            .collect();
+        let sum: f64 = rows
+            .iter()
+            .map(|r| r["credited_revenue"].as_f64().unwrap_or(0.0))
+            .sum();
+        (sum, rows.len() as i64)
+    };
+    let read = |row: tokio_postgres::Row| (row.get::<_, f64>(0), row.get::<_, i64>(1));
+    let close = |a: (f64, i64), b: (f64, i64)| (a.0 - b.0).abs() < 0.01 && a.1 == b.1;
+    sql.batch_execute(&format!("SET baton.as_known_at = '{at}'"))
+        .await
+        .expect("set");
+    let known = read(sql.query_one(linear, &[]).await.expect("query as known at"));
+    assert!(
+        close(known, expected(&as_it_stood)),
+        "{known:?} vs {:?}",
+        expected(&as_it_stood)
+    );
+    sql.batch_execute("RESET baton.as_known_at")
+        .await
+        .expect("reset");
+    let current = read(sql.query_one(linear, &[]).await.expect("query now"));
+    assert!(
+        close(current, expected(&now)),
+        "{current:?} vs {:?}",
+        expected(&now)
+    );
+    sql.batch_execute("SET baton.as_known_at = 'soon'")
+        .await
+        .expect("set");
+    let error = sql.query_one(linear, &[]).await.expect_err("not a time");
+    assert!(
+        error.as_db_error().is_some_and(|e| e
+            .message()
+            .contains("baton.as_known_at \"soon\" is not an RFC 3339 time")),
+        "{error:?}"
+    );
+    let status = served.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }

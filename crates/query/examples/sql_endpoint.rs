@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         read_tokens: Vec::new(),
         tls: None,
         statement_timeout: baton_query::DEFAULT_STATEMENT_TIMEOUT,
+        known_at: None,
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -66,6 +66,8 @@ pub struct QueryState {
     sql: Arc<std::sync::OnceLock<Result<Arc<crate::sql::SqlEngine>, String>>>,
     /// The dashboards built lately, so that every open page at a position shares one build.
     dashboards: Arc<dashboard::Built>,
+    /// The views as known at a time (`as_known_at`), when the process can fold the log.
+    known_at: Option<Arc<crate::KnownAt>>,
 }
 
 /// Counters for `/metrics`.
@@ -110,7 +112,14 @@ impl QueryState {
             #[cfg(feature = "sql")]
             sql: Arc::default(),
             dashboards: Arc::default(),
+            known_at: None,
         }
+    }
+
+    /// Serves `as_known_at` on every route that reads the views, from these folds.
+    pub fn with_known_at(mut self, known_at: Arc<crate::KnownAt>) -> QueryState {
+        self.known_at = Some(known_at);
+        self
     }
 
     /// Serves `POST /v1/sql` from the catalogs published for the SQL endpoint (see
@@ -340,6 +349,41 @@ async fn snapshot(
     state: &QueryState,
     params: &BTreeMap<String, String>,
 ) -> Result<Arc<Snapshot>, ApiError> {
+    if let Some(text) = param(params, "as_known_at") {
+        let at = baton_core::Timestamp::parse_rfc3339(text).map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("as_known_at {text:?} is not an RFC 3339 time: {error}"),
+            )
+        })?;
+        if params.contains_key("min_position") {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "as_known_at and min_position do not go together: the views as known at a time are at the position that time reached",
+            ));
+        }
+        let Some(known_at) = &state.known_at else {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "as_known_at needs the process that owns the log (baton serve)",
+            ));
+        };
+        let wait = match number(params, "wait_ms")? {
+            Some(ms) => Duration::from_millis(ms).min(MAX_WAIT),
+            None => DEFAULT_WAIT,
+        };
+        return known_at
+            .snapshot(at, wait)
+            .await
+            .map_err(|error| match error {
+                crate::KnownAtError::Busy => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+                }
+                crate::KnownAtError::Failed { .. } => {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+                }
+            });
+    }
     let started = std::time::Instant::now();
     let min = number(params, "min_position")?.map(Position::new);
     let wait = match number(params, "wait_ms")? {
@@ -416,6 +460,11 @@ fn with_position(mut response: Response, snapshot: &Snapshot) -> Response {
     if let Ok(value) = HeaderValue::from_str(&snapshot.view) {
         headers.insert("baton-view", value);
     }
+    if let Some(at) = snapshot.as_known_at
+        && let Ok(value) = HeaderValue::from_str(&at.to_rfc3339())
+    {
+        headers.insert("baton-as-known-at", value);
+    }
     response
 }
 
@@ -426,6 +475,7 @@ const RESERVED: &[&str] = &[
     "offset",
     "min_position",
     "wait_ms",
+    "as_known_at",
     "from",
     "to",
 ];

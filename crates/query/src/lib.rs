@@ -13,6 +13,7 @@ mod describe;
 mod error;
 mod format;
 mod http;
+mod known_at;
 mod metrics;
 mod openapi;
 #[cfg(feature = "sql")]
@@ -29,6 +30,7 @@ pub use http::{
     ApiError, DEFAULT_STATEMENT_TIMEOUT, MAX_SQL_BYTES, MAX_SQL_ROWS, QueryMetrics, QueryState,
     SnapshotPublisher, router,
 };
+pub use known_at::{FoldKnownAt, KnownAt, KnownAtError};
 pub use openapi::document as openapi_document;
 #[cfg(feature = "sql")]
 pub use sql::{SqlConfig, SqlServer, SqlTls, serve_sql};

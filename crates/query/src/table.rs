@@ -687,6 +687,9 @@ pub struct Snapshot {
     pub definition_hash: String,
     /// The log position the tables reflect.
     pub position: baton_projector::Position,
+    /// When the tables are the log as known at a time (only the events recorded by then):
+    /// that time.
+    pub as_known_at: Option<baton_core::Timestamp>,
     /// Every table of the marketing, sales and funnel views; the row-level tables of
     /// `ROW_TABLES` are empty here and read through `lazy`.
     tables: Vec<(ViewKind, Table)>,
@@ -751,6 +754,7 @@ impl Snapshot {
             definition: projection.definition().name().to_owned(),
             definition_hash: projection.definition().hash().to_owned(),
             position,
+            as_known_at: None,
             tables,
             rows,
             lazy: Arc::new(Default::default()),
@@ -759,6 +763,12 @@ impl Snapshot {
             built_in: started.elapsed(),
             comparison: None,
         }
+    }
+
+    /// The snapshot, marked as the log as known at `at`.
+    pub fn known_at(mut self, at: baton_core::Timestamp) -> Snapshot {
+        self.as_known_at = Some(at);
+        self
     }
 
     /// The snapshot with a candidate's comparison with the live definition.
@@ -780,6 +790,7 @@ impl Snapshot {
             definition: "d".into(),
             definition_hash: "h".into(),
             position: baton_projector::Position::new(1),
+            as_known_at: None,
             tables,
             rows: PersonRows::default(),
             lazy: Arc::new(Default::default()),

@@ -109,6 +109,7 @@ impl Endpoint {
                 .collect(),
             tls,
             statement_timeout,
+            known_at: None,
         };
         let server = serve_sql(config, receiver, async move {
             let _ = stopped.await;
@@ -1114,6 +1115,7 @@ async fn bad_tls_files_are_refused_at_start_naming_the_file() {
             read_tokens: Vec::new(),
             tls: Some(tls),
             statement_timeout: baton_query::DEFAULT_STATEMENT_TIMEOUT,
+            known_at: None,
         };
         serve_sql(config, receiver, std::future::pending())
             .await

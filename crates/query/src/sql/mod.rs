@@ -58,6 +58,9 @@ pub struct SqlConfig {
     pub tls: Option<SqlTls>,
     /// The longest a statement may run; a session's `statement_timeout` may only lower it.
     pub statement_timeout: Duration,
+    /// The views as known at a time, for sessions that `SET baton.as_known_at` (`None`: a
+    /// session that sets it is told it needs `baton serve`).
+    pub known_at: Option<Arc<crate::KnownAt>>,
 }
 
 impl fmt::Debug for SqlConfig {
@@ -132,6 +135,7 @@ pub async fn serve_sql(
             source,
             config.statement_timeout,
             peers.clone(),
+            config.known_at.clone(),
         )),
         startup: Arc::new(TokenStartupHandler::new(
             config.read_tokens.into(),

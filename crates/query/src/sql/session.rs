@@ -33,7 +33,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::cancel::Stop;
 use super::peer::Peers;
-use super::tables::{BatonCatalog, CatalogSource, LIVE_SCHEMA};
+use super::tables::{BatonCatalog, CatalogSource, LIVE_SCHEMA, ServedCatalog};
 use super::{functions, rewrite};
 use crate::QueryError;
 
@@ -180,14 +180,88 @@ pub(super) struct SqlService {
     statement_timeout: std::time::Duration,
     /// Open connections, watched for a client that leaves mid-statement.
     peers: Arc<Peers>,
+    /// The views as known at a time, for a session that sets `baton.as_known_at`.
+    known_at: Option<Arc<crate::KnownAt>>,
+    /// Those views converted for SQL lately, by knowledge time.
+    known_catalogs: std::sync::Mutex<Vec<(baton_core::Timestamp, Arc<ServedCatalog>)>>,
 }
 
+/// The session setting that reads the views as the log was known at a time.
+pub(super) const AS_KNOWN_AT: &str = "baton.as_known_at";
+
+/// How long a statement waits for another knowledge time's fold before it is told to retry.
+const KNOWN_AT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl SqlService {
+    /// The catalog of the views as known at the time the session set (`SET
+    /// baton.as_known_at = '…'`), folded when first asked for; `None` without the setting.
+    async fn known_catalog(
+        &self,
+        client: &(dyn ClientInfo + Send + Sync),
+    ) -> datafusion::error::Result<Option<Arc<ServedCatalog>>> {
+        use datafusion::error::DataFusionError::Plan;
+        let Some(text) = SessionSettings::of(client).lock().get(AS_KNOWN_AT).cloned() else {
+            return Ok(None);
+        };
+        let at = baton_core::Timestamp::parse_rfc3339(&text).map_err(|error| {
+            Plan(format!(
+                "{AS_KNOWN_AT} {text:?} is not an RFC 3339 time: {error} (RESET {AS_KNOWN_AT} to read the views as they are)"
+            ))
+        })?;
+        let Some(known_at) = &self.known_at else {
+            return Err(Plan(format!(
+                "{AS_KNOWN_AT} needs the process that owns the log (baton serve)"
+            )));
+        };
+        let kept = |list: &[(baton_core::Timestamp, Arc<ServedCatalog>)]| {
+            list.iter()
+                .find(|(time, _)| *time == at)
+                .map(|(_, c)| c.clone())
+        };
+        let lock = |m: &std::sync::Mutex<Vec<(baton_core::Timestamp, Arc<ServedCatalog>)>>| {
+            let list = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            kept(&list)
+        };
+        if let Some(served) = lock(&self.known_catalogs) {
+            return Ok(Some(served));
+        }
+        let snapshot = known_at
+            .snapshot(at, KNOWN_AT_WAIT)
+            .await
+            .map_err(|error| Plan(error.to_string()))?;
+        let served = Arc::new(ServedCatalog::build(Arc::new(crate::Catalog::new(
+            snapshot,
+        )))?);
+        let mut list = self
+            .known_catalogs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if list.len() == 4 {
+            list.remove(0);
+        }
+        list.push((at, served.clone()));
+        Ok(Some(served))
+    }
+
+    /// Runs `work` with the session's catalog pinned: the views as known at its
+    /// `baton.as_known_at` when it set one (`known`), else the newest.
+    async fn pin<F: std::future::Future>(
+        &self,
+        known: Option<Arc<ServedCatalog>>,
+        work: F,
+    ) -> datafusion::error::Result<F::Output> {
+        match known {
+            Some(served) => Ok(CatalogSource::pinned_served(served, work).await),
+            None => self.source.pinned(work).await,
+        }
+    }
+
     pub(super) fn new(
         context: SessionContext,
         source: Arc<CatalogSource>,
         statement_timeout: std::time::Duration,
         peers: Arc<Peers>,
+        known_at: Option<Arc<crate::KnownAt>>,
     ) -> SqlService {
         let inner = Arc::new(DfSessionService::new_with_hooks(
             Arc::new(context),
@@ -203,6 +277,8 @@ impl SqlService {
             source,
             statement_timeout,
             peers,
+            known_at,
+            known_catalogs: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -223,9 +299,11 @@ impl SimpleQueryHandler for SqlService {
         // One snapshot for every statement of the query string.
         let stop = Stop::start(client, self.statement_timeout, &self.peers).await;
         let query = rewrite::rewrite(query);
+        // A `SET baton.as_known_at` in this very query string applies from the next one.
+        let known = self.known_catalog(&*client).await.map_err(catalog_error)?;
         let work = SimpleQueryHandler::do_query(&*self.inner, client, &query);
         let responses = stop
-            .run(self.source.pinned(work))
+            .run(self.pin(known, work))
             .await?
             .map_err(catalog_error)??;
         Ok(responses
@@ -259,9 +337,10 @@ impl ExtendedQueryHandler for SqlService {
         // The plan was made at Parse time; its tables read the snapshot pinned now, so a
         // prepared statement executed again sees the newest snapshot.
         let stop = Stop::start(client, self.statement_timeout, &self.peers).await;
+        let known = self.known_catalog(&*client).await.map_err(catalog_error)?;
         let work = ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows);
         let response = stop
-            .run(self.source.pinned(work))
+            .run(self.pin(known, work))
             .await?
             .map_err(catalog_error)??;
         Ok(stop.watch(response))
@@ -587,6 +666,19 @@ impl ServerFactsHook {
             Statement::Discard { object_type } => Some(ServerFact::Discard {
                 tag: format!("DISCARD {object_type}"),
             }),
+            // Baton's own settings (`baton.as_known_at`) are the session's, answered here:
+            // DataFusion has no such namespace.
+            Statement::Set(Set::SingleAssignment { variable, .. })
+                if variable.to_string().to_lowercase().starts_with("baton.") =>
+            {
+                Some(ServerFact::Savepoint { tag: "SET" })
+            }
+            Statement::Reset(reset)
+                if matches!(&reset.reset, Reset::ConfigurationParameter(name)
+                    if name.to_string().to_lowercase().starts_with("baton.")) =>
+            {
+                Some(ServerFact::Savepoint { tag: "RESET" })
+            }
             Statement::Savepoint { .. } => Some(ServerFact::Savepoint { tag: "SAVEPOINT" }),
             Statement::ReleaseSavepoint { .. } => Some(ServerFact::Savepoint { tag: "RELEASE" }),
             Statement::Rollback {

@@ -172,7 +172,7 @@ impl fmt::Debug for ServedCatalog {
 }
 
 impl ServedCatalog {
-    fn build(source: Arc<Catalog>) -> Result<ServedCatalog> {
+    pub(super) fn build(source: Arc<Catalog>) -> Result<ServedCatalog> {
         let mut schemas = BTreeMap::new();
         let live = view_tables(&source.live)?;
         let mut public = live.clone();
@@ -496,6 +496,12 @@ impl CatalogSource {
     pub(super) async fn pinned<F: Future>(&self, work: F) -> Result<F::Output> {
         let catalog = self.current()?;
         Ok(PINNED.scope(catalog, work).await)
+    }
+
+    /// Runs `work` with `served` pinned: a catalog converted apart from the channel's (the
+    /// views as known at a time).
+    pub(super) async fn pinned_served<F: Future>(served: Arc<ServedCatalog>, work: F) -> F::Output {
+        PINNED.scope(served, work).await
     }
 
     /// Runs `work` with `catalog` pinned.
