@@ -1699,3 +1699,35 @@ async fn serve_answers_as_known_at_a_time_over_http_and_sql() {
     let status = served.terminate();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 }
+
+/// Issue 29: a recomputation of every shipped model's credit by channel, written from the
+/// docs alone (`tests/recompute/attribution.py`, standard-library Python), agrees with
+/// `baton report attribution` to the cent on a generated history with retractions,
+/// corrections, merges and stitched visitors.
+#[test]
+fn an_independent_recomputation_of_the_docs_agrees_with_the_attribution_credits() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "9", "300", "history.ndjson");
+    assert!(
+        baton(dir.path(), &["ingest", "history.ndjson"])
+            .status
+            .success()
+    );
+    let report = baton(dir.path(), &["report", "attribution", "--json"]);
+    assert!(report.status.success());
+    std::fs::write(dir.path().join("report.json"), &report.stdout).expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/recompute/attribution.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(dir.path().join("history.ndjson"))
+        .arg(dir.path().join("report.json"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" 0 differ"), "{stdout}");
+}
