@@ -48,6 +48,10 @@ pub struct ReplayArgs {
     /// over the same events, and the MQLs' outcomes read from the whole log.
     #[arg(long)]
     pub until: Option<String>,
+    /// Replay the log as it was known at this time (RFC 3339): `--until TIME`, the events up
+    /// to the first one recorded after it.
+    #[arg(long, value_name = "TIME", conflicts_with = "until")]
+    pub as_known_at: Option<String>,
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
@@ -279,8 +283,9 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
     let log = log_args.open_to_read().await?;
     let store = open_store(log_args)?;
     let head = log.stat().await?.head;
-    let bound = match &args.until {
-        Some(text) => match parse_until(text)? {
+    let bound = match (&args.until, &args.as_known_at) {
+        (_, Some(text)) => Bound::RecordedBy(crate::funnel::parse_known_at("--as-known-at", text)?),
+        (Some(text), None) => match parse_until(text)? {
             Bound::Position(position) if position > head => {
                 eprintln!(
                     "--until {position} is past the log's head; replaying to the head, {head}"
@@ -289,7 +294,7 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
             }
             bound => bound,
         },
-        None => Bound::Position(head),
+        (None, None) => Bound::Position(head),
     };
     let name = args.name.clone().unwrap_or_else(|| {
         let hash = definition.hash();

@@ -1526,6 +1526,29 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
         "{text}"
     );
 
+    // A replay as known at the time: a candidate of the events recorded by then.
+    std::fs::write(
+        dir.path().join("candidate.toml"),
+        baton_core::DEFAULT_FUNNEL_TOML.replace("name = \"b2b-default\"", "name = \"again\""),
+    )
+    .expect("write");
+    let replayed = json_of(&baton(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--as-known-at",
+            &at,
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        replayed["candidate"]["summary"]["people"], known["people"],
+        "{replayed}"
+    );
+    assert_eq!(replayed["candidate"]["summary"]["position"], stored_first);
+
     for view in ["sales", "customer", "attribution"] {
         let known = json_of(&baton(
             dir.path(),
