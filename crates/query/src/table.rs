@@ -815,6 +815,18 @@ impl Snapshot {
         Ok(self.table(name))
     }
 
+    /// How many opportunities the whole attribution ledger credits (see
+    /// [`ledger_part`](Self::ledger_part)).
+    pub fn ledger_deals(&self) -> usize {
+        self.rows.attribution_ledger_deals()
+    }
+
+    /// The attribution ledger's rows of the credited opportunities `from..to`: the whole
+    /// ledger a part at a time.
+    pub fn ledger_part(&self, from: usize, to: usize) -> Table {
+        crate::attribution::ledger_table(self.rows.attribution_ledger_part(from, to))
+    }
+
     /// One opportunity's rows of the attribution ledger, without building the whole ledger;
     /// `None` for another table.
     pub fn opportunity_table(&self, name: &str, opportunity: &str) -> Option<Table> {

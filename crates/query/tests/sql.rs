@@ -2043,3 +2043,105 @@ async fn the_customer_tables_agree_with_each_other_over_sql() {
     }
     endpoint.stop().await;
 }
+
+/// Issue 29: the attribution tables over SQL. The whole ledger is read as a stream (never
+/// held whole) and reconciles with the models' totals and the roll-ups; one opportunity's
+/// rows read alone are the same as those of the whole ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attribution_tables_reconcile_over_sql() {
+    let endpoint = Endpoint::start(&[]).await;
+    let client = endpoint.connect().await;
+    let rows = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+    };
+    // Per model: the ledger's credits of won opportunities add up to the model's revenue,
+    // exactly, in minor units.
+    let ledger = rows(
+        "select model, sum(credited_minor)::bigint, count(distinct opportunity) \
+         from attribution_ledger where credit = 'revenue' and currency = 'USD' \
+         group by model order by model",
+    )
+    .await;
+    let models = rows(
+        "select model, round(revenue * 100)::bigint, won from attribution_models \
+         where currency = 'USD' order by model",
+    )
+    .await;
+    assert_eq!(ledger.len(), 7, "the shipped default's seven models");
+    assert_eq!(ledger.len(), models.len());
+    for (l, m) in ledger.iter().zip(&models) {
+        let model: String = l.get(0);
+        assert_eq!(model, m.get::<_, String>(0));
+        assert_eq!(
+            l.get::<_, i64>(1),
+            m.get::<_, i64>(1),
+            "{model}: credits add up"
+        );
+        assert_eq!(
+            l.get::<_, i64>(2),
+            m.get::<_, i64>(2),
+            "{model}: won opportunities"
+        );
+        assert!(l.get::<_, i64>(2) > 0, "{model} credits some won deal");
+    }
+    // The roll-up by channel is the ledger grouped by channel.
+    let mismatched = rows(
+        "select c.model, c.value from attribution_credit c \
+         left join (select model, channel, sum(credited_minor) as credited, count(*) as touches \
+                    from attribution_ledger where currency = 'USD' group by model, channel) l \
+           on l.model = c.model and l.channel = c.value \
+         where c.dimension = 'channel' and c.currency = 'USD' \
+           and (l.credited is null \
+                or round((c.credited_revenue + c.credited_pipeline) * 100)::bigint <> l.credited \
+                or c.credited_touches <> l.touches)",
+    )
+    .await;
+    assert!(
+        mismatched.is_empty(),
+        "{:?}",
+        mismatched
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    );
+    // One opportunity read alone (pushed down) equals its rows in the whole ledger.
+    let one: String =
+        rows("select opportunity from attribution_ledger order by opportunity limit 1").await[0]
+            .get(0);
+    let alone = client
+        .query(
+            "select model, position, credited_minor from attribution_ledger \
+             where opportunity = $1 order by model, position",
+            &[&one],
+        )
+        .await
+        .expect("one opportunity");
+    let within = client
+        .query(
+            "select model, position, credited_minor from attribution_ledger \
+             where opportunity || '' = $1 order by model, position",
+            &[&one],
+        )
+        .await
+        .expect("filtered from the whole ledger");
+    assert!(!alone.is_empty());
+    let triples = |rows: &[tokio_postgres::Row]| {
+        rows.iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, i64>(1),
+                    r.get::<_, i64>(2),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(triples(&alone), triples(&within));
+    endpoint.stop().await;
+}

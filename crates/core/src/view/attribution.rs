@@ -573,7 +573,8 @@ pub struct AttributionView {
 }
 
 /// One model's credit to one touch of one opportunity (`attribution_ledger`); the touch
-/// fields are `None` on the row of an unattributed amount.
+/// fields are `None` on the row of an unattributed amount, and its dimensions
+/// `(unattributed)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LedgerRow {
     pub model: String,
@@ -764,12 +765,30 @@ impl super::rows::PersonRows {
     /// amount the model left unattributed; by model in declaration order, then opportunity by
     /// creation time and id, then touch. Only `opportunity`'s rows when given.
     pub fn attribution_ledger(&self, opportunity: Option<&str>) -> Vec<LedgerRow> {
+        self.ledger_of(&self.credited_deals(opportunity))
+    }
+
+    /// How many opportunities the whole ledger credits: [`attribution_ledger_part`]
+    /// (Self::attribution_ledger_part) reads it a slice of them at a time.
+    pub fn attribution_ledger_deals(&self) -> usize {
+        self.credited_deals(None).len()
+    }
+
+    /// The ledger rows of the credited opportunities `from..to` (in the ledger's order of
+    /// opportunities), by model, then opportunity, then position: the whole ledger read a
+    /// part at a time, so that it is never held whole.
+    pub fn attribution_ledger_part(&self, from: usize, to: usize) -> Vec<LedgerRow> {
+        let deals = self.credited_deals(None);
+        let to = to.min(deals.len());
+        self.ledger_of(&deals[from.min(to)..to])
+    }
+
+    fn ledger_of(&self, deals: &[(Symbol, &super::sales::OpportunityRow)]) -> Vec<LedgerRow> {
         let settings = self.attribution_settings();
-        let deals = self.credited_deals(opportunity);
         if settings.models.is_empty() || deals.is_empty() {
             return Vec::new();
         }
-        let (members, carriers) = self.people_of(&deals);
+        let (members, carriers) = self.people_of(deals);
         let labels = self.attribution_labels();
         let text = |symbol: Symbol| {
             labels
@@ -778,7 +797,7 @@ impl super::rows::PersonRows {
                 .unwrap_or_else(|| super::report::NONE_LABEL.to_owned())
         };
         let mut sets = Vec::with_capacity(deals.len());
-        for (id, row) in &deals {
+        for (id, row) in deals {
             let people: &[&super::rows::PersonRow] = match (settings.scope, row.account.as_deref())
             {
                 (Scope::Account, Some(account)) => members.get(account).map_or(&[], Vec::as_slice),
@@ -808,9 +827,10 @@ impl super::rows::PersonRows {
                     occurred_at: None,
                     person: None,
                     kind: None,
-                    channel: None,
-                    campaign: None,
-                    content: None,
+                    // Grouping the ledger by a dimension gives the roll-ups' rows.
+                    channel: Some(UNATTRIBUTED_LABEL.to_owned()),
+                    campaign: Some(UNATTRIBUTED_LABEL.to_owned()),
+                    content: Some(UNATTRIBUTED_LABEL.to_owned()),
                     position: Some(0),
                     touches: set.touches.len() as u64,
                     milestones: None,

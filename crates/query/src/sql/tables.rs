@@ -115,6 +115,44 @@ impl LazyTable {
     }
 }
 
+/// The whole attribution ledger of a snapshot as a stream of record batches, each the rows of
+/// a few hundred opportunities, worked out as the query reads them.
+#[derive(Debug)]
+struct LedgerStream {
+    snapshot: Arc<Snapshot>,
+    schema: SchemaRef,
+}
+
+/// Opportunities per batch of the ledger's stream.
+const LEDGER_DEALS_PER_BATCH: usize = 256;
+
+impl datafusion::physical_plan::streaming::PartitionStream for LedgerStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(
+        &self,
+        _context: Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::execution::SendableRecordBatchStream {
+        use futures::StreamExt;
+        let (snapshot, schema) = (self.snapshot.clone(), self.schema.clone());
+        let deals = snapshot.ledger_deals();
+        let parts = deals.div_ceil(LEDGER_DEALS_PER_BATCH);
+        let batches = futures::stream::iter(0..parts).map(move |part| {
+            let from = part * LEDGER_DEALS_PER_BATCH;
+            let table = snapshot.ledger_part(from, from + LEDGER_DEALS_PER_BATCH);
+            rows_batch(&table, &table.rows, schema.clone())
+        });
+        Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                batches,
+            ),
+        )
+    }
+}
+
 /// The text `person = '…'` (either way round) asks for, if `filter` is that.
 fn person_wanted(filter: &Expr) -> Option<&str> {
     text_wanted(filter, "person")
@@ -701,6 +739,24 @@ impl TableProvider for ViewTable {
                 self.table_name
             );
         };
+        let opportunity_wanted = filters
+            .iter()
+            .any(|filter| text_wanted(filter, "opportunity").is_some());
+        if self.table_name == crate::attribution::LEDGER && !opportunity_wanted {
+            // The whole ledger, read a part at a time: never held whole.
+            let TableRows::Snapshot { snapshot, .. } = &table.rows else {
+                return plan_err!("the attribution ledger is read from a snapshot");
+            };
+            let stream = LedgerStream {
+                snapshot: snapshot.clone(),
+                schema: table.schema.clone(),
+            };
+            let streaming = datafusion::catalog::streaming::StreamingTable::try_new(
+                table.schema.clone(),
+                vec![Arc::new(stream)],
+            )?;
+            return streaming.scan(state, projection, filters, limit).await;
+        }
         let person = filters.iter().find_map(person_wanted);
         let opportunity = filters
             .iter()
