@@ -46,6 +46,11 @@ fn cell(value: &Value) -> String {
 }
 
 fn print_table(table: &Table, limit: usize) {
+    print_table_of(table, limit, Some(table.rows.len()));
+}
+
+/// [`print_table`] of the first rows of a table of `total` rows (`None`: not counted).
+fn print_table_of(table: &Table, limit: usize, total: Option<usize>) {
     let shown: Vec<Vec<String>> = table
         .rows
         .iter()
@@ -66,17 +71,27 @@ fn print_table(table: &Table, limit: usize) {
                 .min(40)
         })
         .collect();
-    let more = table.rows.len().saturating_sub(limit);
-    println!(
-        "{} ({} rows{})",
-        table.name,
-        table.rows.len(),
-        if more > 0 {
-            format!(", first {limit} shown")
-        } else {
-            String::new()
+    match total {
+        Some(total) => {
+            let more = total.saturating_sub(limit);
+            println!(
+                "{} ({} rows{})",
+                table.name,
+                total,
+                if more > 0 {
+                    format!(", first {limit} shown")
+                } else {
+                    String::new()
+                }
+            );
         }
-    );
+        None => println!(
+            "{} (first {} rows shown; --table {} --csv writes every row)",
+            table.name,
+            limit.min(table.rows.len()),
+            table.name
+        ),
+    }
     let line = |cells: Vec<String>| {
         let parts: Vec<String> = cells
             .iter()
@@ -136,6 +151,12 @@ pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCod
         };
         tables = vec![tables.swap_remove(index)];
     }
+    let ledger = tables
+        .iter()
+        .position(|table| table.name == "attribution_ledger");
+    if let Some(at) = ledger {
+        return write_with_ledger(&args, &projection, tables, at, (name, position, known_at));
+    }
     if args.csv {
         print!("{}", baton_query::csv(&tables[0]));
     } else if args.json {
@@ -157,6 +178,102 @@ pub async fn run(log_args: &LogArgs, args: ReportArgs) -> anyhow::Result<ExitCod
             print_table(table, args.limit);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opportunities per part of the ledger written.
+const LEDGER_DEALS_PER_PART: usize = 256;
+
+/// Writes the tables with the attribution ledger (at `at`, its columns only) filled a part
+/// at a time, so that the whole ledger is never held: several rows per touch of every
+/// credited opportunity.
+fn write_with_ledger(
+    args: &ReportArgs,
+    projection: &baton_core::FunnelProjection,
+    mut tables: Vec<Table>,
+    at: usize,
+    (name, position, known_at): (
+        String,
+        baton_projector::Position,
+        Option<baton_core::Timestamp>,
+    ),
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let rows = projection.person_rows();
+    let deals = rows.attribution_ledger_deals();
+    let parts = (0..deals.div_ceil(LEDGER_DEALS_PER_PART)).map(|part| {
+        let from = part * LEDGER_DEALS_PER_PART;
+        baton_query::ledger_table(rows.attribution_ledger_part(from, from + LEDGER_DEALS_PER_PART))
+    });
+    let ledger = tables.remove(at);
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    if args.csv {
+        // `--csv` needs `--table`: the ledger alone.
+        write!(out, "{}", baton_query::csv(&ledger))?;
+        for part in parts {
+            let text = baton_query::csv(&part);
+            // Each part's CSV starts with the header, written once above.
+            write!(
+                out,
+                "{}",
+                text.split_once('\n').map_or("", |(_, rows)| rows)
+            )?;
+        }
+    } else if args.json {
+        let rows_of =
+            |out: &mut std::io::BufWriter<std::io::StdoutLock<'_>>| -> anyhow::Result<()> {
+                write!(out, "[")?;
+                let mut first = true;
+                for part in parts {
+                    if let serde_json::Value::Array(rows) = baton_query::rows_json(&part) {
+                        for row in rows {
+                            write!(out, "{}{row}", if first { "" } else { "," })?;
+                            first = false;
+                        }
+                    }
+                }
+                write!(out, "]")?;
+                Ok(())
+            };
+        let mut head = serde_json::json!({"view": name, "position": position.get()});
+        if let Some(at) = known_at {
+            head["as_known_at"] = serde_json::json!(at.to_rfc3339());
+        }
+        let head = head.to_string();
+        // `{"view":..,"position":..` then the tables, the ledger last.
+        write!(out, "{},\"tables\":", &head[..head.len() - 1])?;
+        if args.table.is_some() {
+            rows_of(&mut out)?;
+        } else {
+            let others = baton_query::tables_json(&tables).to_string();
+            write!(
+                out,
+                "{},\"attribution_ledger\":",
+                &others[..others.len() - 1]
+            )?;
+            rows_of(&mut out)?;
+            write!(out, "}}")?;
+        }
+        writeln!(out, "}}")?;
+    } else {
+        drop(out);
+        println!("attribution view of {name:?} at log position {position}\n");
+        for table in &tables {
+            print_table(table, args.limit);
+        }
+        // The ledger's first rows: parts until there are enough.
+        let mut shown = ledger;
+        for part in parts {
+            shown.rows.extend(part.rows);
+            if shown.rows.len() > args.limit {
+                break;
+            }
+        }
+        print_table_of(&shown, args.limit, None);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -940,23 +940,16 @@ impl Snapshot {
     }
 }
 
-/// The tables of one view of a refreshed projection.
+/// The tables of one view of a refreshed projection (the attribution ledger with its
+/// columns only: see [`Snapshot::ledger_part`] and `PersonRows::attribution_ledger_part`).
 pub fn tables(projection: &FunnelProjection, kind: ViewKind) -> Vec<Table> {
     match kind {
         ViewKind::Marketing => marketing_tables(projection.marketing_view()),
         ViewKind::Sales => sales_tables(projection.sales_view()),
         ViewKind::Funnel => shared_tables(projection.shared_view()),
+        // The ledger is its columns alone here: `baton report` writes it a part at a time.
         ViewKind::Attribution => {
-            let mut tables = crate::attribution::attribution_tables(projection.attribution_view());
-            tables.pop();
-            match crate::attribution::ledger(&projection.person_rows(), None) {
-                Ok(ledger) => tables.push(ledger),
-                Err(message) => {
-                    tracing::warn!("{message}");
-                    tables.push(crate::attribution::ledger_table(Vec::new()));
-                }
-            }
-            tables
+            crate::attribution::attribution_tables(projection.attribution_view())
         }
         ViewKind::Customer => {
             let mut tables = crate::customer::customer_tables(projection.customer_view());

@@ -762,8 +762,8 @@ impl super::rows::PersonRows {
 
     /// The attribution ledger of this snapshot (`attribution_ledger`): one row per model,
     /// opportunity (won or open) and touch the model gives a share, or one row for an
-    /// amount the model left unattributed; by model in declaration order, then opportunity by
-    /// creation time and id, then touch. Only `opportunity`'s rows when given.
+    /// amount the model left unattributed; by opportunity (creation time, then id), then
+    /// model in declaration order, then touch. Only `opportunity`'s rows when given.
     pub fn attribution_ledger(&self, opportunity: Option<&str>) -> Vec<LedgerRow> {
         self.ledger_of(&self.credited_deals(opportunity))
     }
@@ -815,8 +815,8 @@ impl super::rows::PersonRows {
             sets.push((people, set));
         }
         let mut rows = Vec::new();
-        for model in &settings.models {
-            for ((_, deal), (people, set)) in deals.iter().zip(&sets) {
+        for ((_, deal), (people, set)) in deals.iter().zip(&sets) {
+            for model in &settings.models {
                 let amount = deal.amount_minor.unwrap_or(0);
                 let base = LedgerRow {
                     model: model.name.clone(),
