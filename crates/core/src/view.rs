@@ -1357,6 +1357,7 @@ impl FunnelProjection {
         }
         if let Some(totals) = self.totals.get_mut() {
             let (people, symbols) = (&self.people, &self.symbols);
+            let threads = self.refresh_threads.get();
             totals.settle(
                 &self.definition,
                 |id| {
@@ -1364,6 +1365,7 @@ impl FunnelProjection {
                     person.folded.then(|| record_of(id, person))
                 },
                 |symbol| label_of(symbols, symbol),
+                threads,
             );
         }
     }
@@ -1380,6 +1382,7 @@ impl FunnelProjection {
                 &self.definition,
                 |id| self.record(id),
                 |symbol| self.label(symbol),
+                self.refresh_threads.get(),
             );
             let mut accounts: Vec<&String> = self.ledgers.keys().collect();
             accounts.sort_unstable();

@@ -568,3 +568,74 @@ fn a_restatement_explains_credited_revenue_by_cause() {
     assert_eq!((organic.from, organic.to), (350_000, 600_001));
     assert_eq!(organic.figure.currency.as_deref(), Some("USD"));
 }
+
+/// An opportunity with no touch before its creation: `last_touch` leaves its amount
+/// unattributed (one ledger row, position 0, `(unattributed)` in every dimension), the others
+/// credit the later touch, and it is sourced by `(unattributed)`.
+#[test]
+fn an_amount_no_touch_earned_is_unattributed_and_still_adds_up() {
+    let (mut h, _) = history();
+    h.push(
+        "2026-01-01T00:00:00Z",
+        "p-3",
+        "acct-c",
+        None,
+        Some("opp-2"),
+        Payload::OpportunityCreated {
+            amount: Some(Money {
+                minor_units: 50_000,
+                currency: "USD".into(),
+            }),
+            stage: None,
+        },
+    );
+    h.push(
+        "2026-01-05T00:00:00Z",
+        "p-3",
+        "acct-c",
+        Some("events"),
+        None,
+        viewed(),
+    );
+    let projection = fold(&definition("account"), &h.0);
+    let ledger = projection.person_rows().attribution_ledger(Some("opp-2"));
+    let last: Vec<&LedgerRow> = ledger.iter().filter(|r| r.model == "last_touch").collect();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].position, Some(0));
+    assert_eq!(last[0].touch, None);
+    assert_eq!(last[0].channel.as_deref(), Some("(unattributed)"));
+    assert_eq!(last[0].credited_minor, 50_000);
+    let linear: Vec<(Option<u64>, i64)> = ledger
+        .iter()
+        .filter(|r| r.model == "linear")
+        .map(|r| (r.position, r.credited_minor))
+        .collect();
+    assert_eq!(linear, [(Some(1), 50_000)]);
+    let view = projection.attribution_view();
+    let model = view
+        .models
+        .iter()
+        .find(|m| m.model == "last_touch")
+        .expect("last_touch");
+    assert_eq!(
+        (
+            model.open,
+            model.pipeline_minor,
+            model.unattributed_pipeline_minor
+        ),
+        (1, 50_000, 50_000)
+    );
+    let sourced = view
+        .credit
+        .iter()
+        .find(|r| r.model == "linear" && r.dimension == "channel" && r.value == "(unattributed)")
+        .expect("sourced by nothing");
+    assert_eq!(
+        (
+            sourced.sourced_opportunities,
+            sourced.sourced_pipeline_minor
+        ),
+        (1, 50_000)
+    );
+    assert_eq!(sourced.influenced_opportunities, 0);
+}

@@ -376,12 +376,25 @@ fn a_refresh_on_several_threads_folds_the_same_journeys_as_on_one() {
             .any(|s| s.name == "mql" && s.entered > 1_000)
     );
     assert!(sales.won > 100, "won {}", sales.won);
+    // Hundreds of opportunities: credited on several threads too.
+    let attribution = one.attribution_view();
+    let credited: u64 = attribution
+        .models
+        .iter()
+        .filter(|m| m.model == "linear")
+        .map(|m| m.won + m.open)
+        .sum();
+    assert!(
+        credited >= 512,
+        "enough to be credited on threads: {credited}"
+    );
     for threads in [2, 3] {
         let many = fold(threads);
         assert_eq!(
             many.views(),
             (marketing.clone(), sales.clone(), shared.clone())
         );
+        assert_eq!(many.attribution_view(), attribution, "{threads} threads");
     }
 
     // A restore re-folds everyone: on two threads as on one.
@@ -391,6 +404,7 @@ fn a_refresh_on_several_threads_folds_the_same_journeys_as_on_one() {
         FunnelProjection::restore_on(FunnelDefinition::default_funnel(), store.iter(), two)
             .expect("restores");
     assert_eq!(restored.views(), (marketing, sales, shared));
+    assert_eq!(restored.attribution_view(), attribution);
 }
 
 #[test]

@@ -270,8 +270,10 @@ pub(crate) struct AttributionTotals {
     /// The opportunities credited from each account's touches.
     by_account: HashMap<String, BTreeSet<Symbol>>,
     credited: HashMap<Symbol, OppCredit>,
-    pub(crate) rollups: BTreeMap<RollUpKey, RollUp>,
-    pub(crate) models: BTreeMap<(u16, Symbol), ModelTotals>,
+    /// Hashed: every opportunity credited adds to a few hundred of them; rows are sorted by
+    /// their text when read.
+    pub(crate) rollups: HashMap<RollUpKey, RollUp>,
+    pub(crate) models: HashMap<(u16, Symbol), ModelTotals>,
     /// The text of every symbol the roll-ups ever held, for the ledger of a snapshot (which
     /// has no symbol table). Only grows; shared with snapshots.
     pub(crate) labels: Arc<HashMap<Symbol, String>>,
@@ -298,54 +300,57 @@ impl AttributionTotals {
 
     /// Credits again the opportunities put together again (`changed`) and those of the
     /// accounts whose people changed. `record` gives a person as the views read them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn settle<'a>(
         &mut self,
         settings: &Attribution,
         changed: &[Symbol],
         opportunities: &BTreeMap<Symbol, Deal>,
         carriers: &HashMap<Symbol, BTreeSet<String>>,
-        record: &impl Fn(&str) -> Option<PersonRecord<'a>>,
+        record: &(impl Fn(&str) -> Option<PersonRecord<'a>> + Sync),
         label: &impl Fn(Symbol) -> String,
+        threads: usize,
     ) {
+        /// Below this many opportunities they are credited on the calling thread.
+        const PARALLEL_FROM: usize = 512;
         let mut dirty: BTreeSet<Symbol> = changed.iter().copied().collect();
         for account in std::mem::take(&mut self.dirty_accounts) {
             if let Some(ids) = self.by_account.get(&account) {
                 dirty.extend(ids.iter().copied());
             }
         }
-        for id in dirty {
-            if let Some(old) = self.credited.remove(&id) {
+        let dirty: Vec<Symbol> = dirty.into_iter().collect();
+        for id in &dirty {
+            if let Some(old) = self.credited.remove(id) {
                 self.apply(&old, -1);
                 if let Some(account) = &old.account
                     && let Some(ids) = self.by_account.get_mut(account)
                 {
-                    ids.remove(&id);
+                    ids.remove(id);
                     if ids.is_empty() {
                         self.by_account.remove(account);
                     }
                 }
             }
-            if settings.models.is_empty() {
-                continue;
-            }
-            let Some(deal) = opportunities.get(&id) else {
-                continue;
-            };
-            let opportunity = &deal.opportunity;
+        }
+        if settings.models.is_empty() {
+            return;
+        }
+        let members = &self.members;
+        let credit = |id: &Symbol| -> Option<(Symbol, OppCredit)> {
+            let opportunity = &opportunities.get(id)?.opportunity;
             // Lost ones earn nothing; without an amount there is nothing to credit.
-            let Some((amount, currency)) = opportunity.value() else {
-                continue;
-            };
+            let (amount, currency) = opportunity.value()?;
             if opportunity.status == DealStatus::Lost {
-                continue;
+                return None;
             }
             let account = match (settings.scope, &opportunity.account) {
                 (Scope::Account, Some(account)) => Some(account.clone()),
                 _ => None,
             };
             let people: Vec<&String> = match &account {
-                Some(account) => self.members.get(account).into_iter().flatten().collect(),
-                None => carriers.get(&id).into_iter().flatten().collect(),
+                Some(account) => members.get(account).into_iter().flatten().collect(),
+                None => carriers.get(id).into_iter().flatten().collect(),
             };
             let records: Vec<PersonRecord<'a>> =
                 people.into_iter().filter_map(|p| record(p)).collect();
@@ -367,6 +372,30 @@ impl AttributionTotals {
                 amount,
                 currency,
             );
+            Some((*id, credit))
+        };
+        let credited: Vec<(Symbol, OppCredit)> = if threads <= 1 || dirty.len() < PARALLEL_FROM {
+            dirty.iter().filter_map(credit).collect()
+        } else {
+            // Every opportunity of a large refresh (a replay's end, a restore) on every core.
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = dirty
+                    .chunks(dirty.len().div_ceil(threads))
+                    .map(|ids| {
+                        let credit = &credit;
+                        scope.spawn(move || ids.iter().filter_map(credit).collect::<Vec<_>>())
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| match worker.join() {
+                        Ok(credited) => credited,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    })
+                    .collect()
+            })
+        };
+        for (id, credit) in credited {
             self.remember_labels(&credit, label);
             self.apply(&credit, 1);
             if let Some(account) = &credit.account {
@@ -491,26 +520,38 @@ impl OppCredit {
                 continue;
             };
             unattributed.push(false);
-            let mut by_value: BTreeMap<(u8, Symbol), (u32, i64)> = BTreeMap::new();
-            for ((_, touch), credit) in set.touches.iter().zip(&credits) {
-                if credit.share <= 0.0 {
-                    continue;
-                }
-                for (dimension, value) in (0..3_u8).zip(touch.values()) {
-                    let sum = by_value.entry((dimension, value)).or_default();
-                    sum.0 += 1;
-                    sum.1 += credit.credited;
+            // (dimension, value, credit) of every credited touch, summed by (dimension, value).
+            let mut credited: Vec<(u8, Symbol, i64)> = set
+                .touches
+                .iter()
+                .zip(&credits)
+                .filter(|(_, credit)| credit.share > 0.0)
+                .flat_map(|((_, touch), credit)| {
+                    (0..3_u8)
+                        .zip(touch.values())
+                        .map(move |(dimension, value)| (dimension, value, credit.credited))
+                })
+                .collect();
+            credited.sort_unstable_by_key(|(dimension, value, _)| (*dimension, *value));
+            for (dimension, value, credit) in credited {
+                match entries.last_mut() {
+                    Some(entry)
+                        if entry.model == index
+                            && entry.dimension == dimension
+                            && entry.value == Some(value) =>
+                    {
+                        entry.touches += 1;
+                        entry.credited += credit;
+                    }
+                    _ => entries.push(CreditEntry {
+                        model: index,
+                        dimension,
+                        value: Some(value),
+                        touches: 1,
+                        credited: credit,
+                    }),
                 }
             }
-            entries.extend(by_value.into_iter().map(
-                |((dimension, value), (touches, credited))| CreditEntry {
-                    model: index,
-                    dimension,
-                    value: Some(value),
-                    touches,
-                    credited,
-                },
-            ));
         }
         entries.shrink_to_fit();
         OppCredit {

@@ -729,8 +729,9 @@ impl Totals {
     pub(crate) fn settle<'a>(
         &mut self,
         definition: &FunnelDefinition,
-        record: impl Fn(&str) -> Option<PersonRecord<'a>>,
+        record: impl Fn(&str) -> Option<PersonRecord<'a>> + Sync,
         label: impl Fn(Symbol) -> String,
+        threads: usize,
     ) {
         let mut stale: Vec<Symbol> = self.stale.drain().collect();
         stale.sort_unstable();
@@ -787,6 +788,7 @@ impl Totals {
             &self.carriers,
             &record,
             &label,
+            threads,
         );
     }
 }
