@@ -929,6 +929,7 @@ impl FunnelProjection {
             Unsaved::mark(&mut unsaved.visitors_of, from);
             Unsaved::mark(&mut unsaved.visitors_of, into);
         }
+        self.take_back_attribution(from, None);
         if let Some(absorbed) = self.people.remove(from) {
             self.dirty.remove(from);
             if let Some(totals) = self.totals.get_mut()
@@ -1281,6 +1282,7 @@ impl FunnelProjection {
             Refold::Hidden => return self.hide(id),
             Refold::Folded(folded) => folded,
         };
+        self.take_back_attribution(id, Some((part.account.as_deref(), part.opportunities())));
         // The row as folded, worked out before the person is borrowed to store it.
         let keeps_rows = self
             .totals
@@ -1315,8 +1317,33 @@ impl FunnelProjection {
         }
     }
 
+    /// Takes the attribution credit of the opportunities that read a person out of the
+    /// roll-ups before the person changes: as folded before, and as `after` (the new fold's
+    /// account and opportunities) will have them.
+    fn take_back_attribution(
+        &mut self,
+        id: &str,
+        after: Option<(Option<&str>, Vec<crate::symbol::Symbol>)>,
+    ) {
+        let Some(totals) = self.totals.get_mut() else {
+            return;
+        };
+        let people = &self.people;
+        let before = people
+            .get(id)
+            .filter(|person| person.folded)
+            .map(|person| (person.part.account.as_deref(), person.part.opportunities()));
+        let ids = totals.attribution.reading(before, after);
+        let record = |id: &str| {
+            let (id, person) = people.get_key_value(id)?;
+            person.folded.then(|| record_of(id, person))
+        };
+        totals.take_back_attribution(&self.definition, ids, &record);
+    }
+
     /// Takes out of the views a person nothing of whom counts any more.
     fn hide(&mut self, id: &str) {
+        self.take_back_attribution(id, None);
         let Some((id, person)) = self.people.get_key_value_mut(id) else {
             return;
         };

@@ -217,7 +217,9 @@ struct CreditEntry {
     credited: i64,
 }
 
-/// What one opportunity adds to the roll-ups, kept to take it back.
+/// What one opportunity adds to the roll-ups. Not kept: it is worked out again from the same
+/// inputs to take it back (`AttributionTotals::take_back`): at ten million events the credits
+/// of every opportunity would hold hundreds of megabytes.
 #[derive(Clone, Debug)]
 struct OppCredit {
     /// The account it is kept under for re-crediting when the account's people change.
@@ -269,7 +271,11 @@ pub(crate) struct AttributionTotals {
     dirty_accounts: HashSet<String>,
     /// The opportunities credited from each account's touches.
     by_account: HashMap<String, BTreeSet<Symbol>>,
-    credited: HashMap<Symbol, OppCredit>,
+    /// The opportunities whose contribution is in the roll-ups, with the account they are
+    /// kept under.
+    credited: HashMap<Symbol, Option<String>>,
+    /// Opportunities taken back since the last settle, to be credited again by it.
+    pending: BTreeSet<Symbol>,
     /// Hashed: every opportunity credited adds to a few hundred of them; rows are sorted by
     /// their text when read.
     pub(crate) rollups: HashMap<RollUpKey, RollUp>,
@@ -314,65 +320,31 @@ impl AttributionTotals {
         /// Below this many opportunities they are credited on the calling thread.
         const PARALLEL_FROM: usize = 512;
         let mut dirty: BTreeSet<Symbol> = changed.iter().copied().collect();
+        dirty.append(&mut self.pending);
         for account in std::mem::take(&mut self.dirty_accounts) {
             if let Some(ids) = self.by_account.get(&account) {
                 dirty.extend(ids.iter().copied());
             }
         }
         let dirty: Vec<Symbol> = dirty.into_iter().collect();
-        for id in &dirty {
-            if let Some(old) = self.credited.remove(id) {
-                self.apply(&old, -1);
-                if let Some(account) = &old.account
-                    && let Some(ids) = self.by_account.get_mut(account)
-                {
-                    ids.remove(id);
-                    if ids.is_empty() {
-                        self.by_account.remove(account);
-                    }
-                }
-            }
-        }
+        // Every change to what an opportunity's credit reads came through `take_back` first.
+        let missed: Vec<Symbol> = dirty
+            .iter()
+            .filter(|id| self.credited.contains_key(id))
+            .copied()
+            .collect();
+        debug_assert!(
+            missed.is_empty(),
+            "invariant: taken back before any change: {missed:?}"
+        );
+        self.take_back(settings, missed, opportunities, carriers, record);
         if settings.models.is_empty() {
             return;
         }
         let members = &self.members;
-        let credit = |id: &Symbol| -> Option<(Symbol, OppCredit)> {
-            let opportunity = &opportunities.get(id)?.opportunity;
-            // Lost ones earn nothing; without an amount there is nothing to credit.
-            let (amount, currency) = opportunity.value()?;
-            if opportunity.status == DealStatus::Lost {
-                return None;
-            }
-            let account = match (settings.scope, &opportunity.account) {
-                (Scope::Account, Some(account)) => Some(account.clone()),
-                _ => None,
-            };
-            let people: Vec<&String> = match &account {
-                Some(account) => members.get(account).into_iter().flatten().collect(),
-                None => carriers.get(id).into_iter().flatten().collect(),
-            };
-            let records: Vec<PersonRecord<'a>> =
-                people.into_iter().filter_map(|p| record(p)).collect();
-            let parts: Vec<&AttributionPart> =
-                records.iter().map(|r| &r.part.attribution).collect();
-            let set = TouchSet::of(
-                DealTimes {
-                    created_at: opportunity.created_at,
-                    status: opportunity.status,
-                    closed_at: opportunity.closed_at,
-                },
-                &parts,
-            );
-            let credit = OppCredit::of(
-                settings,
-                &set,
-                account,
-                opportunity.status,
-                amount,
-                currency,
-            );
-            Some((*id, credit))
+        let credit = |id: &Symbol| {
+            contribution(settings, *id, opportunities, members, carriers, record)
+                .map(|credit| (*id, credit))
         };
         let credited: Vec<(Symbol, OppCredit)> = if threads <= 1 || dirty.len() < PARALLEL_FROM {
             dirty.iter().filter_map(credit).collect()
@@ -404,7 +376,61 @@ impl AttributionTotals {
                     .or_default()
                     .insert(id);
             }
-            self.credited.insert(id, credit);
+            self.credited.insert(id, credit.account);
+        }
+    }
+
+    /// The credited opportunities whose credit reads a person about to be folded again,
+    /// hidden or merged away: those of their account and those they carry, as folded before
+    /// (`before`) and as the new fold has it (`after`), each (account, opportunities).
+    pub(crate) fn reading(
+        &self,
+        before: Option<(Option<&str>, Vec<Symbol>)>,
+        after: Option<(Option<&str>, Vec<Symbol>)>,
+    ) -> Vec<Symbol> {
+        let mut ids: BTreeSet<Symbol> = BTreeSet::new();
+        for (account, carried) in before.into_iter().chain(after) {
+            if let Some(of) = account.and_then(|account| self.by_account.get(account)) {
+                ids.extend(of.iter().copied());
+            }
+            ids.extend(
+                carried
+                    .into_iter()
+                    .filter(|id| self.credited.contains_key(id)),
+            );
+        }
+        ids.into_iter().collect()
+    }
+
+    /// Takes back the contribution of each of `ids` still credited, worked out again from
+    /// the inputs it was worked out from: called before any of them changes.
+    pub(crate) fn take_back<'a>(
+        &mut self,
+        settings: &Attribution,
+        ids: Vec<Symbol>,
+        opportunities: &BTreeMap<Symbol, Deal>,
+        carriers: &HashMap<Symbol, BTreeSet<String>>,
+        record: &impl Fn(&str) -> Option<PersonRecord<'a>>,
+    ) {
+        for id in ids {
+            let Some(account) = self.credited.remove(&id) else {
+                continue;
+            };
+            self.pending.insert(id);
+            if let Some(account) = &account
+                && let Some(of) = self.by_account.get_mut(account)
+            {
+                of.remove(&id);
+                if of.is_empty() {
+                    self.by_account.remove(account);
+                }
+            }
+            let credit = contribution(settings, id, opportunities, &self.members, carriers, record)
+                .expect(
+                    "invariant: a credited opportunity's inputs are unchanged until taken back",
+                );
+            debug_assert_eq!(credit.account, account);
+            self.apply(&credit, -1);
         }
     }
 
@@ -491,6 +517,54 @@ impl AttributionTotals {
             }
         }
     }
+}
+
+/// What opportunity `id` contributes under `settings`, from the current inputs: its deal,
+/// its account's people (`members`) or the people named on it (`carriers`), and their parts;
+/// `None` when it is credited nothing (lost, or without an amount).
+fn contribution<'a>(
+    settings: &Attribution,
+    id: Symbol,
+    opportunities: &BTreeMap<Symbol, Deal>,
+    members: &HashMap<String, BTreeSet<String>>,
+    carriers: &HashMap<Symbol, BTreeSet<String>>,
+    record: &impl Fn(&str) -> Option<PersonRecord<'a>>,
+) -> Option<OppCredit> {
+    if settings.models.is_empty() {
+        return None;
+    }
+    let opportunity = &opportunities.get(&id)?.opportunity;
+    // Lost ones earn nothing; without an amount there is nothing to credit.
+    let (amount, currency) = opportunity.value()?;
+    if opportunity.status == DealStatus::Lost {
+        return None;
+    }
+    let account = match (settings.scope, &opportunity.account) {
+        (Scope::Account, Some(account)) => Some(account.clone()),
+        _ => None,
+    };
+    let people: Vec<&String> = match &account {
+        Some(account) => members.get(account).into_iter().flatten().collect(),
+        None => carriers.get(&id).into_iter().flatten().collect(),
+    };
+    let records: Vec<PersonRecord<'a>> = people.into_iter().filter_map(|p| record(p)).collect();
+    let parts: Vec<&AttributionPart> = records.iter().map(|r| &r.part.attribution).collect();
+    let set = TouchSet::of(
+        DealTimes {
+            created_at: opportunity.created_at,
+            status: opportunity.status,
+            closed_at: opportunity.closed_at,
+        },
+        &parts,
+    );
+    Some(OppCredit::of(
+        settings,
+        &set,
+        account,
+        opportunity.status,
+        amount,
+        currency,
+    ))
 }
 
 impl OppCredit {

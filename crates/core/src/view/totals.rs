@@ -723,6 +723,26 @@ impl Totals {
         }
     }
 
+    /// Takes the attribution credit of `ids` out of the roll-ups before what it reads changes
+    /// (`view/attribution.rs`).
+    pub(crate) fn take_back_attribution<'a>(
+        &mut self,
+        definition: &FunnelDefinition,
+        ids: Vec<Symbol>,
+        record: &impl Fn(&str) -> Option<PersonRecord<'a>>,
+    ) {
+        if ids.is_empty() {
+            return;
+        }
+        self.attribution.take_back(
+            definition.attribution(),
+            ids,
+            &self.opportunities,
+            &self.carriers,
+            record,
+        );
+    }
+
     /// Puts together again every opportunity whose carriers changed, from its carriers'
     /// current parts, replacing its contribution and its row. `record` gives a person as the
     /// views read them, `label` a symbol's text.
