@@ -1240,13 +1240,7 @@ async fn serve_projects_what_it_collects_and_answers_queries_at_a_position() {
 
     // The same views over SQL, at the same position, with a real PostgreSQL client.
     let port = served.sql_port.expect("serve printed its SQL port");
-    let (client, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} dbname=baton user=analyst"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect over SQL");
-    tokio::spawn(connection);
+    let client = sql_client(port).await;
     let row = client
         .query_one("select events, people from funnel_totals", &[])
         .await
@@ -1417,32 +1411,7 @@ fn log_stat_verifies_and_only_log_repair_cuts() {
 #[test]
 fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
     let dir = tempfile::tempdir().expect("dir");
-    generate(dir.path(), "4", "60", "history.ndjson");
-    let text = std::fs::read_to_string(dir.path().join("history.ndjson")).expect("history");
-    let lines: Vec<&str> = text.lines().collect();
-    let (first, rest) = lines.split_at(lines.len() / 2);
-    std::fs::write(dir.path().join("first.ndjson"), first.join("\n") + "\n").expect("write");
-    std::fs::write(dir.path().join("rest.ndjson"), rest.join("\n") + "\n").expect("write");
-    assert!(
-        baton(dir.path(), &["ingest", "first.ndjson"])
-            .status
-            .success()
-    );
-    let stored_first = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
-        .as_u64()
-        .expect("events");
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let at = baton_core::Timestamp::from_unix_millis(millis).to_rfc3339();
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    assert!(
-        baton(dir.path(), &["ingest", "rest.ndjson"])
-            .status
-            .success()
-    );
+    let (at, stored_first) = ingest_in_two_halves(dir.path(), "60");
     let stored = json_of(&baton(dir.path(), &["log", "stat", "--json"]))["events"]
         .as_u64()
         .expect("events");
@@ -1580,29 +1549,7 @@ fn figures_as_known_at_a_time_are_those_of_the_log_as_it_stood() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_as_known_at_a_time_over_http_and_sql() {
     let dir = tempfile::tempdir().expect("dir");
-    generate(dir.path(), "4", "40", "history.ndjson");
-    let text = std::fs::read_to_string(dir.path().join("history.ndjson")).expect("history");
-    let lines: Vec<&str> = text.lines().collect();
-    let (first, rest) = lines.split_at(lines.len() / 2);
-    std::fs::write(dir.path().join("first.ndjson"), first.join("\n") + "\n").expect("write");
-    std::fs::write(dir.path().join("rest.ndjson"), rest.join("\n") + "\n").expect("write");
-    assert!(
-        baton(dir.path(), &["ingest", "first.ndjson"])
-            .status
-            .success()
-    );
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let at = baton_core::Timestamp::from_unix_millis(millis).to_rfc3339();
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    assert!(
-        baton(dir.path(), &["ingest", "rest.ndjson"])
-            .status
-            .success()
-    );
+    let (at, _) = ingest_in_two_halves(dir.path(), "40");
     // The log as it stood.
     let then = tempfile::tempdir().expect("dir");
     std::fs::copy(
@@ -1666,13 +1613,7 @@ async fn serve_answers_as_known_at_a_time_over_http_and_sql() {
 
     // Over SQL, a session setting.
     let port = served.sql_port.expect("serve printed its SQL port");
-    let (sql, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} dbname=baton user=analyst"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect over SQL");
-    tokio::spawn(connection);
+    let sql = sql_client(port).await;
     let linear = "select coalesce(sum(credited_revenue), 0)::float8, count(*) from attribution_credit \
                   where model = 'linear' and dimension = 'channel'";
     let expected = |report: &Value| {
@@ -1753,4 +1694,41 @@ fn an_independent_recomputation_of_the_docs_agrees_with_the_attribution_credits(
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains(" 0 differ"), "{stdout}");
+}
+
+/// A client of the SQL endpoint on `port`, its connection driven in the background.
+async fn sql_client(port: u16) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} dbname=baton user=analyst"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect over SQL");
+    tokio::spawn(connection);
+    client
+}
+
+/// Generates a history of `accounts` accounts, ingests its first half (kept as
+/// `first.ndjson`), notes the time, then ingests the rest: that time (RFC 3339) and how many
+/// events the first half stored.
+fn ingest_in_two_halves(dir: &Path, accounts: &str) -> (String, u64) {
+    generate(dir, "4", accounts, "history.ndjson");
+    let text = std::fs::read_to_string(dir.join("history.ndjson")).expect("history");
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    std::fs::write(dir.join("first.ndjson"), first.join("\n") + "\n").expect("write");
+    std::fs::write(dir.join("rest.ndjson"), rest.join("\n") + "\n").expect("write");
+    assert!(baton(dir, &["ingest", "first.ndjson"]).status.success());
+    let stored_first = json_of(&baton(dir, &["log", "stat", "--json"]))["events"]
+        .as_u64()
+        .expect("events");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let at = baton_core::Timestamp::from_unix_millis(millis).to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(baton(dir, &["ingest", "rest.ndjson"]).status.success());
+    (at, stored_first)
 }

@@ -96,22 +96,23 @@ impl LazyTable {
     /// Only the rows of `person`, when this table has a row per person or per their
     /// hand-offs or deals.
     fn person(&self, person: &str) -> Option<Result<ServedTable>> {
-        let TableRows::Snapshot { snapshot, name, .. } = &self.rows else {
-            return None;
-        };
-        snapshot
-            .person_table(name, person)
-            .map(|table| mem_table(&table))
+        self.some_rows(|snapshot, name| snapshot.person_table(name, person))
     }
 
     /// Only the rows of `opportunity`, when this is the attribution ledger.
     fn opportunity(&self, opportunity: &str) -> Option<Result<ServedTable>> {
+        self.some_rows(|snapshot, name| snapshot.opportunity_table(name, opportunity))
+    }
+
+    /// The rows `pick` reads of this snapshot's table without building it whole.
+    fn some_rows(
+        &self,
+        pick: impl FnOnce(&Snapshot, &str) -> Option<Table>,
+    ) -> Option<Result<ServedTable>> {
         let TableRows::Snapshot { snapshot, name, .. } = &self.rows else {
             return None;
         };
-        snapshot
-            .opportunity_table(name, opportunity)
-            .map(|table| mem_table(&table))
+        pick(snapshot, name).map(|table| mem_table(&table))
     }
 }
 
