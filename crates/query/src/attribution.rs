@@ -157,15 +157,71 @@ pub fn ledger_table(rows: Vec<LedgerRow>) -> Table {
 /// The ledger of a snapshot's rows: one opportunity's rows, or every row when there are at
 /// most [`LEDGER_ROWS_LIMIT`]; otherwise an error saying how to ask for less.
 pub fn ledger(rows: &PersonRows, opportunity: Option<&str>) -> Result<Table, String> {
+    ledger_within(rows, opportunity, LEDGER_ROWS_LIMIT)
+}
+
+/// [`ledger`] with its limit given.
+fn ledger_within(
+    rows: &PersonRows,
+    opportunity: Option<&str>,
+    limit: u64,
+) -> Result<Table, String> {
     if opportunity.is_none() {
         let bound = rows.attribution_ledger_bound();
-        if bound > LEDGER_ROWS_LIMIT {
+        if bound > limit {
             return Err(format!(
-                "{LEDGER} would hold up to {bound} rows, over the {LEDGER_ROWS_LIMIT} served whole: \
+                "{LEDGER} would hold up to {bound} rows, over the {limit} served whole: \
                  ask for one opportunity (`?opportunity=ID` over HTTP, `WHERE opportunity = 'ID'` \
-                 over SQL), or read the roll-ups in attribution_credit and attribution_models"
+                 over SQL, which also reads the whole ledger as a stream), or read the roll-ups \
+                 in attribution_credit and attribution_models"
             ));
         }
     }
     Ok(ledger_table(rows.attribution_ledger(opportunity)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::example::example_event;
+    use baton_core::{FunnelDefinition, FunnelProjection, Kind};
+
+    /// Three page views of one person, then their opportunity: seven models, three touches.
+    fn rows() -> PersonRows {
+        let mut projection = FunnelProjection::new(FunnelDefinition::default_funnel());
+        for (index, kind) in [
+            Kind::ContentViewed,
+            Kind::ContentViewed,
+            Kind::ContentViewed,
+            Kind::OpportunityCreated,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            projection.apply(&example_event(kind, index));
+        }
+        projection.refresh();
+        projection.person_rows()
+    }
+
+    #[test]
+    fn a_whole_ledger_over_the_limit_is_refused_with_a_way_to_ask_for_less() {
+        let rows = rows();
+        let whole = ledger_within(&rows, None, 100).expect("under the limit");
+        assert!(!whole.rows.is_empty());
+        assert!(whole.rows.len() <= 21, "{}", whole.rows.len());
+        let error = ledger_within(&rows, None, 10).expect_err("over the limit");
+        assert!(
+            error.contains("would hold up to 21 rows, over the 10 served whole"),
+            "{error}"
+        );
+        assert!(error.contains("`?opportunity=ID` over HTTP"), "{error}");
+        // One opportunity's rows are served whatever the limit.
+        let opportunity = whole.rows[0][1].clone();
+        let crate::table::Value::Text(opportunity) = opportunity else {
+            panic!("an opportunity id: {opportunity:?}");
+        };
+        let one = ledger_within(&rows, Some(&opportunity), 0).expect("one opportunity");
+        assert_eq!(one.rows, whole.rows);
+    }
 }
