@@ -717,7 +717,27 @@ impl super::FunnelProjection {
     /// The attribution view's aggregate tables (the ledger is read from a snapshot's rows,
     /// [`super::rows::PersonRows::attribution_ledger`]).
     pub fn attribution_view(&self) -> AttributionView {
-        self.with_totals(|totals| {
+        if self.totals.get().is_none() {
+            // A one-off fold (a comparison): only what attribution reads, not every view's
+            // totals, which would cost as much again as the fold.
+            let mut totals = super::totals::Totals::default();
+            for record in self.person_records() {
+                totals.attribution.person(&record, 1);
+                totals.deals_person(&record, 1);
+            }
+            totals.settle(
+                &self.definition,
+                |id| self.record(id),
+                |symbol| self.label(symbol),
+                self.refresh_threads.get(),
+            );
+            return self.attribution_view_of(&totals);
+        }
+        self.with_totals(|totals| self.attribution_view_of(totals))
+    }
+
+    fn attribution_view_of(&self, totals: &super::totals::Totals) -> AttributionView {
+        {
             let models = &self.definition().attribution().models;
             let totals = &totals.attribution;
             let currency = |symbol: Symbol| symbol.is_some().then(|| self.label(symbol));
@@ -788,7 +808,7 @@ impl super::FunnelProjection {
                 models: model_rows,
                 credit,
             }
-        })
+        }
     }
 }
 

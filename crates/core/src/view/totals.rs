@@ -408,6 +408,12 @@ impl Totals {
         self.summary_person(definition, person, sign);
         self.customer.person(person, sign);
         self.attribution.person(person, sign);
+        self.deals_person(person, sign);
+    }
+
+    /// Adds or takes back what one person contributes to the opportunities (as their
+    /// carrier) and to attribution: all a view of attribution alone needs.
+    pub(crate) fn deals_person(&mut self, person: &PersonRecord<'_>, sign: i64) {
         for id in person.part.opportunities() {
             let carriers = self.carriers.entry(id).or_default();
             if sign > 0 {
