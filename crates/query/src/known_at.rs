@@ -109,3 +109,56 @@ impl KnownAt {
         Ok(snapshot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fold that takes `millis` and counts how often it ran.
+    fn slow_fold(millis: u64, runs: Arc<AtomicUsize>) -> FoldKnownAt {
+        Arc::new(move |at| {
+            let runs = runs.clone();
+            Box::pin(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                let projection = baton_core::FunnelProjection::new(
+                    baton_core::FunnelDefinition::default_funnel(),
+                );
+                Ok(
+                    Snapshot::build("live", &projection, baton_projector::Position::ZERO)
+                        .known_at(at),
+                )
+            })
+        })
+    }
+
+    /// Two clients at once: the same time shares one fold; another time waits its bound and
+    /// is told to retry, instead of starting a second fold of the whole log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_fold_at_a_time_and_the_same_time_shares_it() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let known = Arc::new(KnownAt::new(slow_fold(400, runs.clone())));
+        let t1 = Timestamp::from_unix_millis(1_000);
+        let t2 = Timestamp::from_unix_millis(2_000);
+        let first = tokio::spawn({
+            let known = known.clone();
+            async move { known.snapshot(t1, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let same = tokio::spawn({
+            let known = known.clone();
+            async move { known.snapshot(t1, Duration::from_secs(5)).await }
+        });
+        let other = known.snapshot(t2, Duration::from_millis(50)).await;
+        assert!(matches!(other, Err(KnownAtError::Busy)), "{other:?}");
+        let first = first.await.expect("joined").expect("folded");
+        let same = same.await.expect("joined").expect("shared");
+        assert!(Arc::ptr_eq(&first, &same));
+        assert_eq!(first.as_known_at, Some(t1));
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one fold for one time");
+        // Kept: asked again, answered without folding.
+        known.snapshot(t1, Duration::ZERO).await.expect("kept");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+}
