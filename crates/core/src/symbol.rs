@@ -20,6 +20,16 @@ impl Symbol {
     pub fn is_some(self) -> bool {
         self != Symbol::NONE
     }
+
+    /// The symbol's number, for packed encodings.
+    pub(crate) const fn index(self) -> u32 {
+        self.0
+    }
+
+    /// The symbol with this number (from [`Symbol::index`]).
+    pub(crate) const fn from_index(index: u32) -> Symbol {
+        Symbol(index)
+    }
 }
 
 /// The table of interned strings of one projection. Symbols are handed out in order and never
