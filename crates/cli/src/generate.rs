@@ -52,18 +52,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     let mut history = History::new(config);
     let mut written = 0u64;
     while let Some(event) = history.next() {
-        let mut value = baton_core::event_to_json(&event);
-        if let Some(object) = value.as_object_mut() {
-            // The id follows from (source, message_id); knowledge time is assigned on ingest.
-            object.shift_remove("event_id");
-            object.shift_remove("recorded_at");
-        }
-        serde_json::to_writer(&mut out, &value)
-            .map_err(crate::json_output_error)
-            .context("writing an event")?;
-        out.write_all(b"\n")
-            .map_err(crate::output_error)
-            .context("writing an event")?;
+        write_line(&mut out, &event)?;
         written += 1;
         if written.is_multiple_of(10_000) {
             progress.set_position(history.accounts_done());
@@ -83,4 +72,20 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `event` as one NDJSON line as a source would send it: without `event_id` (it
+/// follows from the source and `message_id`) or `recorded_at` (assigned on ingest).
+pub(crate) fn write_line(out: &mut impl Write, event: &baton_core::Event) -> anyhow::Result<()> {
+    let mut value = baton_core::event_to_json(event);
+    if let Some(object) = value.as_object_mut() {
+        object.shift_remove("event_id");
+        object.shift_remove("recorded_at");
+    }
+    serde_json::to_writer(&mut *out, &value)
+        .map_err(crate::json_output_error)
+        .context("writing an event")?;
+    out.write_all(b"\n")
+        .map_err(crate::output_error)
+        .context("writing an event")
 }

@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod bench_collect;
+mod bench_ingest;
 mod bench_query;
 mod cpu;
 mod demo;
@@ -118,6 +119,8 @@ enum BenchCommand {
     Collect(bench_collect::CollectArgs),
     /// Query latency over HTTP, idle and while appending, with a live projector.
     Query(bench_query::QueryArgs),
+    /// `baton ingest` of an NDJSON file vs DuckDB loading the same file into a table.
+    Ingest(bench_ingest::IngestArgs),
 }
 
 /// The exit status of a tool whose reader went away (128 + SIGPIPE), as a shell reports it.
@@ -231,6 +234,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Collect(args),
             } => bench_collect::collect(args).await,
+            Command::Bench {
+                command: BenchCommand::Ingest(args),
+            } => tokio::task::block_in_place(|| bench_ingest::run(args)),
         }
     });
     match result {

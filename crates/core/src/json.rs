@@ -76,17 +76,32 @@ const ENVELOPE_KEYS: &[&str] = &[
 
 /// Parses one event from JSON text.
 pub fn parse_event(text: &str, context: &ParseContext) -> Result<Event> {
+    parse_event_or(text, context, || context.fresh_event_id)
+}
+
+/// Parses one event from JSON text, calling `fresh` for its id only when the JSON has
+/// neither `event_id` nor `message_id` (a bulk load derives that id from the line's bytes,
+/// which costs a hash a line; `context.fresh_event_id` is not used).
+pub fn parse_event_or(
+    text: &str,
+    context: &ParseContext,
+    fresh: impl FnOnce() -> EventId,
+) -> Result<Event> {
     let value: Json<'_> =
         serde_json::from_str(text).map_err(|error| EventJsonError::Syntax(error.to_string()))?;
-    event_from_parsed(&value, context)
+    event_from_parsed(&value, context, fresh)
 }
 
 /// Validates and converts one JSON value into an event.
 pub fn event_from_json(value: &Value, context: &ParseContext) -> Result<Event> {
-    event_from_parsed(&Json::borrow(value), context)
+    event_from_parsed(&Json::borrow(value), context, || context.fresh_event_id)
 }
 
-fn event_from_parsed(value: &Json<'_>, context: &ParseContext) -> Result<Event> {
+fn event_from_parsed(
+    value: &Json<'_>,
+    context: &ParseContext,
+    fresh: impl FnOnce() -> EventId,
+) -> Result<Event> {
     let object = Fields::root(value)?;
     object.only(ENVELOPE_KEYS)?;
 
@@ -117,7 +132,7 @@ fn event_from_parsed(value: &Json<'_>, context: &ParseContext) -> Result<Event> 
     let event_id = match (object.optional_uuid("event_id")?, &message_id) {
         (Some(uuid), _) => EventId::from_uuid(uuid),
         (None, Some(message_id)) => EventId::from_source_message(&source.0, message_id),
-        (None, None) => context.fresh_event_id,
+        (None, None) => fresh(),
     };
     let identity = Identity {
         anonymous_id: object.optional_str("anonymous_id")?,

@@ -38,7 +38,9 @@ pub use journey::{
     Attributed, Attributes, Direction, Fact, FollowUp, Handoff, Journey, Place, Traits, Transition,
     fit_score, intern_payload, owner_of,
 };
-pub use json::{EventJsonError, ParseContext, event_from_json, event_to_json, parse_event};
+pub use json::{
+    EventJsonError, ParseContext, event_from_json, event_to_json, parse_event, parse_event_or,
+};
 pub use symbol::{AttributeTable, AttributesId, Symbol, Symbols};
 pub use timestamp::{Timestamp, TimestampError};
 pub use view::attribution::{

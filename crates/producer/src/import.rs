@@ -1,11 +1,12 @@
 //! Bulk import of an NDJSON file: every line validated on its own, valid lines appended in
 //! batches, bad lines reported with their line number and reason while the rest still go in.
 //!
-//! Parsing runs on its own thread and hands batches to the appender, so reading, validating
-//! and appending overlap. Re-importing the same file stores nothing new: lines keep their
+//! One thread reads the file into batches of lines, a parser on every core validates them,
+//! and the appender stores the parsed batches in the file's order, so reading, validating and
+//! appending overlap. Re-importing the same file stores nothing new: lines keep their
 //! `event_id`/`message_id`, and a line with neither gets an id derived from its own bytes.
 
-use baton_core::{EventId, ParseContext, Timestamp, parse_event};
+use baton_core::{EventId, ParseContext, Timestamp, parse_event_or};
 use baton_log::{AppendOutcome, EventLog, LogError};
 use futures::StreamExt;
 use std::io::BufRead;
@@ -87,42 +88,106 @@ fn now() -> Timestamp {
     Timestamp::from_unix_millis(millis)
 }
 
-fn parse_lines(
+/// Lines read from the input, not parsed yet: one batch of the file.
+struct Chunk {
+    /// The line number of the chunk's first line, less one.
+    lines_before: u64,
+    text: Vec<u8>,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+}
+
+/// What the reader hands the parsers: lines, or the error that stopped it, in its place.
+enum Piece {
+    Lines(Chunk),
+    Failed(std::io::Error),
+}
+
+/// Reads the input into chunks of `batch_size` lines for the parsers, until its end, a read
+/// error (handed on in its place in the order) or the parsers' going away.
+fn read_chunks(
     mut reader: impl BufRead,
-    options: ImportOptions,
-    batches: mpsc::Sender<std::io::Result<Batch>>,
+    batch_size: usize,
+    parsers: Vec<std::sync::mpsc::SyncSender<Piece>>,
 ) {
-    let mut line_number = 0u64;
-    let mut buffer = Vec::with_capacity(1024);
-    let new_batch = || Batch {
-        events: Vec::with_capacity(options.batch_size),
-        last_line: 0,
+    // Batch `seq` goes to parser `seq % parsers`, which the appender reads it back from.
+    let to = |seq: u64| &parsers[(seq % parsers.len() as u64) as usize];
+    let mut lines = 0u64;
+    for seq in 0.. {
+        let mut chunk = Chunk {
+            lines_before: lines,
+            text: Vec::with_capacity(batch_size * 200),
+            ends: Vec::with_capacity(batch_size),
+        };
+        let mut failed = None;
+        while chunk.ends.len() < batch_size {
+            match reader.read_until(b'\n', &mut chunk.text) {
+                Ok(0) => break,
+                Ok(_) => chunk.ends.push(chunk.text.len()),
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        lines += chunk.ends.len() as u64;
+        let full = chunk.ends.len() == batch_size;
+        let next = match chunk.ends.is_empty() {
+            true => seq,
+            false => {
+                if to(seq).send(Piece::Lines(chunk)).is_err() {
+                    return; // The parsers stopped; the appender reports why.
+                }
+                seq + 1
+            }
+        };
+        if let Some(error) = failed {
+            let _ = to(next).send(Piece::Failed(error));
+            return;
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
+/// Parses the chunks handed to this parser into batches, each line on its own, until the
+/// reader is done with it.
+fn parse_chunks(
+    pieces: std::sync::mpsc::Receiver<Piece>,
+    options: &ImportOptions,
+    batches: &mpsc::Sender<std::io::Result<Batch>>,
+) {
+    while let Ok(piece) = pieces.recv() {
+        let batch = match piece {
+            Piece::Lines(chunk) => Ok(parse_chunk(chunk, options)),
+            Piece::Failed(error) => Err(error),
+        };
+        if batches.blocking_send(batch).is_err() {
+            return; // The appender stopped; it reports why.
+        }
+    }
+}
+
+fn parse_chunk(chunk: Chunk, options: &ImportOptions) -> Batch {
+    let mut batch = Batch {
+        events: Vec::with_capacity(chunk.ends.len()),
+        last_line: chunk.lines_before + chunk.ends.len() as u64,
         lines: 0,
         rejections: Vec::new(),
-        bytes: 0,
+        bytes: chunk.text.len() as u64,
     };
-    let mut batch = new_batch();
-    let mut context = ParseContext {
+    let context = ParseContext {
         recorded_at: now(),
         fresh_event_id: EventId::from_source_message("", ""),
         max_future_skew_millis: options.max_future_skew_millis,
     };
-    loop {
-        buffer.clear();
-        let read = match reader.read_until(b'\n', &mut buffer) {
-            Ok(read) => read,
-            Err(error) => {
-                let _ = batches.blocking_send(Err(error));
-                return;
-            }
-        };
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
-        batch.bytes += read as u64;
-        batch.last_line = line_number;
-        let text = match std::str::from_utf8(&buffer) {
+    let mut start = 0;
+    for (index, end) in chunk.ends.iter().enumerate() {
+        let line = &chunk.text[start..*end];
+        start = *end;
+        let line_number = chunk.lines_before + index as u64 + 1;
+        let text = match std::str::from_utf8(line) {
             Ok(text) => text.trim(),
             Err(error) => {
                 batch.lines += 1;
@@ -137,25 +202,23 @@ fn parse_lines(
             continue;
         }
         batch.lines += 1;
-        context.fresh_event_id = EventId::from_source_message("baton-import-line", text);
-        match parse_event(text, &context) {
+        // A line with neither `event_id` nor `message_id` gets an id derived from its bytes.
+        match parse_event_or(text, &context, || {
+            EventId::from_source_message("baton-import-line", text)
+        }) {
             Ok(event) => batch.events.push(event),
             Err(error) => batch.rejections.push(Rejection {
                 line: line_number,
                 reason: error.to_string(),
             }),
         }
-        if batch.events.len() >= options.batch_size {
-            if batches
-                .blocking_send(Ok(std::mem::replace(&mut batch, new_batch())))
-                .is_err()
-            {
-                return; // The appender stopped; it reports why.
-            }
-            context.recorded_at = now();
-        }
     }
-    let _ = batches.blocking_send(Ok(batch));
+    batch
+}
+
+/// Threads that parse an import: one per core.
+fn parsers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Imports NDJSON from `reader` into `log`. `progress` is called with the bytes consumed so far
@@ -166,17 +229,38 @@ pub async fn import_ndjson<L: EventLog>(
     options: &ImportOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportSummary, ImportError> {
-    let (sender, receiver) = mpsc::channel(4);
-    let parser_options = options.clone();
-    let parser = std::thread::Builder::new()
-        .name("baton-import-parse".into())
-        .spawn(move || parse_lines(reader, parser_options, sender))?;
+    let threads = parsers();
+    let batch_size = options.batch_size.max(1);
+    let mut piece_senders = Vec::with_capacity(threads);
+    let mut receivers = Vec::with_capacity(threads);
+    let mut parser_threads = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (piece_sender, pieces) = std::sync::mpsc::sync_channel(1);
+        let (sender, receiver) = mpsc::channel(1);
+        piece_senders.push(piece_sender);
+        receivers.push(receiver);
+        let options = options.clone();
+        parser_threads.push(
+            std::thread::Builder::new()
+                .name(format!("baton-import-parse-{index}"))
+                .spawn(move || parse_chunks(pieces, &options, &sender))?,
+        );
+    }
+    let reader_thread = std::thread::Builder::new()
+        .name("baton-import-read".into())
+        .spawn(move || read_chunks(reader, batch_size, piece_senders))?;
+
+    // Batches are parsed side by side and taken back in the file's order, each from the
+    // parser it went to: at most two batches a parser are held, whatever the file's length.
+    let batches =
+        futures::stream::unfold((receivers, 0usize), |(mut receivers, next)| async move {
+            let batch = receivers[next].recv().await?;
+            let after = (next + 1) % receivers.len();
+            Some((batch, (receivers, after)))
+        });
 
     // Appends are kept in flight two at a time: the log encodes the next batch while it
     // writes the one before, and stores them in order (`EventLog::append`).
-    let batches = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|batch| (batch, receiver))
-    });
     let appended = batches
         .map(|batch| async move {
             let mut batch = batch?;
@@ -221,7 +305,17 @@ pub async fn import_ndjson<L: EventLog>(
         }
         progress(bytes);
     }
-    // The parser has sent its last batch; joining only collects the thread.
-    let _ = parser.join();
+    // The parsers have sent their last batch; joining only collects the threads.
+    drop(appended);
+    let _ = reader_thread.join();
+    for parser in parser_threads {
+        if parser.join().is_err() {
+            // Its batch never came, so the ones after it were not appended either.
+            return Err(ImportError::Read(std::io::Error::other(
+                "a parser thread failed; what was appended before it is stored, re-running \
+                 stores the rest",
+            )));
+        }
+    }
     Ok(summary)
 }
