@@ -192,15 +192,16 @@ fn baton_ingest(exe: &Path, data: &Path, file: &Path) -> anyhow::Result<(Load, s
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let (output, peak_mb) = run_measured(command)?;
+    let run = run_measured(command)?;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(
-        output.0.success(),
+        run.status.success(),
         "baton ingest failed: {}",
-        String::from_utf8_lossy(&output.2)
+        String::from_utf8_lossy(&run.stderr)
     );
     let summary: serde_json::Value =
-        serde_json::from_slice(&output.1).context("reading baton ingest's summary")?;
+        serde_json::from_slice(&run.stdout).context("reading baton ingest's summary")?;
+    let peak_mb = run.peak_mb;
     Ok((Load { seconds, peak_mb }, summary))
 }
 
@@ -214,14 +215,15 @@ fn duckdb_load(python: &str, database: &Path, file: &Path, lines: u64) -> anyhow
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let (output, peak_mb) = run_measured(command)?;
+    let run = run_measured(command)?;
     anyhow::ensure!(
-        output.0.success(),
+        run.status.success(),
         "the DuckDB load failed: {}",
-        String::from_utf8_lossy(&output.2)
+        String::from_utf8_lossy(&run.stderr)
     );
+    let peak_mb = run.peak_mb;
     let result: serde_json::Value =
-        serde_json::from_slice(&output.1).context("reading the DuckDB load's result")?;
+        serde_json::from_slice(&run.stdout).context("reading the DuckDB load's result")?;
     let rows = result["rows"].as_u64().unwrap_or(0);
     anyhow::ensure!(
         rows == lines,
@@ -235,11 +237,17 @@ fn duckdb_load(python: &str, database: &Path, file: &Path, lines: u64) -> anyhow
     })
 }
 
+/// A benchmark process that ended.
+struct Finished {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    peak_mb: Option<f64>,
+}
+
 /// Runs `command` to its end; its status, stdout and stderr, and its peak resident memory in
 /// MiB (the kernel's high-water mark, `VmHWM`, read every 20 ms while it runs).
-fn run_measured(
-    mut command: Command,
-) -> anyhow::Result<((std::process::ExitStatus, Vec<u8>, Vec<u8>), Option<f64>)> {
+fn run_measured(mut command: Command) -> anyhow::Result<Finished> {
     use std::io::Read;
     let mut child = command.spawn().context("starting a benchmark process")?;
     let drain = |mut pipe: Box<dyn Read + Send>| {
@@ -270,5 +278,10 @@ fn run_measured(
     };
     let out = out.join().unwrap_or_default();
     let err = err.join().unwrap_or_default();
-    Ok(((status, out, err), peak_kib.map(|kib| kib / 1024.0)))
+    Ok(Finished {
+        status,
+        stdout: out,
+        stderr: err,
+        peak_mb: peak_kib.map(|kib| kib / 1024.0),
+    })
 }

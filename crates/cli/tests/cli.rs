@@ -207,6 +207,55 @@ fn bench_append_prints_side_by_side_figures() {
 }
 
 #[test]
+fn bench_ingest_prints_baton_beside_duckdb_and_says_when_duckdb_is_missing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let events = ["ingest", "--events", "4000", "--rounds", "1"];
+    let figures = bench_figures(dir.path(), &events);
+    assert_eq!(figures["events"].as_u64(), Some(4000), "{figures}");
+    let accepted = figures["accepted"].as_u64().expect("accepted");
+    assert!(accepted > 3000 && accepted <= 4000, "{figures}");
+    for key in ["baton_eps", "duckdb_eps", "ratio", "baton_peak_rss_mb"] {
+        assert!(
+            figures[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {figures}"
+        );
+    }
+    let ratio = figures["duckdb_seconds"].as_f64().unwrap_or(0.0)
+        / figures["baton_seconds"].as_f64().unwrap_or(1.0);
+    assert!(
+        (ratio - figures["ratio"].as_f64().unwrap_or(0.0)).abs() < 0.01,
+        "{figures}"
+    );
+
+    let mut without = events.to_vec();
+    without.extend(["--python", "/nonexistent/python3"]);
+    let figures = bench_figures(dir.path(), &without);
+    assert!(figures["baton_eps"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(
+        figures["duckdb_eps"].is_null() && figures["ratio"].is_null(),
+        "{figures}"
+    );
+    let output = baton(
+        dir.path(),
+        &[
+            "bench",
+            "ingest",
+            "--events",
+            "500",
+            "--rounds",
+            "1",
+            "--python",
+            "/nonexistent/python3",
+        ],
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("DuckDB baseline skipped: /nonexistent/python3 could not be started"),
+        "{text}"
+    );
+}
+
+#[test]
 fn log_read_exports_what_ingest_takes_back() {
     let dir = tempfile::tempdir().expect("dir");
     generate(dir.path(), "5", "20", "history.ndjson");

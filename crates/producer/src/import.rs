@@ -306,7 +306,6 @@ pub async fn import_ndjson<L: EventLog>(
         progress(bytes);
     }
     // The parsers have sent their last batch; joining only collects the threads.
-    drop(appended);
     let _ = reader_thread.join();
     for parser in parser_threads {
         if parser.join().is_err() {

@@ -231,7 +231,7 @@ impl Iterator for TouchIter<'_> {
 pub const DIMENSIONS: [&str; 3] = ["channel", "campaign", "content"];
 
 /// What attribution reads of one person's facts, when their journey is folded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct AttributionPart {
     /// Their touches that count (`attribution.touches`), in (business time, event id) order;
     /// shared with their row, so a snapshot's ledger reads them without a copy.
@@ -240,16 +240,6 @@ pub(crate) struct AttributionPart {
     pub(crate) lead_at: Option<Timestamp>,
     /// When their journey first entered the MQL stage by its rule.
     pub(crate) mql_at: Option<Timestamp>,
-}
-
-impl Default for AttributionPart {
-    fn default() -> Self {
-        AttributionPart {
-            touches: Touches::default(),
-            lead_at: None,
-            mql_at: None,
-        }
-    }
 }
 
 impl AttributionPart {
