@@ -42,6 +42,7 @@ import json, resource, sys, time
 import duckdb
 path, database = sys.argv[1], sys.argv[2]
 con = duckdb.connect(database)
+con.execute("SET enable_progress_bar = false")
 started = time.perf_counter()
 con.execute("CREATE TABLE events AS SELECT * FROM read_json(?, format = 'newline_delimited')", [path])
 con.execute("CHECKPOINT")
@@ -222,8 +223,15 @@ fn duckdb_load(python: &str, database: &Path, file: &Path, lines: u64) -> anyhow
         String::from_utf8_lossy(&run.stderr)
     );
     let peak_mb = run.peak_mb;
-    let result: serde_json::Value =
-        serde_json::from_slice(&run.stdout).context("reading the DuckDB load's result")?;
+    // The result is the last line: DuckDB may write a progress bar before it.
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let result: serde_json::Value = serde_json::from_str(last)
+        .with_context(|| format!("reading the DuckDB load's result from {stdout:?}"))?;
     let rows = result["rows"].as_u64().unwrap_or(0);
     anyhow::ensure!(
         rows == lines,
