@@ -407,6 +407,8 @@ struct ReplayFigures {
     fold: f64,
     /// Replayed by the persistent projector into a fresh view: state and checkpoint in sled.
     persist: f64,
+    /// A backtest: a candidate definition built as `baton replay` builds it, then compared.
+    backtest: f64,
 }
 
 /// Median read-and-decode, fold and persistent-replay rates of `log` over `rounds` rounds.
@@ -421,6 +423,7 @@ async fn replay_figures<L: EventLog>(
     let mut read = Vec::new();
     let mut fold = Vec::new();
     let mut persist = Vec::new();
+    let mut backtests = Vec::new();
     for _ in 0..rounds.max(1) {
         let started = Instant::now();
         let mut stream = log.read(baton_log::Position::ZERO).await?;
@@ -444,35 +447,89 @@ async fn replay_figures<L: EventLog>(
             "folded every event"
         );
         fold.push(rate(events, started.elapsed()));
-        drop(folded);
 
         persist.push(persistent_replay(log, events).await?);
+        backtests.push(backtest(log, events, &folded.projection).await?);
+        drop(folded);
     }
     Ok(ReplayFigures {
         read: median(read),
         fold: median(fold),
         persist: median(persist),
+        backtest: median(backtests),
     })
 }
 
 /// Creates an empty view under the default definition in a new view store at `dir`.
 async fn fresh_view(dir: &std::path::Path) -> anyhow::Result<baton_projector::View> {
+    fresh_view_of(dir, baton_core::DEFAULT_FUNNEL_TOML).await
+}
+
+/// Creates an empty view under the definition `toml` in a new view store at `dir`.
+async fn fresh_view_of(
+    dir: &std::path::Path,
+    toml: &'static str,
+) -> anyhow::Result<baton_projector::View> {
     let dir = dir.to_owned();
+    let definition = baton_core::FunnelDefinition::parse("bench.toml", toml)
+        .map_err(|errors| anyhow::anyhow!("the benchmark's definition: {errors}"))?;
     // sled writes the view's metadata and flushes it: off the runtime, as the projector does.
     tokio::task::spawn_blocking(move || {
         let store = baton_projector::ViewStore::open(&dir)?;
-        let view = store.create_view(
-            "bench",
-            &baton_core::FunnelDefinition::default_funnel(),
-            baton_core::DEFAULT_FUNNEL_TOML,
-            "funnels/default.toml",
-            None,
-        )?;
+        let view = store.create_view("bench", &definition, toml, "bench.toml", None)?;
         Ok::<_, baton_projector::StoreError>(view)
     })
     .await
     .context("creating the benchmark view")?
     .context("creating the benchmark view")
+}
+
+/// The candidate a backtest tries: the default definition with another daily cap.
+fn candidate_toml() -> &'static str {
+    static CANDIDATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CANDIDATE.get_or_init(|| {
+        baton_core::DEFAULT_FUNNEL_TOML.replacen("daily_cap = 40", "daily_cap = 30", 1)
+    })
+}
+
+/// A backtest as `baton replay --funnel FILE` runs one: the candidate built through the
+/// persistent projector into a fresh view, then compared with the live definition's fold
+/// (`live`, already in memory; the command loads the live view instead, which costs more).
+/// Its rate in events of the log per second.
+async fn backtest<L: EventLog>(
+    log: &L,
+    events: usize,
+    live: &baton_core::FunnelProjection,
+) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir().context("temp dir")?;
+    let view = fresh_view_of(dir.path(), candidate_toml()).await?;
+    let options = baton_projector::RunOptions {
+        until: baton_projector::Until::CaughtUp,
+        ..baton_projector::RunOptions::default()
+    };
+    let started = Instant::now();
+    let outcome = baton_projector::run(
+        log,
+        view,
+        options,
+        Arc::new(baton_projector::Status::default()),
+        |_: &_, _| {},
+        std::future::pending(),
+    )
+    .await
+    .context("building the backtest's candidate")?;
+    let comparison = baton_core::compare(live, &outcome.projection);
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        outcome.reached && outcome.projection.events() as usize == events,
+        "the backtest folded {} of {events} events",
+        outcome.projection.events()
+    );
+    anyhow::ensure!(
+        comparison.live.definition_hash != comparison.candidate.definition_hash,
+        "the backtest's candidate is the live definition"
+    );
+    Ok(rate(events, elapsed))
 }
 
 /// The rate of replaying the whole log through the persistent projector into a fresh view
@@ -735,6 +792,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 "ratio": thousandths(embedded.fold / embedded.read),
                 "persist_eps": embedded.persist.round(),
                 "persist_ratio": thousandths(embedded.persist / embedded.read),
+                "backtest_eps": embedded.backtest.round(),
+                "backtest_ratio": thousandths(embedded.backtest / embedded.read),
                 "peak_rss_mb": peak.map(f64::round),
                 "visible_p50_ms": visible.map(|v| milliseconds(v.p50)),
                 "visible_p99_ms": visible.map(|v| milliseconds(v.p99)),
@@ -746,6 +805,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 "nats_ratio": nats.map(|n| thousandths(n.fold / n.read)),
                 "nats_persist_eps": nats.map(|n| n.persist.round()),
                 "nats_persist_ratio": nats.map(|n| thousandths(n.persist / n.read)),
+                "nats_backtest_eps": nats.map(|n| n.backtest.round()),
                 "nats_visible_p50_ms": nats_visible.map(|v| milliseconds(v.p50)),
                 "nats_visible_p99_ms": nats_visible.map(|v| milliseconds(v.p99)),
                 "nats_visible_max_ms": nats_visible.map(|v| milliseconds(v.max)),
@@ -800,6 +860,11 @@ fn print_replay(backend: &str, figures: ReplayFigures) {
     println!(
         "    persistent projector (sled)  {:>12.0} events/s  ratio {persist_ratio:.3}",
         figures.persist
+    );
+    println!(
+        "    backtest (replay + compare)  {:>12.0} events/s  ratio {:.3}",
+        figures.backtest,
+        figures.backtest / figures.read
     );
 }
 

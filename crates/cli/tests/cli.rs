@@ -477,6 +477,8 @@ fn bench_replay_prints_both_backends_side_by_side() {
         "ratio",
         "persist_eps",
         "persist_ratio",
+        "backtest_eps",
+        "backtest_ratio",
         "peak_rss_mb",
         "visible_p50_ms",
         "visible_p99_ms",
@@ -488,6 +490,7 @@ fn bench_replay_prints_both_backends_side_by_side() {
         "nats_ratio",
         "nats_persist_eps",
         "nats_persist_ratio",
+        "nats_backtest_eps",
         "nats_visible_p50_ms",
         "nats_visible_p99_ms",
         "nats_visible_max_ms",
@@ -498,6 +501,12 @@ fn bench_replay_prints_both_backends_side_by_side() {
             "{key} in {figures}"
         );
     }
+    let backtest = figures["backtest_eps"].as_f64().unwrap_or(0.0)
+        / figures["read_eps"].as_f64().unwrap_or(1.0);
+    assert!(
+        (backtest - figures["backtest_ratio"].as_f64().unwrap_or(0.0)).abs() < 0.01,
+        "{figures}"
+    );
     // Percentiles of one set of latencies: whatever the machine's speed, they are ordered.
     for prefix in ["", "nats_"] {
         let ms = |name: &str| figures[format!("{prefix}visible_{name}_ms")].as_f64();
