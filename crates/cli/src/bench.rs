@@ -503,28 +503,12 @@ async fn backtest<L: EventLog>(
 ) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir().context("temp dir")?;
     let view = fresh_view_of(dir.path(), candidate_toml()).await?;
-    let options = baton_projector::RunOptions {
-        until: baton_projector::Until::CaughtUp,
-        ..baton_projector::RunOptions::default()
-    };
     let started = Instant::now();
-    let outcome = baton_projector::run(
-        log,
-        view,
-        options,
-        Arc::new(baton_projector::Status::default()),
-        |_: &_, _| {},
-        std::future::pending(),
-    )
-    .await
-    .context("building the backtest's candidate")?;
-    let comparison = baton_core::compare(live, &outcome.projection);
+    let candidate = build_view(log, view, events)
+        .await
+        .context("building the backtest's candidate")?;
+    let comparison = baton_core::compare(live, &candidate);
     let elapsed = started.elapsed();
-    anyhow::ensure!(
-        outcome.reached && outcome.projection.events() as usize == events,
-        "the backtest folded {} of {events} events",
-        outcome.projection.events()
-    );
     anyhow::ensure!(
         comparison.live.definition_hash != comparison.candidate.definition_hash,
         "the backtest's candidate is the live definition"
@@ -538,11 +522,23 @@ async fn backtest<L: EventLog>(
 async fn persistent_replay<L: EventLog>(log: &L, events: usize) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir().context("temp dir")?;
     let view = fresh_view(dir.path()).await?;
+    let started = Instant::now();
+    build_view(log, view, events)
+        .await
+        .context("replaying into a persistent view")?;
+    Ok(rate(events, started.elapsed()))
+}
+
+/// Replays the whole log of `events` events into `view` through the persistent projector.
+async fn build_view<L: EventLog>(
+    log: &L,
+    view: baton_projector::View,
+    events: usize,
+) -> anyhow::Result<baton_core::FunnelProjection> {
     let options = baton_projector::RunOptions {
         until: baton_projector::Until::CaughtUp,
         ..baton_projector::RunOptions::default()
     };
-    let started = Instant::now();
     let outcome = baton_projector::run(
         log,
         view,
@@ -551,15 +547,13 @@ async fn persistent_replay<L: EventLog>(log: &L, events: usize) -> anyhow::Resul
         |_: &_, _| {},
         std::future::pending(),
     )
-    .await
-    .context("replaying into a persistent view")?;
-    let elapsed = started.elapsed();
+    .await?;
     anyhow::ensure!(
         outcome.reached && outcome.projection.events() as usize == events,
-        "the persistent replay folded {} of {events} events",
+        "folded {} of {events} events",
         outcome.projection.events()
     );
-    Ok(rate(events, elapsed))
+    Ok(outcome.projection)
 }
 
 /// How long appended events take to show in the live view.
