@@ -251,7 +251,7 @@ pub async fn import_ndjson<L: EventLog>(
         .spawn(move || read_chunks(reader, batch_size, piece_senders))?;
 
     // Batches are parsed side by side and taken back in the file's order, each from the
-    // parser it went to: at most two batches a parser are held, whatever the file's length.
+    // parser it went to: at most three batches a parser are held, whatever the file's length.
     let batches =
         futures::stream::unfold((receivers, 0usize), |(mut receivers, next)| async move {
             let batch = receivers[next].recv().await?;
