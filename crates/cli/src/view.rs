@@ -52,6 +52,10 @@ pub struct ReplayArgs {
     /// to the first one recorded after it.
     #[arg(long, value_name = "TIME", conflicts_with = "until")]
     pub as_known_at: Option<String>,
+    /// Fold the candidate in memory and show the comparison without storing it: no
+    /// candidate view to promote or to resume, and none of its state written.
+    #[arg(long, conflicts_with = "name")]
+    pub no_keep: bool,
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
@@ -296,6 +300,9 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
         },
         (None, None) => Bound::Position(head),
     };
+    if args.no_keep {
+        return replay_unkept(log_args, &log, definition, bound, args.json).await;
+    }
     let name = args.name.clone().unwrap_or_else(|| {
         let hash = definition.hash();
         let hash = hash.strip_prefix("sha256:").unwrap_or(hash);
@@ -375,6 +382,61 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
     if !args.json {
         println!();
         println!("adopt it: `baton promote {name}`; discard it: `baton drop {name}`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --no-keep`: the candidate folded in memory to `bound`, compared with the live
+/// definition over the same events, shown; nothing is stored.
+async fn replay_unkept(
+    log_args: &LogArgs,
+    log: &AnyLog,
+    definition: FunnelDefinition,
+    bound: Bound,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "replaying {} under {} ({}) in memory, to {bound}; the candidate is not kept",
+        log.describe(),
+        definition.name(),
+        definition.hash()
+    );
+    let folded = match bound {
+        Bound::Position(position) => {
+            baton_projector::fold_log_to(log, definition, position, |_, _| ()).await
+        }
+        Bound::RecordedBy(at) => baton_projector::fold_log_known_at(log, definition, at, |_, _| ())
+            .await
+            .map(|(folded, _)| folded),
+    }
+    .with_context(|| format!("folding {}", log.describe()))?;
+    let (comparison, outcomes_at) = match live_caught_up(log_args, log).await {
+        Ok(live) => {
+            compare_at_candidate(
+                log,
+                live.projection,
+                live.checkpoint,
+                &folded.projection,
+                folded.position,
+            )
+            .await?
+        }
+        Err(error) if in_use(&error) => {
+            let store = open_store(log_args)?;
+            live_in_use(&store, log, &folded.projection, folded.position).await?
+        }
+        Err(error) => return Err(error),
+    };
+    let store = open_store(log_args)?;
+    let live_name = store.live()?.unwrap_or_default();
+    let sides = (
+        (live_name.as_str(), folded.position),
+        ("candidate (not kept)", folded.position),
+    );
+    print_comparison(&comparison, sides.0, sides.1, outcomes_at, json);
+    if !json {
+        println!();
+        println!("not kept: run it again without --no-keep to keep a view to promote");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -656,6 +656,29 @@ fn replay_sets_stages_side_by_side_by_name() {
     ))
     .expect("the fixture");
     std::fs::write(dir.path().join("candidate.toml"), candidate).expect("write");
+    // Not kept: the same comparison, folded in memory, and no candidate view stored (the
+    // live view is brought up to date, as by any comparison).
+    let views = |dir: &Path| {
+        let listing = String::from_utf8_lossy(&baton(dir, &["views"]).stdout).into_owned();
+        listing
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let unkept = json_ok(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--no-keep",
+            "--json",
+        ],
+    );
+    let listed = views(dir.path());
+    assert_eq!(listed.len(), 1, "only the live view: {listed:?}");
+    assert!(listed[0].contains("b2b-default"), "{listed:?}");
     let report = json_ok(
         dir.path(),
         &[
@@ -666,6 +689,17 @@ fn replay_sets_stages_side_by_side_by_name() {
             "more",
             "--json",
         ],
+    );
+    assert_eq!(unkept["stages"], report["stages"]);
+    assert_eq!(
+        unkept["candidate"]["summary"],
+        report["candidate"]["summary"]
+    );
+    assert_eq!(unkept["live"]["summary"], report["live"]["summary"]);
+    assert_eq!(
+        views(dir.path()).len(),
+        2,
+        "without it, the candidate is kept"
     );
     let stage_of = |side: &str, name: &str| -> Value {
         report[side]["summary"]["stages"]
