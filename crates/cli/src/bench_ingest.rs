@@ -53,6 +53,10 @@ print(json.dumps({"seconds": seconds, "rows": rows}))
 "#;
 
 pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.events > 0,
+        "--events 0: a benchmark needs at least one line to load"
+    );
     let dir = tempfile::tempdir().context("temp dir")?;
     let file = dir.path().join("history.ndjson");
     let (lines, bytes) = write_history(&file, args.events, args.engagement)?;

@@ -356,22 +356,14 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
         );
         return Ok(ExitCode::FAILURE);
     }
-    let (comparison, outcomes_at) = match live_caught_up(log_args, &log).await {
-        Ok(live) => {
-            compare_at_candidate(
-                &log,
-                live.projection,
-                live.checkpoint,
-                &candidate.projection,
-                candidate.checkpoint,
-            )
-            .await?
-        }
-        Err(error) if in_use(&error) => {
-            live_in_use(&store, &log, &candidate.projection, candidate.checkpoint).await?
-        }
-        Err(error) => return Err(error),
-    };
+    let (comparison, outcomes_at) = compare_with_live(
+        log_args,
+        &store,
+        &log,
+        &candidate.projection,
+        candidate.checkpoint,
+    )
+    .await?;
     let live_name = store.live()?.unwrap_or_default();
     let sides = (
         (live_name.as_str(), candidate.checkpoint),
@@ -410,24 +402,9 @@ async fn replay_unkept(
             .map(|(folded, _)| folded),
     }
     .with_context(|| format!("folding {}", log.describe()))?;
-    let (comparison, outcomes_at) = match live_caught_up(log_args, log).await {
-        Ok(live) => {
-            compare_at_candidate(
-                log,
-                live.projection,
-                live.checkpoint,
-                &folded.projection,
-                folded.position,
-            )
-            .await?
-        }
-        Err(error) if in_use(&error) => {
-            let store = open_store(log_args)?;
-            live_in_use(&store, log, &folded.projection, folded.position).await?
-        }
-        Err(error) => return Err(error),
-    };
     let store = open_store(log_args)?;
+    let (comparison, outcomes_at) =
+        compare_with_live(log_args, &store, log, &folded.projection, folded.position).await?;
     let live_name = store.live()?.unwrap_or_default();
     let sides = (
         (live_name.as_str(), folded.position),
@@ -479,6 +456,25 @@ pub async fn compare(log_args: &LogArgs, args: CompareArgs) -> anyhow::Result<Ex
 /// folded into memory up to `at` (a replay bounded by `--until`, or a live view that moved on
 /// since). How the MQLs ended is read from whichever saw more of the log, and its position is
 /// returned beside the comparison.
+/// `candidate`, which reflects the log up to `at`, beside the live definition: the live view
+/// brought up to the head, or, while another process holds it, the live definition folded in
+/// memory (`live_in_use`).
+async fn compare_with_live(
+    log_args: &LogArgs,
+    store: &ViewStore,
+    log: &AnyLog,
+    candidate: &FunnelProjection,
+    at: Position,
+) -> anyhow::Result<(Comparison, Position)> {
+    match live_caught_up(log_args, log).await {
+        Ok(live) => {
+            compare_at_candidate(log, live.projection, live.checkpoint, candidate, at).await
+        }
+        Err(error) if in_use(&error) => live_in_use(store, log, candidate, at).await,
+        Err(error) => Err(error),
+    }
+}
+
 async fn compare_at_candidate(
     log: &AnyLog,
     live: FunnelProjection,
