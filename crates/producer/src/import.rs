@@ -116,7 +116,8 @@ fn read_chunks(
     for seq in 0.. {
         let mut chunk = Chunk {
             lines_before: lines,
-            text: Vec::with_capacity(batch_size * 200),
+            // Room for typical lines, never a huge reservation for a huge `batch_size`.
+            text: Vec::with_capacity(batch_size.saturating_mul(200).min(8 << 20)),
             ends: Vec::with_capacity(batch_size),
         };
         let mut failed = None;
