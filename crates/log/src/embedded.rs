@@ -4,24 +4,26 @@
 //! - `segments/`: the events' codec frames in append-only files (see `segment.rs` for the
 //!   format, the durability rules and why sled no longer holds them);
 //! - `log.lock`: locked while a process has the log open;
-//! - `id-index.snapshot`: the id index saved at close (below).
+//! - `ids/`: the id index (below).
 //!
 //! Appends are serialised by a mutex; each batch is written and synced before the call returns,
 //! so an acknowledged append survives a crash. Idempotency: the id of every stored event is in
-//! an in-memory [`IdIndex`], rebuilt by peeking at each frame's id (no full decode). An id index
-//! in sled was measured at 2.4 times slower appends (random keys scatter writes across the
-//! tree; see docs/benchmarks.md), so the index trades memory for append speed.
+//! an [`IdStore`] in `ids/`: sorted runs on disk with a Bloom filter and fences of each in
+//! memory, plus the recent ids (about two bytes an event of history in memory; see
+//! `id_store.rs`). An id index in sled was measured at 2.4 times slower appends (random keys
+//! scatter writes across the tree; see docs/benchmarks.md).
 //!
-//! The index is built on the first append, not at open, so reading a log never pays for it.
-//! When the log closes it is saved to `id-index.snapshot` beside the segments; the next build
-//! loads the snapshot and scans only the frames appended after it. A missing, torn or foreign
-//! snapshot (checked by checksum and by the id of its last event) just means a full scan.
+//! The index is opened on the first append, not at open, so reading a log never pays for it.
+//! Opening reads its manifest, the runs' filters and fences, and the ids of the frames after
+//! the position the runs reach (the recent ids of a process that stopped without closing).
+//! A missing, damaged or foreign index (checked by checksums and by the id of the event at its
+//! position) just means every id is read again.
 //!
 //! A log written by an earlier build (layout 2: blocks of frames in a sled tree under `log/`)
 //! is moved into segment files the first time this build opens it.
 
 use crate::error::LogError;
-use crate::id_index::IdIndex;
+use crate::id_store::IdStore;
 use crate::port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
 use crate::segment::Segments;
 use baton_core::Event;
@@ -39,11 +41,22 @@ const LOCK_FILE: &str = "log.lock";
 #[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
     pub path: PathBuf,
+    /// Event ids kept in memory before they are written to the id index's runs on disk.
+    pub recent_ids: usize,
 }
 
 impl EmbeddedConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        EmbeddedConfig { path: path.into() }
+        EmbeddedConfig {
+            path: path.into(),
+            recent_ids: crate::id_store::DEFAULT_RECENT_IDS,
+        }
+    }
+
+    /// Keeps `count` recent ids in memory (at least one) before writing them to a run.
+    pub fn with_recent_ids(mut self, count: usize) -> Self {
+        self.recent_ids = count.max(1);
+        self
     }
 }
 
@@ -63,7 +76,10 @@ impl std::fmt::Debug for EmbeddedLog {
 
 struct Inner {
     path: String,
-    snapshot_path: PathBuf,
+    ids_dir: PathBuf,
+    /// The id index snapshot of earlier builds, removed when the index is first opened.
+    old_snapshot: PathBuf,
+    recent_ids: usize,
     segments: Segments,
     /// Holding this lock is the right to append.
     writer: Mutex<Writer>,
@@ -74,18 +90,6 @@ struct Inner {
     /// Locked for as long as the log is open; the lock goes with the handle. `None` for a
     /// handle opened only to read ([`EmbeddedLog::open_to_read`]).
     _lock: Option<std::fs::File>,
-}
-
-/// The event id of the frame at `position`, when it is there and readable.
-fn frame_id(segments: &Segments, position: Position) -> Option<baton_core::EventId> {
-    let mut id = None;
-    segments
-        .visit(position, position, |_, frame| {
-            id = baton_core::event_id_of(frame).ok();
-            false
-        })
-        .ok()?;
-    id
 }
 
 /// Takes the log's lock file, waiting a moment for a handle of this process that is still
@@ -122,13 +126,12 @@ fn lock(dir: &Path, path: &str) -> Result<std::fs::File, LogError> {
 
 struct Writer {
     head: Position,
-    /// Built on the first append.
-    index: Option<IdIndex>,
-    /// How far the snapshot on disk reaches, so an unchanged index is not written again.
-    snapshot_covers: u64,
+    /// Opened on the first append.
+    index: Option<IdStore>,
 }
 
-const SNAPSHOT_FILE: &str = "id-index.snapshot";
+const IDS_DIR: &str = "ids";
+const OLD_SNAPSHOT_FILE: &str = "id-index.snapshot";
 
 impl EmbeddedLog {
     /// Opens (or creates) the log in `config.path`. Only one process may have it open.
@@ -236,13 +239,11 @@ impl EmbeddedLog {
             inner: Arc::new(Inner {
                 path,
                 segments,
-                snapshot_path: config.path.join(SNAPSHOT_FILE),
+                ids_dir: config.path.join(IDS_DIR),
+                old_snapshot: config.path.join(OLD_SNAPSHOT_FILE),
+                recent_ids: config.recent_ids,
                 turn: tokio::sync::Mutex::new(()),
-                writer: Mutex::new(Writer {
-                    head,
-                    index: None,
-                    snapshot_covers: 0,
-                }),
+                writer: Mutex::new(Writer { head, index: None }),
                 head: head_sender,
                 _lock: lock,
             }),
@@ -257,6 +258,12 @@ impl EmbeddedLog {
                 "opened only to read (another process may be appending): cannot append or follow",
             )),
         }
+    }
+
+    /// What the id index holds in memory and in runs, once an append has opened it.
+    pub fn id_index_memory(&self) -> Option<crate::id_store::IdMemory> {
+        let writer = self.inner.writer.lock().ok()?;
+        writer.index.as_ref().map(IdStore::memory)
     }
 
     /// The directory the log lives in.
@@ -283,18 +290,22 @@ impl EmbeddedLog {
         let writer = &mut *writer;
         let index = match &mut writer.index {
             Some(index) => index,
-            None => {
-                let (index, snapshot_covers) = self.build_index(writer.head)?;
-                writer.snapshot_covers = snapshot_covers;
-                writer.index.insert(index)
-            }
+            None => writer.index.insert(self.open_index(writer.head)?),
         };
+        index.refresh().map_err(|error| self.storage_error(error))?;
+        let last_before = index.last();
         let mut outcomes = Vec::with_capacity(frames.len());
         let mut added: Vec<u128> = Vec::new();
         let mut new_frames: Vec<Vec<u8>> = Vec::new();
         let mut next = writer.head;
         for (id, frame) in frames {
-            if let Some(position) = index.get(id) {
+            let found = index.get(id).map_err(|error| {
+                for id in &added {
+                    index.remove(*id, last_before);
+                }
+                self.storage_error(format!("reading the id index: {error}"))
+            })?;
+            if let Some(position) = found {
                 outcomes.push(AppendOutcome::Duplicate(position));
                 continue;
             }
@@ -309,38 +320,36 @@ impl EmbeddedLog {
         if next != writer.head {
             if let Err(error) = inner.segments.append(&new_frames) {
                 for id in added {
-                    index.remove(id);
+                    index.remove(id, last_before);
                 }
                 return Err(error);
             }
             writer.head = next;
-            index.covered = next.get();
             inner.head.send_replace(writer.head);
+            // The batch is durable; a failure to hand its ids on is reported on the next
+            // append (and mended by reading them from the log at the next open).
+            if let Err(error) = index.settle() {
+                tracing::warn!(%error, "the id index could not keep up");
+            }
         }
         Ok(outcomes)
     }
 
-    /// The id index up to `head`: the snapshot when it fits this log, then a scan of the
-    /// frames after it. Returns the index and how far the snapshot reached.
-    fn build_index(&self, head: Position) -> Result<(IdIndex, u64), LogError> {
+    /// Opens the id index and brings it up to `head`: the runs its manifest names when they
+    /// fit this log, then the ids of the frames after them.
+    fn open_index(&self, head: Position) -> Result<IdStore, LogError> {
         let started = std::time::Instant::now();
-        let loaded = match IdIndex::load(&self.inner.snapshot_path) {
-            Ok((index, header)) => match self.snapshot_fits(&header, head) {
-                Ok(()) => Some(index),
-                Err(reason) => {
-                    tracing::info!(%reason, "id index snapshot does not fit this log; rebuilding");
-                    None
-                }
-            },
-            Err(reason) if self.inner.snapshot_path.exists() => {
-                tracing::warn!(%reason, "id index snapshot unreadable; rebuilding");
-                None
-            }
-            Err(_) => None,
-        };
-        let mut index = loaded.unwrap_or_default();
-        let snapshot_covers = index.covered;
-        let from = Position::new(index.covered).next();
+        if self.inner.old_snapshot.exists() {
+            // Earlier builds kept the whole index in memory and saved it here at close.
+            let _ = std::fs::remove_file(&self.inner.old_snapshot);
+        }
+        let (mut index, opened) =
+            IdStore::open(&self.inner.ids_dir, self.inner.recent_ids, |manifest| {
+                self.index_fits(manifest.covered, manifest.anchor, head)
+            })
+            .map_err(|error| self.storage_error(format!("opening the id index: {error}")))?;
+        let from = Position::new(opened.from_runs).next();
+        let mut failed = None;
         if from <= head {
             self.visit_frames(from, head, |position, frame| {
                 match baton_core::event_id_of(frame) {
@@ -350,49 +359,54 @@ impl EmbeddedLog {
                         tracing::warn!(%position, %error, "unreadable entry in the embedded log");
                     }
                 }
-                true
+                match index.settle() {
+                    Ok(()) => true,
+                    Err(error) => {
+                        failed = Some(error);
+                        false
+                    }
+                }
             })?;
         }
-        index.covered = head.get();
+        if let Some(error) = failed {
+            return Err(self.storage_error(error));
+        }
         tracing::info!(
             events = head.get(),
-            from_snapshot = snapshot_covers,
+            from_runs = opened.from_runs,
+            runs = opened.runs,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "id index ready"
         );
-        Ok((index, snapshot_covers))
+        Ok(index)
     }
 
-    fn snapshot_fits(
-        &self,
-        header: &crate::id_index::SnapshotHeader,
-        head: Position,
-    ) -> Result<(), String> {
-        if header.covered > head.get() {
+    /// Whether an id index reaching `covered`, whose event there has id `anchor`, belongs to
+    /// this log as it stands at `head`.
+    fn index_fits(&self, covered: u64, anchor: u128, head: Position) -> Result<(), String> {
+        if covered > head.get() {
             return Err(format!(
-                "snapshot reaches {} but the log ends at {head}",
-                header.covered
+                "the index reaches {covered} but the log ends at {head}"
             ));
         }
-        if header.covered == 0 {
+        if covered == 0 {
             return Ok(());
         }
         let mut frame = None;
         self.visit_frames(
-            Position::new(header.covered),
-            Position::new(header.covered),
+            Position::new(covered),
+            Position::new(covered),
             |_, bytes| {
                 frame = Some(bytes.to_vec());
                 false
             },
         )
         .map_err(|e| e.to_string())?;
-        let frame = frame.ok_or_else(|| format!("no event at position {}", header.covered))?;
+        let frame = frame.ok_or_else(|| format!("no event at position {covered}"))?;
         let id = baton_core::event_id_of(&frame).map_err(|e| e.to_string())?;
-        if id.as_u128() != header.anchor {
+        if id.as_u128() != anchor {
             return Err(format!(
-                "the event at position {} is not the one the snapshot saw",
-                header.covered
+                "the event at position {covered} is not the one the index saw"
             ));
         }
         Ok(())
@@ -511,28 +525,6 @@ impl EmbeddedLog {
         })
         .flatten()
         .boxed()
-    }
-}
-
-impl Drop for Inner {
-    /// Saves the id index so the next open does not rescan the whole log.
-    fn drop(&mut self) {
-        let Ok(writer) = self.writer.get_mut() else {
-            return;
-        };
-        let Some(index) = &writer.index else {
-            return;
-        };
-        if index.covered == writer.snapshot_covers || index.covered == 0 {
-            return;
-        }
-        let anchor = frame_id(&self.segments, Position::new(index.covered));
-        let Some(anchor) = anchor else {
-            return;
-        };
-        if let Err(error) = index.save(&self.snapshot_path, anchor.as_u128()) {
-            tracing::warn!(path = %self.snapshot_path.display(), %error, "could not save the id index snapshot");
-        }
     }
 }
 

@@ -24,17 +24,25 @@ trait Fixture {
 struct Embedded {
     dir: tempfile::TempDir,
     log: Option<EmbeddedLog>,
+    recent_ids: usize,
 }
 
 impl Embedded {
     async fn new() -> Self {
+        Self::with_recent_ids(EmbeddedConfig::new("").recent_ids).await
+    }
+
+    /// A log whose id index keeps only `recent_ids` ids in memory, so the suite's ids are
+    /// found in runs on disk, across merges.
+    async fn with_recent_ids(recent_ids: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path()).with_recent_ids(recent_ids))
             .await
             .expect("open");
         Embedded {
             dir,
             log: Some(log),
+            recent_ids,
         }
     }
 }
@@ -47,9 +55,11 @@ impl Fixture for Embedded {
     async fn reopen(&mut self) {
         self.log = None;
         self.log = Some(
-            EmbeddedLog::open(EmbeddedConfig::new(self.dir.path()))
-                .await
-                .expect("reopen"),
+            EmbeddedLog::open(
+                EmbeddedConfig::new(self.dir.path()).with_recent_ids(self.recent_ids),
+            )
+            .await
+            .expect("reopen"),
         );
     }
     async fn inject_foreign(&mut self, bytes: &[u8]) -> Position {
@@ -498,6 +508,11 @@ conformance!(
     embedded,
     Embedded::new().await,
     (Embedded::new().await, Duration::ZERO)
+);
+conformance!(
+    embedded_ids_on_disk,
+    Embedded::with_recent_ids(3).await,
+    (Embedded::with_recent_ids(3).await, Duration::ZERO)
 );
 conformance!(
     jetstream,

@@ -1,14 +1,19 @@
-//! Embedded-only behaviour: the id index snapshot that spares a full scan at open must never
-//! make idempotency weaker, whatever state it is found in.
+//! Embedded-only behaviour: the id index on disk that spares a full scan at open and keeps
+//! memory bounded must never make idempotency weaker, whatever state it is found in.
 
 use baton_log::{AppendOutcome, EmbeddedConfig, EmbeddedLog, EventLog};
 use baton_testkit::events;
 use std::path::Path;
 
-const SNAPSHOT: &str = "id-index.snapshot";
+const IDS: &str = "ids";
 
 async fn open(dir: &Path) -> EmbeddedLog {
-    EmbeddedLog::open(EmbeddedConfig::new(dir))
+    open_keeping(dir, EmbeddedConfig::new(dir).recent_ids).await
+}
+
+/// Opens the log keeping only `recent_ids` ids in memory, so the rest are looked up on disk.
+async fn open_keeping(dir: &Path, recent_ids: usize) -> EmbeddedLog {
+    EmbeddedLog::open(EmbeddedConfig::new(dir).with_recent_ids(recent_ids))
         .await
         .expect("open")
 }
@@ -26,6 +31,10 @@ async fn append_all_new(log: &EmbeddedLog, salt: &str, count: usize) -> Vec<Appe
 
 async fn assert_all_duplicates(dir: &Path, salt: &str, count: usize, expected_events: u64) {
     let log = open(dir).await;
+    assert_duplicates_in(&log, salt, count, expected_events).await;
+}
+
+async fn assert_duplicates_in(log: &EmbeddedLog, salt: &str, count: usize, expected_events: u64) {
     let outcomes = log.append(events(salt, count)).await.expect("append again");
     assert!(
         outcomes
@@ -36,52 +45,182 @@ async fn assert_all_duplicates(dir: &Path, salt: &str, count: usize, expected_ev
     assert_eq!(log.stat().await.expect("stat").events, expected_events);
 }
 
+/// The files of the id index whose names start with `prefix`.
+fn index_files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(IDS))
+        .expect("ids")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(prefix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
 #[tokio::test]
-async fn closing_saves_a_snapshot_that_the_next_open_uses() {
+async fn closing_writes_the_recent_ids_as_a_run_that_the_next_open_uses() {
     let dir = tempfile::tempdir().expect("dir");
     append_all_new(&open(dir.path()).await, "a", 300).await;
-    assert!(
-        dir.path().join(SNAPSHOT).is_file(),
-        "closing wrote the snapshot"
+    assert_eq!(index_files(dir.path(), "manifest").len(), 1);
+    assert_eq!(
+        index_files(dir.path(), "run-").len(),
+        1,
+        "closing wrote a run"
     );
     assert_all_duplicates(dir.path(), "a", 300, 300).await;
 }
 
+/// Ids spread over many runs on disk, merged as they come: every repeat is found, in the
+/// same batch, a later one, and after a reopen; and every new id is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_in_many_runs_are_each_stored_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = open_keeping(dir.path(), 37).await;
+    let all = events("many", 3_000);
+    let mut stored = 0u64;
+    for (round, chunk) in all.chunks(250).enumerate() {
+        // Each batch: the new events, one of them twice, and a few from every earlier batch.
+        let mut batch = chunk.to_vec();
+        batch.push(chunk[7].clone());
+        for earlier in 0..round {
+            batch.push(all[earlier * 250 + round].clone());
+        }
+        let outcomes = log.append(batch).await.expect("append");
+        let appended = outcomes
+            .iter()
+            .filter(|o| matches!(o, AppendOutcome::Appended(_)))
+            .count();
+        assert_eq!(appended, chunk.len(), "round {round}");
+        stored += appended as u64;
+        assert_eq!(
+            outcomes[chunk.len()],
+            outcomes[7].clone().into_duplicate(),
+            "round {round}"
+        );
+    }
+    assert!(
+        index_files(dir.path(), "run-").len() > 1,
+        "the ids are in runs"
+    );
+    assert_duplicates_in(&log, "many", 3_000, stored).await;
+    drop(log);
+    let log = open_keeping(dir.path(), 37).await;
+    assert_duplicates_in(&log, "many", 3_000, 3_000).await;
+    append_all_new(&log, "more", 100).await;
+}
+
+trait IntoDuplicate {
+    fn into_duplicate(self) -> AppendOutcome;
+}
+
+impl IntoDuplicate for AppendOutcome {
+    fn into_duplicate(self) -> AppendOutcome {
+        match self {
+            AppendOutcome::Appended(position) => AppendOutcome::Duplicate(position),
+            other => panic!("not appended: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
-async fn a_torn_snapshot_falls_back_to_a_full_scan() {
+async fn a_damaged_index_falls_back_to_reading_every_id() {
     let dir = tempfile::tempdir().expect("dir");
     append_all_new(&open(dir.path()).await, "torn", 200).await;
-    let path = dir.path().join(SNAPSHOT);
-    let mut bytes = std::fs::read(&path).expect("snapshot");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&path, &bytes).expect("corrupt it");
+    let run = index_files(dir.path(), "run-").pop().expect("a run");
+    let mut bytes = std::fs::read(&run).expect("run");
+    let end = bytes.len() - 60;
+    bytes[end] ^= 0xff;
+    std::fs::write(&run, &bytes).expect("damage its filter");
     assert_all_duplicates(dir.path(), "torn", 200, 200).await;
-    std::fs::write(&path, &bytes[..bytes.len() / 3]).expect("truncate it");
+    let manifest = dir.path().join(IDS).join("manifest");
+    let bytes = std::fs::read(&manifest).expect("manifest");
+    std::fs::write(&manifest, &bytes[..bytes.len() / 2]).expect("truncate it");
+    assert_all_duplicates(dir.path(), "torn", 200, 200).await;
+    std::fs::remove_dir_all(dir.path().join(IDS)).expect("remove the index");
     assert_all_duplicates(dir.path(), "torn", 200, 200).await;
 }
 
 #[tokio::test]
-async fn an_old_snapshot_is_completed_from_the_log() {
+async fn an_old_index_is_completed_from_the_log() {
     let dir = tempfile::tempdir().expect("dir");
+    let saved = tempfile::tempdir().expect("dir");
     append_all_new(&open(dir.path()).await, "early", 100).await;
-    let old = std::fs::read(dir.path().join(SNAPSHOT)).expect("snapshot");
+    copy_dir(&dir.path().join(IDS), saved.path());
     append_all_new(&open(dir.path()).await, "late", 100).await;
-    // As after a crash: the snapshot on disk predates the last appends.
-    std::fs::write(dir.path().join(SNAPSHOT), old).expect("restore the old snapshot");
+    // As after a crash: the index on disk predates the last appends.
+    std::fs::remove_dir_all(dir.path().join(IDS)).expect("remove");
+    copy_dir(saved.path(), &dir.path().join(IDS));
     assert_all_duplicates(dir.path(), "late", 100, 200).await;
     assert_all_duplicates(dir.path(), "early", 100, 200).await;
 }
 
+/// A crash between the log write and the index write: the directory as the disk holds it
+/// while the writer still has ids only in memory (the copy is what a killed process leaves),
+/// with a run written after its manifest and a half-written run beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_log_write_and_the_index_write_loses_no_id() {
+    let dir = tempfile::tempdir().expect("dir");
+    let crashed = tempfile::tempdir().expect("dir");
+    let log = open_keeping(dir.path(), 1_000).await;
+    append_all_new(&log, "in-runs", 2_500).await;
+    append_all_new(&log, "in-memory", 400).await;
+    copy_dir(dir.path(), crashed.path());
+    drop(log);
+    let _ = std::fs::remove_file(crashed.path().join("log.lock"));
+    let ids = crashed.path().join(IDS);
+    std::fs::write(ids.join("run-000000999999.ids"), b"a run no manifest names").expect("stray");
+    std::fs::write(ids.join("run-000001000000.tmp"), b"half a run").expect("stray");
+    let log = open_keeping(crashed.path(), 1_000).await;
+    assert_duplicates_in(&log, "in-memory", 400, 2_900).await;
+    assert_duplicates_in(&log, "in-runs", 2_500, 2_900).await;
+    assert!(
+        index_files(crashed.path(), "run-")
+            .iter()
+            .all(|path| !path.to_string_lossy().contains("99999")),
+        "leftovers are removed"
+    );
+    append_all_new(&log, "after", 10).await;
+}
+
 #[tokio::test]
-async fn a_snapshot_from_another_log_is_ignored() {
+async fn an_index_from_another_log_is_ignored() {
     let ours = tempfile::tempdir().expect("dir");
     let theirs = tempfile::tempdir().expect("dir");
     append_all_new(&open(ours.path()).await, "ours", 50).await;
     // Their log is longer, so only the check of the anchor event can tell.
     append_all_new(&open(theirs.path()).await, "theirs", 10).await;
-    std::fs::copy(theirs.path().join(SNAPSHOT), ours.path().join(SNAPSHOT)).expect("copy");
+    std::fs::remove_dir_all(ours.path().join(IDS)).expect("remove");
+    copy_dir(&theirs.path().join(IDS), &ours.path().join(IDS));
     assert_all_duplicates(ours.path(), "ours", 50, 50).await;
+    append_all_new(&open(ours.path()).await, "theirs", 10).await;
+}
+
+/// Earlier builds saved the whole index in `id-index.snapshot`; it is removed once the index
+/// on disk is in use.
+#[tokio::test]
+async fn the_snapshot_of_earlier_builds_is_removed() {
+    let dir = tempfile::tempdir().expect("dir");
+    append_all_new(&open(dir.path()).await, "before", 20).await;
+    std::fs::write(dir.path().join("id-index.snapshot"), b"BTIX...").expect("old snapshot");
+    std::fs::remove_dir_all(dir.path().join(IDS)).expect("as an earlier build left it");
+    assert_all_duplicates(dir.path(), "before", 20, 20).await;
+    assert!(!dir.path().join("id-index.snapshot").exists());
 }
 
 #[tokio::test]
