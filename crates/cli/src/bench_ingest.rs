@@ -250,16 +250,16 @@ fn duckdb_load(python: &str, database: &Path, file: &Path, lines: u64) -> anyhow
 }
 
 /// A benchmark process that ended.
-struct Finished {
-    status: std::process::ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    peak_mb: Option<f64>,
+pub(crate) struct Finished {
+    pub(crate) status: std::process::ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) peak_mb: Option<f64>,
 }
 
 /// Runs `command` to its end; its status, stdout and stderr, and its peak resident memory in
 /// MiB (the kernel's high-water mark, `VmHWM`, read every 20 ms while it runs).
-fn run_measured(mut command: Command) -> anyhow::Result<Finished> {
+pub(crate) fn run_measured(mut command: Command) -> anyhow::Result<Finished> {
     use std::io::Read;
     let mut child = command.spawn().context("starting a benchmark process")?;
     let drain = |mut pipe: Box<dyn Read + Send>| {

@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod bench_collect;
+mod bench_ids;
 mod bench_ingest;
 mod bench_query;
 mod cpu;
@@ -121,6 +122,9 @@ enum BenchCommand {
     Query(bench_query::QueryArgs),
     /// `baton ingest` of an NDJSON file vs DuckDB loading the same file into a table.
     Ingest(bench_ingest::IngestArgs),
+    /// What idempotency costs as the history grows: the id index's memory, start-up and
+    /// appends with retried ids, at checkpoints of a history generated into an embedded log.
+    Ids(bench_ids::IdsArgs),
 }
 
 /// The exit status of a tool whose reader went away (128 + SIGPIPE), as a shell reports it.
@@ -237,6 +241,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Ingest(args),
             } => tokio::task::block_in_place(|| bench_ingest::run(args)),
+            Command::Bench {
+                command: BenchCommand::Ids(args),
+            } => bench_ids::run(args).await,
         }
     });
     match result {

@@ -206,6 +206,64 @@ fn bench_append_prints_side_by_side_figures() {
     );
 }
 
+/// `bench ids` checks every retried id itself (it fails when one is stored again or lands at
+/// another position); here: the figures it prints, with ids in runs on disk and retries from
+/// both the recent and the old part of the history, and the comparison with another build
+/// (this one again, as a stand-in).
+#[test]
+fn bench_ids_measures_the_index_at_checkpoints_and_beside_a_baseline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let figures = bench_figures(
+        dir.path(),
+        &[
+            "ids",
+            "--events",
+            "300000",
+            "--checkpoints",
+            "120000",
+            "--tail",
+            "6000",
+            "--retried",
+            "0.05",
+            "--old-share",
+            "0.5",
+            "--rounds",
+            "1",
+            "--baseline",
+            env!("CARGO_BIN_EXE_baton"),
+        ],
+    );
+    let rows = figures["checkpoints"].as_array().expect("checkpoints");
+    let events: Vec<u64> = rows.iter().filter_map(|r| r["events"].as_u64()).collect();
+    assert_eq!(events, [120_000, 300_000], "{figures}");
+    let last = &rows[1];
+    assert!(last["runs"].as_u64().is_some_and(|n| n >= 1), "{last}");
+    let per_event = last["filter_bytes_per_event"].as_f64().expect("bytes");
+    assert!(per_event > 0.5 && per_event <= 4.0, "{last}");
+    for row in rows {
+        assert!(row["retried"].as_u64().is_some_and(|n| n > 150), "{row}");
+        for key in ["append_eps", "tail_eps", "ready_ms"] {
+            assert!(row[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {row}");
+        }
+    }
+    assert!(
+        last["retried_old"].as_u64().is_some_and(|n| n > 0),
+        "{last}"
+    );
+    assert!(
+        figures["index_disk_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 24 * 300_000)
+    );
+    let comparison = &figures["comparison"];
+    for side in ["this", "baseline"] {
+        assert!(
+            comparison[side]["eps"].as_f64().is_some_and(|v| v > 0.0),
+            "{comparison}"
+        );
+    }
+}
+
 #[test]
 fn bench_ingest_prints_baton_beside_duckdb_and_says_when_duckdb_is_missing() {
     let dir = tempfile::tempdir().expect("dir");
