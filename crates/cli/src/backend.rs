@@ -79,6 +79,9 @@ impl LogArgs {
         config.duplicate_window = std::time::Duration::from_secs(self.duplicate_window_secs.max(1));
         config.credentials_file = self.nats_creds.clone();
         config.tls_ca_file = self.nats_ca.clone();
+        // The writer's id index on disk, beside the views: about two bytes an event in memory,
+        // and a writer that starts again reads only what was appended since it stopped.
+        config.ids_dir = Some(self.data.join("jetstream-ids").join(&self.stream));
         config
     }
 

@@ -263,6 +263,9 @@ async fn nats_append(
     config.stream = format!("BENCH_BATON_{tag}");
     config.subject_prefix = format!("benchbaton{tag}");
     config.max_acks_in_flight = args.window;
+    // As `baton serve --nats` runs it: the writer's id index on disk.
+    let ids = tempfile::tempdir()?;
+    config.ids_dir = Some(ids.path().to_owned());
     let log = JetStreamLog::connect(config.clone()).await?;
     let phase = baton_append(&log, events, args.batch_size).await?;
     // The benchmark stream denies deletes of messages, not of the stream itself.

@@ -48,6 +48,8 @@ async fn fresh_log(nats: Option<&str>, tag: &str, dir: &std::path::Path) -> anyh
             let mut config = JetStreamConfig::new(url);
             config.stream = format!("BENCH_COLLECT_{tag}");
             config.subject_prefix = format!("benchcollect{tag}");
+            // As `baton serve --nats` runs it: the writer's id index on disk.
+            config.ids_dir = Some(dir.join(tag).join("jetstream-ids"));
             Ok(AnyLog::JetStream(JetStreamLog::connect(config).await?))
         }
         None => Ok(AnyLog::Embedded(

@@ -293,7 +293,6 @@ impl EmbeddedLog {
             None => writer.index.insert(self.open_index(writer.head)?),
         };
         index.refresh().map_err(|error| self.storage_error(error))?;
-        let last_before = index.last();
         let mut outcomes = Vec::with_capacity(frames.len());
         let mut added: Vec<u128> = Vec::new();
         let mut new_frames: Vec<Vec<u8>> = Vec::new();
@@ -301,7 +300,7 @@ impl EmbeddedLog {
         for (id, frame) in frames {
             let found = index.get(id).map_err(|error| {
                 for id in &added {
-                    index.remove(*id, last_before);
+                    index.remove(*id);
                 }
                 self.storage_error(format!("reading the id index: {error}"))
             })?;
@@ -320,9 +319,12 @@ impl EmbeddedLog {
         if next != writer.head {
             if let Err(error) = inner.segments.append(&new_frames) {
                 for id in added {
-                    index.remove(id, last_before);
+                    index.remove(id);
                 }
                 return Err(error);
+            }
+            if let Some(last) = added.last() {
+                index.mark_covered(next, *last);
             }
             writer.head = next;
             inner.head.send_replace(writer.head);
@@ -353,7 +355,10 @@ impl EmbeddedLog {
         if from <= head {
             self.visit_frames(from, head, |position, frame| {
                 match baton_core::event_id_of(frame) {
-                    Ok(id) => index.insert(id.as_u128(), position),
+                    Ok(id) => {
+                        index.insert(id.as_u128(), position);
+                        index.mark_covered(position, id.as_u128());
+                    }
                     // Readers report it with its position; the index cannot hold what it cannot read.
                     Err(error) => {
                         tracing::warn!(%position, %error, "unreadable entry in the embedded log");

@@ -407,7 +407,7 @@ pub(crate) struct Manifest {
     runs: Vec<(u64, u64)>,
 }
 
-fn read_manifest(dir: &Path) -> Result<Option<Manifest>, String> {
+pub(crate) fn read_manifest(dir: &Path) -> Result<Option<Manifest>, String> {
     let path = dir.join(MANIFEST);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -663,7 +663,8 @@ pub(crate) struct IdStore {
     recent_limit: usize,
     /// Newest last.
     frozen: Vec<Arc<Frozen>>,
-    /// The highest position whose id is in the store, and that id.
+    /// A position up to which every id is in the store, and the id there (see
+    /// [`IdStore::mark_covered`]).
     last: (u64, u128),
     to_flusher: Option<mpsc::Sender<Arc<Frozen>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -800,20 +801,20 @@ impl IdStore {
     /// Records `id` at `position`, keeping the first position if it was already there.
     pub(crate) fn insert(&mut self, id: u128, position: Position) {
         self.recent.entry(id).or_insert(position.get());
-        if position.get() > self.last.0 {
-            self.last = (position.get(), id);
-        }
     }
 
     /// Takes back an id inserted by a batch that did not become durable.
-    pub(crate) fn remove(&mut self, id: u128, last: (u64, u128)) {
+    pub(crate) fn remove(&mut self, id: u128) {
         self.recent.remove(&id);
-        self.last = last;
     }
 
-    /// The highest position in the store and its id, to hand back to [`IdStore::remove`].
-    pub(crate) fn last(&self) -> (u64, u128) {
-        self.last
+    /// Says that every id at a position up to `position` is in the store, and that `id` is
+    /// the one there: what a manifest records, so the next open reads only what is after it
+    /// and can tell this log from another. Positions only move forward.
+    pub(crate) fn mark_covered(&mut self, position: Position, id: u128) {
+        if position.get() > self.last.0 {
+            self.last = (position.get(), id);
+        }
     }
 
     /// Takes in what the background threads finished, and fails when they failed. Called
@@ -982,6 +983,7 @@ mod tests {
         for n in from..to {
             store.refresh().expect("refresh");
             store.insert(id(n), Position::new(n + 1));
+            store.mark_covered(Position::new(n + 1), id(n));
             store.settle().expect("settle");
         }
     }

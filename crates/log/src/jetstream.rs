@@ -35,6 +35,7 @@
 
 use crate::error::LogError;
 use crate::id_index::{IdHasher, IdIndex};
+use crate::jetstream_ids::{DiskIds, WriterIds};
 use crate::port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
@@ -74,6 +75,12 @@ pub struct JetStreamConfig {
     pub credentials_file: Option<PathBuf>,
     /// A CA certificate to verify the server's TLS certificate; setting it requires TLS.
     pub tls_ca_file: Option<PathBuf>,
+    /// Where this writer keeps its index of the stream's event ids on disk (about two bytes an
+    /// event in memory, kept across restarts); `None` keeps the whole index in memory (about
+    /// 32-64 bytes an event) and reads every id on the stream at the first append.
+    pub ids_dir: Option<PathBuf>,
+    /// Ids kept in memory before they are written to the index on disk.
+    pub recent_ids: usize,
 }
 
 impl JetStreamConfig {
@@ -87,6 +94,8 @@ impl JetStreamConfig {
             replicas: 1,
             credentials_file: None,
             tls_ca_file: None,
+            ids_dir: None,
+            recent_ids: crate::id_store::DEFAULT_RECENT_IDS,
         }
     }
 }
@@ -125,7 +134,7 @@ struct Inner {
     turn: Mutex<Turn>,
     /// Every event id on the stream up to its `covered` sequence, and what settled batches
     /// stored.
-    index: Mutex<IdIndex>,
+    index: Mutex<WriterIds>,
     /// Batches handed to the client whose outcomes are not in the index yet.
     unsettled: std::sync::Mutex<Unsettled>,
     /// Woken whenever a batch settles.
@@ -219,6 +228,10 @@ impl JetStreamLog {
             })
             .collect();
         let ack_budget = config.max_acks_in_flight.max(1);
+        let config_ids = config
+            .ids_dir
+            .clone()
+            .map(|dir| (dir, config.recent_ids.max(1)));
         let log = JetStreamLog {
             inner: Arc::new(Inner {
                 subjects,
@@ -227,7 +240,13 @@ impl JetStreamLog {
                 writer,
                 reader,
                 turn: Mutex::new(Turn::default()),
-                index: Mutex::new(IdIndex::default()),
+                index: Mutex::new(match &config_ids {
+                    Some((dir, recent_ids)) => WriterIds::Unopened {
+                        dir: dir.clone(),
+                        recent_ids: *recent_ids,
+                    },
+                    None => WriterIds::Memory(IdIndex::default()),
+                }),
                 unsettled: std::sync::Mutex::new(Unsettled::default()),
                 settled: tokio::sync::Notify::new(),
                 settle: Mutex::new(()),
@@ -414,6 +433,7 @@ impl JetStreamLog {
     async fn own_pass(&self, window: Duration) -> Result<tokio::time::Instant, LogError> {
         self.all_settled().await;
         let mut index = self.inner.index.lock().await;
+        self.open_ids(&mut index).await?;
         loop {
             let started = tokio::time::Instant::now();
             let (last, _) = self.last_sequence().await?;
@@ -436,12 +456,69 @@ impl JetStreamLog {
         }
     }
 
+    /// Opens the id index on disk, the first time: takes a slot and checks the slot's
+    /// manifest against the stream (its sequence is there, with the id it names).
+    async fn open_ids(&self, index: &mut WriterIds) -> Result<(), LogError> {
+        let WriterIds::Unopened { dir, recent_ids } = index else {
+            return Ok(());
+        };
+        let (dir, recent_ids) = (dir.clone(), *recent_ids);
+        let (slot, lock) = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || crate::jetstream_ids::take_slot(&dir))
+                .await
+                .map_err(|error| LogError::nats("opening the id index", error))??
+        };
+        let fits = match crate::jetstream_ids::manifest_in(&slot) {
+            Some(manifest) if manifest.covered > 0 => self.manifest_fits(&manifest).await,
+            _ => Ok(()),
+        };
+        let opened =
+            tokio::task::spawn_blocking(move || DiskIds::open(&slot, lock, recent_ids, fits))
+                .await
+                .map_err(|error| LogError::nats("opening the id index", error))??;
+        *index = WriterIds::Disk(opened);
+        Ok(())
+    }
+
+    /// Whether an index on disk belongs to this stream as it stands: the message at its
+    /// sequence carries the id it recorded there.
+    async fn manifest_fits(&self, manifest: &crate::id_store::Manifest) -> Result<(), String> {
+        let stream = self
+            .inner
+            .reader
+            .get_stream(&self.inner.config.stream)
+            .await
+            .map_err(|error| format!("looking up the stream: {error}"))?;
+        let message = stream
+            .get_raw_message(manifest.covered)
+            .await
+            .map_err(|error| {
+                format!(
+                    "the stream has no message {} that the index reaches: {error}",
+                    manifest.covered
+                )
+            })?;
+        let id = message
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .and_then(|value| Uuid::parse_str(value.as_str()).ok());
+        if id.map(|id| id.as_u128()) != Some(manifest.anchor) {
+            return Err(format!(
+                "the message at sequence {} is not the one the index saw",
+                manifest.covered
+            ));
+        }
+        Ok(())
+    }
+
     /// Brings the index up to `last`, reading only headers.
-    async fn catch_up(&self, index: &mut IdIndex, last: u64) -> Result<(), LogError> {
-        if index.covered >= last {
+    async fn catch_up(&self, index: &mut WriterIds, last: u64) -> Result<(), LogError> {
+        if index.covered() >= last {
             return Ok(());
         }
-        let mut messages = self.ordered_messages(index.covered + 1, true).await?;
+        index.refresh()?;
+        let mut messages = self.ordered_messages(index.covered() + 1, true).await?;
         // Messages come in microseconds while the server is there; an ordered consumer whose
         // server went away keeps trying to recreate itself, so a long silence is an outage, and
         // the append fails (safe to retry) instead of hanging until the server is back.
@@ -454,7 +531,7 @@ impl JetStreamLog {
                         format!(
                             "no message for {} s at sequence {} of {last}: the server is unreachable",
                             STALL.as_secs(),
-                            index.covered
+                            index.covered()
                         ),
                     )
                 })?;
@@ -475,11 +552,12 @@ impl JetStreamLog {
             // A message without a Baton id is foreign; readers report it, the index skips it.
             if let Some(id) = id {
                 index.insert(id.as_u128(), Position::new(sequence));
+                index.mark(Position::new(sequence), id.as_u128())?;
             }
-            index.covered = sequence;
+            index.set_covered(sequence);
             // `pending` guards against waiting for a `last` that was deleted from the stream.
             if sequence >= last || pending == 0 {
-                index.covered = index.covered.max(last);
+                index.set_covered(index.covered().max(last));
                 break;
             }
         }
@@ -1047,7 +1125,7 @@ impl EventLog for JetStreamLog {
                 let mut in_flight_elsewhere = false;
                 for (slot, (event, frame)) in events.iter().zip(&frames).enumerate() {
                     let id = event.id.as_u128();
-                    if let Some(position) = index.get(id) {
+                    if let Some(position) = index.get(id)? {
                         outcomes[slot] = Some(AppendOutcome::Duplicate(position));
                     } else if let Some(first) = first_in_batch.get(&id) {
                         repeats.push((slot, *first));
@@ -1129,12 +1207,22 @@ impl EventLog for JetStreamLog {
             }
         }
         stored.sort_unstable();
+        let covered = index.covered();
         let contiguous = stored
             .iter()
             .enumerate()
-            .all(|(offset, sequence)| *sequence == index.covered + 1 + offset as u64);
+            .all(|(offset, sequence)| *sequence == covered + 1 + offset as u64);
         if contiguous && let Some(last) = stored.last() {
-            index.covered = *last;
+            index.set_covered(*last);
+            let at_last = outcomes.iter().position(|outcome| {
+                matches!(outcome, Some(AppendOutcome::Appended(position)) if position.get() == *last)
+            });
+            if let Some(slot) = at_last
+                && let Err(error) = index.mark(Position::new(*last), events[slot].id.as_u128())
+            {
+                // What this batch stored is acknowledged; the next pass reports the failure.
+                tracing::warn!(%error, "the id index could not keep up");
+            }
         }
         // Out of the unsettled set only once in the index, under its lock: a later batch
         // checking its ids sees them in one place or the other.

@@ -8,6 +8,7 @@ mod error;
 mod id_index;
 mod id_store;
 mod jetstream;
+mod jetstream_ids;
 mod migrate;
 mod port;
 mod retry;

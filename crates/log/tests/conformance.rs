@@ -95,7 +95,9 @@ impl Fixture for Embedded {
 struct JetStream {
     server: NatsServer,
     config: JetStreamConfig,
-    log: JetStreamLog,
+    log: Option<JetStreamLog>,
+    /// The writer's id index, when it is kept on disk.
+    _ids: Option<tempfile::TempDir>,
 }
 
 impl JetStream {
@@ -103,16 +105,29 @@ impl JetStream {
         Self::with_window(Duration::from_secs(120)).await
     }
     async fn with_window(window: Duration) -> Self {
+        Self::start(window, None).await
+    }
+    /// A writer whose id index is on disk and keeps only three ids in memory, so the suite's
+    /// ids are found in runs, across merges and restarts.
+    async fn with_ids_on_disk(window: Duration) -> Self {
+        Self::start(window, Some(tempfile::tempdir().expect("ids dir"))).await
+    }
+    async fn start(window: Duration, ids: Option<tempfile::TempDir>) -> Self {
         let server = NatsServer::start();
         let mut config = JetStreamConfig::new(server.url());
         config.duplicate_window = window;
+        if let Some(dir) = &ids {
+            config.ids_dir = Some(dir.path().to_owned());
+            config.recent_ids = 3;
+        }
         let log = JetStreamLog::connect(config.clone())
             .await
             .expect("connect");
         JetStream {
             server,
             config,
-            log,
+            log: Some(log),
+            _ids: ids,
         }
     }
 }
@@ -120,11 +135,13 @@ impl JetStream {
 impl Fixture for JetStream {
     type Log = JetStreamLog;
     fn log(&self) -> JetStreamLog {
-        self.log.clone()
+        self.log.clone().expect("connected")
     }
     async fn reopen(&mut self) {
+        // Gone before the next connects, so the next writer finds its index where it was.
+        self.log = None;
         self.server.restart();
-        self.log = connect_with_deadline(&self.config).await;
+        self.log = Some(connect_with_deadline(&self.config).await);
     }
     async fn inject_foreign(&mut self, bytes: &[u8]) -> Position {
         let client = async_nats::connect(self.server.url())
@@ -513,6 +530,14 @@ conformance!(
     embedded_ids_on_disk,
     Embedded::with_recent_ids(3).await,
     (Embedded::with_recent_ids(3).await, Duration::ZERO)
+);
+conformance!(
+    jetstream_ids_on_disk,
+    JetStream::with_ids_on_disk(Duration::from_secs(120)).await,
+    (
+        JetStream::with_ids_on_disk(Duration::from_secs(1)).await,
+        Duration::from_millis(1500)
+    )
 );
 conformance!(
     jetstream,

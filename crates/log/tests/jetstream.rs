@@ -345,3 +345,71 @@ async fn a_restart_in_the_middle_of_a_batch_loses_no_event_and_stores_none_twice
     assert_eq!(positions.len(), batch.len());
     assert_eq!(log.stat().await.expect("stat").events, batch.len() as u64);
 }
+
+fn all(outcomes: &[AppendOutcome], duplicate: bool) -> bool {
+    outcomes.iter().all(|outcome| {
+        if duplicate {
+            matches!(outcome, AppendOutcome::Duplicate(_))
+        } else {
+            matches!(outcome, AppendOutcome::Appended(_))
+        }
+    })
+}
+
+/// Issue 32: a writer's id index on disk. A writer that starts again takes its own slot back
+/// and finds every id in its runs; another writer at the same time takes another slot; an
+/// index from another stream is noticed (the message at its sequence is not the one it saw)
+/// and read again from the stream, never trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_with_their_index_on_disk_share_the_directory_and_start_where_they_stopped() {
+    let server = NatsServer::start();
+    let ids = tempfile::tempdir().expect("ids");
+    let mut config = JetStreamConfig::new(server.url());
+    config.ids_dir = Some(ids.path().to_owned());
+    config.recent_ids = 16;
+    let log = JetStreamLog::connect(config.clone())
+        .await
+        .expect("connect");
+    let first = events("disk-first", 200);
+    assert!(all(
+        &log.append(first.clone()).await.expect("append"),
+        false
+    ));
+    drop(log);
+    assert!(ids.path().join("0").join("manifest").is_file());
+
+    let again = JetStreamLog::connect(config.clone())
+        .await
+        .expect("connect again");
+    let beside = JetStreamLog::connect(config.clone())
+        .await
+        .expect("connect a second writer");
+    assert!(all(
+        &again.append(first.clone()).await.expect("append"),
+        true
+    ));
+    assert!(all(
+        &beside.append(first.clone()).await.expect("append"),
+        true
+    ));
+    let second = events("disk-second", 50);
+    assert!(all(
+        &beside.append(second.clone()).await.expect("append"),
+        false
+    ));
+    assert!(all(&again.append(second).await.expect("append"), true));
+    assert!(
+        ids.path().join("1").join("lock").is_file(),
+        "the second writer took the next slot"
+    );
+    drop((again, beside));
+
+    // The same directory against another stream on the same server.
+    let mut other = config.clone();
+    other.stream = "OTHER".into();
+    other.subject_prefix = "other".into();
+    let log = JetStreamLog::connect(other).await.expect("connect");
+    let outcomes = log.append(first.clone()).await.expect("append");
+    assert!(all(&outcomes, false), "{outcomes:?}");
+    assert_eq!(log.stat().await.expect("stat").events, 200);
+}
