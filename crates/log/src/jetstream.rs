@@ -469,10 +469,45 @@ impl JetStreamLog {
                 .await
                 .map_err(|error| LogError::nats("opening the id index", error))??
         };
-        let fits = match crate::jetstream_ids::manifest_in(&slot) {
+        let mut fits = match crate::jetstream_ids::manifest_in(&slot) {
             Some(manifest) if manifest.covered > 0 => self.manifest_fits(&manifest).await,
-            _ => Ok(()),
+            _ => Err("no index in this slot yet".to_owned()),
         };
+        if fits.is_err() {
+            // Another writer's index, rather than every id on the stream.
+            for (other, _) in crate::jetstream_ids::other_slots(&slot) {
+                let adopted = {
+                    let (other, slot) = (other.clone(), slot.clone());
+                    tokio::task::spawn_blocking(move || {
+                        (0..3).any(|_| crate::jetstream_ids::adopt(&other, &slot).unwrap_or(false))
+                    })
+                    .await
+                    .unwrap_or(false)
+                };
+                let Some(manifest) = adopted
+                    .then(|| crate::jetstream_ids::manifest_in(&slot))
+                    .flatten()
+                else {
+                    continue;
+                };
+                fits = self.manifest_fits(&manifest).await;
+                if fits.is_ok() {
+                    tracing::info!(from = %other.display(), covered = manifest.covered, "starting from another writer's id index");
+                    break;
+                }
+            }
+        }
+        if let Err(reason) = &fits {
+            tracing::info!(%reason, "reading every id on the stream into the index");
+        }
+        // An empty slot, or one that does not fit, starts empty (and removes what it held).
+        let fits = fits.or_else(|reason| {
+            if crate::jetstream_ids::manifest_in(&slot).is_none() {
+                Ok(())
+            } else {
+                Err(reason)
+            }
+        });
         let opened =
             tokio::task::spawn_blocking(move || DiskIds::open(&slot, lock, recent_ids, fits))
                 .await

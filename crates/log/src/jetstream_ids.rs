@@ -6,7 +6,10 @@
 //!
 //! Several writers on one machine may share the directory: each takes the first of its slots
 //! (`0/`, `1/`, ...) whose lock is free, so a process never writes another's runs, and a writer
-//! that starts again usually finds its own slot where it left it.
+//! that starts again usually finds its own slot where it left it. A writer whose slot holds no
+//! index that fits the stream starts from another slot's instead of reading every id on the
+//! stream: it links that slot's runs (immutable files) into its own and copies its manifest,
+//! then reads only the headers after it.
 
 use crate::error::LogError;
 use crate::id_index::IdIndex;
@@ -96,6 +99,48 @@ impl DiskIds {
 /// The manifest in `slot`, if there is a readable one.
 pub(crate) fn manifest_in(slot: &Path) -> Option<Manifest> {
     crate::id_store::read_manifest(slot).ok().flatten()
+}
+
+/// The other slots of `slot`'s directory that hold a manifest, the furthest-reaching first.
+pub(crate) fn other_slots(slot: &Path) -> Vec<(PathBuf, u64)> {
+    let Some(dir) = slot.parent() else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, u64)> = (0..SLOTS)
+        .map(|n| dir.join(n.to_string()))
+        .filter(|other| other != slot)
+        .filter_map(|other| manifest_in(&other).map(|m| (other, m.covered)))
+        .filter(|(_, covered)| *covered > 0)
+        .collect();
+    found.sort_by_key(|(_, covered)| std::cmp::Reverse(*covered));
+    found
+}
+
+/// Makes `slot` hold the index of `from`: its runs linked (they are never changed, only
+/// deleted once merged away, which a link survives) and its manifest copied. `Ok(false)` when
+/// `from` changed meanwhile (a run named by the manifest read was merged away).
+pub(crate) fn adopt(from: &Path, slot: &Path) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(slot)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("run-") || name.starts_with("manifest") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let copied = slot.join("manifest.adopted");
+    std::fs::copy(from.join("manifest"), &copied)?;
+    let manifest = crate::id_store::read_manifest_file(&copied)
+        .map_err(std::io::Error::other)?
+        .ok_or_else(|| std::io::Error::other("the manifest went away"))?;
+    for name in manifest.run_files() {
+        match std::fs::hard_link(from.join(&name), slot.join(&name)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        }
+    }
+    std::fs::rename(&copied, slot.join("manifest"))?;
+    Ok(true)
 }
 
 fn not_open() -> LogError {

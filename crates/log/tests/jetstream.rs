@@ -404,6 +404,42 @@ async fn writers_with_their_index_on_disk_share_the_directory_and_start_where_th
     );
     drop((again, beside));
 
+    // A writer that finds its slot empty starts from another slot's index (linked, not read
+    // from the stream): slot 0 is held, as by an idle writer, and 1 is emptied.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(ids.path().join("0").join("lock"))
+        .expect("slot 0's lock");
+    held.try_lock().expect("slot 0 is free again");
+    std::fs::remove_dir_all(ids.path().join("1")).expect("empty slot 1");
+    let runs_of = |slot: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(ids.path().join(slot))
+            .expect("slot")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("run-") && name.ends_with(".ids"))
+            .collect();
+        names.sort();
+        names
+    };
+    let late = JetStreamLog::connect(config.clone())
+        .await
+        .expect("connect a late writer");
+    assert!(all(
+        &late.append(first.clone()).await.expect("append"),
+        true
+    ));
+    assert!(!runs_of("0").is_empty());
+    // A writer that has written nothing merges nothing, so they are as it found them.
+    assert_eq!(runs_of("1"), runs_of("0"), "slot 1 took slot 0's runs");
+    for name in runs_of("1") {
+        use std::os::unix::fs::MetadataExt;
+        let links = std::fs::metadata(ids.path().join("1").join(&name))
+            .expect("run")
+            .nlink();
+        assert_eq!(links, 2, "{name} is linked, not copied");
+    }
+    drop((late, held));
+
     // The same directory against another stream on the same server.
     let mut other = config.clone();
     other.stream = "OTHER".into();
