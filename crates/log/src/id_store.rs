@@ -53,6 +53,10 @@ pub(crate) const FILTER_BITS_PER_ID: usize = 16;
 const FILTER_PROBES: u32 = 7;
 /// Ids kept in memory before they are frozen and written as a run.
 pub const DEFAULT_RECENT_IDS: usize = 1 << 18;
+/// A merge under way when the store closes is finished when it holds at most this many ids
+/// (about a second's work), and abandoned above: closing stays quick, and a short-lived
+/// process still leaves the small runs it wrote merged.
+const CLOSE_FINISHES_MERGES_UP_TO: u64 = 4 << 20;
 /// Frozen maps waiting for the flusher before an append waits for it: bounds memory when the
 /// disk is slower than the appends.
 const MAX_FROZEN: usize = 4;
@@ -568,15 +572,18 @@ fn flusher(shared: Arc<Shared>, frozen: mpsc::Receiver<Arc<Frozen>>) {
     }
 }
 
-/// The runs to merge now: from the oldest run that holds no more ids than all the runs after
-/// it together, to the newest. Keeps the run count near log2 of the history in runs.
+/// The runs to merge now: from the newest run that holds no more ids than all the runs after
+/// it together, to the newest. Repeated, this keeps each run larger than all newer ones
+/// together, so there are at most log2(history / recent ids) + 1; taking the newest such run
+/// first merges small runs before large ones, so a short-lived process (an `ingest`) tidies
+/// what it wrote before it closes.
 fn to_merge(runs: &[Arc<Run>]) -> Option<usize> {
-    let mut after: u64 = runs.iter().map(|run| run.ids).sum();
-    for (at, run) in runs.iter().enumerate() {
-        after -= run.ids;
+    let mut after: u64 = 0;
+    for (at, run) in runs.iter().enumerate().rev() {
         if at + 1 < runs.len() && run.ids <= after {
             return Some(at);
         }
+        after += run.ids;
     }
     None
 }
@@ -587,13 +594,21 @@ fn merger(shared: Arc<Shared>) {
         let inputs: Vec<Arc<Run>> = {
             let mut state = shared.lock();
             loop {
-                if shared.stop.load(Ordering::Acquire) || state.failed.is_some() {
+                let stopping = shared.stop.load(Ordering::Acquire);
+                if state.failed.is_some() {
                     return;
                 }
-                if state.flushed
-                    && let Some(from) = to_merge(&state.set.runs)
-                {
-                    break state.set.runs[from..].to_vec();
+                let next = to_merge(&state.set.runs).filter(|_| state.flushed);
+                if let Some(from) = next {
+                    let inputs = state.set.runs[from..].to_vec();
+                    let total: u64 = inputs.iter().map(|run| run.ids).sum();
+                    // Closing: small merges are still done, large ones left for later.
+                    if !stopping || total <= CLOSE_FINISHES_MERGES_UP_TO {
+                        break inputs;
+                    }
+                }
+                if stopping {
+                    return;
                 }
                 state = shared
                     .changed
@@ -660,7 +675,10 @@ fn merge(shared: &Shared, inputs: &[Arc<Run>]) -> std::io::Result<Option<Run>> {
         writer.push(id, position)?;
         heads[at] = readers[at].next()?;
         written += 1;
-        if written.is_multiple_of(1 << 16) && shared.stop.load(Ordering::Acquire) {
+        if total > CLOSE_FINISHES_MERGES_UP_TO
+            && written.is_multiple_of(1 << 16)
+            && shared.stop.load(Ordering::Acquire)
+        {
             drop(writer);
             let _ = std::fs::remove_file(shared.dir.join(format!("run-{seq:012}.tmp")));
             return Ok(None);
@@ -920,9 +938,15 @@ impl IdStore {
     fn close(&mut self) {
         self.freeze();
         self.to_flusher = None;
+        // The flusher writes what is left and ends; then the merger does what small merges
+        // there are and ends.
+        let mut threads = self.threads.drain(..);
+        if let Some(flusher) = threads.next() {
+            let _ = flusher.join();
+        }
         self.shared.stop.store(true, Ordering::Release);
         self.shared.changed.notify_all();
-        for thread in self.threads.drain(..) {
+        for thread in threads {
             let _ = thread.join();
         }
     }
