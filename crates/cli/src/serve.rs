@@ -164,7 +164,8 @@ pub async fn add_services(
     state = state
         .with_sql_timeout(Duration::from_secs(settings.sql_statement_timeout_secs))
         .with_metrics(|registry| collector_metrics.register(registry))
-        .with_known_at(known_at);
+        .with_known_at(known_at)
+        .with_backtests(backtests(log, &name, view.definition()?));
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
     let shutdown = services.shutdown.clone();
@@ -172,6 +173,56 @@ pub async fn add_services(
         log, store, view, status, publisher, shutdown,
     ));
     Ok(())
+}
+
+/// Backtests over HTTP (`/v1/backtests`): the candidate folded in memory to the log's head,
+/// then the live definition to the same position, compared, as `baton replay --funnel FILE
+/// --no-keep` does beside a running `serve`; on a blocking thread, so the folds never hold up
+/// the server's work.
+fn backtests(
+    log: &AnyLog,
+    view: &str,
+    live: baton_core::FunnelDefinition,
+) -> Arc<baton_query::backtest::Backtests> {
+    let (log, view) = (log.clone(), view.to_owned());
+    let run: baton_query::backtest::RunBacktest = Arc::new(move |candidate, progress| {
+        let (log, view, live) = (log.clone(), view.clone(), live.clone());
+        Box::pin(async move {
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                runtime.block_on(async {
+                    let head = baton_log::EventLog::stat(&log)
+                        .await
+                        .map_err(|error| error.to_string())?
+                        .head;
+                    let fold = |definition, phase| {
+                        let (log, progress) = (&log, &progress);
+                        async move {
+                            progress.phase(phase, head.get());
+                            baton_projector::fold_log_to(log, definition, head, |reached, _| {
+                                progress.reached(reached.get())
+                            })
+                            .await
+                            .map_err(|error| format!("folding {}: {error}", log.describe()))
+                        }
+                    };
+                    let candidate = fold(candidate, "candidate").await?;
+                    let live = fold(live, "live").await?;
+                    let at = candidate.position;
+                    let comparison = baton_core::compare(&live.projection, &candidate.projection);
+                    Ok(baton_query::comparison::comparison_json(
+                        &comparison,
+                        (view.as_str(), at),
+                        (crate::view::UNKEPT_CANDIDATE, at),
+                        at,
+                    ))
+                })
+            })
+            .await
+            .map_err(|error| format!("the backtest stopped: {error}"))?
+        })
+    });
+    Arc::new(baton_query::backtest::Backtests::new(run))
 }
 
 /// The views as known at a time (`as_known_at` on the query routes): the live definition

@@ -378,6 +378,9 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a candidate folded in memory and not kept is called in a comparison.
+pub(crate) const UNKEPT_CANDIDATE: &str = "candidate (not kept)";
+
 /// `replay --no-keep`: the candidate folded in memory to `bound`, compared with the live
 /// definition over the same events, shown; nothing is stored.
 async fn replay_unkept(
@@ -408,7 +411,7 @@ async fn replay_unkept(
     let live_name = store.live()?.unwrap_or_default();
     let sides = (
         (live_name.as_str(), folded.position),
-        ("candidate (not kept)", folded.position),
+        (UNKEPT_CANDIDATE, folded.position),
     );
     print_comparison(&comparison, sides.0, sides.1, outcomes_at, json);
     if !json {

@@ -1882,3 +1882,124 @@ fn ingest_in_two_halves(dir: &Path, accounts: &str) -> (String, u64) {
     assert!(baton(dir, &["ingest", "rest.ndjson"]).status.success());
     (at, stored_first)
 }
+
+/// Issue 30: a backtest started and followed over HTTP beside a running `baton serve` answers
+/// the comparison `baton replay --funnel FILE --no-keep --json` prints beside it; a definition
+/// that does not validate is refused naming what is wrong, and an unknown backtest is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "5", "60", "history.ndjson");
+    assert!(
+        baton(dir.path(), &["ingest", "history.ndjson"])
+            .status
+            .success()
+    );
+    let candidate = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../core/tests/fixtures/more_stages.toml"
+    ))
+    .expect("the fixture");
+    std::fs::write(dir.path().join("candidate.toml"), &candidate).expect("write");
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "http = \"127.0.0.1:0\"\nsql = \"off\"\npublish_every_ms = 200\n",
+    )
+    .expect("config");
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", served.addr);
+
+    let response = client
+        .post(format!("{base}/v1/backtests"))
+        .header("content-type", "application/toml")
+        .body(candidate.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    let location = response
+        .headers()
+        .get("location")
+        .expect("a location")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let started = body_json(response).await;
+    assert_eq!(started["href"], location.as_str(), "{started}");
+    assert_eq!(started["state"], "running", "{started}");
+    assert!(started["progress"]["until"].is_u64(), "{started}");
+
+    // Followed until it ends (a small log: well within the deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done = loop {
+        let answer = body_json(
+            client
+                .get(format!("{base}{location}"))
+                .send()
+                .await
+                .expect("get"),
+        )
+        .await;
+        if answer["state"] != "running" {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    let printed = json_ok(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--no-keep",
+            "--json",
+        ],
+    );
+    assert_eq!(done["comparison"], printed);
+    assert_eq!(printed["candidate"]["summary"]["definition"], "more-stages");
+    assert_eq!(printed["live"]["summary"]["definition"], "b2b-default");
+
+    let listed = body_json(
+        client
+            .get(format!("{base}/v1/backtests"))
+            .send()
+            .await
+            .expect("list"),
+    )
+    .await;
+    assert_eq!(listed["backtests"][0]["id"], started["id"], "{listed}");
+    assert!(listed["backtests"][0].get("comparison").is_none());
+
+    let refused = client
+        .post(format!("{base}/v1/backtests"))
+        .body("name = \"broken\"\n[[stages]]\nname = 42\n")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status().as_u16(), 422);
+    let refused = body_json(refused).await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid funnel definition")
+                && e.contains("the request body:1: unknown field `name`")),
+        "{refused}"
+    );
+    let missing = client
+        .get(format!("{base}/v1/backtests/999"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status().as_u16(), 404);
+}
+
+async fn body_json(response: reqwest::Response) -> Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"))
+}

@@ -786,7 +786,13 @@ impl IdStore {
             stop: AtomicBool::new(false),
         });
         if opened.from_runs == 0 && opened.runs == 0 {
-            write_manifest(dir, &set, next_seq)?;
+            // Starting empty: a manifest left here (foreign, damaged, or naming the runs just
+            // deleted) must not be read again. Removing it needs no sync: if a crash brings it
+            // back, the runs it names are gone and the next open starts empty again.
+            match std::fs::remove_file(dir.join(MANIFEST)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
         }
         let (to_flusher, from_appender) = mpsc::channel();
         let threads = vec![

@@ -44,6 +44,9 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest SQL text `POST /v1/sql` accepts.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
 
+/// The largest funnel definition `POST /v1/backtests` accepts.
+pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
+
 /// What the query routes read.
 #[derive(Clone, Debug)]
 pub struct QueryState {
@@ -68,6 +71,8 @@ pub struct QueryState {
     dashboards: Arc<dashboard::Built>,
     /// The views as known at a time (`as_known_at`), when the process can fold the log.
     known_at: Option<Arc<crate::KnownAt>>,
+    /// Backtests (`/v1/backtests`), when the process can fold the log.
+    backtests: Option<Arc<crate::backtest::Backtests>>,
 }
 
 /// Counters for `/metrics`.
@@ -113,7 +118,14 @@ impl QueryState {
             sql: Arc::default(),
             dashboards: Arc::default(),
             known_at: None,
+            backtests: None,
         }
+    }
+
+    /// Serves `/v1/backtests` with these runs.
+    pub fn with_backtests(mut self, backtests: Arc<crate::backtest::Backtests>) -> QueryState {
+        self.backtests = Some(backtests);
+        self
     }
 
     /// Serves `as_known_at` on every route that reads the views, from these folds.
@@ -170,7 +182,6 @@ impl ApiError {
         }
     }
 
-    #[cfg(feature = "sql")]
     fn with(mut self, field: &str, value: impl Into<serde_json::Value>) -> ApiError {
         self.more.insert(field.to_owned(), value.into());
         self
@@ -208,6 +219,13 @@ pub fn router(state: QueryState) -> Router {
             "/v1/sql",
             post(sql).layer(DefaultBodyLimit::max(MAX_SQL_BYTES)),
         )
+        .route(
+            "/v1/backtests",
+            get(list_backtests)
+                .post(start_backtest)
+                .layer(DefaultBodyLimit::max(MAX_DEFINITION_BYTES)),
+        )
+        .route("/v1/backtests/{id}", get(backtest))
         .route("/openapi.json", get(openapi))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -244,6 +262,69 @@ pub fn router(state: QueryState) -> Router {
         .merge(reads)
         .merge(probes)
         .with_state(state)
+}
+
+fn backtests_of(state: &QueryState) -> Result<&Arc<crate::backtest::Backtests>, ApiError> {
+    state.backtests.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "backtests run in `baton serve`, the process that owns the log",
+        )
+    })
+}
+
+/// `POST /v1/backtests`: starts a backtest of the definition in the body (TOML).
+async fn start_backtest(
+    State(state): State<QueryState>,
+    body: String,
+) -> Result<Response, ApiError> {
+    let backtests = backtests_of(&state)?;
+    match backtests.start("the request body", &body) {
+        Ok(answer) => {
+            let href = answer["href"].as_str().unwrap_or_default().to_owned();
+            let mut response = (StatusCode::ACCEPTED, Json(answer)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&href) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            Ok(response)
+        }
+        Err(crate::backtest::StartError::Invalid(message)) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message))
+        }
+        Err(crate::backtest::StartError::Busy(running)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "a backtest is already running (one at a time: each reads the whole log); follow it, and start this one when it is done",
+        )
+        .with("running", running)),
+    }
+}
+
+/// `GET /v1/backtests`: the kept backtests, newest first.
+async fn list_backtests(State(state): State<QueryState>) -> Result<Response, ApiError> {
+    let backtests = backtests_of(&state)?;
+    Ok(Json(serde_json::json!({"backtests": backtests.list()})).into_response())
+}
+
+/// `GET /v1/backtests/{id}`: one backtest, with its comparison once done.
+async fn backtest(
+    State(state): State<QueryState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let backtests = backtests_of(&state)?;
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no backtest {id:?} (ids are numbers; the last {} finished are kept)",
+                crate::backtest::KEEP
+            ),
+        )
+    };
+    let id: u64 = id.parse().map_err(|_| missing())?;
+    backtests
+        .get(id)
+        .map(|answer| Json(answer).into_response())
+        .ok_or_else(missing)
 }
 
 /// Counts every answer of the read API, and every 4xx or 5xx one as an error.

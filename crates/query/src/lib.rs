@@ -5,6 +5,7 @@
 //! projector's commits.
 
 mod attribution;
+pub mod backtest;
 mod catalog;
 pub mod comparison;
 mod customer;

@@ -99,6 +99,26 @@ pub fn document() -> serde_json::Value {
                 "parameters": [{"name": "candidate", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "{live, candidate, stages, mql_both, mql_only_live, mql_only_candidate, sla_load, outcomes_at}"}, "401": error, "404": error}
             }},
+            "/v1/backtests": {
+                "post": {
+                    "summary": "Starts a backtest: the funnel definition in the body (TOML, as `baton replay --funnel FILE` reads it) folded in memory to the log's head, then the live definition to the same position, compared. Nothing is stored. One runs at a time.",
+                    "requestBody": {"required": true, "content": {"application/toml": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}}},
+                    "responses": {
+                        "202": {"description": "{id, href, definition, definition_hash, state: running, elapsed_seconds, progress: {phase, reached, until, fraction}}; Location: the backtest's href"},
+                        "401": error, "404": error, "409": {"description": "another backtest is running: {error, running}"}, "413": error,
+                        "422": {"description": "the definition is invalid: {error} naming each problem by line"}
+                    }
+                },
+                "get": {
+                    "summary": "The kept backtests (the running one and the last 16 finished), newest first, without their comparisons.",
+                    "responses": {"200": {"description": "{backtests: [...]}"}, "401": error, "404": error}
+                }
+            },
+            "/v1/backtests/{id}": {"get": {
+                "summary": "One backtest: running (phase, position reached, the position it folds to), done (with the comparison `baton replay --funnel FILE --no-keep --json` prints), or failed (why).",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "{id, href, definition, definition_hash, state, elapsed_seconds, progress | comparison | error}"}, "401": error, "404": error}
+            }},
             "/v1/people/{person}": {"get": {
                 "summary": "One person: scores and place, hand-offs, opportunities.",
                 "parameters": [{"name": "person", "in": "path", "required": true, "schema": {"type": "string"}}],
