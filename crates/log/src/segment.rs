@@ -20,7 +20,8 @@
 //! Durability: an append writes its blocks with one write at the end of the last segment and
 //! syncs the file before it returns; a new segment is created only between appends, and the
 //! directory is synced when one is. Only the last append can therefore be torn by a crash, and
-//! it was never acknowledged. Opening walks every block header (no payload is read) and checks
+//! it was never acknowledged. Opening walks every block header (no payload is read; a sealed
+//! segment's headers are read from its `.blocks` file instead, below) and checks
 //! the checksums of the last append only when it ends the file: when any of its blocks is
 //! incomplete or does not match its checksum, the whole append is cut off the file, and the
 //! bytes cut are kept beside the segment (`.seg.cut-{byte}`). Damage anywhere else is reported,
@@ -28,6 +29,15 @@
 //! segment too, when a finished append follows the damage), and a payload that does not match
 //! its checksum fails the read that reaches it, naming its positions. A header damaged inside
 //! the last append itself cannot be told from a tear; that append is cut, and kept aside.
+
+//!
+//! When a new segment starts, the one before is sealed: its blocks (position, count, offset,
+//! payload length) are written beside it in `{first position:020}.blocks`, so opening a long
+//! log reads one small file per sealed segment instead of every block header (at a hundred
+//! million events, 390,000 headers over 30 GB took half a minute on a cold page cache). A
+//! blocks file is trusted only when its checksum holds, it describes the segment's current
+//! length, and its blocks follow one another without gaps; otherwise the headers are walked as
+//! before (and the file written again). A block's checksum is still checked by every read.
 
 use crate::error::LogError;
 use crate::port::Position;
@@ -43,6 +53,9 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 const HEADER: usize = 28;
 const MAGIC: [u8; 4] = *b"BTNB";
 const ENDS_APPEND: u32 = 1;
+const BLOCKS_MAGIC: &[u8; 8] = b"BTSEGBL1";
+/// Bytes of one block in a `.blocks` file: first position, count, offset, payload length.
+const BLOCKS_ENTRY: usize = 24;
 /// Blocks looked up per visit of the directory, so a long read does not hold its lock.
 const BLOCKS_PER_LOOKUP: usize = 32;
 
@@ -221,6 +234,70 @@ fn segment_name(first: u64) -> String {
     format!("{first:020}.seg")
 }
 
+/// The `.blocks` file of a segment.
+fn blocks_path(segment: &Path) -> PathBuf {
+    segment.with_extension("blocks")
+}
+
+/// Writes a sealed segment's blocks beside it (through a temporary file and a rename; not
+/// synced: a lost or torn one only means walking the headers again).
+fn write_blocks_file(segment: &Path, length: u64, blocks: &[BlockRef]) -> std::io::Result<()> {
+    let mut body = Vec::with_capacity(24 + blocks.len() * BLOCKS_ENTRY + 4);
+    body.extend_from_slice(BLOCKS_MAGIC);
+    body.extend_from_slice(&length.to_le_bytes());
+    body.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
+    for block in blocks {
+        body.extend_from_slice(&block.first.to_le_bytes());
+        body.extend_from_slice(&block.count.to_le_bytes());
+        body.extend_from_slice(&block.offset.to_le_bytes());
+        body.extend_from_slice(&block.payload.to_le_bytes());
+    }
+    let sum = crc32fast::hash(&body);
+    body.extend_from_slice(&sum.to_le_bytes());
+    let temporary = segment.with_extension("blocks.tmp");
+    std::fs::write(&temporary, &body)?;
+    std::fs::rename(&temporary, blocks_path(segment))
+}
+
+/// A sealed segment's blocks from its `.blocks` file, when that file can be trusted: its
+/// checksum holds, it was written for a segment of `length` bytes starting at `first`, and
+/// its blocks tile the segment exactly.
+fn read_blocks_file(segment: &Path, number: u32, first: u64, length: u64) -> Option<Vec<BlockRef>> {
+    let bytes = std::fs::read(blocks_path(segment)).ok()?;
+    if bytes.len() < 28 || &bytes[..8] != BLOCKS_MAGIC {
+        return None;
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != sum
+        || read_u64(body, 8) != length
+        || body.len() != 24 + read_u64(body, 16) as usize * BLOCKS_ENTRY
+    {
+        return None;
+    }
+    let mut blocks = Vec::with_capacity((body.len() - 24) / BLOCKS_ENTRY);
+    let (mut next, mut offset) = (first, 0u64);
+    for entry in body[24..].chunks_exact(BLOCKS_ENTRY) {
+        let block = BlockRef {
+            first: read_u64(entry, 0),
+            count: read_u32(entry, 8),
+            file: number,
+            offset: read_u64(entry, 12),
+            payload: read_u32(entry, 20),
+        };
+        if block.first != next
+            || block.offset != offset
+            || block.count == 0
+            || block.count as usize > BLOCK_EVENTS
+        {
+            return None;
+        }
+        next = block.end();
+        offset += HEADER as u64 + u64::from(block.payload);
+        blocks.push(block);
+    }
+    (offset == length && !blocks.is_empty()).then_some(blocks)
+}
+
 /// The segments in `dir`, by first position.
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
     let entries = std::fs::read_dir(dir).map_err(|e| storage(dir, "cannot list segments", e))?;
@@ -334,7 +411,33 @@ impl Segments {
                 .open(&path)
                 .map_err(|e| storage(&path, "cannot open segment", e))?;
             let number = u32::try_from(directory.files.len()).expect("invariant: < 2^32 segments");
-            let scanned = scan_segment(&file, &path, number, first, index == last_index, access)?;
+            let sealed = index != last_index;
+            let from_file = if sealed {
+                let length = file
+                    .metadata()
+                    .map_err(|e| storage(&path, "cannot read segment metadata", e))?
+                    .len();
+                read_blocks_file(&path, number, first, length).map(|blocks| Scanned {
+                    next: blocks.last().map_or(first, BlockRef::end),
+                    end: length,
+                    blocks,
+                    cut: None,
+                })
+            } else {
+                None
+            };
+            let scanned = match from_file {
+                Some(scanned) => scanned,
+                None => {
+                    let scanned = scan_segment(&file, &path, number, first, !sealed, access)?;
+                    if sealed && access != Access::Read && !scanned.blocks.is_empty() {
+                        if let Err(error) = write_blocks_file(&path, scanned.end, &scanned.blocks) {
+                            tracing::warn!(segment = %path.display(), %error, "could not write the segment's blocks file");
+                        }
+                    }
+                    scanned
+                }
+            };
             next = scanned.next;
             end = scanned.end;
             cut = cut.or(scanned.cut);
@@ -383,6 +486,7 @@ impl Segments {
             tail.dirty = false;
         }
         if tail.end >= self.segment_bytes || self.files() == 0 {
+            self.seal_last(tail.end);
             self.start_segment(tail.next)?;
             tail.end = 0;
         }
@@ -456,6 +560,25 @@ impl Segments {
         match directory.files.last() {
             Some((path, _)) => storage(path, what, error),
             None => storage(&self.dir, what, error),
+        }
+    }
+
+    /// Writes the last segment's `.blocks` file, before a new segment starts after it.
+    fn seal_last(&self, length: u64) {
+        let directory = self.directory.read().expect("invariant: never poisoned");
+        let Some(number) = directory.files.len().checked_sub(1) else {
+            return;
+        };
+        let (path, _) = &directory.files[number];
+        let start = directory
+            .blocks
+            .partition_point(|block| (block.file as usize) < number);
+        let blocks = &directory.blocks[start..];
+        if blocks.is_empty() {
+            return;
+        }
+        if let Err(error) = write_blocks_file(path, length, blocks) {
+            tracing::warn!(segment = %path.display(), %error, "could not write the segment's blocks file");
         }
     }
 
@@ -858,6 +981,77 @@ mod tests {
         assert_eq!(
             read(&segments, next, next + 9),
             (next..next + 10).zip(frames(next, 10)).collect::<Vec<_>>()
+        );
+    }
+
+    /// Sealed segments open from their `.blocks` files; a damaged, stale or missing one is
+    /// walked instead (and written again), and the log reads back the same either way.
+    #[test]
+    fn sealed_segments_open_from_their_blocks_files_and_distrust_a_bad_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("segments");
+        let mut next = 1;
+        {
+            let segments = Segments::open_with(&path, 4096, Access::Write).expect("open");
+            for count in [300, 7, 520, 1, 900, 256] {
+                segments.append(&frames(next, count)).expect("append");
+                next += count;
+            }
+        }
+        let listed = list_segments(&path).expect("list");
+        let sealed = &listed[..listed.len() - 1];
+        assert!(sealed.len() > 2, "{} segments", listed.len());
+        for (_, segment) in sealed {
+            assert!(blocks_path(segment).is_file(), "{}", segment.display());
+        }
+        assert!(!blocks_path(&listed.last().expect("last").1).exists());
+        let expected: Vec<_> = (1..next).zip(frames(1, next - 1)).collect();
+        let reopened = |access| {
+            let segments = Segments::open_with(&path, 4096, access).expect("reopen");
+            assert_eq!(segments.head().get(), next - 1);
+            assert_eq!(read(&segments, 1, next - 1), expected);
+        };
+        reopened(Access::Write);
+
+        // A flipped byte, a file for another length, and a missing one.
+        let damaged = blocks_path(&sealed[0].1);
+        let mut bytes = std::fs::read(&damaged).expect("blocks");
+        bytes[30] ^= 1;
+        std::fs::write(&damaged, &bytes).expect("damage");
+        let (number, first) = (1, sealed[1].0);
+        let length = std::fs::metadata(&sealed[1].1).expect("segment").len();
+        let blocks = read_blocks_file(&sealed[1].1, number, first, length).expect("trusted");
+        write_blocks_file(&sealed[1].1, length + 28, &blocks).expect("stale");
+        assert!(read_blocks_file(&sealed[1].1, number, first, length).is_none());
+        assert!(read_blocks_file(&sealed[0].1, 0, 1, length).is_none());
+        std::fs::remove_file(blocks_path(&sealed[2].1)).expect("remove");
+        reopened(Access::Read);
+        reopened(Access::Write);
+        // The open to append wrote them again.
+        for (_, segment) in sealed {
+            let length = std::fs::metadata(segment).expect("segment").len();
+            assert!(
+                read_blocks_file(
+                    segment,
+                    0,
+                    listed.iter().find(|(_, p)| p == segment).expect("listed").0,
+                    length
+                )
+                .is_some(),
+                "{}",
+                segment.display()
+            );
+        }
+        // What the open used was the blocks file: a header a walk would refuse (its magic,
+        // which no checksum covers) does not stop it, and the frames read back whole.
+        let mut segment = std::fs::read(&sealed[1].1).expect("segment");
+        segment[0] ^= 0xff;
+        std::fs::write(&sealed[1].1, &segment).expect("damage the magic");
+        reopened(Access::Write);
+        std::fs::remove_file(blocks_path(&sealed[1].1)).expect("remove");
+        assert!(
+            Segments::open_with(&path, 4096, Access::Write).is_err(),
+            "a walk refuses it"
         );
     }
 
