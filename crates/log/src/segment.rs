@@ -430,10 +430,12 @@ impl Segments {
                 Some(scanned) => scanned,
                 None => {
                     let scanned = scan_segment(&file, &path, number, first, !sealed, access)?;
-                    if sealed && access != Access::Read && !scanned.blocks.is_empty() {
-                        if let Err(error) = write_blocks_file(&path, scanned.end, &scanned.blocks) {
-                            tracing::warn!(segment = %path.display(), %error, "could not write the segment's blocks file");
-                        }
+                    if sealed
+                        && access != Access::Read
+                        && !scanned.blocks.is_empty()
+                        && let Err(error) = write_blocks_file(&path, scanned.end, &scanned.blocks)
+                    {
+                        tracing::warn!(segment = %path.display(), %error, "could not write the segment's blocks file");
                     }
                     scanned
                 }
