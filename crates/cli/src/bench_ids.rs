@@ -249,9 +249,10 @@ pub async fn run(args: IdsArgs) -> anyhow::Result<ExitCode> {
         );
         // Start-up: from opening the log to its first accepted append.
         drop(log);
+        let first: Vec<Event> = history.by_ref().take(1).collect();
         let started = Instant::now();
         log = EmbeddedLog::open(open_config(&path)).await?;
-        let first: Vec<Event> = history.by_ref().take(1).collect();
+        let open_ms = started.elapsed().as_secs_f64() * 1000.0;
         let outcome = log.append(first).await?;
         let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
         anyhow::ensure!(
@@ -272,6 +273,7 @@ pub async fn run(args: IdsArgs) -> anyhow::Result<ExitCode> {
             "retried": retries,
             "retried_old": old,
             "tail_eps": tail_eps.round(),
+            "open_ms": round2(open_ms),
             "ready_ms": round2(ready_ms),
             "filter_bytes_after_reopen": after.filter_bytes,
         });
