@@ -126,9 +126,15 @@ fn ingest_on_jetstream() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().expect("dir");
     ingest_round_trip(dir.path(), &["--nats", server.url()]);
+    let data = dir.path().join("baton-data");
     assert!(
-        !dir.path().join("baton-data").exists(),
+        !data.join("segments").exists(),
         "JetStream runs write no local log"
+    );
+    // Only the writer's id index, kept across runs (issue 32).
+    assert!(
+        data.join("jetstream-ids/BATON/0/manifest").is_file(),
+        "the writer's id index is on disk"
     );
 }
 

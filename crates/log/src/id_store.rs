@@ -950,8 +950,13 @@ impl IdStore {
         if let Some(flusher) = threads.next() {
             let _ = flusher.join();
         }
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.changed.notify_all();
+        {
+            // Under the lock: the merger checks `stop` holding it and then waits, so a wake-up
+            // sent between its check and its wait would be lost (and this join would hang).
+            let _state = self.shared.lock();
+            self.shared.stop.store(true, Ordering::Release);
+            self.shared.changed.notify_all();
+        }
         for thread in threads {
             let _ = thread.join();
         }
@@ -1069,6 +1074,20 @@ mod tests {
         let memory = ids.memory();
         assert_eq!(memory.in_runs, 5_000);
         assert!(memory.runs <= 8, "{memory:?}");
+    }
+
+    /// Closing never waits for ever: the merger is told to stop while it checks whether to
+    /// (a wake-up sent between its check and its wait was lost once, and a close hung).
+    #[test]
+    fn opening_and_closing_in_quick_succession_never_hangs() {
+        let dir = tempfile::tempdir().expect("dir");
+        for n in 0..1_500 {
+            let mut ids = store(dir.path(), 2);
+            fill(&mut ids, n * 3, n * 3 + 3);
+        }
+        let ids = store(dir.path(), 2);
+        assert_eq!(ids.get(id(0)).expect("get"), Some(Position::new(1)));
+        assert_eq!(ids.get(id(4_499)).expect("get"), Some(Position::new(4_500)));
     }
 
     /// A false positive of a filter is settled by the run: the id is new.
