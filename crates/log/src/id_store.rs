@@ -351,8 +351,10 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Fewer ids than announced are fine (a merge drops an id that two runs held); the header
+    /// is corrected, the filter stays sized for the announced count.
     fn finish(mut self) -> std::io::Result<Run> {
-        if self.written != self.expected {
+        if self.written > self.expected || self.written == 0 {
             return Err(std::io::Error::other(format!(
                 "invariant: a run of {} ids got {}",
                 self.expected, self.written
@@ -382,6 +384,7 @@ impl RunWriter {
         footer[40..48].copy_from_slice(RUN_MAGIC);
         self.out.write_all(&footer)?;
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.write_all_at(&self.written.to_le_bytes(), 8)?;
         file.sync_all()?;
         let path = run_path(&self.dir, self.seq);
         std::fs::rename(&self.temporary, &path)?;
@@ -405,6 +408,8 @@ struct RunSet {
     covered: u64,
     /// The id at `covered`.
     anchor: u128,
+    /// The number of the last frozen map whose run is among `runs` (this process's count).
+    flushed: u64,
 }
 
 /// What the manifest says.
@@ -483,6 +488,10 @@ fn write_manifest(dir: &Path, set: &RunSet, next_seq: u64) -> std::io::Result<()
 /// Ids frozen out of the recent map, waiting for their run.
 struct Frozen {
     ids: Recent,
+    /// Its place in the order of freezing, counted from 1 in this process: a lookup asks it
+    /// until its run is in place. (Not `covered`, which two maps can share: a JetStream writer
+    /// records other writers' ids without its position moving.)
+    number: u64,
     /// Every id at a position up to here is in the runs once this one's run is.
     covered: u64,
     anchor: u128,
@@ -562,6 +571,7 @@ fn flusher(shared: Arc<Shared>, frozen: mpsc::Receiver<Arc<Frozen>>) {
                     runs,
                     covered: table.covered,
                     anchor: table.anchor,
+                    flushed: table.number,
                 }
             })
         })();
@@ -666,14 +676,19 @@ fn merge(shared: &Shared, inputs: &[Arc<Run>]) -> std::io::Result<Option<Run>> {
         .map(RunEntries::next)
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut written: u64 = 0;
-    while let Some((at, (id, position))) = heads
-        .iter()
-        .enumerate()
-        .filter_map(|(at, head)| head.map(|head| (at, head)))
-        .min_by_key(|(_, (id, _))| *id)
-    {
+    // The same id may be in two runs: a JetStream writer records an id another writer
+    // stored, and may meet it again catching up. It is written once, at its first position.
+    while let Some((id, _)) = heads.iter().flatten().min_by_key(|(id, _)| *id).copied() {
+        let mut position = u64::MAX;
+        for (head, reader) in heads.iter_mut().zip(readers.iter_mut()) {
+            while let Some((at_id, at_position)) = *head
+                && at_id == id
+            {
+                position = position.min(at_position);
+                *head = reader.next()?;
+            }
+        }
         writer.push(id, position)?;
-        heads[at] = readers[at].next()?;
         written += 1;
         if total > CLOSE_FINISHES_MERGES_UP_TO
             && written.is_multiple_of(1 << 16)
@@ -701,6 +716,8 @@ pub(crate) struct IdStore {
     recent_limit: usize,
     /// Newest last.
     frozen: Vec<Arc<Frozen>>,
+    /// Maps frozen so far.
+    frozen_count: u64,
     /// A position up to which every id is in the store, and the id there (see
     /// [`IdStore::mark_covered`]).
     last: (u64, u128),
@@ -752,6 +769,7 @@ impl IdStore {
                     runs,
                     covered: manifest.covered,
                     anchor: manifest.anchor,
+                    flushed: 0,
                 },
                 manifest.next_seq,
             ),
@@ -817,6 +835,7 @@ impl IdStore {
                 recent: Recent::default(),
                 recent_limit: recent_limit.max(1),
                 frozen: Vec::new(),
+                frozen_count: 0,
                 last,
                 to_flusher: Some(to_flusher),
                 threads,
@@ -871,8 +890,8 @@ impl IdStore {
         }
         if !Arc::ptr_eq(&self.set, &state.set) {
             self.set = state.set.clone();
-            let covered = self.set.covered;
-            self.frozen.retain(|table| table.covered > covered);
+            let flushed = self.set.flushed;
+            self.frozen.retain(|table| table.number > flushed);
         }
         Ok(())
     }
@@ -889,8 +908,8 @@ impl IdStore {
             if let Some(failed) = &state.failed {
                 return Err(format!("the id index: {failed}"));
             }
-            let covered = state.set.covered;
-            let behind = self.frozen.iter().filter(|t| t.covered > covered).count();
+            let flushed = state.set.flushed;
+            let behind = self.frozen.iter().filter(|t| t.number > flushed).count();
             if behind <= MAX_FROZEN {
                 break;
             }
@@ -908,8 +927,10 @@ impl IdStore {
         if self.recent.is_empty() {
             return;
         }
+        self.frozen_count += 1;
         let table = Arc::new(Frozen {
             ids: std::mem::take(&mut self.recent),
+            number: self.frozen_count,
             covered: self.last.0,
             anchor: self.last.1,
         });
@@ -965,10 +986,13 @@ impl IdStore {
 
 #[cfg(test)]
 impl IdStore {
-    /// Waits until the merger has nothing left to merge.
+    /// Waits until every frozen map is in a run and the merger has nothing left to merge.
     fn wait_for_merges(&mut self) {
         let mut state = self.shared.lock();
-        while state.flushed && to_merge(&state.set.runs).is_some() && state.failed.is_none() {
+        while state.failed.is_none()
+            && (state.set.flushed < self.frozen_count
+                || (state.flushed && to_merge(&state.set.runs).is_some()))
+        {
             state = self.shared.changed.wait(state).expect("lock");
         }
         drop(state);
@@ -1088,6 +1112,29 @@ mod tests {
         let ids = store(dir.path(), 2);
         assert_eq!(ids.get(id(0)).expect("get"), Some(Position::new(1)));
         assert_eq!(ids.get(id(4_499)).expect("get"), Some(Position::new(4_500)));
+    }
+
+    /// A JetStream writer may record an id that is already in a run (one another writer
+    /// stored, met again while catching up): merging keeps it once, at its first position.
+    #[test]
+    fn an_id_in_two_runs_is_merged_into_one_entry() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut ids = store(dir.path(), 1);
+        for (n, position) in [(0, 1), (1, 2), (0, 1), (2, 3), (1, 2)] {
+            ids.refresh().expect("refresh");
+            ids.insert(id(n), Position::new(position));
+            ids.mark_covered(Position::new(position), id(n));
+            ids.settle().expect("settle");
+        }
+        ids.wait_for_merges();
+        let memory = ids.memory();
+        assert_eq!((memory.runs, memory.in_runs), (1, 3), "{memory:?}");
+        for (n, position) in [(0, 1), (1, 2), (2, 3)] {
+            assert_eq!(ids.get(id(n)).expect("get"), Some(Position::new(position)));
+        }
+        drop(ids);
+        let ids = store(dir.path(), 1);
+        assert_eq!(ids.get(id(1)).expect("get"), Some(Position::new(2)));
     }
 
     /// A false positive of a filter is settled by the run: the id is new.

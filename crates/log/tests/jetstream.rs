@@ -133,13 +133,34 @@ async fn a_stream_with_retention_limits_is_refused() {
     .await;
 }
 
+/// A writer's config: its id index in memory, or on disk in `ids` keeping three recent ids
+/// (so ids are looked up in runs), as `serve --nats` keeps it.
+fn writer_config(url: &str, ids: Option<&std::path::Path>) -> JetStreamConfig {
+    let mut config = JetStreamConfig::new(url);
+    if let Some(dir) = ids {
+        config.ids_dir = Some(dir.to_owned());
+        config.recent_ids = 3;
+    }
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_never_store_an_id_twice() {
+    two_writers_race(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_with_their_index_on_disk_never_store_an_id_twice() {
+    let ids = tempfile::tempdir().expect("ids");
+    two_writers_race(Some(ids.path())).await;
+}
+
+async fn two_writers_race(ids: Option<&std::path::Path>) {
     let server = NatsServer::start();
-    let a = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+    let a = JetStreamLog::connect(writer_config(server.url(), ids))
         .await
         .expect("a");
-    let b = JetStreamLog::connect(JetStreamConfig::new(server.url()))
+    let b = JetStreamLog::connect(writer_config(server.url(), ids))
         .await
         .expect("b");
     let batch = events("two-writers", 500);
@@ -164,8 +185,18 @@ async fn two_writers_never_store_an_id_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_running_writer_catches_up_on_what_others_wrote() {
+    long_running_writer_catches_up(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_writer_with_its_index_on_disk_catches_up_on_what_others_wrote() {
+    let ids = tempfile::tempdir().expect("ids");
+    long_running_writer_catches_up(Some(ids.path())).await;
+}
+
+async fn long_running_writer_catches_up(ids: Option<&std::path::Path>) {
     let server = NatsServer::start();
-    let mut config = JetStreamConfig::new(server.url());
+    let mut config = writer_config(server.url(), ids);
     config.duplicate_window = Duration::from_secs(1);
     let long_running = JetStreamLog::connect(config.clone())
         .await
