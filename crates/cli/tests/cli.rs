@@ -1997,6 +1997,13 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
                 && e.contains("the request body:1: unknown field `name`")),
         "{refused}"
     );
+    let huge = client
+        .post(format!("{base}/v1/backtests"))
+        .body("#".repeat(300 * 1024))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(huge.status().as_u16(), 413);
     let missing = client
         .get(format!("{base}/v1/backtests/999"))
         .send()

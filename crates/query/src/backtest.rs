@@ -218,3 +218,60 @@ impl Backtests {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One backtest at a time: a second start while one runs is refused naming the running
+    /// one, and is taken once it is done; the answer carries the run's comparison.
+    #[tokio::test]
+    async fn a_second_start_while_one_runs_is_refused_naming_it() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let gate = release.clone();
+        let run: RunBacktest = Arc::new(move |definition, progress| {
+            let gate = gate.clone();
+            Box::pin(async move {
+                progress.phase("candidate", 10);
+                progress.reached(4);
+                gate.notified().await;
+                Ok(json!({"candidate": definition.name()}))
+            })
+        });
+        let backtests = Arc::new(Backtests::new(run));
+        let text = baton_core::DEFAULT_FUNNEL_TOML;
+        let first = backtests.start("first.toml", text).expect("started");
+        assert_eq!(first["state"], "running");
+        let id = first["id"].as_u64().expect("id");
+        match backtests.start("second.toml", text) {
+            Err(StartError::Busy(running)) => assert_eq!(running["id"], id),
+            other => panic!("{other:?}"),
+        }
+        match backtests.start("bad.toml", "[funnel]\nname = 1\n") {
+            Err(StartError::Invalid(message)) => {
+                assert!(message.contains("bad.toml:2"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Progress while it runs.
+        let running = loop {
+            let answer = backtests.get(id).expect("kept");
+            if answer["progress"]["until"] == 10 {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        assert_eq!(running["progress"]["reached"], 4, "{running}");
+        release.notify_one();
+        let done = loop {
+            let answer = backtests.get(id).expect("kept");
+            if answer["state"] != "running" {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        assert_eq!(done["state"], "done");
+        assert!(done["comparison"]["candidate"].is_string(), "{done}");
+        assert!(backtests.start("again.toml", text).is_ok());
+    }
+}
