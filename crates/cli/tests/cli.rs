@@ -765,6 +765,47 @@ fn replay_sets_stages_side_by_side_by_name() {
         2,
         "without it, the candidate is kept"
     );
+    // Kept whole after an in-memory fold, or built through the persistent projector with
+    // --on-disk: the same comparison, and both views read back from their stores to it.
+    let on_disk = json_ok(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--name",
+            "more-disk",
+            "--on-disk",
+            "--json",
+        ],
+    );
+    assert_eq!(on_disk["stages"], report["stages"]);
+    assert_eq!(
+        on_disk["candidate"]["summary"],
+        report["candidate"]["summary"]
+    );
+    let reread = json_ok(dir.path(), &["compare", "more", "--json"]);
+    let reread_disk = json_ok(dir.path(), &["compare", "more-disk", "--json"]);
+    assert_eq!(reread["stages"], report["stages"]);
+    assert_eq!(
+        reread["candidate"]["summary"],
+        report["candidate"]["summary"]
+    );
+    assert_eq!(
+        reread_disk["candidate"]["summary"],
+        report["candidate"]["summary"]
+    );
+    let listed = views(dir.path());
+    assert!(
+        listed
+            .iter()
+            .filter(|line| line.contains("built to position"))
+            .count()
+            == 2,
+        "both candidates complete to their bound: {listed:?}"
+    );
+    let output = baton(dir.path(), &["drop", "more-disk"]);
+    assert!(output.status.success());
     let stage_of = |side: &str, name: &str| -> Value {
         report[side]["summary"]["stages"]
             .as_array()

@@ -61,7 +61,7 @@ pub use view::rows::{PersonRow, PersonRows};
 pub use view::sales::{OpportunityRow, PipelineRow, SalesView, SlaOwnerRow};
 pub use view::shared::{CohortRow, HandoffRow, SharedView};
 pub use view::state::{
-    FactFile, MemoryFactFile, STATE_VERSION, StateEntry, StateError, gathered_entry,
+    FactFile, Keeping, MemoryFactFile, STATE_VERSION, StateEntry, StateError, gathered_entry,
 };
 pub use view::{
     AccountRevenue, FollowUpSummary, FunnelProjection, FunnelSummary, Outcomes, PersonOutcome,

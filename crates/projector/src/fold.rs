@@ -32,6 +32,8 @@ enum Take {
     Skip,
     /// Leave it out of the fold and hand it back (a restatement's later events).
     Keep,
+    /// Stop before it: the fold ends at the event before.
+    Stop,
 }
 
 /// Reads the log to `until` (or its head), folding into a projection under `definition` the
@@ -57,12 +59,13 @@ async fn fold_where<L: EventLog>(
             if record.position > last {
                 break;
             }
-            reached = record.position;
             match take(&record.event) {
                 Take::Apply => projection.apply(&record.event),
                 Take::Skip => skipped += 1,
                 Take::Keep => kept.push(record.event),
+                Take::Stop => break,
             }
+            reached = record.position;
             if reached.get().is_multiple_of(16_384) {
                 progress(reached, last);
             }
@@ -118,6 +121,27 @@ pub async fn fold_log_between<L: EventLog>(
     let (folded, later, _) =
         fold_where(log, definition, Position::new(u64::MAX), take, |_, _| ()).await?;
     Ok((folded, later))
+}
+
+/// [`fold_log`] up to the first event recorded (appended, by its `recorded_at`) after `at`:
+/// what a view built to a time holds (a replay's `--as-known-at`, the persistent projector's
+/// `Bound::RecordedBy`), at the position of the last event before it.
+pub async fn fold_log_recorded_by<L: EventLog>(
+    log: &L,
+    definition: FunnelDefinition,
+    at: baton_core::Timestamp,
+    progress: impl FnMut(Position, Position),
+) -> Result<Folded, ProjectError> {
+    let take = |event: &baton_core::Event| {
+        if event.recorded_at <= at {
+            Take::Apply
+        } else {
+            Take::Stop
+        }
+    };
+    let (folded, _, _) =
+        fold_where(log, definition, Position::new(u64::MAX), take, progress).await?;
+    Ok(folded)
 }
 
 /// [`fold_log`] up to `until` (or the head, when that comes first): the log as it stood at a

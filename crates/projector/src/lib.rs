@@ -13,7 +13,9 @@ mod runner;
 mod store;
 
 pub use baton_log::Position;
-pub use fold::{Folded, fold_log, fold_log_between, fold_log_known_at, fold_log_to};
+pub use fold::{
+    Folded, fold_log, fold_log_between, fold_log_known_at, fold_log_recorded_by, fold_log_to,
+};
 pub use runner::{
     COMMIT_ENTRIES, FaultSide, OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run,
 };

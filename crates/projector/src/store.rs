@@ -251,6 +251,19 @@ impl ViewStore {
         definition_file: &str,
         bound: Option<Bound>,
     ) -> Result<View, StoreError> {
+        let view = self.begin_view(name, definition_file, bound)?;
+        view.finish_creation(definition, definition_text, None)?;
+        Ok(view)
+    }
+
+    /// A new view's database with its metadata but not its definition yet: until
+    /// [`View::finish_creation`] writes that, a crash leaves a view `open_view` removes.
+    fn begin_view(
+        &self,
+        name: &str,
+        definition_file: &str,
+        bound: Option<Bound>,
+    ) -> Result<View, StoreError> {
         if !valid_view_name(name) {
             return Err(StoreError::BadName {
                 name: name.to_owned(),
@@ -271,25 +284,57 @@ impl ViewStore {
             }
         }
         let view = View::open(name, &dir)?;
-        // One atomic batch: a view has all of its metadata or none (a crash in between leaves
-        // a database without a definition, which `open_view` removes).
         let mut batch = sled::Batch::default();
         batch.insert(META_DEFINITION_FILE, definition_file.as_bytes());
         batch.insert(META_STATE_VERSION, &STATE_VERSION.to_le_bytes());
         if let Some(bound) = bound {
             batch.insert(META_BOUND, bound.encode());
         }
-        batch.insert(META_DEFINITION, definition_text.as_bytes());
-        let result = view
-            .db
+        view.db
             .apply_batch(batch)
-            .and_then(|()| view.db.flush().map(|_| ()));
-        result
             .map_err(|error| storage(&dir, format!("cannot write the view's metadata: {error}")))?;
-        // Parsing again checks that what was stored reads back as the same definition.
-        let stored = view.definition()?;
-        debug_assert_eq!(stored.hash(), definition.hash());
-        view.keep_definition_copy()?;
+        Ok(view)
+    }
+
+    /// Stores `projection`, folded in memory up to `position` under `definition` (a backtest's
+    /// candidate), whole as a new view built to `bound`, without folding the log again: its
+    /// entries go in batches of at most [`crate::runner::COMMIT_ENTRIES`], its facts to the
+    /// view's fact file, and the view exists (complete, to promote) only once all of it is
+    /// written: a crash or a stop part-way leaves a view that the next `open_view` removes.
+    /// `progress` gets (entries written, entries in all) after each batch, and stops the
+    /// keeping when it breaks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn keep_view(
+        &self,
+        name: &str,
+        definition_text: &str,
+        definition_file: &str,
+        bound: Bound,
+        projection: &mut FunnelProjection,
+        position: Position,
+        mut progress: impl FnMut(usize, usize) -> std::ops::ControlFlow<()>,
+    ) -> Result<View, StoreError> {
+        let view = self.begin_view(name, definition_file, Some(bound))?;
+        let state = |error| StoreError::State {
+            name: name.to_owned(),
+            error,
+        };
+        let mut keeping = projection
+            .start_keeping(view.facts.clone())
+            .map_err(state)?;
+        let total = keeping.len();
+        while projection.keep_more(&mut keeping, crate::runner::COMMIT_ENTRIES) {
+            view.commit(projection, None)?;
+            if progress(total - keeping.len(), total).is_break() {
+                return Err(storage(
+                    &view.dir,
+                    format!(
+                        "keeping view {name:?} was stopped part-way; it is removed when next opened"
+                    ),
+                ));
+            }
+        }
+        view.finish_creation(projection.definition(), definition_text, Some(position))?;
         Ok(view)
     }
 
@@ -440,6 +485,40 @@ impl View {
             state,
             facts: std::sync::Arc::new(facts),
         })
+    }
+
+    /// Ends a view's creation: its definition (and, for a view kept whole, its checkpoint and
+    /// completion) in one atomic batch, flushed; before it, the view does not exist.
+    fn finish_creation(
+        &self,
+        definition: &FunnelDefinition,
+        definition_text: &str,
+        kept_at: Option<Position>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(META_DEFINITION, definition_text.as_bytes());
+        if let Some(position) = kept_at {
+            batch.insert(META_COMPLETE, &[1u8]);
+            self.state
+                .insert(CHECKPOINT_KEY, &position.get().to_be_bytes())
+                .map_err(|error| {
+                    storage(&self.dir, format!("cannot write the checkpoint: {error}"))
+                })?;
+        }
+        // The state tree's checkpoint is flushed with the definition: sled flushes every tree.
+        self.db
+            .apply_batch(batch)
+            .and_then(|()| self.db.flush().map(|_| ()))
+            .map_err(|error| {
+                storage(
+                    &self.dir,
+                    format!("cannot write the view's metadata: {error}"),
+                )
+            })?;
+        // Parsing again checks that what was stored reads back as the same definition.
+        let stored = self.definition()?;
+        debug_assert_eq!(stored.hash(), definition.hash());
+        self.keep_definition_copy()
     }
 
     pub fn name(&self) -> &str {
@@ -691,6 +770,16 @@ impl View {
         projection: &mut FunnelProjection,
         checkpoint: Position,
     ) -> Result<(), StoreError> {
+        self.commit(projection, Some(checkpoint))
+    }
+
+    /// [`commit_changes`](Self::commit_changes), leaving the checkpoint as it is when `None`
+    /// (a view being kept whole gets its checkpoint with its definition, at the end).
+    fn commit(
+        &self,
+        projection: &mut FunnelProjection,
+        checkpoint: Option<Position>,
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let (mut entries, mut bytes) = (0usize, 0usize);
         projection
@@ -714,14 +803,16 @@ impl View {
             )
         })?;
         batch.insert(FACTS_LENGTH_KEY, &self.facts.len().to_be_bytes());
-        batch.insert(CHECKPOINT_KEY, &checkpoint.get().to_be_bytes());
+        if let Some(checkpoint) = checkpoint {
+            batch.insert(CHECKPOINT_KEY, &checkpoint.get().to_be_bytes());
+        }
         let started = std::time::Instant::now();
         self.state
             .apply_batch(batch)
             .map_err(|error| storage(&self.dir, format!("cannot commit state: {error}")))?;
         tracing::debug!(
             view = %self.name,
-            checkpoint = checkpoint.get(),
+            checkpoint = checkpoint.map(Position::get),
             entries,
             bytes,
             apply_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -535,3 +535,113 @@ fn a_view_whose_creation_was_cut_short_is_made_again() {
         Position::ZERO
     );
 }
+
+/// A candidate folded in memory and kept whole afterwards (`baton replay` without folding
+/// again) stores the bytes a persistent build of the same bound stores, reads back to the
+/// same summary, and is complete to its bound; one stopped part-way is no view at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_kept_whole_stores_what_a_persistent_build_stores() {
+    let (_dir, log, head, _views, store) = with_a_whole_run().await;
+    let definition = FunnelDefinition::default_funnel();
+    for stop in [head / 3, head] {
+        let bound = Bound::Position(Position::new(stop));
+        let built = format!("built-{stop}");
+        run_to(
+            &log,
+            new_view(&store, &built, Some(bound)),
+            Until::Bound(bound),
+            700,
+        )
+        .await;
+        let mut folded =
+            baton_projector::fold_log_to(&log, definition.clone(), Position::new(stop), |_, _| ())
+                .await
+                .expect("fold");
+        let summary = folded.projection.summary();
+        let kept = format!("kept-{stop}");
+        let mut batches = 0;
+        let view = store
+            .keep_view(
+                &kept,
+                baton_core::DEFAULT_FUNNEL_TOML,
+                "default.toml",
+                bound,
+                &mut folded.projection,
+                folded.position,
+                |written, total| {
+                    batches += 1;
+                    assert!(written <= total);
+                    std::ops::ControlFlow::Continue(())
+                },
+            )
+            .expect("keep");
+        assert!(batches >= 1);
+        assert!(view.complete().expect("meta"));
+        assert_eq!(view.bound().expect("meta"), Some(bound));
+        assert_eq!(view.checkpoint().expect("checkpoint").get(), stop);
+        drop(view);
+        let (stored, kept_dump) = (dump(&store, &built), dump(&store, &kept));
+        assert!(stored.len() > 100, "the state has entries");
+        assert!(
+            fact_file(&store, &kept).len() > 0,
+            "the facts went to the fact file"
+        );
+        assert!(
+            stored == kept_dump,
+            "the kept view's bytes differ from the built one's"
+        );
+        let (restored, at) = store.open_view(&kept).expect("open").load().expect("load");
+        assert_eq!(at.get(), stop);
+        assert_eq!(restored.summary(), summary);
+    }
+
+    // Kept again under a taken name: refused, nothing written over.
+    let mut folded =
+        baton_projector::fold_log_to(&log, definition.clone(), Position::new(head), |_, _| ())
+            .await
+            .expect("fold");
+    let taken = store.keep_view(
+        &format!("kept-{head}"),
+        baton_core::DEFAULT_FUNNEL_TOML,
+        "default.toml",
+        Bound::Position(Position::new(head)),
+        &mut folded.projection,
+        folded.position,
+        |_, _| std::ops::ControlFlow::Continue(()),
+    );
+    assert!(matches!(taken, Err(StoreError::Exists { .. })), "{taken:?}");
+
+    // Stopped after its first batch: no view, and the name is free again.
+    let stopped = store.keep_view(
+        "stopped",
+        baton_core::DEFAULT_FUNNEL_TOML,
+        "default.toml",
+        Bound::Position(Position::new(head)),
+        &mut folded.projection,
+        folded.position,
+        |_, _| std::ops::ControlFlow::Break(()),
+    );
+    let error = stopped.expect_err("stopped part-way");
+    assert!(error.to_string().contains("stopped part-way"), "{error}");
+    assert!(matches!(
+        store.open_view("stopped"),
+        Err(StoreError::NoSuchView { .. })
+    ));
+    assert!(
+        !store
+            .names()
+            .expect("names")
+            .contains(&"stopped".to_owned())
+    );
+    // The projection tracked changes from the first keeping: it cannot be kept a second time.
+    let again = store.keep_view(
+        "again",
+        baton_core::DEFAULT_FUNNEL_TOML,
+        "default.toml",
+        Bound::Position(Position::new(head)),
+        &mut folded.projection,
+        folded.position,
+        |_, _| std::ops::ControlFlow::Continue(()),
+    );
+    assert!(again.is_err());
+}

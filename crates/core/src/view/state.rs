@@ -71,6 +71,10 @@ pub enum StateError {
     #[error("stored state entry {key:?}: could not be encoded: {reason}")]
     Encode { key: String, reason: String },
     #[error(
+        "the projection already stores its state in a view; only one folded in memory can be kept whole"
+    )]
+    AlreadyStored,
+    #[error(
         "the fact file: cannot {action} the facts of {holder:?} ({bytes} bytes at offset {offset}): {reason}"
     )]
     FactFile {
@@ -259,6 +263,44 @@ impl Unsaved {
         if !set.contains(id) {
             set.insert(id.to_owned());
         }
+    }
+}
+
+/// The entries of a projection folded in memory still to be handed to a store
+/// ([`FunnelProjection::start_keeping`]).
+#[derive(Debug, Default)]
+pub struct Keeping {
+    people: Vec<String>,
+    visitors: Vec<String>,
+    visitors_of: Vec<String>,
+    merged: Vec<String>,
+    accounts: Vec<String>,
+    ledgers: Vec<String>,
+    retracted: Vec<EventId>,
+    retractions: Vec<EventId>,
+    corrections: Vec<EventId>,
+    wins: Vec<EventId>,
+    /// Whether a first batch was marked (it also carries the tables and the globals).
+    started: bool,
+}
+
+impl Keeping {
+    /// How many entries are left to mark.
+    pub fn len(&self) -> usize {
+        self.people.len()
+            + self.visitors.len()
+            + self.visitors_of.len()
+            + self.merged.len()
+            + self.accounts.len()
+            + self.ledgers.len()
+            + self.retracted.len()
+            + self.retractions.len()
+            + self.corrections.len()
+            + self.wins.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -474,6 +516,87 @@ impl FunnelProjection {
         // A key marked twice (a retraction repeated) is written once.
         entries.dedup_by(|a, b| a.key == b.key);
         Ok(entries)
+    }
+
+    /// Prepares a projection folded in memory (one that never tracked changes: a backtest's
+    /// candidate) to be stored whole without folding it again: from here on it tracks changes
+    /// and writes its facts to `file`, and each [`keep_more`](Self::keep_more) marks more of its
+    /// entries unsaved, for the store to take with [`drain_changes`](Self::drain_changes) in
+    /// batches of a bounded size. The symbol and attribute tables and the globals go with the
+    /// first drain.
+    pub fn start_keeping(
+        &mut self,
+        file: std::sync::Arc<dyn FactFile>,
+    ) -> Result<Keeping, StateError> {
+        if self.unsaved.is_some() {
+            return Err(StateError::AlreadyStored);
+        }
+        // Groups are stored under the survivor the rule gives, before their keys are listed.
+        self.settle();
+        let keeping = Keeping {
+            people: self.people.keys().cloned().collect(),
+            visitors: self.visitors.keys().cloned().collect(),
+            visitors_of: self.visitors_of.keys().cloned().collect(),
+            merged: self.merges.keys().cloned().collect(),
+            accounts: self.accounts.keys().cloned().collect(),
+            ledgers: self.ledgers.keys().cloned().collect(),
+            retracted: self.retracted.iter().copied().collect(),
+            retractions: self.retractions.keys().copied().collect(),
+            corrections: self.corrections.keys().copied().collect(),
+            wins: self.wins.keys().copied().collect(),
+            started: false,
+        };
+        self.unsaved = Some(Unsaved::default());
+        self.file = file;
+        Ok(keeping)
+    }
+
+    /// Marks up to `entries` more of the entries `keeping` lists unsaved (at least one);
+    /// `false` once none are left. A person or visitor marked hands over their facts too.
+    pub fn keep_more(&mut self, keeping: &mut Keeping, entries: usize) -> bool {
+        let Some(unsaved) = self.unsaved.as_mut() else {
+            return false;
+        };
+        let mut budget = entries.max(1);
+        fn take<T>(from: &mut Vec<T>, budget: &mut usize, mut into: impl FnMut(T)) {
+            let count = from.len().min(*budget);
+            *budget -= count;
+            for item in from.drain(from.len() - count..) {
+                into(item);
+            }
+        }
+        let before = keeping.len();
+        take(&mut keeping.people, &mut budget, |id| {
+            unsaved.people.insert(id);
+        });
+        take(&mut keeping.visitors, &mut budget, |id| {
+            unsaved.visitors.insert(id);
+        });
+        take(&mut keeping.visitors_of, &mut budget, |id| {
+            unsaved.visitors_of.insert(id);
+        });
+        take(&mut keeping.merged, &mut budget, |id| {
+            unsaved.merged.insert(id);
+        });
+        take(&mut keeping.accounts, &mut budget, |id| {
+            unsaved.accounts.insert(id);
+        });
+        take(&mut keeping.ledgers, &mut budget, |id| {
+            unsaved.ledgers.insert(id);
+        });
+        take(&mut keeping.retracted, &mut budget, |id| {
+            unsaved.retracted.push(id)
+        });
+        take(&mut keeping.retractions, &mut budget, |id| {
+            unsaved.retractions.push(id)
+        });
+        take(&mut keeping.corrections, &mut budget, |id| {
+            unsaved.corrections.push(id)
+        });
+        take(&mut keeping.wins, &mut budget, |id| unsaved.wins.push(id));
+        // The first call counts even with nothing listed: the tables and globals are due.
+        let first = !std::mem::replace(&mut keeping.started, true);
+        first || before > keeping.len()
     }
 
     /// Rebuilds a projection from stored entries (in key order, as a store iterates them) and
