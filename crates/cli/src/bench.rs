@@ -410,7 +410,7 @@ struct ReplayFigures {
     fold: f64,
     /// Replayed by the persistent projector into a fresh view: state and checkpoint in sled.
     persist: f64,
-    /// A backtest: a candidate definition built as `baton replay` builds it, then compared.
+    /// A backtest: a candidate definition folded as `baton replay` folds it, compared, kept.
     backtest: f64,
 }
 
@@ -495,28 +495,49 @@ fn candidate_toml() -> &'static str {
     })
 }
 
-/// A backtest as `baton replay --funnel FILE` runs one: the candidate built through the
-/// persistent projector into a fresh view, then compared with the live definition's fold
-/// (`live`, already in memory; the command loads the live view instead, which costs more).
-/// Its rate in events of the log per second.
+/// A backtest as `baton replay --funnel FILE` runs one: the candidate folded in memory,
+/// compared with the live definition's fold (`live`, already in memory; the command loads the
+/// live view instead, which costs more), then kept whole as a candidate view in a fresh view
+/// store. Its rate in events of the log per second.
 async fn backtest<L: EventLog>(
     log: &L,
     events: usize,
     live: &baton_core::FunnelProjection,
 ) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir().context("temp dir")?;
-    let view = fresh_view_of(dir.path(), candidate_toml()).await?;
+    let store = baton_projector::ViewStore::open(dir.path())?;
+    let definition = baton_core::FunnelDefinition::parse("bench.toml", candidate_toml())
+        .map_err(|errors| anyhow::anyhow!("the benchmark's definition: {errors}"))?;
     let started = Instant::now();
-    let candidate = build_view(log, view, events)
+    let mut folded = baton_projector::fold_log(log, definition, |_, _| ())
         .await
-        .context("building the backtest's candidate")?;
-    let comparison = baton_core::compare(live, &candidate);
-    let elapsed = started.elapsed();
+        .context("folding the backtest's candidate")?;
+    anyhow::ensure!(
+        folded.projection.events() as usize == events,
+        "folded {} of {events} events",
+        folded.projection.events()
+    );
+    let comparison = baton_core::compare(live, &folded.projection);
     anyhow::ensure!(
         comparison.live.definition_hash != comparison.candidate.definition_hash,
         "the backtest's candidate is the live definition"
     );
-    Ok(rate(events, elapsed))
+    tokio::task::spawn_blocking(move || {
+        let bound = baton_projector::Bound::Position(folded.position);
+        store.keep_view(
+            "candidate",
+            candidate_toml(),
+            "bench.toml",
+            bound,
+            &mut folded.projection,
+            folded.position,
+            |_, _| std::ops::ControlFlow::Continue(()),
+        )
+    })
+    .await
+    .context("keeping the backtest's candidate")?
+    .context("keeping the backtest's candidate")?;
+    Ok(rate(events, started.elapsed()))
 }
 
 /// The rate of replaying the whole log through the persistent projector into a fresh view

@@ -165,7 +165,7 @@ pub async fn add_services(
         .with_sql_timeout(Duration::from_secs(settings.sql_statement_timeout_secs))
         .with_metrics(|registry| collector_metrics.register(registry))
         .with_known_at(known_at)
-        .with_backtests(backtests(log, &name, view.definition()?));
+        .with_backtests(backtests(log, &name, view.definition()?, store.dir()));
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
     let shutdown = services.shutdown.clone();
@@ -175,48 +175,89 @@ pub async fn add_services(
     Ok(())
 }
 
-/// Backtests over HTTP (`/v1/backtests`): the candidate folded in memory to the log's head,
-/// then the live definition to the same position, compared, as `baton replay --funnel FILE
-/// --no-keep` does beside a running `serve`; on a blocking thread, so the folds never hold up
-/// the server's work.
+/// Backtests over HTTP (`/v1/backtests`): the candidate and the live definition folded in
+/// memory to the log's head in one reading of the log (a thread each), compared, as `baton
+/// replay --funnel FILE --no-keep` does beside a running `serve`; with `keep`, the candidate
+/// is then kept whole as a view in `views`, as `baton replay --name` keeps one. On a blocking
+/// thread, so the folds never hold up the server's work.
 fn backtests(
     log: &AnyLog,
     view: &str,
     live: baton_core::FunnelDefinition,
+    views: &std::path::Path,
 ) -> Arc<baton_query::backtest::Backtests> {
-    let (log, view) = (log.clone(), view.to_owned());
-    let run: baton_query::backtest::RunBacktest = Arc::new(move |candidate, progress| {
-        let (log, view, live) = (log.clone(), view.clone(), live.clone());
+    let (log, view, views) = (log.clone(), view.to_owned(), views.to_owned());
+    let run: baton_query::backtest::RunBacktest = Arc::new(move |candidate, keep, progress| {
+        let (log, view, live, views) = (log.clone(), view.clone(), live.clone(), views.clone());
         Box::pin(async move {
             let runtime = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                runtime.block_on(async {
+                let store = baton_projector::ViewStore::open(&views)
+                    .map_err(|error| format!("opening the views: {error}"))?;
+                if let Some(keep) = &keep {
+                    // Refused before the folds, not after.
+                    match store.open_view(&keep.name) {
+                        Err(baton_projector::StoreError::NoSuchView { .. }) => {}
+                        Ok(_) | Err(baton_projector::StoreError::InUse { .. }) => {
+                            return Err(format!(
+                                "a view named {:?} already exists; keep the backtest under another name, or `baton drop {}` first",
+                                keep.name, keep.name
+                            ));
+                        }
+                        Err(other) => return Err(other.to_string()),
+                    }
+                }
+                let mut folds = runtime.block_on(async {
                     let head = baton_log::EventLog::stat(&log)
                         .await
                         .map_err(|error| error.to_string())?
                         .head;
-                    let fold = |definition, phase| {
-                        let (log, progress) = (&log, &progress);
-                        async move {
-                            progress.phase(phase, head.get());
-                            baton_projector::fold_log_to(log, definition, head, |reached, _| {
-                                progress.reached(reached.get())
-                            })
-                            .await
-                            .map_err(|error| format!("folding {}: {error}", log.describe()))
-                        }
-                    };
-                    let candidate = fold(candidate, "candidate").await?;
-                    let live = fold(live, "live").await?;
-                    let at = candidate.position;
-                    let comparison = baton_core::compare(&live.projection, &candidate.projection);
-                    Ok(baton_query::comparison::comparison_json(
-                        &comparison,
-                        (view.as_str(), at),
-                        (crate::view::UNKEPT_CANDIDATE, at),
-                        at,
-                    ))
-                })
+                    progress.phase("folding", head.get());
+                    baton_projector::fold_log_to_each(
+                        &log,
+                        vec![candidate, live],
+                        head,
+                        |reached, _| progress.reached(reached.get()),
+                    )
+                    .await
+                    .map_err(|error| format!("folding {}: {error}", log.describe()))
+                })?;
+                let live = folds.pop().expect("two folds");
+                let mut candidate = folds.pop().expect("two folds");
+                let at = candidate.position;
+                let comparison = baton_core::compare(&live.projection, &candidate.projection);
+                drop(live);
+                let name = keep
+                    .as_ref()
+                    .map_or(crate::view::UNKEPT_CANDIDATE, |keep| keep.name.as_str());
+                let json = baton_query::comparison::comparison_json(
+                    &comparison,
+                    (view.as_str(), at),
+                    (name, at),
+                    at,
+                );
+                if let Some(keep) = &keep {
+                    progress.phase("keeping", 0);
+                    store
+                        .keep_view(
+                            &keep.name,
+                            &keep.definition_text,
+                            "POST /v1/backtests",
+                            baton_projector::Bound::Position(at),
+                            &mut candidate.projection,
+                            at,
+                            |written, total| {
+                                progress.phase_total(total as u64);
+                                progress.reached(written as u64);
+                                std::ops::ControlFlow::Continue(())
+                            },
+                        )
+                        .map_err(|error| format!("keeping the candidate: {error}"))?;
+                    if let Err(error) = store.save_comparison(&keep.name, &json.to_string()) {
+                        tracing::warn!(view = %keep.name, %error, "the comparison is not kept beside the view");
+                    }
+                }
+                Ok(json)
             })
             .await
             .map_err(|error| format!("the backtest stopped: {error}"))?

@@ -2051,6 +2051,77 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
         .await
         .expect("get");
     assert_eq!(missing.status().as_u16(), 404);
+
+    // Kept as a view once compared: the same comparison under the view's name, and the view
+    // reads back to it (compared again beside the running serve). A second keep under the
+    // same name fails naming it; an unknown parameter is a 400.
+    let follow = |location: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            loop {
+                let answer = body_json(
+                    client
+                        .get(format!("{base}{location}"))
+                        .send()
+                        .await
+                        .expect("get"),
+                )
+                .await;
+                if answer["state"] != "running" {
+                    break answer;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline + std::time::Duration::from_secs(60),
+                    "still running: {answer}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let start_kept = || {
+        client
+            .post(format!("{base}/v1/backtests?keep=kept-bt"))
+            .body(candidate.clone())
+            .send()
+    };
+    let kept = body_json(start_kept().await.expect("post")).await;
+    assert_eq!(kept["keep"], "kept-bt", "{kept}");
+    let kept = follow(kept["href"].as_str().expect("href").to_owned()).await;
+    assert_eq!(kept["state"], "done", "{kept}");
+    assert_eq!(kept["comparison"]["candidate"]["view"], "kept-bt", "{kept}");
+    assert_eq!(kept["comparison"]["stages"], printed["stages"]);
+    assert_eq!(
+        kept["comparison"]["candidate"]["summary"],
+        printed["candidate"]["summary"]
+    );
+    let reread = json_ok(dir.path(), &["compare", "kept-bt", "--json"]);
+    assert_eq!(
+        reread["candidate"]["summary"],
+        printed["candidate"]["summary"]
+    );
+    assert_eq!(reread["stages"], printed["stages"]);
+    let again = body_json(start_kept().await.expect("post")).await;
+    let again = follow(again["href"].as_str().expect("href").to_owned()).await;
+    assert_eq!(again["state"], "failed", "{again}");
+    assert!(
+        again["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"kept-bt\" already exists")),
+        "{again}"
+    );
+    let unknown = client
+        .post(format!("{base}/v1/backtests?keeep=x"))
+        .body(candidate.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unknown.status().as_u16(), 400);
+    assert!(
+        body_json(unknown).await["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"keeep\""))
+    );
 }
 
 async fn body_json(response: reqwest::Response) -> Value {

@@ -155,3 +155,103 @@ pub async fn fold_log_to<L: EventLog>(
     let (folded, _, _) = fold_where(log, definition, until, |_| Take::Apply, progress).await?;
     Ok(folded)
 }
+
+/// How many events a fold under several definitions hands its fold threads at a time.
+const SHARED_CHUNK: usize = 4_096;
+
+/// [`fold_log_to`] under several definitions in one reading of the log: each definition's
+/// projection is folded on a thread of its own from the same decoded events, so a backtest's
+/// candidate and the live definition it is compared with cost one read, and use a core each.
+/// `progress` gets (position reached, the last position). The folds come back in the order
+/// of `definitions`, at the same position.
+pub async fn fold_log_to_each<L: EventLog>(
+    log: &L,
+    definitions: Vec<FunnelDefinition>,
+    until: Position,
+    mut progress: impl FnMut(Position, Position),
+) -> Result<Vec<Folded>, ProjectError> {
+    type Chunk = std::sync::Arc<Vec<baton_core::Event>>;
+    let last = log.stat().await?.head.min(until);
+    let threads = crate::refresh_threads();
+    let mut senders = Vec::new();
+    let mut folds = Vec::new();
+    for definition in definitions {
+        // A few chunks in flight per fold: a fold that falls behind holds the reader back
+        // rather than letting decoded events pile up.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Chunk>(4);
+        let (done, folded) = tokio::sync::oneshot::channel();
+        senders.push(sender);
+        std::thread::Builder::new()
+            .name("baton-fold".into())
+            .spawn(move || {
+                let mut projection =
+                    FunnelProjection::new(definition).with_refresh_threads(threads);
+                while let Some(chunk) = receiver.blocking_recv() {
+                    for event in chunk.iter() {
+                        projection.apply(event);
+                    }
+                }
+                projection.refresh();
+                let _ = done.send(projection);
+            })
+            .map_err(|error| ProjectError::Thread(format!("cannot start: {error}")))?;
+        folds.push(folded);
+    }
+    let mut reached = Position::ZERO;
+    let mut chunk = Vec::with_capacity(SHARED_CHUNK);
+    // A fold thread that stopped (it panicked) is reported when its fold does not come back.
+    async fn send(chunk: Vec<baton_core::Event>, senders: &[tokio::sync::mpsc::Sender<Chunk>]) {
+        let chunk = std::sync::Arc::new(chunk);
+        for sender in senders {
+            let _ = sender.send(chunk.clone()).await;
+        }
+    }
+    let mut failure = None;
+    if last > Position::ZERO {
+        let mut records = log.read(Position::ZERO).await?;
+        while let Some(record) = records.next().await {
+            let record = match record {
+                Ok(record) => record,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            };
+            if record.position > last {
+                break;
+            }
+            reached = record.position;
+            chunk.push(record.event);
+            if chunk.len() == SHARED_CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(SHARED_CHUNK));
+                send(full, &senders).await;
+                progress(reached, last);
+            }
+            if reached == last {
+                break;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        send(chunk, &senders).await;
+    }
+    drop(senders);
+    let mut projections = Vec::new();
+    for fold in folds {
+        projections.push(
+            fold.await
+                .map_err(|_| ProjectError::Thread("a fold thread panicked".to_owned()))?,
+        );
+    }
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    progress(reached, last);
+    Ok(projections
+        .into_iter()
+        .map(|projection| Folded {
+            projection,
+            position: reached,
+        })
+        .collect())
+}

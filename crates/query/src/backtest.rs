@@ -1,8 +1,10 @@
 //! Backtests over HTTP, beside a running `baton serve`: `POST /v1/backtests` with a funnel
 //! definition (TOML) starts one, `GET /v1/backtests/{id}` follows it (phase, position reached,
 //! the log's head) and, once done, answers the comparison with the live definition in the
-//! JSON that `baton replay --funnel FILE --no-keep --json` prints. Nothing is stored: the
-//! candidate is folded in memory, as `--no-keep` does.
+//! JSON that `baton replay --funnel FILE --no-keep --json` prints. The candidate is folded in
+//! memory beside the live definition, in one reading of the log; with `?keep=NAME` it is then
+//! kept whole as a candidate view of that name (as `baton replay --name NAME` keeps one, to
+//! promote), and otherwise nothing is stored.
 //!
 //! The process that owns the log gives the run (a [`RunBacktest`]); this keeps the jobs. A
 //! backtest reads the whole log and holds a second state in memory, so one runs at a time: a
@@ -18,21 +20,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Runs one backtest of a candidate definition, reporting its progress, to the comparison's
-/// JSON.
+/// JSON; given a view name, keeps the candidate as that view once compared.
 pub type RunBacktest = Arc<
     dyn Fn(
             FunnelDefinition,
+            Option<KeepAs>,
             Arc<Progress>,
         ) -> Pin<Box<dyn Future<Output = Result<Json, String>> + Send>>
         + Send
         + Sync,
 >;
 
+/// Where a backtest's candidate is kept once compared: a view of this name, storing the
+/// definition's text as given.
+#[derive(Clone, Debug)]
+pub struct KeepAs {
+    pub name: String,
+    pub definition_text: String,
+}
+
 /// How many finished backtests are kept.
 pub const KEEP: usize = 16;
 
-/// Where a running backtest is: its phase (folding the candidate, then the live definition),
-/// the position reached and the position it folds to.
+/// Where a running backtest is: its phase (`folding` the candidate and the live definition,
+/// then `keeping` the candidate when asked), how far it got and how far it goes (positions
+/// while folding, entries while keeping).
 #[derive(Debug, Default)]
 pub struct Progress {
     phase: Mutex<&'static str>,
@@ -48,6 +60,11 @@ impl Progress {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
         self.reached.store(0, Ordering::Relaxed);
+        self.until.store(until, Ordering::Relaxed);
+    }
+
+    /// How far the phase goes, once known.
+    pub fn phase_total(&self, until: u64) {
         self.until.store(until, Ordering::Relaxed);
     }
 
@@ -75,6 +92,8 @@ impl Progress {
 
 struct Job {
     id: u64,
+    /// The view it is kept as, when asked.
+    keep: Option<String>,
     definition: String,
     definition_hash: String,
     started: Instant,
@@ -90,6 +109,7 @@ impl Job {
             "href": format!("/v1/backtests/{}", self.id),
             "definition": self.definition,
             "definition_hash": self.definition_hash,
+            "keep": self.keep,
         });
         let object = answer.as_object_mut().expect("an object");
         match &self.ended {
@@ -134,7 +154,8 @@ impl std::fmt::Debug for Backtests {
 /// Why a backtest was not started.
 #[derive(Debug)]
 pub enum StartError {
-    /// The definition does not parse or validate: the errors, by line.
+    /// The definition does not parse or validate (the errors, by line), or the view name to
+    /// keep it as is not one.
     Invalid(String),
     /// Another is running: its answer.
     Busy(Json),
@@ -155,12 +176,24 @@ impl Backtests {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts a backtest of the definition in `text` (named `file` in its errors); its
-    /// answer, to follow it.
-    pub fn start(self: &Arc<Self>, file: &str, text: &str) -> Result<Json, StartError> {
+    /// Starts a backtest of the definition in `text` (named `file` in its errors), kept as
+    /// the view `keep` when given; its answer, to follow it.
+    pub fn start(
+        self: &Arc<Self>,
+        file: &str,
+        text: &str,
+        keep: Option<&str>,
+    ) -> Result<Json, StartError> {
         let definition = FunnelDefinition::parse(file, text).map_err(|errors| {
             StartError::Invalid(format!("invalid funnel definition:\n{errors}"))
         })?;
+        if let Some(name) = keep
+            && !baton_projector::valid_view_name(name)
+        {
+            return Err(StartError::Invalid(format!(
+                "keep={name:?} is not a view name: use 1 to 64 letters, digits, `-` or `_`, starting with a letter or digit"
+            )));
+        }
         let mut jobs = self.jobs();
         if let Some(running) = jobs.iter().find(|job| job.ended.is_none()) {
             return Err(StartError::Busy(running.json(false)));
@@ -169,6 +202,7 @@ impl Backtests {
         let progress = Arc::new(Progress::default());
         jobs.push_back(Job {
             id,
+            keep: keep.map(str::to_owned),
             definition: definition.name().to_owned(),
             definition_hash: definition.hash().to_owned(),
             started: Instant::now(),
@@ -184,7 +218,11 @@ impl Backtests {
         let answer = jobs.back().expect("just pushed").json(false);
         drop(jobs);
         let this = Arc::clone(self);
-        let run = (self.run)(definition, progress);
+        let keep = keep.map(|name| KeepAs {
+            name: name.to_owned(),
+            definition_text: text.to_owned(),
+        });
+        let run = (self.run)(definition, keep, progress);
         tokio::spawn(async move {
             let started = Instant::now();
             // A panic in the fold ends the job as failed, not running for ever.
@@ -229,7 +267,7 @@ mod tests {
     async fn a_second_start_while_one_runs_is_refused_naming_it() {
         let release = Arc::new(tokio::sync::Notify::new());
         let gate = release.clone();
-        let run: RunBacktest = Arc::new(move |definition, progress| {
+        let run: RunBacktest = Arc::new(move |definition, _keep, progress| {
             let gate = gate.clone();
             Box::pin(async move {
                 progress.phase("candidate", 10);
@@ -240,14 +278,14 @@ mod tests {
         });
         let backtests = Arc::new(Backtests::new(run));
         let text = baton_core::DEFAULT_FUNNEL_TOML;
-        let first = backtests.start("first.toml", text).expect("started");
+        let first = backtests.start("first.toml", text, None).expect("started");
         assert_eq!(first["state"], "running");
         let id = first["id"].as_u64().expect("id");
-        match backtests.start("second.toml", text) {
+        match backtests.start("second.toml", text, None) {
             Err(StartError::Busy(running)) => assert_eq!(running["id"], id),
             other => panic!("{other:?}"),
         }
-        match backtests.start("bad.toml", "[funnel]\nname = 1\n") {
+        match backtests.start("bad.toml", "[funnel]\nname = 1\n", None) {
             Err(StartError::Invalid(message)) => {
                 assert!(message.contains("bad.toml:2"), "{message}")
             }
@@ -272,6 +310,13 @@ mod tests {
         };
         assert_eq!(done["state"], "done");
         assert!(done["comparison"]["candidate"].is_string(), "{done}");
-        assert!(backtests.start("again.toml", text).is_ok());
+        match backtests.start("again.toml", text, Some("no/such name")) {
+            Err(StartError::Invalid(message)) => assert!(message.contains("keep="), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let again = backtests
+            .start("again.toml", text, Some("kept-1"))
+            .expect("started");
+        assert_eq!(again["keep"], "kept-1");
     }
 }

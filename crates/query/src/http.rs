@@ -273,13 +273,23 @@ fn backtests_of(state: &QueryState) -> Result<&Arc<crate::backtest::Backtests>, 
     })
 }
 
-/// `POST /v1/backtests`: starts a backtest of the definition in the body (TOML).
+/// `POST /v1/backtests`: starts a backtest of the definition in the body (TOML); with
+/// `?keep=NAME`, its candidate is kept as a view of that name once compared.
 async fn start_backtest(
     State(state): State<QueryState>,
+    Query(params): Query<BTreeMap<String, String>>,
     body: String,
 ) -> Result<Response, ApiError> {
     let backtests = backtests_of(&state)?;
-    match backtests.start("the request body", &body) {
+    if let Some(unknown) = params.keys().find(|key| key.as_str() != "keep") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown query parameter {unknown:?}: a backtest takes only `keep` (the view to keep its candidate as)"
+            ),
+        ));
+    }
+    match backtests.start("the request body", &body, params.get("keep").map(String::as_str)) {
         Ok(answer) => {
             let href = answer["href"].as_str().unwrap_or_default().to_owned();
             let mut response = (StatusCode::ACCEPTED, Json(answer)).into_response();

@@ -101,12 +101,14 @@ pub fn document() -> serde_json::Value {
             }},
             "/v1/backtests": {
                 "post": {
-                    "summary": "Starts a backtest: the funnel definition in the body (TOML, as `baton replay --funnel FILE` reads it) folded in memory to the log's head, then the live definition to the same position, compared. Nothing is stored. One runs at a time.",
+                    "summary": "Starts a backtest: the funnel definition in the body (TOML, as `baton replay --funnel FILE` reads it) and the live definition folded in memory to the log's head in one reading of the log, compared. With `keep`, the candidate is then kept whole as a candidate view of that name (to compare again or promote, as `baton replay --name` keeps one); otherwise nothing is stored. One runs at a time.",
+                    "parameters": [{"name": "keep", "in": "query", "required": false, "schema": {"type": "string"}, "description": "keep the candidate as a view of this name once compared (1 to 64 letters, digits, `-` or `_`); a name already taken fails the backtest before it folds"}],
                     "requestBody": {"required": true, "content": {"application/toml": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}}},
                     "responses": {
-                        "202": {"description": "{id, href, definition, definition_hash, state: running, elapsed_seconds, progress: {phase, reached, until, fraction}}; Location: the backtest's href"},
+                        "202": {"description": "{id, href, definition, definition_hash, keep, state: running, elapsed_seconds, progress: {phase (folding, then keeping), reached, until, fraction}}; Location: the backtest's href"},
+                        "400": {"description": "an unknown query parameter: {error}"},
                         "401": error, "404": error, "409": {"description": "another backtest is running: {error, running}"}, "413": error,
-                        "422": {"description": "the definition is invalid: {error} naming each problem by line"}
+                        "422": {"description": "the definition is invalid, or `keep` is not a view name: {error} naming each problem by line"}
                     }
                 },
                 "get": {
@@ -115,9 +117,9 @@ pub fn document() -> serde_json::Value {
                 }
             },
             "/v1/backtests/{id}": {"get": {
-                "summary": "One backtest: running (phase, position reached, the position it folds to), done (with the comparison `baton replay --funnel FILE --no-keep --json` prints), or failed (why).",
+                "summary": "One backtest: running (phase, how far it got and goes: positions while folding, entries while keeping), done (with the comparison `baton replay --funnel FILE --no-keep --json` prints), or failed (why).",
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
-                "responses": {"200": {"description": "{id, href, definition, definition_hash, state, elapsed_seconds, progress | comparison | error}"}, "401": error, "404": error}
+                "responses": {"200": {"description": "{id, href, definition, definition_hash, keep, state, elapsed_seconds, progress | comparison | error}"}, "401": error, "404": error}
             }},
             "/v1/people/{person}": {"get": {
                 "summary": "One person: scores and place, hand-offs, opportunities.",
