@@ -34,6 +34,9 @@ const META_STATE_VERSION: &[u8] = b"state_version";
 const META_BOUND: &[u8] = b"bound";
 const META_COMPLETE: &[u8] = b"complete";
 const LIVE_FILE: &str = "LIVE";
+/// How many entries a view kept whole writes per batch. A fresh view replaces nothing, so a
+/// batch holds only what it writes; larger batches mean fewer fact-file syncs.
+const KEEP_BATCH: usize = 16_384;
 
 /// A stored key and value, as [`View::dump`] gives them.
 pub type StoredEntry = (Vec<u8>, Vec<u8>);
@@ -298,7 +301,7 @@ impl ViewStore {
 
     /// Stores `projection`, folded in memory up to `position` under `definition` (a backtest's
     /// candidate), whole as a new view built to `bound`, without folding the log again: its
-    /// entries go in batches of at most [`crate::runner::COMMIT_ENTRIES`], its facts to the
+    /// entries go in batches of at most [`KEEP_BATCH`], in key order, its facts to the
     /// view's fact file, and the view exists (complete, to promote) only once all of it is
     /// written: a crash or a stop part-way leaves a view that the next `open_view` removes.
     /// `progress` gets (entries written, entries in all) after each batch, and stops the
@@ -323,7 +326,7 @@ impl ViewStore {
             .start_keeping(view.facts.clone())
             .map_err(state)?;
         let total = keeping.len();
-        while projection.keep_more(&mut keeping, crate::runner::COMMIT_ENTRIES) {
+        while projection.keep_more(&mut keeping, KEEP_BATCH) {
             view.commit(projection, None)?;
             if progress(total - keeping.len(), total).is_break() {
                 return Err(storage(

@@ -533,17 +533,31 @@ impl FunnelProjection {
         }
         // Groups are stored under the survivor the rule gives, before their keys are listed.
         self.settle();
+        // Each list in descending key order, taken from its end: every batch then covers one
+        // range of keys, so a store that keeps them in order (sled's tree) writes each batch
+        // into a few leaves instead of copying leaves all over the tree for every batch (at
+        // ten million events, in hash order, a third of the keeping's time).
+        fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+            let mut items: Vec<T> = items.collect();
+            items.sort_unstable_by(|a, b| b.cmp(a));
+            items
+        }
+        let by_key = |ids: Vec<EventId>| {
+            let mut ids = ids;
+            ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id.as_uuid().as_bytes()));
+            ids
+        };
         let keeping = Keeping {
-            people: self.people.keys().cloned().collect(),
-            visitors: self.visitors.keys().cloned().collect(),
-            visitors_of: self.visitors_of.keys().cloned().collect(),
-            merged: self.merges.keys().cloned().collect(),
-            accounts: self.accounts.keys().cloned().collect(),
-            ledgers: self.ledgers.keys().cloned().collect(),
-            retracted: self.retracted.iter().copied().collect(),
-            retractions: self.retractions.keys().copied().collect(),
-            corrections: self.corrections.keys().copied().collect(),
-            wins: self.wins.keys().copied().collect(),
+            people: sorted(self.people.keys().cloned()),
+            visitors: sorted(self.visitors.keys().cloned()),
+            visitors_of: sorted(self.visitors_of.keys().cloned()),
+            merged: sorted(self.merges.keys().cloned()),
+            accounts: sorted(self.accounts.keys().cloned()),
+            ledgers: sorted(self.ledgers.keys().cloned()),
+            retracted: by_key(self.retracted.iter().copied().collect()),
+            retractions: by_key(self.retractions.keys().copied().collect()),
+            corrections: by_key(self.corrections.keys().copied().collect()),
+            wins: by_key(self.wins.keys().copied().collect()),
             started: false,
         };
         self.unsaved = Some(Unsaved::default());
