@@ -543,6 +543,8 @@ fn bench_replay_prints_both_backends_side_by_side() {
         "persist_ratio",
         "backtest_eps",
         "backtest_ratio",
+        "backtest_kept_eps",
+        "backtest_kept_ratio",
         "peak_rss_mb",
         "visible_p50_ms",
         "visible_p99_ms",
@@ -569,6 +571,11 @@ fn bench_replay_prints_both_backends_side_by_side() {
         / figures["read_eps"].as_f64().unwrap_or(1.0);
     assert!(
         (backtest - figures["backtest_ratio"].as_f64().unwrap_or(0.0)).abs() < 0.01,
+        "{figures}"
+    );
+    // Keeping the view comes after the comparison is shown: never sooner.
+    assert!(
+        figures["backtest_kept_eps"].as_f64() <= figures["backtest_eps"].as_f64(),
         "{figures}"
     );
     // Percentiles of one set of latencies: whatever the machine's speed, they are ordered.

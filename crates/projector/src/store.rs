@@ -34,9 +34,10 @@ const META_STATE_VERSION: &[u8] = b"state_version";
 const META_BOUND: &[u8] = b"bound";
 const META_COMPLETE: &[u8] = b"complete";
 const LIVE_FILE: &str = "LIVE";
-/// How many entries a view kept whole writes per batch. A fresh view replaces nothing, so a
-/// batch holds only what it writes; larger batches mean fewer fact-file syncs.
-const KEEP_BATCH: usize = 16_384;
+/// How many entries a view kept whole writes per batch: as many as a projector's commit at
+/// most. Batches of 16,384 measured no faster at ten million events (7.4 to 9.8 s against 7.8
+/// to 10.4 s) and took the replay's peak from 2.8 to 3.2 GB.
+const KEEP_BATCH: usize = crate::runner::COMMIT_ENTRIES;
 
 /// A stored key and value, as [`View::dump`] gives them.
 pub type StoredEntry = (Vec<u8>, Vec<u8>);

@@ -645,3 +645,50 @@ async fn a_fold_kept_whole_stores_what_a_persistent_build_stores() {
     );
     assert!(again.is_err());
 }
+
+/// Several definitions folded in one reading of the log (a backtest's candidate and the live
+/// definition, a thread each) come out as each folded alone, at the same position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reading_folds_each_definition_as_alone() {
+    let events = history();
+    let (_dir, log) = embedded_with(&events).await;
+    let head = log.stat().await.expect("stat").head;
+    let other = FunnelDefinition::parse(
+        "other.toml",
+        &baton_core::DEFAULT_FUNNEL_TOML.replacen("daily_cap = 40", "daily_cap = 3", 1),
+    )
+    .expect("a definition");
+    for until in [
+        Position::new(head.get() / 2),
+        head,
+        Position::new(head.get() + 10),
+    ] {
+        let mut reached = Vec::new();
+        let both = baton_projector::fold_log_to_each(
+            &log,
+            vec![FunnelDefinition::default_funnel(), other.clone()],
+            until,
+            |at, last| reached.push((at, last)),
+        )
+        .await
+        .expect("fold");
+        assert_eq!(both.len(), 2);
+        let last = until.min(head);
+        assert_eq!(reached.last(), Some(&(last, last)));
+        for (folded, definition) in both
+            .iter()
+            .zip([FunnelDefinition::default_funnel(), other.clone()])
+        {
+            let alone = baton_projector::fold_log_to(&log, definition, until, |_, _| ())
+                .await
+                .expect("fold");
+            assert_eq!(folded.position, last);
+            assert_eq!(folded.projection.summary(), alone.projection.summary());
+        }
+        assert_ne!(
+            both[0].projection.summary(),
+            both[1].projection.summary(),
+            "the definitions differ in what they count"
+        );
+    }
+}
