@@ -1985,25 +1985,32 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
     assert!(started["progress"]["until"].is_u64(), "{started}");
 
     // Followed until it ends (a small log: well within the deadline).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let done = loop {
-        let answer = body_json(
-            client
-                .get(format!("{base}{location}"))
-                .send()
-                .await
-                .expect("get"),
-        )
-        .await;
-        if answer["state"] != "running" {
-            break answer;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let follow = |location: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            loop {
+                let answer = body_json(
+                    client
+                        .get(format!("{base}{location}"))
+                        .send()
+                        .await
+                        .expect("get"),
+                )
+                .await;
+                if answer["state"] != "running" {
+                    break answer;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still running: {answer}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still running: {answer}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
+    let done = follow(location.clone()).await;
     assert_eq!(done["state"], "done", "{done}");
     let printed = json_ok(
         dir.path(),
@@ -2062,30 +2069,6 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
     // Kept as a view once compared: the same comparison under the view's name, and the view
     // reads back to it (compared again beside the running serve). A second keep under the
     // same name fails naming it; an unknown parameter is a 400.
-    let follow = |location: String| {
-        let client = client.clone();
-        let base = base.clone();
-        async move {
-            loop {
-                let answer = body_json(
-                    client
-                        .get(format!("{base}{location}"))
-                        .send()
-                        .await
-                        .expect("get"),
-                )
-                .await;
-                if answer["state"] != "running" {
-                    break answer;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline + std::time::Duration::from_secs(60),
-                    "still running: {answer}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    };
     let start_kept = || {
         client
             .post(format!("{base}/v1/backtests?keep=kept-bt"))
