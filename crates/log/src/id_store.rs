@@ -100,7 +100,12 @@ impl Filter {
     }
 
     fn place(&self, id: u128) -> (usize, u64) {
-        let (first, second) = hashes(id);
+        self.place_hashed(hashes(id))
+    }
+
+    /// Where an id of these [`hashes`] goes: worked out once per id, however many filters
+    /// it is probed in.
+    fn place_hashed(&self, (first, second): (u64, u64)) -> (usize, u64) {
         #[allow(clippy::cast_possible_truncation)]
         let block = ((u128::from(first) * self.blocks.len() as u128) >> 64) as usize;
         (block, second)
@@ -116,8 +121,13 @@ impl Filter {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn may_contain(&self, id: u128) -> bool {
-        let (block, mut bits) = self.place(id);
+        self.may_contain_hashed(hashes(id))
+    }
+
+    fn may_contain_hashed(&self, hashed: (u64, u64)) -> bool {
+        let (block, mut bits) = self.place_hashed(hashed);
         let block = &self.blocks[block];
         for _ in 0..FILTER_PROBES {
             let bit = (bits & 511) as usize;
@@ -165,9 +175,9 @@ fn entry(bytes: &[u8]) -> (u128, u64) {
 }
 
 impl Run {
-    /// The position of `id` if this run holds it.
-    fn get(&self, id: u128) -> std::io::Result<Option<u64>> {
-        if !self.filter.may_contain(id) {
+    /// The position of `id`, of these [`hashes`], if this run holds it.
+    fn get(&self, id: u128, hashed: (u64, u64)) -> std::io::Result<Option<u64>> {
+        if !self.filter.may_contain_hashed(hashed) {
             return Ok(None);
         }
         let block = self.fences.partition_point(|first| *first <= id);
@@ -257,6 +267,8 @@ impl Run {
         Ok(RunEntries {
             reader: BufReader::with_capacity(1 << 20, file),
             left: self.ids,
+            chunk: Vec::with_capacity(ENTRY_CHUNK),
+            at: 0,
             checksum: crc32fast::Hasher::new(),
             expected,
             path: self.path.clone(),
@@ -270,7 +282,11 @@ impl Run {
 
 struct RunEntries {
     reader: BufReader<File>,
+    /// Entries not read yet.
     left: u64,
+    /// Entries read and checksummed, a chunk at a time, from `at` on not handed out yet.
+    chunk: Vec<u8>,
+    at: usize,
     checksum: crc32fast::Hasher,
     expected: u32,
     path: PathBuf,
@@ -278,21 +294,28 @@ struct RunEntries {
 
 impl RunEntries {
     fn next(&mut self) -> std::io::Result<Option<(u128, u64)>> {
-        if self.left == 0 {
-            let checksum = self.checksum.clone().finalize();
-            if checksum != self.expected {
-                return Err(std::io::Error::other(format!(
-                    "{}: its ids fail their checksum",
-                    self.path.display()
-                )));
-            }
-            return Ok(None);
+        if self.at < self.chunk.len() {
+            let next = entry(&self.chunk[self.at..self.at + ENTRY]);
+            self.at += ENTRY;
+            return Ok(Some(next));
         }
-        let mut bytes = [0u8; ENTRY];
-        self.reader.read_exact(&mut bytes)?;
-        self.checksum.update(&bytes);
-        self.left -= 1;
-        Ok(Some(entry(&bytes)))
+        if self.left > 0 {
+            let count = self.left.min((ENTRY_CHUNK / ENTRY) as u64);
+            self.chunk.resize(count as usize * ENTRY, 0);
+            self.reader.read_exact(&mut self.chunk)?;
+            self.checksum.update(&self.chunk);
+            self.left -= count;
+            self.at = ENTRY;
+            return Ok(Some(entry(&self.chunk[..ENTRY])));
+        }
+        let checksum = self.checksum.clone().finalize();
+        if checksum != self.expected {
+            return Err(std::io::Error::other(format!(
+                "{}: its ids fail their checksum",
+                self.path.display()
+            )));
+        }
+        Ok(None)
     }
 }
 
@@ -308,8 +331,14 @@ struct RunWriter {
     fences: Vec<u128>,
     filter: Filter,
     entries_checksum: crc32fast::Hasher,
+    /// Entries not written yet: checksummed and written a chunk at a time, not one 24-byte
+    /// entry at a time (`RunWriter::push` and the checksum were 12% of a bulk load's CPU).
+    pending: Vec<u8>,
     last: Option<u128>,
 }
+
+/// How many bytes of entries a run is written and read in at a time.
+const ENTRY_CHUNK: usize = ENTRY * 2_730;
 
 impl RunWriter {
     fn create(dir: &Path, seq: u64, ids: u64) -> std::io::Result<RunWriter> {
@@ -327,8 +356,16 @@ impl RunWriter {
             fences: Vec::with_capacity(ids.div_ceil(BLOCK_IDS as u64) as usize),
             filter: Filter::for_ids(ids),
             entries_checksum: crc32fast::Hasher::new(),
+            pending: Vec::with_capacity(ENTRY_CHUNK),
             last: None,
         })
+    }
+
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        self.entries_checksum.update(&self.pending);
+        self.out.write_all(&self.pending)?;
+        self.pending.clear();
+        Ok(())
     }
 
     fn push(&mut self, id: u128, position: u64) -> std::io::Result<()> {
@@ -341,11 +378,11 @@ impl RunWriter {
             self.fences.push(id);
         }
         self.filter.insert(id);
-        let mut bytes = [0u8; ENTRY];
-        bytes[..16].copy_from_slice(&id.to_le_bytes());
-        bytes[16..].copy_from_slice(&position.to_le_bytes());
-        self.entries_checksum.update(&bytes);
-        self.out.write_all(&bytes)?;
+        self.pending.extend_from_slice(&id.to_le_bytes());
+        self.pending.extend_from_slice(&position.to_le_bytes());
+        if self.pending.len() >= ENTRY_CHUNK {
+            self.write_pending()?;
+        }
         self.written += 1;
         self.last = Some(id);
         Ok(())
@@ -360,6 +397,7 @@ impl RunWriter {
                 self.expected, self.written
             )));
         }
+        self.write_pending()?;
         let mut checksum = crc32fast::Hasher::new();
         let fences_at = RUN_HEADER + self.written * ENTRY as u64;
         for fence in &self.fences {
@@ -854,8 +892,12 @@ impl IdStore {
                 return Ok(Some(Position::new(*position)));
             }
         }
+        if self.set.runs.is_empty() {
+            return Ok(None);
+        }
+        let hashed = hashes(id);
         for run in self.set.runs.iter().rev() {
-            if let Some(position) = run.get(id)? {
+            if let Some(position) = run.get(id, hashed)? {
                 return Ok(Some(Position::new(position)));
             }
         }
