@@ -444,6 +444,28 @@ fn fits_in_memory(events: u64) -> bool {
     }
 }
 
+/// The live view's name and definition when another process holds it open (a running `baton
+/// serve` or `baton project`); `None` when there is no live view or it can be opened here.
+fn live_held_elsewhere(store: &ViewStore) -> anyhow::Result<Option<(String, FunnelDefinition)>> {
+    let Some(name) = store.live()? else {
+        return Ok(None);
+    };
+    match store.open_view(&name) {
+        Ok(_) | Err(baton_projector::StoreError::NoSuchView { .. }) => Ok(None),
+        Err(baton_projector::StoreError::InUse { .. }) => {
+            let definition = store.definition_of(&name).with_context(|| {
+                format!(
+                    "the live view {name:?} is open in another process (a running `baton serve` or \
+                     `baton project`) and its definition cannot be read beside it; stop that process \
+                     once with this build, or compare later"
+                )
+            })?;
+            Ok(Some((name, definition)))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// Where a candidate folded in memory is kept, once compared.
 struct Keep {
     name: String,
@@ -479,24 +501,43 @@ async fn replay_in_memory(
             definition.hash()
         ),
     }
+    let store = open_store(log_args)?;
+    // A live view held by a running `serve` or `project` cannot be loaded: its definition is
+    // folded beside the candidate instead, in the same reading of the log.
+    let held = live_held_elsewhere(&store)?;
+    let mut definitions = vec![definition];
+    if let Some((name, live)) = held {
+        eprintln!(
+            "the live view {name:?} is open in another process; folding its definition beside the candidate, in one reading of the log"
+        );
+        definitions.push(live);
+    }
     let bar = progress_bar("replaying");
     let progress = |reached: Position, last: Position| {
         bar.set_length(last.get());
         bar.set_position(reached.get());
     };
-    let folded = match bound {
+    let mut folds = match bound {
         Bound::Position(position) => {
-            baton_projector::fold_log_to(log, definition, position, progress).await
+            baton_projector::fold_log_to_each(log, definitions, position, progress).await
         }
         Bound::RecordedBy(at) => {
-            baton_projector::fold_log_recorded_by(log, definition, at, progress).await
+            baton_projector::fold_log_recorded_by_each(log, definitions, at, progress).await
         }
     }
     .with_context(|| format!("folding {}", log.describe()))?;
     bar.finish_and_clear();
-    let store = open_store(log_args)?;
-    let (comparison, outcomes_at) =
-        compare_with_live(log_args, &store, log, &folded.projection, folded.position).await?;
+    let live_folded = (folds.len() == 2).then(|| folds.pop()).flatten();
+    let folded = folds.pop().context("the candidate's fold")?;
+    let (comparison, outcomes_at) = match live_folded {
+        Some(live) => (
+            baton_core::compare(&live.projection, &folded.projection),
+            folded.position,
+        ),
+        None => {
+            compare_with_live(log_args, &store, log, &folded.projection, folded.position).await?
+        }
+    };
     let live_name = store.live()?.unwrap_or_default();
     let candidate_name = keep
         .as_ref()

@@ -168,6 +168,36 @@ pub async fn fold_log_to_each<L: EventLog>(
     log: &L,
     definitions: Vec<FunnelDefinition>,
     until: Position,
+    progress: impl FnMut(Position, Position),
+) -> Result<Vec<Folded>, ProjectError> {
+    fold_each(log, definitions, until, None, progress).await
+}
+
+/// [`fold_log_recorded_by`] under several definitions in one reading of the log, as
+/// [`fold_log_to_each`] folds them.
+pub async fn fold_log_recorded_by_each<L: EventLog>(
+    log: &L,
+    definitions: Vec<FunnelDefinition>,
+    at: baton_core::Timestamp,
+    progress: impl FnMut(Position, Position),
+) -> Result<Vec<Folded>, ProjectError> {
+    fold_each(
+        log,
+        definitions,
+        Position::new(u64::MAX),
+        Some(at),
+        progress,
+    )
+    .await
+}
+
+/// Folds under each definition, on a thread each, the log up to `until` (or its head), and
+/// when given, only up to the first event recorded after `recorded_by`.
+async fn fold_each<L: EventLog>(
+    log: &L,
+    definitions: Vec<FunnelDefinition>,
+    until: Position,
+    recorded_by: Option<baton_core::Timestamp>,
     mut progress: impl FnMut(Position, Position),
 ) -> Result<Vec<Folded>, ProjectError> {
     type Chunk = std::sync::Arc<Vec<baton_core::Event>>;
@@ -217,7 +247,8 @@ pub async fn fold_log_to_each<L: EventLog>(
                     break;
                 }
             };
-            if record.position > last {
+            if record.position > last || recorded_by.is_some_and(|at| record.event.recorded_at > at)
+            {
                 break;
             }
             reached = record.position;

@@ -14,8 +14,8 @@ mod store;
 
 pub use baton_log::Position;
 pub use fold::{
-    Folded, fold_log, fold_log_between, fold_log_known_at, fold_log_recorded_by, fold_log_to,
-    fold_log_to_each,
+    Folded, fold_log, fold_log_between, fold_log_known_at, fold_log_recorded_by,
+    fold_log_recorded_by_each, fold_log_to, fold_log_to_each,
 };
 pub use runner::{
     COMMIT_ENTRIES, FaultSide, OnCommit, Outcome, ProjectError, RunOptions, Status, Until, run,

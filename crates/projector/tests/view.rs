@@ -691,4 +691,32 @@ async fn one_reading_folds_each_definition_as_alone() {
             "the definitions differ in what they count"
         );
     }
+
+    // To a recorded time: up to the first event recorded after it, as one fold alone.
+    let dir = tempfile::tempdir().expect("dir");
+    let timed = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+        .await
+        .expect("open");
+    let mut stamped = events[..600].to_vec();
+    for (index, event) in stamped.iter_mut().enumerate() {
+        event.recorded_at = Timestamp::from_unix_millis(1_800_000_000_000 + index as i64);
+    }
+    timed.append(stamped).await.expect("append");
+    let cut = Timestamp::from_unix_millis(1_800_000_000_000 + 399);
+    let both = baton_projector::fold_log_recorded_by_each(
+        &timed,
+        vec![FunnelDefinition::default_funnel(), other.clone()],
+        cut,
+        |_, _| (),
+    )
+    .await
+    .expect("fold");
+    for (folded, definition) in both.iter().zip([FunnelDefinition::default_funnel(), other]) {
+        let alone = baton_projector::fold_log_recorded_by(&timed, definition, cut, |_, _| ())
+            .await
+            .expect("fold");
+        assert_eq!(folded.position.get(), 400);
+        assert_eq!(alone.position.get(), 400);
+        assert_eq!(folded.projection.summary(), alone.projection.summary());
+    }
 }
