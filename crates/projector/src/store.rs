@@ -304,7 +304,9 @@ impl ViewStore {
     /// candidate), whole as a new view built to `bound`, without folding the log again: its
     /// entries go in batches of at most [`KEEP_BATCH`], in key order, its facts to the
     /// view's fact file, and the view exists (complete, to promote) only once all of it is
-    /// written: a crash or a stop part-way leaves a view that the next `open_view` removes.
+    /// written: a failure or a stop part-way removes what was written, and a crash leaves a
+    /// view that the next `open_view` removes. A projection that already tracks changes for a
+    /// store is refused before anything is written.
     /// `progress` gets (entries written, entries in all) after each batch, and stops the
     /// keeping when it breaks.
     #[allow(clippy::too_many_arguments)]
@@ -318,28 +320,55 @@ impl ViewStore {
         position: Position,
         mut progress: impl FnMut(usize, usize) -> std::ops::ControlFlow<()>,
     ) -> Result<View, StoreError> {
+        if projection.tracks_changes() {
+            return Err(StoreError::State {
+                name: name.to_owned(),
+                error: baton_core::StateError::AlreadyStored,
+            });
+        }
         let view = self.begin_view(name, definition_file, Some(bound))?;
-        let state = |error| StoreError::State {
-            name: name.to_owned(),
-            error,
-        };
-        let mut keeping = projection
-            .start_keeping(view.facts.clone())
-            .map_err(state)?;
-        let total = keeping.len();
-        while projection.keep_more(&mut keeping, KEEP_BATCH) {
-            view.commit(projection, None)?;
-            if progress(total - keeping.len(), total).is_break() {
-                return Err(storage(
-                    &view.dir,
-                    format!(
-                        "keeping view {name:?} was stopped part-way; it is removed when next opened"
-                    ),
-                ));
+        let kept = (|| {
+            let mut keeping = projection
+                .start_keeping(view.facts.clone())
+                .map_err(|error| StoreError::State {
+                    name: name.to_owned(),
+                    error,
+                })?;
+            let total = keeping.len();
+            while projection.keep_more(&mut keeping, KEEP_BATCH) {
+                view.commit(projection, None)?;
+                if progress(total - keeping.len(), total).is_break() {
+                    return Err(storage(
+                        &view.dir,
+                        format!("keeping view {name:?} was stopped part-way"),
+                    ));
+                }
+            }
+            view.finish_creation(projection.definition(), definition_text, Some(position))
+        })();
+        match kept {
+            Ok(()) => Ok(view),
+            Err(error) => {
+                // Nothing of it is a view yet: removed now (a crash leaves it to the next
+                // `open_view`, which removes it then).
+                let dir = view.dir.clone();
+                drop(view);
+                if let Err(removal) = self.remove_torn(name, &dir) {
+                    tracing::warn!(view = name, %removal, "a view cut short is left for the next open to remove");
+                }
+                Err(error)
             }
         }
-        view.finish_creation(projection.definition(), definition_text, Some(position))?;
-        Ok(view)
+    }
+
+    /// Removes a view whose creation did not finish, once sled has let go of its directory.
+    fn remove_torn(&self, name: &str, dir: &Path) -> Result<(), StoreError> {
+        match self.open_view(name) {
+            // Opening removes a view without a definition, and says there is none.
+            Err(StoreError::NoSuchView { .. }) => Ok(()),
+            Ok(_) => Err(storage(dir, "a view cut short has its definition")),
+            Err(other) => Err(other),
+        }
     }
 
     /// The definition a view is built under, read from its copy beside the database when there

@@ -595,32 +595,34 @@ async fn a_fold_kept_whole_stores_what_a_persistent_build_stores() {
         assert_eq!(restored.summary(), summary);
     }
 
+    // Kept whole at the head as `name`, stopped after the first batch when `stop`.
+    let keep_at_head = |name: &str, folded: &mut baton_projector::Folded, stop: bool| {
+        store.keep_view(
+            name,
+            baton_core::DEFAULT_FUNNEL_TOML,
+            "default.toml",
+            Bound::Position(Position::new(head)),
+            &mut folded.projection,
+            folded.position,
+            |_, _| {
+                if stop {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            },
+        )
+    };
     // Kept again under a taken name: refused, nothing written over.
     let mut folded =
         baton_projector::fold_log_to(&log, definition.clone(), Position::new(head), |_, _| ())
             .await
             .expect("fold");
-    let taken = store.keep_view(
-        &format!("kept-{head}"),
-        baton_core::DEFAULT_FUNNEL_TOML,
-        "default.toml",
-        Bound::Position(Position::new(head)),
-        &mut folded.projection,
-        folded.position,
-        |_, _| std::ops::ControlFlow::Continue(()),
-    );
+    let taken = keep_at_head(&format!("kept-{head}"), &mut folded, false);
     assert!(matches!(taken, Err(StoreError::Exists { .. })), "{taken:?}");
 
     // Stopped after its first batch: no view, and the name is free again.
-    let stopped = store.keep_view(
-        "stopped",
-        baton_core::DEFAULT_FUNNEL_TOML,
-        "default.toml",
-        Bound::Position(Position::new(head)),
-        &mut folded.projection,
-        folded.position,
-        |_, _| std::ops::ControlFlow::Break(()),
-    );
+    let stopped = keep_at_head("stopped", &mut folded, true);
     let error = stopped.expect_err("stopped part-way");
     assert!(error.to_string().contains("stopped part-way"), "{error}");
     assert!(matches!(
@@ -634,16 +636,18 @@ async fn a_fold_kept_whole_stores_what_a_persistent_build_stores() {
             .contains(&"stopped".to_owned())
     );
     // The projection tracked changes from the first keeping: it cannot be kept a second time.
-    let again = store.keep_view(
-        "again",
-        baton_core::DEFAULT_FUNNEL_TOML,
-        "default.toml",
-        Bound::Position(Position::new(head)),
-        &mut folded.projection,
-        folded.position,
-        |_, _| std::ops::ControlFlow::Continue(()),
+    let again = keep_at_head("again", &mut folded, false);
+    assert!(
+        matches!(
+            again,
+            Err(StoreError::State {
+                error: baton_core::StateError::AlreadyStored,
+                ..
+            })
+        ),
+        "{again:?}"
     );
-    assert!(again.is_err());
+    assert!(!store.names().expect("names").contains(&"again".to_owned()));
 }
 
 /// Several definitions folded in one reading of the log (a backtest's candidate and the live

@@ -518,6 +518,12 @@ impl FunnelProjection {
         Ok(entries)
     }
 
+    /// Whether the projection tracks changes for a store (and so cannot be kept whole into
+    /// another: [`start_keeping`](Self::start_keeping)).
+    pub fn tracks_changes(&self) -> bool {
+        self.unsaved.is_some()
+    }
+
     /// Prepares a projection folded in memory (one that never tracked changes: a backtest's
     /// candidate) to be stored whole without folding it again: from here on it tracks changes
     /// and writes its facts to `file`, and each [`keep_more`](Self::keep_more) marks more of its
