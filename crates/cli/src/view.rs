@@ -444,6 +444,18 @@ fn fits_in_memory(events: u64) -> bool {
     }
 }
 
+/// The definition of the live view `name` while another process holds it, from the copy
+/// beside its database.
+fn held_live_definition(store: &ViewStore, name: &str) -> anyhow::Result<FunnelDefinition> {
+    store.definition_of(name).with_context(|| {
+        format!(
+            "the live view {name:?} is open in another process (a running `baton serve` or \
+             `baton project`) and its definition cannot be read beside it; stop that process \
+             once with this build, or compare later"
+        )
+    })
+}
+
 /// The live view's name and definition when another process holds it open (a running `baton
 /// serve` or `baton project`); `None` when there is no live view or it can be opened here.
 fn live_held_elsewhere(store: &ViewStore) -> anyhow::Result<Option<(String, FunnelDefinition)>> {
@@ -453,13 +465,7 @@ fn live_held_elsewhere(store: &ViewStore) -> anyhow::Result<Option<(String, Funn
     match store.open_view(&name) {
         Ok(_) | Err(baton_projector::StoreError::NoSuchView { .. }) => Ok(None),
         Err(baton_projector::StoreError::InUse { .. }) => {
-            let definition = store.definition_of(&name).with_context(|| {
-                format!(
-                    "the live view {name:?} is open in another process (a running `baton serve` or \
-                     `baton project`) and its definition cannot be read beside it; stop that process \
-                     once with this build, or compare later"
-                )
-            })?;
+            let definition = held_live_definition(store, &name)?;
             Ok(Some((name, definition)))
         }
         Err(other) => Err(other.into()),
@@ -689,13 +695,7 @@ async fn live_in_use(
     at: Position,
 ) -> anyhow::Result<(Comparison, Position)> {
     let name = store.live()?.unwrap_or_default();
-    let definition = store.definition_of(&name).with_context(|| {
-        format!(
-            "the live view {name:?} is open in another process (a running `baton serve` or \
-             `baton project`) and its definition cannot be read beside it; stop that process \
-             once with this build, or compare later"
-        )
-    })?;
+    let definition = held_live_definition(store, &name)?;
     eprintln!(
         "the live view {name:?} is open in another process; comparing with its definition folded from the log"
     );
