@@ -165,7 +165,13 @@ pub async fn add_services(
         .with_sql_timeout(Duration::from_secs(settings.sql_statement_timeout_secs))
         .with_metrics(|registry| collector_metrics.register(registry))
         .with_known_at(known_at)
-        .with_backtests(backtests(log, &name, view.definition()?, store.dir()));
+        .with_backtests(backtests(
+            log,
+            &name,
+            view.definition()?,
+            store.dir(),
+            settings.backtest_max_events,
+        ));
     services.router = std::mem::take(&mut services.router).merge(baton_query::router(state));
     let log = log.clone();
     let shutdown = services.shutdown.clone();
@@ -185,6 +191,7 @@ fn backtests(
     view: &str,
     live: baton_core::FunnelDefinition,
     views: &std::path::Path,
+    max_events: Option<u64>,
 ) -> Arc<baton_query::backtest::Backtests> {
     let (log, view, views) = (log.clone(), view.to_owned(), views.to_owned());
     let run: baton_query::backtest::RunBacktest = Arc::new(move |candidate, keep, progress| {
@@ -212,6 +219,7 @@ fn backtests(
                         .await
                         .map_err(|error| error.to_string())?
                         .head;
+                    backtest_fits(head.get(), max_events)?;
                     progress.phase("folding", head.get());
                     baton_projector::fold_log_to_each(
                         &log,
@@ -264,6 +272,27 @@ fn backtests(
         })
     });
     Arc::new(baton_query::backtest::Backtests::new(run))
+}
+
+/// Refuses a backtest the serving process should not hold: more events than
+/// `backtest_max_events` allows or, without that setting, two folds of the log that would hold
+/// more than half the memory available now. A backtest that ran the process out of memory
+/// would stop ingestion and queries for everyone.
+fn backtest_fits(events: u64, max_events: Option<u64>) -> Result<(), String> {
+    match max_events {
+        Some(max) if events > max => Err(format!(
+            "the log holds {events} events, more than backtest_max_events ({max}) lets a backtest fold beside the server; raise it, or run `baton replay --funnel FILE --on-disk` from the command line"
+        )),
+        Some(_) => Ok(()),
+        None => match crate::view::memory_shortfall(events, 2) {
+            Some((needed, available)) => Err(format!(
+                "a backtest of the log's {events} events would hold about {:.1} GB (the candidate and the live definition), more than half of the {:.1} GB available to the server; run `baton replay --funnel FILE --on-disk` from the command line, or set backtest_max_events",
+                needed as f64 / 1e9,
+                available as f64 / 1e9
+            )),
+            None => Ok(()),
+        },
+    }
 }
 
 /// The views as known at a time (`as_known_at` on the query routes): the live definition

@@ -140,6 +140,7 @@ struct SettingsFile {
     sql_tls_cert: Option<PathBuf>,
     sql_tls_key: Option<PathBuf>,
     sql_statement_timeout_secs: Option<u64>,
+    backtest_max_events: Option<u64>,
     sendgrid_verification_key: Option<String>,
     trust_forwarded_for: Option<bool>,
     browser_library: Option<PathBuf>,
@@ -177,6 +178,9 @@ pub struct Settings {
     /// The longest a SQL statement may run (over the PostgreSQL protocol and `POST /v1/sql`);
     /// a session's `statement_timeout` may only lower it.
     pub sql_statement_timeout_secs: u64,
+    /// The most events a backtest over HTTP may fold beside the server; by default, as many
+    /// as two folds hold in half of the memory available when it starts.
+    pub backtest_max_events: Option<u64>,
     /// SendGrid's Signed Event Webhook public key (base64 DER); with it, unsigned or
     /// wrongly signed SendGrid requests are refused.
     pub sendgrid_verification_key: Option<String>,
@@ -280,6 +284,7 @@ impl Settings {
             sql_statement_timeout_secs: parsed
                 .sql_statement_timeout_secs
                 .unwrap_or(baton_query::DEFAULT_STATEMENT_TIMEOUT.as_secs()),
+            backtest_max_events: parsed.backtest_max_events,
             sendgrid_verification_key: parsed.sendgrid_verification_key,
             trust_forwarded_for: parsed.trust_forwarded_for.unwrap_or(false),
             browser_library: parsed.browser_library,
@@ -374,6 +379,9 @@ impl Settings {
                 "sql_statement_timeout_secs is 0: give the longest a SQL statement may run, in seconds (the default is {})",
                 baton_query::DEFAULT_STATEMENT_TIMEOUT.as_secs()
             );
+        }
+        if let Some(max) = env_value(lookup, "BATON_BACKTEST_MAX_EVENTS")? {
+            settings.backtest_max_events = Some(max);
         }
         if let Some(key) = env_value::<String>(lookup, "BATON_SENDGRID_VERIFICATION_KEY")? {
             settings.sendgrid_verification_key = Some(key);

@@ -416,7 +416,26 @@ fn bound_events(bound: Bound, head: Position) -> u64 {
 /// `MemAvailable`); when it does not, `replay` builds on disk instead, and says so. Where the
 /// kernel does not say, it is taken to fit.
 fn fits_in_memory(events: u64) -> bool {
-    let needed = events.saturating_mul(FOLD_BYTES_PER_EVENT);
+    match memory_shortfall(events, 1) {
+        Some((needed, available)) => {
+            eprintln!(
+                "folding {events} events in memory would take about {:.1} GB, more than half of the {:.1} GB available: building the candidate on disk instead (as --on-disk)",
+                needed as f64 / 1e9,
+                available as f64 / 1e9
+            );
+            false
+        }
+        None => true,
+    }
+}
+
+/// When `folds` folds of `events` events would hold more than half the memory available now:
+/// the bytes they would hold and the bytes available. `None` when they fit, or when the
+/// kernel does not say.
+pub(crate) fn memory_shortfall(events: u64, folds: u64) -> Option<(u64, u64)> {
+    let needed = events
+        .saturating_mul(FOLD_BYTES_PER_EVENT)
+        .saturating_mul(folds);
     let available = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
@@ -430,18 +449,8 @@ fn fits_in_memory(events: u64) -> bool {
                         .ok()
                 })
                 .map(|kib| kib * 1024)
-        });
-    match available {
-        Some(available) if needed > available / 2 => {
-            eprintln!(
-                "folding {events} events in memory would take about {:.1} GB, more than half of the {:.1} GB available: building the candidate on disk instead (as --on-disk)",
-                needed as f64 / 1e9,
-                available as f64 / 1e9
-            );
-            false
-        }
-        _ => true,
-    }
+        })?;
+    (needed > available / 2).then_some((needed, available))
 }
 
 /// The definition of the live view `name` while another process holds it, from the copy

@@ -2114,6 +2114,68 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
     );
 }
 
+/// A backtest the server should not hold (here: more events than `backtest_max_events`) fails
+/// at once naming the setting, before it folds anything, and the server goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_over_the_servers_bound_fails_at_once_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    generate(dir.path(), "5", "20", "history.ndjson");
+    assert!(
+        baton(dir.path(), &["ingest", "history.ndjson"])
+            .status
+            .success()
+    );
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "http = \"127.0.0.1:0\"\nsql = \"off\"\nbacktest_max_events = 10\n",
+    )
+    .expect("config");
+    let served = Served::start(dir.path(), &["--config", "baton.toml"]);
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", served.addr);
+    let started = body_json(
+        client
+            .post(format!("{base}/v1/backtests?keep=never"))
+            .body(baton_core::DEFAULT_FUNNEL_TOML)
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    let href = started["href"].as_str().expect("href").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ended = loop {
+        let answer = body_json(
+            client
+                .get(format!("{base}{href}"))
+                .send()
+                .await
+                .expect("get"),
+        )
+        .await;
+        if answer["state"] != "running" {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(ended["state"], "failed", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("more than backtest_max_events (10)")),
+        "{ended}"
+    );
+    let funnel = client
+        .get(format!("{base}/v1/funnel"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(funnel.status().as_u16(), 200);
+    let views = String::from_utf8_lossy(&baton(dir.path(), &["views"]).stdout).into_owned();
+    assert!(!views.contains("never"), "{views}");
+}
+
 async fn body_json(response: reqwest::Response) -> Value {
     let text = response.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"))
