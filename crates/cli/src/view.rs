@@ -318,6 +318,10 @@ pub async fn replay(log_args: &LogArgs, args: ReplayArgs) -> anyhow::Result<Exit
     if store.live()?.as_deref() == Some(name.as_str()) {
         anyhow::bail!("{name:?} is the live view; give the candidate another --name");
     }
+    // Refused before folding, not once the fold is done and shown.
+    if !baton_projector::valid_view_name(&name) {
+        return Err(baton_projector::StoreError::BadName { name }.into());
+    }
     // A candidate left half-built (interrupted) under the same definition resumes, to the
     // bound it was started with unless --until names another.
     let mut bound = bound;

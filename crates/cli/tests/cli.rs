@@ -772,6 +772,25 @@ fn replay_sets_stages_side_by_side_by_name() {
         2,
         "without it, the candidate is kept"
     );
+    // A name that cannot be a view is refused before anything is folded or shown.
+    let output = baton(
+        dir.path(),
+        &[
+            "replay",
+            "--funnel",
+            "candidate.toml",
+            "--name",
+            "bad/name",
+            "--json",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "nothing shown");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("\"bad/name\" is not allowed"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // Kept whole after an in-memory fold, or built through the persistent projector with
     // --on-disk: the same comparison, and both views read back from their stores to it.
     let on_disk = json_ok(
@@ -1985,32 +2004,7 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
     assert!(started["progress"]["until"].is_u64(), "{started}");
 
     // Followed until it ends (a small log: well within the deadline).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let follow = |location: String| {
-        let client = client.clone();
-        let base = base.clone();
-        async move {
-            loop {
-                let answer = body_json(
-                    client
-                        .get(format!("{base}{location}"))
-                        .send()
-                        .await
-                        .expect("get"),
-                )
-                .await;
-                if answer["state"] != "running" {
-                    break answer;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "still running: {answer}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let done = follow(location.clone()).await;
+    let done = follow_backtest(&client, &base, &location).await;
     assert_eq!(done["state"], "done", "{done}");
     let printed = json_ok(
         dir.path(),
@@ -2077,7 +2071,7 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
     };
     let kept = body_json(start_kept().await.expect("post")).await;
     assert_eq!(kept["keep"], "kept-bt", "{kept}");
-    let kept = follow(kept["href"].as_str().expect("href").to_owned()).await;
+    let kept = follow_backtest(&client, &base, kept["href"].as_str().expect("href")).await;
     assert_eq!(kept["state"], "done", "{kept}");
     assert_eq!(kept["comparison"]["candidate"]["view"], "kept-bt", "{kept}");
     assert_eq!(kept["comparison"]["stages"], printed["stages"]);
@@ -2092,7 +2086,7 @@ async fn serve_runs_a_backtest_over_http_and_answers_what_replay_prints() {
     );
     assert_eq!(reread["stages"], printed["stages"]);
     let again = body_json(start_kept().await.expect("post")).await;
-    let again = follow(again["href"].as_str().expect("href").to_owned()).await;
+    let again = follow_backtest(&client, &base, again["href"].as_str().expect("href")).await;
     assert_eq!(again["state"], "failed", "{again}");
     assert!(
         again["error"]
@@ -2142,23 +2136,7 @@ async fn a_backtest_over_the_servers_bound_fails_at_once_and_the_server_stays_up
             .expect("post"),
     )
     .await;
-    let href = started["href"].as_str().expect("href").to_owned();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let ended = loop {
-        let answer = body_json(
-            client
-                .get(format!("{base}{href}"))
-                .send()
-                .await
-                .expect("get"),
-        )
-        .await;
-        if answer["state"] != "running" {
-            break answer;
-        }
-        assert!(std::time::Instant::now() < deadline, "{answer}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let ended = follow_backtest(&client, &base, started["href"].as_str().expect("href")).await;
     assert_eq!(ended["state"], "failed", "{ended}");
     assert!(
         ended["error"]
@@ -2174,6 +2152,30 @@ async fn a_backtest_over_the_servers_bound_fails_at_once_and_the_server_stays_up
     assert_eq!(funnel.status().as_u16(), 200);
     let views = String::from_utf8_lossy(&baton(dir.path(), &["views"]).stdout).into_owned();
     assert!(!views.contains("never"), "{views}");
+}
+
+/// Follows a backtest at `href` until it is no longer running (three minutes at most): its
+/// last answer.
+async fn follow_backtest(client: &reqwest::Client, base: &str, href: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let answer = body_json(
+            client
+                .get(format!("{base}{href}"))
+                .send()
+                .await
+                .expect("get"),
+        )
+        .await;
+        if answer["state"] != "running" {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 async fn body_json(response: reqwest::Response) -> Value {
