@@ -159,7 +159,7 @@ fn run_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(run_name(seq))
 }
 
-fn run_name(seq: u64) -> String {
+pub(crate) fn run_name(seq: u64) -> String {
     format!("run-{seq:012}.ids")
 }
 
@@ -468,12 +468,18 @@ pub(crate) fn read_manifest_file(path: &Path) -> Result<Option<Manifest>, String
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(format!("{}: {error}", path.display())),
     };
+    parse_manifest(&bytes, &path.display().to_string()).map(Some)
+}
+
+/// A manifest from its bytes; `label` names where they came from in errors.
+pub(crate) fn parse_manifest(bytes: &[u8], label: &str) -> Result<Manifest, String> {
+    let path = label;
     if bytes.len() < 8 + 8 + 16 + 8 + 8 + 4 || &bytes[..8] != MANIFEST_MAGIC {
-        return Err(format!("{}: not a manifest of ids", path.display()));
+        return Err(format!("{path}: not a manifest of ids"));
     }
     let (body, sum) = bytes.split_at(bytes.len() - 4);
     if crc32fast::hash(body).to_le_bytes() != sum {
-        return Err(format!("{}: fails its checksum", path.display()));
+        return Err(format!("{path}: fails its checksum"));
     }
     let covered = u64_at(body, 8);
     let anchor = u128::from_le_bytes(body[16..32].try_into().expect("16 bytes"));
@@ -481,21 +487,26 @@ pub(crate) fn read_manifest_file(path: &Path) -> Result<Option<Manifest>, String
     let count = u64_at(body, 40) as usize;
     let listed = &body[48..];
     if listed.len() != count.saturating_mul(16) {
-        return Err(format!("{}: its run count does not match", path.display()));
+        return Err(format!("{path}: its run count does not match"));
     }
     let runs = listed
         .chunks_exact(16)
         .map(|run| (u64_at(run, 0), u64_at(run, 8)))
         .collect();
-    Ok(Some(Manifest {
+    Ok(Manifest {
         covered,
         anchor,
         next_seq,
         runs,
-    }))
+    })
 }
 
 impl Manifest {
+    /// The sequence numbers of the runs it names.
+    pub(crate) fn run_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.runs.iter().map(|(seq, _)| *seq)
+    }
+
     /// The file names of the runs it names.
     pub(crate) fn run_files(&self) -> Vec<String> {
         self.runs.iter().map(|(seq, _)| run_name(*seq)).collect()
@@ -982,6 +993,11 @@ impl IdStore {
             // A closed channel means the flusher failed; refresh reports why.
             let _ = sender.send(table);
         }
+    }
+
+    /// How far the runs on disk reach (as of the last [`IdStore::refresh`]).
+    pub(crate) fn runs_cover(&self) -> u64 {
+        self.set.covered
     }
 
     /// Memory held for lookups: the recent and frozen ids (their entries and the map's slack,

@@ -53,6 +53,8 @@ use uuid::Uuid;
 /// How long a JetStream read or publish may wait without progress before the append gives up
 /// (the client waits for a lost server to come back; an append should fail and be retried).
 const STALL: Duration = Duration::from_secs(10);
+/// Events between two shares of a writer's id index (see [`JetStreamConfig::share_ids_every`]).
+pub const DEFAULT_SHARE_IDS_EVERY: u64 = 1_000_000;
 
 /// How long the publishing connection may be lost before appends fail at once instead of
 /// waiting for it: longer than a server restart takes.
@@ -81,6 +83,11 @@ pub struct JetStreamConfig {
     pub ids_dir: Option<PathBuf>,
     /// Ids kept in memory before they are written to the index on disk.
     pub recent_ids: usize,
+    /// With the index on disk: share it through the server (stream `{stream}_IDS`) whenever
+    /// its runs reach this many events (or a sixteenth of the history, whichever is more)
+    /// beyond the index shared last, so a writer on another machine downloads it instead of
+    /// reading every id on the stream; `None` neither shares nor downloads.
+    pub share_ids_every: Option<u64>,
 }
 
 impl JetStreamConfig {
@@ -96,6 +103,7 @@ impl JetStreamConfig {
             tls_ca_file: None,
             ids_dir: None,
             recent_ids: crate::id_store::DEFAULT_RECENT_IDS,
+            share_ids_every: Some(DEFAULT_SHARE_IDS_EVERY),
         }
     }
 }
@@ -135,6 +143,10 @@ struct Inner {
     /// Every event id on the stream up to its `covered` sequence, and what settled batches
     /// stored.
     index: Mutex<WriterIds>,
+    /// Shares the index on disk through the server, and downloads another writer's.
+    sharer: Option<Arc<crate::jetstream_share::Sharer>>,
+    /// Ids read from the stream's headers into the index, since connecting.
+    ids_read: std::sync::atomic::AtomicU64,
     /// Batches handed to the client whose outcomes are not in the index yet.
     unsettled: std::sync::Mutex<Unsettled>,
     /// Woken whenever a batch settles.
@@ -232,8 +244,17 @@ impl JetStreamLog {
             .ids_dir
             .clone()
             .map(|dir| (dir, config.recent_ids.max(1)));
+        let sharer = match (&config.ids_dir, config.share_ids_every) {
+            (Some(_), Some(every)) => Some(Arc::new(crate::jetstream_share::Sharer::new(
+                crate::jetstream_share::Names::new(&config.stream, &config.subject_prefix),
+                every,
+            ))),
+            _ => None,
+        };
         let log = JetStreamLog {
             inner: Arc::new(Inner {
+                sharer,
+                ids_read: std::sync::atomic::AtomicU64::new(0),
                 subjects,
                 config,
                 publisher: writer_client,
@@ -497,6 +518,15 @@ impl JetStreamLog {
                 }
             }
         }
+        // The index shared through the server, when nothing here fits or it reaches much
+        // further than what does.
+        if let Some(sharer) = &self.inner.sharer {
+            let own = match &fits {
+                Ok(()) => crate::jetstream_ids::manifest_in(&slot).map_or(0, |m| m.covered),
+                Err(_) => 0,
+            };
+            self.download_shared(sharer, &slot, own, &mut fits).await;
+        }
         if let Err(reason) = &fits {
             tracing::info!(%reason, "reading every id on the stream into the index");
         }
@@ -514,6 +544,112 @@ impl JetStreamLog {
                 .map_err(|error| LogError::nats("opening the id index", error))??;
         *index = WriterIds::Disk(opened);
         Ok(())
+    }
+
+    /// Downloads the shared index into `slot` when there is one that fits the stream and
+    /// reaches well beyond `own` (how far what `slot` holds reaches, 0 when it holds nothing
+    /// that fits); on success `fits` becomes `Ok`. A failure is logged and changes nothing
+    /// but `slot`, which it leaves empty.
+    async fn download_shared(
+        &self,
+        sharer: &crate::jetstream_share::Sharer,
+        slot: &std::path::Path,
+        own: u64,
+        fits: &mut Result<(), String>,
+    ) {
+        let published =
+            match crate::jetstream_share::latest(&self.inner.reader, &sharer.names).await {
+                Ok(Some(published)) => published,
+                Ok(None) => return,
+                Err(reason) => {
+                    tracing::info!(%reason, "no shared id index to start from");
+                    return;
+                }
+            };
+        let shared = published.manifest.covered;
+        sharer.saw_shared(shared);
+        if fits.is_ok() && !sharer.worth_downloading(own, shared) {
+            return;
+        }
+        if let Err(reason) = self.manifest_fits(&published.manifest).await {
+            tracing::info!(%reason, "the shared id index does not fit the stream");
+            return;
+        }
+        let started = std::time::Instant::now();
+        match crate::jetstream_share::download(&self.inner.reader, &sharer.names, &published, slot)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    covered = shared,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "starting from the id index shared on the server"
+                );
+                *fits = Ok(());
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "the shared id index could not be downloaded");
+                if own > 0 {
+                    // What the slot held was cleared for the download.
+                    *fits = Err(reason);
+                }
+            }
+        }
+    }
+
+    /// Shares the index on disk in the background when its runs have gone far enough beyond
+    /// the index shared last (see [`JetStreamConfig::share_ids_every`]).
+    fn maybe_share(&self, index: &WriterIds) {
+        let Some(sharer) = &self.inner.sharer else {
+            return;
+        };
+        let Some((slot, runs_cover)) = index.runs_in() else {
+            return;
+        };
+        if !sharer.due(runs_cover) {
+            return;
+        }
+        let (sharer, slot) = (sharer.clone(), slot.to_owned());
+        // The reading connection: an upload goes out while reads come in, so it neither
+        // queues behind nor delays the events' publishes on the writing connection.
+        let js = self.inner.reader.clone();
+        let replicas = self.inner.config.replicas;
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match crate::jetstream_share::share(&js, &sharer, &slot, replicas).await {
+                Ok(Some(covered)) => tracing::info!(
+                    covered,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "shared the id index on the server"
+                ),
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::warn!(%reason, "sharing the id index failed; trying again later")
+                }
+            }
+            sharer.done();
+        });
+    }
+
+    /// Ids this writer has read from the stream's headers into its index since it connected:
+    /// every id on the stream when it starts from nothing, only those after its index (its
+    /// own, another slot's or the shared one) otherwise.
+    pub fn ids_read_from_stream(&self) -> u64 {
+        self.inner
+            .ids_read
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How far the id index shared on the server reaches (`None`: nothing shared).
+    pub async fn shared_ids_cover(&self) -> Result<Option<u64>, LogError> {
+        let names = crate::jetstream_share::Names::new(
+            &self.inner.config.stream,
+            &self.inner.config.subject_prefix,
+        );
+        crate::jetstream_share::latest(&self.inner.reader, &names)
+            .await
+            .map(|published| published.map(|p| p.manifest.covered))
+            .map_err(|reason| LogError::nats("reading the shared id index", reason))
     }
 
     /// Whether an index on disk belongs to this stream as it stands: the message at its
@@ -586,6 +722,9 @@ impl JetStreamLog {
                 .and_then(|value| Uuid::parse_str(value.as_str()).ok());
             // A message without a Baton id is foreign; readers report it, the index skips it.
             if let Some(id) = id {
+                self.inner
+                    .ids_read
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 index.insert(id.as_u128(), Position::new(sequence));
                 index.mark(Position::new(sequence), id.as_u128())?;
             }
@@ -1259,6 +1398,7 @@ impl EventLog for JetStreamLog {
                 tracing::warn!(%error, "the id index could not keep up");
             }
         }
+        self.maybe_share(&index);
         // Out of the unsettled set only once in the index, under its lock: a later batch
         // checking its ids sees them in one place or the other.
         drop(registered);

@@ -33,6 +33,8 @@ pub(crate) enum WriterIds {
 
 pub(crate) struct DiskIds {
     store: IdStore,
+    /// The slot it lives in.
+    slot: PathBuf,
     /// Every id at a sequence up to here is in the store (foreign messages included).
     covered: u64,
     /// Held while this writer uses the slot.
@@ -90,6 +92,7 @@ impl DiskIds {
         );
         Ok(DiskIds {
             store,
+            slot: slot.to_owned(),
             covered: opened.from_runs,
             _lock: lock,
         })
@@ -198,6 +201,14 @@ impl WriterIds {
             })?;
         }
         Ok(())
+    }
+
+    /// The slot of an index on disk and how far its runs reach: what it could share.
+    pub(crate) fn runs_in(&self) -> Option<(&Path, u64)> {
+        match self {
+            WriterIds::Disk(disk) => Some((&disk.slot, disk.store.runs_cover())),
+            _ => None,
+        }
     }
 
     /// Takes in what the store's threads finished; before a batch's lookups.

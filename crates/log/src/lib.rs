@@ -9,6 +9,7 @@ mod id_index;
 mod id_store;
 mod jetstream;
 mod jetstream_ids;
+mod jetstream_share;
 mod migrate;
 mod port;
 mod retry;

@@ -480,3 +480,146 @@ async fn writers_with_their_index_on_disk_share_the_directory_and_start_where_th
     assert!(all(&outcomes, false), "{outcomes:?}");
     assert_eq!(log.stat().await.expect("stat").events, 200);
 }
+
+/// Issue 32: writers on different machines share their id index through the server. A writer
+/// whose directory is empty (another machine) downloads the index another writer shared and
+/// reads only the ids after it from the stream; it finds every id before as a duplicate, and
+/// the writers keep storing each id once between them. A writer that shares nothing reads
+/// every id; a shared run that does not match its checksum is refused, never trusted, and costs
+/// a read of every id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_on_another_machine_starts_from_the_index_shared_on_the_server() {
+    let server = NatsServer::start();
+    let machines: Vec<tempfile::TempDir> =
+        (0..4).map(|_| tempfile::tempdir().expect("ids")).collect();
+    let config_for = |dir: &tempfile::TempDir| {
+        let mut config = writer_config(server.url(), Some(dir.path()));
+        config.share_ids_every = Some(100);
+        config
+    };
+    let first = JetStreamLog::connect(config_for(&machines[0]))
+        .await
+        .expect("connect");
+    let mut appended = events("shared-first", 600);
+    for chunk in appended.chunks(100) {
+        assert!(all(
+            &first.append(chunk.to_vec()).await.expect("append"),
+            false
+        ));
+    }
+    // Sharing runs in the background; an append starts it once the runs reach 100 events
+    // beyond the index shared last.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let shared = loop {
+        let shared = first
+            .shared_ids_cover()
+            .await
+            .expect("shared index")
+            .unwrap_or(0);
+        if shared >= 300 {
+            break shared;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing shared: {shared}"
+        );
+        let more = events(&format!("shared-more-{}", appended.len()), 1);
+        assert!(all(
+            &first.append(more.clone()).await.expect("append"),
+            false
+        ));
+        appended.extend(more);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Let a share that was still running finish: the index then stays put, the writer idle.
+    let mut shared = shared;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = first.shared_ids_cover().await.expect("shared").unwrap_or(0);
+        if now == shared {
+            break;
+        }
+        shared = now;
+    }
+    let total = appended.len() as u64;
+    assert!(shared <= total);
+
+    let second = JetStreamLog::connect(config_for(&machines[1]))
+        .await
+        .expect("connect on another machine");
+    assert!(all(
+        &second.append(appended.clone()).await.expect("append"),
+        true
+    ));
+    assert_eq!(
+        second.ids_read_from_stream(),
+        total - shared,
+        "read only the ids after the shared index"
+    );
+    let runs = std::fs::read_dir(machines[1].path().join("0"))
+        .expect("slot")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("run-"))
+        })
+        .count();
+    assert!(runs > 0, "the shared runs were downloaded");
+    let later = events("shared-later", 50);
+    assert!(all(
+        &second.append(later.clone()).await.expect("append"),
+        false
+    ));
+    assert!(all(
+        &first.append(later.clone()).await.expect("append"),
+        true
+    ));
+    let total = total + later.len() as u64;
+    assert_eq!(first.stat().await.expect("stat").events, total);
+
+    // Sharing turned off: every id read from the stream.
+    let mut alone = config_for(&machines[2]);
+    alone.share_ids_every = None;
+    let alone = JetStreamLog::connect(alone).await.expect("connect");
+    assert!(all(
+        &alone.append(appended.clone()).await.expect("append"),
+        true
+    ));
+    assert_eq!(alone.ids_read_from_stream(), total);
+    drop(alone);
+
+    // A shared run damaged on the server (its parts replaced by as many others).
+    let client = async_nats::connect(server.url()).await.expect("client");
+    let js = async_nats::jetstream::new(client);
+    let side = js.get_stream("BATON_IDS").await.expect("the side stream");
+    let mut subjects = side
+        .info_with_subjects("baton-ids.BATON.run.>")
+        .await
+        .expect("subjects");
+    let (subject, parts) = subjects
+        .next()
+        .await
+        .expect("a shared run")
+        .expect("listing");
+    side.purge().filter(&subject).await.expect("purge");
+    for _ in 0..parts {
+        js.publish(subject.clone(), vec![7u8; 64].into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let damaged = JetStreamLog::connect(config_for(&machines[3]))
+        .await
+        .expect("connect");
+    assert!(all(
+        &damaged.append(appended.clone()).await.expect("append"),
+        true
+    ));
+    assert_eq!(
+        damaged.ids_read_from_stream(),
+        total,
+        "the damaged index was refused and every id read"
+    );
+    assert_eq!(damaged.stat().await.expect("stat").events, total);
+}
