@@ -45,6 +45,18 @@ pub struct LogArgs {
         default_value_t = 120
     )]
     pub duplicate_window_secs: u64,
+    /// Share this writer's id index through the server (stream `STREAM_IDS`) whenever its
+    /// runs reach this many events beyond the index shared last, so a writer on another
+    /// machine downloads it instead of reading every id on the stream; 0 neither shares nor
+    /// downloads.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_NATS_SHARE_IDS_EVERY",
+        default_value_t = baton_log::DEFAULT_SHARE_IDS_EVERY,
+        value_name = "EVENTS"
+    )]
+    pub share_ids_every: u64,
     /// NATS credentials file (.creds).
     #[arg(long, global = true, env = "BATON_NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
@@ -82,6 +94,7 @@ impl LogArgs {
         // The writer's id index on disk, beside the views: about two bytes an event in memory,
         // and a writer that starts again reads only what was appended since it stopped.
         config.ids_dir = Some(self.data.join("jetstream-ids").join(&self.stream));
+        config.share_ids_every = (self.share_ids_every > 0).then_some(self.share_ids_every);
         config
     }
 

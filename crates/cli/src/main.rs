@@ -7,6 +7,7 @@ mod bench_collect;
 mod bench_ids;
 mod bench_ingest;
 mod bench_query;
+mod bench_share;
 mod cpu;
 mod demo;
 mod funnel;
@@ -125,6 +126,9 @@ enum BenchCommand {
     /// What idempotency costs as the history grows: the id index's memory, start-up and
     /// appends with retried ids, at checkpoints of a history generated into an embedded log.
     Ids(bench_ids::IdsArgs),
+    /// Sharing a JetStream writer's id index through the server: the append rate beside a
+    /// writer that does not share, and how soon a writer on another machine is ready.
+    Share(bench_share::ShareArgs),
 }
 
 /// The exit status of a tool whose reader went away (128 + SIGPIPE), as a shell reports it.
@@ -244,6 +248,9 @@ fn main() -> ExitCode {
             Command::Bench {
                 command: BenchCommand::Ids(args),
             } => bench_ids::run(args).await,
+            Command::Bench {
+                command: BenchCommand::Share(args),
+            } => bench_share::run(args).await,
         }
     });
     match result {

@@ -212,6 +212,63 @@ fn bench_append_prints_side_by_side_figures() {
     );
 }
 
+/// `bench share` checks every retried id itself (a writer that starts must find each as a
+/// duplicate); here: a writer on another machine that downloads the shared index reads only
+/// the ids after it, one that does not reads every id, and the benchmark's streams are gone
+/// afterwards.
+#[test]
+fn bench_share_measures_a_writer_starting_from_the_shared_index() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let figures = bench_figures(
+        dir.path(),
+        &[
+            "share",
+            "--nats",
+            server.url(),
+            "--events",
+            "20000",
+            "--every",
+            "3000",
+            "--recent-ids",
+            "1000",
+        ],
+    );
+    let number = |path: &[&str]| {
+        path.iter()
+            .fold(&figures, |value, key| &value[*key])
+            .as_u64()
+            .unwrap_or_else(|| panic!("{path:?} in {figures}"))
+    };
+    let shared = number(&["shared_cover"]);
+    assert!((3_000..=20_000).contains(&shared), "{figures}");
+    // The shared writer appended 100 events of its own before the reading one started.
+    assert_eq!(number(&["start_reading", "ids_read_from_stream"]), 20_100);
+    assert_eq!(
+        number(&["start_shared", "ids_read_from_stream"]),
+        20_000 - shared
+    );
+    assert!(number(&["side_stream_bytes"]) > 24 * 3_000, "{figures}");
+    for key in ["append_eps_sharing", "append_eps_not_sharing"] {
+        assert!(figures[key].as_f64().is_some_and(|v| v > 0.0), "{figures}");
+    }
+    let streams: Vec<String> = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            use futures::TryStreamExt;
+            let client = async_nats::connect(server.url()).await.expect("connect");
+            async_nats::jetstream::new(client)
+                .stream_names()
+                .try_collect()
+                .await
+                .expect("stream names")
+        });
+    assert!(
+        streams.is_empty(),
+        "the benchmark deleted its streams: {streams:?}"
+    );
+}
+
 /// `bench ids` checks every retried id itself (it fails when one is stored again or lands at
 /// another position); here: the figures it prints, with ids in runs on disk and retries from
 /// both the recent and the old part of the history, and the comparison with another build
