@@ -615,16 +615,25 @@ impl JetStreamLog {
         let js = self.inner.reader.clone();
         let replicas = self.inner.config.replicas;
         tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            match crate::jetstream_share::share(&js, &sharer, &slot, replicas).await {
-                Ok(Some(covered)) => tracing::info!(
-                    covered,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "shared the id index on the server"
-                ),
-                Ok(None) => {}
-                Err(reason) => {
-                    tracing::warn!(%reason, "sharing the id index failed; trying again later")
+            // Again while the runs on disk went far enough meanwhile (a bulk load outruns an
+            // upload), so a writer that goes idle has shared what it flushed.
+            loop {
+                let started = std::time::Instant::now();
+                match crate::jetstream_share::share(&js, &sharer, &slot, replicas).await {
+                    Ok(Some(covered)) => tracing::info!(
+                        covered,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "shared the id index on the server"
+                    ),
+                    Ok(None) => break,
+                    Err(reason) => {
+                        tracing::warn!(%reason, "sharing the id index failed; trying again later");
+                        break;
+                    }
+                }
+                let on_disk = crate::jetstream_ids::manifest_in(&slot).map_or(0, |m| m.covered);
+                if !sharer.worth(on_disk) {
+                    break;
                 }
             }
             sharer.done();

@@ -191,13 +191,18 @@ impl Sharer {
     /// Whether runs reaching `runs_cover` are worth sharing now; when they are, marks the sharer
     /// busy (the caller then runs [`share`] and [`Sharer::done`]).
     pub(crate) fn due(&self, runs_cover: u64) -> bool {
-        let shared = self.shared.load(Ordering::Relaxed);
-        let gap = self.every.max(shared / 16);
-        runs_cover >= shared.saturating_add(gap)
+        self.worth(runs_cover)
             && self
                 .busy
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// Whether runs reaching `runs_cover` go far enough beyond the shared index.
+    pub(crate) fn worth(&self, runs_cover: u64) -> bool {
+        let shared = self.shared.load(Ordering::Relaxed);
+        let gap = self.every.max(shared / 16);
+        runs_cover >= shared.saturating_add(gap)
     }
 
     pub(crate) fn done(&self) {
