@@ -599,10 +599,12 @@ impl JetStreamLog {
 
     /// Shares the index on disk in the background when its runs have gone far enough beyond
     /// the index shared last (see [`JetStreamConfig::share_ids_every`]).
-    fn maybe_share(&self, index: &WriterIds) {
+    fn maybe_share(&self, index: &mut WriterIds) {
         let Some(sharer) = &self.inner.sharer else {
             return;
         };
+        // What the flusher and merger finished since (a failure is reported by the next pass).
+        let _ = index.refresh();
         let Some((slot, runs_cover)) = index.runs_in() else {
             return;
         };
@@ -1407,7 +1409,7 @@ impl EventLog for JetStreamLog {
                 tracing::warn!(%error, "the id index could not keep up");
             }
         }
-        self.maybe_share(&index);
+        self.maybe_share(&mut index);
         // Out of the unsettled set only once in the index, under its lock: a later batch
         // checking its ids sees them in one place or the other.
         drop(registered);
