@@ -19,7 +19,7 @@ mod turn;
 pub use any::AnyLog;
 pub use embedded::{EmbeddedConfig, EmbeddedLog};
 pub use error::{ErrorKind, LogError};
-pub use id_store::IdMemory;
+pub use id_store::{DEFAULT_RECENT_IDS, IdMemory};
 pub use jetstream::{DEFAULT_SHARE_IDS_EVERY, JetStreamConfig, JetStreamLog};
 pub use port::{AppendOutcome, EventLog, LogStat, Position, Record, RecordStream};
 pub use retry::{Backoff, Patience, retry_transient};
