@@ -67,7 +67,7 @@ pub struct LogArgs {
         env = "BATON_RECENT_IDS",
         default_value_t = baton_log::DEFAULT_RECENT_IDS as u64,
         value_name = "IDS",
-        value_parser = clap::value_parser!(u64).range(1024..=(1 << 28))
+        value_parser = clap::value_parser!(u64).range(1..=(1 << 28))
     )]
     pub recent_ids: u64,
     /// NATS credentials file (.creds).

@@ -25,9 +25,6 @@ pub struct ShareArgs {
     /// default, so a history of any size is shared a few times.
     #[arg(long)]
     every: Option<u64>,
-    /// Ids kept in memory before they go to a run on disk (as `serve` keeps 262,144).
-    #[arg(long, default_value_t = 262_144)]
-    recent_ids: usize,
     /// Print one JSON object and nothing else on stdout.
     #[arg(long)]
     json: bool,
@@ -45,6 +42,7 @@ fn history() -> History {
 
 fn config(
     args: &ShareArgs,
+    recent_ids: usize,
     tag: &str,
     ids: &std::path::Path,
     share: Option<u64>,
@@ -53,7 +51,7 @@ fn config(
     config.stream = format!("BENCH_SHARE_{}_{tag}", std::process::id());
     config.subject_prefix = format!("bench-share-{}-{}", std::process::id(), tag.to_lowercase());
     config.ids_dir = Some(ids.to_owned());
-    config.recent_ids = args.recent_ids.max(1);
+    config.recent_ids = recent_ids.max(1);
     config.share_ids_every = share;
     config
 }
@@ -131,12 +129,19 @@ async fn start(
     }))
 }
 
-pub async fn run(args: ShareArgs) -> anyhow::Result<ExitCode> {
+/// `recent_ids`: the global `--recent-ids`, as `serve` would take it.
+pub async fn run(args: ShareArgs, recent_ids: usize) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.events > 0, "--events 0: there is no history to share");
     let every = args.every.unwrap_or((args.events / 4).max(1));
     let dirs = tempfile::tempdir().context("temp dir")?;
-    let sharing = config(&args, "ON", &dirs.path().join("on"), Some(every));
-    let alone = config(&args, "OFF", &dirs.path().join("off"), None);
+    let sharing = config(
+        &args,
+        recent_ids,
+        "ON",
+        &dirs.path().join("on"),
+        Some(every),
+    );
+    let alone = config(&args, recent_ids, "OFF", &dirs.path().join("off"), None);
     let client = async_nats::connect(&args.nats)
         .await
         .with_context(|| format!("connecting to {}", args.nats))?;

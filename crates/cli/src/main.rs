@@ -250,7 +250,7 @@ fn main() -> ExitCode {
             } => bench_ids::run(args).await,
             Command::Bench {
                 command: BenchCommand::Share(args),
-            } => bench_share::run(args).await,
+            } => bench_share::run(args, cli.log.recent_ids as usize).await,
         }
     });
     match result {
