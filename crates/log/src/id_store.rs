@@ -3,7 +3,9 @@
 //!
 //! In `ids/` beside the segments:
 //! - `run-NNNNNNNNNNNN.ids`: immutable runs. A run holds the ids of a range of positions,
-//!   sorted, each with its position (24 bytes an id); after them a fence per block of
+//!   sorted by a hash of the id (the hash that picks the id's block of the filter, so runs
+//!   are written with their filter filled front to back), each with its position (24 bytes an
+//!   id); after them a fence per block of
 //!   [`BLOCK_IDS`] ids (its first id) and a Bloom filter of the run's ids, which a footer locates
 //!   and checks.
 //! - `manifest`: which runs make the index, the position up to which they hold every id, and
@@ -61,7 +63,10 @@ const CLOSE_FINISHES_MERGES_UP_TO: u64 = 4 << 20;
 /// disk is slower than the appends.
 const MAX_FROZEN: usize = 4;
 
-const RUN_MAGIC: &[u8; 8] = b"BTIDRUN1";
+/// `BTIDRUN2`: entries in [`order_key`] order. `BTIDRUN1` runs (in id order, by builds before
+/// it) are not read: the index starts again from the log once.
+const RUN_MAGIC: &[u8; 8] = b"BTIDRUN2";
+const RUN_MAGIC_IN_ID_ORDER: &[u8; 8] = b"BTIDRUN1";
 const RUN_HEADER: u64 = 16;
 const RUN_FOOTER: u64 = 48;
 const MANIFEST_MAGIC: &[u8; 8] = b"BTIDMAN1";
@@ -76,14 +81,28 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The first of an id's [`hashes`]: it picks the id's block of a filter, and orders a run.
+fn first_hash(id: u128) -> u64 {
+    #[allow(clippy::cast_possible_truncation)]
+    let (low, high) = (id as u64, (id >> 64) as u64);
+    splitmix(low ^ splitmix(high))
+}
+
 /// Two independent 64-bit hashes of an id. Ids supplied by sources may be time-ordered
 /// (UUID v1, v7), so every bit is mixed rather than trusting any of them to be random.
 fn hashes(id: u128) -> (u64, u64) {
+    let first = first_hash(id);
     #[allow(clippy::cast_possible_truncation)]
-    let (low, high) = (id as u64, (id >> 64) as u64);
-    let first = splitmix(low ^ splitmix(high));
-    let second = splitmix(high ^ first.rotate_left(32));
+    let second = splitmix((id >> 64) as u64 ^ first.rotate_left(32));
     (first, second)
+}
+
+/// The order of a run's entries: by the id's first hash, then by the id. The first hash also
+/// picks the id's block of the run's filter (in the same order), so writing a run, a merge's
+/// above all, fills its filter front to back instead of at random places in a filter larger
+/// than the cache (that was the largest single cost of a bulk load: docs/benchmarks.md).
+fn order_key(id: u128) -> (u64, u128) {
+    (first_hash(id), id)
 }
 
 /// A blocked Bloom filter: each id sets [`FILTER_PROBES`] bits of one 512-bit block.
@@ -180,7 +199,10 @@ impl Run {
         if !self.filter.may_contain_hashed(hashed) {
             return Ok(None);
         }
-        let block = self.fences.partition_point(|first| *first <= id);
+        let key = (hashed.0, id);
+        let block = self
+            .fences
+            .partition_point(|first| order_key(*first) <= key);
         let Some(block) = block.checked_sub(1) else {
             return Ok(None);
         };
@@ -192,7 +214,7 @@ impl Run {
             .read_exact_at(bytes, RUN_HEADER + (start * ENTRY) as u64)?;
         let entries: Vec<(u128, u64)> = bytes.chunks_exact(ENTRY).map(entry).collect();
         Ok(entries
-            .binary_search_by_key(&id, |(entry_id, _)| *entry_id)
+            .binary_search_by_key(&key, |(entry_id, _)| order_key(*entry_id))
             .ok()
             .map(|at| entries[at].1))
     }
@@ -210,6 +232,11 @@ impl Run {
         let mut footer = [0u8; RUN_FOOTER as usize];
         file.read_exact_at(&mut footer, length - RUN_FOOTER)
             .map_err(|e| broken(&e.to_string()))?;
+        if &footer[40..48] == RUN_MAGIC_IN_ID_ORDER {
+            return Err(broken(
+                "a run written by an earlier build, in another order",
+            ));
+        }
         if &footer[40..48] != RUN_MAGIC {
             return Err(broken("not a run of ids"));
         }
@@ -293,6 +320,11 @@ struct RunEntries {
 }
 
 impl RunEntries {
+    /// [`RunEntries::next`] with the id's [`order_key`].
+    fn next_keyed(&mut self) -> std::io::Result<Option<((u64, u128), u64)>> {
+        Ok(self.next()?.map(|(id, position)| (order_key(id), position)))
+    }
+
     fn next(&mut self) -> std::io::Result<Option<(u128, u64)>> {
         if self.at < self.chunk.len() {
             let next = entry(&self.chunk[self.at..self.at + ENTRY]);
@@ -334,7 +366,7 @@ struct RunWriter {
     /// Entries not written yet: checksummed and written a chunk at a time, not one 24-byte
     /// entry at a time (`RunWriter::push` and the checksum were 12% of a bulk load's CPU).
     pending: Vec<u8>,
-    last: Option<u128>,
+    last: Option<(u64, u128)>,
 }
 
 /// How many bytes of entries a run is written and read in at a time.
@@ -368,10 +400,12 @@ impl RunWriter {
         Ok(())
     }
 
-    fn push(&mut self, id: u128, position: u64) -> std::io::Result<()> {
-        if self.last.is_some_and(|last| last >= id) || self.written == self.expected {
+    /// `key` is the id's [`order_key`], which the caller has worked out to order the ids.
+    fn push(&mut self, key: (u64, u128), position: u64) -> std::io::Result<()> {
+        let id = key.1;
+        if self.last.is_some_and(|last| last >= key) || self.written == self.expected {
             return Err(std::io::Error::other(
-                "invariant: a run's ids are written once each, ascending",
+                "invariant: a run's ids are written once each, in order",
             ));
         }
         if self.written.is_multiple_of(BLOCK_IDS as u64) {
@@ -384,7 +418,7 @@ impl RunWriter {
             self.write_pending()?;
         }
         self.written += 1;
-        self.last = Some(id);
+        self.last = Some(key);
         Ok(())
     }
 
@@ -600,16 +634,16 @@ impl Shared {
 fn flusher(shared: Arc<Shared>, frozen: mpsc::Receiver<Arc<Frozen>>) {
     for table in frozen {
         let written = (|| {
-            let mut entries: Vec<(u128, u64)> = table
+            let mut entries: Vec<((u64, u128), u64)> = table
                 .ids
                 .iter()
-                .map(|(id, position)| (*id, *position))
+                .map(|(id, position)| (order_key(*id), *position))
                 .collect();
-            entries.sort_unstable_by_key(|(id, _)| *id);
+            entries.sort_unstable_by_key(|(key, _)| *key);
             let seq = shared.take_seq();
             let mut writer = RunWriter::create(&shared.dir, seq, entries.len() as u64)?;
-            for (id, position) in entries {
-                writer.push(id, position)?;
+            for (key, position) in entries {
+                writer.push(key, position)?;
             }
             let run = Arc::new(writer.finish()?);
             shared.lock().flushed = true;
@@ -722,22 +756,22 @@ fn merge(shared: &Shared, inputs: &[Arc<Run>]) -> std::io::Result<Option<Run>> {
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut heads = readers
         .iter_mut()
-        .map(RunEntries::next)
+        .map(RunEntries::next_keyed)
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut written: u64 = 0;
     // The same id may be in two runs: a JetStream writer records an id another writer
     // stored, and may meet it again catching up. It is written once, at its first position.
-    while let Some((id, _)) = heads.iter().flatten().min_by_key(|(id, _)| *id).copied() {
+    while let Some((key, _)) = heads.iter().flatten().min_by_key(|(key, _)| *key).copied() {
         let mut position = u64::MAX;
         for (head, reader) in heads.iter_mut().zip(readers.iter_mut()) {
-            while let Some((at_id, at_position)) = *head
-                && at_id == id
+            while let Some((at_key, at_position)) = *head
+                && at_key == key
             {
                 position = position.min(at_position);
-                *head = reader.next()?;
+                *head = reader.next_keyed()?;
             }
         }
-        writer.push(id, position)?;
+        writer.push(key, position)?;
         written += 1;
         if total > CLOSE_FINISHES_MERGES_UP_TO
             && written.is_multiple_of(1 << 16)
@@ -1213,6 +1247,36 @@ mod tests {
         for candidate in fooled {
             assert_eq!(ids.get(candidate).expect("get"), None);
         }
+    }
+
+    /// A run of an earlier build (ids in id order, `BTIDRUN1`) is not read in this build's
+    /// order, which would miss ids: the index starts again, and the log's ids are read again.
+    #[test]
+    fn a_run_in_the_earlier_order_is_not_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut ids = store(dir.path(), 500);
+        fill(&mut ids, 0, 500);
+        drop(ids);
+        let (ids, opened) = IdStore::open(dir.path(), 500, |_| Ok(())).expect("open");
+        assert_eq!(
+            (opened.from_runs, opened.runs),
+            (500, 1),
+            "this build's run is read"
+        );
+        drop(ids);
+        let run = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "ids"))
+            .expect("a run");
+        let mut bytes = std::fs::read(&run).expect("run");
+        let footer_magic = bytes.len() - 8;
+        bytes[footer_magic..].copy_from_slice(RUN_MAGIC_IN_ID_ORDER);
+        std::fs::write(&run, &bytes).expect("an earlier build's run");
+        let error = Run::open(dir.path(), 0, 500).err().unwrap_or_default();
+        assert!(error.contains("earlier build"), "{error}");
+        let (_, opened) = IdStore::open(dir.path(), 500, |_| Ok(())).expect("open");
+        assert_eq!((opened.from_runs, opened.runs), (0, 0), "starts again");
     }
 
     #[test]
