@@ -1273,7 +1273,10 @@ mod tests {
         let mut found = 0;
         for (candidate, maybe) in batch.iter().zip(maybe) {
             let single = ids.get(*candidate).expect("get");
-            assert_eq!(ids.get_after_filters(*candidate, maybe).expect("get"), single);
+            assert_eq!(
+                ids.get_after_filters(*candidate, maybe).expect("get"),
+                single
+            );
             found += usize::from(single.is_some());
         }
         assert_eq!(found, (0..2_700).step_by(7).count());
