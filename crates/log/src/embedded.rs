@@ -297,16 +297,13 @@ impl EmbeddedLog {
         let mut added: Vec<u128> = Vec::new();
         let mut new_frames: Vec<Vec<u8>> = Vec::new();
         let mut next = writer.head;
-        let maybe_in_runs = index.runs_may_hold(frames.iter().map(|(id, _)| *id));
-        for ((id, frame), maybe_in_runs) in frames.into_iter().zip(maybe_in_runs) {
-            let found = index
-                .get_after_filters(id, maybe_in_runs)
-                .map_err(|error| {
-                    for id in &added {
-                        index.remove(*id);
-                    }
-                    self.storage_error(format!("reading the id index: {error}"))
-                })?;
+        for (id, frame) in frames {
+            let found = index.get(id).map_err(|error| {
+                for id in &added {
+                    index.remove(*id);
+                }
+                self.storage_error(format!("reading the id index: {error}"))
+            })?;
             if let Some(position) = found {
                 outcomes.push(AppendOutcome::Duplicate(position));
                 continue;

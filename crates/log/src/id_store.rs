@@ -929,33 +929,6 @@ impl IdStore {
 
     /// The position of `id`, if it is on the log.
     pub(crate) fn get(&self, id: u128) -> std::io::Result<Option<Position>> {
-        self.get_after_filters(id, true)
-    }
-
-    /// For each of `ids`, whether some run's filter may hold it, worked out a run at a time
-    /// for the whole batch: the probes of different ids do not wait on each other, so their
-    /// cache misses overlap (one id at a time, each waited for its run's miss before the next
-    /// run's: the largest cost of a bulk load's appender once the runs were ordered by hash).
-    /// Valid until the next [`IdStore::refresh`]; pass each answer to [`IdStore::get_after_filters`].
-    pub(crate) fn runs_may_hold(&self, ids: impl Iterator<Item = u128>) -> Vec<bool> {
-        let hashed: Vec<(u64, u64)> = ids.map(hashes).collect();
-        let mut maybe = vec![false; hashed.len()];
-        for run in &self.set.runs {
-            for (maybe, hashed) in maybe.iter_mut().zip(&hashed) {
-                *maybe |= run.filter.may_contain_hashed(*hashed);
-            }
-        }
-        maybe
-    }
-
-    /// [`IdStore::get`], where `maybe_in_runs` says whether some run's filter may hold `id`
-    /// (from [`IdStore::runs_may_hold`] since the last refresh): when none does, only the ids
-    /// not yet in runs are asked.
-    pub(crate) fn get_after_filters(
-        &self,
-        id: u128,
-        maybe_in_runs: bool,
-    ) -> std::io::Result<Option<Position>> {
         if let Some(position) = self.recent.get(&id) {
             return Ok(Some(Position::new(*position)));
         }
@@ -964,7 +937,7 @@ impl IdStore {
                 return Ok(Some(Position::new(*position)));
             }
         }
-        if self.set.runs.is_empty() || !maybe_in_runs {
+        if self.set.runs.is_empty() {
             return Ok(None);
         }
         let hashed = hashes(id);
@@ -1254,32 +1227,6 @@ mod tests {
         drop(ids);
         let ids = store(dir.path(), 1);
         assert_eq!(ids.get(id(1)).expect("get"), Some(Position::new(2)));
-    }
-
-    /// Filtering a batch a run at a time answers as asking one id at a time does.
-    #[test]
-    fn a_batch_filtered_run_by_run_answers_as_single_lookups() {
-        let dir = tempfile::tempdir().expect("dir");
-        let mut ids = store(dir.path(), 300);
-        // Runs of 300 merged into one or two, then a run of 300 newer than all of them,
-        // which no merge takes in (it never holds as many ids as a run before it).
-        fill(&mut ids, 0, 2_400);
-        ids.wait_for_merges();
-        fill(&mut ids, 2_400, 2_700);
-        ids.wait_for_merges();
-        assert!(ids.memory().runs > 1, "{:?}", ids.memory());
-        let batch: Vec<u128> = (0..5_400).step_by(7).map(id).collect();
-        let maybe = ids.runs_may_hold(batch.iter().copied());
-        let mut found = 0;
-        for (candidate, maybe) in batch.iter().zip(maybe) {
-            let single = ids.get(*candidate).expect("get");
-            assert_eq!(
-                ids.get_after_filters(*candidate, maybe).expect("get"),
-                single
-            );
-            found += usize::from(single.is_some());
-        }
-        assert_eq!(found, (0..2_700).step_by(7).count());
     }
 
     /// A false positive of a filter is settled by the run: the id is new.
