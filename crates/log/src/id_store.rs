@@ -1147,6 +1147,14 @@ mod tests {
         assert!(false_positives < 1_500, "{false_positives} of 500,000");
     }
 
+    fn a_run_file(dir: &Path) -> PathBuf {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .find(|p| p.extension().is_some_and(|e| e == "ids"))
+            .expect("a run")
+    }
+
     fn store(dir: &Path, limit: usize) -> IdStore {
         IdStore::open(dir, limit, |_| Ok(())).expect("open").0
     }
@@ -1264,11 +1272,7 @@ mod tests {
             "this build's run is read"
         );
         drop(ids);
-        let run = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .map(|e| e.expect("entry").path())
-            .find(|p| p.extension().is_some_and(|e| e == "ids"))
-            .expect("a run");
+        let run = a_run_file(dir.path());
         let mut bytes = std::fs::read(&run).expect("run");
         let footer_magic = bytes.len() - 8;
         bytes[footer_magic..].copy_from_slice(RUN_MAGIC_IN_ID_ORDER);
@@ -1285,11 +1289,7 @@ mod tests {
         let mut ids = store(dir.path(), 500);
         fill(&mut ids, 0, 500);
         drop(ids);
-        let run = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .map(|e| e.expect("entry").path())
-            .find(|p| p.extension().is_some_and(|e| e == "ids"))
-            .expect("a run");
+        let run = a_run_file(dir.path());
         let mut bytes = std::fs::read(&run).expect("run");
         let at = bytes.len() - 100;
         bytes[at] ^= 1;

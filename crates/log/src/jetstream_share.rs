@@ -303,16 +303,7 @@ async fn download_runs(
         .await
         .map_err(|error| format!("the stream {}: {error}", names.stream))?;
     // Every run there in full, before reading any.
-    let mut present: HashMap<String, usize> = HashMap::new();
-    let mut listed = stream
-        .info_with_subjects(names.runs_of(&published.token))
-        .await
-        .map_err(|error| format!("listing the shared runs: {error}"))?;
-    while let Some(entry) = listed.next().await {
-        let (subject, count) =
-            entry.map_err(|error| format!("listing the shared runs: {error}"))?;
-        present.insert(subject, count);
-    }
+    let present = messages_by_subject(&stream, names.runs_of(&published.token)).await?;
     for run in &published.runs {
         let subject = names.run(&published.token, run.seq);
         let count = present.get(&subject).copied().unwrap_or(0);
@@ -439,16 +430,7 @@ async fn share_pinned(
         }
     }
     // What this writer has up already, by subject and message count.
-    let mut present: HashMap<String, usize> = HashMap::new();
-    let mut listed = stream
-        .info_with_subjects(names.runs_of(&sharer.token))
-        .await
-        .map_err(|error| format!("listing the shared runs: {error}"))?;
-    while let Some(entry) = listed.next().await {
-        let (subject, count) =
-            entry.map_err(|error| format!("listing the shared runs: {error}"))?;
-        present.insert(subject, count);
-    }
+    let present = messages_by_subject(&stream, names.runs_of(&sharer.token)).await?;
     let mut runs = Vec::new();
     for seq in manifest.run_seqs() {
         let subject = names.run(&sharer.token, seq);
@@ -591,6 +573,24 @@ async fn upload(
         parts,
         crc: crc.finalize(),
     })
+}
+
+/// The side stream's subjects matching `filter`, each with its count of messages.
+async fn messages_by_subject<I>(
+    stream: &async_nats::jetstream::stream::Stream<I>,
+    filter: String,
+) -> Result<HashMap<String, usize>, String> {
+    let mut present = HashMap::new();
+    let mut listed = stream
+        .info_with_subjects(filter)
+        .await
+        .map_err(|error| format!("listing the shared runs: {error}"))?;
+    while let Some(entry) = listed.next().await {
+        let (subject, count) =
+            entry.map_err(|error| format!("listing the shared runs: {error}"))?;
+        present.insert(subject, count);
+    }
+    Ok(present)
 }
 
 #[cfg(test)]
