@@ -59,8 +59,8 @@ pub struct LogArgs {
     pub share_ids_every: u64,
     /// Ids of the latest appends an appending process keeps in memory (about 32 to 56 bytes
     /// each) before writing them to its id index on disk as a run. More means fewer runs to
-    /// merge and to look new ids up in, which speeds up a bulk load, for more memory (up to
-    /// five such maps while the disk catches up). Both backends.
+    /// merge and to look new ids up in, for more memory (up to five such maps while the disk
+    /// catches up); a bulk load of 10M lines measured no faster at 1M or 2M. Both backends.
     #[arg(
         long,
         global = true,
